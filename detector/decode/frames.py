@@ -1,0 +1,267 @@
+"""Pure-Python parsing of single frames and IP packets.
+
+Used where per-packet work is affordable: validating what a candidate payload carries, reading
+the inner packets of a mirror stream, and the fallback path for outer packets the vectorised
+decoder leaves aside (MPLS, PPPoE, IPv6 extension headers, fragments, rare link types).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_ARP = 0x0806
+ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
+ETH_MPLS = (0x8847, 0x8848)
+ETH_PPPOE_SESSION = 0x8864
+# EtherTypes that plausibly start a copied frame's payload (used to accept an inner Ethernet
+# frame as real): IP, ARP, VLAN tags, MPLS, PPPoE, LLDP, MACsec, 802.1X, PTP, Cisco TTag, NSH...
+PLAUSIBLE_ETHERTYPES = frozenset(
+    {
+        0x0800, 0x0806, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x9200, 0x8847, 0x8848, 0x8863, 0x8864,
+        0x88CC, 0x88E5, 0x888E, 0x88F7, 0x8988, 0x894F, 0x8035, 0x88B5, 0x88B6, 0x8809, 0x22F3,
+        0x88E7, 0x8906, 0x8914, 0x6558, 0x22EB, 0x88BE, 0x893A, 0x8902,
+    }
+)  # fmt: skip
+
+IPV6_EXT_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
+
+
+@dataclass(slots=True)
+class InnerPacket:
+    """Addresses and L4 facts of one frame or IP packet."""
+
+    src_mac: str | None = None
+    dst_mac: str | None = None
+    ethertype: int = 0
+    vlan: int | None = None
+    ip_version: int = 0
+    src: str | None = None
+    dst: str | None = None
+    proto: int = 0
+    sport: int = 0
+    dport: int = 0
+    ip_id: int = 0
+    ip_len: int = 0
+    # Offset of the IP header inside the parsed bytes, and of the L4 payload (-1 if unknown).
+    ip_offset: int = -1
+    l4_offset: int = -1
+    # True when this is a non-first fragment (no L4 header in it).
+    fragment: bool = False
+
+
+def mac_str(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def ip_str(b: bytes) -> str:
+    if len(b) == 4:
+        return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
+    return str(ipaddress.IPv6Address(b))
+
+
+def ipv4_checksum_ok(hdr: bytes) -> bool:
+    """RFC 791 one's-complement sum over the header, checksum included, must be 0xffff."""
+    if len(hdr) % 2:
+        return False
+    total = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def ipv4_valid(
+    data: bytes, off: int = 0, *, exact_len: bool = False, checksum: bool = True
+) -> bool:
+    """A real IPv4 header starts at ``off``: version 4, IHL ≥ 5, lengths consistent.
+
+    ``exact_len`` requires the total length to end exactly at the end of ``data`` (a carried
+    packet that fills its container); otherwise it may be truncated (snap length) but not longer
+    than 64 KiB and not shorter than its header.
+    """
+    if len(data) - off < 20:
+        return False
+    b0 = data[off]
+    if b0 >> 4 != 4:
+        return False
+    ihl = (b0 & 0x0F) * 4
+    if ihl < 20 or len(data) - off < ihl:
+        return False
+    total = (data[off + 2] << 8) | data[off + 3]
+    if total < ihl:
+        return False
+    if exact_len and total != len(data) - off:
+        return False
+    return not checksum or ipv4_checksum_ok(bytes(data[off : off + ihl]))
+
+
+def ipv6_valid(data: bytes, off: int = 0, *, exact_len: bool = False) -> bool:
+    if len(data) - off < 40 or data[off] >> 4 != 6:
+        return False
+    plen = (data[off + 4] << 8) | data[off + 5]
+    if exact_len:
+        # Jumbograms (payload length 0 with a hop-by-hop option) are not expected inside copies.
+        return plen + 40 == len(data) - off
+    return True
+
+
+def ethernet_valid(data: bytes, off: int = 0) -> bool:
+    """Plausible Ethernet II / 802.3 frame at ``off``: known EtherType, or an 802.3 length field
+    that fits, and a unicast/multicast source MAC (the group bit is never set in a source)."""
+    if len(data) - off < 14:
+        return False
+    if data[off + 6] & 0x01:
+        return False
+    etype = (data[off + 12] << 8) | data[off + 13]
+    if etype in PLAUSIBLE_ETHERTYPES:
+        if etype == ETH_IPV4:
+            return ipv4_valid(data, off + 14, checksum=True)
+        if etype == ETH_IPV6:
+            return ipv6_valid(data, off + 14)
+        return True
+    # 802.3 length field followed by LLC (STP, CDP, ...).
+    return etype <= 1500 and etype <= len(data) - off - 14 + 4
+
+
+def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
+    """Parse an IPv4 or IPv6 packet starting at ``off``; None when it is not one."""
+    if len(data) - off < 1:
+        return None
+    ver = data[off] >> 4
+    pkt = InnerPacket(ip_version=ver, ip_offset=off)
+    if ver == 4:
+        if not ipv4_valid(data, off, checksum=False):
+            return None
+        ihl = (data[off] & 0x0F) * 4
+        pkt.ip_len = (data[off + 2] << 8) | data[off + 3]
+        pkt.ip_id = (data[off + 4] << 8) | data[off + 5]
+        frag = ((data[off + 6] << 8) | data[off + 7]) & 0x1FFF
+        pkt.proto = data[off + 9]
+        pkt.src = ip_str(bytes(data[off + 12 : off + 16]))
+        pkt.dst = ip_str(bytes(data[off + 16 : off + 20]))
+        pkt.fragment = frag != 0
+        l4 = off + ihl
+    elif ver == 6:
+        if not ipv6_valid(data, off):
+            return None
+        pkt.ip_len = ((data[off + 4] << 8) | data[off + 5]) + 40
+        pkt.src = ip_str(bytes(data[off + 8 : off + 24]))
+        pkt.dst = ip_str(bytes(data[off + 24 : off + 40]))
+        nh = data[off + 6]
+        l4 = off + 40
+        # Walk extension headers so the L4 ports are read from the right place.
+        for _ in range(8):
+            if nh not in IPV6_EXT_HEADERS or nh in (50, 59):
+                break
+            if len(data) < l4 + 8:
+                return pkt
+            if nh == 44:
+                pkt.ip_id = struct.unpack_from("!I", data, l4 + 4)[0]
+                if struct.unpack_from("!H", data, l4 + 2)[0] & 0xFFF8:
+                    pkt.fragment = True
+                nh, l4 = data[l4], l4 + 8
+            elif nh == 51:
+                nh, l4 = data[l4], l4 + (data[l4 + 1] + 2) * 4
+            else:
+                nh, l4 = data[l4], l4 + (data[l4 + 1] + 1) * 8
+        pkt.proto = nh
+    else:
+        return None
+    pkt.l4_offset = l4
+    if not pkt.fragment and pkt.proto in (6, 17, 132, 136) and len(data) >= l4 + 4:
+        pkt.sport, pkt.dport = struct.unpack_from("!HH", data, l4)
+    return pkt
+
+
+def parse_ethernet(data: bytes, off: int = 0) -> InnerPacket | None:
+    """Parse an Ethernet frame (VLAN tags, MPLS and PPPoE skipped) down to its IP header."""
+    if len(data) - off < 14:
+        return None
+    dst_mac = mac_str(bytes(data[off : off + 6]))
+    src_mac = mac_str(bytes(data[off + 6 : off + 12]))
+    pos = off + 12
+    etype = (data[pos] << 8) | data[pos + 1]
+    vlan: int | None = None
+    for _ in range(4):
+        if etype not in ETH_VLAN_TAGS or len(data) < pos + 6:
+            break
+        if vlan is None:
+            vlan = ((data[pos + 2] << 8) | data[pos + 3]) & 0x0FFF
+        pos += 4
+        etype = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    if etype == ETH_PPPOE_SESSION and len(data) >= pos + 8:
+        ppp = (data[pos + 6] << 8) | data[pos + 7]
+        pos += 8
+        etype = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}.get(ppp, 0)
+    elif etype in ETH_MPLS:
+        for _ in range(8):
+            if len(data) < pos + 4:
+                break
+            bos = data[pos + 2] & 0x01
+            pos += 4
+            if bos:
+                break
+        nib = data[pos] >> 4 if len(data) > pos else 0
+        etype = {4: ETH_IPV4, 6: ETH_IPV6}.get(nib, 0)
+    inner: InnerPacket | None = None
+    if etype in (ETH_IPV4, ETH_IPV6):
+        inner = parse_ip(data, pos)
+    if inner is None:
+        inner = InnerPacket()
+    inner.src_mac, inner.dst_mac, inner.ethertype, inner.vlan = src_mac, dst_mac, etype, vlan
+    return inner
+
+
+def parse_carried(link: str, data: bytes) -> InnerPacket | None:
+    """Parse a carried frame by the link type its container declared."""
+    if link == "ethernet":
+        return parse_ethernet(data)
+    if link == "ip":
+        return parse_ip(data)
+    if link == "ppp" and len(data) >= 4:
+        # HDLC-like framing (ff 03) or bare protocol field.
+        off = 2 if data[0] == 0xFF and data[1] == 0x03 else 0
+        proto = (data[off] << 8) | data[off + 1]
+        if proto in (0x0021, 0x0057):
+            return parse_ip(data, off + 2)
+        return None
+    if link == "ieee80211":
+        return parse_ieee80211(data)
+    return None
+
+
+def parse_ieee80211(data: bytes) -> InnerPacket | None:
+    """Addresses of an 802.11 data frame (and its IP packet when LLC/SNAP carries one)."""
+    if len(data) < 24:
+        return None
+    fc0, fc1 = data[0], data[1]
+    ftype = (fc0 >> 2) & 0x3
+    if ftype == 3:
+        return None
+    to_ds, from_ds = fc1 & 0x1, (fc1 >> 1) & 0x1
+    a1, a2, a3 = (mac_str(bytes(data[i : i + 6])) for i in (4, 10, 16))
+    pkt = InnerPacket()
+    if ftype != 2:
+        pkt.dst_mac, pkt.src_mac = a1, a2
+        return pkt
+    # Destination/source address by the DS bits (IEEE 802.11 table 9-26).
+    dst, src = {(0, 0): (a1, a2), (0, 1): (a1, a3), (1, 0): (a3, a2), (1, 1): (a3, a2)}[
+        (to_ds, from_ds)
+    ]
+    pkt.dst_mac, pkt.src_mac = dst, src
+    hdr = 30 if (to_ds and from_ds) else 24
+    if (fc0 >> 4) & 0x8:  # QoS data subtype
+        hdr += 2
+    if len(data) >= hdr + 8 and data[hdr : hdr + 3] == b"\xaa\xaa\x03":
+        etype = (data[hdr + 6] << 8) | data[hdr + 7]
+        pkt.ethertype = etype
+        if etype in (ETH_IPV4, ETH_IPV6):
+            ip = parse_ip(data, hdr + 8)
+            if ip is not None:
+                ip.src_mac, ip.dst_mac, ip.ethertype = src, dst, etype
+                return ip
+    return pkt

@@ -1,0 +1,154 @@
+"""The contract every protocol module fulfils.
+
+A protocol module recognises one format by validating its structure (never by port alone) and
+returns a :class:`Decoded` describing what one packet (or one PDU of a stream) carried.  Modules
+know nothing about flows, severities or reports: the engine aggregates ``Decoded`` values into
+stream evidence, and ``detector.policy`` turns evidence into findings.
+
+Each module exposes one or more :class:`Decoder` instances; ``detector.protocols.registry`` lists
+them.  Adding a format means one new module plus a line in the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+Kind = Literal["mirror", "intercept", "flow-export", "tunnel"]
+Transport = Literal["udp", "tcp", "gre", "ip"]
+# How the carried bytes begin: an Ethernet frame, an IP packet (v4 or v6 by its first nibble),
+# an 802.11 frame, PPP, or something the module could not name.
+InnerLink = Literal["ethernet", "ip", "ieee80211", "ppp", "raw"]
+
+
+@dataclass(slots=True)
+class Carried:
+    """One packet or frame carried inside the outer packet (a copy, or a tunnelled packet)."""
+
+    link: InnerLink
+    data: bytes
+    # Original length of the copied frame where the format gives it (TZSP tag 41, sFlow).
+    orig_len: int | None = None
+    # "rx"/"tx"/"ingress"/"egress"/"to-target"/"from-target" where the format records it.
+    direction: str | None = None
+
+
+@dataclass(slots=True)
+class RecordedFlow:
+    """A conversation named in a flow-export record (NetFlow/IPFIX record, sFlow sample header)."""
+
+    src: str
+    dst: str
+    proto: int = 0
+    sport: int = 0
+    dport: int = 0
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one outer packet (or one stream PDU) turned out to be."""
+
+    protocol: str  # e.g. "tzsp", "erspan-2", "netflow-v9", "gtp-u"
+    kind: Kind
+    # Short description of the leading bytes and what they mean, for the finding's reasons,
+    # e.g. "01 00 00 01 01: TZSP version 1, type received, encapsulation Ethernet, END tag".
+    header: str
+    # Format-specific identifiers that stay constant for one stream (session id, VNI, sensor MAC,
+    # observation domain...).  Values must be str or int.
+    session: dict[str, int | str] = field(default_factory=dict)
+    carried: list[Carried] = field(default_factory=list)
+    records: list[RecordedFlow] = field(default_factory=list)
+    # Per-packet facts the engine aggregates (version, template ids, sampling rate, sequence
+    # number, record count...).  Values must be JSON-serialisable scalars or lists of them.
+    facts: dict[str, object] = field(default_factory=dict)
+    # How unambiguous one packet's match is: 1.0 for a magic number or several independent
+    # checks, lower for formats without a magic (PCLI, legacy peekremote).
+    strength: float = 1.0
+    # Number of header bytes before the carried payload (for reasons and evidence pcaps).
+    header_len: int = 0
+
+
+@dataclass(slots=True)
+class PacketContext:
+    """Outer facts about the packet being decoded, for checks that need them."""
+
+    src: str = ""
+    dst: str = ""
+    sport: int = 0
+    dport: int = 0
+    ttl: int = 0
+    ts: float = 0.0
+    udp_checksum: int | None = None
+    # GRE header fields when transport is "gre".
+    gre_proto: int = 0
+    gre_flags: int = 0
+    gre_key: int | None = None
+    gre_seq: int | None = None
+    # IP protocol number when transport is "ip".
+    ip_proto: int = 0
+
+
+class Decoder:
+    """Base class of a format decoder.  Subclasses set the class attributes and ``decode``.
+
+    ``transport`` says where the format lives:
+    - "udp"/"tcp": ``decode`` gets the L4 payload.  ``ports`` only adds confidence.
+    - "gre": ``decode`` gets the bytes after the GRE header; ``gre_types`` lists the GRE
+      protocol types it handles (the GRE header itself is parsed by ``detector.protocols.gre``).
+    - "ip": ``decode`` gets the IP payload; ``ip_protos`` lists the IP protocol numbers.
+
+    UDP and TCP decoders also provide ``prefilter``: a vectorised test over the first bytes of
+    many payloads at once that is cheap and never misses a packet ``decode`` would accept.  Only
+    rows that pass some prefilter reach Python, which is what keeps the engine fast.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    transport: ClassVar[Transport]
+    ports: ClassVar[frozenset[int]] = frozenset()
+    gre_types: ClassVar[frozenset[int]] = frozenset()
+    ip_protos: ClassVar[frozenset[int]] = frozenset()
+    # Lower runs first when several decoders accept the same payload (specific before generic).
+    priority: ClassVar[int] = 50
+
+    def prefilter(
+        self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """``head`` is (n, PREFILTER_BYTES) payload bytes, zero past ``length`` (captured bytes)."""
+        raise NotImplementedError
+
+    def new_state(self) -> object | None:
+        """Per-stream state for stateful formats (templates, TCP PDU framing)."""
+        return None
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        """Return what the payload is, or None when it does not validate as this format."""
+        raise NotImplementedError
+
+
+class StreamDecoder(Decoder):
+    """A format carried in a TCP byte stream (ETSI handover, X2/X3, rpcap, PCAP-over-IP).
+
+    The engine reassembles each direction of a TCP connection and calls ``feed`` with the next
+    in-order bytes; the decoder frames PDUs itself and keeps partial PDUs in its state.
+    """
+
+    transport: ClassVar[Transport] = "tcp"
+
+    def feed(self, data: bytes, ctx: PacketContext, state: object | None) -> list[Decoded]:
+        raise NotImplementedError
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        # One segment that holds a whole PDU: used to classify a connection before reassembly.
+        found = self.feed(payload, ctx, self.new_state())
+        return found[0] if found else None
+
+
+# Width of the payload window given to prefilters.
+PREFILTER_BYTES = 64
