@@ -1,0 +1,230 @@
+"""TZSP, the TaZmen Sniffer Protocol (catalog §1): remote capture over UDP (MikroTik sniffer
+streaming, mangle sniff-tzsp, Nortel snoop...).
+
+Layout: version(1) = 1, type(1), encapsulation(2, big-endian), then tagged fields up to an END
+tag, then the captured frame.  PAD (0) and END (1) tags are one byte; every other tag is
+type, length, value.  Types 0 (received) and 1 (for transmit) carry a frame; keepalive (4) and
+port opener (5) are the bare 4-byte header; configuration (3) has tags only.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from detector.decode.frames import ethernet_valid, ipv4_valid, ipv6_valid, mac_str
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+HEADER = struct.Struct("!BBH")
+VERSION = 1
+
+TYPE_NAMES = {0: "received", 1: "transmit", 3: "configuration", 4: "keepalive", 5: "port opener"}
+FRAME_TYPES = frozenset({0, 1})
+BARE_TYPES = frozenset({4, 5})
+
+ENCAP_NONE = 0
+ENCAP_ETHERNET = 1
+ENCAP_PPP = 4
+ENCAP_RAW_IP = 7
+ENCAP_80211 = 18
+ENCAP_PRISM = 119
+ENCAP_RADIOTAP = 126
+ENCAP_AVS = 127
+ENCAP_NAMES = {
+    ENCAP_NONE: "none",
+    ENCAP_ETHERNET: "Ethernet",
+    2: "Token Ring",
+    3: "SLIP",
+    ENCAP_PPP: "PPP",
+    5: "FDDI",
+    ENCAP_RAW_IP: "raw IP",
+    ENCAP_80211: "802.11",
+    ENCAP_PRISM: "802.11 with Prism header",
+    ENCAP_RADIOTAP: "802.11 with radiotap header",
+    ENCAP_AVS: "802.11 with AVS header",
+}
+# Radio headers in front of an 802.11 frame.
+RADIO_ENCAPS = frozenset({ENCAP_PRISM, ENCAP_RADIOTAP, ENCAP_AVS})
+
+TAG_PAD = 0
+TAG_END = 1
+TAG_PACKET_ID = 40
+TAG_ORIG_LEN = 41
+TAG_SENSOR_MAC = 60
+
+PREFILTER_TYPES = np.array(sorted(TYPE_NAMES), dtype=np.uint8)
+PREFILTER_ENCAPS = np.array(sorted(ENCAP_NAMES), dtype=np.uint8)
+
+PRISM_LEN = 144
+AVS_MAGIC = frozenset({0x80211001, 0x80211002})
+RADIOTAP_MIN = 8
+
+
+@dataclass(slots=True)
+class Tags:
+    numbers: list[int] = field(default_factory=list)
+    end: int = 0  # offset just past the END tag
+    sensor_mac: str | None = None
+    orig_len: int | None = None
+    packet_id: int | None = None
+
+
+def _walk_tags(data: bytes, off: int) -> Tags | None:
+    """Walk tagged fields from ``off`` through END; None if a tag runs past the data."""
+    tags = Tags()
+    n = len(data)
+    while off < n:
+        tag = data[off]
+        off += 1
+        if tag == TAG_END:
+            tags.end = off
+            return tags
+        if tag == TAG_PAD:
+            continue
+        if off >= n:
+            return None
+        size = data[off]
+        value = data[off + 1 : off + 1 + size]
+        off += 1 + size
+        if off > n:
+            return None
+        tags.numbers.append(tag)
+        if tag == TAG_SENSOR_MAC and size == 6:
+            tags.sensor_mac = mac_str(bytes(value))
+        elif tag == TAG_ORIG_LEN and size == 2:
+            tags.orig_len = (value[0] << 8) | value[1]
+        elif tag == TAG_PACKET_ID and size == 4:
+            tags.packet_id = struct.unpack("!I", value)[0]
+    return None
+
+
+def _ieee80211_plausible(frame: bytes) -> bool:
+    """Protocol version 0, a defined frame type, and room for the header that type needs."""
+    if len(frame) < 10 or frame[0] & 0x03:
+        return False
+    ftype = (frame[0] >> 2) & 0x03
+    return ftype != 3 and (ftype == 1 or len(frame) >= 24)
+
+
+def _radio_header_len(encap: int, data: bytes) -> int | None:
+    """Length of the radio header in front of the 802.11 frame, when it is well formed."""
+    if len(data) < RADIOTAP_MIN:
+        return None
+    magic, be_len = struct.unpack_from("!II", data)
+    if encap == ENCAP_RADIOTAP:
+        hlen = data[2] | (data[3] << 8)
+        return hlen if data[0] == 0 and RADIOTAP_MIN <= hlen <= len(data) else None
+    if magic in AVS_MAGIC:  # AVS, also found under the Prism encapsulation
+        return be_len if RADIOTAP_MIN <= be_len <= len(data) else None
+    if encap == ENCAP_PRISM:
+        msglen = struct.unpack_from("<I", data, 4)[0]
+        return PRISM_LEN if msglen == PRISM_LEN and len(data) >= PRISM_LEN else None
+    return None
+
+
+def _carried(encap: int, data: bytes) -> tuple[Carried, float] | None:
+    """The carried frame and the match strength, or None when it is not what encap says."""
+    if encap == ENCAP_ETHERNET:
+        return (Carried("ethernet", data), 1.0) if ethernet_valid(data) else None
+    if encap == ENCAP_RAW_IP:
+        return (Carried("ip", data), 1.0) if ipv4_valid(data) or ipv6_valid(data) else None
+    if encap == ENCAP_80211:
+        return (Carried("ieee80211", data), 1.0) if _ieee80211_plausible(data) else None
+    if encap in RADIO_ENCAPS:
+        skip = _radio_header_len(encap, data)
+        if skip is None or not _ieee80211_plausible(data[skip:]):
+            return None
+        return Carried("ieee80211", data[skip:]), 1.0
+    # Token Ring, SLIP, PPP, FDDI: the link cannot be checked here, so the match is weaker.
+    if not data:
+        return None
+    return Carried("ppp" if encap == ENCAP_PPP else "raw", data), 0.6
+
+
+class Tzsp(Decoder):
+    name = "tzsp"
+    kind = "mirror"
+    transport = "udp"
+    ports = frozenset({37008})
+    priority = 30
+
+    def prefilter(
+        self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        return (
+            (head[:, 0] == VERSION)
+            & np.isin(head[:, 1], PREFILTER_TYPES)
+            & (head[:, 2] == 0)  # every known encapsulation is below 256
+            & np.isin(head[:, 3], PREFILTER_ENCAPS)
+            & (length >= HEADER.size)
+        )
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        if len(payload) < HEADER.size:
+            return None
+        version, ptype, encap = HEADER.unpack_from(payload)
+        if version != VERSION or ptype not in TYPE_NAMES or encap not in ENCAP_NAMES:
+            return None
+        what = f"TZSP version 1, type {ptype} ({TYPE_NAMES[ptype]}), encapsulation {encap} "
+        what += f"({ENCAP_NAMES[encap]})"
+        session: dict[str, int | str] = {"encapsulation": encap}
+        if ptype in BARE_TYPES and len(payload) == HEADER.size:
+            # A 4-byte keepalive has no other check: a weak match on its own.
+            return Decoded(
+                protocol=self.name,
+                kind=self.kind,
+                header=f"{payload.hex(' ')}: {what}, no tags",
+                session=session,
+                facts={"version": version, "type": ptype},
+                strength=0.3,
+                header_len=HEADER.size,
+            )
+        tags = _walk_tags(payload, HEADER.size)
+        if tags is None:
+            return None
+        if tags.sensor_mac is not None:
+            session["sensor_mac"] = tags.sensor_mac
+        facts: dict[str, object] = {"version": version, "type": ptype, "tags": tags.numbers}
+        if tags.packet_id is not None:
+            facts["packet_id"] = tags.packet_id
+        if tags.orig_len is not None:
+            facts["orig_len"] = tags.orig_len
+        header = f"{payload[: min(tags.end, 24)].hex(' ')}: {what}, tags {tags.numbers}, END"
+        rest = bytes(payload[tags.end :])
+        if ptype not in FRAME_TYPES:
+            # Configuration, keepalive, port opener: TZSP, but nothing is copied.
+            if rest:
+                return None
+            return Decoded(
+                protocol=self.name,
+                kind=self.kind,
+                header=header,
+                session=session,
+                facts=facts,
+                strength=0.5,
+                header_len=tags.end,
+            )
+        found = _carried(encap, rest) if encap != ENCAP_NONE else None
+        if found is None:
+            return None
+        carried, strength = found
+        carried.orig_len = tags.orig_len
+        return Decoded(
+            protocol=self.name,
+            kind=self.kind,
+            header=header,
+            session=session,
+            carried=[carried],
+            facts=facts,
+            strength=strength,
+            header_len=tags.end,
+        )
+
+
+DECODERS: list[Decoder] = [Tzsp()]
