@@ -1,0 +1,218 @@
+"""sFlow version 5 (sflow.org sflow_version_5.txt).
+
+Content checks: version 5, agent address type 1 (IPv4) or 2 (IPv6), sample lengths that are
+multiples of 4 and chain exactly to the end of the datagram, and a sample count that matches.
+Flow samples' raw packet header records are truncated copies of real packets: they become
+``carried`` (whatever they hold, VXLAN included, is just sampled bytes), and the conversations
+they show become ``records``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from detector.decode.frames import ethernet_valid, ip_str, ipv4_valid, ipv6_valid, parse_carried
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    Kind,
+    PacketContext,
+    RecordedFlow,
+    Transport,
+)
+from detector.protocols.templates import MAX_RECORDS, be32
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+VERSION = 5
+ADDR_LEN = {1: 4, 2: 16}
+# sub-agent id, datagram sequence, uptime (ms), number of samples
+TAIL = struct.Struct("!IIII")
+U32 = struct.Struct("!I")
+PAIR = struct.Struct("!II")
+# Sample formats (enterprise 0).
+FLOW_SAMPLE, COUNTER_SAMPLE, EXPANDED_FLOW_SAMPLE, EXPANDED_COUNTER_SAMPLE = 1, 2, 3, 4
+# Bytes of a flow sample before its records, and where the sampling rate and record count are.
+FLOW_SAMPLE_LAYOUT = {FLOW_SAMPLE: (8, 28), EXPANDED_FLOW_SAMPLE: (12, 40)}
+# Flow record formats (enterprise 0).
+RAW_HEADER, SAMPLED_IPV4, SAMPLED_IPV6 = 1, 3, 4
+RAW_HEADER_FIELDS = struct.Struct("!IIII")  # header protocol, frame length, stripped, header size
+SAMPLED_IPV4_FIELDS = struct.Struct("!II4s4sII")  # length, protocol, src, dst, sport, dport
+SAMPLED_IPV6_FIELDS = struct.Struct("!II16s16sII")
+HEADER_LINKS: dict[int, InnerLink] = {1: "ethernet", 11: "ip", 12: "ip"}
+# A datagram never holds more samples than this (1500-byte MTU, ≥ 8 bytes each: far fewer).
+MAX_SAMPLES = 1024
+
+
+class _Walk:
+    """Counters gathered while walking one datagram's samples."""
+
+    __slots__ = (
+        "carried",
+        "counter_samples",
+        "flow_samples",
+        "headers",
+        "malformed",
+        "other_headers",
+        "rates",
+        "records",
+    )
+
+    def __init__(self) -> None:
+        self.carried: list[Carried] = []
+        self.records: list[RecordedFlow] = []
+        self.rates: list[int] = []
+        self.flow_samples = self.counter_samples = self.headers = 0
+        self.other_headers = self.malformed = 0
+
+    def flow(self, f: RecordedFlow) -> None:
+        if len(self.records) < MAX_RECORDS:
+            self.records.append(f)
+
+
+def _header_record(body: bytes, out: _Walk) -> None:
+    if len(body) < RAW_HEADER_FIELDS.size:
+        out.malformed += 1
+        return
+    proto, frame_len, _stripped, size = RAW_HEADER_FIELDS.unpack_from(body)
+    data = body[RAW_HEADER_FIELDS.size : RAW_HEADER_FIELDS.size + size]
+    if len(data) != size:
+        out.malformed += 1
+        return
+    link = HEADER_LINKS.get(proto)
+    valid = (
+        (link == "ethernet" and ethernet_valid(data))
+        or (proto == 11 and ipv4_valid(data))
+        or (proto == 12 and ipv6_valid(data))
+    )
+    out.headers += 1
+    if link is None or not valid:
+        # Other header protocols (MPLS, POS, 802.11...) or bytes that do not parse as claimed.
+        out.other_headers += 1
+        if len(out.carried) < MAX_RECORDS:
+            out.carried.append(Carried("raw", data, orig_len=frame_len))
+        return
+    if len(out.carried) < MAX_RECORDS:
+        out.carried.append(Carried(link, data, orig_len=frame_len))
+    inner = parse_carried(link, data)
+    if inner is not None and inner.src and inner.dst:
+        out.flow(
+            RecordedFlow(inner.src, inner.dst, inner.proto, inner.sport, inner.dport, 1, frame_len)
+        )
+
+
+def _flow_sample(body: bytes, fmt: int, out: _Walk) -> None:
+    rate_off, count_off = FLOW_SAMPLE_LAYOUT[fmt]
+    out.flow_samples += 1
+    if len(body) < count_off + 4:
+        out.malformed += 1
+        return
+    out.rates.append(U32.unpack_from(body, rate_off)[0])
+    n = U32.unpack_from(body, count_off)[0]
+    pos = count_off + 4
+    for _ in range(min(n, MAX_SAMPLES)):
+        if len(body) - pos < 8:
+            out.malformed += 1
+            return
+        rfmt, rlen = PAIR.unpack_from(body, pos)
+        rec = body[pos + 8 : pos + 8 + rlen]
+        pos += 8 + rlen
+        if len(rec) != rlen:
+            out.malformed += 1
+            return
+        if rfmt == RAW_HEADER:
+            _header_record(rec, out)
+        elif rfmt == SAMPLED_IPV4 and rlen >= SAMPLED_IPV4_FIELDS.size:
+            flen, proto, src, dst, sport, dport = SAMPLED_IPV4_FIELDS.unpack_from(rec)
+            out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
+        elif rfmt == SAMPLED_IPV6 and rlen >= SAMPLED_IPV6_FIELDS.size:
+            flen, proto, src, dst, sport, dport = SAMPLED_IPV6_FIELDS.unpack_from(rec)
+            out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
+
+
+class SflowDecoder(Decoder):
+    name: ClassVar[str] = "sflow"
+    kind: ClassVar[Kind] = "flow-export"
+    transport: ClassVar[Transport] = "udp"
+    ports: ClassVar[frozenset[int]] = frozenset({6343})
+
+    def prefilter(
+        self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        addr_type = be32(head, 4)
+        return (
+            (be32(head, 0) == VERSION)
+            & ((addr_type == 1) | (addr_type == 2))
+            & (length >= np.where(addr_type == 1, 28, 40))
+        )
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        if len(payload) < 28:
+            return None
+        version, addr_type = PAIR.unpack_from(payload)
+        alen = ADDR_LEN.get(addr_type)
+        if version != VERSION or alen is None or len(payload) < 8 + alen + TAIL.size:
+            return None
+        agent = ip_str(payload[8 : 8 + alen])
+        sub_agent, seq, uptime, n_samples = TAIL.unpack_from(payload, 8 + alen)
+        if n_samples > MAX_SAMPLES:
+            return None
+        # First pass: the sample chain must be exact before any sample is interpreted.
+        samples: list[tuple[int, int, int]] = []
+        pos = header_len = 8 + alen + TAIL.size
+        while pos < len(payload):
+            if len(payload) - pos < 8 or len(samples) == n_samples:
+                return None
+            fmt, slen = PAIR.unpack_from(payload, pos)
+            if slen % 4 or pos + 8 + slen > len(payload):
+                return None
+            samples.append((fmt, pos + 8, pos + 8 + slen))
+            pos += 8 + slen
+        if len(samples) != n_samples:
+            return None
+        out = _Walk()
+        for fmt, s, e in samples:
+            # Enterprise (top 20 bits) 0 is the standard sFlow structures.
+            if fmt in FLOW_SAMPLE_LAYOUT:
+                _flow_sample(payload[s:e], fmt, out)
+            elif fmt in (COUNTER_SAMPLE, EXPANDED_COUNTER_SAMPLE):
+                out.counter_samples += 1
+        facts: dict[str, object] = {
+            "version": VERSION,
+            "sequence": seq,
+            "uptime_ms": uptime,
+            "samples": n_samples,
+            "flow_samples": out.flow_samples,
+            "counter_samples": out.counter_samples,
+            "packet_headers": out.headers,
+        }
+        if out.rates:
+            facts["sampling_rate"] = out.rates[0]
+            facts["sampling_rates"] = sorted(set(out.rates))
+        if out.other_headers:
+            # Headers of other protocols (MPLS, 802.11...) or not parsing as claimed: kept raw.
+            facts["raw_headers"] = out.other_headers
+        if out.malformed:
+            facts["malformed_records"] = out.malformed
+        return Decoded(
+            protocol="sflow",
+            kind=self.kind,
+            header=(
+                f"{payload[:8].hex(' ')}: sFlow version 5, agent IPv{4 if alen == 4 else 6} "
+                f"{agent}, sub-agent {sub_agent}, sequence {seq}, {n_samples} sample(s)"
+            ),
+            session={"agent": agent, "sub_agent_id": sub_agent},
+            carried=out.carried,
+            records=out.records,
+            facts=facts,
+            header_len=header_len,
+        )
+
+
+DECODERS: list[Decoder] = [SflowDecoder()]

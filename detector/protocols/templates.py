@@ -1,0 +1,414 @@
+"""Pieces shared by the flow-export decoders: template cache, set chaining, record walker.
+
+NetFlow v9 and IPFIX describe data records by templates sent earlier in the same stream.  A
+template is identified by (exporter, source id / observation domain, template id); the decoder's
+per-stream state is a :class:`TemplateCache`, so the exporter part of the key is the stream
+itself.  Both formats also share the set framing (id, length) and the element numbering for the
+fields we read (IPFIX reused the v9 numbers 1-127), so one walker serves both.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from detector.decode.frames import ethernet_valid, ip_str, ipv4_valid, ipv6_valid
+from detector.protocols.base import Carried, Decoded, Decoder, Kind, RecordedFlow, Transport
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+# Unix seconds of 2000-01-01 and 2100-01-01: an export header's clock must fall between them.
+MIN_UNIX_SECS = 946_684_800
+MAX_UNIX_SECS = 4_102_444_800
+# Data records turned into RecordedFlow / Carried per packet: enough to name the conversations,
+# cheap enough for a busy exporter.
+MAX_RECORDS = 100
+# Templates kept per stream; a bound so garbage that passes the checks cannot grow memory.
+MAX_TEMPLATES = 4096
+VARLEN = 0xFFFF
+
+# Information elements read from data records (IPFIX numbering; v9 uses the same numbers).
+IE_OCTETS, IE_PACKETS, IE_PROTO, IE_SPORT, IE_SRC4, IE_DPORT, IE_DST4 = 1, 2, 4, 7, 8, 11, 12
+IE_SRC6, IE_DST6 = 27, 28
+IE_OCTETS_TOTAL, IE_PACKETS_TOTAL = 85, 86
+IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL = 34, 50
+IE_PKT_INTERVAL, IE_PKT_SPACE = 305, 306
+IE_IP_TOTAL_LEN, IE_FRAME_SIZE = 224, 312
+# PSAMP packet sections (RFC 5477): the record carries bytes of the sampled packet itself.
+IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION = 313, 314
+IE_FRAME_SECTION, IE_MPLS_SECTION = 315, 316
+PACKET_SECTIONS = (IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION, IE_FRAME_SECTION, IE_MPLS_SECTION)
+WANTED = frozenset(
+    {
+        IE_OCTETS, IE_PACKETS, IE_PROTO, IE_SPORT, IE_SRC4, IE_DPORT, IE_DST4, IE_SRC6, IE_DST6,
+        IE_OCTETS_TOTAL, IE_PACKETS_TOTAL, IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL,
+        IE_PKT_INTERVAL, IE_PKT_SPACE, IE_IP_TOTAL_LEN, IE_FRAME_SIZE, *PACKET_SECTIONS,
+    }
+)  # fmt: skip
+
+_SET_HDR = struct.Struct("!HH")
+
+
+def be16(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.int64]:
+    """Big-endian 16-bit column of a prefilter matrix."""
+    return (head[:, off].astype(np.int64) << 8) | head[:, off + 1]
+
+
+def be32(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.int64]:
+    return (be16(head, off) << 16) | be16(head, off + 2)
+
+
+def plausible_secs(secs: int) -> bool:
+    return MIN_UNIX_SECS <= secs < MAX_UNIX_SECS
+
+
+def plausible_secs_col(secs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    return (secs >= MIN_UNIX_SECS) & (secs < MAX_UNIX_SECS)
+
+
+@dataclass(slots=True, frozen=True)
+class Template:
+    tid: int
+    # (key, length) per field; key is the element id, plus enterprise << 16 for enterprise
+    # elements, or negative for v9 scope fields (whose numbers are not element ids).
+    fields: tuple[tuple[int, int], ...]
+    scope_count: int = 0
+    # Record length when no field is variable-length, else None.
+    fixed_len: int | None = None
+    # Shortest possible record (variable-length fields counted as their 1-byte length prefix).
+    min_len: int = 0
+    # For fixed-length templates: offset and length of each wanted element in a record.
+    offsets: tuple[tuple[int, int, int], ...] = ()
+
+
+def make_template(tid: int, fields: list[tuple[int, int]], scope_count: int = 0) -> Template:
+    var = any(length == VARLEN for _, length in fields)
+    min_len = sum(1 if length == VARLEN else length for _, length in fields)
+    offsets: list[tuple[int, int, int]] = []
+    if not var:
+        pos = 0
+        for key, length in fields:
+            if key in WANTED:
+                offsets.append((key, pos, length))
+            pos += length
+    return Template(
+        tid, tuple(fields), scope_count, None if var else min_len, min_len, tuple(offsets)
+    )
+
+
+class TemplateCache:
+    """Templates of one exporter stream, keyed by (source id / observation domain, template id)."""
+
+    __slots__ = ("templates",)
+
+    def __init__(self) -> None:
+        self.templates: dict[tuple[int, int], Template] = {}
+
+    def get(self, domain: int, tid: int) -> Template | None:
+        return self.templates.get((domain, tid))
+
+    def put(self, domain: int, t: Template) -> None:
+        if len(self.templates) >= MAX_TEMPLATES and (domain, t.tid) not in self.templates:
+            return
+        self.templates[(domain, t.tid)] = t
+
+    def withdraw(self, domain: int, tid: int | None) -> None:
+        """Forget one template, or every template of the domain when ``tid`` is None."""
+        if tid is not None:
+            self.templates.pop((domain, tid), None)
+            return
+        for key in [k for k in self.templates if k[0] == domain]:
+            del self.templates[key]
+
+
+def cache_of(state: object | None) -> TemplateCache:
+    # Without a stream state (one-off classification) templates live for this packet only.
+    return state if isinstance(state, TemplateCache) else TemplateCache()
+
+
+def chain_sets(
+    data: bytes, start: int, control_ids: frozenset[int], end: int | None = None
+) -> list[tuple[int, int, int]] | None:
+    """Split ``data[start:end]`` into (set id, body start, end) sets whose lengths end exactly at
+    ``end``; None when they do not, or a set id is neither control nor ≥ 256."""
+    sets: list[tuple[int, int, int]] = []
+    pos = start
+    end = len(data) if end is None else end
+    while pos < end:
+        if end - pos < 4:
+            return None
+        sid, length = _SET_HDR.unpack_from(data, pos)
+        if length < 4 or pos + length > end or (sid < 256 and sid not in control_ids):
+            return None
+        sets.append((sid, pos + 4, pos + length))
+        pos += length
+    return sets if sets else None
+
+
+def parse_fields(
+    data: bytes, pos: int, end: int, count: int, enterprise: bool
+) -> tuple[list[tuple[int, int]], int] | None:
+    """Read ``count`` field specifiers (type, length[, enterprise number]) from ``pos``."""
+    fields: list[tuple[int, int]] = []
+    for _ in range(count):
+        if end - pos < 4:
+            return None
+        ie, length = _SET_HDR.unpack_from(data, pos)
+        pos += 4
+        if enterprise and ie & 0x8000:
+            if end - pos < 4:
+                return None
+            pen = int.from_bytes(data[pos : pos + 4], "big")
+            pos += 4
+            ie = (ie & 0x7FFF) | (pen << 16)
+        fields.append((ie, length))
+    return fields, pos
+
+
+def is_padding(data: bytes, pos: int, end: int, shortest: int) -> bool:
+    """Trailing bytes of a set that cannot hold another record (or are all zero) are padding."""
+    return end - pos < shortest or not any(data[pos:end])
+
+
+def read_records(
+    t: Template, data: bytes, start: int, end: int, keep: int
+) -> tuple[int, list[dict[int, bytes]]]:
+    """Count the records of a data set and return the wanted fields of the first ``keep``."""
+    rows: list[dict[int, bytes]] = []
+    if t.fixed_len is not None:
+        if t.fixed_len == 0:
+            return 0, rows
+        count = (end - start) // t.fixed_len
+        for i in range(min(count, keep)):
+            base = start + i * t.fixed_len
+            rows.append({k: data[base + o : base + o + n] for k, o, n in t.offsets})
+        return count, rows
+    count, pos = 0, start
+    while not is_padding(data, pos, end, max(t.min_len, 1)):
+        row: dict[int, bytes] = {}
+        for key, length in t.fields:
+            if length == VARLEN:
+                if pos >= end:
+                    return count, rows
+                length, pos = data[pos], pos + 1
+                if length == 255:
+                    if end - pos < 2:
+                        return count, rows
+                    length, pos = (data[pos] << 8) | data[pos + 1], pos + 2
+            if end - pos < length:
+                return count, rows
+            if key in WANTED and len(rows) < keep:
+                row[key] = data[pos : pos + length]
+            pos += length
+        count += 1
+        if len(rows) < keep:
+            rows.append(row)
+    return count, rows
+
+
+def _uint(b: bytes | None) -> int:
+    return int.from_bytes(b, "big") if b else 0
+
+
+def _addr(row: dict[int, bytes], v4: int, v6: int) -> str | None:
+    b = row.get(v4)
+    if b is not None and len(b) == 4:
+        return ip_str(b)
+    b = row.get(v6)
+    if b is not None and len(b) == 16:
+        return ip_str(b)
+    return None
+
+
+def _section(key: int, data: bytes, row: dict[int, bytes]) -> Carried:
+    """A PSAMP packet section as carried bytes, named by what it validates as."""
+    if key == IE_FRAME_SECTION and ethernet_valid(data):
+        return Carried("ethernet", data, orig_len=_uint(row.get(IE_FRAME_SIZE)) or None)
+    if key == IE_IP_HEADER_SECTION and (ipv4_valid(data) or ipv6_valid(data)):
+        return Carried("ip", data, orig_len=_uint(row.get(IE_IP_TOTAL_LEN)) or None)
+    return Carried("raw", data)
+
+
+@dataclass(slots=True)
+class SetWalk:
+    """What the sets of one v9/IPFIX message held, gathered for ``Decoded``."""
+
+    records: list[RecordedFlow] = field(default_factory=list)
+    carried: list[Carried] = field(default_factory=list)
+    template_ids: list[int] = field(default_factory=list)
+    options_template_ids: list[int] = field(default_factory=list)
+    withdrawn_template_ids: list[int] = field(default_factory=list)
+    data_set_ids: list[int] = field(default_factory=list)
+    missing_template_ids: list[int] = field(default_factory=list)
+    template_records: int = 0
+    malformed_templates: int = 0
+    data_records: int = 0
+    options_records: int = 0
+    sampling_interval: int = 0
+    psamp_sections: int = 0
+
+    def add_template(self, cache: TemplateCache, domain: int, t: Template) -> None:
+        cache.put(domain, t)
+        self.template_records += 1
+        (self.options_template_ids if t.scope_count else self.template_ids).append(t.tid)
+
+    def template_set(
+        self, cache: TemplateCache, domain: int, data: bytes, s: int, e: int, enterprise: bool
+    ) -> None:
+        """v9 flowset 0 / IPFIX set 2: (template id, field count, fields) records.
+
+        ``enterprise`` selects IPFIX encoding: enterprise-bit fields and withdrawals (count 0)."""
+        pos = s
+        while not is_padding(data, pos, e, 4):
+            tid, count = _SET_HDR.unpack_from(data, pos)
+            pos += 4
+            if enterprise and count == 0:
+                self.withdraw(cache, domain, tid)
+                continue
+            parsed = parse_fields(data, pos, e, count, enterprise) if tid >= 256 else None
+            if parsed is None or count == 0:
+                # Nothing after a broken record can be trusted; the set chain itself was valid.
+                self.malformed_templates += 1
+                return
+            fields, pos = parsed
+            self.add_template(cache, domain, make_template(tid, fields))
+
+    def withdraw(self, cache: TemplateCache, domain: int, tid: int) -> None:
+        # Template id 2 or 3 in a withdrawal means every template of the domain (RFC 7011 8.1).
+        cache.withdraw(domain, tid if tid >= 256 else None)
+        self.withdrawn_template_ids.append(tid)
+
+    def data_set(
+        self, cache: TemplateCache, domain: int, sid: int, data: bytes, s: int, e: int
+    ) -> None:
+        self.data_set_ids.append(sid)
+        t = cache.get(domain, sid)
+        if t is None:
+            self.missing_template_ids.append(sid)
+            return
+        keep = max(0, MAX_RECORDS - len(self.records) - len(self.carried))
+        count, rows = read_records(t, data, s, e, keep)
+        if t.scope_count:
+            self.options_records += count
+        else:
+            self.data_records += count
+        for row in rows:
+            self._absorb(row)
+
+    def _absorb(self, row: dict[int, bytes]) -> None:
+        if not self.sampling_interval:
+            interval = _uint(row.get(IE_SAMPLING_INTERVAL)) or _uint(
+                row.get(IE_SAMPLER_RANDOM_INTERVAL)
+            )
+            pkt_int = _uint(row.get(IE_PKT_INTERVAL))
+            if not interval and pkt_int:
+                # Systematic count-based sampling: select `interval`, skip `space` (RFC 5476).
+                interval = (pkt_int + _uint(row.get(IE_PKT_SPACE))) // pkt_int
+            self.sampling_interval = interval
+        for key in PACKET_SECTIONS:
+            section = row.get(key)
+            if section:
+                self.psamp_sections += 1
+                self.carried.append(_section(key, bytes(section), row))
+        src, dst = _addr(row, IE_SRC4, IE_SRC6), _addr(row, IE_DST4, IE_DST6)
+        if src is None or dst is None:
+            return
+        self.records.append(
+            RecordedFlow(
+                src,
+                dst,
+                proto=_uint(row.get(IE_PROTO)),
+                sport=_uint(row.get(IE_SPORT)),
+                dport=_uint(row.get(IE_DPORT)),
+                packets=_uint(row.get(IE_PACKETS)) or _uint(row.get(IE_PACKETS_TOTAL)),
+                bytes=_uint(row.get(IE_OCTETS)) or _uint(row.get(IE_OCTETS_TOTAL)),
+            )
+        )
+
+    def decoded(
+        self,
+        protocol: str,
+        header: str,
+        session: dict[str, int | str],
+        facts: dict[str, object],
+        header_len: int,
+    ) -> Decoded:
+        """The message as ``Decoded``: the caller's header facts, then what the sets held."""
+        return Decoded(
+            protocol=protocol,
+            kind="flow-export",
+            header=header,
+            session=session,
+            carried=self.carried,
+            records=self.records,
+            facts={**facts, **self.facts()},
+            header_len=header_len,
+        )
+
+    def facts(self) -> dict[str, object]:
+        found: dict[str, object] = {
+            "template_ids": self.template_ids,
+            "options_template_ids": self.options_template_ids,
+            "data_set_ids": sorted(set(self.data_set_ids)),
+            "data_records": self.data_records,
+            "options_records": self.options_records,
+            # A data set without a known template holds at least one record.
+            "records_without_template": len(self.missing_template_ids),
+            "missing_template_ids": sorted(set(self.missing_template_ids)),
+        }
+        if self.withdrawn_template_ids:
+            found["withdrawn_template_ids"] = self.withdrawn_template_ids
+        if self.malformed_templates:
+            found["malformed_templates"] = self.malformed_templates
+        if self.sampling_interval:
+            found["sampling_interval"] = self.sampling_interval
+        if self.psamp_sections:
+            found["packet_sections"] = self.psamp_sections
+        return found
+
+
+# Parses one options template set into the walk: (walk, cache, domain, data, start, end).
+OptionsParser = Callable[[SetWalk, TemplateCache, int, bytes, int, int], None]
+
+
+def walk_message(
+    data: bytes,
+    start: int,
+    end: int,
+    control: tuple[int, int],
+    options: OptionsParser,
+    state: object | None,
+    domain: int,
+) -> tuple[int, SetWalk] | None:
+    """Chain the sets of a v9/IPFIX message, then read them in order (templates may follow
+    the data that uses them).  ``control`` is (template set id, options template set id); IPFIX
+    ids (2, 3) also select IPFIX field encoding.  Returns (number of sets, walk) or None."""
+    template_id, options_id = control
+    sets = chain_sets(data, start, frozenset(control), end)
+    if sets is None:
+        return None
+    cache = cache_of(state)
+    walk = SetWalk()
+    for sid, s, e in sets:
+        if sid == template_id:
+            walk.template_set(cache, domain, data, s, e, enterprise=template_id == 2)
+        elif sid == options_id:
+            options(walk, cache, domain, data, s, e)
+        else:
+            walk.data_set(cache, domain, sid, data, s, e)
+    return len(sets), walk
+
+
+class TemplateExportDecoder(Decoder):
+    """Base of the NetFlow v9 and IPFIX decoders: UDP exports whose stream state is templates."""
+
+    kind: ClassVar[Kind] = "flow-export"
+    transport: ClassVar[Transport] = "udp"
+
+    def new_state(self) -> object | None:
+        return TemplateCache()
