@@ -1,0 +1,428 @@
+"""Read pcap and pcapng files (plain, gzip, stdin, directories) as batches of packets.
+
+The reader walks the record chain in one tight Python loop (the only per-packet Python step: each
+record's offset depends on the previous record's length) and hands the engine numpy arrays of
+offsets, lengths, timestamps and link types into a reused block buffer.  Everything after this is
+vectorised per batch.
+
+Damaged input never stops the scan silently: a truncated record, a zero-length or oversized
+record, or an unknown block is reported in ``errors`` and reading goes on where it can.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+BLOCK_SIZE = 4 << 20
+# Bytes past the end of valid data that gathers may touch (longest header window we read).
+PAD = 512
+# libpcap's own upper bound on a record (MAXIMUM_SNAPLEN); anything larger is corruption.
+MAX_CAPLEN = 262144
+
+PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    b"\x34\xcd\xb2\xa1": ("<", 1e-6),  # Kuznetzov's patched format: 8 more bytes per record
+    b"\xa1\xb2\xcd\x34": (">", 1e-6),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+
+@dataclass(slots=True)
+class PacketBatch:
+    """Packets read from one block: ``data[offsets[i] : offsets[i] + caplen[i]]`` is packet i."""
+
+    data: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]
+    caplen: npt.NDArray[np.int64]
+    wirelen: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.float64]
+    linktype: npt.NDArray[np.int32]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def packet(self, i: int) -> bytes:
+        o = int(self.offsets[i])
+        return self.data[o : o + int(self.caplen[i])].tobytes()
+
+
+@dataclass
+class InputStats:
+    path: str
+    packets: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def error(self, msg: str) -> None:
+        # A damaged file can repeat one problem thousands of times; keep the report readable.
+        if len(self.errors) < 50:
+            self.errors.append(msg)
+        elif len(self.errors) == 50:
+            self.errors.append("further errors not listed")
+
+
+class CaptureError(Exception):
+    """The input cannot be read at all (not a capture, missing file)."""
+
+
+def open_stream(path: str) -> BinaryIO:
+    """Open a path (or ``-`` for stdin), transparently decompressing gzip."""
+    raw: BinaryIO
+    if path == "-":
+        raw = io.BufferedReader(sys.stdin.buffer.raw, BLOCK_SIZE)  # type: ignore[attr-defined]
+    else:
+        try:
+            raw = open(path, "rb", buffering=0)  # noqa: SIM115 - returned to the caller
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror}") from exc
+        raw = io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type]
+    head = raw.peek(2)[:2]  # type: ignore[attr-defined]
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given; directories walked recursively for capture files, in name order."""
+    out: list[str] = []
+    for p in paths:
+        if p != "-" and os.path.isdir(p):
+            for f in sorted(Path(p).rglob("*")):
+                name = f.name.lower()
+                if f.is_file() and any(
+                    name.endswith(s) for s in (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+                ):
+                    out.append(str(f))
+        else:
+            out.append(p)
+    return out
+
+
+def read_batches(stream: BinaryIO, stats: InputStats) -> Iterator[PacketBatch]:
+    """Yield batches from a pcap or pcapng stream; problems go to ``stats.errors``."""
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        raise CaptureError(f"{stats.path}: empty or too short to be a capture file")
+    if head in PCAP_MAGICS:
+        yield from _read_pcap(stream, head, stats)
+    elif head == PCAPNG_SHB:
+        yield from _read_pcapng(stream, head, stats)
+    else:
+        raise CaptureError(
+            f"{stats.path}: not a pcap or pcapng file (starts with {head.hex(' ')}); "
+            "convert it with editcap -F pcap"
+        )
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    chunks = []
+    while n > 0:
+        b = stream.read(n)
+        if not b:
+            break
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+class _Blocks:
+    """A reused buffer that keeps the unread tail of the previous block at its front."""
+
+    def __init__(self, stream: BinaryIO, initial: bytes = b"") -> None:
+        self.stream = stream
+        self.buf = bytearray(BLOCK_SIZE + PAD)
+        self.view = memoryview(self.buf)
+        self.end = 0
+        self.eof = False
+        self.consumed = 0  # file offset of buf[0]
+        self.buf[: len(initial)] = initial
+        self.end = len(initial)
+
+    def fill(self, keep_from: int) -> None:
+        """Move ``buf[keep_from:end]`` to the front and read more after it."""
+        tail = self.end - keep_from
+        if keep_from:
+            self.buf[:tail] = self.buf[keep_from : self.end]
+            self.consumed += keep_from
+        self.end = tail
+        while self.end < BLOCK_SIZE and not self.eof:
+            got = self.stream.readinto(self.view[self.end : BLOCK_SIZE])  # type: ignore[attr-defined]
+            if not got:
+                self.eof = True
+                break
+            self.end += got
+
+    def grow(self, need: int) -> None:
+        """Make room for one record larger than the block (only corrupt-looking files get here)."""
+        if need + PAD > len(self.buf):
+            self.buf.extend(bytes(need + PAD - len(self.buf)))
+            self.view = memoryview(self.buf)
+
+
+def _read_pcap(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[PacketBatch]:
+    endian, unit = PCAP_MAGICS[magic]
+    rest = _read_exact(stream, 20)
+    if len(rest) < 20:
+        raise CaptureError(f"{stats.path}: pcap file header is truncated")
+    _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", rest)
+    linktype = network & 0x0FFFFFFF
+    rec_hdr = 24 if magic in (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34") else 16
+    limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
+    u32 = struct.Struct(endian + "I").unpack_from
+    hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"), ("incl", endian + "u4"),
+                          ("orig", endian + "u4")])  # fmt: skip
+    blocks = _Blocks(stream)
+    pos = 0
+    index = 0
+    while True:
+        blocks.fill(pos)
+        pos = 0
+        end = blocks.end
+        buf = blocks.buf
+        offs: list[int] = []
+        append = offs.append
+        stop = end - rec_hdr
+        while pos <= stop:
+            incl = u32(buf, pos + 8)[0]
+            nxt = pos + rec_hdr + incl
+            if incl > limit:
+                # Oversized record: the chain is broken here.  Look for the next record header.
+                stats.error(
+                    f"record {index + len(offs) + 1} at byte {blocks.consumed + pos}: "
+                    f"captured length {incl} is impossible; resynchronising"
+                )
+                found = _resync_pcap(buf, pos + 1, end, u32, limit, rec_hdr)
+                if found < 0:
+                    pos = max(pos + 1, end - rec_hdr - MAX_CAPLEN) if not blocks.eof else end
+                    break
+                pos = found
+                continue
+            if nxt > end:
+                break
+            if incl == 0:
+                stats.error(f"record {index + len(offs) + 1}: zero-length record skipped")
+                pos = nxt
+                continue
+            append(pos)
+            pos = nxt
+        if offs:
+            index += len(offs)
+            yield _batch_from_records(buf, end, offs, rec_hdr, hdr_dtype, unit, linktype)
+        if blocks.eof:
+            if pos < end:
+                if end - pos >= rec_hdr:
+                    want = u32(buf, pos + 8)[0]
+                    got = end - pos - rec_hdr
+                    if want + rec_hdr > BLOCK_SIZE and got < want and want <= limit:
+                        blocks.grow(want + rec_hdr)
+                    stats.error(
+                        f"file truncated in record {index + 1}: "
+                        f"{got} of {want} captured bytes present"
+                    )
+                else:
+                    stats.error(f"file truncated: {end - pos} bytes of a record header at the end")
+            return
+        if pos == 0 and end >= BLOCK_SIZE:
+            # A single record larger than the block: grow the buffer for it.
+            want = u32(buf, 8)[0] + rec_hdr
+            blocks.grow(want)
+            _fill_to(blocks, want)
+
+
+def _fill_to(blocks: _Blocks, want: int) -> None:
+    while blocks.end < want and not blocks.eof:
+        got = blocks.stream.readinto(blocks.view[blocks.end : want])  # type: ignore[attr-defined]
+        if not got:
+            blocks.eof = True
+        else:
+            blocks.end += got
+
+
+def _resync_pcap(
+    buf: bytearray, start: int, end: int, u32: object, limit: int, rec_hdr: int
+) -> int:
+    """Find the next offset where two consecutive plausible record headers chain."""
+    unpack = u32  # struct unpack_from bound to the file's byte order
+
+    def plausible(p: int) -> bool:
+        if p + rec_hdr > end:
+            return False
+        incl = unpack(buf, p + 8)[0]  # type: ignore[operator]
+        orig = unpack(buf, p + 12)[0]  # type: ignore[operator]
+        return 0 < incl <= limit and incl <= orig <= MAX_CAPLEN * 4
+
+    for p in range(start, max(start, end - 2 * rec_hdr)):
+        if plausible(p):
+            nxt = p + rec_hdr + unpack(buf, p + 8)[0]  # type: ignore[operator]
+            if nxt == end or plausible(nxt):
+                return p
+    return -1
+
+
+def _batch_from_records(
+    buf: bytearray,
+    end: int,
+    offs: list[int],
+    rec_hdr: int,
+    hdr_dtype: np.dtype,
+    unit: float,
+    linktype: int,
+) -> PacketBatch:
+    data = np.frombuffer(buf, dtype=np.uint8)
+    starts = np.asarray(offs, dtype=np.int64)
+    hdr = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 16, 16), strides=(1, 1))[starts]
+    fields = hdr.copy().view(hdr_dtype).reshape(-1)
+    caplen = fields["incl"].astype(np.int64)
+    return PacketBatch(
+        data=data,
+        offsets=starts + rec_hdr,
+        caplen=caplen,
+        wirelen=np.maximum(fields["orig"].astype(np.int64), caplen),
+        ts=fields["sec"].astype(np.float64) + fields["frac"].astype(np.float64) * unit,
+        linktype=np.full(len(starts), linktype, dtype=np.int32),
+    )
+
+
+# pcapng block types
+_SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
+
+
+def _read_pcapng(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[PacketBatch]:
+    """pcapng: per-interface link types and timestamp resolutions, several sections."""
+    blocks = _Blocks(stream, magic)
+    endian = "<"
+    interfaces: list[tuple[int, float, int]] = []  # (linktype, seconds per tick, snaplen)
+    pos = 0
+    index = 0
+    while True:
+        blocks.fill(pos)
+        pos = 0
+        buf, end = blocks.buf, blocks.end
+        offs: list[int] = []
+        caps: list[int] = []
+        origs: list[int] = []
+        tss: list[float] = []
+        links: list[int] = []
+        while pos + 12 <= end:
+            btype_raw = bytes(buf[pos : pos + 4])
+            if btype_raw == PCAPNG_SHB:
+                bom = bytes(buf[pos + 8 : pos + 12])
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                else:
+                    stats.error(f"pcapng section at byte {blocks.consumed + pos}: bad byte order")
+                    pos = end
+                    break
+                interfaces = []
+            btype, blen = struct.unpack_from(endian + "II", buf, pos)
+            if blen < 12 or blen % 4 or blen > MAX_CAPLEN * 4:
+                stats.error(
+                    f"pcapng block at byte {blocks.consumed + pos}: impossible length {blen}; "
+                    "the rest of the file is unreadable"
+                )
+                pos = end
+                blocks.eof = True
+                break
+            if pos + blen > end:
+                if blen + PAD > len(blocks.buf) - 0 and pos == 0:
+                    blocks.grow(blen)
+                    _fill_to(blocks, blen)
+                    buf, end = blocks.buf, blocks.end
+                    if pos + blen <= end:
+                        continue
+                break
+            body = pos + 8
+            if btype == _EPB and blen >= 32:
+                iface, tsh, tsl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
+                if iface >= len(interfaces):
+                    stats.error(f"packet {index + len(offs) + 1}: unknown interface {iface}")
+                elif cap == 0 or body + 20 + cap > pos + blen - 4:
+                    stats.error(f"packet {index + len(offs) + 1}: bad captured length {cap}")
+                else:
+                    lt, tick, _snap = interfaces[iface]
+                    offs.append(body + 20)
+                    caps.append(cap)
+                    origs.append(max(orig, cap))
+                    tss.append(((tsh << 32) | tsl) * tick)
+                    links.append(lt)
+            elif btype == _SPB and blen >= 16 and interfaces:
+                orig = struct.unpack_from(endian + "I", buf, body)[0]
+                lt, _tick, snap = interfaces[0]
+                cap = min(orig, blen - 16, snap or orig)
+                if cap:
+                    offs.append(body + 4)
+                    caps.append(cap)
+                    origs.append(orig)
+                    tss.append(float("nan"))
+                    links.append(lt)
+            elif btype == _PB and blen >= 32:
+                iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(
+                    endian + "HHIIII", buf, body
+                )
+                if iface < len(interfaces) and cap and body + 20 + cap <= pos + blen - 4:
+                    lt, tick, _snap = interfaces[iface]
+                    offs.append(body + 20)
+                    caps.append(cap)
+                    origs.append(max(orig, cap))
+                    tss.append(((tsh << 32) | tsl) * tick)
+                    links.append(lt)
+            elif btype == _IDB and blen >= 20:
+                lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
+                interfaces.append((lt, _if_tsresol(buf, body + 8, pos + blen - 4, endian), snap))
+            pos += blen
+        if offs:
+            index += len(offs)
+            ts = np.asarray(tss, dtype=np.float64)
+            if np.isnan(ts).any():
+                # Simple packet blocks carry no time: give them the last known one.
+                ts = _fill_nan_forward(ts)
+            yield PacketBatch(
+                data=np.frombuffer(buf, dtype=np.uint8),
+                offsets=np.asarray(offs, dtype=np.int64),
+                caplen=np.asarray(caps, dtype=np.int64),
+                wirelen=np.asarray(origs, dtype=np.int64),
+                ts=ts,
+                linktype=np.asarray(links, dtype=np.int32),
+            )
+        if blocks.eof:
+            if pos < end:
+                stats.error(f"file truncated: last block incomplete ({end - pos} bytes)")
+            return
+
+
+def _fill_nan_forward(ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    good = ~np.isnan(ts)
+    idx = np.where(good, np.arange(len(ts)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = ts[idx]
+    out[np.isnan(out)] = 0.0
+    return out
+
+
+def _if_tsresol(buf: bytearray, pos: int, end: int, endian: str) -> float:
+    """Seconds per timestamp tick from the if_tsresol option (default microseconds)."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, pos)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = buf[pos + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+        pos += 4 + ((length + 3) & ~3)
+    return 1e-6

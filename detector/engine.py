@@ -1,0 +1,453 @@
+"""The engine: batches in, stream evidence out.
+
+Per batch (a few thousand packets) everything is vectorised: outer headers, flow accounting,
+per-stream packet and byte counts, and a cheap prefilter per format over the first payload bytes.
+Python touches only candidate packets (those some prefilter accepts, GRE and tunnel protocols),
+packets of already-classified streams (all of their first packets, then a sample) and the few
+packets the vectorised decoder cannot place.  A flow that keeps failing validation is put on a
+negative list so chance prefilter hits do not cost Python time for ever.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.capture.reader import PAD, PacketBatch
+from detector.decode.frames import ip_str, mac_str
+from detector.decode.headers import LINK_ETHERNET, Headers, decode_headers, payload_heads
+from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
+from detector.evidence import StreamEvidence
+from detector.flows.table import U64, FlowTable, HashIndex, directed_keys, endpoint_hash, flow_keys
+from detector.flows.tcp import TcpReassembler
+from detector.protocols import registry
+from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecoder
+from detector.protocols.gre import fill_context, parse_gre
+
+# Decode every packet of a new stream up to this many, then one in SAMPLE_STRIDE.
+FULL_DECODE = 256
+SAMPLE_STRIDE = 8
+# A directed flow whose candidate packets failed this often without one success is ignored.
+REJECT_AFTER = 6
+IP_PROTO_GRE = 47
+
+
+@dataclass
+class EngineStats:
+    packets: int = 0
+    bytes: int = 0
+    ip_packets: int = 0
+    non_ip_packets: int = 0
+    unknown_link_packets: int = 0
+    fragments_reassembled: int = 0
+    candidates: int = 0
+    decoded: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    timeline: dict[int, list[int]] = field(default_factory=dict)  # second → [packets, bytes]
+
+
+class _Rejects:
+    """Directed flows that looked like candidates but never validated."""
+
+    def __init__(self) -> None:
+        self.fails: dict[int, int] = {}
+        self.keys = np.zeros(0, dtype=U64)
+
+    def fail(self, key: int) -> None:
+        n = self.fails.get(key, 0) + 1
+        self.fails[key] = n
+        if n == REJECT_AFTER:
+            self.keys = np.append(self.keys, U64(key))
+        if len(self.fails) > 200_000:
+            # Keep memory bounded on long runs: forget the ones that were not rejected.
+            self.fails = {k: v for k, v in self.fails.items() if v >= REJECT_AFTER}
+
+    def mask(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        if not len(self.keys):
+            return np.zeros(len(keys), dtype=np.bool_)
+        return np.isin(keys, self.keys)
+
+
+class Engine:
+    def __init__(self, on_stream: Callable[[StreamEvidence], None] | None = None) -> None:
+        self.flows = FlowTable()
+        self.hosts = HashIndex()
+        self.stats = EngineStats()
+        self.streams: dict[int, StreamEvidence] = {}
+        self._stream_keys = np.zeros(0, dtype=U64)
+        self._stream_state: dict[int, object | None] = {}
+        self._stream_decoder: dict[int, Decoder] = {}
+        self._rejects = _Rejects()
+        self._early_pdus: dict[int, list[Decoded]] = {}
+        self.reasm = Reassembler()
+        self.tcp = TcpReassembler()
+        self.udp_decoders = registry.decoders_for("udp")
+        self.tcp_decoders = registry.decoders_for("tcp")
+        self.gre_table = registry.gre_decoders()
+        self.ip_table = registry.ip_decoders()
+        self.on_stream = on_stream
+        self._row_counter = 0
+        self._last_expire = 0.0
+
+    # ---------------------------------------------------------------- batches
+
+    def process(self, batch: PacketBatch) -> None:
+        n = len(batch)
+        if not n:
+            return
+        st = self.stats
+        st.packets += n
+        st.bytes += int(batch.wirelen.sum())
+        ts_min, ts_max = float(batch.ts.min()), float(batch.ts.max())
+        st.first_ts = ts_min if st.first_ts is None else min(st.first_ts, ts_min)
+        st.last_ts = ts_max if st.last_ts is None else max(st.last_ts, ts_max)
+        secs, inv = np.unique(batch.ts.astype(np.int64), return_inverse=True)
+        pk = np.bincount(inv)
+        by = np.bincount(inv, weights=batch.wirelen)
+        for s, p, b in zip(secs.tolist(), pk.tolist(), by.tolist(), strict=True):
+            cell = st.timeline.setdefault(s, [0, 0])
+            cell[0] += p
+            cell[1] += int(b)
+        self._process(batch, weights=None)
+
+    def _process(self, batch: PacketBatch, weights: npt.NDArray[np.int64] | None) -> None:
+        h = decode_headers(batch)
+        slow_rows = np.nonzero(h.slow)[0]
+        whole: list[Reassembled] = []
+        if len(slow_rows):
+            whole = finish_rows(batch, h, slow_rows.tolist(), self.reasm)
+        self.stats.unknown_link_packets += int(h.unknown_link.sum())
+        ip = np.nonzero(h.ipver > 0)[0]
+        self.stats.ip_packets += len(ip)
+        self.stats.non_ip_packets += len(batch) - len(ip)
+        if len(ip):
+            self._ip_rows(batch, h, ip, weights)
+        if whole:
+            self.stats.fragments_reassembled += sum(w.frames for w in whole)
+            self._process(_batch_of(whole), weights=np.array([w.frames for w in whole]))
+        if self.stats.last_ts is not None and self.stats.last_ts - self._last_expire > 10:
+            self._last_expire = self.stats.last_ts
+            self.flows.expire(self._last_expire, keep={s.flow_key for s in self.streams.values()})
+
+    def _ip_rows(
+        self,
+        batch: PacketBatch,
+        h: Headers,
+        rows: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.int64] | None,
+    ) -> None:
+        src, dst = h.src[rows], h.dst[rows]
+        sport, dport, proto = h.sport[rows], h.dport[rows], h.proto[rows]
+        wire = batch.wirelen[rows]
+        ts = batch.ts[rows]
+        fkey, direction = flow_keys(src, dst, sport, dport, proto)
+        self.flows.update(fkey, direction, proto, wire, ts)
+        self.hosts.lookup_or_add(np.unique(endpoint_hash(src, np.zeros(len(rows), np.int64))))
+        dkey = directed_keys(src, dst, sport, dport, proto)
+
+        # Rows of known streams: count them all, decode the first ones and then a sample.
+        known = (
+            np.isin(dkey, self._stream_keys)
+            if len(self._stream_keys)
+            else np.zeros(len(rows), dtype=np.bool_)
+        )
+        decode_rows: list[tuple[int, int]] = []  # (batch row, index into `rows`)
+        if known.any():
+            kidx = np.nonzero(known)[0]
+            ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
+            pk = np.bincount(inv, weights=None if weights is None else weights[rows[kidx]])
+            by = np.bincount(inv, weights=wire[kidx])
+            first = np.full(len(ukeys), np.inf)
+            last = np.full(len(ukeys), -np.inf)
+            np.minimum.at(first, inv, ts[kidx])
+            np.maximum.at(last, inv, ts[kidx])
+            for j, k in enumerate(ukeys.tolist()):
+                s = self.streams[k]
+                s.packets += int(pk[j])
+                s.bytes += int(by[j])
+                s.first_seen = min(s.first_seen, float(first[j]))
+                s.last_seen = max(s.last_seen, float(last[j]))
+                mine = kidx[inv == j]
+                full = self._stream_decoder[k].kind == "flow-export" or s.transport == "tcp"
+                budget = max(0, FULL_DECODE - s.decoded)
+                chosen = mine if full else mine[:budget]
+                if not full and len(mine) > budget:
+                    rest = mine[budget:]
+                    pos = self._row_counter + rest
+                    chosen = np.concatenate([chosen, rest[pos % SAMPLE_STRIDE == 0]])
+                decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
+        self._row_counter += len(rows)
+        if decode_rows:
+            self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
+
+        # Candidate rows of flows not yet classified.
+        fresh = ~known & ~self._rejects.mask(dkey)
+        p = proto
+        cand_gre = np.nonzero(fresh & (p == IP_PROTO_GRE))[0]
+        cand_ip = np.nonzero(fresh & np.isin(p, list(self.ip_table)))[0] if self.ip_table else []
+        for x in list(cand_gre) + list(cand_ip):
+            self._classify(batch, h, int(rows[x]), int(x), dkey, fkey, direction, weights, None)
+        for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
+            if not decoders:
+                continue
+            sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0))[0]
+            if not len(sel):
+                continue
+            head, length = payload_heads(batch, h, rows[sel])
+            masks = [d.prefilter(head, length) for d in decoders]
+            anyhit = np.logical_or.reduce(masks)
+            hits = np.nonzero(anyhit)[0]
+            self.stats.candidates += len(hits)
+            for j in hits.tolist():
+                x = int(sel[j])
+                passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]
+                self._classify(batch, h, int(rows[x]), x, dkey, fkey, direction, weights, passing)
+
+    # ---------------------------------------------------------------- python per packet
+
+    def _context(self, batch: PacketBatch, h: Headers, r: int) -> PacketContext:
+        ver = int(h.ipver[r])
+        return PacketContext(
+            src=_addr(h.src[r], ver),
+            dst=_addr(h.dst[r], ver),
+            sport=int(h.sport[r]),
+            dport=int(h.dport[r]) if int(h.proto[r]) != IP_PROTO_GRE else 0,
+            ttl=int(h.ttl[r]),
+            ts=float(batch.ts[r]),
+            udp_checksum=int(h.udpsum[r]) if int(h.proto[r]) == 17 else None,
+            ip_proto=int(h.proto[r]),
+        )
+
+    def _payload(self, batch: PacketBatch, h: Headers, r: int) -> bytes:
+        o = int(batch.offsets[r])
+        # UDP and TCP decoders get the L4 payload; GRE and IP-protocol decoders the IP payload.
+        start = o + int(h.pay[r] if int(h.proto[r]) in (6, 17) else h.l4[r])
+        end = o + min(int(batch.caplen[r]), int(h.l3[r]) + int(h.iplen[r]))
+        return batch.data[start:end].tobytes()
+
+    def _try(
+        self, decoder: Decoder, payload: bytes, ctx: PacketContext, state: object | None
+    ) -> Decoded | None:
+        try:
+            return decoder.decode(payload, ctx, state)
+        except Exception:
+            return None
+
+    def _gre(self, payload: bytes, ctx: PacketContext) -> tuple[bytes, tuple[Decoder, ...]] | None:
+        g = parse_gre(payload)
+        if g is None:
+            return None
+        fill_context(g, ctx)
+        return payload[g.header_len :], self.gre_table.get(g.proto, ())
+
+    def _classify(
+        self,
+        batch: PacketBatch,
+        h: Headers,
+        r: int,
+        x: int,
+        dkey: npt.NDArray[np.uint64],
+        fkey: npt.NDArray[np.uint64],
+        direction: npt.NDArray[np.int8],
+        weights: npt.NDArray[np.int64] | None,
+        passing: list[Decoder] | None,
+    ) -> None:
+        key = int(dkey[x])
+        if key in self.streams:
+            # Classified by an earlier row of this batch, after the vectorised counting.
+            s = self.streams[key]
+            s.packets += 1 if weights is None else int(weights[r])
+            s.bytes += int(batch.wirelen[r])
+            s.last_seen = max(s.last_seen, float(batch.ts[r]))
+            s.first_seen = min(s.first_seen, float(batch.ts[r]))
+            self._decode_known(batch, h, [(r, x)], dkey, fkey, direction, weights)
+            return
+        ctx = self._context(batch, h, r)
+        payload = self._payload(batch, h, r)
+        proto = int(h.proto[r])
+        decoders: tuple[Decoder, ...] | list[Decoder]
+        transport = {17: "udp", 6: "tcp", IP_PROTO_GRE: "gre"}.get(proto, f"ip/{proto}")
+        if proto == IP_PROTO_GRE:
+            got = self._gre(payload, ctx)
+            if got is None:
+                self._rejects.fail(key)
+                return
+            payload, decoders = got
+        elif passing is not None:
+            decoders = passing
+        else:
+            decoders = self.ip_table.get(proto, ())
+        self.stats.decoded += 1
+        best: tuple[float, int, Decoder, Decoded, object | None] | None = None
+        for d in decoders:
+            state = d.new_state()
+            if isinstance(d, StreamDecoder):
+                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=True)
+            else:
+                found = self._try(d, payload, ctx, state)
+            if found is None:
+                continue
+            # Several formats may accept one payload (those without a magic number): prefer the
+            # strongest structural match, then the one whose usual port this is.
+            on_port = ctx.dport in d.ports or ctx.sport in d.ports
+            score = found.strength + (0.25 if on_port else 0.0)
+            if best is None or (score, -d.priority) > (best[0], -best[1]):
+                best = (score, d.priority, d, found, state)
+        if best is None:
+            self._rejects.fail(key)
+            return
+        _, _, d, found, state = best
+        s = self._new_stream(batch, h, r, key, int(fkey[x]), int(direction[x]), found)
+        s.transport = transport
+        self._stream_state[key] = state
+        self._stream_decoder[key] = d
+        s.decoded += 1
+        s.add(found, 1.0)
+        for pdu in self._early_pdus.pop(key, []):
+            s.add(pdu, 1.0)
+        # The vectorised counters missed this first packet (it was not yet a stream).
+        s.packets += 1 if weights is None else int(weights[r])
+        s.bytes += int(batch.wirelen[r])
+        if self.on_stream:
+            self.on_stream(s)
+
+    def _tcp_feed(
+        self,
+        d: StreamDecoder,
+        h: Headers,
+        r: int,
+        key: int,
+        payload: bytes,
+        ctx: PacketContext,
+        state: object | None,
+        classify: bool,
+    ) -> Decoded | None:
+        seq = int(h.tcpseq[r])
+        try:
+            if classify:
+                found = d.decode(payload, ctx, d.new_state())
+                if found is None:
+                    return None
+                self.tcp.start(key, seq)
+                data, _ = self.tcp.push(key, seq, payload)
+                pdus = d.feed(data, ctx, state)
+                # The stream is created by the caller with the first PDU; keep the rest for it.
+                self._early_pdus[key] = pdus[1:]
+                return pdus[0] if pdus else found
+            data, gap = self.tcp.push(key, seq, payload)
+            if gap:
+                # Bytes were lost: start the decoder afresh so it resynchronises on a PDU.
+                state = self._stream_state[key] = d.new_state()
+            pdus = d.feed(data, ctx, state) if data else []
+        except Exception:
+            return None
+        s = self.streams[key]
+        for pdu in pdus[1:]:
+            s.add(pdu, 1.0)
+        return pdus[0] if pdus else None
+
+    def _decode_known(
+        self,
+        batch: PacketBatch,
+        h: Headers,
+        items: list[tuple[int, int]],
+        dkey: npt.NDArray[np.uint64],
+        fkey: npt.NDArray[np.uint64],
+        direction: npt.NDArray[np.int8],
+        weights: npt.NDArray[np.int64] | None,
+    ) -> None:
+        for r, x in items:
+            key = int(dkey[x])
+            s = self.streams[key]
+            d = self._stream_decoder[key]
+            state = self._stream_state[key]
+            ctx = self._context(batch, h, r)
+            payload = self._payload(batch, h, r)
+            if s.transport == "gre":
+                got = self._gre(payload, ctx)
+                if got is None:
+                    s.decoded += 1
+                    continue
+                payload = got[0]
+            s.decoded += 1
+            weight = 1.0 if s.decoded <= FULL_DECODE else float(SAMPLE_STRIDE)
+            if weights is not None:
+                weight *= float(weights[r])
+                s.fragments += int(weights[r])
+            if isinstance(d, StreamDecoder):
+                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=False)
+                if found is None:
+                    continue  # a segment that ends no PDU is not a failure
+            else:
+                found = self._try(d, payload, ctx, state)
+            if found is not None:
+                # IPFIX messages with packet sections upgrade the stream to PSAMP.
+                if found.protocol == "psamp" and s.kind == "flow-export":
+                    s.protocol = "psamp"
+                s.add(found, weight)
+
+    def _new_stream(
+        self, batch: PacketBatch, h: Headers, r: int, key: int, fkey: int, dirn: int, d: Decoded
+    ) -> StreamEvidence:
+        ver = int(h.ipver[r])
+        ts = float(batch.ts[r])
+        s = StreamEvidence(
+            key=key,
+            flow_key=fkey,
+            direction=dirn,
+            protocol=d.protocol,
+            kind=d.kind,
+            transport="",
+            src=_addr(h.src[r], ver),
+            dst=_addr(h.dst[r], ver),
+            sport=int(h.sport[r]),
+            dport=int(h.dport[r]) if int(h.proto[r]) != IP_PROTO_GRE else 0,
+            first_seen=ts,
+            last_seen=ts,
+        )
+        if int(batch.linktype[r]) == LINK_ETHERNET and int(batch.caplen[r]) >= 14:
+            o = int(batch.offsets[r])
+            s.dst_mac = mac_str(batch.data[o : o + 6].tobytes())
+            s.src_mac = mac_str(batch.data[o + 6 : o + 12].tobytes())
+        self.streams[key] = s
+        self._stream_keys = np.append(self._stream_keys, U64(key))
+        return s
+
+    # ---------------------------------------------------------------- end
+
+    def finish(self) -> list[StreamEvidence]:
+        """Close the scan: fill in what flowed back through each stream's outer flow."""
+        for s in self.streams.values():
+            c = self.flows.counters(s.flow_key)
+            if c is not None:
+                s.return_packets = c[1 - s.direction]
+        return sorted(self.streams.values(), key=lambda s: (s.first_seen, s.key))
+
+    def distinct_hosts(self) -> int:
+        return self.hosts.count
+
+
+def _addr(words: npt.NDArray[np.uint32], ver: int) -> str:
+    if ver == 4:
+        return ip_str(struct.pack("!I", int(words[3])))
+    return ip_str(struct.pack("!4I", *(int(w) for w in words)))
+
+
+def _batch_of(datagrams: list[Reassembled]) -> PacketBatch:
+    """Reassembled datagrams as a raw-IP batch for the normal pipeline."""
+    sizes = [len(d.datagram) for d in datagrams]
+    offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
+    data = np.frombuffer(b"".join(d.datagram for d in datagrams) + bytes(PAD), dtype=np.uint8)
+    return PacketBatch(
+        data=data,
+        offsets=offsets,
+        caplen=np.asarray(sizes, dtype=np.int64),
+        wirelen=np.asarray([d.wire for d in datagrams], dtype=np.int64),
+        ts=np.asarray([d.ts for d in datagrams], dtype=np.float64),
+        linktype=np.full(len(datagrams), 101, dtype=np.int32),
+    )

@@ -1,0 +1,153 @@
+"""Evidence gathered for one outer stream (one direction of one outer flow).
+
+The engine feeds every decoded packet of a stream here; nothing in this module decides severity.
+It keeps what a network engineer would check: how many packets validated, the session ids, the
+inner conversations and in which directions they were seen, the hosts inside, and what flowed
+back.  Memory per stream is bounded (host and conversation tables are capped).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from detector.decode.frames import InnerPacket, parse_carried
+from detector.protocols.base import Decoded, Kind
+
+MAX_HOSTS = 4096
+MAX_CONVERSATIONS = 8192
+MAX_FACT_VALUES = 32
+
+
+@dataclass
+class HostTally:
+    packets: float = 0.0
+    bytes: float = 0.0
+    mac: str | None = None
+
+
+@dataclass
+class StreamEvidence:
+    """Everything known about one stream; folded into a Finding by the policy."""
+
+    key: int  # directed outer flow key
+    flow_key: int  # direction-free outer flow key (to look up return traffic)
+    direction: int
+    protocol: str
+    kind: Kind
+    transport: str
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    src_mac: str | None = None
+    dst_mac: str | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    packets: int = 0  # every outer packet of the stream (counted vectorised)
+    bytes: int = 0
+    decoded: int = 0  # packets given to the decoder
+    validated: int = 0  # ... that validated as ``protocol``
+    weight_total: float = 0.0
+    strength: float = 1.0
+    header_example: str = ""
+    fragments: int = 0
+    sessions: dict[str, Counter[int | str]] = field(default_factory=dict)
+    facts: dict[str, Counter[str]] = field(default_factory=dict)
+    fact_min: dict[str, float] = field(default_factory=dict)
+    fact_max: dict[str, float] = field(default_factory=dict)
+    hosts: dict[str, HostTally] = field(default_factory=dict)
+    carried_packets: float = 0.0
+    carried_bytes: float = 0.0
+    carried_unparsed: int = 0
+    inner_links: Counter[str] = field(default_factory=Counter)
+    # Inner conversation (sorted endpoint pair + proto) → bit 1: seen a→b, bit 2: seen b→a.
+    conversations: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    inner_is_outer: int = 0  # carried packets whose addresses are the outer endpoints
+    records: int = 0
+    record_hosts: dict[str, HostTally] = field(default_factory=dict)
+    # Filled by the engine at the end.
+    return_packets: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def add(self, d: Decoded, weight: float) -> None:
+        self.validated += 1
+        self.weight_total += weight
+        self.strength = max(self.strength, d.strength) if self.validated > 1 else d.strength
+        if not self.header_example:
+            self.header_example = d.header
+        for k, v in d.session.items():
+            c = self.sessions.setdefault(k, Counter())
+            if len(c) < MAX_FACT_VALUES or v in c:
+                c[v] += 1
+        for k, v in d.facts.items():
+            self._fact(k, v)
+        for carried in d.carried:
+            self.inner_links[carried.link] += 1
+            inner = parse_carried(carried.link, carried.data)
+            size = carried.orig_len or len(carried.data)
+            self.carried_packets += weight
+            self.carried_bytes += size * weight
+            if inner is None or (inner.src is None and inner.src_mac is None):
+                self.carried_unparsed += 1
+                continue
+            self._inner(inner, size, weight)
+        for r in d.records[:200]:
+            self.records += 1
+            for ip in (r.src, r.dst):
+                t = self.record_hosts.get(ip)
+                if t is None:
+                    if len(self.record_hosts) >= MAX_HOSTS:
+                        continue
+                    t = self.record_hosts[ip] = HostTally()
+                t.packets += r.packets * weight
+                t.bytes += r.bytes * weight
+
+    def _fact(self, k: str, v: object) -> None:
+        values = v if isinstance(v, list) else [v]
+        c = self.facts.setdefault(k, Counter())
+        for x in values[:MAX_FACT_VALUES]:
+            if isinstance(x, int | float) and not isinstance(x, bool):
+                self.fact_min[k] = min(self.fact_min.get(k, x), x)
+                self.fact_max[k] = max(self.fact_max.get(k, x), x)
+            s = str(x)
+            if len(c) < MAX_FACT_VALUES or s in c:
+                c[s] += 1
+
+    def _inner(self, inner: InnerPacket, size: int, weight: float) -> None:
+        for ip, mac in ((inner.src, inner.src_mac), (inner.dst, inner.dst_mac)):
+            name = ip or mac
+            if name is None:
+                continue
+            t = self.hosts.get(name)
+            if t is None:
+                if len(self.hosts) >= MAX_HOSTS:
+                    continue
+                t = self.hosts[name] = HostTally(mac=mac)
+            t.packets += weight
+            t.bytes += size * weight
+            if mac and not t.mac:
+                t.mac = mac
+        if inner.src and inner.dst:
+            if {inner.src, inner.dst} & {self.src, self.dst}:
+                self.inner_is_outer += 1
+            a = (inner.src, inner.sport)
+            b = (inner.dst, inner.dport)
+            lo, hi = (a, b) if a <= b else (b, a)
+            conv = (f"{lo[0]}:{lo[1]}", f"{hi[0]}:{hi[1]}", inner.proto)
+            bit = 1 if a <= b else 2
+            prev = self.conversations.get(conv)
+            if prev is None:
+                if len(self.conversations) >= MAX_CONVERSATIONS:
+                    return
+                prev = 0
+            self.conversations[conv] = prev | bit
+
+    def session_values(self) -> dict[str, int | str]:
+        """The most common value of each session field (several values are listed in facts)."""
+        return {k: c.most_common(1)[0][0] for k, c in self.sessions.items() if c}
+
+    def both_way_conversations(self) -> tuple[int, int]:
+        """(conversations seen in both directions inside this stream, all conversations)."""
+        both = sum(1 for v in self.conversations.values() if v == 3)
+        return both, len(self.conversations)

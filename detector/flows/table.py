@@ -1,0 +1,267 @@
+"""Bidirectional flow table kept in numpy columns, updated once per batch.
+
+Rows are hashed to 64-bit flow keys (direction-normalised); a vectorised open-addressing index
+maps keys to dense flow ids, so Python work per batch is a handful of numpy calls, not a loop over
+packets or flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory
+follows the number of concurrent flows, not the length of the capture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+U64 = np.uint64
+_M1 = U64(0x9E3779B97F4A7C15)
+_M2 = U64(0xBF58476D1CE4E5B9)
+_M3 = U64(0x94D049BB133111EB)
+
+
+def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64 finaliser: a cheap, well-spread 64-bit hash of a 64-bit value."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> U64(30))) * _M2
+        x = (x ^ (x >> U64(27))) * _M3
+        return x ^ (x >> U64(31))
+
+
+def endpoint_hash(addr: npt.NDArray[np.uint32], port: npt.NDArray[np.int64]) -> np.ndarray:
+    """Hash of (address words, port) per row."""
+    a = addr.astype(U64)
+    with np.errstate(over="ignore"):
+        h = mix64((a[:, 0] << U64(32)) | a[:, 1])
+        h = mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
+        return mix64(h ^ port.astype(U64))
+
+
+def flow_keys(
+    src: npt.NDArray[np.uint32],
+    dst: npt.NDArray[np.uint32],
+    sport: npt.NDArray[np.int64],
+    dport: npt.NDArray[np.int64],
+    proto: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int8]]:
+    """(direction-free flow key, direction 0/1) per row; both directions share one key."""
+    a = endpoint_hash(src, sport)
+    b = endpoint_hash(dst, dport)
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    with np.errstate(over="ignore"):
+        key = mix64(mix64(lo) ^ (hi * _M1) ^ proto.astype(U64))
+    key[key == 0] = U64(1)  # 0 marks an empty slot
+    return key, (a > b).astype(np.int8)
+
+
+def directed_keys(
+    src: npt.NDArray[np.uint32],
+    dst: npt.NDArray[np.uint32],
+    sport: npt.NDArray[np.int64],
+    dport: npt.NDArray[np.int64],
+    proto: npt.NDArray[np.int64],
+) -> npt.NDArray[np.uint64]:
+    """A key per row that differs between the two directions of one flow."""
+    with np.errstate(over="ignore"):
+        k = mix64(endpoint_hash(src, sport) * _M1 ^ endpoint_hash(dst, dport) ^ proto.astype(U64))
+    k[k == 0] = U64(1)
+    return k
+
+
+class HashIndex:
+    """Vectorised open addressing: uint64 keys (never 0) → dense ids 0..count-1."""
+
+    def __init__(self, capacity: int = 1 << 14) -> None:
+        self.cap = capacity
+        self.keys = np.zeros(capacity, dtype=U64)
+        self.ids = np.full(capacity, -1, dtype=np.int64)
+        self.count = 0
+
+    def _grow(self, need: int) -> None:
+        cap = self.cap
+        while need > cap // 2:
+            cap *= 2
+        if cap == self.cap:
+            return
+        used = self.keys != 0
+        keys, ids = self.keys[used], self.ids[used]
+        self.cap = cap
+        self.keys = np.zeros(cap, dtype=U64)
+        self.ids = np.full(cap, -1, dtype=np.int64)
+        self._place(keys, ids)
+
+    def _place(self, keys: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
+        """Insert distinct keys known to be absent."""
+        mask = U64(self.cap - 1)
+        pos = (keys & mask).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            p = pos[pending]
+            free = self.keys[p] == 0
+            cand = pending[free]
+            _, first = np.unique(p[free], return_index=True)
+            win = cand[first]
+            self.keys[pos[win]] = keys[win]
+            self.ids[pos[win]] = ids[win]
+            placed = np.zeros(len(keys), dtype=np.bool_)
+            placed[win] = True
+            pending = pending[~placed[pending]]
+            moved = pending[self.keys[pos[pending]] != 0]
+            pos[moved] = (pos[moved] + 1) & (self.cap - 1)
+
+    def lookup_or_add(
+        self, keys: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Ids of distinct ``keys`` (adding the absent ones) and which were added."""
+        self._grow(self.count + len(keys))
+        mask = self.cap - 1
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        added = np.zeros(len(keys), dtype=np.bool_)
+        pos = (keys & U64(mask)).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            p = pos[pending]
+            k = self.keys[p]
+            hit = k == keys[pending]
+            ids[pending[hit]] = self.ids[p[hit]]
+            empty = k == 0
+            cand = pending[empty]
+            if cand.size:
+                _, first = np.unique(p[empty], return_index=True)
+                win = cand[first]
+                new = np.arange(self.count, self.count + len(win))
+                self.keys[pos[win]] = keys[win]
+                self.ids[pos[win]] = new
+                ids[win] = new
+                added[win] = True
+                self.count += len(win)
+            done = ids[pending] >= 0
+            pending = pending[~done]
+            occupied = self.keys[pos[pending]] != keys[pending]
+            occupied &= self.keys[pos[pending]] != 0
+            pos[pending[occupied]] = (pos[pending[occupied]] + 1) & mask
+        return ids, added
+
+    def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Ids of ``keys``, -1 where absent."""
+        mask = self.cap - 1
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        pos = (keys & U64(mask)).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            k = self.keys[pos[pending]]
+            hit = k == keys[pending]
+            ids[pending[hit]] = self.ids[pos[pending[hit]]]
+            pending = pending[~hit & (k != 0)]
+            pos[pending] = (pos[pending] + 1) & mask
+        return ids
+
+    def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
+        """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
+        cap = 1 << 14
+        while len(keys) > cap // 2:
+            cap *= 2
+        self.cap = cap
+        self.keys = np.zeros(cap, dtype=U64)
+        self.ids = np.full(cap, -1, dtype=np.int64)
+        self.count = len(keys)
+        self._place(keys, np.arange(len(keys), dtype=np.int64))
+
+
+class FlowTable:
+    """Per-flow, per-direction packet and byte counters with first/last times."""
+
+    COLUMNS = ("pkts0", "pkts1", "bytes0", "bytes1")
+
+    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 400_000) -> None:
+        self.index = HashIndex()
+        self.idle_timeout = idle_timeout
+        self.max_flows = max_flows
+        self.key = np.zeros(0, dtype=U64)
+        self.proto = np.zeros(0, dtype=np.int16)
+        self.first = np.zeros(0, dtype=np.float64)
+        self.last = np.zeros(0, dtype=np.float64)
+        self.counts = np.zeros((0, 4), dtype=np.int64)
+        self.total_flows = 0
+        self.evicted = 0
+        self.peak_flows = 0
+
+    def __len__(self) -> int:
+        return self.index.count
+
+    def update(
+        self,
+        keys: npt.NDArray[np.uint64],
+        direction: npt.NDArray[np.int8],
+        proto: npt.NDArray[np.int64],
+        wire: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.int64]:
+        """Account one batch of rows; returns the flow id of each row."""
+        if not len(keys):
+            return np.zeros(0, dtype=np.int64)
+        ukeys, first_row, inv = np.unique(keys, return_index=True, return_inverse=True)
+        uids, added = self.index.lookup_or_add(ukeys)
+        n = self.index.count
+        if n > len(self.key):
+            grow = max(n, 2 * len(self.key), 1024)
+            self.key = _resize(self.key, grow)
+            self.proto = _resize(self.proto, grow)
+            self.first = _resize(self.first, grow)
+            self.last = _resize(self.last, grow)
+            self.counts = _resize(self.counts, grow)
+        new = uids[added]
+        self.key[new] = ukeys[added]
+        self.proto[new] = proto[first_row[added]]
+        self.first[new] = ts[first_row[added]]
+        self.total_flows += int(added.sum())
+        m = len(ukeys)
+        # Per distinct flow of this batch: packets and bytes per direction, first and last time.
+        slot = inv * 2 + direction
+        pk = np.bincount(slot, minlength=2 * m).reshape(m, 2)
+        by = np.bincount(slot, weights=wire, minlength=2 * m).reshape(m, 2).astype(np.int64)
+        self.counts[uids, 0:2] += pk
+        self.counts[uids, 2:4] += by
+        last = np.full(m, -np.inf)
+        np.maximum.at(last, inv, ts)
+        self.last[uids] = np.maximum(self.last[uids], last)
+        self.peak_flows = max(self.peak_flows, n)
+        return uids[inv]
+
+    def expire(self, now: float, keep: set[int] | None = None) -> int:
+        """Evict flows idle longer than the timeout (all but ``keep`` keys); returns how many."""
+        n = self.index.count
+        if n < self.max_flows // 2:
+            return 0
+        live = self.last[:n] >= now - self.idle_timeout
+        if keep:
+            live |= np.isin(self.key[:n], np.fromiter(keep, dtype=U64, count=len(keep)))
+        if live.all() and n < self.max_flows:
+            return 0
+        if live.sum() > self.max_flows:
+            # Still too many: keep the most recently active.
+            order = np.argsort(-self.last[:n])[: self.max_flows]
+            live = np.zeros(n, dtype=np.bool_)
+            live[order] = True
+        idx = np.nonzero(live)[0]
+        gone = n - len(idx)
+        self.key = self.key[idx].copy()
+        self.proto = self.proto[idx].copy()
+        self.first = self.first[idx].copy()
+        self.last = self.last[idx].copy()
+        self.counts = self.counts[idx].copy()
+        self.index.rebuild(self.key)
+        self.evicted += gone
+        return gone
+
+    def counters(self, key: int) -> tuple[int, int, int, int] | None:
+        """(pkts dir0, pkts dir1, bytes dir0, bytes dir1) of one flow key, None if not present."""
+        fid = int(self.index.lookup(np.array([key], dtype=U64))[0])
+        if fid < 0:
+            return None
+        c = self.counts[fid]
+        return int(c[0]), int(c[1]), int(c[2]), int(c[3])
+
+
+def _resize(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n, *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out

@@ -1,0 +1,359 @@
+"""Opinions: turn stream evidence into findings with a kind, a severity and reasons.
+
+Decoding says what a stream *is*; this module says what it *means* for the router owner.  All
+thresholds live here (and in the config), none in the decoders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from detector.evidence import HostTally, StreamEvidence
+from detector.findings import Endpoint, Finding, WatchedHost
+
+# Formats whose packets are copies by construction: nothing else is ever sent that way.
+COPY_BY_CONSTRUCTION = frozenset(
+    {
+        "tzsp", "erspan-1", "erspan-2", "erspan-3", "peekremote", "cwids", "rpcap",
+        "pcap-over-ip", "unknown-encapsulation", "tee-copy",
+    }
+)  # fmt: skip
+# Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
+AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip"})
+# Where the sender's source port is entropy (a hash of the inner flow), not an identity.
+ENTROPY_SOURCE_PORT = frozenset({"vxlan", "geneve", "gre-udp", "mpls-udp", "vxlan-gpe"})
+DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
+    "tzsp": (37008,),
+    "vxlan": (4789, 8472),
+    "geneve": (6081,),
+    "sflow": (6343,),
+    "ipfix": (4739, 4740),
+    "psamp": (4739, 4740),
+    "netflow-v1": (2055, 2056, 9995, 9996),
+    "netflow-v5": (2055, 2056, 9995, 9996),
+    "netflow-v7": (2055, 2056, 9995, 9996),
+    "netflow-v9": (2055, 2056, 9995, 9996),
+    "jmirror": (30030,),
+    "peekremote": (5000, 5555),
+    "rpcap": (2002, 2003),
+    "pcap-over-ip": (57012,),
+}
+MAX_WATCHED = 25
+
+
+@dataclass
+class Thresholds:
+    """Tunable numbers of the verdicts (overridable from the config file)."""
+
+    # Ambiguous encapsulations: share of inner conversations seen both ways to call it a mirror.
+    both_way_share: float = 0.25
+    # Below this many carried packets an ambiguous stream is "too little traffic to decide".
+    min_decide_packets: int = 20
+    # Targeted-intercept pattern: this share of the stream on at most `targeted_hosts` hosts...
+    targeted_share: float = 0.8
+    targeted_hosts: int = 3
+    # ...while the link carries at least this many hosts.
+    targeted_link_hosts: int = 20
+    min_validated_share: float = 0.5
+
+
+@dataclass
+class PolicyContext:
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    link_hosts: int = 0
+    # Filled by the allow-list (detector.config); returns a reason when the stream is expected.
+    allow: object | None = None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def group_key(s: StreamEvidence) -> tuple[str, str, str, int, str]:
+    """One finding per (format, exporter, collector, collector port): the exporter's source
+    port is not part of a stream's identity (it changes with restarts, or per inner flow)."""
+    family = "flow-export" if s.kind == "flow-export" else s.protocol
+    return (family, s.src, s.dst, s.dport, s.transport)
+
+
+def merge(streams: list[StreamEvidence]) -> StreamEvidence:
+    """Fold several directed streams of one finding into one evidence record."""
+    if len(streams) == 1:
+        return streams[0]
+    base = max(streams, key=lambda s: s.validated)
+    m = StreamEvidence(
+        key=base.key, flow_key=base.flow_key, direction=base.direction, protocol=base.protocol,
+        kind=base.kind, transport=base.transport, src=base.src, dst=base.dst, sport=base.sport,
+        dport=base.dport, src_mac=base.src_mac, dst_mac=base.dst_mac,
+        first_seen=min(s.first_seen for s in streams),
+        last_seen=max(s.last_seen for s in streams), strength=base.strength,
+        header_example=base.header_example,
+    )  # fmt: skip
+    protos = Counter(s.protocol for s in streams for _ in range(max(1, s.validated)))
+    m.protocol = protos.most_common(1)[0][0]
+    for s in streams:
+        m.packets += s.packets
+        m.bytes += s.bytes
+        m.decoded += s.decoded
+        m.validated += s.validated
+        m.weight_total += s.weight_total
+        m.fragments += s.fragments
+        m.carried_packets += s.carried_packets
+        m.carried_bytes += s.carried_bytes
+        m.carried_unparsed += s.carried_unparsed
+        m.inner_is_outer += s.inner_is_outer
+        m.records += s.records
+        m.return_packets += s.return_packets
+        m.inner_links.update(s.inner_links)
+        for k, c in s.sessions.items():
+            m.sessions.setdefault(k, Counter()).update(c)
+        for k, c in s.facts.items():
+            m.facts.setdefault(k, Counter()).update(c)
+        for k, v in s.fact_min.items():
+            m.fact_min[k] = min(m.fact_min.get(k, v), v)
+        for k, v in s.fact_max.items():
+            m.fact_max[k] = max(m.fact_max.get(k, v), v)
+        for table, into in ((s.hosts, m.hosts), (s.record_hosts, m.record_hosts)):
+            for name, t in table.items():
+                acc = into.setdefault(name, HostTally(mac=t.mac))
+                acc.packets += t.packets
+                acc.bytes += t.bytes
+        for conv, bits in s.conversations.items():
+            m.conversations[conv] = m.conversations.get(conv, 0) | bits
+        m.extra.update(s.extra)
+    m.extra["streams"] = len(streams)
+    m.extra["source_ports"] = sorted({s.sport for s in streams})[:16]
+    return m
+
+
+def finding_id(protocol_family: str, src: str, dst: str, dport: int, transport: str) -> str:
+    raw = f"{protocol_family}|{src}|{dst}|{dport}|{transport}".encode()
+    return "mw-" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _watched(table: dict[str, HostTally], total: float) -> list[WatchedHost]:
+    ranked = sorted(table.items(), key=lambda kv: (-kv[1].packets, -kv[1].bytes, kv[0]))
+    out = []
+    denom = total or sum(t.packets for t in table.values()) or 1.0
+    for name, t in ranked[:MAX_WATCHED]:
+        is_ip = "." in name or name.count(":") != 5
+        out.append(
+            WatchedHost(
+                ip=name if is_ip else None,
+                mac=t.mac if t.mac else (None if is_ip else name),
+                packets=round(t.packets),
+                bytes=round(t.bytes),
+                share=round(min(1.0, t.packets / denom), 4),
+            )
+        )
+    return out
+
+
+def _port_note(s: StreamEvidence) -> str | None:
+    usual = DEFAULT_PORTS.get(s.protocol)
+    if not usual or s.transport not in ("udp", "tcp"):
+        return None
+    if s.dport in usual:
+        return f"Sent to {s.transport.upper()} port {s.dport}, the usual port of {s.protocol}."
+    return (
+        f"Sent to {s.transport.upper()} port {s.dport}, not the usual "
+        f"{'/'.join(map(str, usual))}: recognised by content, not by port."
+    )
+
+
+def _facts_sentence(s: StreamEvidence) -> str | None:
+    parts = []
+    for k, c in sorted(s.facts.items()):
+        if k in s.fact_min and len(c) > 3:
+            parts.append(f"{k} {s.fact_min[k]:g}–{s.fact_max[k]:g}")
+        else:
+            parts.append(f"{k} " + ", ".join(v for v, _ in c.most_common(5)))
+    return "Decoded fields: " + "; ".join(parts[:12]) + "." if parts else None
+
+
+def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | None:
+    """The verdict for one (merged) stream; None when it is not worth a finding."""
+    th = ctx.thresholds
+    share = s.validated / s.decoded if s.decoded else 0.0
+    if share < th.min_validated_share and s.strength < 1.0:
+        return None
+    reasons: list[str] = []
+    evidence: dict[str, int | float | str | bool | list[str] | list[int]] = {
+        "validated": s.validated,
+        "decoded": s.decoded,
+        "validated_share": round(share, 4),
+    }
+    if s.header_example:
+        reasons.append(f"Leading bytes: {s.header_example}.")
+    sampled = " (decoded in full at first, then one packet in 8)" if s.decoded < s.packets else ""
+    reasons.append(
+        f"{s.validated} of {s.decoded} decoded packets validated as {s.protocol}{sampled}; "
+        f"{s.packets} packets, {s.bytes} bytes from {s.src} to {s.dst} between "
+        f"{_iso(s.first_seen)} and {_iso(s.last_seen)}."
+    )
+    note = _port_note(s)
+    if note:
+        reasons.append(note)
+    kind = s.kind
+    severity = {"mirror": "high", "intercept": "critical", "flow-export": "medium"}.get(
+        kind, "info"
+    )
+    confidence = share * (0.7 + 0.3 * s.strength) * min(1.0, 0.8 + 0.02 * s.validated)
+
+    both, convs = s.both_way_conversations()
+    total_carried = max(s.carried_packets, 1.0)
+    if s.carried_packets:
+        evidence["carried_packets"] = round(s.carried_packets)
+        evidence["inner_conversations"] = convs
+        evidence["inner_both_directions"] = both
+        third = 1.0 - s.inner_is_outer / max(1, s.validated)
+        evidence["inner_third_party_share"] = round(max(0.0, third), 4)
+    evidence["return_packets"] = returning
+
+    if s.protocol in AMBIGUOUS and kind == "mirror":
+        proven = convs > 0 and both >= max(1, th.both_way_share * convs)
+        evidence["mirror_proven"] = proven
+        if proven:
+            reasons.append(
+                f"{both} of {convs} inner conversations appear in both directions inside this one "
+                f"outer direction: a copy of traffic, which a tunnel or overlay never carries."
+            )
+            if returning == 0:
+                reasons.append(f"Nothing came back from {s.dst} to {s.src} in this format.")
+        elif returning > 0:
+            kind, severity = "tunnel", "info"
+            reasons.append(
+                f"{returning} packets of this format came back from {s.dst} to {s.src} and the "
+                f"inner conversations each travel one way per outer direction: an overlay or L2 "
+                f"tunnel, not a mirror."
+            )
+            confidence *= 0.8
+        else:
+            severity = "medium"
+            if s.carried_packets < th.min_decide_packets or convs < 2:
+                reasons.append(
+                    f"Only {round(s.carried_packets)} carried packets: too little traffic to "
+                    "tell a mirror from a one-way tunnel."
+                )
+            else:
+                reasons.append(
+                    "Nothing came back through it, but its inner conversations are one-way: it "
+                    "may be a mirror of one direction, or one half of a tunnel seen asymmetrically."
+                )
+            confidence *= 0.6
+    elif kind in ("mirror", "intercept") and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+        reasons.append(f"{s.protocol} only ever carries copies of captured traffic.")
+
+    if kind in ("mirror", "intercept") and s.hosts:
+        hosts = len(s.hosts)
+        reasons.append(
+            f"Carries traffic of {hosts} inner hosts in {convs} conversations"
+            + (f", {both} of them in both directions" if both else "")
+            + "."
+        )
+        top = sorted(s.hosts.values(), key=lambda t: -t.packets)
+        # A packet involves two hosts: the share of the stream's packets that involve a set of
+        # hosts is at most the sum of their per-host shares; use the top hosts' packets.
+        top_share = min(1.0, sum(t.packets for t in top[: th.targeted_hosts]) / total_carried)
+        evidence["top_hosts_share"] = round(top_share, 4)
+        if (
+            top_share >= th.targeted_share
+            and ctx.link_hosts >= th.targeted_link_hosts
+            and hosts <= max(th.targeted_hosts * 2, hosts)
+            and _targeted(s, th)
+        ):
+            severity = "critical"
+            evidence["targeted"] = True
+            reasons.append(
+                f"Targeted pattern: {top_share:.0%} of the copies involve at most "
+                f"{th.targeted_hosts} hosts while the link carries {ctx.link_hosts} hosts."
+            )
+    if kind == "flow-export":
+        reasons.append(
+            f"Flow metadata: {s.records} records decoded naming {len(s.record_hosts)} hosts; "
+            "it tells the collector who talked to whom, when and how much."
+        )
+    if kind == "tunnel":
+        reasons.append(
+            f"A {s.protocol} tunnel: traffic carried to be delivered, not a copy (severity info)."
+        )
+    facts = _facts_sentence(s)
+    if facts:
+        reasons.append(facts)
+    if s.fragments:
+        evidence["fragmented_datagrams_frames"] = s.fragments
+        reasons.append(f"Outer packets were IP-fragmented ({s.fragments} fragments reassembled).")
+    sessions = s.session_values()
+    for k, c in s.sessions.items():
+        if len(c) > 1:
+            evidence[f"{k}_values"] = [str(v) for v, _ in c.most_common(16)]
+    evidence.update({k: v for k, v in s.extra.items() if isinstance(v, int | float | str | list)})
+
+    family, src, dst, dport, transport = group_key(s)
+    watched = (
+        _watched(s.hosts, total_carried)
+        if s.hosts
+        else _watched(s.record_hosts, 0.0)
+        if s.record_hosts
+        else []
+    )
+    port = s.dport if transport in ("udp", "tcp") else None
+    return Finding(
+        id=finding_id(family, src, dst, dport, transport),
+        kind=kind,
+        protocol=s.protocol,
+        severity=severity,  # type: ignore[arg-type]
+        confidence=round(max(0.0, min(1.0, confidence)), 3),
+        exporter=Endpoint(ip=s.src, port=s.sport if port is not None else None, mac=s.src_mac),
+        collector=Endpoint(ip=s.dst, port=port, mac=s.dst_mac),
+        transport=transport,
+        first_seen=_iso(s.first_seen),
+        last_seen=_iso(s.last_seen),
+        packets=s.packets,
+        bytes=s.bytes,
+        session=sessions,
+        watched=watched,
+        reasons=reasons,
+        evidence=evidence,
+    )
+
+
+def _targeted(s: StreamEvidence, th: Thresholds) -> bool:
+    """True when few hosts take part in nearly every copied conversation."""
+    counts: Counter[str] = Counter()
+    for a, b, _p in s.conversations:
+        counts[a.rsplit(":", 1)[0]] += 1
+        counts[b.rsplit(":", 1)[0]] += 1
+    if not counts:
+        return False
+    top = {h for h, _ in counts.most_common(th.targeted_hosts)}
+    covered = sum(
+        1
+        for a, b, _p in s.conversations
+        if a.rsplit(":", 1)[0] in top or b.rsplit(":", 1)[0] in top
+    )
+    return covered / len(s.conversations) >= th.targeted_share
+
+
+def findings_from(streams: list[StreamEvidence], ctx: PolicyContext) -> list[Finding]:
+    groups: dict[tuple[str, str, str, int, str], list[StreamEvidence]] = {}
+    for s in streams:
+        groups.setdefault(group_key(s), []).append(s)
+    merged = {k: merge(v) for k, v in groups.items()}
+    # Traffic of the same format flowing back from the collector to the exporter.
+    by_pair: Counter[tuple[str, str, str]] = Counter()
+    for m in merged.values():
+        by_pair[(m.protocol, m.src, m.dst)] += m.packets
+    out: list[Finding] = []
+    for m in merged.values():
+        returning = m.return_packets + by_pair.get((m.protocol, m.dst, m.src), 0)
+        f = decide(m, ctx, returning)
+        if f is not None:
+            out.append(f)
+    from detector.findings import SEVERITY_ORDER
+
+    out.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.first_seen, f.id))
+    return out
