@@ -1,0 +1,239 @@
+"""Checks shared by the lawful-intercept and remote-capture decoders.
+
+The header-only shims (PCLI, jmirror, Nokia, BCM) have no magic number, so the packet they carry
+is the evidence: it must be a real IP packet that fills the datagram exactly, or an Ethernet frame
+around one.  The TCP formats (ETSI, X2/X3, rpcap, PCAP-over-IP) share the single-segment
+classification path and the pcap link-type table.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from detector.decode.frames import (
+    ETH_IPV4,
+    ETH_IPV6,
+    ETH_MPLS,
+    ETH_PPPOE_SESSION,
+    ETH_VLAN_TAGS,
+    ethernet_valid,
+    ipv4_valid,
+    ipv6_valid,
+    parse_ethernet,
+)
+from detector.protocols.base import Decoded, InnerLink, PacketContext, StreamDecoder
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+# Minimum Ethernet frame without FCS: shorter IP packets are padded up to it.
+ETH_MIN_FRAME = 60
+FCS_LEN = 4
+# EtherTypes after which parse_ethernet can reach an IP header.
+IP_CARRYING_ETHERTYPES = np.array(
+    [ETH_IPV4, ETH_IPV6, *ETH_VLAN_TAGS, *ETH_MPLS, ETH_PPPOE_SESSION], dtype=np.int64
+)
+
+# pcap/pcapng LINKTYPE_* values → how the carried bytes begin.
+_LINKTYPES: dict[int, InnerLink] = {
+    1: "ethernet",
+    12: "ip",  # DLT_RAW on most systems
+    14: "ip",  # DLT_RAW on OpenBSD
+    101: "ip",
+    228: "ip",
+    229: "ip",
+    9: "ppp",
+    50: "ppp",
+    105: "ieee80211",
+}
+
+
+def link_for_linktype(linktype: int) -> InnerLink:
+    return _LINKTYPES.get(linktype & 0xFFFF, "raw")
+
+
+def hexbytes(data: bytes, n: int) -> str:
+    return " ".join(f"{b:02x}" for b in data[:n])
+
+
+def ip_fills(data: bytes, off: int) -> bool:
+    """An IPv4 (checksum right) or IPv6 packet starts at ``off`` and ends with ``data``."""
+    if len(data) - off < 20:
+        return False
+    version = data[off] >> 4
+    if version == 4:
+        return ipv4_valid(data, off, exact_len=True, checksum=True)
+    if version == 6:
+        return ipv6_valid(data, off, exact_len=True)
+    return False
+
+
+def ether_fills(data: bytes, off: int) -> bool:
+    """An Ethernet frame at ``off`` whose IP packet ends inside ``data``, followed by no more than
+    minimum-size padding and an FCS: a copied frame, not bytes that happen to look like one."""
+    if not ethernet_valid(data, off):
+        return False
+    inner = parse_ethernet(data, off)
+    if inner is None or inner.ip_offset < 0 or inner.ip_len <= 0:
+        return False
+    if inner.ip_version == 4 and not ipv4_valid(data, inner.ip_offset, checksum=True):
+        return False
+    end = inner.ip_offset + inner.ip_len
+    if end > len(data):
+        return False
+    padding = max(0, off + ETH_MIN_FRAME - end)
+    return len(data) - end <= padding + FCS_LEN
+
+
+def inner_link(data: bytes, off: int, *, ethernet: bool = True) -> InnerLink | None:
+    if ip_fills(data, off):
+        return "ip"
+    if ethernet and ether_fills(data, off):
+        return "ethernet"
+    return None
+
+
+# The 8-byte Juniper / Nokia LI header: MHV(2 bits) + intercept id, session id.
+MIRROR_HEADER = struct.Struct("!II")
+
+
+def mirror_header(payload: bytes) -> tuple[int, int, int] | None:
+    """(MHV, first word, session id) of an 8-byte LI header with a defined MHV (0 or 1) and room
+    for at least an IP header after it."""
+    if len(payload) < MIRROR_HEADER.size + 20:
+        return None
+    word, session_id = MIRROR_HEADER.unpack_from(payload)
+    mhv = word >> 30
+    return None if mhv > 1 else (mhv, word, session_id)
+
+
+def be16(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
+    return (head[:, col].astype(np.int64) << 8) | head[:, col + 1]
+
+
+def be32(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
+    return (be16(head, col) << 16) | be16(head, col + 2)
+
+
+def ip_fills_mask(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+) -> npt.NDArray[np.bool_]:
+    """Rows where an IPv4/IPv6 header at ``off`` has a length ending at the payload's end."""
+    b0 = head[:, off]
+    rest = length - off
+    v4 = ((b0 >> 4) == 4) & ((b0 & 0x0F) >= 5) & (be16(head, off + 2) == rest)
+    v6 = ((b0 >> 4) == 6) & (be16(head, off + 4) + 40 == rest)
+    return v4 | v6
+
+
+def ether_ip_mask(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+) -> npt.NDArray[np.bool_]:
+    """Rows where an Ethernet header at ``off`` could lead to an IP packet."""
+    return (
+        ((head[:, off + 6] & 1) == 0)
+        & np.isin(be16(head, off + 12), IP_CARRYING_ETHERTYPES)
+        & (length - off >= 14 + 20)
+    )
+
+
+def carried_mask(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+) -> npt.NDArray[np.bool_]:
+    return ip_fills_mask(head, length, off) | ether_ip_mask(head, length, off)
+
+
+# Longest PDU a stream decoder buffers; a claimed length beyond it means "not this format".
+MAX_PDU = 4 << 20
+# Bytes of a PDU still arriving that must already validate (the prefilter's window).
+PEEK_BYTES = 64
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Reassembly buffer of one TCP direction, and what the format learnt from earlier PDUs."""
+
+    buf: bytearray = field(default_factory=bytearray)
+    dead: bool = False
+    pdus: int = 0
+    # Format facts learnt from earlier PDUs (pcap link type and byte order, rpcap link type).
+    info: dict[str, int] = field(default_factory=dict)
+    # Sender of this direction (rpcap links a data stream to its control connection by it).
+    src: str = ""
+
+
+class FramedStreamDecoder(StreamDecoder):
+    """A TCP format made of length-prefixed PDUs.  Subclasses say how long the PDU at the start of
+    the buffer is, parse a whole PDU, and validate the start of one (``peek``); this class frames,
+    keeps partial PDUs, and gives up on a stream at the first PDU that does not validate."""
+
+    def pdu_length(self, buf: bytearray, state: StreamState) -> int | None:
+        """Total length of the PDU starting the buffer; None when more bytes are needed; ≤ 0 when
+        the bytes cannot start a PDU of this format."""
+        raise NotImplementedError
+
+    def parse(self, pdu: bytes, state: StreamState) -> Decoded | None:
+        raise NotImplementedError
+
+    def peek(self, head: bytes, state: StreamState) -> Decoded | None:
+        """What the start of a PDU that continues in later segments says, if it validates."""
+        return None
+
+    def new_state(self) -> StreamState:
+        return StreamState()
+
+    def feed(self, data: bytes, ctx: PacketContext, state: object | None) -> list[Decoded]:
+        if not isinstance(state, StreamState) or state.dead:
+            return []
+        state.src = ctx.src
+        try:
+            return self._feed(data, state)
+        except Exception:  # any bytes at all may arrive; a parsing slip ends the stream quietly
+            state.dead = True
+            state.buf.clear()
+            return []
+
+    def _feed(self, data: bytes, state: StreamState) -> list[Decoded]:
+        state.buf += data
+        out: list[Decoded] = []
+        while state.buf:
+            total = self.pdu_length(state.buf, state)
+            if total is not None and not 0 < total <= MAX_PDU:
+                state.dead = True
+                break
+            if total is None or total > len(state.buf):
+                # The first PDU's start must already look right, or nothing is buffered for it.
+                if (
+                    state.pdus == 0
+                    and len(state.buf) >= PEEK_BYTES
+                    and self.peek(bytes(state.buf[:PEEK_BYTES]), state) is None
+                ):
+                    state.dead = True
+                break
+            pdu = bytes(state.buf[:total])
+            del state.buf[:total]
+            decoded = self.parse(pdu, state)
+            if decoded is None:
+                state.dead = True
+                break
+            state.pdus += 1
+            out.append(decoded)
+        if state.dead:
+            state.buf.clear()
+        return out
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        fresh = self.new_state()
+        found = self.feed(payload, ctx, fresh)
+        if found:
+            return found[0]
+        if fresh.dead:
+            return None
+        try:
+            return self.peek(payload, fresh)
+        except Exception:
+            return None
