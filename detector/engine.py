@@ -21,7 +21,7 @@ from detector.capture.reader import PAD, PacketBatch
 from detector.decode.frames import ip_str, mac_str
 from detector.decode.headers import LINK_ETHERNET, Headers, decode_headers, payload_heads
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
-from detector.evidence import StreamEvidence
+from detector.evidence import MAX_SAMPLES, StreamEvidence
 from detector.flows.table import U64, FlowTable, HashIndex, directed_keys, endpoint_hash, flow_keys
 from detector.flows.tcp import TcpReassembler
 from detector.protocols import registry
@@ -307,9 +307,10 @@ class Engine:
         self._stream_state[key] = state
         self._stream_decoder[key] = d
         s.decoded += 1
-        s.add(found, 1.0)
+        s.add(found, 1.0, ctx.ts)
         for pdu in self._early_pdus.pop(key, []):
-            s.add(pdu, 1.0)
+            s.add(pdu, 1.0, ctx.ts)
+        self._keep_sample(s, batch, r)
         # The vectorised counters missed this first packet (it was not yet a stream).
         s.packets += 1 if weights is None else int(weights[r])
         s.bytes += int(batch.wirelen[r])
@@ -348,7 +349,7 @@ class Engine:
             return None
         s = self.streams[key]
         for pdu in pdus[1:]:
-            s.add(pdu, 1.0)
+            s.add(pdu, 1.0, ctx.ts)
         return pdus[0] if pdus else None
 
     def _decode_known(
@@ -389,7 +390,8 @@ class Engine:
                 # IPFIX messages with packet sections upgrade the stream to PSAMP.
                 if found.protocol == "psamp" and s.kind == "flow-export":
                     s.protocol = "psamp"
-                s.add(found, weight)
+                s.add(found, weight, ctx.ts)
+                self._keep_sample(s, batch, r)
 
     def _new_stream(
         self, batch: PacketBatch, h: Headers, r: int, key: int, fkey: int, dirn: int, d: Decoded
@@ -418,10 +420,16 @@ class Engine:
         self._stream_keys = np.append(self._stream_keys, U64(key))
         return s
 
+    @staticmethod
+    def _keep_sample(s: StreamEvidence, batch: PacketBatch, r: int) -> None:
+        if len(s.outer_samples) < MAX_SAMPLES:
+            s.outer_samples.append((float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r)))
+
     # ---------------------------------------------------------------- end
 
     def finish(self) -> list[StreamEvidence]:
-        """Close the scan: fill in what flowed back through each stream's outer flow."""
+        """The streams so far, with what flowed back through each stream's outer flow filled
+        in.  Safe to call repeatedly (a live watch calls it for every summary)."""
         for s in self.streams.values():
             c = self.flows.counters(s.flow_key)
             if c is not None:

@@ -17,6 +17,8 @@ from detector.protocols.base import Decoded, Kind
 MAX_HOSTS = 4096
 MAX_CONVERSATIONS = 8192
 MAX_FACT_VALUES = 32
+# Packets kept per stream for evidence captures (outer packets and the frames they carried).
+MAX_SAMPLES = 200
 
 
 @dataclass
@@ -66,11 +68,14 @@ class StreamEvidence:
     inner_is_outer: int = 0  # carried packets whose addresses are the outer endpoints
     records: int = 0
     record_hosts: dict[str, HostTally] = field(default_factory=dict)
+    # Evidence captures: (time, link type, outer frame) and (time, inner link, carried bytes).
+    outer_samples: list[tuple[float, int, bytes]] = field(default_factory=list)
+    inner_samples: list[tuple[float, str, bytes]] = field(default_factory=list)
     # Filled by the engine at the end.
     return_packets: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
-    def add(self, d: Decoded, weight: float) -> None:
+    def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
         self.validated += 1
         self.weight_total += weight
         self.strength = max(self.strength, d.strength) if self.validated > 1 else d.strength
@@ -84,6 +89,8 @@ class StreamEvidence:
             self._fact(k, v)
         for carried in d.carried:
             self.inner_links[carried.link] += 1
+            if len(self.inner_samples) < MAX_SAMPLES:
+                self.inner_samples.append((ts, carried.link, carried.data))
             inner = parse_carried(carried.link, carried.data)
             size = carried.orig_len or len(carried.data)
             self.carried_packets += weight

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from detector import __version__
 from detector.capture.reader import (
@@ -16,18 +17,28 @@ from detector.capture.reader import (
 )
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
+from detector.evidence import StreamEvidence
 from detector.findings import InputSummary, Report
-from detector.policy.verdict import PolicyContext, findings_from
+from detector.policy.verdict import PolicyContext, judge
 
 ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class ScanResult:
+    report: Report
+    # True when an input could not be read at all (exit status 2).
+    unreadable: bool
+    # The evidence behind each finding, by finding id (for evidence captures and explain).
+    evidence: dict[str, StreamEvidence] = field(default_factory=dict)
 
 
 def scan_paths(
     paths: list[str],
     policy: PolicyContext | None = None,
     progress: ProgressFn | None = None,
-) -> tuple[Report, bool]:
-    """Scan files; returns the report and whether any input could not be read at all."""
+) -> ScanResult:
+    """Scan files into a report; damaged inputs are reported in it, never fatal."""
     engine = Engine()
     inputs: list[InputSummary] = []
     unreadable = False
@@ -70,7 +81,8 @@ def scan_paths(
     streams = engine.finish()
     ctx = policy or PolicyContext()
     ctx.link_hosts = engine.distinct_hosts()
-    findings = findings_from(streams, ctx)
+    judged = judge(streams, ctx)
+    findings = [f for f, _ in judged]
     st = engine.stats
     stats_out: dict[str, int | float | str] = {
         "packets": st.packets,
@@ -97,7 +109,7 @@ def scan_paths(
         stats=stats_out,
         findings=findings,
     )
-    return report, unreadable
+    return ScanResult(report, unreadable, {f.id: ev for f, ev in judged})
 
 
 def _position(stream: object) -> int:

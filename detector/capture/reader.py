@@ -112,15 +112,18 @@ def expand_paths(paths: list[str]) -> list[str]:
     return out
 
 
-def read_batches(stream: BinaryIO, stats: InputStats) -> Iterator[PacketBatch]:
-    """Yield batches from a pcap or pcapng stream; problems go to ``stats.errors``."""
+def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Iterator[PacketBatch]:
+    """Yield batches from a pcap or pcapng stream; problems go to ``stats.errors``.
+
+    With ``live`` (a capture pipe), a batch is yielded as soon as any records are complete.
+    """
     head = _read_exact(stream, 4)
     if len(head) < 4:
         raise CaptureError(f"{stats.path}: empty or too short to be a capture file")
     if head in PCAP_MAGICS:
-        yield from _read_pcap(stream, head, stats)
+        yield from _read_pcap(stream, head, stats, live)
     elif head == PCAPNG_SHB:
-        yield from _read_pcapng(stream, head, stats)
+        yield from _read_pcapng(stream, head, stats, live)
     else:
         raise CaptureError(
             f"{stats.path}: not a pcap or pcapng file (starts with {head.hex(' ')}); "
@@ -140,9 +143,14 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
 
 
 class _Blocks:
-    """A reused buffer that keeps the unread tail of the previous block at its front."""
+    """A reused buffer that keeps the unread tail of the previous block at its front.
 
-    def __init__(self, stream: BinaryIO, initial: bytes = b"") -> None:
+    ``live`` returns after the first read that brings data (a capture pipe must not wait for a
+    whole block to fill); otherwise it fills the block for throughput.
+    """
+
+    def __init__(self, stream: BinaryIO, initial: bytes = b"", live: bool = False) -> None:
+        self.live = live
         self.stream = stream
         self.buf = bytearray(BLOCK_SIZE + PAD)
         self.view = memoryview(self.buf)
@@ -165,6 +173,8 @@ class _Blocks:
                 self.eof = True
                 break
             self.end += got
+            if self.live:
+                break
 
     def grow(self, need: int) -> None:
         """Make room for one record larger than the block (only corrupt-looking files get here)."""
@@ -173,7 +183,9 @@ class _Blocks:
             self.view = memoryview(self.buf)
 
 
-def _read_pcap(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[PacketBatch]:
+def _read_pcap(
+    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
+) -> Iterator[PacketBatch]:
     endian, unit = PCAP_MAGICS[magic]
     rest = _read_exact(stream, 20)
     if len(rest) < 20:
@@ -185,7 +197,7 @@ def _read_pcap(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[Pa
     u32 = struct.Struct(endian + "I").unpack_from
     hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"), ("incl", endian + "u4"),
                           ("orig", endian + "u4")])  # fmt: skip
-    blocks = _Blocks(stream)
+    blocks = _Blocks(stream, live=live)
     pos = 0
     index = 0
     while True:
@@ -236,7 +248,7 @@ def _read_pcap(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[Pa
                 else:
                     stats.error(f"file truncated: {end - pos} bytes of a record header at the end")
             return
-        if pos == 0 and end >= BLOCK_SIZE:
+        if pos == 0 and end >= BLOCK_SIZE and not offs:
             # A single record larger than the block: grow the buffer for it.
             want = u32(buf, 8)[0] + rec_hdr
             blocks.grow(want)
@@ -301,9 +313,11 @@ def _batch_from_records(
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
 
 
-def _read_pcapng(stream: BinaryIO, magic: bytes, stats: InputStats) -> Iterator[PacketBatch]:
+def _read_pcapng(
+    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
+) -> Iterator[PacketBatch]:
     """pcapng: per-interface link types and timestamp resolutions, several sections."""
-    blocks = _Blocks(stream, magic)
+    blocks = _Blocks(stream, magic, live=live)
     endian = "<"
     interfaces: list[tuple[int, float, int]] = []  # (linktype, seconds per tick, snaplen)
     pos = 0

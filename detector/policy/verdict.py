@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from detector.evidence import HostTally, StreamEvidence
-from detector.findings import Endpoint, Finding, WatchedHost
+from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = frozenset(
@@ -338,7 +338,10 @@ def _targeted(s: StreamEvidence, th: Thresholds) -> bool:
     return covered / len(s.conversations) >= th.targeted_share
 
 
-def findings_from(streams: list[StreamEvidence], ctx: PolicyContext) -> list[Finding]:
+def judge(
+    streams: list[StreamEvidence], ctx: PolicyContext
+) -> list[tuple[Finding, StreamEvidence]]:
+    """Findings, most severe first, each with the (merged) evidence it was decided from."""
     groups: dict[tuple[str, str, str, int, str], list[StreamEvidence]] = {}
     for s in streams:
         groups.setdefault(group_key(s), []).append(s)
@@ -347,13 +350,15 @@ def findings_from(streams: list[StreamEvidence], ctx: PolicyContext) -> list[Fin
     by_pair: Counter[tuple[str, str, str]] = Counter()
     for m in merged.values():
         by_pair[(m.protocol, m.src, m.dst)] += m.packets
-    out: list[Finding] = []
+    out: list[tuple[Finding, StreamEvidence]] = []
     for m in merged.values():
         returning = m.return_packets + by_pair.get((m.protocol, m.dst, m.src), 0)
         f = decide(m, ctx, returning)
         if f is not None:
-            out.append(f)
-    from detector.findings import SEVERITY_ORDER
-
-    out.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.first_seen, f.id))
+            out.append((f, m))
+    out.sort(key=lambda fm: (-SEVERITY_ORDER[fm[0].severity], fm[0].first_seen, fm[0].id))
     return out
+
+
+def findings_from(streams: list[StreamEvidence], ctx: PolicyContext) -> list[Finding]:
+    return [f for f, _ in judge(streams, ctx)]

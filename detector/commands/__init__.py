@@ -1,0 +1,1 @@
+"""Subcommands of ``mirrorwatch``: each module defines ``COMMAND`` (a click command)."""

@@ -1,0 +1,65 @@
+"""``mirrorwatch scan``: findings from capture files."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import click
+
+from detector.findings import SEVERITY_ORDER, Report
+from detector.report import RENDERERS, renderer
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+def write_report(report: Report, fmt: str, out: TextIO | None) -> None:
+    text = renderer(fmt)(report)
+    target = out or sys.stdout
+    target.write(text)
+    target.flush()
+
+
+def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
+    if unreadable:
+        return EXIT_USAGE
+    worst = max((SEVERITY_ORDER[f.severity] for f in report.findings), default=-1)
+    return EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
+    show_default=True, help="Report format.",
+)  # fmt: skip
+@click.option(
+    "--fail-on", type=click.Choice(list(SEVERITY_ORDER)), default="high", show_default=True,
+    help="Exit 1 when a finding at or above this severity is found.",
+)  # fmt: skip
+@click.option("-o", "--output", type=click.File("w"), default=None, help="Write the report here.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no error lines on stderr.")
+def scan(
+    paths: tuple[str, ...], fmt: str, fail_on: str, output: TextIO | None, quiet: bool
+) -> None:
+    """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
+
+    \b
+    Examples:
+      mirrorwatch scan pcaps/tzsp.pcap
+      mirrorwatch scan --format json captures/ > report.json
+      tcpdump -i eth0 -w - | mirrorwatch scan -
+    Exit status: 0 nothing at or above --fail-on, 1 something is, 2 usage or unreadable input.
+    """
+    from detector.scan import scan_paths, stderr_progress
+
+    result = scan_paths(list(paths), progress=None if quiet else stderr_progress())
+    write_report(result.report, fmt, output)
+    if not quiet:
+        for inp in result.report.inputs:
+            for e in inp.errors:
+                click.echo(f"mirrorwatch: {inp.path}: {e}", err=True)
+    sys.exit(exit_status(result.report, fail_on, result.unreadable))
+
+
+COMMAND = scan

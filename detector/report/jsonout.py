@@ -1,0 +1,13 @@
+"""JSON report (one object) and JSON Lines (one finding per line)."""
+
+from __future__ import annotations
+
+from detector.findings import Report
+
+
+def render_json(report: Report) -> str:
+    return report.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def render_jsonl(report: Report) -> str:
+    return "".join(f.model_dump_json() + "\n" for f in report.findings)
