@@ -199,7 +199,7 @@ class Engine:
             if not len(sel):
                 continue
             head, length = payload_heads(batch, h, rows[sel])
-            masks = [d.prefilter(head, length) for d in decoders]
+            masks = [self._prefilter(d, head, length, sport[sel], dport[sel]) for d in decoders]
             anyhit = np.logical_or.reduce(masks)
             hits = np.nonzero(anyhit)[0]
             self.stats.candidates += len(hits)
@@ -207,6 +207,22 @@ class Engine:
                 x = int(sel[j])
                 passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]
                 self._classify(batch, h, int(rows[x]), x, dkey, fkey, direction, weights, passing)
+
+    @staticmethod
+    def _prefilter(
+        d: Decoder,
+        head: np.ndarray,
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        mask = d.prefilter(head, length)
+        if d.ports_required:
+            # Formats with no content signature at all (ESP in UDP, OpenVPN, MPLS in UDP) are
+            # only recognised on their port; everything else is found by content alone.
+            ports = list(d.ports)
+            mask = mask & (np.isin(dport, ports) | np.isin(sport, ports))
+        return mask
 
     # ---------------------------------------------------------------- python per packet
 

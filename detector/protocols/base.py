@@ -116,6 +116,9 @@ class Decoder:
     ip_protos: ClassVar[frozenset[int]] = frozenset()
     # Lower runs first when several decoders accept the same payload (specific before generic).
     priority: ClassVar[int] = 50
+    # Only for formats with no content signature at all: the engine then looks for them on
+    # ``ports`` only.  Everything else is recognised on any port.
+    ports_required: ClassVar[bool] = False
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
