@@ -150,48 +150,21 @@ class Engine:
         self.hosts.lookup_or_add(np.unique(endpoint_hash(src, np.zeros(len(rows), np.int64))))
         dkey = directed_keys(src, dst, sport, dport, proto)
 
-        # Rows of known streams: count them all, decode the first ones and then a sample.
-        known = (
+        # Candidate rows of flows not yet classified (new streams may start in this batch).
+        known_before = (
             np.isin(dkey, self._stream_keys)
             if len(self._stream_keys)
             else np.zeros(len(rows), dtype=np.bool_)
         )
-        decode_rows: list[tuple[int, int]] = []  # (batch row, index into `rows`)
-        if known.any():
-            kidx = np.nonzero(known)[0]
-            ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
-            pk = np.bincount(inv, weights=None if weights is None else weights[rows[kidx]])
-            by = np.bincount(inv, weights=wire[kidx])
-            first = np.full(len(ukeys), np.inf)
-            last = np.full(len(ukeys), -np.inf)
-            np.minimum.at(first, inv, ts[kidx])
-            np.maximum.at(last, inv, ts[kidx])
-            for j, k in enumerate(ukeys.tolist()):
-                s = self.streams[k]
-                s.packets += int(pk[j])
-                s.bytes += int(by[j])
-                s.first_seen = min(s.first_seen, float(first[j]))
-                s.last_seen = max(s.last_seen, float(last[j]))
-                mine = kidx[inv == j]
-                full = self._stream_decoder[k].kind == "flow-export" or s.transport == "tcp"
-                budget = max(0, FULL_DECODE - s.decoded)
-                chosen = mine if full else mine[:budget]
-                if not full and len(mine) > budget:
-                    rest = mine[budget:]
-                    pos = self._row_counter + rest
-                    chosen = np.concatenate([chosen, rest[pos % SAMPLE_STRIDE == 0]])
-                decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
-        self._row_counter += len(rows)
-        if decode_rows:
-            self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
-
-        # Candidate rows of flows not yet classified.
-        fresh = ~known & ~self._rejects.mask(dkey)
+        fresh = ~known_before & ~self._rejects.mask(dkey)
+        consumed: list[int] = []
+        cands: list[tuple[int, list[Decoder] | None]] = []
         p = proto
-        cand_gre = np.nonzero(fresh & (p == IP_PROTO_GRE))[0]
-        cand_ip = np.nonzero(fresh & np.isin(p, list(self.ip_table)))[0] if self.ip_table else []
-        for x in list(cand_gre) + list(cand_ip):
-            self._classify(batch, h, int(rows[x]), int(x), dkey, fkey, direction, weights, None)
+        for x in np.nonzero(fresh & (p == IP_PROTO_GRE))[0].tolist():
+            cands.append((x, None))
+        if self.ip_table:
+            for x in np.nonzero(fresh & np.isin(p, list(self.ip_table)))[0].tolist():
+                cands.append((x, None))
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if not decoders:
                 continue
@@ -200,13 +173,53 @@ class Engine:
                 continue
             head, length = payload_heads(batch, h, rows[sel])
             masks = [self._prefilter(d, head, length, sport[sel], dport[sel]) for d in decoders]
-            anyhit = np.logical_or.reduce(masks)
-            hits = np.nonzero(anyhit)[0]
+            hits = np.nonzero(np.logical_or.reduce(masks))[0]
             self.stats.candidates += len(hits)
             for j in hits.tolist():
-                x = int(sel[j])
                 passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]
-                self._classify(batch, h, int(rows[x]), x, dkey, fkey, direction, weights, passing)
+                cands.append((int(sel[j]), passing))
+        cands.sort(key=lambda c: c[0])
+        for x, passing in cands:
+            if int(dkey[x]) in self.streams:
+                continue  # became a stream earlier in this batch: counted below
+            if self._classify(batch, h, int(rows[x]), x, dkey, fkey, direction, weights, passing):
+                consumed.append(x)
+
+        # Rows of known streams: count them all, decode the first ones and then a sample.
+        if len(self._stream_keys) == 0:
+            return
+        known = np.isin(dkey, self._stream_keys)
+        if consumed:
+            known[consumed] = False
+        if not known.any():
+            return
+        decode_rows: list[tuple[int, int]] = []  # (batch row, index into `rows`)
+        kidx = np.nonzero(known)[0]
+        ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
+        pk = np.bincount(inv, weights=None if weights is None else weights[rows[kidx]])
+        by = np.bincount(inv, weights=wire[kidx])
+        first = np.full(len(ukeys), np.inf)
+        last = np.full(len(ukeys), -np.inf)
+        np.minimum.at(first, inv, ts[kidx])
+        np.maximum.at(last, inv, ts[kidx])
+        for j, k in enumerate(ukeys.tolist()):
+            s = self.streams[k]
+            s.packets += int(pk[j])
+            s.bytes += int(by[j])
+            s.first_seen = min(s.first_seen, float(first[j]))
+            s.last_seen = max(s.last_seen, float(last[j]))
+            mine = kidx[inv == j]
+            full = s.kind == "flow-export" or s.transport == "tcp"
+            budget = max(0, FULL_DECODE - s.decoded)
+            chosen = mine if full else mine[:budget]
+            if not full and len(mine) > budget:
+                rest = mine[budget:]
+                pos = self._row_counter + rest
+                chosen = np.concatenate([chosen, rest[pos % SAMPLE_STRIDE == 0]])
+            decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
+        self._row_counter += len(rows)
+        decode_rows.sort()
+        self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
 
     @staticmethod
     def _prefilter(
@@ -272,17 +285,9 @@ class Engine:
         direction: npt.NDArray[np.int8],
         weights: npt.NDArray[np.int64] | None,
         passing: list[Decoder] | None,
-    ) -> None:
+    ) -> bool:
+        """Try the candidate decoders on one packet; True when it started a stream."""
         key = int(dkey[x])
-        if key in self.streams:
-            # Classified by an earlier row of this batch, after the vectorised counting.
-            s = self.streams[key]
-            s.packets += 1 if weights is None else int(weights[r])
-            s.bytes += int(batch.wirelen[r])
-            s.last_seen = max(s.last_seen, float(batch.ts[r]))
-            s.first_seen = min(s.first_seen, float(batch.ts[r]))
-            self._decode_known(batch, h, [(r, x)], dkey, fkey, direction, weights)
-            return
         ctx = self._context(batch, h, r)
         payload = self._payload(batch, h, r)
         proto = int(h.proto[r])
@@ -292,7 +297,7 @@ class Engine:
             got = self._gre(payload, ctx)
             if got is None:
                 self._rejects.fail(key)
-                return
+                return False
             payload, decoders = got
         elif passing is not None:
             decoders = passing
@@ -316,7 +321,7 @@ class Engine:
                 best = (score, d.priority, d, found, state)
         if best is None:
             self._rejects.fail(key)
-            return
+            return False
         _, _, d, found, state = best
         s = self._new_stream(batch, h, r, key, int(fkey[x]), int(direction[x]), found)
         s.transport = transport
@@ -325,6 +330,7 @@ class Engine:
         s.decoded += 1
         s.add(found, 1.0, ctx.ts)
         for pdu in self._early_pdus.pop(key, []):
+            s.decoded += 1
             s.add(pdu, 1.0, ctx.ts)
         self._keep_sample(s, batch, r)
         # The vectorised counters missed this first packet (it was not yet a stream).
@@ -332,6 +338,7 @@ class Engine:
         s.bytes += int(batch.wirelen[r])
         if self.on_stream:
             self.on_stream(s)
+        return True
 
     def _tcp_feed(
         self,
@@ -365,6 +372,7 @@ class Engine:
             return None
         s = self.streams[key]
         for pdu in pdus[1:]:
+            s.decoded += 1
             s.add(pdu, 1.0, ctx.ts)
         return pdus[0] if pdus else None
 
@@ -391,17 +399,22 @@ class Engine:
                     s.decoded += 1
                     continue
                 payload = got[0]
+            if isinstance(d, StreamDecoder):
+                # Counted per PDU, not per segment: a segment that ends no PDU is no failure.
+                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=False)
+                if found is not None:
+                    s.decoded += 1
+                    s.add(found, 1.0, ctx.ts)
+                    self._keep_sample(s, batch, r)
+                elif len(s.outer_samples) < MAX_SAMPLES and payload:
+                    self._keep_sample(s, batch, r)
+                continue
             s.decoded += 1
             weight = 1.0 if s.decoded <= FULL_DECODE else float(SAMPLE_STRIDE)
             if weights is not None:
                 weight *= float(weights[r])
                 s.fragments += int(weights[r])
-            if isinstance(d, StreamDecoder):
-                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=False)
-                if found is None:
-                    continue  # a segment that ends no PDU is not a failure
-            else:
-                found = self._try(d, payload, ctx, state)
+            found = self._try(d, payload, ctx, state)
             if found is not None:
                 # IPFIX messages with packet sections upgrade the stream to PSAMP.
                 if found.protocol == "psamp" and s.kind == "flow-export":

@@ -224,13 +224,21 @@ def test_carried_inner_packets() -> None:
 
 
 def test_non_esp_marker_and_keepalive_are_not_esp() -> None:
-    ike = bytes(4) + bytes.fromhex("9e89f2388f90bc1e 0000000000000000 2e202308") + bytes(40)
-    assert NatTDecoder().decode(ike, ctx(4500, 4500), None) is None
-    assert NatTDecoder().decode(b"\xff", ctx(4500, 4500), None) is None
+    # IKE behind the non-ESP marker and the keep-alive belong to the same NAT-T tunnel, but are
+    # told apart from ESP.  An IKE header whose length does not match is nothing.
+    head = bytes.fromhex("9e89f2388f90bc1e 0000000000000000 2e202308 00000000")
+    bad_ike = bytes(4) + head + bytes(4) + bytes(40)
+    assert NatTDecoder().decode(bad_ike, ctx(4500, 4500), None) is None
+    ike = bytes(4) + head + struct.pack("!I", 28 + 40) + bytes(40)
+    got = NatTDecoder().decode(ike, ctx(4500, 4500), None)
+    assert got is not None and got.facts["message"] == "ike" and got.facts["ike_version"] == 2
+    keepalive = NatTDecoder().decode(b"\xff", ctx(4500, 4500), None)
+    assert keepalive is not None and keepalive.facts["message"] == "keepalive"
     esp = struct.pack("!II", 0x12345678, 1) + bytes(48)
+    assert "message" not in (NatTDecoder().decode(esp, ctx(4500, 4500), None) or got).facts
     # Without the port there is nothing to go on.
     assert NatTDecoder().decode(esp, ctx(40000, 40001), None) is None
-    assert prefilter(NatTDecoder(), [ike, b"\xff"]) == [False, False]
+    assert prefilter(NatTDecoder(), [ike, b"\xff"]) == [True, True]
 
 
 def test_mpls_udp_needs_its_port() -> None:

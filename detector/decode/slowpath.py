@@ -192,7 +192,8 @@ def _join(pieces: dict[int, bytes], total: int) -> bytes | None:
 def _rebuild(header: bytes, payload: bytes) -> bytes:
     h = bytearray(header)
     if h[0] >> 4 == 4:
-        struct.pack_into("!HH", h, 2, len(h) + len(payload), 0)  # total length, no MF/offset
+        struct.pack_into("!H", h, 2, len(h) + len(payload))  # total length
+        struct.pack_into("!H", h, 6, 0)  # no more fragments, offset 0
         struct.pack_into("!H", h, 10, 0)
         s = sum(struct.unpack(f"!{len(h) // 2}H", bytes(h)))
         while s > 0xFFFF:

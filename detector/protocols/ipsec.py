@@ -73,12 +73,47 @@ class NatTDecoder(Decoder):
         # SPI >= 256 (so not the zero non-ESP marker), sequence != 0.
         spi_ok = (head[:, 0] | head[:, 1] | head[:, 2]) != 0
         seq_ok = (head[:, 4] | head[:, 5] | head[:, 6] | head[:, 7]) != 0
-        return spi_ok & seq_ok & (length >= MIN_ESP_LEN)
+        esp = spi_ok & seq_ok & (length >= MIN_ESP_LEN)
+        # IKE behind the non-ESP marker, and the one-byte NAT keep-alive, share the flow.
+        marker = (head[:, 0] | head[:, 1] | head[:, 2] | head[:, 3]) == 0
+        ike = marker & (length >= 4 + IKE_HEADER_LEN)
+        keepalive = (length == 1) & (head[:, 0] == 0xFF)
+        return esp | ike | keepalive
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         if NAT_T_PORT not in (ctx.sport, ctx.dport):
             return None
+        if payload == b"\xff":
+            return Decoded(
+                protocol="nat-t", kind="tunnel", header="ff: NAT-T keep-alive (RFC 3948)",
+                facts={"message": "keepalive"}, strength=0.5,
+            )  # fmt: skip
+        if payload[:4] == b"\x00\x00\x00\x00":
+            return _ike(payload)
         return _esp(payload, "nat-t", 0.5, " in UDP")
+
+
+IKE_HEADER_LEN = 28
+
+
+def _ike(payload: bytes) -> Decoded | None:
+    """IKE (v1 or v2) behind the four-byte non-ESP marker: the key exchange of the same tunnel."""
+    ike = payload[4:]
+    if len(ike) < IKE_HEADER_LEN:
+        return None
+    version = ike[17]
+    length = int.from_bytes(ike[24:28], "big")
+    if version not in (0x10, 0x20) or length != len(ike):
+        return None
+    return Decoded(
+        protocol="nat-t",
+        kind="tunnel",
+        header=f"{hex_head(payload, 8)}: non-ESP marker then IKE version {version >> 4}, "
+        f"exchange {ike[18]}, length {length}",
+        session={"ike_initiator_spi": ike[:8].hex()},
+        facts={"message": "ike", "ike_version": version >> 4, "exchange": ike[18]},
+        strength=0.9,
+    )
 
 
 class AhDecoder(Decoder):

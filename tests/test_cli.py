@@ -1,0 +1,91 @@
+"""The command line: formats, exit codes, damaged input, stdin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import PCAPS
+
+from detector.cli import main
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_json_report_shape() -> None:
+    code, out, _ = run("scan", "-q", "--format", "json", str(PCAPS / "tzsp-31337.pcap"))
+    assert code == 1  # a high finding with the default --fail-on high
+    doc = json.loads(out)
+    assert doc["schema"] == "mirrorwatch/1"
+    (inp,) = doc["inputs"]
+    assert inp["packets"] > 0 and inp["bytes"] > 0 and inp["errors"] == []
+    (f,) = doc["findings"]
+    for key in (
+        "id", "kind", "protocol", "severity", "confidence", "exporter", "collector", "transport",
+        "first_seen", "last_seen", "packets", "bytes", "session", "watched", "reasons",
+    ):  # fmt: skip
+        assert key in f
+    assert f["protocol"] == "tzsp" and f["collector"]["port"] == 31337
+    assert f["first_seen"].endswith("Z")
+
+
+def test_jsonl_and_text() -> None:
+    code, out, _ = run("scan", "-q", "--format", "jsonl", str(PCAPS / "netflow-v9.pcap"))
+    lines = out.splitlines()
+    assert code == 0  # a flow export is medium, below the default --fail-on
+    assert lines and all(json.loads(line)["kind"] == "flow-export" for line in lines)
+    code, out, _ = run("scan", "-q", str(PCAPS / "netflow-v9.pcap"))
+    assert "MEDIUM" in out and "netflow-v9" in out
+
+
+def test_fail_on_threshold() -> None:
+    path = str(PCAPS / "netflow-v5.pcap")
+    assert run("scan", "-q", "--fail-on", "medium", path)[0] == 1
+    assert run("scan", "-q", "--fail-on", "critical", path)[0] == 0
+
+
+def test_unreadable_input_exits_2_but_reports_the_rest(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.pcap"
+    junk.write_text("this is not a capture")
+    code, out, err = run("scan", "--format", "json", str(junk), str(PCAPS / "tzsp.pcap"))
+    assert code == 2
+    doc = json.loads(out)
+    assert [f["protocol"] for f in doc["findings"]] == ["tzsp"]
+    assert "not a pcap" in err
+
+
+def test_damaged_files_never_crash() -> None:
+    for name in ("truncated.pcap", "garbage.pcap", "unknown-linktype.pcap"):
+        code, out, err = run("scan", "--format", "json", str(PCAPS / "bad" / name))
+        assert code in (0, 1), (name, err)
+        doc = json.loads(out)
+        assert doc["inputs"][0]["errors"], name
+        assert err.strip(), name
+    # What was read before the damage is still reported.
+    code, out, _ = run("scan", "-q", "--format", "json", str(PCAPS / "bad" / "truncated.pcap"))
+    assert [f["protocol"] for f in json.loads(out)["findings"]] == ["tzsp"]
+
+
+def test_directory_and_stdin() -> None:
+    code, out, _ = run("scan", "-q", "--format", "json", str(PCAPS / "bad"))
+    assert len(json.loads(out)["inputs"]) == 3
+    data = (PCAPS / "erspan-1.pcap").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "scan", "-q", "--format", "json", "-"],
+        input=data, capture_output=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["findings"][0]["protocol"] == "erspan-1"
+
+
+def test_schema_is_published() -> None:
+    code, out, _ = run("schema")
+    assert code == 0
+    published = json.loads((PCAPS.parent / "docs" / "schema.json").read_text())
+    assert json.loads(out) == published
