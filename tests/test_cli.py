@@ -73,7 +73,7 @@ def test_damaged_files_never_crash() -> None:
 
 
 def test_directory_and_stdin() -> None:
-    code, out, _ = run("scan", "-q", "--format", "json", str(PCAPS / "bad"))
+    _, out, _ = run("scan", "-q", "--format", "json", str(PCAPS / "bad"))
     assert len(json.loads(out)["inputs"]) == 3
     data = (PCAPS / "erspan-1.pcap").read_bytes()
     proc = subprocess.run(

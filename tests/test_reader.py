@@ -72,7 +72,7 @@ def test_truncated_file_keeps_earlier_packets() -> None:
 
 def test_oversized_record_resynchronises() -> None:
     good = [b"x" * 80] * 3
-    data = bytearray(_pcap(good + [b"y" * 80] + good))
+    data = bytearray(_pcap([*good, b"y" * 80, *good]))
     # Corrupt the captured length of the fourth record.
     off = 24 + 3 * (16 + 80)
     struct.pack_into("<I", data, off + 8, 0x7FFFFFF0)
