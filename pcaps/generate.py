@@ -1,0 +1,1917 @@
+"""Regenerate the bundled sample captures (deterministic: fixed seeds and timestamps).
+
+    python pcaps/generate.py                   # every sample into pcaps/
+    python pcaps/generate.py --out DIR a.pcap  # only the named samples, into DIR
+    python pcaps/generate.py --list            # sample names
+
+Each sample is seeded from its own name, so generating a subset gives the same bytes as
+generating everything.  Timestamps start at 2026-01-15T10:00:00Z.  Encapsulation headers are
+packed by hand from the byte layouts in the format catalog; scapy builds the Ethernet/IP/L4
+layers (and computes their lengths and checksums).  Expected verdicts are in expected.tsv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import random
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.dot11 import Dot11
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+from scapy.layers.l2 import LLC, SNAP, Dot1AD, Dot1Q, Ether
+from scapy.layers.ppp import PPP, PPPoE
+from scapy.packet import Packet, Raw
+
+HERE = Path(__file__).resolve().parent
+T0 = 1_768_471_200  # 2026-01-15T10:00:00Z
+US = 1_000_000
+
+# Link types used below (pcap LINKTYPE_* values).
+LT_ETHERNET = 1
+LT_RAW = 101
+LT_SLL = 113
+LT_UNKNOWN = 147  # LINKTYPE_USER0: no reader knows it
+LT_SLL2 = 276
+
+# Outer endpoints: a router on the span that emits the stream and the host that collects it.
+ROUTER_MAC = "00:1b:54:0a:01:01"
+COLLECTOR_MAC = "52:54:00:9c:00:0a"
+GATEWAY_MAC = "00:1b:54:0a:00:fe"
+ROUTER_IP = "10.1.0.1"
+COLLECTOR_IP = "10.9.0.10"
+ROUTER_IP6 = "2001:db8:1::1"
+COLLECTOR_IP6 = "2001:db8:9::10"
+
+Frame = tuple[int, bytes]  # (microseconds since T0, frame bytes)
+
+
+# --------------------------------------------------------------------------- capture files
+
+
+class Capture:
+    """A pcap being written: records kept in time order, written with struct."""
+
+    def __init__(
+        self, linktype: int = LT_ETHERNET, *, nanos: bool = False, big_endian: bool = False
+    ) -> None:
+        self.linktype = linktype
+        self.nanos = nanos
+        self.endian = ">" if big_endian else "<"
+        self.records: list[tuple[int, bytes, int]] = []  # (ns since T0, bytes, orig_len)
+
+    def add(self, t_us: int, data: bytes, orig_len: int | None = None, extra_ns: int = 0) -> None:
+        self.records.append((t_us * 1000 + extra_ns, data, orig_len or len(data)))
+
+    def extend(self, frames: Iterable[Frame]) -> None:
+        for t, data in frames:
+            self.add(t, data)
+
+    def to_bytes(self) -> bytes:
+        e = self.endian
+        magic = 0xA1B23C4D if self.nanos else 0xA1B2C3D4
+        out = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, 262144, self.linktype)]
+        for ns, data, orig in sorted(self.records, key=lambda r: r[0]):
+            sec, rem = divmod(ns, 1_000_000_000)
+            frac = rem if self.nanos else rem // 1000
+            out.append(struct.pack(e + "IIII", T0 + sec, frac, len(data), orig))
+            out.append(data)
+        return b"".join(out)
+
+
+def pcap_of(frames: Iterable[Frame], **kw: object) -> bytes:
+    cap = Capture(**kw)  # type: ignore[arg-type]
+    cap.extend(frames)
+    return cap.to_bytes()
+
+
+def pcapng_of(interfaces: list[tuple[int, list[Frame]]]) -> bytes:
+    """A pcapng with one Interface Description Block per (linktype, frames) pair."""
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        n = len(body) + 12
+        return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    for linktype, _ in interfaces:
+        out.append(block(1, struct.pack("<HHI", linktype, 0, 262144)))
+    packets = [(t, i, data) for i, (_, frames) in enumerate(interfaces) for t, data in frames]
+    for t, i, data in sorted(packets, key=lambda p: (p[0], p[1])):
+        ts = (T0 * US) + t
+        body = struct.pack("<IIIII", i, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)) + data
+        out.append(block(6, body))
+    return b"".join(out)
+
+
+# --------------------------------------------------------------------------- inner traffic
+
+
+@dataclass
+class Host:
+    mac: str
+    ip: str
+
+
+def clients(rng: random.Random, n: int, net: str = "192.168.10", v6: bool = False) -> list[Host]:
+    picked = rng.sample(range(10, 250), n)
+    if v6:
+        return [
+            Host(f"3c:22:fb:{i:02x}:10:{k:02x}", f"2001:db8:10::{i:x}")
+            for k, i in enumerate(picked)
+        ]
+    return [Host(f"3c:22:fb:{i:02x}:10:{k:02x}", f"{net}.{i}") for k, i in enumerate(picked)]
+
+
+SERVERS4 = [
+    "93.184.216.34",
+    "151.101.1.69",
+    "142.250.74.46",
+    "104.16.132.229",
+    "13.107.42.14",
+    "185.199.108.153",
+    "52.84.150.11",
+    "23.215.0.138",
+]
+SERVERS6 = [
+    "2606:2800:220:1::248",
+    "2a04:4e42::645",
+    "2a00:1450:4001:82f::200e",
+    "2606:4700::6810:84e5",
+]
+RESOLVER4 = "9.9.9.9"
+RESOLVER6 = "2620:fe::fe"
+NAMES = [
+    "example.com",
+    "cdn.example.net",
+    "api.github.com",
+    "www.wikipedia.org",
+    "updates.vendor.io",
+    "mail.example.org",
+    "time.cloudflare.com",
+    "static.news.example",
+]
+
+
+def ip_layer(src: str, dst: str, ident: int, ttl: int = 64) -> Packet:
+    if ":" in src:
+        return IPv6(src=src, dst=dst, hlim=ttl)
+    return IP(src=src, dst=dst, id=ident, ttl=ttl, flags="DF")
+
+
+def tls_record(ctype: int, body: bytes, version: int = 0x0303) -> bytes:
+    return struct.pack(">BHH", ctype, version, len(body)) + body
+
+
+def handshake(htype: int, body: bytes) -> bytes:
+    return struct.pack(">B", htype) + len(body).to_bytes(3, "big") + body
+
+
+def ext(etype: int, body: bytes) -> bytes:
+    return struct.pack(">HH", etype, len(body)) + body
+
+
+def client_hello(rng: random.Random, sni: str) -> bytes:
+    host = sni.encode()
+    exts = ext(0, struct.pack(">HBH", len(host) + 3, 0, len(host)) + host)
+    exts += ext(10, bytes.fromhex("0006001d00170018"))  # supported groups
+    exts += ext(43, bytes.fromhex("0403040303"))  # supported versions: TLS 1.3, 1.2
+    exts += ext(51, struct.pack(">HHH", 36, 0x001D, 32) + rng.randbytes(32))  # key share x25519
+    suites = bytes.fromhex("130113021303c02bc02fc02cc030cca9cca8")
+    body = b"\x03\x03" + rng.randbytes(32) + b"\x20" + rng.randbytes(32)
+    body += struct.pack(">H", len(suites)) + suites + b"\x01\x00"
+    exts += ext(21, bytes(max(0, 508 - len(body) - len(exts) - 6)))  # padding extension
+    body += struct.pack(">H", len(exts)) + exts
+    return tls_record(22, handshake(1, body), 0x0301)
+
+
+def server_hello(rng: random.Random) -> bytes:
+    exts = ext(43, b"\x03\x04") + ext(51, struct.pack(">HH", 0x001D, 32) + rng.randbytes(32))
+    body = b"\x03\x03" + rng.randbytes(32) + b"\x20" + rng.randbytes(32) + b"\x13\x01\x00"
+    body += struct.pack(">H", len(exts)) + exts
+    out = tls_record(22, handshake(2, body)) + b"\x14\x03\x03\x00\x01\x01"
+    return out + app_data(rng, rng.randrange(600, 1200))
+
+
+def app_data(rng: random.Random, n: int) -> bytes:
+    return tls_record(23, rng.randbytes(n))
+
+
+class Conversations:
+    """Builds realistic two-way client/server traffic as Ethernet frames."""
+
+    def __init__(self, rng: random.Random, hosts: list[Host], v6: bool = False) -> None:
+        self.rng = rng
+        self.hosts = hosts
+        self.v6 = v6
+        self.frames: list[Frame] = []
+        self.ipid = {h.ip: rng.randrange(65536) for h in hosts}
+
+    def _frame(self, t: int, cli: Host, srv: str, up: bool, l4: Packet) -> None:
+        ident = self.ipid.setdefault(srv if not up else cli.ip, self.rng.randrange(65536))
+        src, dst = (cli.ip, srv) if up else (srv, cli.ip)
+        self.ipid[src] = (ident + 1) & 0xFFFF
+        ttl = 64 if up else self.rng.choice([52, 54, 57, 118])
+        eth = Ether(src=cli.mac, dst=GATEWAY_MAC) if up else Ether(src=GATEWAY_MAC, dst=cli.mac)
+        self.frames.append((t, bytes(eth / ip_layer(src, dst, ident, ttl) / l4)))
+
+    def dns(self, t: int, cli: Host) -> int:
+        rng = self.rng
+        srv = RESOLVER6 if ":" in cli.ip else RESOLVER4
+        name = rng.choice(NAMES)
+        sport, qid = rng.randrange(32768, 61000), rng.randrange(65536)
+        q = DNS(id=qid, rd=1, qd=DNSQR(qname=name, qtype="A"))
+        self._frame(t, cli, srv, True, UDP(sport=sport, dport=53) / q)
+        t += rng.randrange(3000, 30000)
+        octets = (
+            rng.randrange(1, 223),
+            rng.randrange(256),
+            rng.randrange(256),
+            rng.randrange(1, 255),
+        )
+        addr = ".".join(map(str, octets))
+        r = DNS(
+            id=qid,
+            qr=1,
+            rd=1,
+            ra=1,
+            qd=DNSQR(qname=name, qtype="A"),
+            an=DNSRR(rrname=name, type="A", ttl=300, rdata=addr),
+        )
+        self._frame(t, cli, srv, False, UDP(sport=53, dport=sport) / r)
+        return t
+
+    def tcp(self, t: int, cli: Host, port: int, requests: list[tuple[bytes, list[bytes]]]) -> int:
+        """One TCP connection: handshake, request/response exchanges, FIN both ways."""
+        rng = self.rng
+        srv = rng.choice(SERVERS6 if ":" in cli.ip else SERVERS4)
+        sport = rng.randrange(32768, 61000)
+        cs, ss = rng.randrange(1 << 32), rng.randrange(1 << 32)
+        rtt = rng.randrange(4000, 40000)
+
+        def seg(up: bool, flags: str, payload: bytes = b"") -> None:
+            nonlocal cs, ss
+            if up:
+                l4 = TCP(sport=sport, dport=port, seq=cs, ack=ss, flags=flags, window=64240)
+            else:
+                l4 = TCP(sport=port, dport=sport, seq=ss, ack=cs, flags=flags, window=65160)
+            if flags == "S":
+                l4.ack = 0
+            self._frame(t, cli, srv, up, l4 / Raw(payload) if payload else l4)
+            n = len(payload) + (1 if ("S" in flags or "F" in flags) else 0)
+            if up:
+                cs = (cs + n) & 0xFFFFFFFF
+            else:
+                ss = (ss + n) & 0xFFFFFFFF
+
+        seg(True, "S")
+        t += rtt
+        seg(False, "SA")
+        t += rng.randrange(100, 400)
+        seg(True, "A")
+        for req, resps in requests:
+            t += rng.randrange(200, 2000)
+            seg(True, "PA", req)
+            t += rtt
+            for r in resps:
+                seg(False, "PA" if r is resps[-1] else "A", r)
+                t += rng.randrange(20, 300)
+            t += rng.randrange(100, 500)
+            seg(True, "A")
+        t += rng.randrange(1000, 50000)
+        seg(True, "FA")
+        t += rtt
+        seg(False, "FA")
+        t += rng.randrange(100, 400)
+        seg(True, "A")
+        return t
+
+    def http(self, t: int, cli: Host) -> int:
+        rng = self.rng
+        name = rng.choice(NAMES)
+        path = rng.choice(["/", "/index.html", "/api/v1/status", "/img/logo.png"])
+        req = (
+            f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n"
+        ).encode()
+        body_len = rng.randrange(200, 2400)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {body_len}\r\n\r\n"
+        body = head.encode() + bytes(rng.choice(b"abcdefghij <>/\n") for _ in range(body_len))
+        chunks = [body[i : i + 1448] for i in range(0, len(body), 1448)]
+        return self.tcp(t, cli, 80, [(req, chunks)])
+
+    def tls(self, t: int, cli: Host) -> int:
+        rng = self.rng
+        exchanges = [
+            (client_hello(rng, rng.choice(NAMES)), [server_hello(rng)]),
+            (b"\x14\x03\x03\x00\x01\x01" + app_data(rng, 53), []),
+        ]
+        for _ in range(rng.randrange(1, 3)):
+            req = app_data(rng, rng.randrange(60, 400))
+            exchanges.append(
+                (req, [app_data(rng, rng.randrange(100, 1380)) for _ in range(rng.randrange(1, 3))])
+            )
+        return self.tcp(t, cli, 443, exchanges)
+
+    def generate(self, n_packets: int, span_us: int = 3 * US, start: int = 0) -> list[Frame]:
+        """Sessions spread over ``span_us`` until at least ``n_packets`` frames exist."""
+        rng = self.rng
+        kinds = [self.dns, self.dns, self.http, self.tls, self.tls]
+        begin = len(self.frames)
+        while len(self.frames) - begin < n_packets:
+            t = start + rng.randrange(span_us)
+            rng.choice(kinds)(t, rng.choice(self.hosts))
+        return sorted(self.frames[begin:], key=lambda f: f[0])
+
+
+def traffic(
+    rng: random.Random, n: int, n_hosts: int = 5, v6: bool = False, span_us: int = 3 * US
+) -> list[Frame]:
+    return Conversations(rng, clients(rng, n_hosts, v6=v6), v6).generate(n, span_us)
+
+
+# --------------------------------------------------------------------------- outer packets
+
+
+class Outer:
+    """Builds the outer Ethernet/IP headers of one stream from ``src`` to ``dst``."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        src: str = ROUTER_IP,
+        dst: str = COLLECTOR_IP,
+        smac: str = ROUTER_MAC,
+        dmac: str = COLLECTOR_MAC,
+        vlan: int | None = None,
+        ttl: int = 64,
+    ) -> None:
+        self.src, self.dst, self.smac, self.dmac = src, dst, smac, dmac
+        self.vlan, self.ttl = vlan, ttl
+        self.ipid = rng.randrange(65536)
+
+    def l2(self) -> Packet:
+        eth = Ether(src=self.smac, dst=self.dmac)
+        return eth / Dot1Q(vlan=self.vlan) if self.vlan is not None else eth
+
+    def l3(self, proto: int) -> Packet:
+        self.ipid = (self.ipid + 1) & 0xFFFF
+        if ":" in self.src:
+            return IPv6(src=self.src, dst=self.dst, nh=proto, hlim=self.ttl)
+        return IP(src=self.src, dst=self.dst, proto=proto, id=self.ipid, ttl=self.ttl)
+
+    def udp(self, payload: bytes, sport: int, dport: int, chksum: int | None = None) -> bytes:
+        l4 = UDP(sport=sport, dport=dport)
+        if chksum is not None:
+            l4.chksum = chksum
+        return bytes(self.l2() / self.l3(17) / l4 / Raw(payload))
+
+    def ip(self, payload: bytes, proto: int) -> bytes:
+        return bytes(self.l2() / self.l3(proto) / Raw(payload))
+
+    def reverse(self, rng: random.Random) -> Outer:
+        back = Outer(rng, self.dst, self.src, self.dmac, self.smac, self.vlan, self.ttl)
+        return back
+
+
+def strip_eth(frame: bytes) -> bytes:
+    """The IP packet of an untagged Ethernet frame."""
+    return frame[14:]
+
+
+def is_up(frame: bytes) -> bool:
+    """True when the inner frame goes from a client (source MAC not the gateway)."""
+    return Ether(frame).src != GATEWAY_MAC
+
+
+def copies(
+    rng: random.Random,
+    frames: list[Frame],
+    wrap: Callable[[int, bytes], bytes],
+    delay: tuple[int, int] = (150, 1800),
+) -> list[Frame]:
+    """A one-way mirror stream: each inner frame wrapped and sent shortly after it was seen."""
+    return [(t + rng.randrange(*delay), wrap(i, f)) for i, (t, f) in enumerate(frames)]
+
+
+def gre(proto: int, key: int | None = None, seq: int | None = None, flags: int = 0) -> bytes:
+    if key is not None:
+        flags |= 0x2000
+    if seq is not None:
+        flags |= 0x1000
+    out = struct.pack(">HH", flags, proto)
+    if key is not None:
+        out += struct.pack(">I", key)
+    if seq is not None:
+        out += struct.pack(">I", seq)
+    return out
+
+
+def erspan2_hdr(session: int, index: int, vlan: int = 0, en: int = 0) -> bytes:
+    return struct.pack(">HHI", (1 << 12) | vlan, (en << 11) | session, index & 0xFFFFF)
+
+
+def erspan3_hdr(session: int, ts: int, hwid: int, direction: int, platform: bool) -> bytes:
+    word = (0 << 15) | (0 << 10) | (hwid << 4) | (direction << 3) | (1 << 1) | int(platform)
+    out = struct.pack(">HHIHH", 2 << 12, session, ts & 0xFFFFFFFF, 0, word)
+    if platform:
+        # Platform ID 3 in the top 6 bits, then a port index and the upper timestamp word.
+        out += struct.pack(">II", (3 << 26) | 0x1A, ts >> 32)
+    return out
+
+
+def tzsp_hdr(encap: int = 1, tags: bytes = b"") -> bytes:
+    return struct.pack(">BBH", 1, 0, encap) + tags + b"\x01"
+
+
+def vxlan_hdr(vni: int) -> bytes:
+    return struct.pack(">II", 0x08000000, vni << 8)
+
+
+def to_dot11(frame: bytes, bssid: str = "f0:9f:c2:11:22:33") -> bytes:
+    """Re-frame an Ethernet frame as the 802.11 data frame a wireless sniffer would see."""
+    eth = Ether(frame)
+    if eth.src != GATEWAY_MAC:  # station to AP
+        hdr = Dot11(type=2, subtype=0, FCfield=0x01, addr1=bssid, addr2=eth.src, addr3=eth.dst)
+    else:
+        hdr = Dot11(type=2, subtype=0, FCfield=0x02, addr1=eth.dst, addr2=bssid, addr3=eth.src)
+    hdr.SC = (len(frame) * 16) & 0xFFF0
+    return bytes(hdr / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=eth.type)) + frame[14:]
+
+
+def fcs(data: bytes) -> bytes:
+    return struct.pack("<I", zlib.crc32(data))
+
+
+# --------------------------------------------------------------------------- TCP streams
+
+
+def tcp_stream(
+    rng: random.Random,
+    a: Outer,
+    b: Outer,
+    aport: int,
+    bport: int,
+    messages: list[tuple[bool, bytes]],
+    start: int = 0,
+    seg_sizes: tuple[int, int] | None = None,
+    reorder: int | None = None,
+    retransmit: int | None = None,
+    gap: tuple[int, int] = (2000, 60000),
+) -> list[Frame]:
+    """A TCP connection from a to b carrying ``messages`` (True = sent by a).
+
+    Each message is cut into segments (at most 1448 bytes, or random sizes in ``seg_sizes`` so
+    PDUs straddle segments); the peer acknowledges each.  ``reorder`` swaps the capture order of
+    data segment k and k+1 of a's side; ``retransmit`` sends a's data segment k again later.
+    """
+    seqs = [rng.randrange(1 << 32), rng.randrange(1 << 32)]
+    ports = (aport, bport)
+    outs = (a, b)
+    frames: list[Frame] = []
+    t = start
+    rtt = rng.randrange(300, 3000)
+
+    def seg(side: int, flags: str, payload: bytes = b"", seq: int | None = None) -> bytes:
+        other = 1 - side
+        l4 = TCP(
+            sport=ports[side],
+            dport=ports[other],
+            flags=flags,
+            seq=seqs[side] if seq is None else seq,
+            ack=0 if flags == "S" else seqs[other],
+            window=64256,
+        )
+        o = outs[side]
+        pkt = o.l2() / o.l3(6) / l4
+        if payload:
+            pkt = pkt / Raw(payload)
+        return bytes(pkt)
+
+    frames.append((t, seg(0, "S")))
+    seqs[0] += 1
+    t += rtt
+    frames.append((t, seg(1, "SA")))
+    seqs[1] += 1
+    t += 100
+    frames.append((t, seg(0, "A")))
+    a_segments: list[int] = []  # indices into frames of a's data segments
+    for from_a, data in messages:
+        side = 0 if from_a else 1
+        t += rng.randrange(*gap)
+        pos = 0
+        while pos < len(data):
+            n = rng.randrange(*seg_sizes) if seg_sizes else 1448
+            chunk = data[pos : pos + n]
+            pos += len(chunk)
+            if side == 0:
+                a_segments.append(len(frames))
+            frames.append((t, seg(side, "PA", chunk)))
+            seqs[side] = (seqs[side] + len(chunk)) & 0xFFFFFFFF
+            t += rng.randrange(30, 400)
+        t += rtt // 2
+        frames.append((t, seg(1 - side, "A")))
+    t += rng.randrange(*gap)
+    frames.append((t, seg(0, "FA")))
+    seqs[0] += 1
+    t += rtt
+    frames.append((t, seg(1, "FA")))
+    seqs[1] += 1
+    frames.append((t + 100, seg(0, "A")))
+    if reorder is not None and reorder + 1 < len(a_segments):
+        i, j = a_segments[reorder], a_segments[reorder + 1]
+        (ti, fi), (tj, fj) = frames[i], frames[j]
+        frames[i], frames[j] = (ti, fj), (tj, fi)
+    if retransmit is not None and retransmit < len(a_segments):
+        ti, fi = frames[a_segments[retransmit]]
+        frames.append((ti + 200_000, fi))  # after a 200 ms retransmission timeout
+    return frames
+
+
+# --------------------------------------------------------------------------- mirrors
+
+
+def rng_for(name: str) -> random.Random:
+    return random.Random(zlib.crc32(name.encode()))
+
+
+def tzsp_stream(rng: random.Random, port: int, n: int = 70, tagged: bool = False) -> list[Frame]:
+    inner = traffic(rng, n)
+    out = Outer(rng)
+    sport = rng.randrange(40000, 60000)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        # MikroTik sends the bare END tag; other sensors add the original length (tag 41).
+        tags = b"\x29\x02" + struct.pack(">H", len(f)) if tagged else b""
+        return out.udp(tzsp_hdr(1, tags) + f, sport, port)
+
+    return copies(rng, inner, wrap)
+
+
+def s_tzsp(name: str) -> bytes:
+    return pcap_of(tzsp_stream(rng_for(name), 37008))
+
+
+def s_tzsp_31337(name: str) -> bytes:
+    return pcap_of(tzsp_stream(rng_for(name), 31337, tagged=True))
+
+
+def s_tzsp_80211(name: str) -> bytes:
+    rng = rng_for(name)
+    inner = traffic(rng, 60)
+    out = Outer(rng, src="10.1.0.7")
+    sport = rng.randrange(40000, 60000)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        # Tags: signal (10), channel (18), then END.
+        tags = bytes([10, 1, (256 - rng.randrange(40, 80)) & 0xFF, 18, 1, 36])
+        return out.udp(tzsp_hdr(18, tags) + to_dot11(f), sport, 37008)
+
+    return pcap_of(copies(rng, inner, wrap))
+
+
+def s_erspan1(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng, src="10.1.0.2")
+    return pcap_of(copies(rng, traffic(rng, 60), lambda i, f: out.ip(gre(0x88BE) + f, 47)))
+
+
+def erspan2_stream(
+    rng: random.Random,
+    inner: list[Frame],
+    out: Outer,
+    session: int = 7,
+    delay: tuple[int, int] = (150, 1800),
+) -> list[Frame]:
+    seq0 = rng.randrange(1000)
+    hdr = erspan2_hdr(session, 0x1F)
+    return copies(rng, inner, lambda i, f: out.ip(gre(0x88BE, seq=seq0 + i) + hdr + f, 47), delay)
+
+
+def s_erspan2(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(erspan2_stream(rng, traffic(rng, 70), Outer(rng, vlan=120)))
+
+
+def s_erspan3(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng, src=ROUTER_IP6, dst=COLLECTOR_IP6)
+    inner = traffic(rng, 60)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        t, frame = inner[i]
+        ts = (T0 * US + t) * 10  # 100 ns granularity
+        hdr = erspan3_hdr(12, ts, hwid=5, direction=int(not is_up(frame)), platform=True)
+        return out.ip(gre(0x22EB, seq=i + 1) + hdr + f, 47)
+
+    return pcap_of(copies(rng, inner, wrap))
+
+
+def s_erspan2_vxlan(name: str) -> bytes:
+    """An ERSPAN II session mirroring a port that carries a VXLAN overlay (nested headers)."""
+    rng = rng_for(name)
+    tenants = traffic(rng, 60)
+    vteps = (
+        Outer(rng, "172.20.0.11", "172.20.0.12", "0c:c4:7a:00:00:11", "0c:c4:7a:00:00:12"),
+        Outer(rng, "172.20.0.12", "172.20.0.11", "0c:c4:7a:00:00:12", "0c:c4:7a:00:00:11"),
+    )
+    sport = rng.randrange(49152, 65535)
+    overlay = [
+        (t, vteps[0 if is_up(f) else 1].udp(vxlan_hdr(5001) + f, sport, 4789)) for t, f in tenants
+    ]
+    return pcap_of(erspan2_stream(rng, overlay, Outer(rng, src="10.1.0.3"), session=33))
+
+
+def s_erspan2_fragmented(name: str) -> bytes:
+    """ERSPAN II whose outer packets exceed the MTU: full-size inner frames are IP-fragmented."""
+    rng = rng_for(name)
+    inner = traffic(rng, 40)
+    out = Outer(rng)
+    big = Conversations(rng, clients(rng, 2))
+    for k in range(6):  # bulk transfers with full 1500-byte IP packets
+        t = rng.randrange(3 * US)
+        body = [rng.randbytes(1448) for _ in range(4)]
+        big.tcp(t + k, big.hosts[k % 2], 443, [(b"\x17\x03\x03\x00\x40" + rng.randbytes(64), body)])
+    inner = sorted(inner + big.frames, key=lambda f: f[0])
+    seq0 = rng.randrange(1000)
+    frames: list[Frame] = []
+    for i, (t, f) in enumerate(inner):
+        pkt = out.l3(47) / Raw(gre(0x88BE, seq=seq0 + i) + erspan2_hdr(7, 0x1F) + f)
+        pkt = IP(bytes(pkt))
+        t += rng.randrange(150, 1800)
+        for k, part in enumerate(fragment(pkt, fragsize=1480) if len(pkt) > 1500 else [pkt]):
+            frames.append((t + k * 3, bytes(out.l2() / part)))
+    return pcap_of(frames)
+
+
+def s_gre_teb_mirror(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng, src="10.1.0.4")
+    return pcap_of(copies(rng, traffic(rng, 70), lambda i, f: out.ip(gre(0x6558, key=100) + f, 47)))
+
+
+def s_vxlan_mirror(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng)
+    sport = rng.randrange(49152, 65535)
+    wrap = lambda i, f: out.udp(vxlan_hdr(4242) + f, sport, 8472)  # noqa: E731
+    return pcap_of(copies(rng, traffic(rng, 70), wrap))
+
+
+def s_geneve_mirror(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng, src="10.1.0.5")
+    sport = rng.randrange(49152, 65535)
+    # Option class 0x0132 (Google), type 1, 4 bytes of data: opt len 2 words.
+    opt = struct.pack(">HBBI", 0x0132, 0x01, 1, 0x00C0FFEE)
+    hdr = struct.pack(">BBHI", 2, 0, 0x6558, 777 << 8) + opt
+    return pcap_of(copies(rng, traffic(rng, 70), lambda i, f: out.udp(hdr + f, sport, 6081)))
+
+
+def s_vxlan_overlay(name: str) -> bytes:
+    """A real VXLAN overlay: two VTEPs exchange tenant traffic in both directions."""
+    rng = rng_for(name)
+    tenants = Conversations(rng, clients(rng, 5, net="172.16.5")).generate(70)
+    a = Outer(rng, "10.50.0.1", "10.50.0.2", "0c:c4:7a:50:00:01", "0c:c4:7a:50:00:02")
+    b = a.reverse(rng)
+    frames = []
+    for t, f in tenants:
+        # Source ports come from a hash of the inner flow, as Linux does.
+        sport = 49152 + zlib.crc32(f[26:38]) % 16384
+        frames.append((t + 40, (a if is_up(f) else b).udp(vxlan_hdr(10010) + f, sport, 4789)))
+    return pcap_of(frames)
+
+
+def s_gre_teb_tunnel(name: str) -> bytes:
+    rng = rng_for(name)
+    lan = Conversations(rng, clients(rng, 4, net="172.16.8")).generate(70)
+    a = Outer(rng, "198.51.100.1", "203.0.113.9")
+    b = a.reverse(rng)
+    return pcap_of(
+        [(t + 30, (a if is_up(f) else b).ip(gre(0x6558, key=1) + f, 47)) for t, f in lan]
+    )
+
+
+# --------------------------------------------------------------------------- flow exports
+
+
+def random_flows(rng: random.Random, n: int) -> list[dict[str, int | str]]:
+    flows = []
+    for _ in range(n):
+        proto = rng.choice([6, 6, 6, 17, 17, 1])
+        flows.append(
+            {
+                "src": f"192.168.10.{rng.randrange(2, 250)}",
+                "dst": rng.choice([*SERVERS4, RESOLVER4]),
+                "sport": rng.randrange(32768, 61000) if proto != 1 else 0,
+                "dport": rng.choice([443, 443, 80, 53, 123]) if proto != 1 else 0x0800,
+                "proto": proto,
+                "pkts": rng.randrange(1, 400),
+                "bytes": 0,
+                "first": rng.randrange(0, 60000),
+                "tcp_flags": 0x1B if proto == 6 else 0,
+            }
+        )
+        flows[-1]["bytes"] = int(flows[-1]["pkts"]) * rng.randrange(60, 1400)
+        flows[-1]["last"] = int(flows[-1]["first"]) + rng.randrange(0, 30000)
+    return flows
+
+
+def a4(s: str | int) -> bytes:
+    return bytes(int(x) for x in str(s).split("."))
+
+
+def export_stream(
+    rng: random.Random,
+    payloads: list[bytes],
+    dport: int,
+    sport: int | None = None,
+    every_us: int = 500_000,
+) -> list[Frame]:
+    out = Outer(rng)
+    sport = sport or rng.randrange(1024, 65535)
+    return [
+        (i * every_us + rng.randrange(1000), out.udp(p, sport, dport))
+        for i, p in enumerate(payloads)
+    ]
+
+
+UPTIME0 = 86_400_000  # exporter uptime at T0, ms
+
+
+def nf_v1(rng: random.Random, i: int) -> bytes:
+    flows = random_flows(rng, rng.randrange(5, 24))
+    up = UPTIME0 + i * 500
+    out = struct.pack(">HHIII", 1, len(flows), up, T0 + i // 2, (i % 2) * 500_000_000)
+    for f in flows:
+        times = (up - 60000 + int(f["first"]), up - 60000 + int(f["last"]))
+        fields = (2, 3, f["pkts"], f["bytes"], *times, f["sport"], f["dport"], 0, f["proto"])
+        rec = struct.pack(">HHIIIIHHHBBBBHI", *fields, 0, f["tcp_flags"], 0, 0, 0)
+        out += a4(f["src"]) + a4(f["dst"]) + a4(ROUTER_IP) + rec
+    return out
+
+
+def v5_record(f: dict[str, int | str], up: int) -> bytes:
+    """A NetFlow v5 flow record (48 bytes); v7 appends the router shortcut address."""
+    times = (up - 60000 + int(f["first"]), up - 60000 + int(f["last"]))
+    fields = (2, 3, f["pkts"], f["bytes"], *times, f["sport"], f["dport"], 0, f["tcp_flags"])
+    tail = (f["proto"], 0, 64500, 15169, 24, 16, 0)
+    return (
+        a4(f["src"])
+        + a4(f["dst"])
+        + a4(ROUTER_IP)
+        + struct.pack(">HHIIIIHHBBBBHHBBH", *fields, *tail)
+    )
+
+
+def nf_v5(rng: random.Random, i: int, seq: list[int]) -> bytes:
+    flows = random_flows(rng, rng.randrange(5, 30))
+    up = UPTIME0 + i * 500
+    out = struct.pack(
+        ">HHIIIIBBH", 5, len(flows), up, T0 + i // 2, (i % 2) * 500_000_000, seq[0], 0, 1, 0
+    )
+    seq[0] += len(flows)
+    return out + b"".join(v5_record(f, up) for f in flows)
+
+
+def nf_v7(rng: random.Random, i: int, seq: list[int]) -> bytes:
+    flows = random_flows(rng, rng.randrange(5, 28))
+    up = UPTIME0 + i * 500
+    out = struct.pack(">HHIIIII", 7, len(flows), up, T0 + i // 2, (i % 2) * 500_000_000, seq[0], 0)
+    seq[0] += len(flows)
+    return out + b"".join(v5_record(f, up) + a4(ROUTER_IP) for f in flows)
+
+
+# NetFlow v9 / IPFIX templates: (field type, length) pairs.  Both start with the flow key:
+# source and destination address and port, protocol, TCP flags.
+KEY_FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1)]
+V9_FIELDS = [*KEY_FIELDS, (5, 1), (10, 2), (14, 2), (2, 4), (1, 4), (22, 4), (21, 4)]
+
+
+def flow_record(f: dict[str, int | str], fmt: str, base: int, tos: bool = True) -> bytes:
+    """A v9/IPFIX data record in the field order of V9_FIELDS / IPFIX_FIELDS."""
+    times = (base - 60000 + int(f["first"]), base - 60000 + int(f["last"]))
+    ports = (f["sport"], f["dport"], f["proto"], f["tcp_flags"], *((0,) if tos else ()))
+    return (
+        a4(f["src"]) + a4(f["dst"]) + struct.pack(fmt, *ports, 2, 3, f["pkts"], f["bytes"], *times)
+    )
+
+
+def flowset(set_id: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack(">HH", set_id, len(body) + 4) + body
+
+
+def v9_template() -> bytes:
+    fields = b"".join(struct.pack(">HH", t, n) for t, n in V9_FIELDS)
+    return flowset(0, struct.pack(">HH", 256, len(V9_FIELDS)) + fields)
+
+
+def v9_options_template() -> bytes:
+    # Template 257: scope System (1) 4 bytes; fields sampling interval (34) and algorithm (35).
+    body = struct.pack(">HHH", 257, 4, 8) + struct.pack(">HHHHHH", 1, 4, 34, 4, 35, 1)
+    return flowset(1, body)
+
+
+def nf_v9(rng: random.Random, i: int, seq: list[int], template: bool, data: bool = True) -> bytes:
+    up = UPTIME0 + i * 500
+    sets, count = [], 0
+    if template:
+        sets += [v9_template(), v9_options_template()]
+        sets.append(flowset(257, struct.pack(">IIB", 1, 100, 2)))
+        count += 3
+    if data:
+        flows = random_flows(rng, rng.randrange(4, 20))
+        sets.append(flowset(256, b"".join(flow_record(f, ">HHBBBHHIIII", up) for f in flows)))
+        count += len(flows)
+    hdr = struct.pack(">HHIIII", 9, count, up, T0 + i // 2, seq[0], 0x00000100)
+    seq[0] += 1
+    return hdr + b"".join(sets)
+
+
+def v9_payloads(
+    rng: random.Random, n: int, template_every: int = 8, first_template: int = 0
+) -> list[bytes]:
+    seq = [rng.randrange(1000)]
+    return [
+        nf_v9(
+            rng, i, seq, template=i >= first_template and (i - first_template) % template_every == 0
+        )
+        for i in range(n)
+    ]
+
+
+def s_netflow_v1(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(export_stream(rng, [nf_v1(rng, i) for i in range(16)], 2055))
+
+
+def s_netflow_v5(name: str) -> bytes:
+    rng = rng_for(name)
+    seq = [rng.randrange(10000)]
+    return pcap_of(export_stream(rng, [nf_v5(rng, i, seq) for i in range(20)], 2055))
+
+
+def s_netflow_v7(name: str) -> bytes:
+    rng = rng_for(name)
+    seq = [rng.randrange(10000)]
+    return pcap_of(export_stream(rng, [nf_v7(rng, i, seq) for i in range(16)], 9996))
+
+
+def s_netflow_v9(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(export_stream(rng, v9_payloads(rng, 24), 2055))
+
+
+def s_netflow_v9_data_first(name: str) -> bytes:
+    """Collector started after the exporter: data flowsets arrive before their template."""
+    rng = rng_for(name)
+    return pcap_of(
+        export_stream(rng, v9_payloads(rng, 24, template_every=10, first_template=5), 2055)
+    )
+
+
+def s_netflow_v9_9999(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(export_stream(rng, v9_payloads(rng, 20), 9999))
+
+
+IPFIX_FIELDS = [*KEY_FIELDS, (10, 4), (14, 4), (2, 8), (1, 8), (152, 8), (153, 8)]
+
+
+def ipfix_msg(i: int, seq: int, sets: list[bytes], domain: int = 1) -> bytes:
+    body = b"".join(sets)
+    return struct.pack(">HHIII", 10, 16 + len(body), T0 + i // 2, seq, domain) + body
+
+
+def s_ipfix(name: str) -> bytes:
+    rng = rng_for(name)
+    tmpl = struct.pack(">HH", 256, len(IPFIX_FIELDS)) + b"".join(
+        struct.pack(">HH", t, n) for t, n in IPFIX_FIELDS
+    )
+    # Options template 258: scope observationDomainId (149); exported octets/messages/flows.
+    opts = struct.pack(">HHH", 258, 4, 1) + struct.pack(">HHHHHHHH", 149, 4, 40, 8, 41, 8, 42, 8)
+    payloads, seq, total = [], rng.randrange(10000), 0
+    for i in range(20):
+        sets = []
+        if i % 10 == 0:
+            sets += [flowset(2, tmpl), flowset(3, opts)]
+        flows = random_flows(rng, rng.randrange(3, 16))
+        ms = (T0 + i // 2) * 1000
+        recs = b"".join(flow_record(f, ">HHBBIIQQQQ", ms, tos=False) for f in flows)
+        sets.append(flowset(256, recs))
+        if i % 10 == 5:
+            sets.append(flowset(258, struct.pack(">IQQQ", 1, total * 900, i, total)))
+        payloads.append(ipfix_msg(i, seq, sets))
+        seq += len(flows)
+        total += len(flows)
+    return pcap_of(export_stream(rng, payloads, 4739))
+
+
+def s_psamp(name: str) -> bytes:
+    """IPFIX packet sampling: IE 315 dataLinkFrameSection carries the first bytes of frames."""
+    rng = rng_for(name)
+    frames = traffic(rng, 80)
+    tmpl = struct.pack(">HH", 256, 4) + struct.pack(">HHHHHHHH", 10, 4, 312, 2, 323, 8, 315, 0xFFFF)
+    payloads, seq = [], rng.randrange(1000)
+    for i in range(0, len(frames), 8):
+        recs = b""
+        for t, f in frames[i : i + 8]:
+            section = f[:128]
+            recs += struct.pack(">IHQB", 2, len(f), (T0 * US + t) // 1000, len(section)) + section
+        sets = [flowset(2, tmpl)] if i % 32 == 0 else []
+        sets.append(flowset(256, recs))
+        payloads.append(ipfix_msg(i // 8, seq, sets, domain=3))
+        seq += len(frames[i : i + 8])
+    return pcap_of(export_stream(rng, payloads, 4740, every_us=300_000))
+
+
+def s_sflow_vxlan(name: str) -> bytes:
+    """sFlow v5 whose sampled headers include VXLAN packets: it is sFlow, nothing else."""
+    rng = rng_for(name)
+    plain = traffic(rng, 60)
+    vtep = Outer(rng, "172.20.0.11", "172.20.0.12", "0c:c4:7a:00:00:11", "0c:c4:7a:00:00:12")
+    tunnelled = [
+        (t, vtep.udp(vxlan_hdr(5001) + f, 50000 + i, 4789))
+        for i, (t, f) in enumerate(traffic(rng, 30))
+    ]
+    sampled = sorted(plain + tunnelled, key=lambda f: f[0])
+    payloads, dseq, fseq = [], 1, rng.randrange(1000)
+    for k in range(0, len(sampled), 5):
+        samples = []
+        for _, f in sampled[k : k + 5]:
+            head = f[:128]
+            head += b"\0" * (-len(head) % 4)
+            rec = struct.pack(">IIII", 1, len(f) + 4, 4, min(len(f), 128)) + head
+            body = struct.pack(">IIIIIIII", fseq, 3, 1024, fseq * 1024, 0, 3, 5, 1)
+            body += struct.pack(">II", 1, len(rec)) + rec
+            samples.append(struct.pack(">II", 1, len(body)) + body)
+            fseq += 1
+        if k % 20 == 0:  # generic interface counters (record format 1, 88 bytes)
+            ctr = struct.pack(
+                ">IIQIIQIIIIIIQIIIIIII",
+                3,
+                6,
+                10_000_000_000,
+                3,
+                1,
+                rng.randrange(1 << 40),
+                1,
+                2,
+                3,
+                0,
+                0,
+                0,
+                rng.randrange(1 << 40),
+                4,
+                5,
+                6,
+                0,
+                0,
+                0,
+                0,
+            )
+            body = struct.pack(">III", dseq, 3, 1) + struct.pack(">II", 1, len(ctr)) + ctr
+            samples.append(struct.pack(">II", 2, len(body)) + body)
+        hdr = (
+            struct.pack(">II", 5, 1)
+            + a4(ROUTER_IP)
+            + struct.pack(">IIII", 0, dseq, UPTIME0 + k * 100, len(samples))
+        )
+        payloads.append(hdr + b"".join(samples))
+        dseq += 1
+    return pcap_of(export_stream(rng, payloads, 6343, every_us=150_000))
+
+
+# --------------------------------------------------------------------------- benign tunnels
+
+
+def ip_of(frame: bytes) -> bytes:
+    return frame[14:]
+
+
+def two_way(
+    rng: random.Random, inner: list[Frame], a: Outer, b: Outer, wrap: Callable[[bool, bytes], bytes]
+) -> list[Frame]:
+    """Tunnel: client-side packets go a→b, return packets b→a."""
+    return [(t + 50, wrap(up, f)) for t, f in inner for up in [is_up(f)]]
+
+
+def tunnel_pair(rng: random.Random, src: str, dst: str) -> tuple[Outer, Outer]:
+    a = Outer(rng, src, dst, "00:50:56:aa:00:01", "00:50:56:bb:00:02")
+    return a, a.reverse(rng)
+
+
+def s_gtp_u(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.20.0.1", "10.20.0.2")
+    inner = Conversations(rng, clients(rng, 4, net="100.64.3")).generate(60)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        ip = ip_of(f)
+        teid = 0x1A2B0001 if up else 0x0C0D0002
+        return (a if up else b).udp(
+            struct.pack(">BBHI", 0x30, 0xFF, len(ip), teid) + ip, 2152, 2152
+        )
+
+    return pcap_of(two_way(rng, inner, a, b, wrap))
+
+
+def s_l2tp(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "198.51.100.20", "203.0.113.1")
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        # L2TPv2 data message (flags 0x0002), tunnel/session ids, PPP address/control + IPv4.
+        hdr = struct.pack(">HHH", 0x0002, 11 if up else 42, 3 if up else 7) + b"\xff\x03\x00\x21"
+        return (a if up else b).udp(hdr + ip_of(f), 1701, 1701)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_capwap(name: str) -> bytes:
+    rng = rng_for(name)
+    ap, wlc = tunnel_pair(rng, "10.30.0.21", "10.30.0.1")
+    sport = rng.randrange(49152, 65535)
+    # Preamble 0; HLEN 2 words, RID 1, WBID 1 (802.11), T=0: native 802.3 frame follows.
+    hdr = struct.pack(">IHH", (2 << 19) | (1 << 14) | (1 << 9), 0, 0)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        return ap.udp(hdr + f, sport, 5247) if up else wlc.udp(hdr + f, 5247, sport)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), ap, wlc, wrap))
+
+
+def s_gre_ip(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "198.51.100.30", "203.0.113.30")
+    return pcap_of(
+        two_way(
+            rng,
+            traffic(rng, 60),
+            a,
+            b,
+            lambda up, f: (a if up else b).ip(gre(0x0800) + ip_of(f), 47),
+        )
+    )
+
+
+def s_gre_ppp(name: str) -> bytes:
+    """PPTP data: enhanced GRE (version 1, 0x880B) carrying PPP."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "198.51.100.40", "203.0.113.40")
+    seqs = {True: 0, False: 0}
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        ppp = b"\xff\x03\x00\x21" + ip_of(f)
+        seqs[up] += 1
+        hdr = struct.pack(
+            ">HHHHII", 0x3081, 0x880B, len(ppp), 0x4000 if up else 0x8001, seqs[up], seqs[not up]
+        )
+        return (a if up else b).ip(hdr + ppp, 47)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def ip_tunnel(name: str, src: str, dst: str, proto: int, v6_inner: bool = False) -> bytes:
+    """IP directly in IP (protocol 4 or 41) between two tunnel endpoints, both ways."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, src, dst)
+    inner = traffic(rng, 60, v6=v6_inner)
+    return pcap_of(two_way(rng, inner, a, b, lambda up, f: (a if up else b).ip(ip_of(f), proto)))
+
+
+def s_ipip(name: str) -> bytes:
+    return ip_tunnel(name, "198.51.100.50", "203.0.113.50", 4)
+
+
+def s_6in4(name: str) -> bytes:
+    return ip_tunnel(name, "198.51.100.60", "216.66.80.26", 41, v6_inner=True)
+
+
+def s_4in6(name: str) -> bytes:
+    return ip_tunnel(name, "2001:db8:60::1", "2001:db8:61::1", 4)
+
+
+def s_teredo(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "192.168.10.77", "192.88.99.1")
+    sport = rng.randrange(49152, 65535)
+    # The client's Teredo address: 2001:0::/32, server 65.55.158.118, cone flag, then the
+    # mapped port and public IPv4 (198.51.100.77) both obfuscated (inverted).
+    mapped_ip = (198 << 24) | (51 << 16) | (100 << 8) | 77
+    host = Host(
+        "3c:22:fb:4d:10:00",
+        f"2001:0:4137:9e76:8000:{sport ^ 0xFFFF:x}:{(mapped_ip ^ 0xFFFFFFFF) >> 16:x}:"
+        f"{(mapped_ip ^ 0xFFFFFFFF) & 0xFFFF:x}",
+    )
+    inner = Conversations(rng, [host], v6=True).generate(60)
+    return pcap_of(
+        two_way(
+            rng,
+            inner,
+            a,
+            b,
+            lambda up, f: a.udp(ip_of(f), sport, 3544) if up else b.udp(ip_of(f), 3544, sport),
+        )
+    )
+
+
+def s_ayiya(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "192.168.10.78", "198.51.100.70")
+    ident = rng.randbytes(16)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        # IDLen 2^4 bytes / IDType 1, SigLen 5 words / SHA-1, auth 1 / opcode forward, next hdr 41.
+        hdr = bytes([0x41, 0x52, 0x11, 41]) + struct.pack(">I", T0) + ident + rng.randbytes(20)
+        return a.udp(hdr + ip_of(f), 5072, 5072) if up else b.udp(hdr + ip_of(f), 5072, 5072)
+
+    return pcap_of(two_way(rng, traffic(rng, 60, v6=True), a, b, wrap))
+
+
+def esp_payload(rng: random.Random, spi: int, seq: int, inner_len: int) -> bytes:
+    n = 16 * ((inner_len + 2 + 15) // 16)
+    return struct.pack(">II", spi, seq) + rng.randbytes(16 + n + 12)
+
+
+def esp_stream(rng: random.Random, name: str, udp: bool) -> bytes:
+    a, b = tunnel_pair(rng, "198.51.100.80", "203.0.113.80")
+    seqs = {True: 0, False: 0}
+    frames: list[Frame] = []
+    if udp:  # IKE_AUTH over 4500 behind the non-ESP marker, as after NAT detection
+        spis = rng.randbytes(16)
+        for k, flags in enumerate((0x08, 0x20)):
+            sk = struct.pack(">BBH", 0x23 if k == 0 else 0x24, 0, 4 + 272) + rng.randbytes(272)
+            ike = spis + bytes([0x2E, 0x20, 35, flags]) + struct.pack(">II", 1, 28 + len(sk)) + sk
+            frames.append((k * 20000, (a if k == 0 else b).udp(b"\0\0\0\0" + ike, 4500, 4500)))
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        seqs[up] += 1
+        esp = esp_payload(rng, 0xC1A0F001 if up else 0x5EC00DE2, seqs[up], len(f) - 14)
+        o = a if up else b
+        return o.udp(esp, 4500, 4500) if udp else o.ip(esp, 50)
+
+    frames += two_way(rng, traffic(rng, 60), a, b, wrap)
+    return pcap_of(frames)
+
+
+def s_esp(name: str) -> bytes:
+    return esp_stream(rng_for(name), name, udp=False)
+
+
+def s_nat_t(name: str) -> bytes:
+    return esp_stream(rng_for(name), name, udp=True)
+
+
+def s_wireguard(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "192.168.10.90", "203.0.113.90")
+    sport = rng.randrange(49152, 65535)
+    i_idx, r_idx = rng.randrange(1 << 32), rng.randrange(1 << 32)
+    frames = [
+        (0, a.udp(struct.pack("<II", 1, i_idx) + rng.randbytes(140), sport, 51820)),
+        (15000, b.udp(struct.pack("<III", 2, r_idx, i_idx) + rng.randbytes(80), 51820, sport)),
+    ]
+    ctr = {True: 0, False: 0}
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        n = 16 * ((len(f) - 14 + 15) // 16) + 16
+        hdr = struct.pack("<IIQ", 4, r_idx if up else i_idx, ctr[up])
+        ctr[up] += 1
+        return (
+            a.udp(hdr + rng.randbytes(n), sport, 51820)
+            if up
+            else b.udp(hdr + rng.randbytes(n), 51820, sport)
+        )
+
+    inner = [(t + 30000, f) for t, f in traffic(rng, 60)]
+    return pcap_of(frames + two_way(rng, inner, a, b, wrap))
+
+
+def s_openvpn(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "192.168.10.91", "203.0.113.91")
+    sport = rng.randrange(49152, 65535)
+    csid, ssid = rng.randbytes(8), rng.randbytes(8)
+    frames = [
+        (0, a.udp(b"\x38" + csid + b"\x00" + struct.pack(">I", 0), sport, 1194)),
+        (
+            12000,
+            b.udp(
+                b"\x40" + ssid + b"\x01" + struct.pack(">I", 0) + csid + struct.pack(">I", 0),
+                1194,
+                sport,
+            ),
+        ),
+    ]
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        body = b"\x48" + b"\x00\x00\x05" + rng.randbytes(len(f) - 14 + 28)
+        return a.udp(body, sport, 1194) if up else b.udp(body, 1194, sport)
+
+    inner = [(t + 30000, f) for t, f in traffic(rng, 60)]
+    return pcap_of(frames + two_way(rng, inner, a, b, wrap))
+
+
+def s_nvgre(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.60.0.1", "10.60.0.2")
+    lan = Conversations(rng, clients(rng, 4, net="172.16.9")).generate(60)
+    return pcap_of(
+        two_way(
+            rng,
+            lan,
+            a,
+            b,
+            lambda up, f: (a if up else b).ip(
+                gre(0x6558, key=(6001 << 8) | (zlib.crc32(f[26:34]) & 0xFF)) + f, 47
+            ),
+        )
+    )
+
+
+def s_vxlan_gpe_nsh(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.70.0.1", "10.70.0.2")
+    sport = rng.randrange(49152, 65535)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        gpe = struct.pack(">BBBBI", 0x0C, 0, 0, 0x04, 300 << 8)  # I+P flags, next proto NSH
+        base = (63 << 22) | (6 << 16) | (1 << 8) | 0x01  # TTL 63, 6 words, MD type 1, IPv4
+        nsh = struct.pack(">II", base, (42 << 8) | 255) + bytes(16)
+        return (a if up else b).udp(gpe + nsh + ip_of(f), sport, 4790)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_mpls_udp(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.80.0.1", "10.80.0.2")
+    sport = rng.randrange(49152, 65535)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        label = struct.pack(">I", ((1000 if up else 2000) << 12) | (1 << 8) | 64)
+        return (a if up else b).udp(label + ip_of(f), sport, 6635)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_gre_udp(name: str) -> bytes:
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.81.0.1", "10.81.0.2")
+    sport = rng.randrange(49152, 65535)
+    return pcap_of(
+        two_way(
+            rng,
+            traffic(rng, 60),
+            a,
+            b,
+            lambda up, f: (a if up else b).udp(gre(0x0800) + ip_of(f), sport, 4754),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- intercepts
+
+
+def ntp_ts(t_us: int) -> bytes:
+    secs = T0 + t_us // US + 2_208_988_800
+    return struct.pack(">II", secs, ((t_us % US) << 32) // US)
+
+
+def target_traffic(rng: random.Random, n: int = 60) -> list[Frame]:
+    """Traffic of one intercept target (a single subscriber)."""
+    return Conversations(rng, clients(rng, 1, net="100.64.20")).generate(n)
+
+
+def li_stream(
+    name: str,
+    port: int,
+    header: Callable[[int, int, bytes], bytes],
+    ip_only: bool = True,
+    ttl: int = 64,
+    chksum: int | None = None,
+) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng, src="10.1.0.9", dst="10.9.0.20", ttl=ttl)
+    sport = rng.randrange(40000, 60000)
+    inner = target_traffic(rng)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        body = ip_of(f) if ip_only else f
+        return out.udp(header(i, inner[i][0], f) + body, sport, port, chksum)
+
+    return pcap_of(copies(rng, inner, wrap))
+
+
+def s_pcli(name: str) -> bytes:
+    return li_stream(name, 40123, lambda i, t, f: struct.pack(">I", 0x0004D2A1))
+
+
+def s_pcli12(name: str) -> bytes:
+    return li_stream(name, 40124, lambda i, t, f: struct.pack(">I", 0x0004D2A2) + ntp_ts(t))
+
+
+def s_pcli20(name: str) -> bytes:
+    return li_stream(
+        name, 40125, lambda i, t, f: struct.pack(">I", 0x0004D2A3) + ntp_ts(t) + b"CASE0042"
+    )
+
+
+def s_jmirror(name: str) -> bytes:
+    # MHV 0, intercept id 0x2A0F, session id; outer TTL 255 and UDP checksum 0 as JUNOSe sends.
+    return li_stream(
+        name, 6502, lambda i, t, f: struct.pack(">II", 0x00002A0F, 0x00C0FFEE), ttl=255, chksum=0
+    )
+
+
+def s_nokia_li(name: str) -> bytes:
+    # MHV 1 (top bits 01), direction bit set for traffic to the target, 29-bit intercept id.
+    def hdr(i: int, t: int, f: bytes) -> bytes:
+        down = 0 if is_up(f) else 1
+        return struct.pack(">II", (1 << 30) | (down << 29) | 4711, 0x00010203)
+
+    return li_stream(name, 30001, hdr, ip_only=False)
+
+
+def s_bcm_li(name: str) -> bytes:
+    # D (3 bits: 2 downstream, 3 upstream), PT 7 (Ethernet), SPT 0, 22-bit LIID.
+    def hdr(i: int, t: int, f: bytes) -> bytes:
+        d = 3 if is_up(f) else 2
+        return struct.pack(">I", (d << 29) | (7 << 25) | (0 << 22) | 0x2BEEF)
+
+    return li_stream(name, 49001, hdr, ip_only=False)
+
+
+def s_unknown_shim(name: str) -> bytes:
+    # A made-up 7-byte shim: 2-byte magic, 1-byte flags, 4-byte counter, then the IPv4 packet.
+    return li_stream(name, 47777, lambda i, t, f: b"\xca\xfe\x01" + struct.pack(">I", 1000 + i))
+
+
+def ber(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        length = bytes([n])
+    elif n < 0x100:
+        length = bytes([0x81, n])
+    else:
+        length = bytes([0x82]) + struct.pack(">H", n)
+    return bytes([tag]) + length + content
+
+
+def ber_int(tag: int, v: int) -> bytes:
+    return ber(tag, v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big"))
+
+
+def gen_time(t_us: int) -> bytes:
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(T0 + t_us // US, dt.UTC)
+    return when.strftime("%Y%m%d%H%M%S").encode() + f".{(t_us % US) // 1000:03d}Z".encode()
+
+
+def ps_pdu(seq: int, t_us: int, payload: bytes, cin: int = 77) -> bytes:
+    """An ETSI TS 102 232-1 PS-PDU (BER, definite lengths)."""
+    net = ber(0xA0, ber(0x80, b"NZOPER") + ber(0x81, b"MED-01"))
+    comm = ber(0xA3, net + ber_int(0x81, cin) + ber(0x82, b"NZ"))
+    header = ber(
+        0xA1,
+        bytes.fromhex("80 07 04 00 02 02 05 01 11")
+        + ber(0x81, b"LIID-4711")
+        + ber(0x82, b"NZ")
+        + comm
+        + ber_int(0x84, seq)
+        + ber(0x85, gen_time(t_us)),
+    )
+    return ber(0x30, header + ber(0xA2, payload))
+
+
+def etsi_cc(packet: bytes, up: bool, t_us: int) -> bytes:
+    ipcc = ber(0xA2, ber(0x80, b"\x05\x03\x0a\x02") + ber(0x81, packet))
+    cc = ber(
+        0x30, ber(0x80, b"\x01" if up else b"\x00") + ber(0x81, gen_time(t_us)) + ber(0xA2, ipcc)
+    )
+    return ber(0xA1, cc)
+
+
+def etsi_iri(kind: int, target: str, t_us: int) -> bytes:
+    addr = ber(0xA4, ber(0x80, b"\x01") + ber(0x81, b"\x01") + ber(0xA2, ber(0x80, a4(target))))
+    contents = ber(
+        0xA1,
+        ber(0x80, b"\x01")
+        + ber(0x81, b"alice@isp.example")
+        + ber(0x82, b"\x01")
+        + ber(0x83, b"\x01")
+        + addr,
+    )
+    ipiri = ber(0xA2, ber(0x80, b"\x05\x03\x0a\x01") + contents)
+    iri = ber(0x30, ber(0x80, bytes([kind])) + ber(0x81, gen_time(t_us)) + ber(0xA2, ipiri))
+    return ber(0xA0, iri)
+
+
+def s_etsi_102232(name: str) -> bytes:
+    """HI2 (IRI, TCP 44444) and HI3 (CC, TCP 44445) from a mediation device to a LEMF."""
+    rng = rng_for(name)
+    med = Outer(rng, "10.9.0.20", "203.0.113.200", "52:54:00:9c:00:14", GATEWAY_MAC)
+    lemf = med.reverse(rng)
+    inner = target_traffic(rng, 50)
+    target = "100.64.20." + Ether(inner[0][1])[IP].src.split(".")[-1]
+    iri_msgs = [
+        (True, ps_pdu(k, 1000 * k, etsi_iri(kind, target, 1000 * k)))
+        for k, kind in enumerate([1, 3, 3, 4, 2])
+    ]
+    iri_msgs.insert(2, (True, ps_pdu(99, 0, b"\xa2\x02\x83\x00")))  # keep-alive
+    cc = b"".join(ps_pdu(k, t, etsi_cc(ip_of(f), is_up(f), t)) for k, (t, f) in enumerate(inner))
+    frames = tcp_stream(
+        rng, med, lemf, rng.randrange(40000, 60000), 44444, iri_msgs, gap=(100_000, 400_000)
+    )
+    frames += tcp_stream(
+        rng,
+        med,
+        lemf,
+        rng.randrange(40000, 60000),
+        44445,
+        [(True, cc)],
+        start=50_000,
+        seg_sizes=(200, 1400),
+        reorder=3,
+        retransmit=7,
+    )
+    return pcap_of(frames)
+
+
+def x2x3_pdu(
+    pdu_type: int, fmt: int, direction: int, xid: bytes, corr: int, tlvs: bytes, payload: bytes
+) -> bytes:
+    return struct.pack(">HHIIHH", 1, pdu_type, 40 + len(tlvs), len(payload), fmt, direction) + (
+        xid + struct.pack(">Q", corr) + tlvs + payload
+    )
+
+
+def tlv(t: int, v: bytes) -> bytes:
+    return struct.pack(">HH", t, len(v)) + v
+
+
+def s_x2x3_keepalive(name: str) -> bytes:
+    rng = rng_for(name)
+    poi = Outer(rng, "10.1.0.30", "10.9.0.30", ROUTER_MAC, COLLECTOR_MAC)
+    msgs = []
+    for k in range(12):
+        seq = tlv(8, struct.pack(">I", k))
+        msgs.append((True, x2x3_pdu(3, 0, 0, bytes(16), 0, seq, b"")))
+        msgs.append((False, x2x3_pdu(4, 0, 0, bytes(16), 0, seq, b"")))
+    return pcap_of(
+        tcp_stream(
+            rng,
+            poi,
+            poi.reverse(rng),
+            rng.randrange(40000, 60000),
+            50443,
+            msgs,
+            gap=(300_000, 600_000),
+        )
+    )
+
+
+def s_x2x3_xcc(name: str) -> bytes:
+    rng = rng_for(name)
+    poi = Outer(rng, "10.1.0.31", "10.9.0.30", ROUTER_MAC, COLLECTOR_MAC)
+    xid = rng.randbytes(16)
+    msgs = []
+    for k, (t, f) in enumerate(target_traffic(rng, 50)):
+        tlvs = tlv(8, struct.pack(">I", k)) + tlv(
+            9, struct.pack(">II", T0 + t // US, (t % US) * 1000)
+        )
+        msgs.append(
+            (True, x2x3_pdu(2, 5, 3 if is_up(f) else 2, xid, 0x1122334455667788, tlvs, ip_of(f)))
+        )
+    return pcap_of(
+        tcp_stream(
+            rng, poi, poi.reverse(rng), rng.randrange(40000, 60000), 50443, msgs, gap=(1000, 40000)
+        )
+    )
+
+
+def s_rpcap(name: str) -> bytes:
+    """rpcapd: control connection on TCP 2002, then the data connection with PACKET messages."""
+    rng = rng_for(name)
+    client = Outer(rng, COLLECTOR_IP, "10.1.0.40", COLLECTOR_MAC, ROUTER_MAC)
+    sensor = client.reverse(rng)
+
+    def msg(mtype: int, value: int, body: bytes) -> bytes:
+        return struct.pack(">BBHI", 0, mtype, value, len(body)) + body
+
+    data_port = 40777
+    ctrl = [
+        (True, msg(0x03, 0, b"eth1")),
+        (False, msg(0x83, 0, struct.pack(">II", 1, 0))),  # linktype Ethernet, tzoff 0
+        (
+            True,
+            msg(0x04, 0, struct.pack(">IIHHHHI", 65535, 1000, 0, 0, 1, 0, 0)),
+        ),  # + empty BPF filter
+        (False, msg(0x84, 0, struct.pack(">IHH", 262144, data_port, 0))),
+    ]
+    frames = tcp_stream(
+        rng, client, sensor, rng.randrange(40000, 60000), 2002, ctrl, gap=(1000, 5000)
+    )
+    packets = []
+    for k, (t, f) in enumerate(traffic(rng, 60)):
+        t_abs = T0 * US + t
+        ph = struct.pack(">IIIII", t_abs // US, t_abs % US, len(f), len(f), k + 1)
+        packets.append((False, msg(0x07, 0, ph + f)))
+    frames += tcp_stream(
+        rng,
+        client,
+        sensor,
+        rng.randrange(40000, 60000),
+        data_port,
+        packets,
+        start=60_000,
+        gap=(1000, 40000),
+    )
+    return pcap_of(frames)
+
+
+def s_pcap_over_ip(name: str) -> bytes:
+    rng = rng_for(name)
+    client = Outer(rng, COLLECTOR_IP, "10.1.0.41", COLLECTOR_MAC, ROUTER_MAC)
+    sensor = client.reverse(rng)
+    stream = pcap_of(traffic(rng, 60))
+    # The sensor writes the file as it captures: header first, then records in bursts.
+    parts, pos = [stream[:24]], 24
+    while pos < len(stream):
+        n = rng.randrange(600, 3000)
+        parts.append(stream[pos : pos + n])
+        pos += n
+    return pcap_of(
+        tcp_stream(
+            rng,
+            client,
+            sensor,
+            rng.randrange(40000, 60000),
+            57012,
+            [(False, p) for p in parts],
+            gap=(5000, 60000),
+        )
+    )
+
+
+def wireless_stream(
+    name: str, src: str, port: int, header: Callable[[int, bytes], bytes], with_fcs: bool
+) -> bytes:
+    """A remote 802.11 sniffer: each frame behind a per-record header, one-way over UDP."""
+    rng = rng_for(name)
+    out = Outer(rng, src=src)
+    sport = rng.randrange(40000, 60000)
+    inner = traffic(rng, 60)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        frame = to_dot11(f)
+        if with_fcs:
+            frame += fcs(frame)
+        return out.udp(header(inner[i][0], frame) + frame, sport, port)
+
+    return pcap_of(copies(rng, inner, wrap))
+
+
+def s_peekremote(name: str) -> bytes:
+    def header(t: int, frame: bytes) -> bytes:
+        # Magic, version 2, header size 55, type 6 (wireless3), MCS 7, channel 36 at 5180 MHz,
+        # band 1, 802.11ac flag, signal/noise (%, dBm, 4 antennas), lengths, flags, TSF.
+        return (
+            b"\x00\xff\xab\xcd"
+            + struct.pack(">BI", 2, 55)
+            + struct.pack(">IHHIII", 6, 7, 36, 5180, 1, 0x80)
+            + bytes([62, 12, 0xC6, 0xA0])
+            + bytes([0xC6, 0xA0] * 4)
+            + struct.pack(">HHBBQ", len(frame), len(frame), 0, 0, T0 * US + t)
+        )
+
+    return wireless_stream(name, "10.1.0.50", 5555, header, with_fcs=True)
+
+
+def s_cwids(name: str) -> bytes:
+    def header(t: int, frame: bytes) -> bytes:
+        # Version 2, 6-byte timestamp, channel 6, real and captured length.
+        n = struct.pack(">HH", len(frame), len(frame))
+        return struct.pack(">H", 2) + t.to_bytes(6, "big") + bytes([0, 6]) + bytes(6) + n + bytes(8)
+
+    return wireless_stream(name, "10.1.0.51", 8999, header, with_fcs=False)
+
+
+def s_tee_copies(name: str) -> bytes:
+    """iptables TEE / nft dup: each packet again, unencapsulated, to the collector's MAC."""
+    rng = rng_for(name)
+    natives = traffic(rng, 60)
+    dup = [
+        (t + rng.randrange(8, 60), bytes(Ether(src=ROUTER_MAC, dst=COLLECTOR_MAC))[:12] + f[12:])
+        for t, f in natives
+    ]
+    return pcap_of(natives + dup)
+
+
+def s_targeted_mirror(name: str) -> bytes:
+    """A mirror filtered on two hosts, in a capture whose native traffic involves 30+ hosts."""
+    rng = rng_for(name)
+    crowd = Conversations(rng, clients(rng, 34))
+    for host in crowd.hosts:  # every host speaks at least once
+        crowd.dns(rng.randrange(4 * US), host)
+    everyone = crowd.generate(60, span_us=4 * US) + crowd.frames[: 2 * len(crowd.hosts)]
+    conv = Conversations(rng, clients(rng, 2, net="192.168.20"))
+    targets = conv.generate(50, span_us=4 * US)
+    natives = sorted(everyone + targets, key=lambda f: f[0])
+    others = rng.sample(everyone, 8)
+    mirrored = sorted(targets + others, key=lambda f: f[0])
+    out = Outer(rng, src="10.1.0.60")
+    sport = rng.randrange(40000, 60000)
+    return pcap_of(
+        natives + copies(rng, mirrored, lambda i, f: out.udp(tzsp_hdr() + f, sport, 37008))
+    )
+
+
+def s_mirror_with_natives(name: str) -> bytes:
+    rng = rng_for(name)
+    natives = traffic(rng, 70)
+    return pcap_of(natives + erspan2_stream(rng, natives, Outer(rng), delay=(200, 2000)))
+
+
+# --------------------------------------------------------------------------- container edge cases
+
+
+def s_bad_truncated(name: str) -> bytes:
+    whole = s_tzsp("tzsp.pcap")
+    return whole[: len(whole) * 2 // 3 + 7]
+
+
+def s_bad_garbage(name: str) -> bytes:
+    rng = rng_for(name)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LT_ETHERNET)]
+    for k in range(20):
+        data = rng.randbytes(rng.randrange(1, 300))
+        out.append(struct.pack("<IIII", T0 + k, 0, len(data), len(data)) + data)
+        if k == 8:
+            out.append(struct.pack("<IIII", T0 + k, 5, 0, 0))  # zero-length record
+    out.append(struct.pack("<IIII", T0 + 30, 0, 0x7FFFFFF0, 0x7FFFFFF0) + rng.randbytes(64))
+    return b"".join(out)
+
+
+def s_bad_unknown_linktype(name: str) -> bytes:
+    rng = rng_for(name)
+    frames = [(k * 1000, rng.randbytes(rng.randrange(40, 200))) for k in range(20)]
+    return pcap_of(frames, linktype=LT_UNKNOWN)
+
+
+def s_gzip(name: str) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as z:
+        z.write(s_tzsp("tzsp.pcap"))
+    return buf.getvalue()
+
+
+def s_pcapng_two_links(name: str) -> bytes:
+    """Ethernet interface with a VXLAN mirror; raw-IP interface with a TZSP mirror."""
+    rng = rng_for(name)
+    out = Outer(rng)
+    eth = copies(rng, traffic(rng, 50), lambda i, f: out.udp(vxlan_hdr(4242) + f, 51000, 4789))
+    out2 = Outer(rng, src="10.1.0.70")
+    raw = [
+        (t, f[14:])
+        for t, f in copies(
+            rng, traffic(rng, 50), lambda i, f: out2.udp(tzsp_hdr() + f, 45000, 37008)
+        )
+    ]
+    return pcapng_of([(LT_ETHERNET, eth), (LT_RAW, raw)])
+
+
+def s_nanosecond(name: str) -> bytes:
+    rng = rng_for(name)
+    cap = Capture(nanos=True)
+    for t, f in tzsp_stream(rng, 37008, n=50):
+        cap.add(t, f, extra_ns=rng.randrange(1000))
+    return cap.to_bytes()
+
+
+def s_big_endian(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(erspan2_stream(rng, traffic(rng, 50), Outer(rng)), big_endian=True)
+
+
+def s_sll(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng)
+    frames = copies(rng, traffic(rng, 50), lambda i, f: out.udp(vxlan_hdr(4242) + f, 51000, 8472))
+    # Outgoing (4), ARPHRD_ETHER, 6-byte address, then the EtherType.
+    return pcap_of(
+        [(t, struct.pack(">HHH", 4, 1, 6) + f[6:12] + b"\0\0" + f[12:]) for t, f in frames],
+        linktype=LT_SLL,
+    )
+
+
+def s_sll2(name: str) -> bytes:
+    rng = rng_for(name)
+    out = Outer(rng)
+    frames = copies(rng, traffic(rng, 50), lambda i, f: out.udp(tzsp_hdr() + f, 45000, 37008))
+    return pcap_of(
+        [
+            (t, f[12:14] + b"\0\0" + struct.pack(">IHBB", 3, 1, 4, 6) + f[6:12] + b"\0\0" + f[14:])
+            for t, f in frames
+        ],
+        linktype=LT_SLL2,
+    )
+
+
+def encap_sample(name: str, l2: Callable[[], Packet]) -> bytes:
+    """ERSPAN II stream whose outer IPv4 sits behind extra layer-2 encapsulation."""
+    rng = rng_for(name)
+    out = Outer(rng)
+    seq0 = rng.randrange(1000)
+    hdr = erspan2_hdr(9, 0x21)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        return bytes(l2() / out.l3(47) / Raw(gre(0x88BE, seq=seq0 + i) + hdr + f))
+
+    return pcap_of(copies(rng, traffic(rng, 50), wrap))
+
+
+def s_qinq(name: str) -> bytes:
+    return encap_sample(
+        name,
+        lambda: (
+            Ether(src=ROUTER_MAC, dst=COLLECTOR_MAC, type=0x88A8)
+            / Dot1AD(vlan=300, type=0x8100)
+            / Dot1Q(vlan=42)
+        ),
+    )
+
+
+def s_mpls(name: str) -> bytes:
+    from scapy.contrib.mpls import MPLS
+
+    return encap_sample(
+        name,
+        lambda: (
+            Ether(src=ROUTER_MAC, dst=COLLECTOR_MAC)
+            / MPLS(label=16020, s=0, ttl=64)
+            / MPLS(label=24001, s=1, ttl=64)
+        ),
+    )
+
+
+def s_pppoe(name: str) -> bytes:
+    return encap_sample(
+        name,
+        lambda: (
+            Ether(src=ROUTER_MAC, dst=COLLECTOR_MAC) / PPPoE(sessionid=0x1234) / PPP(proto=0x0021)
+        ),
+    )
+
+
+def s_ipv6_ext(name: str) -> bytes:
+    """TZSP over IPv6 with a destination-options extension header before UDP."""
+    rng = rng_for(name)
+    sport = rng.randrange(40000, 60000)
+
+    def wrap(i: int, f: bytes) -> bytes:
+        return bytes(
+            Ether(src=ROUTER_MAC, dst=COLLECTOR_MAC)
+            / IPv6(src=ROUTER_IP6, dst=COLLECTOR_IP6, hlim=64)
+            / IPv6ExtHdrDestOpt()
+            / UDP(sport=sport, dport=37008)
+            / Raw(tzsp_hdr() + f)
+        )
+
+    return pcap_of(copies(rng, traffic(rng, 50), wrap))
+
+
+def s_icmp_noise(name: str) -> bytes:
+    """Plain pings and DNS only: nothing should be reported."""
+    rng = rng_for(name)
+    conv = Conversations(rng, clients(rng, 4))
+    for k in range(15):
+        conv.dns(k * 100_000, conv.hosts[k % 4])
+    frames = list(conv.frames)
+    for k in range(20):
+        h = conv.hosts[k % 4]
+        for up in (True, False):
+            ic = ICMP(type=8 if up else 0, id=0x100 + k % 4, seq=k) / Raw(rng.randbytes(56))
+            src, dst = (h.ip, "8.8.8.8") if up else ("8.8.8.8", h.ip)
+            eth = Ether(src=h.mac, dst=GATEWAY_MAC) if up else Ether(src=GATEWAY_MAC, dst=h.mac)
+            frames.append(
+                (k * 80_000 + (0 if up else 9000), bytes(eth / IP(src=src, dst=dst, id=k) / ic))
+            )
+    return pcap_of(frames)
+
+
+# --------------------------------------------------------------------------- registry
+
+SAMPLES: dict[str, Callable[[str], bytes]] = {
+    "tzsp.pcap": s_tzsp,
+    "tzsp-31337.pcap": s_tzsp_31337,
+    "tzsp-80211.pcap": s_tzsp_80211,
+    "erspan-1.pcap": s_erspan1,
+    "erspan-2.pcap": s_erspan2,
+    "erspan-3.pcap": s_erspan3,
+    "erspan-2-vxlan.pcap": s_erspan2_vxlan,
+    "erspan-2-fragmented.pcap": s_erspan2_fragmented,
+    "gre-teb-mirror.pcap": s_gre_teb_mirror,
+    "vxlan-mirror-8472.pcap": s_vxlan_mirror,
+    "geneve-mirror.pcap": s_geneve_mirror,
+    "vxlan-overlay.pcap": s_vxlan_overlay,
+    "gre-teb-tunnel.pcap": s_gre_teb_tunnel,
+    "netflow-v1.pcap": s_netflow_v1,
+    "netflow-v5.pcap": s_netflow_v5,
+    "netflow-v7.pcap": s_netflow_v7,
+    "netflow-v9.pcap": s_netflow_v9,
+    "netflow-v9-data-first.pcap": s_netflow_v9_data_first,
+    "netflow-v9-9999.pcap": s_netflow_v9_9999,
+    "ipfix.pcap": s_ipfix,
+    "psamp.pcap": s_psamp,
+    "sflow-vxlan.pcap": s_sflow_vxlan,
+    "gtp-u.pcap": s_gtp_u,
+    "l2tp.pcap": s_l2tp,
+    "capwap.pcap": s_capwap,
+    "gre-ip.pcap": s_gre_ip,
+    "gre-ppp.pcap": s_gre_ppp,
+    "ipip.pcap": s_ipip,
+    "6in4.pcap": s_6in4,
+    "4in6.pcap": s_4in6,
+    "teredo.pcap": s_teredo,
+    "ayiya.pcap": s_ayiya,
+    "esp.pcap": s_esp,
+    "nat-t.pcap": s_nat_t,
+    "wireguard.pcap": s_wireguard,
+    "openvpn.pcap": s_openvpn,
+    "nvgre.pcap": s_nvgre,
+    "vxlan-gpe-nsh.pcap": s_vxlan_gpe_nsh,
+    "mpls-udp.pcap": s_mpls_udp,
+    "gre-udp.pcap": s_gre_udp,
+    "pcli.pcap": s_pcli,
+    "pcli12.pcap": s_pcli12,
+    "pcli20.pcap": s_pcli20,
+    "jmirror.pcap": s_jmirror,
+    "nokia-li.pcap": s_nokia_li,
+    "bcm-li.pcap": s_bcm_li,
+    "unknown-shim.pcap": s_unknown_shim,
+    "etsi-102232.pcap": s_etsi_102232,
+    "x2x3-keepalive.pcap": s_x2x3_keepalive,
+    "x2x3-xcc.pcap": s_x2x3_xcc,
+    "rpcap.pcap": s_rpcap,
+    "pcap-over-ip.pcap": s_pcap_over_ip,
+    "peekremote.pcap": s_peekremote,
+    "cwids.pcap": s_cwids,
+    "tee-copies.pcap": s_tee_copies,
+    "targeted-mirror.pcap": s_targeted_mirror,
+    "mirror-with-natives.pcap": s_mirror_with_natives,
+    "plain-traffic.pcap": s_icmp_noise,
+    "tzsp.pcap.gz": s_gzip,
+    "two-links.pcapng": s_pcapng_two_links,
+    "nanosecond.pcap": s_nanosecond,
+    "big-endian.pcap": s_big_endian,
+    "sll.pcap": s_sll,
+    "sll2.pcap": s_sll2,
+    "qinq.pcap": s_qinq,
+    "mpls-outer.pcap": s_mpls,
+    "pppoe-outer.pcap": s_pppoe,
+    "ipv6-ext-header.pcap": s_ipv6_ext,
+    "bad/truncated.pcap": s_bad_truncated,
+    "bad/garbage.pcap": s_bad_garbage,
+    "bad/unknown-linktype.pcap": s_bad_unknown_linktype,
+}
+
+
+def generate(out_dir: Path, names: Iterable[str] | None = None) -> list[Path]:
+    written = []
+    for name in names or SAMPLES:
+        if name not in SAMPLES:
+            raise SystemExit(f"unknown sample {name!r} (see --list)")
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(SAMPLES[name](name))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("names", nargs="*", help="samples to write (default: all)")
+    ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: pcaps/)")
+    ap.add_argument("--list", action="store_true", help="print the sample names and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        print("\n".join(SAMPLES))
+        return 0
+    for path in generate(args.out, args.names):
+        print(f"{path.stat().st_size:>8}  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
