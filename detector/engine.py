@@ -22,15 +22,23 @@ from detector.decode.frames import ip_str, mac_str
 from detector.decode.headers import LINK_ETHERNET, Headers, decode_headers, payload_heads
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.evidence import MAX_SAMPLES, StreamEvidence
-from detector.flows.table import U64, FlowTable, HashIndex, directed_keys, endpoint_hash, flow_keys
+from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
 from detector.protocols import registry
 from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecoder
 from detector.protocols.gre import fill_context, parse_gre
 
-# Decode every packet of a new stream up to this many, then one in SAMPLE_STRIDE.
+# Decode every packet of a new stream up to FULL_DECODE, then a sample whose stride grows
+# with what is already known (the evidence converges; the cost must not grow with volume).
 FULL_DECODE = 256
-SAMPLE_STRIDE = 8
+
+
+def sample_stride(decoded: int) -> int:
+    if decoded < FULL_DECODE:
+        return 1
+    return 8 if decoded < 2048 else 64
+
+
 # A directed flow whose candidate packets failed this often without one success is ignored.
 REJECT_AFTER = 6
 IP_PROTO_GRE = 47
@@ -145,10 +153,12 @@ class Engine:
         sport, dport, proto = h.sport[rows], h.dport[rows], h.proto[rows]
         wire = batch.wirelen[rows]
         ts = batch.ts[rows]
-        fkey, direction = flow_keys(src, dst, sport, dport, proto)
+        keys = row_keys(src, dst, sport, dport, proto)
+        fkey, direction, dkey = keys.flow, keys.direction, keys.directed
         self.flows.update(fkey, direction, proto, wire, ts)
-        self.hosts.lookup_or_add(np.unique(endpoint_hash(src, np.zeros(len(rows), np.int64))))
-        dkey = directed_keys(src, dst, sport, dport, proto)
+        hosts = np.unique(keys.src_host)
+        hosts[hosts == 0] = U64(1)
+        self.hosts.lookup_or_add(hosts)
 
         # Candidate rows of flows not yet classified (new streams may start in this batch).
         known_before = (
@@ -215,7 +225,7 @@ class Engine:
             if not full and len(mine) > budget:
                 rest = mine[budget:]
                 pos = self._row_counter + rest
-                chosen = np.concatenate([chosen, rest[pos % SAMPLE_STRIDE == 0]])
+                chosen = np.concatenate([chosen, rest[pos % sample_stride(s.decoded) == 0]])
             decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
         self._row_counter += len(rows)
         decode_rows.sort()
@@ -229,13 +239,15 @@ class Engine:
         sport: npt.NDArray[np.int64],
         dport: npt.NDArray[np.int64],
     ) -> npt.NDArray[np.bool_]:
-        mask = d.prefilter(head, length)
         if d.ports_required:
             # Formats with no content signature at all (ESP in UDP, OpenVPN, MPLS in UDP) are
             # only recognised on their port; everything else is found by content alone.
             ports = list(d.ports)
-            mask = mask & (np.isin(dport, ports) | np.isin(sport, ports))
-        return mask
+            on_port = np.isin(dport, ports) | np.isin(sport, ports)
+            if not on_port.any():
+                return on_port
+            return d.prefilter(head, length) & on_port
+        return d.prefilter(head, length)
 
     # ---------------------------------------------------------------- python per packet
 
@@ -410,7 +422,7 @@ class Engine:
                     self._keep_sample(s, batch, r)
                 continue
             s.decoded += 1
-            weight = 1.0 if s.decoded <= FULL_DECODE else float(SAMPLE_STRIDE)
+            weight = float(sample_stride(s.decoded - 1))
             if weights is not None:
                 weight *= float(weights[r])
                 s.fragments += int(weights[r])

@@ -17,6 +17,8 @@ from detector.protocols.base import Decoded, Kind
 MAX_HOSTS = 4096
 MAX_CONVERSATIONS = 8192
 MAX_FACT_VALUES = 32
+# Per-packet facts (sequence numbers, versions...) are summarised from this many packets.
+MAX_FACT_PACKETS = 512
 # Packets kept per stream for evidence captures (outer packets and the frames they carried).
 MAX_SAMPLES = 200
 
@@ -85,8 +87,9 @@ class StreamEvidence:
             c = self.sessions.setdefault(k, Counter())
             if len(c) < MAX_FACT_VALUES or v in c:
                 c[v] += 1
-        for k, v in d.facts.items():
-            self._fact(k, v)
+        if self.validated <= MAX_FACT_PACKETS:
+            for k, v in d.facts.items():
+                self._fact(k, v)
         for carried in d.carried:
             self.inner_links[carried.link] += 1
             if len(self.inner_samples) < MAX_SAMPLES:

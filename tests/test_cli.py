@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import PCAPS
+from mwtest import PCAPS
 
 from detector.cli import main
 

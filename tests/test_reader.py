@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PCAPS
+from mwtest import PCAPS
 
 from detector.capture import reader
 from detector.capture.reader import CaptureError, InputStats, open_stream, read_batches

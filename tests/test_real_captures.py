@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import REAL, scan
+from mwtest import REAL, scan
 
 from detector.findings import SEVERITY_ORDER
 

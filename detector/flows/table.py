@@ -8,6 +8,8 @@ follows the number of concurrent flows, not the length of the capture.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,45 +27,51 @@ def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         return x ^ (x >> U64(31))
 
 
-def endpoint_hash(addr: npt.NDArray[np.uint32], port: npt.NDArray[np.int64]) -> np.ndarray:
-    """Hash of (address words, port) per row."""
+def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+    """Hash of the four address words per row (IPv4 in word 3)."""
     a = addr.astype(U64)
     with np.errstate(over="ignore"):
         h = mix64((a[:, 0] << U64(32)) | a[:, 1])
-        h = mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
-        return mix64(h ^ port.astype(U64))
+        return mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
 
 
-def flow_keys(
+def endpoint_hash(
+    addr_h: npt.NDArray[np.uint64], port: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """Hash of (address, port) per row, from the address hash."""
+    return mix64(addr_h ^ port.astype(U64))
+
+
+@dataclass(slots=True)
+class RowKeys:
+    """The hashes the engine needs for each row, computed once per batch."""
+
+    src_host: npt.NDArray[np.uint64]
+    flow: npt.NDArray[np.uint64]  # same for both directions of a flow
+    direction: npt.NDArray[np.int8]
+    directed: npt.NDArray[np.uint64]  # differs between the two directions
+
+
+def row_keys(
     src: npt.NDArray[np.uint32],
     dst: npt.NDArray[np.uint32],
     sport: npt.NDArray[np.int64],
     dport: npt.NDArray[np.int64],
     proto: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int8]]:
-    """(direction-free flow key, direction 0/1) per row; both directions share one key."""
-    a = endpoint_hash(src, sport)
-    b = endpoint_hash(dst, dport)
+) -> RowKeys:
+    hs = address_hash(src)
+    a = endpoint_hash(hs, sport)
+    b = endpoint_hash(address_hash(dst), dport)
+    p = proto.astype(U64)
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
     with np.errstate(over="ignore"):
-        key = mix64(mix64(lo) ^ (hi * _M1) ^ proto.astype(U64))
-    key[key == 0] = U64(1)  # 0 marks an empty slot
-    return key, (a > b).astype(np.int8)
-
-
-def directed_keys(
-    src: npt.NDArray[np.uint32],
-    dst: npt.NDArray[np.uint32],
-    sport: npt.NDArray[np.int64],
-    dport: npt.NDArray[np.int64],
-    proto: npt.NDArray[np.int64],
-) -> npt.NDArray[np.uint64]:
-    """A key per row that differs between the two directions of one flow."""
-    with np.errstate(over="ignore"):
-        k = mix64(endpoint_hash(src, sport) * _M1 ^ endpoint_hash(dst, dport) ^ proto.astype(U64))
-    k[k == 0] = U64(1)
-    return k
+        flow = mix64(mix64(lo) ^ (hi * _M1) ^ p)
+        directed = mix64(a * _M1 ^ b ^ p)
+    # 0 marks an empty slot in the index.
+    flow[flow == 0] = U64(1)
+    directed[directed == 0] = U64(1)
+    return RowKeys(hs, flow, (a > b).astype(np.int8), directed)
 
 
 class HashIndex:

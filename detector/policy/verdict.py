@@ -188,7 +188,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     }
     if s.header_example:
         reasons.append(f"Leading bytes: {s.header_example}.")
-    sampled = " (decoded in full at first, then one packet in 8)" if s.decoded < s.packets else ""
+    sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
     reasons.append(
         f"{s.validated} of {s.decoded} decoded packets validated as {s.protocol}{sampled}; "
         f"{s.packets} packets, {s.bytes} bytes from {s.src} to {s.dst} between "

@@ -1,11 +1,11 @@
-"""Shared test helpers: sample and real-capture locations, a scan-to-findings shortcut."""
+"""Shared test helpers: sample and real-capture locations, a scan-to-findings shortcut.
+
+A plain module (not conftest.py) so its name cannot clash with the e2e suite's conftest."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-
-import pytest
 
 from detector.findings import Report
 from detector.scan import scan_paths
@@ -22,10 +22,3 @@ def scan(*paths: Path | str) -> Report:
 def expected_samples() -> list[dict[str, str]]:
     with open(PCAPS / "expected.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
-
-
-@pytest.fixture
-def real_dir() -> Path:
-    if not (REAL / "MANIFEST.tsv").is_file():
-        pytest.skip(f"public captures not present at {REAL} (../shared/pcaps/real)")
-    return REAL
