@@ -14,6 +14,8 @@ RENDERERS: dict[str, str] = {
     "text": "detector.report.text:render_text",
     "json": "detector.report.jsonout:render_json",
     "jsonl": "detector.report.jsonout:render_jsonl",
+    "html": "detector.report.html:render_html",
+    "eve": "detector.report.eve:render_eve",
 }
 
 

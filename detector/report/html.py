@@ -1,0 +1,438 @@
+"""One self-contained HTML page a router owner can read, forward and archive.
+
+Inline CSS and inline SVG only: no scripts, no fonts, no external resources (a Content Security
+Policy forbids them, so the page stays inert even if a string slipped through unescaped).  Every
+string that came from a capture (reasons, session values, host names, paths) goes through
+``_e``; nothing from a packet is ever placed in markup unescaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from detector.evidence import StreamEvidence
+from detector.findings import SEVERITY_ORDER, Finding, Report, WatchedHost
+
+BINS = 60  # timeline resolution when the engine gives no per-interval counts
+TOP_HOSTS = 12
+SEVERITY_COLOURS: dict[str, str] = {
+    "critical": "#8b0000",
+    "high": "#d0342c",
+    "medium": "#e08a00",
+    "low": "#3b7dd8",
+    "info": "#6b7280",
+}
+KIND_TITLES: dict[str, str] = {
+    "mirror": "Traffic mirror",
+    "intercept": "Lawful-intercept export",
+    "flow-export": "Flow-metadata export",
+    "tunnel": "Tunnel",
+}
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;
+background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 8px}h3{font-size:16px;margin:0}
+.meta{color:#57606a}.card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px;
+margin:12px 0}.finding{border-left:6px solid var(--sev)}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
+font-weight:600;text-transform:uppercase;background:var(--sev)}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
+border-bottom:1px solid #eaeef2;vertical-align:top}th{color:#57606a;font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:10px 0}dt{color:#57606a}
+dd{margin:0;overflow-wrap:anywhere}code{font:12px ui-monospace,Menlo,Consolas,monospace;
+background:#f6f8fa;padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
+ul.reasons{margin:6px 0 0 18px;padding:0}ul.reasons li{margin:2px 0;overflow-wrap:anywhere}
+.charts{display:flex;flex-wrap:wrap;gap:16px;margin-top:10px}.charts figure{margin:0}
+figcaption{color:#57606a;font-size:12px}.errors{color:#8b0000}
+.summary{display:flex;gap:12px;flex-wrap:wrap}.count{min-width:110px;text-align:center;
+border-radius:8px;padding:8px;color:#fff;background:var(--sev)}
+.count b{display:block;font-size:24px}
+svg text{font:11px system-ui,sans-serif;fill:#57606a}
+"""
+
+
+@dataclass
+class Timeline:
+    """Packets per fixed interval, as the engine counted them.
+
+    ``link`` is every packet on the link per bin; ``streams`` maps a finding id to its stream's
+    packets per bin (same bins).  Streams without counts are estimated from their samples."""
+
+    start: float  # epoch seconds of the first bin
+    bin_seconds: float
+    link: list[int]
+    streams: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _anchor(fid: str) -> str:
+    return "f-" + re.sub(r"[^A-Za-z0-9_-]", "_", fid)
+
+
+def _epoch(iso: str | int | float | None) -> float | None:
+    if isinstance(iso, int | float):
+        return float(iso)
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _endpoint(ip: str, port: int | None, mac: str | None) -> str:
+    s = ip if port is None else (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+    return s + (f" ({mac})" if mac else "")
+
+
+# ------------------------------------------------------------------ charts (inline SVG)
+
+
+def severity_chart(counts: Mapping[str, int]) -> str:
+    """Horizontal bars: findings per severity."""
+    rows = [s for s in sorted(SEVERITY_ORDER, key=lambda s: -SEVERITY_ORDER[s])]
+    width, bar_h, left = 420, 20, 80
+    top = max(1, *counts.values()) if counts else 1
+    h = len(rows) * (bar_h + 6) + 4
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" role="img" '
+        f'aria-label="Findings by severity">'
+    ]
+    for i, sev in enumerate(rows):
+        n = counts.get(sev, 0)
+        y = 2 + i * (bar_h + 6)
+        w = (width - left - 40) * n / top
+        parts.append(f'<text x="0" y="{y + 14}">{_e(sev)}</text>')
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+            f'fill="{SEVERITY_COLOURS[sev]}"/>'
+        )
+        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 14}">{n}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def hosts_chart(hosts: Sequence[tuple[str, float, str]], label: str) -> str:
+    """Horizontal bars for (name, value in 0..1, caption) rows."""
+    if not hosts:
+        return ""
+    width, bar_h, left, right = 560, 16, 190, 150
+    h = len(hosts) * (bar_h + 5) + 4
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" role="img" '
+        f'aria-label="{_e(label)}">'
+    ]
+    for i, (name, value, caption) in enumerate(hosts):
+        y = 2 + i * (bar_h + 5)
+        w = (width - left - right) * max(0.0, min(1.0, value))
+        short = name if len(name) <= 28 else name[:27] + "…"
+        parts.append(f'<text x="0" y="{y + 12}">{_e(short)}</text>')
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" fill="#3b7dd8"/>'
+        )
+        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 12}">{_e(caption)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timeline_chart(
+    stream: Sequence[float],
+    link: Sequence[float],
+    bin_seconds: float,
+    link_estimated: bool,
+    label: str,
+) -> str:
+    """Packet rate of the stream (filled) against the whole link (line), same bins."""
+    width, height, left, bottom, top_pad = 520, 150, 52, 22, 8
+    n = max(len(stream), len(link), 1)
+    rate = 1.0 / bin_seconds if bin_seconds > 0 else 1.0
+    peak = max([*(v * rate for v in stream), *(v * rate for v in link), 1e-9])
+    plot_w, plot_h = width - left - 8, height - bottom - top_pad
+
+    def xy(i: int, v: float) -> str:
+        x = left + plot_w * i / n
+        y = top_pad + plot_h * (1 - (v * rate) / peak)
+        return f"{x:.1f},{y:.1f}"
+
+    def steps(values: Sequence[float]) -> list[str]:
+        pts = []
+        for i, v in enumerate(values):
+            pts += [xy(i, v), xy(i + 1, v)]
+        return pts
+
+    base = top_pad + plot_h
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(label)}">',
+        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="#8c959f"/>',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#8c959f"/>',
+        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{peak:.3g}</text>',
+        f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>',
+        f'<text x="{left}" y="{height - 6}">0 s</text>',
+        f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">'
+        f"{_e(_duration(n * bin_seconds))}</text>",
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">packets/s</text>',
+    ]
+    if stream:
+        area = [f"{left},{base}", *steps(stream), f"{left + plot_w * len(stream) / n:.1f},{base}"]
+        parts.append(
+            f'<polygon points="{" ".join(area)}" fill="#d0342c" fill-opacity="0.45" '
+            f'stroke="#d0342c"/>'
+        )
+    if link:
+        dash = ' stroke-dasharray="5,4"' if link_estimated else ""
+        parts.append(
+            f'<polyline points="{" ".join(steps(link))}" fill="none" stroke="#1f2328"'
+            f'{dash} stroke-width="1.5"/>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def stream_series(
+    f: Finding,
+    ev: StreamEvidence | None,
+    start: float,
+    bin_seconds: float,
+    bins: int,
+) -> list[float]:
+    """Estimated packets per bin: kept samples where they are, the rest spread evenly."""
+    counts = [0.0] * bins
+
+    def put(ts: float, n: float) -> None:
+        i = int((ts - start) / bin_seconds) if bin_seconds > 0 else 0
+        counts[max(0, min(bins - 1, i))] += n
+
+    first = _epoch(f.first_seen) or start
+    last = _epoch(f.last_seen) or first
+    samples = [ts for ts, _, _ in ev.outer_samples] if ev is not None else []
+    for ts in samples:
+        put(ts, 1.0)
+    rest = max(0, f.packets - len(samples))
+    if rest:
+        lo = max(samples) if samples else first
+        span = max(0.0, last - lo)
+        steps = max(1, min(bins, int(span / bin_seconds) + 1 if bin_seconds > 0 else 1))
+        for k in range(steps):
+            put(lo + span * (k + 0.5) / steps, rest / steps)
+    return counts
+
+
+# ------------------------------------------------------------------ page
+
+
+def _watched_rows(watched: Sequence[WatchedHost]) -> list[tuple[str, float, str]]:
+    return [
+        (w.ip or w.mac or "?", w.share, f"{w.share:.0%} · {w.packets} pkts")
+        for w in watched[:TOP_HOSTS]
+    ]
+
+
+def _all_watched(findings: Sequence[Finding]) -> list[tuple[str, float, str]]:
+    """Hosts whose traffic is carried or recorded, over all non-tunnel findings."""
+    totals: dict[str, list[float]] = {}
+    for f in findings:
+        if f.kind == "tunnel":
+            continue
+        for w in f.watched:
+            t = totals.setdefault(w.ip or w.mac or "?", [0.0, 0.0])
+            t[0] += w.packets
+            t[1] += 1
+    top = sorted(totals.items(), key=lambda kv: -kv[1][0])[:TOP_HOSTS]
+    peak = max((v[0] for _, v in top), default=1.0) or 1.0
+    return [(name, v[0] / peak, f"{v[0]:.0f} pkts in {v[1]:.0f} stream(s)") for name, v in top]
+
+
+def _finding_html(
+    f: Finding,
+    ev: StreamEvidence | None,
+    window: tuple[float, float, int],
+    link: tuple[list[float], bool],
+    timeline: Timeline | None,
+) -> str:
+    start, bin_seconds, bins = window
+    first, last = _epoch(f.first_seen), _epoch(f.last_seen)
+    span = (last - first) if first is not None and last is not None else 0.0
+    colour = SEVERITY_COLOURS.get(f.severity, "#6b7280")
+    rows = [
+        ("Exporter", _endpoint(f.exporter.ip, f.exporter.port, f.exporter.mac)),
+        ("Collector", _endpoint(f.collector.ip, f.collector.port, f.collector.mac)),
+        ("Protocol", f"{f.protocol} over {f.transport}"),
+        ("Volume", f"{f.packets} packets, {_size(f.bytes)}"),
+        ("Time span", f"{f.first_seen} .. {f.last_seen} ({_duration(span)})"),
+        ("Confidence", f"{f.confidence:.2f}" + (" (allow-listed)" if f.allow_listed else "")),
+    ]
+    if f.session:
+        rows.append(("Session", ", ".join(f"{k}={v}" for k, v in f.session.items())))
+    if f.evidence:
+        rows.append(("Evidence", ", ".join(f"{k}={v}" for k, v in f.evidence.items())))
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in f.reasons)
+    if timeline is not None and f.id in timeline.streams:
+        series = [float(x) for x in timeline.streams[f.id]]
+        note = "stream packets per interval as counted"
+    else:
+        series = stream_series(f, ev, start, bin_seconds, bins)
+        note = "stream rate from its first packets, the rest spread evenly"
+    link_series, estimated = link
+    link_note = "link average (no per-interval count)" if estimated else "whole link"
+    charts = [
+        "<figure>"
+        + timeline_chart(series, link_series, bin_seconds, estimated, f"Packet rate of {f.id}")
+        + f"<figcaption>Filled: this stream ({_e(note)}); line: {_e(link_note)}.</figcaption>"
+        "</figure>"
+    ]
+    if f.watched:
+        charts.append(
+            "<figure>"
+            + hosts_chart(_watched_rows(f.watched), f"Watched hosts of {f.id}")
+            + "<figcaption>Hosts inside the stream, by share of its carried packets"
+            + (f" (top {TOP_HOSTS} of {len(f.watched)})" if len(f.watched) > TOP_HOSTS else "")
+            + ".</figcaption></figure>"
+        )
+    title = (
+        f"{KIND_TITLES.get(f.kind, f.kind)}: {f.protocol} from "
+        f"{_endpoint(f.exporter.ip, f.exporter.port, None)} to "
+        f"{_endpoint(f.collector.ip, f.collector.port, None)}"
+    )
+    return (
+        f'<section class="card finding" id="{_anchor(f.id)}" style="--sev:{colour}">'
+        f'<h3><span class="badge">{_e(f.severity)}</span> {_e(title)}</h3>'
+        f'<div class="meta"><code>{_e(f.id)}</code></div>'
+        f"<dl>{dl}</dl>"
+        + (f'<b>Why</b><ul class="reasons">{reasons}</ul>' if reasons else "")
+        + f'<div class="charts">{"".join(charts)}</div></section>'
+    )
+
+
+def _window(report: Report, timeline: Timeline | None) -> tuple[float, float, int]:
+    if timeline is not None and timeline.link:
+        return timeline.start, timeline.bin_seconds, len(timeline.link)
+    starts = [_epoch(f.first_seen) for f in report.findings]
+    ends = [_epoch(f.last_seen) for f in report.findings]
+    lo = _epoch(report.stats.get("first_seen"))
+    hi = _epoch(report.stats.get("last_seen"))
+    lo = min([t for t in [lo, *starts] if t is not None], default=0.0)
+    hi = max([t for t in [hi, *ends] if t is not None], default=lo)
+    span = max(hi - lo, 1e-3)
+    return lo, span / BINS, BINS
+
+
+def render_html(
+    report: Report,
+    timeline: Timeline | None = None,
+    evidence: Mapping[str, StreamEvidence] | None = None,
+) -> str:
+    """The report as one HTML page; ``timeline`` and ``evidence`` sharpen the rate charts."""
+    evidence = evidence or {}
+    window = _window(report, timeline)
+    start, bin_seconds, bins = window
+    if timeline is not None and timeline.link:
+        link: tuple[list[float], bool] = ([float(x) for x in timeline.link], False)
+    else:
+        total = float(report.stats.get("packets", 0) or 0)
+        link = ([total / bins] * bins, True)
+    counts = {s: 0 for s in SEVERITY_ORDER}
+    for f in report.findings:
+        counts[f.severity] += 1
+    ordered = sorted(report.findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.first_seen))
+    st = report.stats
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>mirrorwatch report: {len(report.findings)} finding(s)</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        "<h1>mirrorwatch report</h1>",
+        f'<div class="meta">mirrorwatch {_e(report.version)} · {_e(st.get("packets", 0))} packets'
+        f" · {_e(st.get('flows', 0))} flows · {_e(st.get('hosts', 0))} hosts · "
+        f"{_e(st.get('first_seen', '?'))} .. {_e(st.get('last_seen', '?'))}</div>",
+    ]
+    inputs = "".join(
+        f"<tr><td><code>{_e(i.path)}</code></td><td class=n>{i.packets}</td>"
+        f"<td class=n>{_e(_size(i.bytes))}</td>"
+        f'<td class="errors">{"<br>".join(_e(x) for x in i.errors)}</td></tr>'
+        for i in report.inputs
+    )
+    out.append(
+        '<div class="card"><table><tr><th>Input</th><th class=n>Packets</th><th class=n>Bytes'
+        f"</th><th>Problems</th></tr>{inputs}</table></div>"
+    )
+    out.append("<h2>Summary</h2>")
+    if not report.findings:
+        out.append(
+            '<div class="card">No mirror, intercept, flow-export or tunnel streams found.</div>'
+        )
+    else:
+        tiles = "".join(
+            f'<div class="count" style="--sev:{SEVERITY_COLOURS[s]}"><b>{counts[s]}</b>{_e(s)}'
+            "</div>"
+            for s in sorted(SEVERITY_ORDER, key=lambda s: -SEVERITY_ORDER[s])
+        )
+        out.append(f'<div class="summary">{tiles}</div>')
+        table = "".join(
+            f'<tr><td><span class="badge" style="--sev:{SEVERITY_COLOURS[f.severity]}">'
+            f'{_e(f.severity)}</span></td><td><a href="#{_anchor(f.id)}">{_e(f.protocol)}</a>'
+            f"</td><td>{_e(f.kind)}</td>"
+            f"<td>{_e(_endpoint(f.exporter.ip, f.exporter.port, None))} → "
+            f"{_e(_endpoint(f.collector.ip, f.collector.port, None))}</td>"
+            f"<td class=n>{f.packets}</td><td class=n>{_e(_size(f.bytes))}</td>"
+            f"<td class=n>{len(f.watched)}</td></tr>"
+            for f in ordered
+        )
+        out.append(
+            '<div class="card"><table><tr><th>Severity</th><th>Protocol</th><th>Kind</th>'
+            "<th>Exporter → collector</th><th class=n>Packets</th><th class=n>Bytes</th>"
+            f"<th class=n>Hosts</th></tr>{table}</table>"
+            f'<div class="charts"><figure>{severity_chart(counts)}'
+            "<figcaption>Findings by severity.</figcaption></figure>"
+        )
+        watched = _all_watched(report.findings)
+        if watched:
+            out.append(
+                f"<figure>{hosts_chart(watched, 'Watched hosts')}<figcaption>Watched hosts: "
+                "packets of theirs carried or recorded, over all exports.</figcaption></figure>"
+            )
+        out.append("</div></div>")
+        out.append("<h2>Findings</h2>")
+        out.extend(_finding_html(f, evidence.get(f.id), window, link, timeline) for f in ordered)
+    out.append(
+        f'<p class="meta">Generated by mirrorwatch {_e(report.version)} '
+        f"(schema {_e(report.schema_)}); the interval of the charts is "
+        f"{_e(_duration(bin_seconds))} starting {_e(_iso(start))} UTC.</p>"
+    )
+    out.append("</main></body></html>\n")
+    return "\n".join(out)
