@@ -1,0 +1,210 @@
+"""The streaming loop: one reader thread per source feeding one engine, verdicts in the main thread.
+
+Each reader thread parses its pipe into batches and runs the engine on them under one lock (the
+reader reuses its block buffer, so a batch must be processed before the next read; the lock
+serialises the engine).  The main thread recomputes the verdicts when something arrived, at most
+every ``judge_every`` seconds and never taking more than a fifth of the time, diffs them by
+finding id and writes what is new or escalated; it writes a summary every ``summary_every``
+seconds and at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from detector.capture.reader import CaptureError, read_batches
+from detector.decode.headers import KNOWN_LINKS
+from detector.engine import Engine
+from detector.findings import SEVERITY_ORDER, Finding
+from detector.live.capture import Source
+from detector.live.output import EventWriter, finding_brief
+from detector.live.tracker import FindingTracker
+from detector.policy.verdict import PolicyContext, judge
+
+# Findings listed by id in each summary (the rest are counted).
+SUMMARY_FINDINGS = 100
+# Verdicts may take at most this share of the time (they are recomputed over all streams).
+JUDGE_SHARE = 0.2
+TICK = 0.1
+
+
+@dataclass
+class WatchOptions:
+    summary_every: float = 60.0
+    duration: float | None = None
+    judge_every: float = 0.5
+
+
+class LiveWatch:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        writer: EventWriter,
+        options: WatchOptions | None = None,
+        policy: PolicyContext | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        self.writer = writer
+        self.opts = options or WatchOptions()
+        self.policy = policy or PolicyContext()
+        self.engine = Engine()
+        self.lock = threading.Lock()
+        self.stop_event = stop_event or threading.Event()
+        self.tracker = FindingTracker()
+        self.findings: list[Finding] = []
+        self.failures: list[str] = []
+        self._dirty = False
+        self._busy = 0.0  # seconds spent in Engine.process
+        self._judge_cost = 0.0
+        self._last_judge = 0.0
+        self._started = 0.0
+        self._last_summary = (0.0, 0)  # (monotonic time, engine packets) at the last summary
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ readers
+
+    def _read(self, src: Source) -> None:
+        stats = src.stats.input
+        unknown: set[int] = set()
+        try:
+            for batch in read_batches(src.stream, stats, live=True):
+                t0 = time.perf_counter()
+                with self.lock:
+                    self.engine.process(batch)
+                    self._busy += time.perf_counter() - t0
+                    self._dirty = True
+                stats.packets += len(batch)
+                stats.bytes += int(batch.wirelen.sum())
+                for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown:
+                    unknown.add(lt)
+                    stats.error(f"link type {lt} is not supported: counted but not decoded")
+        except CaptureError as exc:
+            # A capture stopped before its first packet closes an empty stream: not an error.
+            if not (src.stopping and stats.packets == 0):
+                stats.error(str(exc))
+        except (OSError, ValueError) as exc:
+            if not src.stopping:
+                stats.error(f"reading stopped: {exc}")
+        except Exception:  # an engine fault must end the watch, not leave it hanging
+            self.failures.append(f"{src.name}: engine failed:\n{traceback.format_exc()}")
+            self.stop_event.set()
+
+    # ------------------------------------------------------------ main thread
+
+    def run(self) -> list[Finding]:
+        """Watch until stopped (``stop_event``), the duration is over, or the input ends."""
+        self._started = time.monotonic()
+        self._last_summary = (self._started, 0)
+        for src in self.sources:
+            t = threading.Thread(target=self._read, args=(src,), name=f"read-{src.name}")
+            t.daemon = True
+            t.start()
+            self._threads.append(t)
+        next_summary = self._started + self.opts.summary_every if self.opts.summary_every else None
+        try:
+            while True:
+                stopped = self.stop_event.wait(TICK)
+                now = time.monotonic()
+                if self._dirty and now - self._last_judge >= self._judge_gap():
+                    self.judge_now()
+                if next_summary is not None and now >= next_summary:
+                    self.summary(final=False)
+                    while next_summary <= now:
+                        next_summary += self.opts.summary_every
+                if stopped:
+                    break
+                if self.opts.duration is not None and now - self._started >= self.opts.duration:
+                    break
+                failed = [f for f in (s.failed() for s in self.sources) if f]
+                if failed:
+                    self.failures.extend(failed)
+                    break
+                if not any(t.is_alive() for t in self._threads):
+                    break
+        finally:
+            self.shutdown()
+        return self.findings
+
+    def _judge_gap(self) -> float:
+        return max(self.opts.judge_every, self._judge_cost / JUDGE_SHARE)
+
+    def shutdown(self) -> None:
+        """Stop the children (they flush the packets they hold), read to the end, last verdict,
+        final summary."""
+        for src in self.sources:
+            src.stop()
+        for t in self._threads:
+            t.join(5.0)
+        self.judge_now()
+        self.summary(final=True)
+        for src in self.sources:
+            src.close()
+
+    def judge_now(self) -> None:
+        t0 = time.perf_counter()
+        with self.lock:
+            self._dirty = False
+            streams = self.engine.finish()
+            self.policy.link_hosts = self.engine.distinct_hosts()
+            findings = [f for f, _ in judge(streams, self.policy)]
+        self._judge_cost = time.perf_counter() - t0
+        self._last_judge = time.monotonic()
+        self.findings = findings
+        for change in self.tracker.update(findings, self._last_judge):
+            self.writer.change(change)
+
+    def summary(self, final: bool) -> None:
+        tickets = [(s, s.request_stats()) for s in self.sources if s.running()]
+        for s, ticket in tickets:
+            s.wait_stats(ticket, 0.5)
+        now = time.monotonic()
+        with self.lock:
+            st = self.engine.stats
+            stats: dict[str, Any] = {
+                "packets": st.packets,
+                "bytes": st.bytes,
+                "ip_packets": st.ip_packets,
+                "non_ip_packets": st.non_ip_packets,
+                "flows": self.engine.flows.total_flows,
+                "active_flows": len(self.engine.flows),
+                "peak_flows": self.engine.flows.peak_flows,
+                "hosts": self.engine.distinct_hosts(),
+                "candidate_packets": st.candidates,
+                "streams": len(self.engine.streams),
+            }
+            busy = self._busy
+        since, packets_then = self._last_summary
+        interval = max(now - since, 1e-9)
+        stats["uptime_seconds"] = round(now - self._started, 3)
+        stats["packets_per_second"] = round((stats["packets"] - packets_then) / interval, 1)
+        stats["engine_seconds"] = round(busy, 3)
+        stats["engine_packets_per_second"] = round(stats["packets"] / busy, 1) if busy else 0.0
+        stats["judge_seconds"] = round(self._judge_cost, 4)
+        self._last_summary = (now, stats["packets"])
+        captures = [s.stats.as_dict() for s in self.sources]
+        drops = {
+            "kernel": sum(int(c.get("dropped_by_kernel", 0)) for c in captures),  # type: ignore[call-overload]
+            "interface": sum(int(c.get("dropped_by_interface", 0)) for c in captures),  # type: ignore[call-overload]
+        }
+        by_sev = Counter(f.severity for f in self.findings)
+        ordered = sorted(self.findings, key=lambda f: -SEVERITY_ORDER[f.severity])
+        data: dict[str, Any] = {
+            "final": final,
+            "stats": stats,
+            "captures": captures,
+            "drops": drops,
+            "findings_by_severity": dict(by_sev),
+            "findings": [finding_brief(f) for f in ordered[:SUMMARY_FINDINGS]],
+        }
+        if len(ordered) > SUMMARY_FINDINGS:
+            data["findings_not_listed"] = len(ordered) - SUMMARY_FINDINGS
+        if self.failures:
+            data["failures"] = [f.splitlines()[0] for f in self.failures]
+        self.writer.summary(data)
