@@ -18,10 +18,19 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PAD, PacketBatch
-from detector.decode.frames import ip_str, mac_str
-from detector.decode.headers import LINK_ETHERNET, Headers, decode_headers, payload_heads
+from detector.decode.frames import InnerPacket, ip_str, mac_str
+from detector.decode.headers import (
+    LINK_ETHERNET,
+    Headers,
+    decode_headers,
+    gather,
+    payload_heads,
+)
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
-from detector.evidence import MAX_SAMPLES, StreamEvidence
+from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
+from detector.flows.copies import CopyMatcher, PlainCopies, estimated
+from detector.flows.fingerprint import L4_BYTES, fingerprint_np, fingerprint_packet
+from detector.flows.fingerprint import SAMPLE as FP_SAMPLE
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
 from detector.protocols import registry
@@ -42,6 +51,9 @@ def sample_stride(decoded: int) -> int:
 # A directed flow whose candidate packets failed this often without one success is ignored.
 REJECT_AFTER = 6
 IP_PROTO_GRE = 47
+# Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
+# OSPF, PIM, VRRP, SCTP, no-next-header): not worth a look by the fallback decoder.
+COMMON_IP_PROTOS = [1, 2, 6, 17, 58, 59, 89, 103, 112, 132]
 
 
 @dataclass
@@ -98,7 +110,10 @@ class Engine:
         self.tcp_decoders = registry.decoders_for("tcp")
         self.gre_table = registry.gre_decoders()
         self.ip_table = registry.ip_decoders()
+        # Tried on GRE types and IP protocols no known decoder claims.
+        self.fallback = tuple(d for d in self.udp_decoders if d.name == "unknown-encapsulation")
         self.on_stream = on_stream
+        self.copies = CopyMatcher()
         self._row_counter = 0
         self._last_expire = 0.0
 
@@ -159,6 +174,7 @@ class Engine:
         hosts = np.unique(keys.src_host)
         hosts[hosts == 0] = U64(1)
         self.hosts.lookup_or_add(hosts)
+        self._natives(batch, h, rows)
 
         # Candidate rows of flows not yet classified (new streams may start in this batch).
         known_before = (
@@ -172,9 +188,11 @@ class Engine:
         p = proto
         for x in np.nonzero(fresh & (p == IP_PROTO_GRE))[0].tolist():
             cands.append((x, None))
-        if self.ip_table:
-            for x in np.nonzero(fresh & np.isin(p, list(self.ip_table)))[0].tolist():
-                cands.append((x, None))
+        # IP protocols that tunnels use, and any protocol not commonly seen on a link (a
+        # private shim straight over IP is looked at by the unknown-encapsulation decoder).
+        unusual = ~np.isin(p, COMMON_IP_PROTOS)
+        for x in np.nonzero(fresh & unusual)[0].tolist():
+            cands.append((x, None))
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if not decoders:
                 continue
@@ -231,6 +249,42 @@ class Engine:
         decode_rows.sort()
         self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
 
+    def _natives(self, batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]) -> None:
+        """Fingerprint native packets; remember a sample for copy matching and plain copies."""
+        ok = ~h.fragment[rows] & (h.l4[rows] >= 0)
+        ip_end = np.minimum(batch.caplen[rows], h.l3[rows] + h.iplen[rows])
+        l4len = ip_end - h.l4[rows]
+        ok &= l4len >= 8
+        r = rows[ok]
+        if not len(r):
+            return
+        l4 = gather(batch.data, batch.offsets[r] + h.l4[r], L4_BYTES).copy()
+        l4[np.arange(L4_BYTES)[None, :] >= l4len[ok][:, None]] = 0
+        fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
+        keep = fps % U64(FP_SAMPLE) == 0
+        if not keep.any():
+            return
+        r = r[keep]
+        eth = batch.linktype[r] == LINK_ETHERNET
+        l2 = gather(batch.data, batch.offsets[r], 12).astype(np.int64)
+        weights6 = 1 << (8 * np.arange(5, -1, -1, dtype=np.int64))
+        l2dst = np.where(eth, l2[:, :6] @ weights6, 0)
+        l2src = np.where(eth, l2[:, 6:12] @ weights6, 0)
+
+        def addrs(i: int) -> tuple[str, str]:
+            ver = int(h.ipver[r[i]])
+            return _addr(h.src[r[i]], ver), _addr(h.dst[r[i]], ver)
+
+        self.copies.add_natives(
+            fps[keep], batch.ts[r], l2dst, l2src, batch.wirelen[r], addrs,
+            lambda i: batch.packet(int(r[i])),
+        )  # fmt: skip
+
+    def _carried_copy(self, stream_key: int, inner: InnerPacket, data: bytes, ts: float) -> None:
+        fp = fingerprint_packet(data, inner)
+        if fp is not None and fp % FP_SAMPLE == 0:
+            self.copies.check_copy(stream_key, fp, ts)
+
     @staticmethod
     def _prefilter(
         d: Decoder,
@@ -284,7 +338,7 @@ class Engine:
         if g is None:
             return None
         fill_context(g, ctx)
-        return payload[g.header_len :], self.gre_table.get(g.proto, ())
+        return payload[g.header_len :], self.gre_table.get(g.proto, ()) or self.fallback
 
     def _classify(
         self,
@@ -314,7 +368,7 @@ class Engine:
         elif passing is not None:
             decoders = passing
         else:
-            decoders = self.ip_table.get(proto, ())
+            decoders = self.ip_table.get(proto, ()) or self.fallback
         self.stats.decoded += 1
         best: tuple[float, int, Decoder, Decoded, object | None] | None = None
         for d in decoders:
@@ -457,6 +511,8 @@ class Engine:
             o = int(batch.offsets[r])
             s.dst_mac = mac_str(batch.data[o : o + 6].tobytes())
             s.src_mac = mac_str(batch.data[o + 6 : o + 12].tobytes())
+        if d.kind != "flow-export":
+            s.copy_hook = lambda inner, data, ts: self._carried_copy(key, inner, data, ts)
         self.streams[key] = s
         self._stream_keys = np.append(self._stream_keys, U64(key))
         return s
@@ -471,11 +527,19 @@ class Engine:
     def finish(self) -> list[StreamEvidence]:
         """The streams so far, with what flowed back through each stream's outer flow filled
         in.  Safe to call repeatedly (a live watch calls it for every summary)."""
+        self.copies.settle()
         for s in self.streams.values():
             c = self.flows.counters(s.flow_key)
             if c is not None:
                 s.return_packets = c[1 - s.direction]
-        return sorted(self.streams.values(), key=lambda s: (s.first_seen, s.key))
+            m = self.copies.streams.get(s.key)
+            if m is not None:
+                s.extra["copies_checked"] = m.checked
+                s.extra["copies_matched"] = m.matched
+                if m.delays:
+                    s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
+        plain = [plain_copy_stream(pc) for pc in self.copies.plain.values() if pc.matches >= 3]
+        return sorted([*self.streams.values(), *plain], key=lambda s: (s.first_seen, s.key))
 
     def distinct_hosts(self) -> int:
         return self.hosts.count
@@ -485,6 +549,50 @@ def _addr(words: npt.NDArray[np.uint32], ver: int) -> str:
     if ver == 4:
         return ip_str(struct.pack("!I", int(words[3])))
     return ip_str(struct.pack("!4I", *(int(w) for w in words)))
+
+
+def _mac(v: int) -> str:
+    return mac_str(v.to_bytes(6, "big"))
+
+
+def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
+    """Evidence of a plain-copy stream (TEE / nft dup) from its duplicate sightings."""
+    s = StreamEvidence(
+        key=(pc.l2src << 16) ^ pc.l2dst,
+        flow_key=0,
+        direction=0,
+        protocol="tee-copy",
+        kind="mirror",
+        transport="l2",
+        src="",
+        dst="",
+        sport=0,
+        dport=0,
+        src_mac=_mac(pc.l2src),
+        dst_mac=_mac(pc.l2dst),
+        first_seen=pc.first_seen,
+        last_seen=pc.last_seen,
+        packets=estimated(pc.matches),
+        bytes=estimated(pc.bytes),
+        decoded=pc.matches,
+        validated=pc.matches,
+        header_example=(
+            f"the same IP packets seen twice within {1000 * max(pc.delays):.1f} ms, the second "
+            f"time sent to {_mac(pc.l2dst)} instead of their own next hop"
+        ),
+    )
+    for (a, b), n in pc.pairs.items():
+        for host in (a, b):
+            t = s.hosts.setdefault(host, HostTally())
+            t.packets += estimated(n)
+        lo, hi = sorted((a, b))
+        conv = (f"{lo}:0", f"{hi}:0", 0)
+        s.conversations[conv] = s.conversations.get(conv, 0) | (1 if a == lo else 2)
+    s.carried_packets = float(estimated(pc.matches))
+    s.outer_samples = [(t, LINK_ETHERNET, data) for t, data in pc.samples]
+    s.extra["copies_matched"] = pc.matches
+    s.extra["copy_delay_ms"] = round(1000 * float(np.median(pc.delays)), 3) if pc.delays else 0.0
+    return s
 
 
 def _batch_of(datagrams: list[Reassembled]) -> PacketBatch:

@@ -9,6 +9,7 @@ back.  Memory per stream is bounded (host and conversation tables are capped).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detector.decode.frames import InnerPacket, parse_carried
@@ -73,6 +74,8 @@ class StreamEvidence:
     # Evidence captures: (time, link type, outer frame) and (time, inner link, carried bytes).
     outer_samples: list[tuple[float, int, bytes]] = field(default_factory=list)
     inner_samples: list[tuple[float, str, bytes]] = field(default_factory=list)
+    # Called with each parsed carried packet (the engine matches copies to originals).
+    copy_hook: Callable[[InnerPacket, bytes, float], None] | None = None
     # Filled by the engine at the end.
     return_packets: int = 0
     extra: dict[str, object] = field(default_factory=dict)
@@ -102,6 +105,8 @@ class StreamEvidence:
                 self.carried_unparsed += 1
                 continue
             self._inner(inner, size, weight)
+            if self.copy_hook is not None and inner.src is not None:
+                self.copy_hook(inner, carried.data, ts)
         for r in d.records[:200]:
             self.records += 1
             for ip in (r.src, r.dst):

@@ -13,16 +13,17 @@ from datetime import UTC, datetime
 
 from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
+from detector.flows.fingerprint import SAMPLE as FP_SAMPLE
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = frozenset(
     {
         "tzsp", "erspan-1", "erspan-2", "erspan-3", "peekremote", "cwids", "rpcap",
-        "pcap-over-ip", "unknown-encapsulation", "tee-copy",
+        "pcap-over-ip", "tee-copy",
     }
 )  # fmt: skip
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
-AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip"})
+AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation"})
 # Where the sender's source port is entropy (a hash of the inner flow), not an identity.
 ENTROPY_SOURCE_PORT = frozenset({"vxlan", "geneve", "gre-udp", "mpls-udp", "vxlan-gpe"})
 DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
@@ -42,6 +43,8 @@ DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
     "pcap-over-ip": (57012,),
 }
 MAX_WATCHED = 25
+# Facts shown elsewhere in the reasons.
+HIDDEN_FACTS = frozenset({"prefix"})
 
 
 @dataclass
@@ -58,6 +61,14 @@ class Thresholds:
     # ...while the link carries at least this many hosts.
     targeted_link_hosts: int = 20
     min_validated_share: float = 0.5
+    # Unknown encapsulation: one offset must hold for this share of a stream's packets...
+    fixed_offset_share: float = 0.8
+    # ...and the stream must have at least this many such packets.
+    min_unknown_packets: int = 5
+    # Copy matching: with at least this many carried packets checked, this share matching
+    # native packets proves the stream carries copies.
+    min_copy_checks: int = 3
+    copy_match_share: float = 0.5
 
 
 @dataclass
@@ -164,9 +175,27 @@ def _port_note(s: StreamEvidence) -> str | None:
     )
 
 
+def _prefix_sentence(s: StreamEvidence) -> str:
+    """Which bytes of an unknown header stay constant across the stream (an id) and which vary
+    (a counter or timestamp), from the prefixes seen."""
+    prefixes = [bytes.fromhex(p) for p in s.facts.get("prefix", {}) if p]
+    if not prefixes:
+        return "The carried packet starts right at the beginning of the payload."
+    width = min(len(p) for p in prefixes)
+    const = [i for i in range(width) if len({p[i] for p in prefixes}) == 1]
+    shown = " ".join(f"{prefixes[0][i]:02x}" if i in const else "??" for i in range(width))
+    return (
+        f"Header bytes before the carried packet, across {len(prefixes)} distinct headers: "
+        f"{shown} (?? = varies: a counter, timestamp or direction; constant bytes identify "
+        f"the stream)."
+    )
+
+
 def _facts_sentence(s: StreamEvidence) -> str | None:
     parts = []
     for k, c in sorted(s.facts.items()):
+        if k in HIDDEN_FACTS:
+            continue
         if k in s.fact_min and len(c) > 3:
             parts.append(f"{k} {s.fact_min[k]:g}–{s.fact_max[k]:g}")
         else:
@@ -188,12 +217,33 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     }
     if s.header_example:
         reasons.append(f"Leading bytes: {s.header_example}.")
-    sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
-    reasons.append(
-        f"{s.validated} of {s.decoded} decoded packets validated as {s.protocol}{sampled}; "
-        f"{s.packets} packets, {s.bytes} bytes from {s.src} to {s.dst} between "
-        f"{_iso(s.first_seen)} and {_iso(s.last_seen)}."
-    )
+    src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
+    if s.protocol == "tee-copy":
+        reasons.append(
+            f"{s.validated} duplicate sightings among the 1 in {FP_SAMPLE} packets sampled by "
+            f"fingerprint, so about {s.packets} copied packets ({s.bytes} bytes) from {src} to "
+            f"{dst} between {_iso(s.first_seen)} and {_iso(s.last_seen)}: plain copies, as "
+            "iptables TEE or nft dup send them."
+        )
+    else:
+        sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
+        reasons.append(
+            f"{s.validated} of {s.decoded} decoded packets validated as {s.protocol}{sampled}; "
+            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst} between "
+            f"{_iso(s.first_seen)} and {_iso(s.last_seen)}."
+        )
+    checked = int(s.extra.get("copies_checked", 0) or 0)  # type: ignore[call-overload]
+    matched = int(s.extra.get("copies_matched", 0) or 0)  # type: ignore[call-overload]
+    copies_proven = checked >= th.min_copy_checks and matched >= th.copy_match_share * checked
+    if checked:
+        delay = s.extra.get("copy_delay_ms")
+        reasons.append(
+            f"{matched} of {checked} carried packets checked (1 in {FP_SAMPLE}, by fingerprint) "
+            f"match packets seen natively on this link"
+            + (f", the copy {delay} ms after the original (median)" if matched else "")
+            + (": proven copies." if copies_proven else ".")
+        )
+        evidence["copy_match_share"] = round(matched / checked, 4)
     note = _port_note(s)
     if note:
         reasons.append(note)
@@ -213,10 +263,19 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         evidence["inner_third_party_share"] = round(max(0.0, third), 4)
     evidence["return_packets"] = returning
 
+    if s.protocol == "unknown-encapsulation":
+        offsets = s.sessions.get("offset")
+        top = offsets.most_common(1)[0][1] / max(1, sum(offsets.values())) if offsets else 0.0
+        if top < th.fixed_offset_share or s.validated < th.min_unknown_packets:
+            return None
+        reasons.append(_prefix_sentence(s))
     if s.protocol in AMBIGUOUS and kind == "mirror":
-        proven = convs > 0 and both >= max(1, th.both_way_share * convs)
+        both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
+        proven = both_ways or copies_proven
         evidence["mirror_proven"] = proven
-        if proven:
+        if proven and not both_ways:
+            reasons.append(f"Copies of traffic seen on this link: a mirror of {s.src}'s links.")
+        elif proven:
             reasons.append(
                 f"{both} of {convs} inner conversations appear in both directions inside this one "
                 f"outer direction: a copy of traffic, which a tunnel or overlay never carries."

@@ -1,0 +1,113 @@
+"""Unknown encapsulation: a payload that carries a whole IP packet or Ethernet frame at a fixed
+offset, behind a header mirrorwatch does not know.
+
+Many intercept exports use private shims on arbitrary ports.  What they cannot hide is the copy
+itself: a valid IPv4 header (checksum right) or IPv6 header whose length ends exactly where the
+datagram ends.  This decoder finds the offset of such a packet; the policy then requires one
+offset to hold across the stream and decides mirror or tunnel from the same evidence as for
+VXLAN or GRE.  It is the last resort: every known format is preferred to it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.decode.frames import ETH_IPV4, ETH_IPV6, ethernet_valid, ipv4_valid, ipv6_valid
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+
+# Offsets searched for the carried packet: room for a shim of up to 44 bytes (the prefilter
+# window is 64 bytes and an IPv4 header needs 20 of them).
+MAX_OFFSET = 44
+# Next headers a carried IPv6 packet plausibly starts with (TCP, UDP, ICMPv6, extension headers,
+# ESP/AH, GRE, IP-in-IPv6) — a random byte run that happens to start with 0x6_ rarely has one.
+IPV6_NEXT = [0, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 60]
+
+
+def find_carried(payload: bytes) -> tuple[int, InnerLink, int] | None:
+    """(offset of the carried frame, its link type, offset of its IP header), or None."""
+    for k in range(min(MAX_OFFSET, len(payload) - 20) + 1):
+        nib = payload[k] >> 4
+        if nib == 4:
+            ok = ipv4_valid(payload, k, exact_len=True, checksum=True)
+        elif nib == 6:
+            ok = (
+                ipv6_valid(payload, k, exact_len=True)
+                and payload[k + 6] in IPV6_NEXT
+                and payload[k + 7] > 0
+                and len(payload) - k >= 48
+            )
+        else:
+            continue
+        if not ok:
+            continue
+        if k >= 14:
+            etype = (payload[k - 2] << 8) | payload[k - 1]
+            wanted = ETH_IPV4 if nib == 4 else ETH_IPV6
+            if etype == wanted and ethernet_valid(payload, k - 14):
+                return k - 14, "ethernet", k
+        return k, "ip", k
+    return None
+
+
+class UnknownEncapsulation(Decoder):
+    name = "unknown-encapsulation"
+    kind = "mirror"
+    transport = "udp"
+    # Last resort: any known format that accepts the payload wins.
+    priority: ClassVar[int] = 99
+
+    def prefilter(
+        self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        # Sparse: look only where a byte could start an IPv4 (0x45-0x4f) or IPv6 (0x6_) header,
+        # then check the length field there against what is left of the payload.
+        b = head[:, : MAX_OFFSET + 1]
+        hi = b & 0xF0
+        rows, ks = np.nonzero(((hi == 0x40) & ((b & 0x0F) >= 5)) | (hi == 0x60))
+        is4 = hi[rows, ks] == 0x40
+        at = np.where(is4, ks + 2, ks + 4)
+        field = (head[rows, at].astype(np.int64) << 8) | head[rows, at + 1]
+        remaining = length[rows] - ks
+        ok = np.where(is4, field == remaining, field + 40 == remaining) & (remaining >= 20)
+        # IPv6 hits: a plausible next header and hop limit, and room for an L4 header.
+        nh = head[rows, np.minimum(ks + 6, head.shape[1] - 1)]
+        hop = head[rows, np.minimum(ks + 7, head.shape[1] - 1)]
+        ok &= is4 | (np.isin(nh, IPV6_NEXT) & (hop > 0) & (field >= 8))
+        # IPv4 hits must also have a right header checksum (one's-complement sum of the ten
+        # header words is 0xffff); the 20 bytes are inside the window for every offset searched.
+        v4 = np.nonzero(ok & is4)[0]
+        if len(v4):
+            cols = ks[v4, None] + np.arange(20)[None, :]
+            hdr = head[rows[v4, None], cols].astype(np.int64)
+            total = (hdr[:, 0::2] << 8 | hdr[:, 1::2]).sum(axis=1)
+            total = (total & 0xFFFF) + (total >> 16)
+            total = (total & 0xFFFF) + (total >> 16)
+            ok[v4] = total == 0xFFFF
+        mask = np.zeros(len(head), dtype=np.bool_)
+        mask[rows[ok]] = True
+        return mask
+
+    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+        found = find_carried(payload)
+        if found is None:
+            return None
+        off, link, ip_at = found
+        prefix = payload[:off].hex(" ") if off else "(none)"
+        what = "an Ethernet frame" if link == "ethernet" else f"an IPv{payload[ip_at] >> 4} packet"
+        return Decoded(
+            protocol=self.name,
+            kind="mirror",
+            header=f"{off} unknown bytes ({prefix[:47]}) before {what} that fills the rest "
+            f"of the datagram exactly",
+            session={"offset": off, "inner": link},
+            carried=[Carried(link=link, data=payload[off:])],
+            facts={"prefix": payload[:off][:8].hex()},
+            strength=0.4,
+            header_len=off,
+        )
+
+
+DECODERS: list[Decoder] = [UnknownEncapsulation()]
