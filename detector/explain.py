@@ -79,8 +79,8 @@ DISSECTIONS: dict[str, Dissection] = {
     "cwids": _d("cwids", "cwids"),
     # RPCAP is found by Wireshark's heuristic; it offers no Decode As on TCP ports.
     "rpcap": _d(None, "rpcap"),
-    # Wireshark's 5G LI dissector (Wireshark ≥ 4.2 on plain TCP); older ones reject the rule.
-    "etsi-x2x3": _d("li5g", "li5g"),
+    # Wireshark's 5G LI (X2/X3) dissector; a tshark without it rejects the rule.
+    "etsi-x2x3": _d("5gli", "5gli"),
 }
 # Why Wireshark cannot read the others.
 NO_DISSECTOR: dict[str, str] = {
@@ -90,7 +90,7 @@ NO_DISSECTOR: dict[str, str] = {
     "unknown": "The encapsulation is unknown: mirrorwatch found a shim before IP by structure.",
     "pcap-over-ip": "Wireshark reads pcap files, not a pcap stream inside a TCP connection.",
     "plain-copy": "The copies are ordinary frames re-addressed to a collector: nothing to decode.",
-    "etsi-x2x3": "This tshark has no 5G LI (TS 103 221-2) dissector for plain TCP.",
+    "etsi-x2x3": "This tshark has no 5G LI (ETSI TS 103 221-2) dissector.",
 }
 
 
@@ -252,10 +252,10 @@ def _tshark_read(
     proc = _run(args(rules))
     # An older tshark may not know a dissector (5G LI): drop the rule it rejects and go on.
     for _ in range(len(rules)):
-        m = re.search(r'Protocol "([^"]+)" isn\'t valid', proc.stderr)
+        m = re.search(r'Protocol "([^"]+)" isn\'t valid|Unknown protocol -- "([^"]+)"', proc.stderr)
         if proc.returncode == 0 or m is None:
             break
-        rules = [r for r in rules if not r.endswith("," + m.group(1))]
+        rules = [r for r in rules if not r.endswith("," + (m.group(1) or m.group(2)))]
         proc = _run(args(rules))
     summary = proc.stdout if proc.returncode == 0 else proc.stderr
     return summary, rules

@@ -61,6 +61,7 @@ def _rules(name: str, protocol: str) -> list[str]:
         ("cwids.pcap", "cwids", ["udp.port==8999,cwids"]),
         ("erspan-2.pcap", "erspan-2", []),
         ("nokia-li.pcap", "nokia-li", []),
+        ("x2x3-xcc.pcap", "etsi-x2x3", ["tcp.port==50443,5gli"]),
     ],
 )
 def test_decode_as_rules(name: str, protocol: str, rules: list[str]) -> None:
@@ -127,7 +128,7 @@ def test_cli_shows_wireshark_detail_and_command() -> None:
         ("pcli12.pcap", "pcli", True, "Packet Cable Lawful Intercept"),
         ("jmirror.pcap", "jmirror", True, "Juniper Packet Mirror"),
         ("psamp.pcap", "psamp", True, "Cisco NetFlow/IPFIX"),
-        ("peekremote.pcap", "peekremote", True, "PEEKREMOTE"),
+        ("x2x3-xcc.pcap", "etsi-x2x3", True, "5G Lawful Interception"),
         # These it cannot: said so, with the header bytes mirrorwatch decoded.
         ("nokia-li.pcap", "nokia-li", False, "Nokia"),
         ("bcm-li.pcap", "bcm-li", False, "Broadcom"),
