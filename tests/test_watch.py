@@ -3,19 +3,24 @@ the escalation rules, and the capture child's start, counters and failures (with
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from scapy.all import ICMP, IP, UDP, Ether, Raw, wrpcap
 
+from detector.cli import main
 from detector.findings import Endpoint, Finding, WatchedHost
 from detector.live import capture
 from detector.live.capture import CaptureChild, CaptureStartError, pipe_size
@@ -74,6 +79,21 @@ def watch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "detector.cli", "watch", *args]
 
 
+@pytest.fixture
+def in_process() -> Iterator[Callable[..., Result]]:
+    """Run the command in this process (fast), restoring the signal handlers it installs."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(main, ["watch", *args])
+
+    try:
+        yield invoke
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
 def run_watch(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -122,9 +142,10 @@ def test_cli_reads_stdin_and_exits_per_fail_on(tzsp_pcap: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_text_format(tzsp_pcap: Path) -> None:
-    r = run_watch("-r", str(tzsp_pcap), "--summary-every", "0")
-    text = r.stdout.decode()
+def test_text_format(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None:
+    r = in_process("-r", str(tzsp_pcap), "--summary-every", "0")
+    assert r.exit_code == 1
+    text = r.stdout
     assert " NEW HIGH\n  tzsp mirror  192.0.2.1" in text
     assert "FINAL SUMMARY: 60 packets" in text and "findings: 1 high" in text
 
@@ -151,33 +172,33 @@ def test_finding_is_written_before_the_input_ends(tzsp_pcap: Path) -> None:
     assert events(rest)[-1]["event"] == "summary"
 
 
-def test_usage_errors_exit_2() -> None:
-    r = run_watch()
-    assert r.returncode == 2 and b"at least one interface" in r.stderr
-    r = run_watch("-r", "/nonexistent/capture.pcap")
-    assert r.returncode == 2 and b"cannot open" in r.stderr
-    r = run_watch("-i", "eth0", "-i", "eth0")
-    assert r.returncode == 2 and b"twice" in r.stderr
+def test_usage_errors_exit_2(in_process: Callable[..., Result]) -> None:
+    r = in_process()
+    assert r.exit_code == 2 and "at least one interface" in r.stderr
+    r = in_process("-r", "/nonexistent/capture.pcap")
+    assert r.exit_code == 2 and "cannot open" in r.stderr
+    r = in_process("-i", "eth0", "-i", "eth0")
+    assert r.exit_code == 2 and "twice" in r.stderr
 
 
-def test_config_option_is_refused_until_supported(tmp_path: Path) -> None:
+def test_config_option_is_refused_until_supported(
+    tmp_path: Path, in_process: Callable[..., Result]
+) -> None:
     cfg = tmp_path / "mirrorwatch.toml"
     cfg.write_text("")
-    r = run_watch("-r", "-", "--config", str(cfg), stdin=b"")
-    try:
-        import detector.config  # noqa: F401
-    except ImportError:
-        assert r.returncode == 2 and b"not supported yet" in r.stderr
+    r = in_process("-r", "/nonexistent/capture.pcap", "--config", str(cfg))
+    if importlib.util.find_spec("detector.config") is None:
+        assert r.exit_code == 2 and "not supported yet" in r.stderr
     else:
-        assert b"not supported yet" not in r.stderr
+        assert "not supported yet" not in r.stderr
 
 
-def test_missing_interface_exits_2() -> None:
+def test_missing_interface_exits_2(in_process: Callable[..., Result]) -> None:
     if shutil.which(capture.TCPDUMP) is None:
         pytest.skip("tcpdump is not installed")
-    r = run_watch("-i", "mw-no-such-if0", "--duration", "1")
-    assert r.returncode == 2
-    assert b"capture on mw-no-such-if0 failed" in r.stderr
+    r = in_process("-i", "mw-no-such-if0", "--duration", "1")
+    assert r.exit_code == 2
+    assert "capture on mw-no-such-if0 failed" in r.stderr
 
 
 # ------------------------------------------------------------------ capture child

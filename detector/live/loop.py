@@ -22,7 +22,7 @@ from detector.capture.reader import CaptureError, read_batches
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
 from detector.findings import SEVERITY_ORDER, Finding
-from detector.live.capture import Source
+from detector.live.capture import Coalescing, Source
 from detector.live.output import EventWriter, finding_brief
 from detector.live.tracker import FindingTracker
 from detector.policy.verdict import PolicyContext, judge
@@ -74,7 +74,7 @@ class LiveWatch:
         stats = src.stats.input
         unknown: set[int] = set()
         try:
-            for batch in read_batches(src.stream, stats, live=True):
+            for batch in read_batches(Coalescing(src.stream), stats, live=True):
                 t0 = time.perf_counter()
                 with self.lock:
                     self.engine.process(batch)
