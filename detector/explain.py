@@ -261,15 +261,17 @@ def _tshark_read(
     return summary, rules
 
 
-def _detail(tshark: str, pcap: Path, opts: list[str], diss: Dissection) -> str:
-    """The tree of the first packet Wireshark reads as the format ("" when none is).
+def _detail(tshark: str, pcap: Path, opts: list[str], diss: Dissection) -> tuple[str, int]:
+    """The tree of the first packet Wireshark reads as the format ("" when none is), and how
+    many packets it reads so.
 
     -O shows the format's header in full and the layers around it as one line each."""
     cmd = [tshark, "-n", "-r", str(pcap), *opts, "-Y", diss.marker, "-O", diss.layers]
     proc = _run(cmd)
     if proc.returncode != 0 or not proc.stdout.strip():
-        return ""
-    return proc.stdout.strip().split("\n\nFrame ")[0]
+        return "", 0
+    trees = proc.stdout.strip().split("\n\nFrame ")
+    return trees[0], len(trees)
 
 
 def _matches(tshark: str, pcap: Path, opts: list[str], dfilter: str) -> int:
@@ -328,12 +330,12 @@ def explain(
                 shutil.copyfile(pcap, keep)
             diss = DISSECTIONS.get(proto)
             summary, used = _tshark_read(tshark, pcap, rules, prefs, len(samples))
-            tree = ""
+            tree, recognised = "", 0
             if diss is not None and detail:
-                tree = _detail(tshark, pcap, _options(used, prefs), diss)
-                dissected = bool(tree)
+                tree, recognised = _detail(tshark, pcap, _options(used, prefs), diss)
             elif diss is not None:
-                dissected = _matches(tshark, pcap, _options(used, prefs), diss.marker) > 0
+                recognised = _matches(tshark, pcap, _options(used, prefs), diss.marker)
+            dissected = recognised > 0
             out.append("")
             how = ", ".join(used) if used else "none needed"
             out.append(
@@ -341,6 +343,11 @@ def explain(
                 f"of the stream (Decode As: {how}):"
             )
             out.extend("  " + line for line in summary.rstrip().splitlines())
+            if diss is not None and dissected:
+                out.append(
+                    f"Wireshark reads {recognised} of these {len(samples)} packet(s) as "
+                    f"{diss.layers.split(',')[-1]} (display filter: {diss.marker})."
+                )
             if not dissected:
                 out.append("")
                 reason = NO_DISSECTOR.get(proto) or (

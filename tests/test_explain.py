@@ -142,6 +142,9 @@ def test_wireshark_view(name: str, protocol: str, dissected: bool, words: str) -
     assert ex.dissected is dissected, ex.text
     assert words in ex.text
     assert ("Wireshark cannot read this format" in ex.text) is not dissected
+    assert ("Wireshark reads " in ex.text) is dissected
+    if dissected and f.transport == "udp":
+        assert "Wireshark reads 3 of these 3 packet(s)" in ex.text
     if not dissected:
         # The leading bytes as mirrorwatch's header sentence names them, in the hex dump.
         leading = ev.header_example.split(":")[0]
