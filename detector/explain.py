@@ -88,7 +88,7 @@ NO_DISSECTOR: dict[str, str] = {
     "nokia-li": "Wireshark has no dissector for the Nokia (Alcatel-Lucent) LI shim.",
     "bcm-li": "Wireshark has no dissector for the RtBrick/Broadcom LI shim.",
     "unknown": "The encapsulation is unknown: mirrorwatch found a shim before IP by structure.",
-    "pcap-over-ip": "Wireshark reads pcap files, not a pcap stream inside a TCP connection.",
+    "pcap-over-ip": "Wireshark opens pcap files but does not dissect a pcap stream inside TCP.",
     "plain-copy": "The copies are ordinary frames re-addressed to a collector: nothing to decode.",
     "etsi-x2x3": "This tshark has no 5G LI (ETSI TS 103 221-2) dissector.",
 }
