@@ -68,6 +68,7 @@ class StreamEvidence:
     inner_links: Counter[str] = field(default_factory=Counter)
     # Inner conversation (sorted endpoint pair + proto) → bit 1: seen a→b, bit 2: seen b→a.
     conversations: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    conversation_packets: dict[tuple[str, str, int], float] = field(default_factory=dict)
     inner_is_outer: int = 0  # carried packets whose addresses are the outer endpoints
     records: int = 0
     record_hosts: dict[str, HostTally] = field(default_factory=dict)
@@ -157,10 +158,41 @@ class StreamEvidence:
                     return
                 prev = 0
             self.conversations[conv] = prev | bit
+            self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + weight
 
     def session_values(self) -> dict[str, int | str]:
         """The most common value of each session field (several values are listed in facts)."""
         return {k: c.most_common(1)[0][0] for k, c in self.sessions.items() if c}
+
+    def best_cover(
+        self, k: int, eligible: Callable[[str], bool] = lambda _h: True
+    ) -> tuple[list[str], float]:
+        """The (at most k) eligible hosts that take part in the largest share of the carried
+        packets, chosen greedily, and that share."""
+        convs = [
+            (a.rsplit(":", 1)[0], b.rsplit(":", 1)[0], n)
+            for (a, b, _p), n in self.conversation_packets.items()
+        ]
+        total = sum(n for _, _, n in convs)
+        if not total:
+            return [], 0.0
+        chosen: list[str] = []
+        covered = 0.0
+        for _ in range(k):
+            gain: dict[str, float] = {}
+            for a, b, n in convs:
+                if a in chosen or b in chosen:
+                    continue
+                if eligible(a):
+                    gain[a] = gain.get(a, 0.0) + n
+                if b != a and eligible(b):
+                    gain[b] = gain.get(b, 0.0) + n
+            if not gain:
+                break
+            host = max(gain, key=lambda h: (gain[h], h))
+            chosen.append(host)
+            covered += gain[host]
+        return chosen, covered / total
 
     def both_way_conversations(self) -> tuple[int, int]:
         """(conversations seen in both directions inside this stream, all conversations)."""

@@ -8,6 +8,7 @@ from typing import TextIO
 import click
 
 from detector.findings import SEVERITY_ORDER, Report
+from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
@@ -18,6 +19,19 @@ def write_report(report: Report, fmt: str, out: TextIO | None) -> None:
     target = out or sys.stdout
     target.write(text)
     target.flush()
+
+
+def policy_from(config_path: str | None) -> PolicyContext | None:
+    """The policy of a config file; a bad file is a usage error (exit 2) naming the field."""
+    if config_path is None:
+        return None
+    from detector.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path).policy()
+    except ConfigError as exc:
+        click.echo(f"mirrorwatch: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
@@ -39,8 +53,17 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
 )  # fmt: skip
 @click.option("-o", "--output", type=click.File("w"), default=None, help="Write the report here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no error lines on stderr.")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help="Config file: expected collectors (reported at low), home networks, thresholds.",
+)  # fmt: skip
 def scan(
-    paths: tuple[str, ...], fmt: str, fail_on: str, output: TextIO | None, quiet: bool
+    paths: tuple[str, ...],
+    fmt: str,
+    fail_on: str,
+    output: TextIO | None,
+    quiet: bool,
+    config_path: str | None,
 ) -> None:
     """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
 
@@ -53,7 +76,8 @@ def scan(
     """
     from detector.scan import scan_paths, stderr_progress
 
-    result = scan_paths(list(paths), progress=None if quiet else stderr_progress())
+    policy = policy_from(config_path)
+    result = scan_paths(list(paths), policy, progress=None if quiet else stderr_progress())
     write_report(result.report, fmt, output)
     if not quiet:
         for inp in result.report.inputs:

@@ -7,7 +7,9 @@ thresholds live here (and in the config), none in the decoders.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -75,8 +77,20 @@ class Thresholds:
 class PolicyContext:
     thresholds: Thresholds = field(default_factory=Thresholds)
     link_hosts: int = 0
-    # Filled by the allow-list (detector.config); returns a reason when the stream is expected.
-    allow: object | None = None
+    # From the config (detector.config): a reason when a finding is expected, else None.
+    allow: Callable[[Finding], str | None] | None = None
+    # Where the users are: targets of a targeted pattern are looked for among these hosts.
+    home_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    routers: set[str] = field(default_factory=set)
+
+    def is_home(self, host: str) -> bool:
+        if not self.home_networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.home_networks)
 
 
 def _iso(ts: float) -> str:
@@ -313,22 +327,21 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             + (f", {both} of them in both directions" if both else "")
             + "."
         )
-        top = sorted(s.hosts.values(), key=lambda t: -t.packets)
-        # A packet involves two hosts: the share of the stream's packets that involve a set of
-        # hosts is at most the sum of their per-host shares; use the top hosts' packets.
-        top_share = min(1.0, sum(t.packets for t in top[: th.targeted_hosts]) / total_carried)
+        targets, top_share = s.best_cover(th.targeted_hosts, ctx.is_home)
         evidence["top_hosts_share"] = round(top_share, 4)
         if (
             top_share >= th.targeted_share
             and ctx.link_hosts >= th.targeted_link_hosts
-            and hosts <= max(th.targeted_hosts * 2, hosts)
-            and _targeted(s, th)
+            and s.carried_packets >= th.min_decide_packets
+            and len(s.hosts) > len(targets)
         ):
             severity = "critical"
             evidence["targeted"] = True
+            evidence["targets"] = targets
             reasons.append(
-                f"Targeted pattern: {top_share:.0%} of the copies involve at most "
-                f"{th.targeted_hosts} hosts while the link carries {ctx.link_hosts} hosts."
+                f"Targeted pattern: {top_share:.0%} of the copied packets involve "
+                f"{', '.join(targets)}, while the link carries {ctx.link_hosts} hosts: someone "
+                "is watching these hosts in particular."
             )
     if kind == "flow-export":
         reasons.append(
@@ -380,23 +393,6 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     )
 
 
-def _targeted(s: StreamEvidence, th: Thresholds) -> bool:
-    """True when few hosts take part in nearly every copied conversation."""
-    counts: Counter[str] = Counter()
-    for a, b, _p in s.conversations:
-        counts[a.rsplit(":", 1)[0]] += 1
-        counts[b.rsplit(":", 1)[0]] += 1
-    if not counts:
-        return False
-    top = {h for h, _ in counts.most_common(th.targeted_hosts)}
-    covered = sum(
-        1
-        for a, b, _p in s.conversations
-        if a.rsplit(":", 1)[0] in top or b.rsplit(":", 1)[0] in top
-    )
-    return covered / len(s.conversations) >= th.targeted_share
-
-
 def judge(
     streams: list[StreamEvidence], ctx: PolicyContext
 ) -> list[tuple[Finding, StreamEvidence]]:
@@ -413,8 +409,16 @@ def judge(
     for m in merged.values():
         returning = m.return_packets + by_pair.get((m.protocol, m.dst, m.src), 0)
         f = decide(m, ctx, returning)
-        if f is not None:
-            out.append((f, m))
+        if f is None:
+            continue
+        if f.exporter.ip in ctx.routers:
+            f.reasons.append(f"Exported by {f.exporter.ip}, one of your routers (config).")
+        why = ctx.allow(f) if ctx.allow is not None and f.kind != "tunnel" else None
+        if why is not None:
+            f.severity = "low"
+            f.allow_listed = True
+            f.reasons.append(why)
+        out.append((f, m))
     out.sort(key=lambda fm: (-SEVERITY_ORDER[fm[0].severity], fm[0].first_seen, fm[0].id))
     return out
 
