@@ -28,9 +28,8 @@ from detector.decode.headers import (
 )
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
-from detector.flows.copies import CopyMatcher, PlainCopies, estimated
-from detector.flows.fingerprint import L4_BYTES, fingerprint_np, fingerprint_packet
-from detector.flows.fingerprint import SAMPLE as FP_SAMPLE
+from detector.flows.copies import CopyMatcher, PlainCopies
+from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
 from detector.protocols import registry
@@ -50,6 +49,9 @@ def sample_stride(decoded: int) -> int:
 
 # A directed flow whose candidate packets failed this often without one success is ignored.
 REJECT_AFTER = 6
+# Seconds of link timeline kept, and distinct hosts counted exactly.
+MAX_TIMELINE = 7 * 86400
+MAX_HOSTS = 2_000_000
 IP_PROTO_GRE = 47
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header): not worth a look by the fallback decoder.
@@ -72,25 +74,31 @@ class EngineStats:
 
 
 class _Rejects:
-    """Directed flows that looked like candidates but never validated."""
+    """Directed flows that looked like candidates but never validated (bounded memory)."""
+
+    MAX = 200_000
 
     def __init__(self) -> None:
         self.fails: dict[int, int] = {}
-        self.keys = np.zeros(0, dtype=U64)
+        self.index = HashIndex()
 
     def fail(self, key: int) -> None:
         n = self.fails.get(key, 0) + 1
         self.fails[key] = n
         if n == REJECT_AFTER:
-            self.keys = np.append(self.keys, U64(key))
-        if len(self.fails) > 200_000:
-            # Keep memory bounded on long runs: forget the ones that were not rejected.
+            self.index.lookup_or_add(np.array([key], dtype=U64))
+        if len(self.fails) > self.MAX:
+            # Forget the flows that never reached the limit, and start the list afresh when it
+            # is full (a rejected flow that comes back costs a few decodes, nothing more).
             self.fails = {k: v for k, v in self.fails.items() if v >= REJECT_AFTER}
+            if len(self.fails) > self.MAX // 2:
+                self.fails = {}
+                self.index = HashIndex()
 
     def mask(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        if not len(self.keys):
+        if not self.index.count:
             return np.zeros(len(keys), dtype=np.bool_)
-        return np.isin(keys, self.keys)
+        return self.index.lookup(keys) >= 0
 
 
 class Engine:
@@ -116,6 +124,7 @@ class Engine:
         self.copies = CopyMatcher()
         self._row_counter = 0
         self._last_expire = 0.0
+        self._hosts_before = 0
 
     # ---------------------------------------------------------------- batches
 
@@ -136,6 +145,14 @@ class Engine:
             cell = st.timeline.setdefault(s, [0, 0])
             cell[0] += p
             cell[1] += int(b)
+        if len(st.timeline) > MAX_TIMELINE:
+            # Long watches keep the most recent seconds only.
+            for old in sorted(st.timeline)[: len(st.timeline) - MAX_TIMELINE // 2]:
+                del st.timeline[old]
+        if self.hosts.count > MAX_HOSTS:
+            # Distinct hosts are counted exactly up to here; past it, the count restarts.
+            self._hosts_before += self.hosts.count
+            self.hosts = HashIndex()
         self._process(batch, weights=None)
 
     def _process(self, batch: PacketBatch, weights: npt.NDArray[np.int64] | None) -> None:
@@ -230,8 +247,10 @@ class Engine:
         last = np.full(len(ukeys), -np.inf)
         np.minimum.at(first, inv, ts[kidx])
         np.maximum.at(last, inv, ts[kidx])
+        sec = ts[kidx].astype(np.int64)
         for j, k in enumerate(ukeys.tolist()):
             s = self.streams[k]
+            s.count_seconds(sec[inv == j])
             s.packets += int(pk[j])
             s.bytes += int(by[j])
             s.first_seen = min(s.first_seen, float(first[j]))
@@ -250,7 +269,7 @@ class Engine:
         self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
 
     def _natives(self, batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]) -> None:
-        """Fingerprint native packets; remember a sample for copy matching and plain copies."""
+        """Fingerprint a sample of native packets for copy matching and plain copies."""
         ok = ~h.fragment[rows] & (h.l4[rows] >= 0)
         ip_end = np.minimum(batch.caplen[rows], h.l3[rows] + h.iplen[rows])
         l4len = ip_end - h.l4[rows]
@@ -258,13 +277,14 @@ class Engine:
         r = rows[ok]
         if not len(r):
             return
-        l4 = gather(batch.data, batch.offsets[r] + h.l4[r], L4_BYTES).copy()
+        l4 = h.l4h[r].copy()
         l4[np.arange(L4_BYTES)[None, :] >= l4len[ok][:, None]] = 0
-        fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
-        keep = fps % U64(FP_SAMPLE) == 0
-        if not keep.any():
+        ranks = rank_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
+        pick = ranks < U64(self.copies.keep_below)
+        if not pick.any():
             return
-        r = r[keep]
+        r, l4, ranks = r[pick], l4[pick], ranks[pick]
+        fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
         eth = batch.linktype[r] == LINK_ETHERNET
         l2 = gather(batch.data, batch.offsets[r], 12).astype(np.int64)
         weights6 = 1 << (8 * np.arange(5, -1, -1, dtype=np.int64))
@@ -276,13 +296,13 @@ class Engine:
             return _addr(h.src[r[i]], ver), _addr(h.dst[r[i]], ver)
 
         self.copies.add_natives(
-            fps[keep], batch.ts[r], l2dst, l2src, batch.wirelen[r], addrs,
+            fps, ranks, batch.ts[r], l2dst, l2src, batch.wirelen[r], addrs,
             lambda i: batch.packet(int(r[i])),
         )  # fmt: skip
 
     def _carried_copy(self, stream_key: int, inner: InnerPacket, data: bytes, ts: float) -> None:
-        fp = fingerprint_packet(data, inner)
-        if fp is not None and fp % FP_SAMPLE == 0:
+        fp = sampled_fingerprint(data, inner, self.copies.keep_below)
+        if fp is not None:
             self.copies.check_copy(stream_key, fp, ts)
 
     @staticmethod
@@ -542,7 +562,22 @@ class Engine:
         return sorted([*self.streams.values(), *plain], key=lambda s: (s.first_seen, s.key))
 
     def distinct_hosts(self) -> int:
-        return self.hosts.count
+        return self._hosts_before + self.hosts.count
+
+    def expire_streams(self, now: float, idle: float) -> list[StreamEvidence]:
+        """Drop streams idle for ``idle`` seconds of capture time, with their decoder state;
+        returns their evidence so a long-running watch can keep their findings."""
+        gone = [s for s in self.streams.values() if now - s.last_seen > idle]
+        if not gone:
+            return []
+        for s in gone:
+            del self.streams[s.key]
+            self._stream_state.pop(s.key, None)
+            self._stream_decoder.pop(s.key, None)
+            self.tcp.forget(s.key)
+            self.copies.streams.pop(s.key, None)
+        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
+        return gone
 
 
 def _addr(words: npt.NDArray[np.uint32], ver: int) -> str:
@@ -572,8 +607,8 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
         dst_mac=_mac(pc.l2dst),
         first_seen=pc.first_seen,
         last_seen=pc.last_seen,
-        packets=estimated(pc.matches),
-        bytes=estimated(pc.bytes),
+        packets=pc.estimated_packets,
+        bytes=pc.estimated_bytes,
         decoded=pc.matches,
         validated=pc.matches,
         header_example=(
@@ -584,11 +619,11 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
     for (a, b), n in pc.pairs.items():
         for host in (a, b):
             t = s.hosts.setdefault(host, HostTally())
-            t.packets += estimated(n)
+            t.packets += n
         lo, hi = sorted((a, b))
         conv = (f"{lo}:0", f"{hi}:0", 0)
         s.conversations[conv] = s.conversations.get(conv, 0) | (1 if a == lo else 2)
-    s.carried_packets = float(estimated(pc.matches))
+    s.carried_packets = float(pc.estimated_packets)
     s.outer_samples = [(t, LINK_ETHERNET, data) for t, data in pc.samples]
     s.extra["copies_matched"] = pc.matches
     s.extra["copy_delay_ms"] = round(1000 * float(np.median(pc.delays)), 3) if pc.delays else 0.0

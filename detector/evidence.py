@@ -12,6 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from detector.decode.frames import InnerPacket, parse_carried
 from detector.protocols.base import Decoded, Kind
 
@@ -22,6 +25,7 @@ MAX_FACT_VALUES = 32
 MAX_FACT_PACKETS = 512
 # Packets kept per stream for evidence captures (outer packets and the frames they carried).
 MAX_SAMPLES = 200
+MAX_TIMELINE = 86400
 
 
 @dataclass
@@ -75,11 +79,22 @@ class StreamEvidence:
     # Evidence captures: (time, link type, outer frame) and (time, inner link, carried bytes).
     outer_samples: list[tuple[float, int, bytes]] = field(default_factory=list)
     inner_samples: list[tuple[float, str, bytes]] = field(default_factory=list)
+    # Packets per second of capture time (for the report's timeline), bounded.
+    timeline: dict[int, int] = field(default_factory=dict)
     # Called with each parsed carried packet (the engine matches copies to originals).
     copy_hook: Callable[[InnerPacket, bytes, float], None] | None = None
     # Filled by the engine at the end.
     return_packets: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+
+    def count_seconds(self, seconds: npt.NDArray[np.int64]) -> None:
+        secs, counts = np.unique(seconds, return_counts=True)
+        tl = self.timeline
+        for sec, n in zip(secs.tolist(), counts.tolist(), strict=True):
+            tl[sec] = tl.get(sec, 0) + n
+        if len(tl) > MAX_TIMELINE:
+            for old in sorted(tl)[: len(tl) - MAX_TIMELINE // 2]:
+                del tl[old]
 
     def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
         self.validated += 1

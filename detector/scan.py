@@ -20,6 +20,7 @@ from detector.engine import Engine
 from detector.evidence import StreamEvidence
 from detector.findings import InputSummary, Report
 from detector.policy.verdict import PolicyContext, judge
+from detector.timeline import Timeline, build_timeline
 
 ProgressFn = Callable[[int, int], None]
 
@@ -31,6 +32,8 @@ class ScanResult:
     unreadable: bool
     # The evidence behind each finding, by finding id (for evidence captures and explain).
     evidence: dict[str, StreamEvidence] = field(default_factory=dict)
+    # Packets over time, for the link and each finding (the HTML report's charts).
+    timeline: Timeline | None = None
 
 
 def scan_paths(
@@ -109,7 +112,8 @@ def scan_paths(
         stats=stats_out,
         findings=findings,
     )
-    return ScanResult(report, unreadable, {f.id: ev for f, ev in judged})
+    evidence = {f.id: ev for f, ev in judged}
+    return ScanResult(report, unreadable, evidence, build_timeline(st.timeline, evidence))
 
 
 def _position(stream: object) -> int:

@@ -9,7 +9,12 @@ from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, raw
 from detector.capture.reader import PAD, PacketBatch
 from detector.decode.frames import parse_ip
 from detector.decode.headers import decode_headers, gather
-from detector.flows.fingerprint import L4_BYTES, fingerprint_np, fingerprint_packet
+from detector.flows.fingerprint import (
+    L4_BYTES,
+    fingerprint_np,
+    rank_np,
+    sampled_fingerprint,
+)
 
 
 def _batch(frames: list[bytes]) -> PacketBatch:
@@ -26,13 +31,19 @@ def _batch(frames: list[bytes]) -> PacketBatch:
 
 
 def test_vectorised_and_per_packet_fingerprints_agree() -> None:
-    ips = [
-        IP(src="10.1.2.3", dst="10.4.5.6", id=77, ttl=64)
-        / TCP(sport=1, dport=2, seq=9)
-        / Raw(b"q" * 40),
-        IP(src="10.1.2.3", dst="10.4.5.6", id=78) / UDP(sport=53, dport=5353) / Raw(b"r" * 3),
-        IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=443, dport=50000) / Raw(b"s" * 100),
+    tcp4 = [
+        IP(src="10.1.2.3", dst="10.4.5.6", id=i, ttl=64) / TCP(sport=1, dport=2) / Raw(b"q" * 40)
+        for i in range(64)
     ]
+    udp4 = [
+        IP(src="10.1.2.3", dst="10.4.5.6", id=i) / UDP(sport=53, dport=5353) / Raw(b"r" * 3)
+        for i in range(64)
+    ]
+    udp6 = [
+        IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=443, dport=i) / Raw(b"s" * 100)
+        for i in range(64)
+    ]
+    ips = tcp4 + udp4 + udp6
     frames = [raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p) for p in ips]
     b = _batch(frames)
     h = decode_headers(b)
@@ -40,17 +51,34 @@ def test_vectorised_and_per_packet_fingerprints_agree() -> None:
     l4 = gather(b.data, b.offsets + h.l4, L4_BYTES).copy()
     l4len = np.minimum(b.caplen, h.l3 + h.iplen) - h.l4
     l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
+    ranks = rank_np(h.src[rows], h.dst[rows], h.proto[rows], h.ipid[rows], l4)
     vec = fingerprint_np(h.src[rows], h.dst[rows], h.proto[rows], h.ipid[rows], l4).tolist()
-    one = [fingerprint_packet(raw(p), parse_ip(raw(p))) for p in ips]  # type: ignore[arg-type]
-    assert vec == one
-    # What a router changes (TTL, checksum, L2) does not change the fingerprint; the payload does.
-    routed = ips[0].copy()
+    for keep_below in (16, 4, 1):
+        one = [sampled_fingerprint(raw(p), parse_ip(raw(p)), keep_below) for p in ips]  # type: ignore[arg-type]
+        # The per-packet side returns a fingerprint exactly for the packets the sample keeps.
+        picked = (ranks < keep_below).tolist()
+        assert [v if k else None for v, k in zip(vec, picked, strict=True)] == one
+        assert any(picked)
+
+
+def test_fingerprint_ignores_what_routers_change() -> None:
+    # Find a packet in the sample, then check TTL and checksum changes keep its fingerprint and
+    # a payload change loses it.
+    for ident in range(2000):
+        pkt = IP(src="10.1.2.3", dst="10.4.5.6", id=ident, ttl=64) / TCP(sport=1, dport=2)
+        pkt = pkt / Raw(b"q" * 40)
+        fp = sampled_fingerprint(raw(pkt), parse_ip(raw(pkt)), 1)  # type: ignore[arg-type]
+        if fp is not None:
+            break
+    else:
+        raise AssertionError("no packet of 2000 in the 1-in-16 sample")
+    routed = pkt.copy()
     routed.ttl = 12
     routed.chksum = None
-    assert fingerprint_packet(raw(routed), parse_ip(raw(routed))) == one[0]  # type: ignore[arg-type]
-    other = ips[0].copy()
+    assert sampled_fingerprint(raw(routed), parse_ip(raw(routed)), 1) == fp  # type: ignore[arg-type]
+    other = pkt.copy()
     other[Raw].load = b"Q" * 40
-    assert fingerprint_packet(raw(other), parse_ip(raw(other))) != one[0]  # type: ignore[arg-type]
+    assert sampled_fingerprint(raw(other), parse_ip(raw(other)), 16) != fp  # type: ignore[arg-type]
 
 
 def test_mirror_copies_matched_to_originals() -> None:

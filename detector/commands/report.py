@@ -28,7 +28,7 @@ def report(paths: tuple[str, ...], output: str, quiet: bool) -> None:
     from detector.scan import scan_paths, stderr_progress
 
     result = scan_paths(list(paths), progress=None if quiet else stderr_progress())
-    page = render_html(result.report, evidence=result.evidence)
+    page = render_html(result.report, result.timeline, result.evidence)
     with open(output, "w", encoding="utf-8") as f:
         f.write(page)
     if not quiet:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -11,11 +11,20 @@ from detector.findings import SEVERITY_ORDER, Report
 from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
 
+if TYPE_CHECKING:
+    from detector.scan import ScanResult
+
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
-def write_report(report: Report, fmt: str, out: TextIO | None) -> None:
-    text = renderer(fmt)(report)
+def write_report(result: ScanResult, fmt: str, out: TextIO | None) -> None:
+    if fmt == "html":
+        # The page's charts use the engine's counts, which other formats do not carry.
+        from detector.report.html import render_html
+
+        text = render_html(result.report, result.timeline, result.evidence)
+    else:
+        text = renderer(fmt)(result.report)
     target = out or sys.stdout
     target.write(text)
     target.flush()
@@ -57,6 +66,17 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
     help="Config file: expected collectors (reported at low), home networks, thresholds.",
 )  # fmt: skip
+@click.option(
+    "--evidence",
+    "evidence_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write per finding a pcap of its packets and one of the frames they carried.",
+)
+@click.option(
+    "--evidence-packets", type=click.IntRange(0), default=200, show_default=True,
+    help="At most this many packets per evidence capture.",
+)  # fmt: skip
 def scan(
     paths: tuple[str, ...],
     fmt: str,
@@ -64,6 +84,8 @@ def scan(
     output: TextIO | None,
     quiet: bool,
     config_path: str | None,
+    evidence_dir: str | None,
+    evidence_packets: int,
 ) -> None:
     """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
 
@@ -78,7 +100,15 @@ def scan(
 
     policy = policy_from(config_path)
     result = scan_paths(list(paths), policy, progress=None if quiet else stderr_progress())
-    write_report(result.report, fmt, output)
+    write_report(result, fmt, output)
+    if evidence_dir is not None:
+        from detector.report.evidence_pcap import write_evidence
+
+        written = write_evidence(result, evidence_dir, evidence_packets)
+        if not quiet:
+            click.echo(
+                f"mirrorwatch: {len(written)} evidence capture(s) in {evidence_dir}", err=True
+            )
     if not quiet:
         for inp in result.report.inputs:
             for e in inp.errors:

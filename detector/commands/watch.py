@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sys
 import threading
@@ -11,6 +10,7 @@ from typing import TextIO
 
 import click
 
+from detector.commands.scan import policy_from
 from detector.findings import SEVERITY_ORDER
 from detector.live import capture
 from detector.policy.verdict import PolicyContext
@@ -24,24 +24,8 @@ def _fail(msg: str) -> None:
 
 
 def load_policy(path: str | None) -> PolicyContext:
-    """The policy from --config, through detector.config when that module is available."""
-    if path is None:
-        return PolicyContext()
-    if importlib.util.find_spec("detector.config") is None:
-        _fail("--config is not supported yet by this version (no configuration loader)")
-    from detector import config  # type: ignore[attr-defined]
-
-    load = getattr(config, "load_config", None)
-    if load is None:
-        _fail("--config is not supported yet by this version (no load_config)")
-    try:
-        loaded = load(path)
-    except (OSError, ValueError) as exc:
-        _fail(f"{path}: {exc}")
-    ctx = loaded if isinstance(loaded, PolicyContext) else getattr(loaded, "policy", None)
-    if not isinstance(ctx, PolicyContext):
-        _fail(f"{path}: the configuration loader returned no policy")
-    return ctx  # type: ignore[return-value]
+    """The policy from --config (the same file and rules as scan); a bad file exits 2."""
+    return policy_from(path) or PolicyContext()
 
 
 @click.command()

@@ -15,21 +15,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from detector.flows.fingerprint import SAMPLE
+from detector.flows.fingerprint import RANK_BITS
 
 # Natives are remembered this long (seconds of capture time) for matching.
 WINDOW = 10.0
 # A second sighting of one packet within this time, to another L2 destination, is a plain copy.
 TEE_WINDOW = 0.5
-MAX_NATIVES = 2_000_000
+# Natives remembered at most; past it the sample narrows (one packet in 2, then 4, 8, 16).
+MAX_NATIVES = 150_000
 MAX_PENDING = 100_000
+MAX_LEVEL = RANK_BITS
 
-
-@dataclass
-class Native:
-    ts: float
-    l2dst: int
-    l2src: int
+# A remembered native: (time, L2 destination, rank of its fields).
+Native = tuple[float, int, int]
 
 
 @dataclass
@@ -41,7 +39,9 @@ class PlainCopies:
     first_seen: float
     last_seen: float
     matches: int = 0
-    bytes: int = 0
+    # Scaled by the sampling in force when each was seen.
+    estimated_packets: int = 0
+    estimated_bytes: int = 0
     delays: list[float] = field(default_factory=list)
     # (src ip, dst ip) of the copied packets, with counts.
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -64,11 +64,17 @@ class CopyMatcher:
         self.pending: list[tuple[int, float, int]] = []  # (fp, ts, stream key), unmatched copies
         self.streams: dict[int, CopyMatch] = {}
         self.plain: dict[tuple[int, int], PlainCopies] = {}
+        self.level = 0  # the sample keeps ranks below 2 ** (RANK_BITS - level)
         self._pruned_at = 0.0
+
+    @property
+    def keep_below(self) -> int:
+        return 1 << (RANK_BITS - self.level)
 
     def add_natives(
         self,
         fps: npt.NDArray[np.uint64],
+        ranks: npt.NDArray[np.uint64],
         ts: npt.NDArray[np.float64],
         l2dst: npt.NDArray[np.int64],
         l2src: npt.NDArray[np.int64],
@@ -76,44 +82,47 @@ class CopyMatcher:
         addrs: Callable[[int], tuple[str, str]],
         packet: Callable[[int], bytes],
     ) -> None:
-        """Remember a batch of native packets (already sampled by fingerprint).  ``addrs`` and
-        ``packet`` give row i's addresses and bytes, asked for only when a plain copy is seen."""
+        """Remember a batch of native packets (already in the sample).  ``addrs`` and ``packet``
+        give row i's addresses and bytes, asked for only when a plain copy is seen."""
         natives = self.natives
-        for i, (fp, t, dmac, smac) in enumerate(
-            zip(fps.tolist(), ts.tolist(), l2dst.tolist(), l2src.tolist(), strict=True)
-        ):
+        scale = 1 << self.level
+        for i, (fp, rank, t, dmac, smac) in enumerate(
+            zip(fps.tolist(), ranks.tolist(), ts.tolist(), l2dst.tolist(), l2src.tolist(),
+                strict=True)
+        ):  # fmt: skip
             prev = natives.get(fp)
             if prev is None:
-                natives[fp] = Native(t, dmac, smac)
+                natives[fp] = (t, dmac, rank)
                 continue
-            if dmac != prev.l2dst and dmac and t - prev.ts <= TEE_WINDOW:
+            if dmac != prev[1] and dmac and t - prev[0] <= TEE_WINDOW:
                 key = (smac, dmac)
                 pc = self.plain.get(key)
                 if pc is None:
                     pc = self.plain[key] = PlainCopies(smac, dmac, t, t)
                 pc.matches += 1
-                pc.bytes += int(wire[i])
+                pc.estimated_packets += scale
+                pc.estimated_bytes += int(wire[i]) * scale
                 pc.last_seen = max(pc.last_seen, t)
                 pc.first_seen = min(pc.first_seen, t)
                 if len(pc.delays) < 1000:
-                    pc.delays.append(t - prev.ts)
+                    pc.delays.append(t - prev[0])
                 pair = addrs(i)
                 if pair in pc.pairs or len(pc.pairs) < 4096:
-                    pc.pairs[pair] = pc.pairs.get(pair, 0) + 1
+                    pc.pairs[pair] = pc.pairs.get(pair, 0) + scale
                 if len(pc.samples) < 200:
                     pc.samples.append((t, packet(i)))
         if len(ts):
             self._prune(float(ts.max()))
 
     def check_copy(self, stream: int, fp: int, ts: float) -> None:
-        """A carried copy (already sampled by fingerprint) of stream ``stream``."""
+        """A carried copy (already in the sample) of stream ``stream``."""
         m = self.streams.setdefault(stream, CopyMatch())
         m.checked += 1
         prev = self.natives.get(fp)
         if prev is not None:
             m.matched += 1
             if len(m.delays) < 1000:
-                m.delays.append(ts - prev.ts)
+                m.delays.append(ts - prev[0])
         elif len(self.pending) < MAX_PENDING:
             self.pending.append((fp, ts, stream))
 
@@ -126,21 +135,25 @@ class CopyMatcher:
                 m = self.streams[stream]
                 m.matched += 1
                 if len(m.delays) < 1000:
-                    m.delays.append(ts - prev.ts)
+                    m.delays.append(ts - prev[0])
             else:
                 still.append((fp, ts, stream))
         self.pending = still
 
     def _prune(self, now: float) -> None:
-        if now - self._pruned_at < WINDOW and len(self.natives) < MAX_NATIVES:
+        full = len(self.natives) >= MAX_NATIVES
+        if now - self._pruned_at < WINDOW and not full:
             return
         self.settle()
         self._pruned_at = now
         horizon = now - WINDOW
-        self.natives = {k: v for k, v in self.natives.items() if v.ts >= horizon}
+        self.natives = {k: v for k, v in self.natives.items() if v[0] >= horizon}
+        while len(self.natives) >= MAX_NATIVES // 2 and self.level < MAX_LEVEL:
+            # Too much to remember: narrow the sample and forget what falls out of it.
+            self.level += 1
+            bound = self.keep_below
+            self.natives = {k: v for k, v in self.natives.items() if v[2] < bound}
+        if len(self.natives) >= MAX_NATIVES:
+            oldest = sorted(self.natives.items(), key=lambda kv: kv[1][0])
+            self.natives = dict(oldest[len(oldest) // 2 :])
         self.pending = [p for p in self.pending if p[1] >= horizon]
-
-
-def estimated(count: int) -> int:
-    """Scale a count of fingerprint-sampled packets to the whole."""
-    return count * SAMPLE

@@ -39,6 +39,8 @@ class WatchOptions:
     summary_every: float = 60.0
     duration: float | None = None
     judge_every: float = 0.5
+    # Streams silent this long (capture time) are closed and kept only as their finding.
+    stream_idle: float = 900.0
 
 
 class LiveWatch:
@@ -59,6 +61,7 @@ class LiveWatch:
         self.stop_event = stop_event or threading.Event()
         self.tracker = FindingTracker()
         self.findings: list[Finding] = []
+        self._ended: dict[str, Finding] = {}
         self.failures: list[str] = []
         self._dirty = False
         self._busy = 0.0  # seconds spent in Engine.process
@@ -151,9 +154,19 @@ class LiveWatch:
         t0 = time.perf_counter()
         with self.lock:
             self._dirty = False
+            last = self.engine.stats.last_ts
+            gone = (
+                self.engine.expire_streams(last, self.opts.stream_idle) if last is not None else []
+            )
             streams = self.engine.finish()
             self.policy.link_hosts = self.engine.distinct_hosts()
-            findings = [f for f, _ in judge(streams, self.policy)]
+            # Streams that ended are folded into their last finding, so memory follows the
+            # streams that are alive while no finding that was seen is lost.
+            for f, _ in judge(gone, self.policy):
+                self._ended[f.id] = f
+            current = [f for f, _ in judge(streams, self.policy)]
+            alive = {f.id for f in current}
+            findings = current + [f for i, f in self._ended.items() if i not in alive]
         self._judge_cost = time.perf_counter() - t0
         self._last_judge = time.monotonic()
         self.findings = findings

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from detector.evidence import HostTally, StreamEvidence
+from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
-from detector.flows.fingerprint import SAMPLE as FP_SAMPLE
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = frozenset(
@@ -149,6 +148,14 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
         for conv, bits in s.conversations.items():
             m.conversations[conv] = m.conversations.get(conv, 0) | bits
         m.extra.update(s.extra)
+        for sec, n in s.timeline.items():
+            m.timeline[sec] = m.timeline.get(sec, 0) + n
+    m.outer_samples = sorted((x for s in streams for x in s.outer_samples), key=lambda x: x[0])[
+        :MAX_SAMPLES
+    ]
+    m.inner_samples = sorted((x for s in streams for x in s.inner_samples), key=lambda x: x[0])[
+        :MAX_SAMPLES
+    ]
     m.extra["streams"] = len(streams)
     m.extra["source_ports"] = sorted({s.sport for s in streams})[:16]
     return m
@@ -159,8 +166,22 @@ def finding_id(protocol_family: str, src: str, dst: str, dport: int, transport: 
     return "mw-" + hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _is_group_address(name: str) -> bool:
+    """Multicast and broadcast addresses (IP or MAC): nobody's traffic is being watched there."""
+    if name.count(":") == 5 and "." not in name and len(name) == 17:
+        return bool(int(name[:2], 16) & 0x01)
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return ip.is_multicast or ip.is_unspecified or str(ip) == "255.255.255.255"
+
+
 def _watched(table: dict[str, HostTally], total: float) -> list[WatchedHost]:
-    ranked = sorted(table.items(), key=lambda kv: (-kv[1].packets, -kv[1].bytes, kv[0]))
+    ranked = sorted(
+        ((k, t) for k, t in table.items() if not _is_group_address(k)),
+        key=lambda kv: (-kv[1].packets, -kv[1].bytes, kv[0]),
+    )
     out = []
     denom = total or sum(t.packets for t in table.values()) or 1.0
     for name, t in ranked[:MAX_WATCHED]:
@@ -234,10 +255,10 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
     if s.protocol == "tee-copy":
         reasons.append(
-            f"{s.validated} duplicate sightings among the 1 in {FP_SAMPLE} packets sampled by "
-            f"fingerprint, so about {s.packets} copied packets ({s.bytes} bytes) from {src} to "
-            f"{dst} between {_iso(s.first_seen)} and {_iso(s.last_seen)}: plain copies, as "
-            "iptables TEE or nft dup send them."
+            f"{s.validated} duplicate sightings among the packets sampled by fingerprint, so "
+            f"about {s.packets} copied packets ({s.bytes} bytes) from {src} to {dst} between "
+            f"{_iso(s.first_seen)} and {_iso(s.last_seen)}: plain copies, as iptables TEE or "
+            "nft dup send them."
         )
     else:
         sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
@@ -252,7 +273,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     if checked:
         delay = s.extra.get("copy_delay_ms")
         reasons.append(
-            f"{matched} of {checked} carried packets checked (1 in {FP_SAMPLE}, by fingerprint) "
+            f"{matched} of {checked} carried packets checked (a sample, by fingerprint) "
             f"match packets seen natively on this link"
             + (f", the copy {delay} ms after the original (median)" if matched else "")
             + (": proven copies." if copies_proven else ".")
@@ -419,7 +440,40 @@ def judge(
             f.allow_listed = True
             f.reasons.append(why)
         out.append((f, m))
+    out = _fold_tunnel_directions(out)
     out.sort(key=lambda fm: (-SEVERITY_ORDER[fm[0].severity], fm[0].first_seen, fm[0].id))
+    return out
+
+
+def _fold_tunnel_directions(
+    judged: list[tuple[Finding, StreamEvidence]],
+) -> list[tuple[Finding, StreamEvidence]]:
+    """A tunnel is one finding, not one per direction: fold B→A into A→B."""
+    by_pair: dict[tuple[str, str, str, str], tuple[Finding, StreamEvidence]] = {}
+    out: list[tuple[Finding, StreamEvidence]] = []
+    for f, ev in judged:
+        if f.kind != "tunnel":
+            out.append((f, ev))
+            continue
+        a, b = f.exporter.ip, f.collector.ip
+        key = (f.protocol, f.transport, *sorted((a, b)))
+        first = by_pair.get(key)
+        if first is None:
+            by_pair[key] = (f, ev)
+            out.append((f, ev))
+            continue
+        g = first[0]
+        g.reasons.append(
+            f"Both directions: {g.packets} packets {g.exporter.ip} → {g.collector.ip}, "
+            f"{f.packets} packets {f.exporter.ip} → {f.collector.ip}."
+        )
+        g.packets += f.packets
+        g.bytes += f.bytes
+        g.first_seen = min(g.first_seen, f.first_seen)
+        g.last_seen = max(g.last_seen, f.last_seen)
+        seen = {(w.ip, w.mac) for w in g.watched}
+        g.watched.extend(w for w in f.watched if (w.ip, w.mac) not in seen)
+        g.watched = sorted(g.watched, key=lambda w: -w.packets)[:MAX_WATCHED]
     return out
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from detector.evidence import StreamEvidence
 from detector.findings import SEVERITY_ORDER, Finding, Report, WatchedHost
+from detector.timeline import Timeline
 
 BINS = 60  # timeline resolution when the engine gives no per-interval counts
 TOP_HOSTS = 12
@@ -55,19 +55,6 @@ border-radius:8px;padding:8px;color:#fff;background:var(--sev)}
 .count b{display:block;font-size:24px}
 svg text{font:11px system-ui,sans-serif;fill:#57606a}
 """
-
-
-@dataclass
-class Timeline:
-    """Packets per fixed interval, as the engine counted them.
-
-    ``link`` is every packet on the link per bin; ``streams`` maps a finding id to its stream's
-    packets per bin (same bins).  Streams without counts are estimated from their samples."""
-
-    start: float  # epoch seconds of the first bin
-    bin_seconds: float
-    link: list[int]
-    streams: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _e(value: object) -> str:
