@@ -31,6 +31,7 @@ KNOWN_LINKS = frozenset(
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
 SLOW_ETHERTYPES = (0x8847, 0x8848, 0x8864)  # MPLS unicast/multicast, PPPoE session
 IPV6_SLOW_NH = (0, 43, 44, 60, 135, 139, 140)
+L4_WINDOW = 24
 
 
 def window(data: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
@@ -82,6 +83,7 @@ class Headers:
     udpsum: npt.NDArray[np.int64]
     pay: npt.NDArray[np.int64]  # offset of the L4 payload within the packet
     paylen: npt.NDArray[np.int64]  # captured payload bytes (bounded by the IP length)
+    l4h: np.ndarray  # (n, L4_WINDOW) bytes from the L4 header on (not zeroed past the end)
 
 
 def decode_headers(batch: PacketBatch) -> Headers:
@@ -175,7 +177,8 @@ def decode_headers(batch: PacketBatch) -> Headers:
 
     l4 = np.where(v4, l3 + ihl, np.where(v6, l3 + 40, -1))
     ok = (ipver > 0) & ~slow
-    l4h = gather(data, start + np.maximum(l4, 0), 20)
+    # 24 bytes: the L4 header fields used here, and the bytes copy fingerprints read.
+    l4h = gather(data, start + np.maximum(l4, 0), L4_WINDOW)
     tcp = ok & (proto == 6)
     udp = ok & (proto == 17)
     ports = tcp | udp | (ok & (proto == 132))
@@ -197,6 +200,7 @@ def decode_headers(batch: PacketBatch) -> Headers:
         n=n, l3=l3, ipver=ipver, slow=slow, unknown_link=unknown_link, proto=proto, ttl=ttl,
         iplen=iplen, fragment=fragment, ipid=ipid, src=src, dst=dst, l4=l4, sport=sport,
         dport=dport, tcpflags=tcpflags, tcpseq=tcpseq, udpsum=udpsum, pay=pay, paylen=paylen,
+        l4h=l4h,
     )  # fmt: skip
 
 
