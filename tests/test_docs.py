@@ -19,7 +19,6 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 # deploy.md carries a section meant to be pasted into README.md, whose link is relative to the
 # repository root; strict, so the mark goes once the file changes.
-PASTED_FOR_README = {"deploy.md"}
 
 
 def reported_protocols() -> set[str]:
@@ -75,16 +74,7 @@ def test_links_are_found() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(
-            p,
-            id=str(p.relative_to(ROOT)),
-            marks=[pytest.mark.xfail(strict=True, reason="section written for README.md")]
-            if p.name in PASTED_FOR_README
-            else [],
-        )
-        for p in markdown_files()
-    ],
+    [pytest.param(p, id=str(p.relative_to(ROOT))) for p in markdown_files()],
 )
 def test_relative_links_resolve(path: Path) -> None:
     broken = [t for t in relative_links(path) if not (path.parent / t).exists()]
