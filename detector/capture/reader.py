@@ -362,8 +362,14 @@ def _read_pcapng(
                         continue
                 break
             body = pos + 8
-            if btype == _EPB and blen >= 32:
-                iface, tsh, tsl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
+            if btype in (_EPB, _PB) and blen >= 32:
+                # Enhanced and (obsolete) packet blocks differ only in the interface field.
+                if btype == _EPB:
+                    iface, tsh, tsl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
+                else:
+                    iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(
+                        endian + "HHIIII", buf, body
+                    )
                 if iface >= len(interfaces):
                     stats.error(f"packet {index + len(offs) + 1}: unknown interface {iface}")
                 elif cap == 0 or body + 20 + cap > pos + blen - 4:
@@ -384,17 +390,6 @@ def _read_pcapng(
                     caps.append(cap)
                     origs.append(orig)
                     tss.append(float("nan"))
-                    links.append(lt)
-            elif btype == _PB and blen >= 32:
-                iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(
-                    endian + "HHIIII", buf, body
-                )
-                if iface < len(interfaces) and cap and body + 20 + cap <= pos + blen - 4:
-                    lt, tick, _snap = interfaces[iface]
-                    offs.append(body + 20)
-                    caps.append(cap)
-                    origs.append(max(orig, cap))
-                    tss.append(((tsh << 32) | tsl) * tick)
                     links.append(lt)
             elif btype == _IDB and blen >= 20:
                 lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import InnerPacket
+from detector.flows.table import mix64
 
 # Bytes from the start of the L4 header that enter the fingerprint (ports, sequence numbers or
 # lengths, and the start of the payload).
@@ -31,16 +32,10 @@ _M3 = 0x94D049BB133111EB
 
 
 def _mix(x: int) -> int:
+    """The per-packet twin of detector.flows.table.mix64 (same constants, same steps)."""
     x = ((x ^ (x >> 30)) * _M2) & _MASK
     x = ((x ^ (x >> 27)) * _M3) & _MASK
     return x ^ (x >> 31)
-
-
-def _mix_np(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(_M2)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(_M3)
-        return x ^ (x >> np.uint64(31))
 
 
 def _l4_words_np(l4: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
@@ -78,13 +73,13 @@ def fingerprint_np(
     d = dst.astype(u)
     words = _l4_words_np(l4)
     with np.errstate(over="ignore"):
-        h = _mix_np((s[:, 0] << u(32)) | s[:, 1])
-        h = _mix_np(h ^ ((s[:, 2] << u(32)) | s[:, 3]))
-        h = _mix_np(h ^ ((d[:, 0] << u(32)) | d[:, 1]))
-        h = _mix_np(h ^ ((d[:, 2] << u(32)) | d[:, 3]))
-        h = _mix_np(h ^ ((proto.astype(u) << u(16)) | ipid.astype(u)))
+        h = mix64((s[:, 0] << u(32)) | s[:, 1])
+        h = mix64(h ^ ((s[:, 2] << u(32)) | s[:, 3]))
+        h = mix64(h ^ ((d[:, 0] << u(32)) | d[:, 1]))
+        h = mix64(h ^ ((d[:, 2] << u(32)) | d[:, 3]))
+        h = mix64(h ^ ((proto.astype(u) << u(16)) | ipid.astype(u)))
         for i in range(L4_BYTES // 8):
-            h = _mix_np(h ^ words[:, i] * u(_M1))
+            h = mix64(h ^ words[:, i] * u(_M1))
     return h
 
 
