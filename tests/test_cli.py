@@ -89,3 +89,17 @@ def test_schema_is_published() -> None:
     assert code == 0
     published = json.loads((PCAPS.parent / "docs" / "schema.json").read_text())
     assert json.loads(out) == published
+
+
+def test_colour_only_when_asked() -> None:
+    from mwtest import scan
+
+    from detector.report.text import render_text
+
+    report = scan(PCAPS / "tzsp.pcap")
+    assert "\x1b[" in render_text(report, color=True)
+    plain = render_text(report)
+    assert "\x1b[" not in plain and "HIGH (1)" in plain
+    # Through the command (not a terminal here) the output stays plain.
+    _, out, _ = run("scan", "-q", str(PCAPS / "tzsp.pcap"))
+    assert "\x1b[" not in out

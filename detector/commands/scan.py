@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,6 +24,11 @@ def write_report(result: ScanResult, fmt: str, out: TextIO | None) -> None:
         from detector.report.html import render_html
 
         text = render_html(result.report, result.timeline, result.evidence)
+    elif fmt == "text":
+        from detector.report.text import render_text
+
+        colour = out is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        text = render_text(result.report, color=colour)
     else:
         text = renderer(fmt)(result.report)
     target = out or sys.stdout

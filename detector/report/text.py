@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import click
+
 from detector.findings import SEVERITY_ORDER, Finding, Report
 
 TITLES = {
@@ -39,7 +41,11 @@ def format_finding(f: Finding) -> str:
     return "\n".join(lines)
 
 
-def render_text(report: Report) -> str:
+COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
+
+
+def render_text(report: Report, color: bool = False) -> str:
+    """The readable report; ``color`` adds ANSI colours to the severity headings (terminals)."""
     out: list[str] = []
     st = report.stats
     out.append(
@@ -68,6 +74,7 @@ def render_text(report: Report) -> str:
         if not group:
             continue
         out.append("")
-        out.append(f"{TITLES[sev]} ({len(group)})")
+        title = f"{TITLES[sev]} ({len(group)})"
+        out.append(click.style(title, fg=COLOURS[sev], bold=True) if color else title)
         out.extend(format_finding(f) for f in group)
     return "\n".join(out) + "\n"
