@@ -26,6 +26,7 @@ from detector.decode.headers import (
     gather,
     payload_heads,
 )
+from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
 from detector.flows.copies import CopyMatcher, PlainCopies
@@ -44,7 +45,7 @@ FULL_DECODE = 256
 def sample_stride(decoded: int) -> int:
     if decoded < FULL_DECODE:
         return 1
-    return 8 if decoded < 2048 else 64
+    return 8 if decoded < 1024 else 64
 
 
 # A directed flow whose candidate packets failed this often without one success is ignored.
@@ -55,7 +56,7 @@ MAX_HOSTS = 2_000_000
 IP_PROTO_GRE = 47
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header): not worth a look by the fallback decoder.
-COMMON_IP_PROTOS = [1, 2, 6, 17, 58, 59, 89, 103, 112, 132]
+COMMON_IP_LUT = lut([1, 2, 6, 17, 58, 59, 89, 103, 112, 132])
 
 
 @dataclass
@@ -207,7 +208,7 @@ class Engine:
             cands.append((x, None))
         # IP protocols that tunnels use, and any protocol not commonly seen on a link (a
         # private shim straight over IP is looked at by the unknown-encapsulation decoder).
-        unusual = ~np.isin(p, COMMON_IP_PROTOS)
+        unusual = ~COMMON_IP_LUT[p]
         for x in np.nonzero(fresh & unusual)[0].tolist():
             cands.append((x, None))
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
+from detector.decode.lut import lut
 from detector.protocols.base import PREFILTER_BYTES
 
 # Link types (www.tcpdump.org/linktypes.html)
@@ -32,6 +33,9 @@ VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
 SLOW_ETHERTYPES = (0x8847, 0x8848, 0x8864)  # MPLS unicast/multicast, PPPoE session
 IPV6_SLOW_NH = (0, 43, 44, 60, 135, 139, 140)
 L4_WINDOW = 24
+VLAN_LUT = lut(VLAN_TYPES, bits=16)
+SLOW_LUT = lut(SLOW_ETHERTYPES, bits=16)
+IPV6_SLOW_LUT = lut(IPV6_SLOW_NH)
 
 
 def window(data: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
@@ -110,13 +114,13 @@ def decode_headers(batch: PacketBatch) -> Headers:
         et = be16(l2, 12)
         off = np.full(n, 14, dtype=np.int64)
         for tagcol in (16, 20):  # up to two VLAN tags vectorised; deeper stacks go slow
-            tagged = eth & np.isin(et, VLAN_TYPES)
+            tagged = eth & VLAN_LUT[et]
             if not tagged.any():
                 break
             et = np.where(tagged, be16(l2, tagcol), et)
             off = np.where(tagged, off + 4, off)
-        still = eth & np.isin(et, VLAN_TYPES)
-        slow |= still | (eth & np.isin(et, SLOW_ETHERTYPES))
+        still = eth & VLAN_LUT[et]
+        slow |= still | (eth & SLOW_LUT[et])
         ethertype = np.where(eth, et, ethertype)
         l3 = np.where(eth & ((et == 0x0800) | (et == 0x86DD)), off, l3)
     sll = rows(LINK_SLL)
@@ -124,13 +128,13 @@ def decode_headers(batch: PacketBatch) -> Headers:
         et = be16(l2, 14)
         ethertype = np.where(sll, et, ethertype)
         l3 = np.where(sll & ((et == 0x0800) | (et == 0x86DD)), 16, l3)
-        slow |= sll & np.isin(et, (*VLAN_TYPES, *SLOW_ETHERTYPES))
+        slow |= sll & (VLAN_LUT[et] | SLOW_LUT[et])
     sll2 = rows(LINK_SLL2)
     if sll2.any():
         et = be16(l2, 0)
         ethertype = np.where(sll2, et, ethertype)
         l3 = np.where(sll2 & ((et == 0x0800) | (et == 0x86DD)), 20, l3)
-        slow |= sll2 & np.isin(et, (*VLAN_TYPES, *SLOW_ETHERTYPES))
+        slow |= sll2 & (VLAN_LUT[et] | SLOW_LUT[et])
     raw = rows((*LINK_RAW_ALIASES, LINK_IPV4, LINK_IPV6))
     if raw.any():
         nib = l2[:, 0] >> 4
@@ -164,7 +168,7 @@ def decode_headers(batch: PacketBatch) -> Headers:
     proto = np.where(v4, ip[:, 9], np.where(v6, ip[:, 6], 0)).astype(np.int64)
     ttl = np.where(v4, ip[:, 8], np.where(v6, ip[:, 7], 0)).astype(np.int64)
     ipid = np.where(v4, be16(ip, 4), 0)
-    slow |= fragment | (v6 & np.isin(proto, IPV6_SLOW_NH))
+    slow |= fragment | (v6 & IPV6_SLOW_LUT[proto])
 
     src = np.zeros((n, 4), dtype=np.uint32)
     dst = np.zeros((n, 4), dtype=np.uint32)

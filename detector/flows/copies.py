@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.flows.fingerprint import RANK_BITS
+from detector.flows.table import HashIndex
 
 # Natives are remembered this long (seconds of capture time) for matching.
 WINDOW = 10.0
@@ -25,9 +26,8 @@ TEE_WINDOW = 0.5
 MAX_NATIVES = 150_000
 MAX_PENDING = 100_000
 MAX_LEVEL = RANK_BITS
-
-# A remembered native: (time, L2 destination, rank of its fields).
-Native = tuple[float, int, int]
+# Natives added to the sample per second of capture time, at most (the sample narrows past it).
+TARGET_RATE = 6000
 
 
 @dataclass
@@ -59,8 +59,15 @@ class CopyMatch:
 
 
 class CopyMatcher:
+    """Remembered natives live in numpy columns behind a vectorised hash index, so a batch of
+    natives costs a few array operations; Python sees only the rare duplicates."""
+
     def __init__(self) -> None:
-        self.natives: dict[int, Native] = {}
+        self.index = HashIndex()
+        self.fp = np.zeros(0, dtype=np.uint64)
+        self.ts = np.zeros(0, dtype=np.float64)
+        self.l2dst = np.zeros(0, dtype=np.int64)
+        self.rank = np.zeros(0, dtype=np.uint64)
         self.pending: list[tuple[int, float, int]] = []  # (fp, ts, stream key), unmatched copies
         self.streams: dict[int, CopyMatch] = {}
         self.plain: dict[tuple[int, int], PlainCopies] = {}
@@ -70,6 +77,9 @@ class CopyMatcher:
     @property
     def keep_below(self) -> int:
         return 1 << (RANK_BITS - self.level)
+
+    def __len__(self) -> int:
+        return self.index.count
 
     def add_natives(
         self,
@@ -84,76 +94,146 @@ class CopyMatcher:
     ) -> None:
         """Remember a batch of native packets (already in the sample).  ``addrs`` and ``packet``
         give row i's addresses and bytes, asked for only when a plain copy is seen."""
-        natives = self.natives
+        if not len(fps):
+            return
+        fps = fps.copy()
+        fps[fps == 0] = np.uint64(1)  # 0 marks an empty slot in the index
+        ids = self.index.lookup(fps)
+        known = ids >= 0
+        # Seen before this batch: a second sighting to another L2 destination is a copy.
+        k = np.nonzero(known)[0]
+        if len(k):
+            prev = ids[k]
+            copy = (
+                (l2dst[k] != self.l2dst[prev])
+                & (l2dst[k] != 0)
+                & (ts[k] - self.ts[prev] <= TEE_WINDOW)
+            )
+            for j in np.nonzero(copy)[0].tolist():
+                i = int(k[j])
+                self._plain(i, float(self.ts[prev[j]]), ts, l2dst, l2src, wire, addrs, packet)
+        # New this batch: first sightings are remembered; repeats within the batch compared.
+        a = np.nonzero(~known)[0]
+        if len(a):
+            order = a[np.argsort(fps[a], kind="stable")]
+            ukeys, first, counts = np.unique(fps[order], return_index=True, return_counts=True)
+            for g in np.nonzero(counts > 1)[0].tolist():
+                rows = order[first[g] : first[g] + counts[g]]
+                r0 = int(rows[0])
+                for r in rows[1:].tolist():
+                    if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
+                        self._plain(r, float(ts[r0]), ts, l2dst, l2src, wire, addrs, packet)
+            firsts = order[first]
+            new_ids, _ = self.index.lookup_or_add(ukeys)
+            n = self.index.count
+            if n > len(self.ts):
+                grow = max(n, 2 * len(self.ts), 4096)
+                self.fp = _resize(self.fp, grow)
+                self.ts = _resize(self.ts, grow)
+                self.l2dst = _resize(self.l2dst, grow)
+                self.rank = _resize(self.rank, grow)
+            self.fp[new_ids] = ukeys
+            self.ts[new_ids] = ts[firsts]
+            self.l2dst[new_ids] = l2dst[firsts]
+            self.rank[new_ids] = ranks[firsts]
+        self._adapt(len(fps), float(ts.min()), float(ts.max()))
+        self._prune(float(ts.max()))
+
+    def _adapt(self, kept: int, start: float, end: float) -> None:
+        """Narrow the sample when natives arrive faster than TARGET_RATE a second (what is
+        remembered costs CPU as well as memory); widen it again on a quiet link."""
+        rate = kept / max(end - start, 1e-3)
+        if kept >= 64 and rate > TARGET_RATE and self.level < MAX_LEVEL:
+            self.level = min(MAX_LEVEL, self.level + max(1, int(np.log2(rate / TARGET_RATE))))
+        elif rate < TARGET_RATE / 8 and self.level > 0 and end - start > 0.5:
+            self.level -= 1
+
+    def _plain(
+        self,
+        i: int,
+        first_ts: float,
+        ts: npt.NDArray[np.float64],
+        l2dst: npt.NDArray[np.int64],
+        l2src: npt.NDArray[np.int64],
+        wire: npt.NDArray[np.int64],
+        addrs: Callable[[int], tuple[str, str]],
+        packet: Callable[[int], bytes],
+    ) -> None:
+        t = float(ts[i])
+        key = (int(l2src[i]), int(l2dst[i]))
+        pc = self.plain.get(key)
+        if pc is None:
+            pc = self.plain[key] = PlainCopies(key[0], key[1], t, t)
         scale = 1 << self.level
-        for i, (fp, rank, t, dmac, smac) in enumerate(
-            zip(fps.tolist(), ranks.tolist(), ts.tolist(), l2dst.tolist(), l2src.tolist(),
-                strict=True)
-        ):  # fmt: skip
-            prev = natives.get(fp)
-            if prev is None:
-                natives[fp] = (t, dmac, rank)
-                continue
-            if dmac != prev[1] and dmac and t - prev[0] <= TEE_WINDOW:
-                key = (smac, dmac)
-                pc = self.plain.get(key)
-                if pc is None:
-                    pc = self.plain[key] = PlainCopies(smac, dmac, t, t)
-                pc.matches += 1
-                pc.estimated_packets += scale
-                pc.estimated_bytes += int(wire[i]) * scale
-                pc.last_seen = max(pc.last_seen, t)
-                pc.first_seen = min(pc.first_seen, t)
-                if len(pc.delays) < 1000:
-                    pc.delays.append(t - prev[0])
-                pair = addrs(i)
-                if pair in pc.pairs or len(pc.pairs) < 4096:
-                    pc.pairs[pair] = pc.pairs.get(pair, 0) + scale
-                if len(pc.samples) < 200:
-                    pc.samples.append((t, packet(i)))
-        if len(ts):
-            self._prune(float(ts.max()))
+        pc.matches += 1
+        pc.estimated_packets += scale
+        pc.estimated_bytes += int(wire[i]) * scale
+        pc.last_seen = max(pc.last_seen, t)
+        pc.first_seen = min(pc.first_seen, t)
+        if len(pc.delays) < 1000:
+            pc.delays.append(t - first_ts)
+        pair = addrs(i)
+        if pair in pc.pairs or len(pc.pairs) < 4096:
+            pc.pairs[pair] = pc.pairs.get(pair, 0) + scale
+        if len(pc.samples) < 200:
+            pc.samples.append((t, packet(i)))
+
+    def _native_ts(self, fp: int) -> float | None:
+        fid = int(self.index.lookup(np.array([fp or 1], dtype=np.uint64))[0])
+        return None if fid < 0 else float(self.ts[fid])
 
     def check_copy(self, stream: int, fp: int, ts: float) -> None:
         """A carried copy (already in the sample) of stream ``stream``."""
         m = self.streams.setdefault(stream, CopyMatch())
         m.checked += 1
-        prev = self.natives.get(fp)
-        if prev is not None:
+        native = self._native_ts(fp)
+        if native is not None:
             m.matched += 1
             if len(m.delays) < 1000:
-                m.delays.append(ts - prev[0])
+                m.delays.append(ts - native)
         elif len(self.pending) < MAX_PENDING:
             self.pending.append((fp, ts, stream))
 
     def settle(self) -> None:
         """Match pending copies against natives that arrived after them."""
+        if not self.pending:
+            return
+        fps = np.array([p[0] or 1 for p in self.pending], dtype=np.uint64)
+        ids = self.index.lookup(fps)
         still = []
-        for fp, ts, stream in self.pending:
-            prev = self.natives.get(fp)
-            if prev is not None:
+        for (fp, ts, stream), fid in zip(self.pending, ids.tolist(), strict=True):
+            if fid >= 0:
                 m = self.streams[stream]
                 m.matched += 1
                 if len(m.delays) < 1000:
-                    m.delays.append(ts - prev[0])
+                    m.delays.append(ts - float(self.ts[fid]))
             else:
                 still.append((fp, ts, stream))
         self.pending = still
 
     def _prune(self, now: float) -> None:
-        full = len(self.natives) >= MAX_NATIVES
-        if now - self._pruned_at < WINDOW and not full:
+        n = self.index.count
+        if now - self._pruned_at < WINDOW and n < MAX_NATIVES:
             return
         self.settle()
         self._pruned_at = now
-        horizon = now - WINDOW
-        self.natives = {k: v for k, v in self.natives.items() if v[0] >= horizon}
-        while len(self.natives) >= MAX_NATIVES // 2 and self.level < MAX_LEVEL:
+        keep = self.ts[:n] >= now - WINDOW
+        while keep.sum() >= MAX_NATIVES // 2 and self.level < MAX_LEVEL:
             # Too much to remember: narrow the sample and forget what falls out of it.
             self.level += 1
-            bound = self.keep_below
-            self.natives = {k: v for k, v in self.natives.items() if v[2] < bound}
-        if len(self.natives) >= MAX_NATIVES:
-            oldest = sorted(self.natives.items(), key=lambda kv: kv[1][0])
-            self.natives = dict(oldest[len(oldest) // 2 :])
-        self.pending = [p for p in self.pending if p[1] >= horizon]
+            keep &= self.rank[:n] < np.uint64(self.keep_below)
+        idx = np.nonzero(keep)[0]
+        if len(idx) >= MAX_NATIVES:
+            idx = idx[np.argsort(self.ts[idx])][len(idx) // 2 :]
+        self.fp = self.fp[idx].copy()
+        self.ts = self.ts[idx].copy()
+        self.l2dst = self.l2dst[idx].copy()
+        self.rank = self.rank[idx].copy()
+        self.index.rebuild(self.fp)
+        self.pending = [p for p in self.pending if p[1] >= now - WINDOW]
+
+
+def _resize(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=a.dtype)
+    out[: len(a)] = a
+    return out

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
@@ -28,6 +29,9 @@ NEXT_HEADERS = {4: 4, 41: 6, 59: 0}  # IPv4, IPv6, no next header -> carried IP 
 # 2000-01-01: AYIYA rejects packets whose epoch is not close to the receiver's clock.
 MIN_EPOCH = 946_684_800
 MAX_ID_LEN = 8
+
+
+_NEXT_LUT = lut(NEXT_HEADERS)
 
 
 class AyiyaDecoder(Decoder):
@@ -46,7 +50,7 @@ class AyiyaDecoder(Decoder):
             & ((b1 & 0x0F) <= 2)
             & ((b2 >> 4) <= 2)
             & ((b2 & 0x0F) <= 7)
-            & np.isin(head[:, 3], tuple(NEXT_HEADERS))
+            & _NEXT_LUT[head[:, 3]]
             & (head[:, 4] >= MIN_EPOCH >> 24)
             & (length >= 8)
         )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import ethernet_valid
+from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 from detector.protocols.tunnel_common import hex_head
 
@@ -41,6 +42,9 @@ def _ieee80211(frame: bytes) -> tuple[bytes, bool] | None:
     return None
 
 
+_DTLS_LUT = lut(DTLS_CONTENT)
+
+
 class CapwapDecoder(Decoder):
     name = "capwap"
     kind = "tunnel"
@@ -57,7 +61,7 @@ class CapwapDecoder(Decoder):
             & (b1 == 0)
             & (head[:, 2] == 0)
             & (b3 == 0)
-            & np.isin(head[:, 4], DTLS_CONTENT)
+            & _DTLS_LUT[head[:, 4]]
             & (head[:, 5] == 0xFE)
         )
         return plain | dtls

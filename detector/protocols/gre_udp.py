@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.decode.lut import lut
 from detector.protocols.base import Decoded, Decoder, PacketContext
 from detector.protocols.nsh import (
     NEXT_ETHERNET,
@@ -39,6 +40,9 @@ AS_NEXT_PROTOCOL = {
 PROTOCOL_TYPES = tuple(AS_NEXT_PROTOCOL)
 
 
+_TYPES_LUT = lut(PROTOCOL_TYPES, bits=16)
+
+
 class GreUdpDecoder(Decoder):
     name = "gre-udp"
     kind = "tunnel"
@@ -51,7 +55,7 @@ class GreUdpDecoder(Decoder):
         return (
             ((head[:, 0] & 0x4F) == 0)
             & (head[:, 1] == 0)
-            & np.isin(be16(head, 2), PROTOCOL_TYPES)
+            & _TYPES_LUT[be16(head, 2)]
             & (length >= 24)
         )
 

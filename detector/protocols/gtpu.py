@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
 from detector.protocols.tunnel_common import be16, hex_head, ip_version_at
 
@@ -43,6 +44,9 @@ def _skip_extensions(data: bytes, off: int, next_type: int) -> int:
     return -1
 
 
+_TYPES_LUT = lut(MESSAGE_TYPES)
+
+
 class GtpUDecoder(Decoder):
     name = "gtp-u"
     kind = "tunnel"
@@ -57,7 +61,7 @@ class GtpUDecoder(Decoder):
         # (or more, when the capture or an IP fragment cut the packet short).
         return (
             ((flags & 0xF8) == 0x30)
-            & np.isin(mtype, MESSAGE_TYPES)
+            & _TYPES_LUT[mtype]
             & (be16(head, 2) + 8 >= length)
             & (length >= 8)
         )

@@ -25,6 +25,7 @@ from detector.decode.frames import (
     ipv6_valid,
     parse_ethernet,
 )
+from detector.decode.lut import lut
 from detector.protocols.base import Decoded, InnerLink, PacketContext, StreamDecoder
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def ether_ip_mask(
     """Rows where an Ethernet header at ``off`` could lead to an IP packet."""
     return (
         ((head[:, off + 6] & 1) == 0)
-        & np.isin(be16(head, off + 12), IP_CARRYING_ETHERTYPES)
+        & _ETHERTYPE_LUT[be16(head, off + 12)]
         & (length - off >= 14 + 20)
     )
 
@@ -151,6 +152,9 @@ def carried_mask(
 MAX_PDU = 4 << 20
 # Bytes of a PDU still arriving that must already validate (the prefilter's window).
 PEEK_BYTES = 64
+
+
+_ETHERTYPE_LUT = lut(IP_CARRYING_ETHERTYPES, bits=16)
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import ethernet_valid, ipv4_valid, ipv6_valid, mac_str
+from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ PREFILTER_ENCAPS = np.array(sorted(ENCAP_NAMES), dtype=np.uint8)
 PRISM_LEN = 144
 AVS_MAGIC = frozenset({0x80211001, 0x80211002})
 RADIOTAP_MIN = 8
+
+
+_TYPES_LUT = lut(PREFILTER_TYPES)
+_ENCAPS_LUT = lut(PREFILTER_ENCAPS)
 
 
 @dataclass(slots=True)
@@ -159,9 +164,9 @@ class Tzsp(Decoder):
     ) -> npt.NDArray[np.bool_]:
         return (
             (head[:, 0] == VERSION)
-            & np.isin(head[:, 1], PREFILTER_TYPES)
+            & _TYPES_LUT[head[:, 1]]
             & (head[:, 2] == 0)  # every known encapsulation is below 256
-            & np.isin(head[:, 3], PREFILTER_ENCAPS)
+            & _ENCAPS_LUT[head[:, 3]]
             & (length >= HEADER.size)
         )
 

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import ETH_IPV4, ETH_IPV6, ethernet_valid, ipv4_valid, ipv6_valid
+from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 
 # Offsets searched for the carried packet: room for a shim of up to 44 bytes (the prefilter
@@ -52,6 +53,9 @@ def find_carried(payload: bytes) -> tuple[int, InnerLink, int] | None:
     return None
 
 
+_NEXT_LUT = lut(IPV6_NEXT)
+
+
 class UnknownEncapsulation(Decoder):
     name = "unknown-encapsulation"
     kind = "mirror"
@@ -75,7 +79,7 @@ class UnknownEncapsulation(Decoder):
         # IPv6 hits: a plausible next header and hop limit, and room for an L4 header.
         nh = head[rows, np.minimum(ks + 6, head.shape[1] - 1)]
         hop = head[rows, np.minimum(ks + 7, head.shape[1] - 1)]
-        ok &= is4 | (np.isin(nh, IPV6_NEXT) & (hop > 0) & (field >= 8))
+        ok &= is4 | (_NEXT_LUT[nh] & (hop > 0) & (field >= 8))
         # IPv4 hits must also have a right header checksum (one's-complement sum of the ten
         # header words is 0xffff); the 20 bytes are inside the window for every offset searched.
         v4 = np.nonzero(ok & is4)[0]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.decode.lut import lut
 from detector.protocols.base import Decoded, Decoder, PacketContext
 from detector.protocols.nsh import NEXT_NSH, NEXT_PROTOCOLS, carried_by_next_protocol, decode_nsh
 from detector.protocols.tunnel_common import hex_head
@@ -23,6 +24,9 @@ HEADER_LEN = 8
 FLAG_I, FLAG_P = 0x08, 0x04
 # Reserved and version bits, and P: must read 0 0 0 0 . 1 . .
 FLAGS_MASK, FLAGS_WANT = 0xF4, FLAG_P
+
+
+_NEXT_LUT = lut(NEXT_PROTOCOLS)
 
 
 class VxlanGpeDecoder(Decoder):
@@ -38,7 +42,7 @@ class VxlanGpeDecoder(Decoder):
             ((head[:, 0] & FLAGS_MASK) == FLAGS_WANT)
             & (head[:, 1] == 0)
             & (head[:, 2] == 0)
-            & np.isin(head[:, 3], NEXT_PROTOCOLS)
+            & _NEXT_LUT[head[:, 3]]
             & (head[:, 7] == 0)
             & (length > HEADER_LEN)
         )
