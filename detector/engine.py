@@ -40,12 +40,13 @@ from detector.protocols.gre import fill_context, parse_gre
 # Decode every packet of a new stream up to FULL_DECODE, then a sample whose stride grows
 # with what is already known (the evidence converges; the cost must not grow with volume).
 FULL_DECODE = 256
+FLOW_EXPORT_STRIDE = 4
 
 
 def sample_stride(decoded: int) -> int:
     if decoded < FULL_DECODE:
         return 1
-    return 8 if decoded < 1024 else 64
+    return 16 if decoded < 1024 else 256
 
 
 # A directed flow whose candidate packets failed this often without one success is ignored.
@@ -188,10 +189,12 @@ class Engine:
         ts = batch.ts[rows]
         keys = row_keys(src, dst, sport, dport, proto)
         fkey, direction, dkey = keys.flow, keys.direction, keys.directed
-        self.flows.update(fkey, direction, proto, wire, ts)
-        hosts = np.unique(keys.src_host)
-        hosts[hosts == 0] = U64(1)
-        self.hosts.lookup_or_add(hosts)
+        new_rows = self.flows.update(fkey, direction, proto, wire, ts)
+        # A host is first seen in a flow that is new: only those rows can add one.
+        hosts = np.unique(np.concatenate([keys.src_host[new_rows], keys.dst_host[new_rows]]))
+        if len(hosts):
+            hosts[hosts == 0] = U64(1)
+            self.hosts.lookup_or_add(hosts)
         self._natives(batch, h, rows)
 
         # Candidate rows of flows not yet classified (new streams may start in this batch).
@@ -257,13 +260,16 @@ class Engine:
             s.first_seen = min(s.first_seen, float(first[j]))
             s.last_seen = max(s.last_seen, float(last[j]))
             mine = kidx[inv == j]
-            full = s.kind == "flow-export" or s.transport == "tcp"
+            # TCP streams need every segment; flow exports every template at first, then a
+            # sample (templates are re-sent, records are weighted).
+            full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < FULL_DECODE)
             budget = max(0, FULL_DECODE - s.decoded)
             chosen = mine if full else mine[:budget]
             if not full and len(mine) > budget:
                 rest = mine[budget:]
                 pos = self._row_counter + rest
-                chosen = np.concatenate([chosen, rest[pos % sample_stride(s.decoded) == 0]])
+                stride = FLOW_EXPORT_STRIDE if s.kind == "flow-export" else sample_stride(s.decoded)
+                chosen = np.concatenate([chosen, rest[pos % stride == 0]])
             decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
         self._row_counter += len(rows)
         decode_rows.sort()
@@ -278,13 +284,14 @@ class Engine:
         r = rows[ok]
         if not len(r):
             return
-        l4 = h.l4h[r].copy()
-        l4[np.arange(L4_BYTES)[None, :] >= l4len[ok][:, None]] = 0
-        ranks = rank_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
+        ranks = rank_np(h.src[r], h.dst[r], h.ipid[r], h.l4h[r])
         pick = ranks < U64(self.copies.keep_below)
         if not pick.any():
             return
-        r, l4, ranks = r[pick], l4[pick], ranks[pick]
+        r, ranks, l4len = r[pick], ranks[pick], l4len[ok][pick]
+        # Blank what lies past the packet's end (bytes of the next record) before hashing.
+        l4 = h.l4h[r].copy()
+        l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
         fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
         eth = batch.linktype[r] == LINK_ETHERNET
         l2 = gather(batch.data, batch.offsets[r], 12).astype(np.int64)
@@ -497,7 +504,13 @@ class Engine:
                     self._keep_sample(s, batch, r)
                 continue
             s.decoded += 1
-            weight = float(sample_stride(s.decoded - 1))
+            weight = float(
+                FLOW_EXPORT_STRIDE
+                if s.kind == "flow-export" and s.decoded > FULL_DECODE
+                else 1
+                if s.kind == "flow-export"
+                else sample_stride(s.decoded - 1)
+            )
             if weights is not None:
                 weight *= float(weights[r])
                 s.fragments += int(weights[r])

@@ -51,7 +51,7 @@ def test_vectorised_and_per_packet_fingerprints_agree() -> None:
     l4 = gather(b.data, b.offsets + h.l4, L4_BYTES).copy()
     l4len = np.minimum(b.caplen, h.l3 + h.iplen) - h.l4
     l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
-    ranks = rank_np(h.src[rows], h.dst[rows], h.proto[rows], h.ipid[rows], l4)
+    ranks = rank_np(h.src[rows], h.dst[rows], h.ipid[rows], l4)
     vec = fingerprint_np(h.src[rows], h.dst[rows], h.proto[rows], h.ipid[rows], l4).tolist()
     for keep_below in (16, 4, 1):
         one = [sampled_fingerprint(raw(p), parse_ip(raw(p)), keep_below) for p in ips]  # type: ignore[arg-type]

@@ -212,7 +212,12 @@ def payload_heads(
     batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]
 ) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
     """(len(rows), PREFILTER_BYTES) payload windows, zeroed past each payload's end."""
-    head = gather(batch.data, batch.offsets[rows] + h.pay[rows], PREFILTER_BYTES).copy()
+    head = gather(batch.data, batch.offsets[rows] + h.pay[rows], PREFILTER_BYTES)
     length = h.paylen[rows]
-    head[np.arange(PREFILTER_BYTES)[None, :] >= length[:, None]] = 0
+    short = np.nonzero(length < PREFILTER_BYTES)[0]
+    if len(short):
+        # Only payloads shorter than the window have bytes of the next record to blank out.
+        part = head[short]
+        part[np.arange(PREFILTER_BYTES)[None, :] >= length[short, None]] = 0
+        head[short] = part
     return head, length

@@ -47,6 +47,7 @@ class RowKeys:
     """The hashes the engine needs for each row, computed once per batch."""
 
     src_host: npt.NDArray[np.uint64]
+    dst_host: npt.NDArray[np.uint64]
     flow: npt.NDArray[np.uint64]  # same for both directions of a flow
     direction: npt.NDArray[np.int8]
     directed: npt.NDArray[np.uint64]  # differs between the two directions
@@ -60,8 +61,9 @@ def row_keys(
     proto: npt.NDArray[np.int64],
 ) -> RowKeys:
     hs = address_hash(src)
+    hd = address_hash(dst)
     a = endpoint_hash(hs, sport)
-    b = endpoint_hash(address_hash(dst), dport)
+    b = endpoint_hash(hd, dport)
     p = proto.astype(U64)
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
@@ -71,7 +73,7 @@ def row_keys(
     # 0 marks an empty slot in the index.
     flow[flow == 0] = U64(1)
     directed[directed == 0] = U64(1)
-    return RowKeys(hs, flow, (a > b).astype(np.int8), directed)
+    return RowKeys(hs, hd, flow, (a > b).astype(np.int8), directed)
 
 
 class HashIndex:
@@ -203,7 +205,7 @@ class FlowTable:
         wire: npt.NDArray[np.int64],
         ts: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.int64]:
-        """Account one batch of rows; returns the flow id of each row."""
+        """Account one batch of rows; returns the rows that started a new flow."""
         if not len(keys):
             return np.zeros(0, dtype=np.int64)
         ukeys, first_row, inv = np.unique(keys, return_index=True, return_inverse=True)
@@ -232,7 +234,7 @@ class FlowTable:
         np.maximum.at(last, inv, ts)
         self.last[uids] = np.maximum(self.last[uids], last)
         self.peak_flows = max(self.peak_flows, n)
-        return uids[inv]
+        return first_row[added]
 
     def expire(self, now: float, keep: set[int] | None = None) -> int:
         """Evict flows idle longer than the timeout (all but ``keep`` keys); returns how many."""

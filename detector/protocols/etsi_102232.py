@@ -314,15 +314,17 @@ class EtsiHi2Decoder(FramedStreamDecoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        b0 = head[:, 0]
-        oid = (
-            (head[:, :-4] == 4)
-            & (head[:, 1:-3] == 0)
-            & (head[:, 2:-2] == 2)
-            & (head[:, 3:-1] == 2)
-            & ((head[:, 4:] == 1) | (head[:, 4:] == 4))
-        ).any(axis=1)
-        return ((b0 & 0x20) != 0) & oid
+        # Sparse: find "04 00" (the start of the ETSI LI arc 0.4.0.2.2) first, then check the
+        # rest of the OID only where it occurs.
+        rows, cols = np.nonzero((head[:, :-4] == 4) & (head[:, 1:-3] == 0))
+        hit = (
+            (head[rows, cols + 2] == 2)
+            & (head[rows, cols + 3] == 2)
+            & ((head[rows, cols + 4] == 1) | (head[rows, cols + 4] == 4))
+        )
+        mask = np.zeros(len(head), dtype=np.bool_)
+        mask[rows[hit]] = True
+        return mask & ((head[:, 0] & 0x20) != 0)
 
     def pdu_length(self, buf: bytearray, state: StreamState) -> int | None:
         tlv = ber.read_tlv(buf, 0)
