@@ -28,6 +28,18 @@ MAX_SAMPLES = 200
 MAX_TIMELINE = 86400
 
 
+# Counters that add up when two records of a stream are folded together.
+ADDITIVE = (
+    "packets", "bytes", "decoded", "validated", "weight_total", "fragments", "carried_packets",
+    "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
+)  # fmt: skip
+SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched"})
+
+
+def _first(x: tuple[float, object, object]) -> float:
+    return x[0]
+
+
 @dataclass
 class HostTally:
     packets: float = 0.0
@@ -174,6 +186,54 @@ class StreamEvidence:
                 prev = 0
             self.conversations[conv] = prev | bit
             self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + weight
+
+    def absorb(self, o: StreamEvidence) -> None:
+        """Fold in another record of the same stream (a later part of the capture, read by
+        another worker) or of another stream of the same finding."""
+        self.first_seen = min(self.first_seen, o.first_seen)
+        self.last_seen = max(self.last_seen, o.last_seen)
+        for name in ADDITIVE:
+            setattr(self, name, getattr(self, name) + getattr(o, name))
+        self.strength = max(self.strength, o.strength)
+        self.header_example = self.header_example or o.header_example
+        self.src_mac = self.src_mac or o.src_mac
+        self.dst_mac = self.dst_mac or o.dst_mac
+        self.inner_links.update(o.inner_links)
+        for k, c in o.sessions.items():
+            self.sessions.setdefault(k, Counter()).update(c)
+        for k, c in o.facts.items():
+            self.facts.setdefault(k, Counter()).update(c)
+        for k, v in o.fact_min.items():
+            self.fact_min[k] = min(self.fact_min.get(k, v), v)
+        for k, v in o.fact_max.items():
+            self.fact_max[k] = max(self.fact_max.get(k, v), v)
+        for table, into in ((o.hosts, self.hosts), (o.record_hosts, self.record_hosts)):
+            for name, t in table.items():
+                acc = into.get(name)
+                if acc is None:
+                    if len(into) >= MAX_HOSTS:
+                        continue
+                    acc = into[name] = HostTally(mac=t.mac)
+                acc.packets += t.packets
+                acc.bytes += t.bytes
+        for conv, bits in o.conversations.items():
+            self.conversations[conv] = self.conversations.get(conv, 0) | bits
+        for conv, n in o.conversation_packets.items():
+            self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + n
+        for sec, n in o.timeline.items():
+            self.timeline[sec] = self.timeline.get(sec, 0) + n
+        for k, v in o.extra.items():
+            if k in SUMMED_EXTRA and isinstance(v, int):
+                prev = self.extra.get(k, 0)
+                self.extra[k] = (prev if isinstance(prev, int) else 0) + v
+            else:
+                self.extra.setdefault(k, v)
+        self.outer_samples = sorted([*self.outer_samples, *o.outer_samples], key=_first)[
+            :MAX_SAMPLES
+        ]
+        self.inner_samples = sorted([*self.inner_samples, *o.inner_samples], key=_first)[
+            :MAX_SAMPLES
+        ]
 
     def session_values(self) -> dict[str, int | str]:
         """The most common value of each session field (several values are listed in facts)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
+from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
@@ -111,51 +111,12 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
     m = StreamEvidence(
         key=base.key, flow_key=base.flow_key, direction=base.direction, protocol=base.protocol,
         kind=base.kind, transport=base.transport, src=base.src, dst=base.dst, sport=base.sport,
-        dport=base.dport, src_mac=base.src_mac, dst_mac=base.dst_mac,
-        first_seen=min(s.first_seen for s in streams),
-        last_seen=max(s.last_seen for s in streams), strength=base.strength,
-        header_example=base.header_example,
+        dport=base.dport, first_seen=base.first_seen, last_seen=base.last_seen,
     )  # fmt: skip
+    for s in sorted(streams, key=lambda s: -s.validated):
+        m.absorb(s)
     protos = Counter(s.protocol for s in streams for _ in range(max(1, s.validated)))
     m.protocol = protos.most_common(1)[0][0]
-    for s in streams:
-        m.packets += s.packets
-        m.bytes += s.bytes
-        m.decoded += s.decoded
-        m.validated += s.validated
-        m.weight_total += s.weight_total
-        m.fragments += s.fragments
-        m.carried_packets += s.carried_packets
-        m.carried_bytes += s.carried_bytes
-        m.carried_unparsed += s.carried_unparsed
-        m.inner_is_outer += s.inner_is_outer
-        m.records += s.records
-        m.return_packets += s.return_packets
-        m.inner_links.update(s.inner_links)
-        for k, c in s.sessions.items():
-            m.sessions.setdefault(k, Counter()).update(c)
-        for k, c in s.facts.items():
-            m.facts.setdefault(k, Counter()).update(c)
-        for k, v in s.fact_min.items():
-            m.fact_min[k] = min(m.fact_min.get(k, v), v)
-        for k, v in s.fact_max.items():
-            m.fact_max[k] = max(m.fact_max.get(k, v), v)
-        for table, into in ((s.hosts, m.hosts), (s.record_hosts, m.record_hosts)):
-            for name, t in table.items():
-                acc = into.setdefault(name, HostTally(mac=t.mac))
-                acc.packets += t.packets
-                acc.bytes += t.bytes
-        for conv, bits in s.conversations.items():
-            m.conversations[conv] = m.conversations.get(conv, 0) | bits
-        m.extra.update(s.extra)
-        for sec, n in s.timeline.items():
-            m.timeline[sec] = m.timeline.get(sec, 0) + n
-    m.outer_samples = sorted((x for s in streams for x in s.outer_samples), key=lambda x: x[0])[
-        :MAX_SAMPLES
-    ]
-    m.inner_samples = sorted((x for s in streams for x in s.inner_samples), key=lambda x: x[0])[
-        :MAX_SAMPLES
-    ]
     m.extra["streams"] = len(streams)
     m.extra["source_ports"] = sorted({s.sport for s in streams})[:16]
     return m
