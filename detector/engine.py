@@ -124,7 +124,7 @@ class Engine:
         self.fallback = tuple(d for d in self.udp_decoders if d.name == "unknown-encapsulation")
         self.on_stream = on_stream
         self.copies = CopyMatcher()
-        self._row_counter = 0
+        self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
         self._hosts_before = 0
 
@@ -242,7 +242,7 @@ class Engine:
             known[consumed] = False
         if not known.any():
             return
-        decode_rows: list[tuple[int, int]] = []  # (batch row, index into `rows`)
+        decode_rows: list[tuple[int, int, float]] = []  # (batch row, index in `rows`, weight)
         kidx = np.nonzero(known)[0]
         ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
         pk = np.bincount(inv, weights=None if weights is None else weights[rows[kidx]])
@@ -263,15 +263,16 @@ class Engine:
             # TCP streams need every segment; flow exports every template at first, then a
             # sample (templates are re-sent, records are weighted).
             full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < FULL_DECODE)
-            budget = max(0, FULL_DECODE - s.decoded)
-            chosen = mine if full else mine[:budget]
-            if not full and len(mine) > budget:
-                rest = mine[budget:]
-                pos = self._row_counter + rest
+            budget = len(mine) if full else max(0, FULL_DECODE - s.decoded)
+            decode_rows.extend((int(rows[x]), int(x), 1.0) for x in mine[:budget])
+            rest = mine[budget:]
+            if len(rest):
+                # Every stride-th packet of the stream itself, each standing for `stride`.
                 stride = FLOW_EXPORT_STRIDE if s.kind == "flow-export" else sample_stride(s.decoded)
-                chosen = np.concatenate([chosen, rest[pos % stride == 0]])
-            decode_rows.extend((int(rows[x]), int(x)) for x in chosen)
-        self._row_counter += len(rows)
+                phase = self._phase.get(k, 0)
+                picked = rest[(phase + np.arange(len(rest))) % stride == 0]
+                self._phase[k] = (phase + len(rest)) % stride
+                decode_rows.extend((int(rows[x]), int(x), float(stride)) for x in picked)
         decode_rows.sort()
         self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
 
@@ -474,13 +475,13 @@ class Engine:
         self,
         batch: PacketBatch,
         h: Headers,
-        items: list[tuple[int, int]],
+        items: list[tuple[int, int, float]],
         dkey: npt.NDArray[np.uint64],
         fkey: npt.NDArray[np.uint64],
         direction: npt.NDArray[np.int8],
         weights: npt.NDArray[np.int64] | None,
     ) -> None:
-        for r, x in items:
+        for r, x, weight in items:
             key = int(dkey[x])
             s = self.streams[key]
             d = self._stream_decoder[key]
@@ -504,13 +505,6 @@ class Engine:
                     self._keep_sample(s, batch, r)
                 continue
             s.decoded += 1
-            weight = float(
-                FLOW_EXPORT_STRIDE
-                if s.kind == "flow-export" and s.decoded > FULL_DECODE
-                else 1
-                if s.kind == "flow-export"
-                else sample_stride(s.decoded - 1)
-            )
             if weights is not None:
                 weight *= float(weights[r])
                 s.fragments += int(weights[r])
@@ -588,6 +582,7 @@ class Engine:
             del self.streams[s.key]
             self._stream_state.pop(s.key, None)
             self._stream_decoder.pop(s.key, None)
+            self._phase.pop(s.key, None)
             self.tcp.forget(s.key)
             self.copies.streams.pop(s.key, None)
         self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))

@@ -8,17 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detector import __version__
-from detector.capture.reader import (
-    CaptureError,
-    InputStats,
-    expand_paths,
-    open_stream,
-    read_batches,
-)
-from detector.decode.headers import KNOWN_LINKS
-from detector.engine import Engine
+from detector.capture.reader import InputStats, expand_paths
 from detector.evidence import StreamEvidence
 from detector.findings import InputSummary, Report
+from detector.parts import fold, plan, scan_parts
 from detector.policy.verdict import PolicyContext, judge
 from detector.timeline import Timeline, build_timeline
 
@@ -36,69 +29,50 @@ class ScanResult:
     timeline: Timeline | None = None
 
 
+def default_jobs() -> int:
+    """Worker processes for a scan: one per core, two at most (a second core is what the
+    machines this runs on have; more parts cost memory and fold work for little)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def scan_paths(
     paths: list[str],
     policy: PolicyContext | None = None,
     progress: ProgressFn | None = None,
+    jobs: int = 1,
 ) -> ScanResult:
-    """Scan files into a report; damaged inputs are reported in it, never fatal."""
-    engine = Engine()
-    inputs: list[InputSummary] = []
-    unreadable = False
+    """Scan files into a report; damaged inputs are reported in it, never fatal.
+
+    With ``jobs`` > 1, large pcap files are cut in parts read by separate processes."""
     files = expand_paths(paths)
+    groups = plan(files, jobs)
     total = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
-    done = 0
-    for path in files:
-        stats = InputStats(path)
-        unknown_links: set[int] = set()
-        try:
-            stream = open_stream(path)
-        except CaptureError as exc:
-            stats.error(str(exc))
-            unreadable = True
-            inputs.append(_summary(stats))
-            continue
-        try:
-            for batch in read_batches(stream, stats):
-                stats.packets += len(batch)
-                stats.bytes += int(batch.wirelen.sum())
-                for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
-                    unknown_links.add(lt)
-                    stats.error(
-                        f"link type {lt} is not supported: its packets are counted but not decoded"
-                    )
-                engine.process(batch)
-                if progress:
-                    progress(done + _position(stream), total)
-        except CaptureError as exc:
-            stats.error(str(exc))
-            unreadable = True
-        except (OSError, EOFError, ValueError) as exc:
-            # gzip streams cut short, device errors: keep what was read so far.
-            stats.error(f"{path}: reading stopped: {exc}")
-        finally:
-            if path != "-":
-                done += os.path.getsize(path) if os.path.isfile(path) else 0
-            stream.close()
-        inputs.append(_summary(stats))
-    streams = engine.finish()
+    # The first group is read in this process: its share of the bytes stands for the whole.
+    share = len(groups)
+    results = scan_parts(
+        groups, None if progress is None else lambda done: progress(done * share, total)
+    )
+    folded = fold(results)
+    inputs = _inputs([i for r in results for i in r.inputs])
+    unreadable = any(r.unreadable for r in results)
     ctx = policy or PolicyContext()
-    ctx.link_hosts = engine.distinct_hosts()
-    judged = judge(streams, ctx)
+    ctx.link_hosts = folded.hosts
+    judged = judge(folded.streams, ctx)
     findings = [f for f, _ in judged]
-    st = engine.stats
+    st = folded.stats
     stats_out: dict[str, int | float | str] = {
         "packets": st.packets,
         "bytes": st.bytes,
         "ip_packets": st.ip_packets,
         "non_ip_packets": st.non_ip_packets,
         "unknown_link_packets": st.unknown_link_packets,
-        "flows": engine.flows.total_flows,
-        "peak_flows": engine.flows.peak_flows,
-        "hosts": engine.distinct_hosts(),
+        "flows": folded.total_flows,
+        "peak_flows": folded.peak_flows,
+        "hosts": folded.hosts,
         "candidate_packets": st.candidates,
-        "streams": len(streams),
+        "streams": len(folded.streams),
         "fragments_reassembled": st.fragments_reassembled,
+        "workers": len(groups),
     }
     if st.first_ts is not None and st.last_ts is not None:
         from detector.policy.verdict import _iso
@@ -116,12 +90,18 @@ def scan_paths(
     return ScanResult(report, unreadable, evidence, build_timeline(st.timeline, evidence))
 
 
-def _position(stream: object) -> int:
-    try:
-        raw = getattr(stream, "fileobj", None) or getattr(stream, "raw", None) or stream
-        return int(raw.tell())  # type: ignore[attr-defined]
-    except (OSError, AttributeError, ValueError):
-        return 0
+def _inputs(stats: list[InputStats]) -> list[InputSummary]:
+    """One summary per input path; parts of one file add up."""
+    merged: dict[str, InputSummary] = {}
+    for s in stats:
+        m = merged.get(s.path)
+        if m is None:
+            merged[s.path] = _summary(s)
+        else:
+            m.packets += s.packets
+            m.bytes += s.bytes
+            m.errors.extend(s.errors)
+    return list(merged.values())
 
 
 def _summary(s: InputStats) -> InputSummary:

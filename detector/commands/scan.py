@@ -83,6 +83,10 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     "--evidence-packets", type=click.IntRange(0), default=200, show_default=True,
     help="At most this many packets per evidence capture.",
 )  # fmt: skip
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 64), default=None,
+    help="Worker processes (default: one per core, at most 2); large pcaps are cut in parts.",
+)  # fmt: skip
 def scan(
     paths: tuple[str, ...],
     fmt: str,
@@ -92,6 +96,7 @@ def scan(
     config_path: str | None,
     evidence_dir: str | None,
     evidence_packets: int,
+    jobs: int | None,
 ) -> None:
     """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
 
@@ -102,10 +107,15 @@ def scan(
       tcpdump -i eth0 -w - | mirrorwatch scan -
     Exit status: 0 nothing at or above --fail-on, 1 something is, 2 usage or unreadable input.
     """
-    from detector.scan import scan_paths, stderr_progress
+    from detector.scan import default_jobs, scan_paths, stderr_progress
 
     policy = policy_from(config_path)
-    result = scan_paths(list(paths), policy, progress=None if quiet else stderr_progress())
+    result = scan_paths(
+        list(paths),
+        policy,
+        progress=None if quiet else stderr_progress(),
+        jobs=jobs or default_jobs(),
+    )
     write_report(result, fmt, output)
     if evidence_dir is not None:
         from detector.report.evidence_pcap import write_evidence

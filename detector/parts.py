@@ -1,0 +1,332 @@
+"""Scanning on several cores: inputs cut into parts, one engine per part, results folded.
+
+A large classic pcap is cut at a record boundary near its middle (found by checking that a
+run of record headers chains); other inputs (pcapng, gzip, stdin) are read whole.  Each worker
+runs its own engine over a contiguous run of parts, in capture order, and returns what the
+verdicts need: stream evidence, per-flow counters, distinct hosts, statistics.  Folding keeps
+what a single engine would have seen: a stream found in one part takes the packets and bytes
+its flow carried in the later parts from their flow tables, even where that part's engine did
+not recognise the stream (a TCP handover joined mid-stream, say).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.capture.reader import (
+    MAX_CAPLEN,
+    PCAP_MAGICS,
+    CaptureError,
+    InputStats,
+    open_stream,
+    read_batches,
+)
+from detector.decode.headers import KNOWN_LINKS
+from detector.engine import Engine, EngineStats
+from detector.evidence import StreamEvidence
+
+# Files smaller than this are not worth a second process.
+SPLIT_MIN_BYTES = 64 << 20
+# Record headers that must chain for a cut point to count as a record boundary.
+CHAIN = 16
+
+
+@dataclass(slots=True)
+class Part:
+    """Bytes [start, end) of one input; start 0 and end None mean the whole input."""
+
+    path: str
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass
+class PartResult:
+    """What one worker's engine saw, in a form that pickles and folds."""
+
+    streams: list[StreamEvidence]
+    flow_keys: npt.NDArray[np.uint64]
+    flow_counts: npt.NDArray[np.int64]  # (n, 4): packets dir0, dir1, bytes dir0, dir1
+    flow_last: npt.NDArray[np.float64]
+    hosts: npt.NDArray[np.uint64]
+    hosts_before: int
+    stats: EngineStats
+    total_flows: int
+    peak_flows: int
+    inputs: list[InputStats] = field(default_factory=list)
+    unreadable: bool = False
+
+
+def plan(paths: list[str], jobs: int) -> list[list[Part]]:
+    """Parts for each worker (contiguous, in capture order)."""
+    parts: list[Part] = []
+    for p in paths:
+        cut = _midpoint(p) if jobs > 1 else None
+        if cut is None:
+            parts.append(Part(p))
+        else:
+            parts.extend([Part(p, 0, cut), Part(p, cut, None)])
+    if jobs <= 1 or len(parts) == 1:
+        return [parts]
+    sizes = [_size(x) for x in parts]
+    total = sum(sizes) or 1
+    groups: list[list[Part]] = [[]]
+    acc = 0
+    for part, size in zip(parts, sizes, strict=True):
+        if groups[-1] and acc >= total * len(groups) / jobs and len(groups) < jobs:
+            groups.append([])
+        groups[-1].append(part)
+        acc += size
+    return groups
+
+
+def _size(part: Part) -> int:
+    if part.path == "-" or not os.path.isfile(part.path):
+        return 0
+    end = os.path.getsize(part.path) if part.end is None else part.end
+    return max(0, end - part.start)
+
+
+def _midpoint(path: str) -> int | None:
+    """A record boundary near the middle of a large classic pcap, or None."""
+    if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < SPLIT_MIN_BYTES:
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(24)
+        if (
+            len(head) < 24
+            or head[:4] not in PCAP_MAGICS
+            or head[:4]
+            in (
+                b"\x34\xcd\xb2\xa1",
+                b"\xa1\xb2\xcd\x34",
+            )
+        ):
+            return None  # gzip, pcapng, or the rare patched format: read whole
+        endian = PCAP_MAGICS[head[:4]][0]
+        f.seek(size // 2)
+        window = f.read(4 << 20)
+    u32 = struct.Struct(endian + "I").unpack_from
+    for off in range(0, max(0, len(window) - 16 * CHAIN)):
+        if _chains(window, off, u32):
+            return size // 2 + off
+    return None
+
+
+def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) -> bool:
+    """CHAIN record headers from ``off`` are plausible and follow each other."""
+    prev_sec = None
+    for _ in range(CHAIN):
+        if off + 16 > len(buf):
+            return False
+        sec, frac, incl, orig = (u32(buf, off + 4 * i)[0] for i in range(4))
+        if not (0 < incl <= MAX_CAPLEN and incl <= orig <= MAX_CAPLEN * 4 and frac < 10**9):
+            return False
+        if prev_sec is not None and not (prev_sec - 86400 <= sec <= prev_sec + 86400):
+            return False
+        prev_sec = sec
+        off += 16 + incl
+    return True
+
+
+class _Slice(io.RawIOBase):
+    """The pcap file header followed by bytes [start, end) of the file."""
+
+    def __init__(self, path: str, start: int, end: int | None) -> None:
+        self.f = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.head = self.f.read(24)
+        start = max(start, 24)  # the file header is the one given above
+        self.f.seek(start)
+        self.left = (os.path.getsize(path) if end is None else end) - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        n = self.f.readinto(memoryview(b)[: max(0, min(len(b), self.left))])
+        self.left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+def open_part(part: Part) -> BinaryIO:
+    if part.start == 0 and part.end is None:
+        return open_stream(part.path)
+    return io.BufferedReader(_Slice(part.path, part.start, part.end), 1 << 16)
+
+
+def run_parts(
+    parts: list[Part], progress: Callable[[int], None] | None = None
+) -> tuple[Engine, list[InputStats], bool]:
+    """One engine over ``parts`` in order; per-part input statistics; any input unreadable.
+    ``progress`` is told how many bytes of the parts have been read so far."""
+    engine = Engine()
+    inputs: list[InputStats] = []
+    unreadable = False
+    done = 0
+    for part in parts:
+        stats = InputStats(part.path)
+        unknown_links: set[int] = set()
+        try:
+            stream = open_part(part)
+        except CaptureError as exc:
+            stats.error(str(exc))
+            inputs.append(stats)
+            unreadable = True
+            continue
+        try:
+            for batch in read_batches(stream, stats):
+                stats.packets += len(batch)
+                stats.bytes += int(batch.wirelen.sum())
+                for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
+                    unknown_links.add(lt)
+                    stats.error(
+                        f"link type {lt} is not supported: its packets are counted but not decoded"
+                    )
+                engine.process(batch)
+                if progress:
+                    progress(done + _tell(stream))
+        except CaptureError as exc:
+            stats.error(str(exc))
+            unreadable = True
+        except (OSError, EOFError, ValueError) as exc:
+            # gzip streams cut short, device errors: keep what was read so far.
+            stats.error(f"{part.path}: reading stopped: {exc}")
+        finally:
+            stream.close()
+            done += _size(part)
+        inputs.append(stats)
+    return engine, inputs, unreadable
+
+
+def _tell(stream: object) -> int:
+    """Bytes of the underlying file read so far (compressed bytes for gzip)."""
+    try:
+        raw = getattr(stream, "fileobj", None) or getattr(stream, "raw", None) or stream
+        return int(raw.tell())  # type: ignore[attr-defined]
+    except (OSError, AttributeError, ValueError):
+        return 0
+
+
+def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> PartResult:
+    streams = engine.finish()
+    for s in streams:
+        s.copy_hook = None  # a bound method of this engine: neither picklable nor needed now
+    n = len(engine.flows)
+    return PartResult(
+        streams=streams,
+        flow_keys=engine.flows.key[:n].copy(),
+        flow_counts=engine.flows.counts[:n].copy(),
+        flow_last=engine.flows.last[:n].copy(),
+        hosts=engine.hosts.keys[engine.hosts.keys != 0].copy(),
+        hosts_before=engine._hosts_before,
+        stats=engine.stats,
+        total_flows=engine.flows.total_flows,
+        peak_flows=engine.flows.peak_flows,
+        inputs=inputs,
+        unreadable=unreadable,
+    )
+
+
+def _worker(parts: list[Part]) -> PartResult:
+    return result_of(*run_parts(parts))
+
+
+def scan_parts(
+    groups: list[list[Part]], progress: Callable[[int], None] | None = None
+) -> list[PartResult]:
+    """Run each group in its own process (the first in this one, reporting ``progress``),
+    results in capture order."""
+    if len(groups) == 1:
+        return [result_of(*run_parts(groups[0], progress))]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(len(groups) - 1) as pool:
+        pending = [pool.apply_async(_worker, (g,)) for g in groups[1:]]
+        first = result_of(*run_parts(groups[0], progress))
+        return [first, *(p.get() for p in pending)]
+
+
+@dataclass
+class Folded:
+    streams: list[StreamEvidence]
+    stats: EngineStats
+    hosts: int
+    total_flows: int
+    peak_flows: int
+
+
+def fold(results: list[PartResult]) -> Folded:
+    """One view of several parts, as if one engine had read them in order."""
+    if len(results) == 1:
+        r = results[0]
+        return Folded(r.streams, r.stats, r.hosts_before + len(r.hosts), r.total_flows,
+                      r.peak_flows)  # fmt: skip
+    streams: dict[int, StreamEvidence] = {}
+    for i, r in enumerate(results):
+        seen_here = {s.key for s in r.streams}
+        for s in r.streams:
+            if s.key in streams:
+                streams[s.key].absorb(s)
+            else:
+                streams[s.key] = s
+        # Streams known from earlier parts that this part's engine did not classify: take
+        # their packets from this part's flow table.
+        earlier = [s for k, s in streams.items() if k not in seen_here and i > 0]
+        if earlier and len(r.flow_keys):
+            _add_flow_counters(earlier, r)
+    st = EngineStats()
+    for r in results:
+        o = r.stats
+        for name in ("packets", "bytes", "ip_packets", "non_ip_packets", "unknown_link_packets",
+                     "fragments_reassembled", "candidates", "decoded"):  # fmt: skip
+            setattr(st, name, getattr(st, name) + getattr(o, name))
+        if o.first_ts is not None:
+            st.first_ts = o.first_ts if st.first_ts is None else min(st.first_ts, o.first_ts)
+        if o.last_ts is not None:
+            st.last_ts = o.last_ts if st.last_ts is None else max(st.last_ts, o.last_ts)
+        for sec, (p, b) in o.timeline.items():
+            cell = st.timeline.setdefault(sec, [0, 0])
+            cell[0] += p
+            cell[1] += b
+    hosts = np.unique(np.concatenate([r.hosts for r in results]))
+    return Folded(
+        streams=sorted(streams.values(), key=lambda s: (s.first_seen, s.key)),
+        stats=st,
+        hosts=len(hosts) + sum(r.hosts_before for r in results),
+        total_flows=sum(r.total_flows for r in results),
+        peak_flows=max(r.peak_flows for r in results),
+    )
+
+
+def _add_flow_counters(streams: list[StreamEvidence], r: PartResult) -> None:
+    order = np.argsort(r.flow_keys)
+    keys = r.flow_keys[order]
+    want = np.array([s.flow_key for s in streams], dtype=np.uint64)
+    pos = np.searchsorted(keys, want)
+    for s, p, k in zip(streams, pos.tolist(), want.tolist(), strict=True):
+        if p >= len(keys) or int(keys[p]) != k:
+            continue
+        fid = int(order[p])
+        c = r.flow_counts[fid]
+        s.packets += int(c[s.direction])
+        s.bytes += int(c[2 + s.direction])
+        s.return_packets += int(c[1 - s.direction])
+        s.last_seen = max(s.last_seen, float(r.flow_last[fid]))
