@@ -39,14 +39,14 @@ from detector.protocols.gre import fill_context, parse_gre
 
 # Decode every packet of a new stream up to FULL_DECODE, then a sample whose stride grows
 # with what is already known (the evidence converges; the cost must not grow with volume).
-FULL_DECODE = 256
+FULL_DECODE = 128
 FLOW_EXPORT_STRIDE = 4
 
 
 def sample_stride(decoded: int) -> int:
     if decoded < FULL_DECODE:
         return 1
-    return 16 if decoded < 1024 else 256
+    return 16 if decoded < 512 else 256
 
 
 # A directed flow whose candidate packets failed this often without one success is ignored.
@@ -55,6 +55,9 @@ REJECT_AFTER = 6
 MAX_TIMELINE = 7 * 86400
 MAX_HOSTS = 2_000_000
 IP_PROTO_GRE = 47
+# Payload packets of a flow that no prefilter accepts before its later packets are skipped
+# (UDP, TCP).  TCP gets more: a handover stream joined mid-PDU shows a PDU start a few segments on.
+QUIET_AFTER = {17: 8, 6: 24}
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header): not worth a look by the fallback decoder.
 COMMON_IP_LUT = lut([1, 2, 6, 17, 58, 59, 89, 103, 112, 132])
@@ -189,7 +192,7 @@ class Engine:
         ts = batch.ts[rows]
         keys = row_keys(src, dst, sport, dport, proto)
         fkey, direction, dkey = keys.flow, keys.direction, keys.directed
-        new_rows = self.flows.update(fkey, direction, proto, wire, ts)
+        fids, new_rows = self.flows.update(fkey, direction, proto, wire, ts)
         # A host is first seen in a flow that is new: only those rows can add one.
         hosts = np.unique(np.concatenate([keys.src_host[new_rows], keys.dst_host[new_rows]]))
         if len(hosts):
@@ -217,12 +220,17 @@ class Engine:
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if not decoders:
                 continue
-            sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0))[0]
+            # Flows whose first payload packets no format accepted are not looked at again: every
+            # format recognised here shows itself in its first packets.
+            loud = self.flows.quiet[fids] < QUIET_AFTER[l4proto]
+            sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0) & loud)[0]
             if not len(sel):
                 continue
             head, length = payload_heads(batch, h, rows[sel])
             masks = [self._prefilter(d, head, length, sport[sel], dport[sel]) for d in decoders]
-            hits = np.nonzero(np.logical_or.reduce(masks))[0]
+            anyhit = np.logical_or.reduce(masks)
+            self.flows.add_quiet(fids[sel[~anyhit]])
+            hits = np.nonzero(anyhit)[0]
             self.stats.candidates += len(hits)
             for j in hits.tolist():
                 passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]

@@ -187,6 +187,8 @@ class FlowTable:
         self.max_flows = max_flows
         self.key = np.zeros(0, dtype=U64)
         self.proto = np.zeros(0, dtype=np.int16)
+        # Payload packets of the flow that no format's prefilter accepted (saturates at 255).
+        self.quiet = np.zeros(0, dtype=np.uint8)
         self.first = np.zeros(0, dtype=np.float64)
         self.last = np.zeros(0, dtype=np.float64)
         self.counts = np.zeros((0, 4), dtype=np.int64)
@@ -204,10 +206,11 @@ class FlowTable:
         proto: npt.NDArray[np.int64],
         wire: npt.NDArray[np.int64],
         ts: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.int64]:
-        """Account one batch of rows; returns the rows that started a new flow."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Account one batch of rows; returns each row's flow id and the rows that started a
+        new flow."""
         if not len(keys):
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         ukeys, first_row, inv = np.unique(keys, return_index=True, return_inverse=True)
         uids, added = self.index.lookup_or_add(ukeys)
         n = self.index.count
@@ -215,12 +218,14 @@ class FlowTable:
             grow = max(n, 2 * len(self.key), 1024)
             self.key = _resize(self.key, grow)
             self.proto = _resize(self.proto, grow)
+            self.quiet = _resize(self.quiet, grow)
             self.first = _resize(self.first, grow)
             self.last = _resize(self.last, grow)
             self.counts = _resize(self.counts, grow)
         new = uids[added]
         self.key[new] = ukeys[added]
         self.proto[new] = proto[first_row[added]]
+        self.quiet[new] = 0
         self.first[new] = ts[first_row[added]]
         self.total_flows += int(added.sum())
         m = len(ukeys)
@@ -234,7 +239,12 @@ class FlowTable:
         np.maximum.at(last, inv, ts)
         self.last[uids] = np.maximum(self.last[uids], last)
         self.peak_flows = max(self.peak_flows, n)
-        return first_row[added]
+        return uids[inv], first_row[added]
+
+    def add_quiet(self, fids: npt.NDArray[np.int64]) -> None:
+        """Count payload packets that no prefilter accepted, per flow (saturating)."""
+        ids, counts = np.unique(fids, return_counts=True)
+        self.quiet[ids] = np.minimum(self.quiet[ids].astype(np.int64) + counts, 255)
 
     def expire(self, now: float, keep: set[int] | None = None) -> int:
         """Evict flows idle longer than the timeout (all but ``keep`` keys); returns how many."""
@@ -255,6 +265,7 @@ class FlowTable:
         gone = n - len(idx)
         self.key = self.key[idx].copy()
         self.proto = self.proto[idx].copy()
+        self.quiet = self.quiet[idx].copy()
         self.first = self.first[idx].copy()
         self.last = self.last[idx].copy()
         self.counts = self.counts[idx].copy()
