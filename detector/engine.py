@@ -72,6 +72,7 @@ class EngineStats:
     unknown_link_packets: int = 0
     fragments_reassembled: int = 0
     candidates: int = 0
+    prefiltered: int = 0  # payload rows given to the format prefilters
     decoded: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
@@ -226,6 +227,7 @@ class Engine:
             sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0) & loud)[0]
             if not len(sel):
                 continue
+            self.stats.prefiltered += len(sel)
             head, length = payload_heads(batch, h, rows[sel])
             masks = [self._prefilter(d, head, length, sport[sel], dport[sel]) for d in decoders]
             anyhit = np.logical_or.reduce(masks)

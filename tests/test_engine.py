@@ -1,0 +1,83 @@
+"""Engine behaviour that no single sample shows: quiet flows, stream expiry, sampling weights."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+from scapy.all import IP, UDP, Ether, Raw, raw
+
+from detector.capture.reader import PAD, PacketBatch
+from detector.engine import Engine
+
+
+def _batch(frames: list[bytes], t0: float) -> PacketBatch:
+    sizes = [len(f) for f in frames]
+    data = np.frombuffer(b"".join(frames) + bytes(PAD), dtype=np.uint8)
+    return PacketBatch(
+        data=data,
+        offsets=np.cumsum([0, *sizes[:-1]]).astype(np.int64),
+        caplen=np.array(sizes, dtype=np.int64),
+        wirelen=np.array(sizes, dtype=np.int64),
+        ts=t0 + np.arange(len(frames)) * 0.001,
+        linktype=np.ones(len(frames), dtype=np.int32),
+    )
+
+
+def _udp(sport: int, dport: int, payload: bytes) -> bytes:
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return raw(
+        eth / IP(src="192.0.2.1", dst="198.51.100.7") / UDP(sport=sport, dport=dport) / Raw(payload)
+    )
+
+
+@functools.cache
+def _tzsp(i: int) -> bytes:
+    inner = raw(
+        Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02")
+        / IP(src="10.0.0.5", dst="10.0.0.6", id=i)
+        / UDP(sport=1000, dport=2000)
+        / Raw(b"x" * 40)
+    )
+    return _udp(40000, 37008, b"\x01\x00\x00\x01\x01" + inner)
+
+
+def test_quiet_flows_are_not_prefiltered_again() -> None:
+    rng = random.Random(3)
+    engine = Engine()
+    for b in range(4):
+        frames = [_udp(5000, 443, bytes(rng.randrange(256) for _ in range(200))) for _ in range(50)]
+        engine.process(_batch(frames, 100.0 + b))
+    # The first batch is looked at; after it the flow is known to be quiet.
+    assert engine.stats.prefiltered == 50
+    assert not engine.streams
+    # A stream on another flow is still found at once.
+    engine.process(_batch([_tzsp(i) for i in range(20)], 200.0))
+    assert [s.protocol for s in engine.streams.values()] == ["tzsp"]
+
+
+def test_expired_streams_leave_with_their_evidence() -> None:
+    engine = Engine()
+    engine.process(_batch([_tzsp(i) for i in range(30)], 100.0))
+    assert len(engine.streams) == 1
+    assert engine.expire_streams(now=100.5, idle=60) == []
+    (gone,) = engine.expire_streams(now=500.0, idle=60)
+    assert gone.protocol == "tzsp" and gone.packets == 30
+    assert not engine.streams and not len(engine._stream_keys)
+    # It comes back as a new stream when it resumes.
+    engine.process(_batch([_tzsp(i) for i in range(5)], 600.0))
+    assert [s.packets for s in engine.streams.values()] == [5]
+
+
+def test_sampled_stream_weights_add_up() -> None:
+    engine = Engine()
+    total = 0
+    for b in range(12):
+        engine.process(_batch([_tzsp(i % 20) for i in range(200)], 100.0 + b))
+        total += 200
+    (s,) = engine.streams.values()
+    assert s.packets == total
+    assert s.decoded < total / 3  # sampled after the first packets
+    # Each decoded copy stands for as many packets as it was picked from.
+    assert abs(s.carried_packets - total) <= 0.05 * total
