@@ -156,7 +156,7 @@ def report(replay: str, t_sent: float, t_done: float, final: dict[str, Any],
     sent = _num(r"Actual: (\d+) packets", replay)
     pps = _num(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", replay)
     print(f"sent                {sent} packets in {t_sent:.2f} s ({pps} pps)")
-    print(f"tcpdump             captured {cap.get('captured', '?')}, received by filter "
+    print(f"capture             captured {cap.get('captured', '?')}, received by filter "
           f"{cap.get('received_by_filter', '?')}, dropped by kernel "
           f"{cap.get('dropped_by_kernel', '?')}, dropped by interface "
           f"{cap.get('dropped_by_interface', 0)}")  # fmt: skip

@@ -23,6 +23,24 @@ def _fail(msg: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
+def _start_capture(iface: str, bpf: str | None, buffer_kib: int, method: str) -> capture.Source:
+    """Open the capture on ``iface`` by ``method``; auto prefers the kernel ring and falls back
+    to a tcpdump child when this process may not open packet sockets."""
+    from detector.live.afpacket import AfPacketSource
+
+    if method in ("auto", "afpacket"):
+        ring = AfPacketSource(iface, bpf, (buffer_kib or capture.BUFFER_KIB) * 1024)
+        try:
+            ring.start()
+            return ring
+        except capture.CaptureStartError as exc:
+            if method == "afpacket" or "permission" not in str(exc):
+                raise
+    child = capture.CaptureChild(iface, capture.tcpdump_argv(iface, bpf, buffer_kib or None))
+    child.start()
+    return child
+
+
 def load_policy(path: str | None) -> PolicyContext:
     """The policy from --config (the same file and rules as scan); a bad file exits 2."""
     return policy_from(path) or PolicyContext()
@@ -66,7 +84,13 @@ def load_policy(path: str | None) -> PolicyContext:
 )  # fmt: skip
 @click.option(
     "--buffer-size", type=click.IntRange(min=0), default=capture.BUFFER_KIB, show_default=True,
-    metavar="KIB", help="Kernel capture buffer per interface (tcpdump -B; 0: its default).",
+    metavar="KIB", help="Kernel capture buffer per interface (ring size, or tcpdump -B).",
+)  # fmt: skip
+@click.option(
+    "--capture", "method", type=click.Choice(["auto", "afpacket", "tcpdump"]), default="auto",
+    show_default=True,
+    help="afpacket: a kernel ring read in this process (needs CAP_NET_RAW; fastest); tcpdump: "
+    "a child process holds the capture privileges; auto: afpacket when permitted.",
 )  # fmt: skip
 def watch(
     interfaces: tuple[str, ...],
@@ -79,6 +103,7 @@ def watch(
     duration: float | None,
     fail_on: str,
     buffer_size: int,
+    method: str,
 ) -> None:
     """Watch interfaces live and report streams the moment they appear.
 
@@ -86,7 +111,8 @@ def watch(
     Each finding is written when it first appears and again when it escalates (higher
     severity, new hosts at the top of its watched list, mirror proof changing), with a
     summary (packets, flows, capture and kernel drops) every --summary-every seconds and
-    at exit.  Capture runs in tcpdump child processes; this process only reads their pipes.
+    at exit.  Capture reads a kernel ring (AF_PACKET) when permitted, else runs tcpdump child
+    processes whose pipes this process reads (--capture).
     \b
     Examples:
       mirrorwatch watch -i eth1
@@ -120,11 +146,7 @@ def watch(
         for iface in interfaces:
             if stop.is_set():
                 raise capture.CaptureStartError("interrupted while starting the captures")
-            child = capture.CaptureChild(
-                iface, capture.tcpdump_argv(iface, bpf, buffer_size or None)
-            )
-            sources.append(child)
-            child.start()
+            sources.append(_start_capture(iface, bpf, buffer_size, method))
     except capture.CaptureStartError as exc:
         for s in sources:
             s.stop()

@@ -18,9 +18,12 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from detector.capture.reader import InputStats
+
+if TYPE_CHECKING:
+    from detector.live.afpacket import AfPacketSource
 
 TCPDUMP = "tcpdump"
 PIPE_SIZE = 1 << 20
@@ -320,7 +323,11 @@ class StreamSource:
             self.stream.close()
 
 
-Source = CaptureChild | StreamSource
+if TYPE_CHECKING:
+    pass
+
+    # A capture source: a child writing pcap to a pipe, an open stream, or the kernel ring.
+Source: TypeAlias = "CaptureChild | StreamSource | AfPacketSource"
 
 
 def pipe_size(fd: int) -> int | None:

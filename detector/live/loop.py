@@ -22,6 +22,7 @@ from detector.capture.reader import CaptureError, read_batches
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
 from detector.findings import SEVERITY_ORDER, Finding
+from detector.live.afpacket import AfPacketSource
 from detector.live.capture import Coalescing, Source
 from detector.live.output import EventWriter, finding_brief
 from detector.live.tracker import FindingTracker
@@ -77,7 +78,12 @@ class LiveWatch:
         stats = src.stats.input
         unknown: set[int] = set()
         try:
-            for batch in read_batches(Coalescing(src.stream), stats, live=True):
+            batches = (
+                src.batches(stats)
+                if isinstance(src, AfPacketSource)
+                else read_batches(Coalescing(src.stream), stats, live=True)
+            )
+            for batch in batches:
                 t0 = time.perf_counter()
                 with self.lock:
                     self.engine.process(batch)
