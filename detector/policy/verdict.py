@@ -195,7 +195,9 @@ def _facts_sentence(s: StreamEvidence) -> str | None:
         if k in s.fact_min and len(c) > 3:
             parts.append(f"{k} {s.fact_min[k]:g}–{s.fact_max[k]:g}")
         else:
-            parts.append(f"{k} " + ", ".join(v for v, _ in c.most_common(5)))
+            values = [v for v, _ in c.most_common(5) if v not in ("", "[]")]
+            if values:
+                parts.append(f"{k} " + ", ".join(values))
     return "Decoded fields: " + "; ".join(parts[:12]) + "." if parts else None
 
 
@@ -231,13 +233,18 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     checked = int(s.extra.get("copies_checked", 0) or 0)  # type: ignore[call-overload]
     matched = int(s.extra.get("copies_matched", 0) or 0)  # type: ignore[call-overload]
     copies_proven = checked >= th.min_copy_checks and matched >= th.copy_match_share * checked
-    if checked:
+    if checked and matched:
         delay = s.extra.get("copy_delay_ms")
         reasons.append(
             f"{matched} of {checked} carried packets checked (a sample, by fingerprint) "
-            f"match packets seen natively on this link"
-            + (f", the copy {delay} ms after the original (median)" if matched else "")
-            + (": proven copies." if copies_proven else ".")
+            f"match packets seen natively on this link, the copy {delay} ms after the original "
+            "(median)" + (": proven copies." if copies_proven else ".")
+        )
+    elif checked:
+        reasons.append(
+            f"None of the {checked} carried packets checked against this link's own traffic "
+            "was seen there natively: the originals travel elsewhere (the span sees only the "
+            "copies)."
         )
         evidence["copy_match_share"] = round(matched / checked, 4)
     note = _port_note(s)
