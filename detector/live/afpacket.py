@@ -19,6 +19,7 @@ import select
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -146,7 +147,8 @@ class AfPacketSource:
             self._count(batch)
             if len(batch):
                 yield batch
-        # What the kernel still holds when we stop (blocks retired by the timeout).
+        # What the kernel still holds when we stop: wait for it to retire the open block.
+        time.sleep(2 * RETIRE_MS / 1000)
         chunks = self._take_blocks()
         if chunks:
             batch = _batch(chunks)

@@ -20,11 +20,15 @@ from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 COPY_BY_CONSTRUCTION = frozenset(
     {
         "tzsp", "erspan-1", "erspan-2", "erspan-3", "peekremote", "cwids", "rpcap",
-        "pcap-over-ip", "tee-copy",
+        "pcap-over-ip",
     }
 )  # fmt: skip
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
-AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation"})
+# Plain copies too: one packet seen twice towards two MACs may also be a packet routed past a
+# span that sees both sides of the router.
+AMBIGUOUS = frozenset(
+    {"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation", "tee-copy"}
+)
 # Where the sender's source port is entropy (a hash of the inner flow), not an identity.
 ENTROPY_SOURCE_PORT = frozenset({"vxlan", "geneve", "gre-udp", "mpls-udp", "vxlan-gpe"})
 DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
@@ -285,6 +289,14 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             )
             if returning == 0:
                 reasons.append(f"Nothing came back from {s.dst} to {s.src} in this format.")
+        elif s.protocol == "tee-copy":
+            severity = "low"
+            reasons.append(
+                "The copied packets all travel one way: this is also what a span that sees both "
+                "sides of a router shows (each routed packet twice, to two next hops). Check "
+                "whether the span includes the router's other interface before suspecting TEE."
+            )
+            confidence *= 0.5
         elif returning > 0:
             kind, severity = "tunnel", "info"
             reasons.append(
