@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from mwtest import PCAPS, scan
 from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, raw
@@ -108,3 +110,40 @@ def test_plain_copies_to_another_mac() -> None:
 def test_ordinary_traffic_has_no_plain_copies() -> None:
     for name in ("plain-traffic.pcap", "tzsp.pcap", "vxlan-overlay.pcap"):
         assert not [f for f in scan(PCAPS / name).findings if f.protocol == "tee-copy"], name
+
+
+def test_packets_routed_past_a_two_sided_span_are_not_a_high_copy(tmp_path: Path) -> None:
+    # A span of both router interfaces sees each routed packet twice: LAN side to the router,
+    # WAN side to the gateway (and replies the other way).  That is no proof of a copy.
+    from scapy.all import wrpcap
+
+    client, router, gateway = "02:00:00:00:00:0c", "02:00:00:00:00:01", "02:00:00:00:00:99"
+    frames = []
+    t = 1_768_471_200.0
+    for i in range(40):
+        out = (
+            IP(src="192.168.1.10", dst="93.184.216.34", id=i, ttl=64)
+            / TCP(sport=40000, dport=443, seq=i)
+            / Raw(b"a" * 60)
+        )
+        back = (
+            IP(src="93.184.216.34", dst="192.168.1.10", id=1000 + i, ttl=50)
+            / TCP(sport=443, dport=40000, seq=i)
+            / Raw(b"b" * 60)
+        )
+        for pkt, first, second in ((out, (client, router), (router, gateway)),
+                                   (back, (gateway, router), (router, client))):  # fmt: skip
+            routed = pkt.copy()
+            routed.ttl -= 1
+            routed.chksum = None
+            a = Ether(src=first[0], dst=first[1]) / pkt
+            b = Ether(src=second[0], dst=second[1]) / routed
+            a.time, b.time = t, t + 0.0002
+            frames += [a, b]
+            t += 0.01
+    path = tmp_path / "routed.pcap"
+    wrpcap(str(path), frames)
+    findings = [f for f in scan(path).findings if f.protocol == "tee-copy"]
+    assert findings, "the duplicates are still reported"
+    assert all(f.severity == "low" and not f.evidence["mirror_proven"] for f in findings)
+    assert any("both sides of a router" in r for f in findings for r in f.reasons)

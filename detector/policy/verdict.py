@@ -26,9 +26,7 @@ COPY_BY_CONSTRUCTION = frozenset(
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
 # Plain copies too: one packet seen twice towards two MACs may also be a packet routed past a
 # span that sees both sides of the router.
-AMBIGUOUS = frozenset(
-    {"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation", "tee-copy"}
-)
+AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation", "tee-copy"})
 # Where the sender's source port is entropy (a hash of the inner flow), not an identity.
 ENTROPY_SOURCE_PORT = frozenset({"vxlan", "geneve", "gre-udp", "mpls-udp", "vxlan-gpe"})
 DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
@@ -104,6 +102,9 @@ def group_key(s: StreamEvidence) -> tuple[str, str, str, int, str]:
     """One finding per (format, exporter, collector, collector port): the exporter's source
     port is not part of a stream's identity (it changes with restarts, or per inner flow)."""
     family = "flow-export" if s.kind == "flow-export" else s.protocol
+    if s.transport == "l2":
+        # Plain copies have no addresses of their own: the MACs are their endpoints.
+        return (family, s.src_mac or "", s.dst_mac or "", 0, s.transport)
     return (family, s.src, s.dst, s.dport, s.transport)
 
 
