@@ -26,6 +26,7 @@ MAX_FACT_PACKETS = 512
 # Packets kept per stream for evidence captures (outer packets and the frames they carried).
 MAX_SAMPLES = 200
 MAX_TIMELINE = 86400
+COUNTER_MAX = 1 << 53
 
 
 # Counters that add up when two records of a stream are folded together.
@@ -143,8 +144,10 @@ class StreamEvidence:
                     if len(self.record_hosts) >= MAX_HOSTS:
                         continue
                     t = self.record_hosts[ip] = HostTally()
-                t.packets += r.packets * weight
-                t.bytes += r.bytes * weight
+                # Counters from a record are taken as sent, within reason (a damaged record
+                # can claim anything).
+                t.packets += min(r.packets, COUNTER_MAX) * weight
+                t.bytes += min(r.bytes, COUNTER_MAX) * weight
 
     def _fact(self, k: str, v: object) -> None:
         values = v if isinstance(v, list) else [v]

@@ -94,7 +94,12 @@ class PolicyContext:
         return any(ip in net for net in self.home_networks)
 
 
+# A damaged capture can carry any timestamp: show it clamped to what ISO 8601 can hold.
+_TS_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _iso(ts: float) -> str:
+    ts = min(max(ts, 0.0), _TS_MAX) if ts == ts else 0.0  # NaN → the epoch
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
