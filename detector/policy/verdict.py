@@ -46,6 +46,7 @@ DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
     "pcap-over-ip": (57012,),
 }
 MAX_WATCHED = 25
+KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 # Facts shown elsewhere in the reasons.
 HIDDEN_FACTS = frozenset({"prefix"})
 
@@ -107,6 +108,11 @@ def group_key(s: StreamEvidence) -> tuple[str, str, str, int, str]:
     """One finding per (format, exporter, collector, collector port): the exporter's source
     port is not part of a stream's identity (it changes with restarts, or per inner flow)."""
     family = "flow-export" if s.kind == "flow-export" else s.protocol
+    if s.transport == "tcp":
+        # Both directions of one TCP connection are one stream (content one way, acks and
+        # keep-alive answers the other).
+        a, b = sorted((f"{s.src}|{s.sport}", f"{s.dst}|{s.dport}"))
+        return (family, a, b, 0, s.transport)
     if s.transport == "l2":
         # Plain copies have no addresses of their own: the MACs are their endpoints.
         return (family, s.src_mac or "", s.dst_mac or "", 0, s.transport)
@@ -117,7 +123,9 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
     """Fold several directed streams of one finding into one evidence record."""
     if len(streams) == 1:
         return streams[0]
-    base = max(streams, key=lambda s: s.validated)
+    # The direction that carries the most defines exporter and collector (for TCP, the
+    # content; elsewhere, the stream that validated most).
+    base = max(streams, key=lambda s: s.bytes if s.transport == "tcp" else s.validated)
     m = StreamEvidence(
         key=base.key, flow_key=base.flow_key, direction=base.direction, protocol=base.protocol,
         kind=base.kind, transport=base.transport, src=base.src, dst=base.dst, sport=base.sport,
@@ -234,9 +242,13 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             "nft dup send them."
         )
     else:
-        sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
+        if s.transport == "tcp":
+            what, sampled = "PDUs", " (every segment reassembled)"
+        else:
+            what = "packets"
+            sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
         reasons.append(
-            f"{s.validated} of {s.decoded} decoded packets validated as {s.protocol}{sampled}; "
+            f"{s.validated} of {s.decoded} decoded {what} validated as {s.protocol}{sampled}; "
             f"{s.packets} packets, {s.bytes} bytes from {src} to {dst} between "
             f"{_iso(s.first_seen)} and {_iso(s.last_seen)}."
         )
@@ -350,6 +362,13 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 f"{', '.join(targets)}, while the link carries {ctx.link_hosts} hosts: someone "
                 "is watching these hosts in particular."
             )
+    kinds = set(s.facts.get("pdu_type", {})) | set(s.facts.get("pdu", {}))
+    if kind == "intercept" and kinds and kinds <= KEEPALIVE_PDUS:
+        evidence["keepalive_only"] = True
+        reasons.append(
+            "Only keep-alives so far: an intercept channel that is set up and armed, waiting "
+            "for a target's traffic to carry."
+        )
     if kind == "flow-export":
         reasons.append(
             f"Flow metadata: {s.records} records decoded naming {len(s.record_hosts)} hosts; "
