@@ -90,3 +90,14 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     cfg.write_text("unknown_key = 1\n")
     r = CliRunner().invoke(main, ["scan", "--config", str(cfg), str(PCAPS / "tzsp.pcap")])
     assert r.exit_code == 2 and "unknown_key" in r.stderr
+
+
+def test_keepalive_only_channel_is_one_armed_finding() -> None:
+    (f,) = scan_with([PCAPS / "x2x3-keepalive.pcap"]).findings
+    assert f.kind == "intercept" and f.severity == "critical"
+    assert f.evidence["keepalive_only"] is True
+    assert any("armed" in r for r in f.reasons)
+    # Both directions of the connection are in it: keep-alives one way, acks the other.
+    assert {f.exporter.port, f.collector.port} >= {50443}
+    (g,) = scan_with([PCAPS / "x2x3-xcc.pcap"]).findings
+    assert not g.evidence.get("keepalive_only") and g.watched
