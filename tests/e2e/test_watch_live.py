@@ -334,16 +334,20 @@ sniff(iface=iface, prn=handle, store=False)
 """
 
 
-def test_scapy_soft_mirrors(make_net: Callable[[str], Net], request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("method", ["afpacket", "tcpdump"])
+def test_scapy_soft_mirrors(
+    make_net: Callable[[str], Net], request: pytest.FixtureRequest, method: str
+) -> None:
+    # Both capture paths: the kernel ring read in-process, and the tcpdump child.
     pytest.importorskip("scapy", reason="scapy (python3-scapy or pip) is not installed")
     need("ping", package="iputils-ping")
     need("curl", package="curl")
-    net = make_net("sm")
+    net = make_net("sm" + method[0])
     n = net.router_layout()
     net.http_server(n["srv"], SERVER)
     net.sink(n["col"], [37008, 30030, 55555])
     (net.dir / "soft_mirror.py").write_text(SOFT_MIRROR)
-    w = Watcher(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up", "--capture", method)
     w.wait_ready()
     net.bg(n["rtr"], "soft_mirror", sys.executable, str(net.dir / "soft_mirror.py"), "rtr-lan",
            COLLECTOR)  # fmt: skip
