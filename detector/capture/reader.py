@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 16 << 20
 # Bytes past the end of valid data that gathers may touch (longest header window we read).
 PAD = 512
 # libpcap's own upper bound on a record (MAXIMUM_SNAPLEN); anything larger is corruption.
