@@ -59,8 +59,9 @@ IP_PROTO_GRE = 47
 # (UDP, TCP).  TCP gets more: a handover stream joined mid-PDU shows a PDU start a few segments on.
 QUIET_AFTER = {17: 8, 6: 24}
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
-# OSPF, PIM, VRRP, SCTP, no-next-header): not worth a look by the fallback decoder.
-COMMON_IP_LUT = lut([1, 2, 6, 17, 58, 59, 89, 103, 112, 132])
+# OSPF, PIM, VRRP, SCTP, no-next-header), and GRE, which has its own path: not candidates for
+# the IP-protocol decoders.
+COMMON_IP_LUT = lut([1, 2, 6, 17, 47, 58, 59, 89, 103, 112, 132])
 
 
 @dataclass
