@@ -118,7 +118,8 @@ class Engine:
         self._stream_state: dict[int, object | None] = {}
         self._stream_decoder: dict[int, Decoder] = {}
         self._rejects = _Rejects()
-        self._early_pdus: dict[int, list[Decoded]] = {}
+        # PDUs after the first of a segment that classified a TCP stream, per decoder tried.
+        self._early_pdus: dict[tuple[int, str], list[Decoded]] = {}
         self.reasm = Reassembler()
         self.tcp = TcpReassembler()
         self.udp_decoders = registry.decoders_for("udp")
@@ -435,9 +436,11 @@ class Engine:
         self._stream_decoder[key] = d
         s.decoded += 1
         s.add(found, 1.0, ctx.ts)
-        for pdu in self._early_pdus.pop(key, []):
+        for pdu in self._early_pdus.pop((key, d.name), []):
             s.decoded += 1
             s.add(pdu, 1.0, ctx.ts)
+        for other in decoders:
+            self._early_pdus.pop((key, other.name), None)
         self._keep_sample(s, batch, r)
         # The vectorised counters missed this first packet (it was not yet a stream).
         s.packets += 1 if weights is None else int(weights[r])
@@ -467,7 +470,7 @@ class Engine:
                 data, _ = self.tcp.push(key, seq, payload)
                 pdus = d.feed(data, ctx, state)
                 # The stream is created by the caller with the first PDU; keep the rest for it.
-                self._early_pdus[key] = pdus[1:]
+                self._early_pdus[(key, d.name)] = pdus[1:]
                 return pdus[0] if pdus else found
             data, gap = self.tcp.push(key, seq, payload)
             if gap:
