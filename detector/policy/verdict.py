@@ -268,6 +268,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             "was seen there natively: the originals travel elsewhere (the span sees only the "
             "copies)."
         )
+    if checked:
         evidence["copy_match_share"] = round(matched / checked, 4)
     note = _port_note(s)
     if note:
@@ -349,7 +350,9 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         targets, top_share = s.best_cover(th.targeted_hosts, ctx.is_home)
         evidence["top_hosts_share"] = round(top_share, 4)
         if (
-            top_share >= th.targeted_share
+            # Only a stream already known to carry copies can be a targeted intercept.
+            SEVERITY_ORDER[severity] >= SEVERITY_ORDER["high"]
+            and top_share >= th.targeted_share
             and ctx.link_hosts >= th.targeted_link_hosts
             and s.carried_packets >= th.min_decide_packets
             and len(s.hosts) > len(targets)
