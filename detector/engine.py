@@ -580,7 +580,7 @@ class Engine:
                 s.extra["copies_matched"] = m.matched
                 if m.delays:
                     s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
-        plain = [plain_copy_stream(pc) for pc in self.copies.plain.values() if pc.matches >= 3]
+        plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
         return sorted([*self.streams.values(), *plain], key=lambda s: (s.first_seen, s.key))
 
     def distinct_hosts(self) -> int:

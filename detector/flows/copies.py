@@ -25,6 +25,10 @@ TEE_WINDOW = 0.5
 # Natives remembered at most; past it the sample narrows (one packet in 2, then 4, 8, 16).
 MAX_NATIVES = 150_000
 MAX_PENDING = 100_000
+MAX_PLAIN = 10_000
+# A one-way duplicate stream is kept when this share of its packets is not already explained by
+# a two-way one.
+PLAIN_UNEXPLAINED = 0.2
 MAX_LEVEL = RANK_BITS
 # Natives added to the sample per second of capture time, at most (the sample narrows past it).
 TARGET_RATE = 6000
@@ -47,6 +51,12 @@ class PlainCopies:
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)
     # Packet bytes of a few copies for evidence captures.
     samples: list[tuple[float, bytes]] = field(default_factory=list)
+    # Fingerprints of the duplicated packets (bounded), to tell which streams explain which.
+    fps: set[int] = field(default_factory=set)
+
+    def both_ways(self) -> bool:
+        """Copies of both directions of some conversation went to this destination."""
+        return any((b, a) in self.pairs for a, b in self.pairs)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class CopyMatcher:
         self.fp = np.zeros(0, dtype=np.uint64)
         self.ts = np.zeros(0, dtype=np.float64)
         self.l2dst = np.zeros(0, dtype=np.int64)
+        self.l2src = np.zeros(0, dtype=np.int64)
         self.rank = np.zeros(0, dtype=np.uint64)
         self.pending: list[tuple[int, float, int]] = []  # (fp, ts, stream key), unmatched copies
         self.streams: dict[int, CopyMatch] = {}
@@ -110,8 +121,9 @@ class CopyMatcher:
                 & (ts[k] - self.ts[prev] <= TEE_WINDOW)
             )
             for j in np.nonzero(copy)[0].tolist():
-                i = int(k[j])
-                self._plain(i, float(self.ts[prev[j]]), ts, l2dst, l2src, wire, addrs, packet)
+                i, p = int(k[j]), int(prev[j])
+                seen0 = (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p]))
+                self._duplicate(i, int(fps[i]), seen0, ts, l2dst, l2src, wire, addrs, packet)
         # New this batch: first sightings are remembered; repeats within the batch compared.
         a = np.nonzero(~known)[0]
         if len(a):
@@ -122,7 +134,9 @@ class CopyMatcher:
                 r0 = int(rows[0])
                 for r in rows[1:].tolist():
                     if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
-                        self._plain(r, float(ts[r0]), ts, l2dst, l2src, wire, addrs, packet)
+                        seen0 = (int(l2src[r0]), int(l2dst[r0]), float(ts[r0]))
+                        self._duplicate(r, int(fps[r]), seen0, ts, l2dst, l2src, wire, addrs,
+                                        packet)  # fmt: skip
             firsts = order[first]
             new_ids, _ = self.index.lookup_or_add(ukeys)
             n = self.index.count
@@ -131,10 +145,12 @@ class CopyMatcher:
                 self.fp = _resize(self.fp, grow)
                 self.ts = _resize(self.ts, grow)
                 self.l2dst = _resize(self.l2dst, grow)
+                self.l2src = _resize(self.l2src, grow)
                 self.rank = _resize(self.rank, grow)
             self.fp[new_ids] = ukeys
             self.ts[new_ids] = ts[firsts]
             self.l2dst[new_ids] = l2dst[firsts]
+            self.l2src[new_ids] = l2src[firsts]
             self.rank[new_ids] = ranks[firsts]
         self._adapt(len(fps), float(ts.min()), float(ts.max()))
         self._prune(float(ts.max()))
@@ -148,10 +164,11 @@ class CopyMatcher:
         elif rate < TARGET_RATE / 8 and self.level > 0 and end - start > 0.5:
             self.level -= 1
 
-    def _plain(
+    def _duplicate(
         self,
         i: int,
-        first_ts: float,
+        fp: int,
+        first: tuple[int, int, float],
         ts: npt.NDArray[np.float64],
         l2dst: npt.NDArray[np.int64],
         l2src: npt.NDArray[np.int64],
@@ -159,24 +176,46 @@ class CopyMatcher:
         addrs: Callable[[int], tuple[str, str]],
         packet: Callable[[int], bytes],
     ) -> None:
+        """Row ``i`` repeats a packet first seen as ``first`` (L2 source, destination, time).
+        Which sighting is the copy is not known yet (TEE in PREROUTING sends the copy before
+        the original leaves): both are recorded, and ``plain_streams`` keeps the destination
+        that received copies of both directions."""
         t = float(ts[i])
-        key = (int(l2src[i]), int(l2dst[i]))
-        pc = self.plain.get(key)
-        if pc is None:
-            pc = self.plain[key] = PlainCopies(key[0], key[1], t, t)
-        scale = 1 << self.level
-        pc.matches += 1
-        pc.estimated_packets += scale
-        pc.estimated_bytes += int(wire[i]) * scale
-        pc.last_seen = max(pc.last_seen, t)
-        pc.first_seen = min(pc.first_seen, t)
-        if len(pc.delays) < 1000:
-            pc.delays.append(t - first_ts)
         pair = addrs(i)
-        if pair in pc.pairs or len(pc.pairs) < 4096:
-            pc.pairs[pair] = pc.pairs.get(pair, 0) + scale
-        if len(pc.samples) < 200:
-            pc.samples.append((t, packet(i)))
+        data = packet(i)
+        scale = 1 << self.level
+        for smac, dmac in ((int(l2src[i]), int(l2dst[i])), (first[0], first[1])):
+            pc = self.plain.get((smac, dmac))
+            if pc is None:
+                if len(self.plain) >= MAX_PLAIN:
+                    continue
+                pc = self.plain[(smac, dmac)] = PlainCopies(smac, dmac, t, t)
+            pc.matches += 1
+            pc.estimated_packets += scale
+            pc.estimated_bytes += int(wire[i]) * scale
+            pc.last_seen = max(pc.last_seen, t)
+            pc.first_seen = min(pc.first_seen, first[2])
+            if len(pc.delays) < 1000:
+                pc.delays.append(abs(t - first[2]))
+            if pair in pc.pairs or len(pc.pairs) < 4096:
+                pc.pairs[pair] = pc.pairs.get(pair, 0) + scale
+            if len(pc.fps) < 8192:
+                pc.fps.add(fp)
+            if len(pc.samples) < 200:
+                pc.samples.append((t, data))
+
+    def plain_streams(self, min_matches: int = 3) -> list[PlainCopies]:
+        """Plain-copy streams worth a finding: a destination that received copies of both
+        directions of conversations explains the duplicates it shares with one-way ones (the
+        other sighting of each packet), which are then left out."""
+        entries = [pc for pc in self.plain.values() if pc.matches >= min_matches]
+        both = [pc for pc in entries if pc.both_ways()]
+        covered: set[int] = set().union(*(pc.fps for pc in both)) if both else set()
+        return [
+            pc
+            for pc in entries
+            if pc in both or len(pc.fps - covered) > PLAIN_UNEXPLAINED * len(pc.fps)
+        ]
 
     def _native_ts(self, fp: int) -> float | None:
         fid = int(self.index.lookup(np.array([fp or 1], dtype=np.uint64))[0])
@@ -228,6 +267,7 @@ class CopyMatcher:
         self.fp = self.fp[idx].copy()
         self.ts = self.ts[idx].copy()
         self.l2dst = self.l2dst[idx].copy()
+        self.l2src = self.l2src[idx].copy()
         self.rank = self.rank[idx].copy()
         self.index.rebuild(self.fp)
         self.pending = [p for p in self.pending if p[1] >= now - WINDOW]

@@ -361,6 +361,33 @@ def test_scapy_soft_mirrors(
     finish(request, w, expects, timeout=10)
 
 
+# ------------------------------------------------------------------ plain copies
+
+
+def test_iptables_tee_copies(
+    make_net: Callable[[str], Net], request: pytest.FixtureRequest
+) -> None:
+    """iptables TEE clones both directions of the LAN's traffic to a collector, unencapsulated:
+    the copies differ from the originals only in their L2 destination."""
+    need("iptables", package="iptables")
+    need("ping", package="iputils-ping")
+    need("curl", package="curl")
+    net = make_net("te")
+    n = net.router_layout()
+    net.http_server(n["srv"], SERVER)
+    for chain, way in (("PREROUTING", "-i"), ("POSTROUTING", "-o")):
+        net.x(n["rtr"], "iptables", "-t", "mangle", "-A", chain, way, "rtr-lan", "-j", "TEE",
+              "--gateway", COLLECTOR)  # fmt: skip
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    net.traffic(n["cli"], SERVER, rounds=2)
+    # Plain copies have no IP endpoints of their own: exporter and collector are MACs.
+    expects = [Expect("tee", {"tee-copy"}, "mirror", "", "", ROUTER_HOSTS)]
+    finish(request, w, expects, timeout=10)
+    tee = [s.latest for s in w.by_id.values() if s.latest["protocol"] == "tee-copy"]
+    assert any(f["severity"] in ("high", "critical") for f in tee), w.describe()
+
+
 # ------------------------------------------------------------------ nothing to report
 
 RANDOM_UDP = r"""
