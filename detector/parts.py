@@ -75,10 +75,10 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
             parts.append(Part(p))
         else:
             parts.extend([Part(p, 0, cut), Part(p, cut, None)])
-    if jobs <= 1 or len(parts) == 1:
-        return [parts]
     sizes = [_size(x) for x in parts]
     total = sum(sizes) or 1
+    if jobs <= 1 or len(parts) == 1 or total < SPLIT_MIN_BYTES:
+        return [parts]  # a second process costs more than it saves on small inputs
     groups: list[list[Part]] = [[]]
     acc = 0
     for part, size in zip(parts, sizes, strict=True):

@@ -76,5 +76,9 @@ def test_small_compressed_and_pcapng_inputs_are_read_whole(
         assert parts._midpoint(str(path)) is None
     # Whole inputs are still spread over the workers, in order.
     groups = parts.plan([str(gz), str(PCAPS / "two-links.pcapng")], 2)
+    assert len(groups) == 2
     assert [p.path for g in groups for p in g] == [str(gz), str(PCAPS / "two-links.pcapng")]
     assert all(p.start == 0 and p.end is None for g in groups for p in g)
+    # Below the size worth a second process, one group.
+    monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 30)
+    assert len(parts.plan([str(gz), str(PCAPS / "two-links.pcapng")], 2)) == 1
