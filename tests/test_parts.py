@@ -69,7 +69,7 @@ def test_two_workers_report_what_one_engine_does(
 def test_small_compressed_and_pcapng_inputs_are_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1024)
+    monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 100)
     gz = tmp_path / "x.pcap.gz"
     gz.write_bytes(gzip.compress((PCAPS / "tzsp.pcap").read_bytes()))
     for path in (gz, PCAPS / "two-links.pcapng"):
