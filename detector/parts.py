@@ -82,7 +82,8 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
     groups: list[list[Part]] = [[]]
     acc = 0
     for part, size in zip(parts, sizes, strict=True):
-        if groups[-1] and acc >= total * len(groups) / jobs and len(groups) < jobs:
+        # A part goes to the next group when most of it lies past this group's share.
+        if groups[-1] and acc + size / 2 > total * len(groups) / jobs and len(groups) < jobs:
             groups.append([])
         groups[-1].append(part)
         acc += size
