@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from mwtest import REAL, scan
@@ -72,8 +71,3 @@ def test_benign_tunnels_are_named() -> None:
             if UNDOCUMENTED_ORIGIN in r["notes"] and f.evidence.get("mirror_proven")
         ]
         assert named or undecided or proven, (r["file"], [(f.kind, f.protocol) for f in findings])
-
-
-def test_manifest_location_is_documented() -> None:
-    # The location the skips name must be the repository's sibling shared/ folder.
-    assert Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "real" == REAL
