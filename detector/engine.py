@@ -28,7 +28,7 @@ from detector.decode.headers import (
 )
 from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
-from detector.evidence import MAX_SAMPLES, HostTally, StreamEvidence
+from detector.evidence import HostTally, StreamEvidence
 from detector.flows.copies import CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
@@ -515,7 +515,7 @@ class Engine:
                     s.decoded += 1
                     s.add(found, 1.0, ctx.ts)
                     self._keep_sample(s, batch, r)
-                elif len(s.outer_samples) < MAX_SAMPLES and payload:
+                elif len(s.outer_samples) < s.sample_limit and payload:
                     self._keep_sample(s, batch, r)
                 continue
             s.decoded += 1
@@ -561,7 +561,7 @@ class Engine:
 
     @staticmethod
     def _keep_sample(s: StreamEvidence, batch: PacketBatch, r: int) -> None:
-        if len(s.outer_samples) < MAX_SAMPLES:
+        if len(s.outer_samples) < s.sample_limit:
             s.outer_samples.append((float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r)))
 
     # ---------------------------------------------------------------- end

@@ -25,6 +25,8 @@ MAX_FACT_VALUES = 32
 MAX_FACT_PACKETS = 512
 # Packets kept per stream for evidence captures (outer packets and the frames they carried).
 MAX_SAMPLES = 200
+# Tunnels (often many, one per peer) and flow exports keep fewer: their packets are not copies.
+SAMPLES_BY_KIND = {"mirror": MAX_SAMPLES, "intercept": MAX_SAMPLES, "flow-export": 50, "tunnel": 16}
 MAX_TIMELINE = 86400
 COUNTER_MAX = 1 << 53
 
@@ -100,6 +102,10 @@ class StreamEvidence:
     return_packets: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def sample_limit(self) -> int:
+        return SAMPLES_BY_KIND.get(self.kind, MAX_SAMPLES)
+
     def count_seconds(self, seconds: npt.NDArray[np.int64]) -> None:
         secs, counts = np.unique(seconds, return_counts=True)
         tl = self.timeline
@@ -124,7 +130,7 @@ class StreamEvidence:
                 self._fact(k, v)
         for carried in d.carried:
             self.inner_links[carried.link] += 1
-            if len(self.inner_samples) < MAX_SAMPLES:
+            if len(self.inner_samples) < self.sample_limit:
                 self.inner_samples.append((ts, carried.link, carried.data))
             inner = parse_carried(carried.link, carried.data)
             size = carried.orig_len or len(carried.data)
