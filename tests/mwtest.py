@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from detector.findings import Report
+from detector.protocols.base import PREFILTER_BYTES
 from detector.scan import scan_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +25,13 @@ def scan(*paths: Path | str) -> Report:
 def expected_samples() -> list[dict[str, str]]:
     with open(PCAPS / "expected.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
+
+
+def heads(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Payloads as the engine hands them to prefilters: (n, PREFILTER_BYTES) bytes, zero past
+    each payload's end, and the payload lengths."""
+    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
+    for i, p in enumerate(payloads):
+        cut = p[:PREFILTER_BYTES]
+        head[i, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
+    return head, np.array([len(p) for p in payloads], dtype=np.int64)

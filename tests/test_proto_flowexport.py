@@ -7,8 +7,8 @@ import random
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
+from mwtest import heads
 from scapy.all import DNS, DNSQR, ICMP, IP, TCP, UDP, VXLAN, Ether, IPv6, rdpcap
 from scapy.layers.netflow import (
     NetflowHeader,
@@ -18,7 +18,7 @@ from scapy.layers.netflow import (
     NetflowRecordV5,
 )
 
-from detector.protocols.base import PREFILTER_BYTES, Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext
 from detector.protocols.ipfix import IpfixDecoder
 from detector.protocols.netflow import NetflowDecoder
 from detector.protocols.netflow_v9 import NetflowV9Decoder
@@ -40,10 +40,7 @@ CTX = PacketContext(src="192.0.2.1", dst="198.51.100.7", sport=40123, dport=3133
 
 
 def passes_prefilter(dec: Decoder, payload: bytes) -> bool:
-    head = np.zeros((1, PREFILTER_BYTES), dtype=np.uint8)
-    cut = payload[:PREFILTER_BYTES]
-    head[0, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
-    return bool(dec.prefilter(head, np.array([len(payload)], dtype=np.int64))[0])
+    return bool(dec.prefilter(*heads([payload]))[0])
 
 
 def decode(dec: Decoder, payload: bytes, state: object | None = None) -> Decoded | None:
@@ -490,10 +487,7 @@ def ordinary_payloads() -> list[bytes]:
 
 def test_ordinary_traffic_rejected_by_prefilter_and_decode():
     payloads = ordinary_payloads()
-    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
-    for i, p in enumerate(payloads):
-        head[i, : min(len(p), PREFILTER_BYTES)] = np.frombuffer(p[:PREFILTER_BYTES], np.uint8)
-    length = np.array([len(p) for p in payloads], dtype=np.int64)
+    head, length = heads(payloads)
     for dec in ALL:
         assert not dec.prefilter(head, length).any(), dec.name
         assert all(dec.decode(p, CTX, dec.new_state()) is None for p in payloads), dec.name

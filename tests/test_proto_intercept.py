@@ -7,15 +7,15 @@ import random
 import struct
 import time
 
-import numpy as np
 import pytest
+from mwtest import heads as head_of
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.dot11 import Dot11
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import LLC, SNAP, Dot1Q, Ether
 
-from detector.protocols.base import PREFILTER_BYTES, Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext
 from detector.protocols.bcm_li import BcmLiDecoder
 from detector.protocols.cwids import CwidsDecoder
 from detector.protocols.jmirror import JmirrorDecoder
@@ -52,14 +52,6 @@ WLAN = bytes(
     / IP(IPV4)
 )
 FCS = b"\xde\xad\xbe\xef"
-
-
-def head_of(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
-    for i, p in enumerate(payloads):
-        cut = p[:PREFILTER_BYTES]
-        head[i, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
-    return head, np.array([len(p) for p in payloads], dtype=np.int64)
 
 
 def passes(decoder: Decoder, payload: bytes) -> bool:

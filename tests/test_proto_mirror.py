@@ -7,8 +7,8 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
+from mwtest import heads as head_of
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
 from scapy.contrib.geneve import GENEVE, GeneveOptions
 from scapy.contrib.tzsp import TZSP, TZSPTagEnd, TZSPTagRXFrameLength
@@ -22,7 +22,7 @@ from scapy.utils import RawPcapReader
 
 from detector.decode.frames import parse_carried, parse_ethernet
 from detector.protocols import erspan, geneve, gre_teb, tzsp, vxlan
-from detector.protocols.base import PREFILTER_BYTES, Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext
 from detector.protocols.gre import fill_context, parse_gre
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "real"
@@ -56,14 +56,6 @@ def gre_one(gre_bytes: bytes) -> Decoded:
     found = gre_decode(gre_bytes)
     assert len(found) == 1, [d.protocol for d in found]
     return found[0]
-
-
-def head_of(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
-    for i, p in enumerate(payloads):
-        cut = p[:PREFILTER_BYTES]
-        head[i, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
-    return head, np.array([len(p) for p in payloads], dtype=np.int64)
 
 
 def udp_decode(dec: Decoder, payload: bytes) -> Decoded | None:

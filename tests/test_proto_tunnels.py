@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 import struct
 
-import numpy as np
 import pytest
+from mwtest import heads
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
@@ -45,14 +45,6 @@ ORDINARY = [DNS_QUERY, DNS_RESPONSE, QUIC_INITIAL, QUIC_SHORT, TLS_HELLO]
 
 def ctx(sport: int = 40000, dport: int = 40001, **kw: object) -> PacketContext:
     return PacketContext(src="192.0.2.1", dst="192.0.2.2", sport=sport, dport=dport, **kw)
-
-
-def heads(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
-    for i, p in enumerate(payloads):
-        cut = p[:PREFILTER_BYTES]
-        head[i, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
-    return head, np.array([len(p) for p in payloads], dtype=np.int64)
 
 
 def prefilter(dec: Decoder, payloads: list[bytes]) -> list[bool]:

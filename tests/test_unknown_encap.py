@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 from mwtest import PCAPS, expected_samples, scan
+from mwtest import heads as _heads
 from scapy.all import IP, TCP, UDP, Ether, Raw, raw, rdpcap
 
 from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.engine import Engine
 from detector.policy.verdict import PolicyContext, judge
-from detector.protocols.base import PREFILTER_BYTES, PacketContext
+from detector.protocols.base import PacketContext
 from detector.protocols.unknown_encap import UnknownEncapsulation, find_carried
 
 DEC = UnknownEncapsulation()
-
-
-def _heads(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    head = np.zeros((len(payloads), PREFILTER_BYTES), dtype=np.uint8)
-    for i, p in enumerate(payloads):
-        head[i, : min(len(p), PREFILTER_BYTES)] = list(p[:PREFILTER_BYTES])
-    return head, np.array([len(p) for p in payloads], dtype=np.int64)
 
 
 def test_made_up_shim_on_a_random_port() -> None:
