@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from detector.capture.reader import PAD, PacketBatch
+from detector.capture.reader import PacketBatch
 from detector.decode.frames import InnerPacket, ip_str, mac_str
 from detector.decode.headers import (
     LINK_ETHERNET,
@@ -655,14 +655,9 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
 
 def _batch_of(datagrams: list[Reassembled]) -> PacketBatch:
     """Reassembled datagrams as a raw-IP batch for the normal pipeline."""
-    sizes = [len(d.datagram) for d in datagrams]
-    offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
-    data = np.frombuffer(b"".join(d.datagram for d in datagrams) + bytes(PAD), dtype=np.uint8)
-    return PacketBatch(
-        data=data,
-        offsets=offsets,
-        caplen=np.asarray(sizes, dtype=np.int64),
-        wirelen=np.asarray([d.wire for d in datagrams], dtype=np.int64),
-        ts=np.asarray([d.ts for d in datagrams], dtype=np.float64),
-        linktype=np.full(len(datagrams), 101, dtype=np.int32),
+    return PacketBatch.of_frames(
+        [d.datagram for d in datagrams],
+        ts=[d.ts for d in datagrams],
+        wirelen=[d.wire for d in datagrams],
+        linktype=101,
     )

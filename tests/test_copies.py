@@ -8,7 +8,7 @@ import numpy as np
 from mwtest import PCAPS, scan
 from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, raw
 
-from detector.capture.reader import PAD, PacketBatch
+from detector.capture.reader import PacketBatch
 from detector.decode.frames import parse_ip
 from detector.decode.headers import decode_headers, gather
 from detector.flows.fingerprint import (
@@ -20,16 +20,7 @@ from detector.flows.fingerprint import (
 
 
 def _batch(frames: list[bytes]) -> PacketBatch:
-    sizes = [len(f) for f in frames]
-    data = np.frombuffer(b"".join(frames) + bytes(PAD), dtype=np.uint8)
-    return PacketBatch(
-        data=data,
-        offsets=np.cumsum([0, *sizes[:-1]]).astype(np.int64),
-        caplen=np.array(sizes, dtype=np.int64),
-        wirelen=np.array(sizes, dtype=np.int64),
-        ts=np.zeros(len(frames)),
-        linktype=np.ones(len(frames), dtype=np.int32),
-    )
+    return PacketBatch.of_frames(frames, ts=np.zeros(len(frames)))
 
 
 def test_vectorised_and_per_packet_fingerprints_agree() -> None:

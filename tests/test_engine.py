@@ -8,21 +8,12 @@ import random
 import numpy as np
 from scapy.all import IP, UDP, Ether, Raw, raw
 
-from detector.capture.reader import PAD, PacketBatch
+from detector.capture.reader import PacketBatch
 from detector.engine import Engine
 
 
 def _batch(frames: list[bytes], t0: float) -> PacketBatch:
-    sizes = [len(f) for f in frames]
-    data = np.frombuffer(b"".join(frames) + bytes(PAD), dtype=np.uint8)
-    return PacketBatch(
-        data=data,
-        offsets=np.cumsum([0, *sizes[:-1]]).astype(np.int64),
-        caplen=np.array(sizes, dtype=np.int64),
-        wirelen=np.array(sizes, dtype=np.int64),
-        ts=t0 + np.arange(len(frames)) * 0.001,
-        linktype=np.ones(len(frames), dtype=np.int32),
-    )
+    return PacketBatch.of_frames(frames, ts=t0 + np.arange(len(frames)) * 0.001)
 
 
 def _udp(sport: int, dport: int, payload: bytes) -> bytes:

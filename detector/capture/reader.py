@@ -55,6 +55,25 @@ class PacketBatch:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    @classmethod
+    def of_frames(
+        cls,
+        frames: list[bytes],
+        ts: npt.ArrayLike,
+        wirelen: npt.ArrayLike | None = None,
+        linktype: int = 1,
+    ) -> PacketBatch:
+        """A batch of whole frames laid end to end (with the padding gathers may read)."""
+        sizes = [len(f) for f in frames]
+        return cls(
+            data=np.frombuffer(b"".join(frames) + bytes(PAD), dtype=np.uint8),
+            offsets=np.cumsum([0, *sizes[:-1]]).astype(np.int64),
+            caplen=np.asarray(sizes, dtype=np.int64),
+            wirelen=np.asarray(sizes if wirelen is None else wirelen, dtype=np.int64),
+            ts=np.asarray(ts, dtype=np.float64),
+            linktype=np.full(len(frames), linktype, dtype=np.int32),
+        )
+
     def packet(self, i: int) -> bytes:
         o = int(self.offsets[i])
         return self.data[o : o + int(self.caplen[i])].tobytes()
