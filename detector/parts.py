@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import (
-    MAX_CAPLEN,
     PCAP_MAGICS,
     CaptureError,
     InputStats,
     open_stream,
+    plausible_record,
     read_batches,
 )
 from detector.decode.headers import KNOWN_LINKS
@@ -128,10 +128,11 @@ def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) 
     """CHAIN record headers from ``off`` are plausible and follow each other."""
     prev_sec = None
     for _ in range(CHAIN):
-        if off + 16 > len(buf):
+        incl = plausible_record(buf, off, len(buf), u32)
+        if incl is None:
             return False
-        sec, frac, incl, orig = (u32(buf, off + 4 * i)[0] for i in range(4))
-        if not (0 < incl <= MAX_CAPLEN and incl <= orig <= MAX_CAPLEN * 4 and frac < 10**9):
+        sec, frac = u32(buf, off)[0], u32(buf, off + 4)[0]
+        if frac >= 10**9:
             return False
         if prev_sec is not None and not (prev_sec - 86400 <= sec <= prev_sec + 86400):
             return False

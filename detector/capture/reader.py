@@ -16,7 +16,7 @@ import io
 import os
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -283,23 +283,37 @@ def _fill_to(blocks: _Blocks, want: int) -> None:
             blocks.end += got
 
 
+def plausible_record(
+    buf: bytes | bytearray,
+    p: int,
+    end: int,
+    unpack: Callable[..., tuple[int, ...]],
+    limit: int = MAX_CAPLEN,
+    rec_hdr: int = 16,
+) -> int | None:
+    """Captured length of the record whose header starts at ``p``, if the header is plausible
+    (lengths within bounds, captured not above original), else None."""
+    if p + rec_hdr > end:
+        return None
+    incl = unpack(buf, p + 8)[0]
+    orig = unpack(buf, p + 12)[0]
+    return incl if 0 < incl <= limit and incl <= orig <= MAX_CAPLEN * 4 else None
+
+
 def _resync_pcap(
-    buf: bytearray, start: int, end: int, u32: object, limit: int, rec_hdr: int
+    buf: bytearray,
+    start: int,
+    end: int,
+    u32: Callable[..., tuple[int, ...]],
+    limit: int,
+    rec_hdr: int,
 ) -> int:
     """Find the next offset where two consecutive plausible record headers chain."""
-    unpack = u32  # struct unpack_from bound to the file's byte order
-
-    def plausible(p: int) -> bool:
-        if p + rec_hdr > end:
-            return False
-        incl = unpack(buf, p + 8)[0]  # type: ignore[operator]
-        orig = unpack(buf, p + 12)[0]  # type: ignore[operator]
-        return 0 < incl <= limit and incl <= orig <= MAX_CAPLEN * 4
-
     for p in range(start, max(start, end - 2 * rec_hdr)):
-        if plausible(p):
-            nxt = p + rec_hdr + unpack(buf, p + 8)[0]  # type: ignore[operator]
-            if nxt == end or plausible(nxt):
+        incl = plausible_record(buf, p, end, u32, limit, rec_hdr)
+        if incl is not None:
+            nxt = p + rec_hdr + incl
+            if nxt == end or plausible_record(buf, nxt, end, u32, limit, rec_hdr) is not None:
                 return p
     return -1
 
