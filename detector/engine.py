@@ -11,7 +11,6 @@ negative list so chance prefilter hits do not cost Python time for ever.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,7 +108,7 @@ class _Rejects:
 
 
 class Engine:
-    def __init__(self, on_stream: Callable[[StreamEvidence], None] | None = None) -> None:
+    def __init__(self) -> None:
         self.flows = FlowTable()
         self.hosts = HashIndex()
         self.stats = EngineStats()
@@ -128,7 +127,6 @@ class Engine:
         self.ip_table = registry.ip_decoders()
         # Tried on GRE types and IP protocols no known decoder claims.
         self.fallback = tuple(d for d in self.udp_decoders if d.name == "unknown-encapsulation")
-        self.on_stream = on_stream
         self.copies = CopyMatcher()
         self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
@@ -445,8 +443,6 @@ class Engine:
         # The vectorised counters missed this first packet (it was not yet a stream).
         s.packets += 1 if weights is None else int(weights[r])
         s.bytes += int(batch.wirelen[r])
-        if self.on_stream:
-            self.on_stream(s)
         return True
 
     def _tcp_feed(

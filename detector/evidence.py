@@ -33,7 +33,7 @@ COUNTER_MAX = 1 << 53
 
 # Counters that add up when two records of a stream are folded together.
 ADDITIVE = (
-    "packets", "bytes", "decoded", "validated", "weight_total", "fragments", "carried_packets",
+    "packets", "bytes", "decoded", "validated", "fragments", "carried_packets",
     "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
 )  # fmt: skip
 SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched"})
@@ -72,7 +72,6 @@ class StreamEvidence:
     bytes: int = 0
     decoded: int = 0  # packets given to the decoder
     validated: int = 0  # ... that validated as ``protocol``
-    weight_total: float = 0.0
     strength: float = 1.0
     header_example: str = ""
     fragments: int = 0
@@ -117,7 +116,6 @@ class StreamEvidence:
 
     def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
         self.validated += 1
-        self.weight_total += weight
         self.strength = max(self.strength, d.strength) if self.validated > 1 else d.strength
         if not self.header_example:
             self.header_example = d.header

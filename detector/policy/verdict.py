@@ -287,6 +287,10 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         evidence["inner_both_directions"] = both
         third = 1.0 - s.inner_is_outer / max(1, s.validated)
         evidence["inner_third_party_share"] = round(max(0.0, third), 4)
+        if s.carried_unparsed:
+            # Carried frames that were neither IP nor a frame with addresses (ERSPAN III frame
+            # type 7, 802.11 management, truncated copies).
+            evidence["carried_unparsed"] = s.carried_unparsed
     evidence["return_packets"] = returning
 
     if s.protocol == "unknown-encapsulation":
