@@ -245,10 +245,10 @@ class Engine:
                 consumed.append(x)
 
         # Rows of known streams: count them all, decode the first ones and then a sample.
-        if len(self._stream_keys) == 0:
-            return
-        known = np.isin(dkey, self._stream_keys)
+        known = known_before
         if consumed:
+            # Streams born in this batch: their other rows join the known ones.
+            known = known_before | np.isin(dkey, dkey[consumed])
             known[consumed] = False
         if not known.any():
             return
