@@ -29,6 +29,11 @@ MAX_SAMPLES = 200
 SAMPLES_BY_KIND = {"mirror": MAX_SAMPLES, "intercept": MAX_SAMPLES, "flow-export": 50, "tunnel": 16}
 MAX_TIMELINE = 86400
 COUNTER_MAX = 1 << 53
+# Facts are shown as decoded up to here; a larger number (a damaged or hostile field) is shown
+# as the start of its hex digits, a long string cut: str() of a huge int raises, and either
+# would fill the report.
+FACT_NUMBER_MAX = 1 << 64
+FACT_TEXT_MAX = 256
 
 
 # Counters that add up when two records of a stream are folded together.
@@ -43,11 +48,22 @@ def _first(x: tuple[float, object, object]) -> float:
     return x[0]
 
 
+def fact_text(x: object) -> str:
+    """A decoded fact as text, bounded in length whatever the wire said."""
+    if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= FACT_NUMBER_MAX:
+        digits = f"{abs(x):x}"
+        return f"{'-' if x < 0 else ''}0x{digits[:16]}… ({len(digits) * 4} bits)"
+    s = str(x)
+    return s if len(s) <= FACT_TEXT_MAX else s[:FACT_TEXT_MAX] + "…"
+
+
 @dataclass
 class HostTally:
     packets: float = 0.0
     bytes: float = 0.0
     mac: str | None = None
+    # The host is keyed by its MAC (a carried frame without IP), not by an IP address.
+    named_by_mac: bool = False
 
 
 @dataclass
@@ -157,10 +173,10 @@ class StreamEvidence:
         values = v if isinstance(v, list) else [v]
         c = self.facts.setdefault(k, Counter())
         for x in values[:MAX_FACT_VALUES]:
-            if isinstance(x, int | float) and not isinstance(x, bool):
+            if isinstance(x, int | float) and not isinstance(x, bool) and abs(x) < FACT_NUMBER_MAX:
                 self.fact_min[k] = min(self.fact_min.get(k, x), x)
                 self.fact_max[k] = max(self.fact_max.get(k, x), x)
-            s = str(x)
+            s = fact_text(x)
             if len(c) < MAX_FACT_VALUES or s in c:
                 c[s] += 1
 
@@ -173,7 +189,7 @@ class StreamEvidence:
             if t is None:
                 if len(self.hosts) >= MAX_HOSTS:
                     continue
-                t = self.hosts[name] = HostTally(mac=mac)
+                t = self.hosts[name] = HostTally(mac=mac, named_by_mac=ip is None)
             t.packets += weight
             t.bytes += size * weight
             if mac and not t.mac:
@@ -220,7 +236,7 @@ class StreamEvidence:
                 if acc is None:
                     if len(into) >= MAX_HOSTS:
                         continue
-                    acc = into[name] = HostTally(mac=t.mac)
+                    acc = into[name] = HostTally(mac=t.mac, named_by_mac=t.named_by_mac)
                 acc.packets += t.packets
                 acc.bytes += t.bytes
         for conv, bits in o.conversations.items():

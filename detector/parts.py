@@ -29,6 +29,7 @@ from detector.capture.reader import (
     open_stream,
     plausible_record,
     read_batches,
+    reading,
 )
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine, EngineStats
@@ -38,6 +39,10 @@ from detector.evidence import StreamEvidence
 SPLIT_MIN_BYTES = 64 << 20
 # Record headers that must chain for a cut point to count as a record boundary.
 CHAIN = 16
+
+
+class ScanFault(Exception):
+    """The engine failed on an input (a bug): the message names the input and the packet."""
 
 
 @dataclass(slots=True)
@@ -195,7 +200,7 @@ def run_parts(
             unreadable = True
             continue
         try:
-            for batch in read_batches(stream, stats):
+            for batch in reading(read_batches(stream, stats), stats):
                 stats.packets += len(batch)
                 stats.bytes += int(batch.wirelen.sum())
                 for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
@@ -203,15 +208,19 @@ def run_parts(
                     stats.error(
                         f"link type {lt} is not supported: its packets are counted but not decoded"
                     )
-                engine.process(batch)
+                try:
+                    engine.process(batch)
+                except Exception as exc:
+                    # A fault of the program, not of the input: the scan must not pass for done.
+                    raise ScanFault(
+                        f"{part.path}: failed in the batch ending at packet {stats.packets}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 if progress:
                     progress(done + _tell(stream))
         except CaptureError as exc:
             stats.error(str(exc))
             unreadable = True
-        except (OSError, EOFError, ValueError) as exc:
-            # gzip streams cut short, device errors: keep what was read so far.
-            stats.error(f"{part.path}: reading stopped: {exc}")
         finally:
             stream.close()
             done += _size(part)

@@ -16,6 +16,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,23 @@ def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Ite
         )
 
 
+# What reading a capture can raise when the file or device fails (a gzip stream cut short or
+# damaged, an I/O error): the input ends there with an error, and the scan goes on.  Anything
+# else is a fault of the program and must not pass for the end of a file.
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
+
+
+def reading(batches: Iterator[PacketBatch], stats: InputStats) -> Iterator[PacketBatch]:
+    """``batches`` until they end or reading fails; a failure is recorded in ``stats``.
+
+    Only the reading is guarded: an exception raised by whoever consumes a batch is not
+    raised inside this generator, so it is never taken for the end of the input."""
+    try:
+        yield from batches
+    except READ_ERRORS as exc:
+        stats.error(f"reading stopped: {exc}")
+
+
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
     chunks = []
     while n > 0:
@@ -198,8 +216,11 @@ class _Blocks:
     def grow(self, need: int) -> None:
         """Make room for one record larger than the block (only corrupt-looking files get here)."""
         if need + PAD > len(self.buf):
-            self.buf.extend(bytes(need + PAD - len(self.buf)))
-            self.view = memoryview(self.buf)
+            # A new buffer, not a resize: the batch yielded last may still be a view of this one.
+            bigger = bytearray(need + PAD)
+            bigger[: self.end] = self.view[: self.end]
+            self.buf = bigger
+            self.view = memoryview(bigger)
 
 
 def _read_pcap(

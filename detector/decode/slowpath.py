@@ -16,6 +16,8 @@ from detector.capture.reader import PacketBatch
 from detector.decode.frames import ETH_MPLS, ETH_PPPOE_SESSION, ETH_VLAN_TAGS, parse_ip
 from detector.decode.headers import LINK_ETHERNET, LINK_SLL, LINK_SLL2, Headers
 
+# The largest IPv4 total length / IPv6 payload length (jumbograms are not reassembled).
+MAX_IP_LENGTH = 0xFFFF
 PPP_TO_ETHERTYPE = {0x0021: 0x0800, 0x0057: 0x86DD}
 
 
@@ -94,6 +96,7 @@ class Reassembler:
         self.pending: dict[tuple[object, ...], _Pending] = {}
         self.bytes = 0
         self.dropped = 0
+        self.oversized = 0  # datagrams dropped for reassembling past MAX_IP_LENGTH
 
     def add(self, pkt: bytes, l3: int, ts: float, wire: int) -> Reassembled | None:
         ver = pkt[l3] >> 4
@@ -120,6 +123,11 @@ class Reassembler:
             if len(self.pending) >= self.max_pending:
                 self._drop_oldest()
             entry = self.pending[key] = _Pending(first_ts=ts)
+        if offset + len(body) + len(header) - (40 if ver == 6 else 0) > MAX_IP_LENGTH:
+            # Past what an IP length field can say (the ping of death): never a real datagram.
+            self._remove(key)
+            self.oversized += 1
+            return None
         if offset not in entry.pieces:
             entry.pieces[offset] = body
             self.bytes += len(body)
@@ -135,6 +143,10 @@ class Reassembler:
             return None
         data = _join(entry.pieces, entry.total)
         if data is None:
+            return None
+        if len(data) + len(entry.header) - (40 if ver == 6 else 0) > MAX_IP_LENGTH:
+            self._remove(key)
+            self.oversized += 1
             return None
         del self.pending[key]
         self.bytes -= sum(len(b) for b in entry.pieces.values())

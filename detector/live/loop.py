@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from detector.capture.reader import CaptureError, read_batches
+from detector.capture.reader import READ_ERRORS, CaptureError, read_batches
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
 from detector.findings import SEVERITY_ORDER, Finding
@@ -98,7 +98,7 @@ class LiveWatch:
             # A capture stopped before its first packet closes an empty stream: not an error.
             if not (src.stopping and stats.packets == 0):
                 stats.error(str(exc))
-        except (OSError, ValueError) as exc:
+        except READ_ERRORS as exc:
             if not src.stopping:
                 stats.error(f"reading stopped: {exc}")
         except Exception:  # an engine fault must end the watch, not leave it hanging

@@ -145,10 +145,11 @@ def finding_id(protocol_family: str, src: str, dst: str, dport: int, transport: 
     return "mw-" + hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _is_group_address(name: str) -> bool:
+def _is_group_address(name: str, t: HostTally) -> bool:
     """Multicast and broadcast addresses (IP or MAC): nobody's traffic is being watched there."""
-    if name.count(":") == 5 and "." not in name and len(name) == 17:
-        return bool(int(name[:2], 16) & 0x01)
+    if t.named_by_mac:
+        first = name[:2]
+        return all(c in "0123456789abcdefABCDEF" for c in first) and bool(int(first, 16) & 1)
     try:
         ip = ipaddress.ip_address(name)
     except ValueError:
@@ -158,13 +159,13 @@ def _is_group_address(name: str) -> bool:
 
 def _watched(table: dict[str, HostTally], total: float) -> list[WatchedHost]:
     ranked = sorted(
-        ((k, t) for k, t in table.items() if not _is_group_address(k)),
+        ((k, t) for k, t in table.items() if not _is_group_address(k, t)),
         key=lambda kv: (-kv[1].packets, -kv[1].bytes, kv[0]),
     )
     out = []
     denom = total or sum(t.packets for t in table.values()) or 1.0
     for name, t in ranked[:MAX_WATCHED]:
-        is_ip = "." in name or name.count(":") != 5
+        is_ip = not t.named_by_mac
         out.append(
             WatchedHost(
                 ip=name if is_ip else None,

@@ -31,6 +31,8 @@ MAX_RECORDS = 100
 # Templates kept per stream; a bound so garbage that passes the checks cannot grow memory.
 MAX_TEMPLATES = 4096
 VARLEN = 0xFFFF
+# The widest unsigned integer element (unsigned64).
+MAX_UINT_BYTES = 8
 
 # Information elements read from data records (IPFIX numbering; v9 uses the same numbers).
 IE_OCTETS, IE_PACKETS, IE_PROTO, IE_SPORT, IE_SRC4, IE_DPORT, IE_DST4 = 1, 2, 4, 7, 8, 11, 12
@@ -212,7 +214,10 @@ def read_records(
 
 
 def _uint(b: bytes | None) -> int:
-    return int.from_bytes(b, "big") if b else 0
+    """An unsigned field; wider than unsigned64 is not a number a sender may use (RFC 7011
+    6.2 reduced-size encoding only shrinks), so it counts as absent rather than as a number
+    of hundreds of digits."""
+    return int.from_bytes(b, "big") if b and len(b) <= MAX_UINT_BYTES else 0
 
 
 def _addr(row: dict[int, bytes], v4: int, v6: int) -> str | None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from detector.evidence import StreamEvidence
 from detector.findings import SEVERITY_ORDER, Finding, Report, WatchedHost
+from detector.report.safe import utc_datetime
 from detector.timeline import Timeline
 
 BINS = 60  # timeline resolution when the engine gives no per-interval counts
@@ -77,7 +78,7 @@ def _epoch(iso: str | int | float | None) -> float | None:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_datetime(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _size(n: float) -> str:
