@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from detector.decode.frames import InnerPacket, parse_carried
+from detector.decode.frames import CHECKSUM_NONE, InnerPacket, parse_carried
 from detector.protocols.base import Decoded, Kind
 
 MAX_HOSTS = 4096
@@ -100,6 +100,8 @@ class StreamEvidence:
     carried_bytes: float = 0.0
     carried_unparsed: int = 0
     inner_links: Counter[str] = field(default_factory=Counter)
+    # Carried header facts: ipv4_checksum_right/zero/wrong, group_source_mac (packets).
+    carried_checks: Counter[str] = field(default_factory=Counter)
     # Inner conversation (sorted endpoint pair + proto) → bit 1: seen a→b, bit 2: seen b→a.
     conversations: dict[tuple[str, str, int], int] = field(default_factory=dict)
     conversation_packets: dict[tuple[str, str, int], float] = field(default_factory=dict)
@@ -146,13 +148,14 @@ class StreamEvidence:
             self.inner_links[carried.link] += 1
             if len(self.inner_samples) < self.sample_limit:
                 self.inner_samples.append((ts, carried.link, carried.data))
-            inner = parse_carried(carried.link, carried.data)
+            inner = carried.parsed or parse_carried(carried.link, carried.data)
             size = carried.orig_len or len(carried.data)
             self.carried_packets += weight
             self.carried_bytes += size * weight
             if inner is None or (inner.src is None and inner.src_mac is None):
                 self.carried_unparsed += 1
                 continue
+            self._header_facts(inner)
             self._inner(inner, size, weight)
             if self.copy_hook is not None and inner.src is not None:
                 self.copy_hook(inner, carried.data, ts)
@@ -168,6 +171,14 @@ class StreamEvidence:
                 # can claim anything).
                 t.packets += min(r.packets, COUNTER_MAX) * weight
                 t.bytes += min(r.bytes, COUNTER_MAX) * weight
+
+    def _header_facts(self, inner: InnerPacket) -> None:
+        """Count what the carried headers say of themselves: checksum right, zero or wrong, a
+        source MAC with the group bit.  Facts about the copy, never a reason to drop it."""
+        if inner.checksum != CHECKSUM_NONE:
+            self.carried_checks[f"ipv4_checksum_{inner.checksum}"] += 1
+        if inner.group_source_mac:
+            self.carried_checks["group_source_mac"] += 1
 
     def _fact(self, k: str, v: object) -> None:
         values = v if isinstance(v, list) else [v]
@@ -222,6 +233,7 @@ class StreamEvidence:
         self.src_mac = self.src_mac or o.src_mac
         self.dst_mac = self.dst_mac or o.dst_mac
         self.inner_links.update(o.inner_links)
+        self.carried_checks.update(o.carried_checks)
         for k, c in o.sessions.items():
             self.sessions.setdefault(k, Counter()).update(c)
         for k, c in o.facts.items():

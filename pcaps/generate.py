@@ -1643,6 +1643,73 @@ def s_mirror_with_natives(name: str) -> bytes:
     return pcap_of(natives + erspan2_stream(rng, natives, Outer(rng), delay=(200, 2000)))
 
 
+# --------------------------------------------------------------------------- untidy carried headers
+
+
+def zero_ip_checksum(frame: bytes) -> bytes:
+    """The frame as a sniffer sees it before TX checksum offload: IPv4 header checksum 0."""
+    if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+        return frame[:24] + b"\0\0" + frame[26:]
+    return frame
+
+
+def anonymise(frame: bytes) -> bytes:
+    """What capture anonymisers do: MACs become bb:bb:bb:bb:bb:xx (group bit set) and IPv4
+    addresses are rewritten, leaving every checksum stale."""
+    out = bytearray(frame)
+    for at in (0, 6):
+        out[at : at + 6] = b"\xbb" * 5 + bytes([(zlib.crc32(frame[at : at + 6]) & 0x7F) | 0x80])
+    if len(out) >= 34 and out[12:14] == b"\x08\x00":
+        for at in (26, 30):
+            out[at : at + 3] = b"\x0a\x63\x63"  # 10.99.99.x, the last byte kept
+    return bytes(out)
+
+
+def mirror_wraps(rng: random.Random) -> dict[str, Callable[[int, bytes], bytes]]:
+    """One wrapper per mirror format, each from its own exporter to one collector."""
+    outs = {name: Outer(rng, src=f"10.1.3.{k + 1}") for k, name in enumerate(MIRROR_FORMATS)}
+    sport = rng.randrange(49152, 65535)
+    geneve = struct.pack(">BBHI", 0, 0, 0x6558, 777 << 8)
+    hdr3 = erspan3_hdr(12, 0, hwid=5, direction=0, platform=False)
+    return {
+        "tzsp": lambda i, f: outs["tzsp"].udp(tzsp_hdr() + f, sport, 37008),
+        "erspan-1": lambda i, f: outs["erspan-1"].ip(gre(0x88BE) + f, 47),
+        "erspan-2": lambda i, f: outs["erspan-2"].ip(
+            gre(0x88BE, seq=i) + erspan2_hdr(7, 0x1F) + f, 47
+        ),
+        "erspan-3": lambda i, f: outs["erspan-3"].ip(gre(0x22EB, seq=i) + hdr3 + f, 47),
+        "gre-teb": lambda i, f: outs["gre-teb"].ip(gre(0x6558, key=100) + f, 47),
+        "vxlan": lambda i, f: outs["vxlan"].udp(vxlan_hdr(4242) + f, sport, 4789),
+        "geneve": lambda i, f: outs["geneve"].udp(geneve + f, sport, 6081),
+    }
+
+
+MIRROR_FORMATS = ("tzsp", "erspan-1", "erspan-2", "erspan-3", "gre-teb", "vxlan", "geneve")
+
+
+def untidy_mirrors(name: str, untidy: Callable[[random.Random, bytes], bytes]) -> bytes:
+    """A copy stream of each mirror format whose carried frames went through ``untidy``."""
+    rng = rng_for(name)
+    inner = traffic(rng, 40)
+    frames: list[Frame] = []
+    for wrap in mirror_wraps(rng).values():
+        frames += copies(rng, [(t, untidy(rng, f)) for t, f in inner], wrap)
+    return pcap_of(sorted(frames, key=lambda f: f[0]))
+
+
+def s_checksum_zero_one_way(name: str) -> bytes:
+    """Clients' frames copied before checksum offload (0), the servers' answers with theirs."""
+    return untidy_mirrors(name, lambda rng, f: zero_ip_checksum(f) if is_up(f) else f)
+
+
+def s_checksum_zero_all(name: str) -> bytes:
+    return untidy_mirrors(name, lambda rng, f: zero_ip_checksum(f))
+
+
+def s_anonymised_carried(name: str) -> bytes:
+    return untidy_mirrors(name, lambda rng, f: anonymise(f))
+
+
 # --------------------------------------------------------------------------- container edge cases
 
 
@@ -1881,6 +1948,9 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "mpls-outer.pcap": s_mpls,
     "pppoe-outer.pcap": s_pppoe,
     "ipv6-ext-header.pcap": s_ipv6_ext,
+    "checksum-zero-one-way.pcap": s_checksum_zero_one_way,
+    "checksum-zero-all.pcap": s_checksum_zero_all,
+    "anonymised-carried.pcap": s_anonymised_carried,
     "bad/truncated.pcap": s_bad_truncated,
     "bad/garbage.pcap": s_bad_garbage,
     "bad/unknown-linktype.pcap": s_bad_unknown_linktype,

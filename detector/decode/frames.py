@@ -10,6 +10,11 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -28,6 +33,19 @@ PLAUSIBLE_ETHERTYPES = frozenset(
 )  # fmt: skip
 
 IPV6_EXT_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
+
+# What a carried IPv4 header's checksum says.  A fact for the evidence, never a reason to reject
+# a copy: frames copied before TX checksum offload carry 0, anonymised captures a stale value.
+CHECKSUM_NONE = "none"  # IPv6, or no IPv4 header
+CHECKSUM_RIGHT = "right"
+CHECKSUM_ZERO = "zero"
+CHECKSUM_WRONG = "wrong"
+
+# IPv6 next headers seen in practice; anything else in a would-be IPv6 header is taken as noise
+# where a format has no header of its own to vouch for what follows it.
+IPV6_NEXT_HEADERS = frozenset(
+    {0, 1, 2, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 59, 60, 88, 89, 103, 112, 132, 135, 136, 139}
+)
 
 
 @dataclass(slots=True)
@@ -51,6 +69,10 @@ class InnerPacket:
     l4_offset: int = -1
     # True when this is a non-first fragment (no L4 header in it).
     fragment: bool = False
+    # Facts about the carried header (counted per stream, never used to reject a copy).
+    checksum: str = CHECKSUM_NONE
+    # The source MAC has its group bit set (anonymised captures, odd hardware).
+    group_source_mac: bool = False
 
 
 def mac_str(b: bytes) -> str:
@@ -63,64 +85,126 @@ def ip_str(b: bytes) -> str:
     return str(ipaddress.IPv6Address(b))
 
 
-def ipv4_checksum_ok(hdr: bytes) -> bool:
-    """RFC 791 one's-complement sum over the header, checksum included, must be 0xffff."""
-    if len(hdr) % 2:
-        return False
-    total = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
+def ones_complement_sum(data: bytes) -> int:
+    """RFC 1071 16-bit one's-complement sum, folded (the IPv4 header checksum arithmetic)."""
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
-    return total == 0xFFFF
+    return total
+
+
+def ones_complement_sum_np(words: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The same sum over rows of 16-bit words (n, k), vectorised for prefilters."""
+    total = words.sum(axis=1)
+    for _ in range(3):
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def ipv4_checksum_ok(hdr: bytes) -> bool:
+    """RFC 791: the sum over the header, checksum included, is 0xffff."""
+    return len(hdr) % 2 == 0 and ones_complement_sum(hdr) == 0xFFFF
+
+
+def ipv4_checksum_state(data: bytes, off: int = 0) -> str:
+    """right / zero / wrong for the IPv4 header at ``off`` (structure already checked)."""
+    ihl = (data[off] & 0x0F) * 4
+    if ipv4_checksum_ok(bytes(data[off : off + ihl])):
+        return CHECKSUM_RIGHT
+    if data[off + 10] == 0 and data[off + 11] == 0:
+        return CHECKSUM_ZERO
+    return CHECKSUM_WRONG
+
+
+def ip_version_at(
+    data: bytes, off: int = 0, *, exact_len: bool = False, strict: bool = False
+) -> int:
+    """The one test of "an IP packet starts at ``off``": 4 or 6, else 0.
+
+    Structure: version, IHL ≥ 5, a whole header, a total length not shorter than the header
+    (IPv4); a whole 40-byte header (IPv6).  ``exact_len`` requires the stated length to end
+    exactly at the end of ``data`` (a packet that fills its container); otherwise it may be cut
+    short by a snap length.  ``strict`` is for formats with no header of their own to vouch for
+    what they carry (magic-less shims, the unknown encapsulation, tunnels): the IPv4 checksum
+    must be right, an IPv6 packet must have a plausible next header and hop limit and a payload
+    length that covers what follows.
+    """
+    if len(data) - off < 20:
+        return 0
+    ver = data[off] >> 4
+    if ver == 4:
+        ihl = (data[off] & 0x0F) * 4
+        if ihl < 20 or len(data) - off < ihl:
+            return 0
+        total = (data[off + 2] << 8) | data[off + 3]
+        if total < ihl or (exact_len and total != len(data) - off):
+            return 0
+        if strict and not ipv4_checksum_ok(bytes(data[off : off + ihl])):
+            return 0
+        return 4
+    if ver == 6 and len(data) - off >= 40:
+        plen = (data[off + 4] << 8) | data[off + 5]
+        if exact_len and plen + 40 != len(data) - off:
+            return 0
+        if strict and (
+            data[off + 6] not in IPV6_NEXT_HEADERS
+            or data[off + 7] == 0
+            or plen + 40 < len(data) - off
+        ):
+            return 0
+        return 6
+    return 0
+
+
+def ip_fills(data: bytes, off: int) -> bool:
+    """A real IP packet at ``off`` whose stated length is exactly what follows (no cut-short
+    capture), checked strictly: the evidence of formats without a magic number."""
+    return ip_version_at(data, off, exact_len=True, strict=True) != 0
 
 
 def ipv4_valid(
-    data: bytes, off: int = 0, *, exact_len: bool = False, checksum: bool = True
+    data: bytes, off: int = 0, *, exact_len: bool = False, checksum: bool = False
 ) -> bool:
-    """A real IPv4 header starts at ``off``: version 4, IHL ≥ 5, lengths consistent.
-
-    ``exact_len`` requires the total length to end exactly at the end of ``data`` (a carried
-    packet that fills its container); otherwise it may be truncated (snap length) but not longer
-    than 64 KiB and not shorter than its header.
-    """
-    if len(data) - off < 20:
-        return False
-    b0 = data[off]
-    if b0 >> 4 != 4:
-        return False
-    ihl = (b0 & 0x0F) * 4
-    if ihl < 20 or len(data) - off < ihl:
-        return False
-    total = (data[off + 2] << 8) | data[off + 3]
-    if total < ihl:
-        return False
-    if exact_len and total != len(data) - off:
-        return False
-    return not checksum or ipv4_checksum_ok(bytes(data[off : off + ihl]))
+    """An IPv4 packet starts at ``off`` (see :func:`ip_version_at`)."""
+    return (
+        len(data) - off >= 20
+        and data[off] >> 4 == 4
+        and bool(ip_version_at(data, off, exact_len=exact_len, strict=checksum))
+    )
 
 
 def ipv6_valid(data: bytes, off: int = 0, *, exact_len: bool = False) -> bool:
-    if len(data) - off < 40 or data[off] >> 4 != 6:
-        return False
-    plen = (data[off + 4] << 8) | data[off + 5]
-    if exact_len:
-        # Jumbograms (payload length 0 with a hop-by-hop option) are not expected inside copies.
-        return plen + 40 == len(data) - off
-    return True
+    """An IPv6 packet starts at ``off`` (see :func:`ip_version_at`)."""
+    return (
+        len(data) - off >= 40
+        and data[off] >> 4 == 6
+        and bool(ip_version_at(data, off, exact_len=exact_len))
+    )
 
 
-def ethernet_valid(data: bytes, off: int = 0) -> bool:
-    """Plausible Ethernet II / 802.3 frame at ``off``: known EtherType, or an 802.3 length field
-    that fits, and a unicast/multicast source MAC (the group bit is never set in a source)."""
+def ethernet_valid(data: bytes, off: int = 0, *, strict: bool = False) -> bool:
+    """Plausible Ethernet II / 802.3 frame at ``off``: a known EtherType (with the IP header it
+    announces, or what a snap length left of it), or an 802.3 length field that fits.
+
+    ``strict`` adds what only formats without a header of their own need: a source MAC without
+    the group bit and a right IPv4 checksum.  Everywhere else those are facts, counted in the
+    evidence (:class:`InnerPacket`).
+    """
     if len(data) - off < 14:
         return False
-    if data[off + 6] & 0x01:
+    if strict and data[off + 6] & 0x01:
         return False
     etype = (data[off + 12] << 8) | data[off + 13]
     if etype in PLAUSIBLE_ETHERTYPES:
-        if etype == ETH_IPV4:
-            return ipv4_valid(data, off + 14, checksum=True)
-        if etype == ETH_IPV6:
-            return ipv6_valid(data, off + 14)
+        if etype in (ETH_IPV4, ETH_IPV6):
+            ip = off + 14
+            want = 4 if etype == ETH_IPV4 else 6
+            if len(data) - ip < (20 if want == 4 else 40) and not strict:
+                # Cut by a small snap length: what is left must still start like the header.
+                return len(data) == ip or data[ip] >> 4 == want
+            return ip_version_at(data, ip, strict=strict) == want
         return True
     # 802.3 length field followed by LLC (STP, CDP, ...).
     return etype <= 1500 and etype <= len(data) - off - 14 + 4
@@ -130,11 +214,10 @@ def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
     """Parse an IPv4 or IPv6 packet starting at ``off``; None when it is not one."""
     if len(data) - off < 1:
         return None
-    ver = data[off] >> 4
+    ver = ip_version_at(data, off)
     pkt = InnerPacket(ip_version=ver, ip_offset=off)
     if ver == 4:
-        if not ipv4_valid(data, off, checksum=False):
-            return None
+        pkt.checksum = ipv4_checksum_state(data, off)
         ihl = (data[off] & 0x0F) * 4
         pkt.ip_len = (data[off + 2] << 8) | data[off + 3]
         pkt.ip_id = (data[off + 4] << 8) | data[off + 5]
@@ -145,8 +228,6 @@ def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
         pkt.fragment = frag != 0
         l4 = off + ihl
     elif ver == 6:
-        if not ipv6_valid(data, off):
-            return None
         pkt.ip_len = ((data[off + 4] << 8) | data[off + 5]) + 40
         pkt.src = ip_str(bytes(data[off + 8 : off + 24]))
         pkt.dst = ip_str(bytes(data[off + 24 : off + 40]))
@@ -213,7 +294,19 @@ def parse_ethernet(data: bytes, off: int = 0) -> InnerPacket | None:
     if inner is None:
         inner = InnerPacket()
     inner.src_mac, inner.dst_mac, inner.ethertype, inner.vlan = src_mac, dst_mac, etype, vlan
+    inner.group_source_mac = bool(data[off + 6] & 0x01)
     return inner
+
+
+def carried_frame(link: str, data: bytes) -> InnerPacket | None:
+    """Check the structure of a frame or IP packet a format says it carries and parse it, once:
+    the value serves validation, evidence and copy fingerprints.  None when it is not what the
+    format says (checksums and MAC bits are recorded in it, never a reason for None)."""
+    if link == "ethernet":
+        return parse_ethernet(data) if ethernet_valid(data) else None
+    if link == "ip":
+        return parse_ip(data)
+    return None
 
 
 def parse_carried(link: str, data: bytes) -> InnerPacket | None:

@@ -13,7 +13,13 @@ import struct
 from dataclasses import dataclass, field
 
 from detector.capture.reader import PacketBatch
-from detector.decode.frames import ETH_MPLS, ETH_PPPOE_SESSION, ETH_VLAN_TAGS, parse_ip
+from detector.decode.frames import (
+    ETH_MPLS,
+    ETH_PPPOE_SESSION,
+    ETH_VLAN_TAGS,
+    ones_complement_sum,
+    parse_ip,
+)
 from detector.decode.headers import LINK_ETHERNET, LINK_SLL, LINK_SLL2, Headers
 
 # The largest IPv4 total length / IPv6 payload length (jumbograms are not reassembled).
@@ -207,10 +213,7 @@ def _rebuild(header: bytes, payload: bytes) -> bytes:
         struct.pack_into("!H", h, 2, len(h) + len(payload))  # total length
         struct.pack_into("!H", h, 6, 0)  # no more fragments, offset 0
         struct.pack_into("!H", h, 10, 0)
-        s = sum(struct.unpack(f"!{len(h) // 2}H", bytes(h)))
-        while s > 0xFFFF:
-            s = (s & 0xFFFF) + (s >> 16)
-        struct.pack_into("!H", h, 10, ~s & 0xFFFF)
+        struct.pack_into("!H", h, 10, ~ones_complement_sum(bytes(h)) & 0xFFFF)
     else:
         struct.pack_into("!H", h, 4, len(h) - 40 + len(payload))
     return bytes(h) + payload

@@ -46,6 +46,7 @@ DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
     "pcap-over-ip": (57012,),
 }
 MAX_WATCHED = 25
+CHECKSUMS = ("right", "zero", "wrong")
 KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 # Facts shown elsewhere in the reasons.
 HIDDEN_FACTS = frozenset({"prefix"})
@@ -220,6 +221,31 @@ def _facts_sentence(s: StreamEvidence) -> str | None:
     return "Decoded fields: " + "; ".join(parts[:12]) + "." if parts else None
 
 
+def _carried_checks(
+    s: StreamEvidence, evidence: dict[str, int | float | str | bool | list[str] | list[int]]
+) -> str | None:
+    """Carried-header facts into the evidence, and a sentence when some are odd."""
+    for k, n in sorted(s.carried_checks.items()):
+        evidence[f"carried_{k}"] = n
+    right, zero, wrong = (s.carried_checks.get(f"ipv4_checksum_{k}", 0) for k in CHECKSUMS)
+    group = s.carried_checks.get("group_source_mac", 0)
+    if not (zero or wrong or group):
+        return None
+    parts = []
+    if zero or wrong:
+        parts.append(
+            f"of {right + zero + wrong} carried IPv4 headers {right} have a right checksum, "
+            f"{zero} checksum 0 (copied before checksum offload) and {wrong} a wrong one "
+            "(rewritten or anonymised)"
+        )
+    if group:
+        parts.append(f"{group} carried frames have a group-bit source MAC (anonymised or odd)")
+    return (
+        "Carried headers: " + "; ".join(parts) + ". Counted as facts: a copy is recognised by "
+        "the format's own header, not by the checksums inside it."
+    )
+
+
 def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | None:
     """The verdict for one (merged) stream; None when it is not worth a finding."""
     th = ctx.thresholds
@@ -267,7 +293,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         reasons.append(
             f"None of the {checked} carried packets checked against this link's own traffic "
             "was seen there natively: the originals travel elsewhere (the span sees only the "
-            "copies)."
+            "copies), or the copies were rewritten (anonymised addresses)."
         )
     if checked:
         evidence["copy_match_share"] = round(matched / checked, 4)
@@ -292,6 +318,9 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             # Carried frames that were neither IP nor a frame with addresses (ERSPAN III frame
             # type 7, 802.11 management, truncated copies).
             evidence["carried_unparsed"] = s.carried_unparsed
+        header_note = _carried_checks(s, evidence)
+        if header_note:
+            reasons.append(header_note)
     evidence["return_packets"] = returning
 
     if s.protocol == "unknown-encapsulation":

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from detector.decode.frames import InnerPacket
+
 Kind = Literal["mirror", "intercept", "flow-export", "tunnel"]
 Transport = Literal["udp", "tcp", "gre", "ip"]
 # How the carried bytes begin: an Ethernet frame, an IP packet (v4 or v6 by its first nibble),
@@ -35,6 +37,9 @@ class Carried:
     orig_len: int | None = None
     # "rx"/"tx"/"ingress"/"egress"/"to-target"/"from-target" where the format records it.
     direction: str | None = None
+    # The frame parsed when the decoder checked it (detector.decode.frames.carried_frame), so
+    # evidence and copy matching do not parse it again.
+    parsed: InnerPacket | None = None
 
 
 @dataclass(slots=True)

@@ -95,7 +95,7 @@ class CapwapDecoder(Decoder):
                 return None
             body, facts["fc_swapped"] = fixed
             link = "ieee80211"
-        elif not native and ethernet_valid(body):
+        elif not native and ethernet_valid(body, strict=True):
             link = "ethernet"
         else:
             return None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 
-from detector.decode.frames import ethernet_valid, ipv4_valid, ipv6_valid
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.decode.frames import carried_frame
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 from detector.protocols.gre import FLAG_SEQ, GreMirrorDecoder
 
 GRE_ERSPAN = 0x88BE
@@ -35,17 +35,16 @@ GRANULARITY = {0: "100us", 1: "100ns", 2: "ieee-1588", 3: "custom"}
 EN_NAMES = {0: "none", 1: "ISL", 2: "802.1Q", 3: "VLAN preserved"}
 
 
-def _ip_valid(data: bytes) -> bool:
-    return ipv4_valid(data) or ipv6_valid(data)
-
-
 class ErspanType1(GreMirrorDecoder):
     name = "erspan-1"
     gre_types = frozenset({GRE_ERSPAN})
     priority = 20
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
-        if ctx.gre_flags & FLAG_SEQ or not ethernet_valid(payload):
+        if ctx.gre_flags & FLAG_SEQ:
+            return None
+        frame = carried_frame("ethernet", bytes(payload))
+        if frame is None:
             return None
         return Decoded(
             protocol=self.name,
@@ -54,7 +53,7 @@ class ErspanType1(GreMirrorDecoder):
                 f"GRE protocol 88 be, flags 0x{ctx.gre_flags:04x} (S clear): ERSPAN type I, "
                 f"no ERSPAN header; Ethernet frame follows ({payload[:14].hex(' ')})"
             ),
-            carried=[Carried("ethernet", bytes(payload))],
+            carried=[Carried("ethernet", bytes(payload), parsed=frame)],
             facts={"version": 0},
             header_len=0,
         )
@@ -74,7 +73,8 @@ class ErspanType2(GreMirrorDecoder):
         if w0 >> 12 != VERSION_II:
             return None
         inner = bytes(payload[TYPE2.size :])
-        if not ethernet_valid(inner):
+        frame = carried_frame("ethernet", inner)
+        if frame is None:
             return None
         vlan, cos, en, trunc = w0 & 0x0FFF, w1 >> 13, (w1 >> 11) & 3, (w1 >> 10) & 1
         session_id, index = w1 & 0x3FF, w2 & 0xFFFFF
@@ -87,7 +87,7 @@ class ErspanType2(GreMirrorDecoder):
                 f"index {index} (GRE protocol 0x{ctx.gre_proto:04x})"
             ),
             session={"session_id": session_id, "index": index},
-            carried=[Carried("ethernet", inner)],
+            carried=[Carried("ethernet", inner, parsed=frame)],
             facts={
                 "version": VERSION_II,
                 "gre_seq": ctx.gre_seq,
@@ -122,13 +122,11 @@ class ErspanType3(GreMirrorDecoder):
             off += PLATFORM_LEN
         inner = bytes(payload[off:])
         strength = 1.0
-        if ft == FT_ETHERNET:
-            link = "ethernet"
-            if not ethernet_valid(inner):
-                return None
-        elif ft == FT_IP:
-            link = "ip"
-            if not _ip_valid(inner):
+        frame = None
+        if ft in (FT_ETHERNET, FT_IP):
+            link: InnerLink = "ethernet" if ft == FT_ETHERNET else "ip"
+            frame = carried_frame(link, inner)
+            if frame is None:
                 return None
         else:
             # A frame type the spec leaves reserved: the GRE type and version still say ERSPAN
@@ -154,7 +152,7 @@ class ErspanType3(GreMirrorDecoder):
                 f"(GRE protocol 0x{ctx.gre_proto:04x})"
             ),
             session=session,
-            carried=[Carried(link, inner, direction=direction)],
+            carried=[Carried(link, inner, direction=direction, parsed=frame)],
             facts={
                 "version": VERSION_III,
                 "gre_seq": ctx.gre_seq,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from detector.decode.frames import ETH_IPV4, ETH_IPV6, ethernet_valid, ipv4_valid, ipv6_valid
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.decode.frames import ETH_IPV4, ETH_IPV6, InnerPacket, carried_frame
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +23,8 @@ FLAG_O = 0x80
 FLAG_C = 0x40
 RESERVED_BITS = 0x3F
 PROTO_TEB = 0x6558
-PROTO_LINKS = {PROTO_TEB: "ethernet", ETH_IPV4: "ip", ETH_IPV6: "ip"}
+PROTO_LINKS: dict[int, InnerLink] = {PROTO_TEB: "ethernet", ETH_IPV4: "ip", ETH_IPV6: "ip"}
+IP_VERSIONS = {ETH_IPV4: 4, ETH_IPV6: 6}
 MIN_INNER = 14  # the shortest carried packet (Ethernet header; an IPv4 header is longer)
 
 # Option class registry entries named in tcpdump's print-geneve.c.
@@ -39,12 +40,12 @@ OPTION_CLASSES = {
 }
 
 
-def _inner_valid(proto: int, inner: bytes) -> bool:
-    if proto == PROTO_TEB:
-        return ethernet_valid(inner)
-    if proto == ETH_IPV4:
-        return ipv4_valid(inner)
-    return ipv6_valid(inner)
+def _inner(proto: int, link: InnerLink, inner: bytes) -> InnerPacket | None:
+    """The carried frame when it is what the protocol field announces."""
+    frame = carried_frame(link, inner)
+    if frame is None or (proto != PROTO_TEB and frame.ip_version != IP_VERSIONS[proto]):
+        return None
+    return frame
 
 
 def _walk_options(data: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
@@ -96,7 +97,8 @@ class Geneve(Decoder):
         if options is None:
             return None
         inner = bytes(payload[end:])
-        if not _inner_valid(proto, inner):
+        frame = _inner(proto, link, inner)
+        if frame is None:
             return None
         vni = word >> 8
         classes = list(dict.fromkeys(c for c, _ in options))
@@ -111,7 +113,7 @@ class Geneve(Decoder):
                 f"VNI {vni}"
             ),
             session={"vni": vni},
-            carried=[Carried(link, inner)],
+            carried=[Carried(link, inner, parsed=frame)],
             facts={
                 "option_classes": classes,
                 "option_types": [t for _, t in options],

@@ -9,7 +9,7 @@ payload length followed by a little-endian tunnel id (flags/version bytes ``20 0
 
 from __future__ import annotations
 
-from detector.decode.frames import ethernet_valid
+from detector.decode.frames import carried_frame
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
 from detector.protocols.gre import FLAG_KEY, VERSION_ENHANCED, VERSION_MASK, GreMirrorDecoder
 
@@ -23,7 +23,8 @@ class GreTeb(GreMirrorDecoder):
     priority = 40
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
-        if not ethernet_valid(payload):
+        frame = carried_frame("ethernet", bytes(payload))
+        if frame is None:
             return None
         session: dict[str, int | str] = {}
         key = ""
@@ -38,7 +39,7 @@ class GreTeb(GreMirrorDecoder):
                 f"bridging){key}: Ethernet frame follows ({payload[:14].hex(' ')})"
             ),
             session=session,
-            carried=[Carried("ethernet", bytes(payload))],
+            carried=[Carried("ethernet", bytes(payload), parsed=frame)],
             facts={"gre_seq": ctx.gre_seq},
             header_len=0,
         )
@@ -75,14 +76,15 @@ class Eoip(GreMirrorDecoder):
                 facts={"keepalive": True},
                 strength=0.8,
             )
-        if not ethernet_valid(payload):
+        frame = carried_frame("ethernet", bytes(payload))
+        if frame is None:
             return None
         return Decoded(
             protocol=self.name,
             kind=self.kind,
             header=f"{header}: Ethernet frame follows ({payload[:14].hex(' ')})",
             session={"tunnel_id": tunnel_id},
-            carried=[Carried("ethernet", bytes(payload), orig_len=frame_len)],
+            carried=[Carried("ethernet", bytes(payload), orig_len=frame_len, parsed=frame)],
             facts={"keepalive": False, "frame_len": frame_len},
             header_len=0,
         )

@@ -105,7 +105,7 @@ def _v3_data(data: bytes, off: int) -> Decoded | None:
         body = off + 4 + extra
         link: InnerLink | None = None
         # An 802.3 length field is too weak a sign here: require an EtherType.
-        if ethernet_valid(data, body) and data[body + 12] >= 0x06:
+        if ethernet_valid(data, body, strict=True) and data[body + 12] >= 0x06:
             link = "ethernet"
         elif ip_version_at(data, body):
             link = "ip"

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import (
+    CHECKSUM_RIGHT,
     ETH_IPV4,
     ETH_IPV6,
     ETH_MPLS,
     ETH_PPPOE_SESSION,
     ETH_VLAN_TAGS,
     ethernet_valid,
-    ipv4_valid,
-    ipv6_valid,
+    ip_fills,
     parse_ethernet,
 )
 from detector.decode.lut import lut
@@ -61,27 +61,15 @@ def hexbytes(data: bytes, n: int) -> str:
     return " ".join(f"{b:02x}" for b in data[:n])
 
 
-def ip_fills(data: bytes, off: int) -> bool:
-    """An IPv4 (checksum right) or IPv6 packet starts at ``off`` and ends with ``data``."""
-    if len(data) - off < 20:
-        return False
-    version = data[off] >> 4
-    if version == 4:
-        return ipv4_valid(data, off, exact_len=True, checksum=True)
-    if version == 6:
-        return ipv6_valid(data, off, exact_len=True)
-    return False
-
-
 def ether_fills(data: bytes, off: int) -> bool:
     """An Ethernet frame at ``off`` whose IP packet ends inside ``data``, followed by no more than
     minimum-size padding and an FCS: a copied frame, not bytes that happen to look like one."""
-    if not ethernet_valid(data, off):
+    if not ethernet_valid(data, off, strict=True):
         return False
     inner = parse_ethernet(data, off)
     if inner is None or inner.ip_offset < 0 or inner.ip_len <= 0:
         return False
-    if inner.ip_version == 4 and not ipv4_valid(data, inner.ip_offset, checksum=True):
+    if inner.ip_version == 4 and inner.checksum != CHECKSUM_RIGHT:
         return False
     end = inner.ip_offset + inner.ip_len
     if end > len(data):

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.decode.frames import ethernet_valid
+from detector.decode.frames import ethernet_valid, ip_fills
 from detector.protocols.base import PREFILTER_BYTES, Carried, Decoded, Decoder, PacketContext
-from detector.protocols.tunnel_common import be16, hex_head, ip_fills
+from detector.protocols.tunnel_common import be16, hex_head
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -44,7 +44,7 @@ def carried_by_next_protocol(
         if ip_version_at(data, off) == (4 if next_proto == NEXT_IPV4 else 6):
             return Carried(link="ip", data=bytes(data[off:]))
     elif next_proto == NEXT_ETHERNET:
-        if ethernet_valid(data, off):
+        if ethernet_valid(data, off, strict=True):
             return Carried(link="ethernet", data=bytes(data[off:]))
     elif next_proto == NEXT_MPLS:
         parsed = label_stack(data, off)

@@ -15,7 +15,7 @@ import struct
 from collections import OrderedDict
 from typing import TYPE_CHECKING, ClassVar
 
-from detector.decode.frames import ethernet_valid, ipv4_valid, ipv6_valid
+from detector.decode.frames import ethernet_valid, ip_version_at
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -76,9 +76,9 @@ def remember_linktype(server: str, linktype: int) -> None:
 
 
 def guess_link(frame: bytes) -> InnerLink:
-    if ethernet_valid(frame):
+    if ethernet_valid(frame, strict=True):
         return "ethernet"
-    if ipv4_valid(frame) or ipv6_valid(frame):
+    if ip_version_at(frame, strict=True):
         return "ip"
     return "raw"
 

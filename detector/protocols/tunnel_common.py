@@ -8,16 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from detector.decode.frames import ipv4_valid, ipv6_valid
+from detector.decode import frames
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-# IPv6 next headers seen in practice; anything else in a would-be IPv6 header is taken as noise.
-IPV6_NEXT_HEADERS = frozenset(
-    {0, 1, 2, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 59, 60, 88, 89, 103, 112, 132, 135, 136, 139}
-)
 
 # PPP protocol numbers a tunnel plausibly carries: IP, IPv6, LCP, IPCP, IPV6CP, PAP, CHAP, EAP,
 # CCP, compressed datagram (MPPE), multilink, LQR.
@@ -33,30 +28,9 @@ def hex_head(data: bytes, n: int) -> str:
 
 
 def ip_version_at(data: bytes, off: int) -> int:
-    """4 or 6 when a real IP packet starts at ``off`` (it may be cut short by the capture), else 0.
-
-    IPv4 must pass its header checksum; IPv6, having none, must have a plausible next header and
-    a payload length that is not shorter than what follows it.
-    """
-    if off >= len(data):
-        return 0
-    nib = data[off] >> 4
-    if nib == 4:
-        return 4 if ipv4_valid(data, off, checksum=True) else 0
-    if nib == 6 and ipv6_valid(data, off):
-        plen = (data[off + 4] << 8) | data[off + 5]
-        if data[off + 6] in IPV6_NEXT_HEADERS and plen + 40 >= len(data) - off:
-            return 6
-    return 0
-
-
-def ip_fills(data: bytes, off: int) -> bool:
-    """A real IP packet at ``off`` whose stated length is exactly what follows (no cut-short
-    capture): the strongest check for formats without a magic number."""
-    version = ip_version_at(data, off)
-    if version == 4:
-        return (data[off + 2] << 8) | data[off + 3] == len(data) - off
-    return version == 6 and ((data[off + 4] << 8) | data[off + 5]) + 40 == len(data) - off
+    """4 or 6 when a real IP packet starts at ``off`` (it may be cut short by the capture), else
+    0; checked strictly (a tunnel header does not vouch for its payload)."""
+    return frames.ip_version_at(data, off, strict=True)
 
 
 def ppp_at(data: bytes, off: int) -> int:

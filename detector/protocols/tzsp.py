@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.decode.frames import ethernet_valid, ipv4_valid, ipv6_valid, mac_str
+from detector.decode.frames import carried_frame, mac_str
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -135,10 +135,10 @@ def _radio_header_len(encap: int, data: bytes) -> int | None:
 
 def _carried(encap: int, data: bytes) -> tuple[Carried, float] | None:
     """The carried frame and the match strength, or None when it is not what encap says."""
-    if encap == ENCAP_ETHERNET:
-        return (Carried("ethernet", data), 1.0) if ethernet_valid(data) else None
-    if encap == ENCAP_RAW_IP:
-        return (Carried("ip", data), 1.0) if ipv4_valid(data) or ipv6_valid(data) else None
+    if encap in (ENCAP_ETHERNET, ENCAP_RAW_IP):
+        link: InnerLink = "ethernet" if encap == ENCAP_ETHERNET else "ip"
+        inner = carried_frame(link, data)
+        return None if inner is None else (Carried(link, data, parsed=inner), 1.0)
     if encap == ENCAP_80211:
         return (Carried("ieee80211", data), 1.0) if _ieee80211_plausible(data) else None
     if encap in RADIO_ENCAPS:

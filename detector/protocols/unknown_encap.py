@@ -15,45 +15,40 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from detector.decode.frames import ETH_IPV4, ETH_IPV6, ethernet_valid, ipv4_valid, ipv6_valid
+from detector.decode.frames import (
+    ETH_IPV4,
+    ETH_IPV6,
+    IPV6_NEXT_HEADERS,
+    ethernet_valid,
+    ip_version_at,
+    ones_complement_sum_np,
+)
 from detector.decode.lut import lut
 from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
 
 # Offsets searched for the carried packet: room for a shim of up to 44 bytes (the prefilter
 # window is 64 bytes and an IPv4 header needs 20 of them).
 MAX_OFFSET = 44
-# Next headers a carried IPv6 packet plausibly starts with (TCP, UDP, ICMPv6, extension headers,
-# ESP/AH, GRE, IP-in-IPv6) — a random byte run that happens to start with 0x6_ rarely has one.
-IPV6_NEXT = [0, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 60]
+# A carried IPv6 packet must leave room for an L4 header (a random 0x6_ run rarely does).
+MIN_IPV6_PACKET = 48
 
 
 def find_carried(payload: bytes) -> tuple[int, InnerLink, int] | None:
     """(offset of the carried frame, its link type, offset of its IP header), or None."""
     for k in range(min(MAX_OFFSET, len(payload) - 20) + 1):
-        nib = payload[k] >> 4
-        if nib == 4:
-            ok = ipv4_valid(payload, k, exact_len=True, checksum=True)
-        elif nib == 6:
-            ok = (
-                ipv6_valid(payload, k, exact_len=True)
-                and payload[k + 6] in IPV6_NEXT
-                and payload[k + 7] > 0
-                and len(payload) - k >= 48
-            )
-        else:
-            continue
-        if not ok:
+        nib = ip_version_at(payload, k, exact_len=True, strict=True)
+        if not nib or (nib == 6 and len(payload) - k < MIN_IPV6_PACKET):
             continue
         if k >= 14:
             etype = (payload[k - 2] << 8) | payload[k - 1]
             wanted = ETH_IPV4 if nib == 4 else ETH_IPV6
-            if etype == wanted and ethernet_valid(payload, k - 14):
+            if etype == wanted and ethernet_valid(payload, k - 14, strict=True):
                 return k - 14, "ethernet", k
         return k, "ip", k
     return None
 
 
-_NEXT_LUT = lut(IPV6_NEXT)
+_NEXT_LUT = lut(sorted(IPV6_NEXT_HEADERS))
 
 
 class UnknownEncapsulation(Decoder):
@@ -86,10 +81,7 @@ class UnknownEncapsulation(Decoder):
         if len(v4):
             cols = ks[v4, None] + np.arange(20)[None, :]
             hdr = head[rows[v4, None], cols].astype(np.int64)
-            total = (hdr[:, 0::2] << 8 | hdr[:, 1::2]).sum(axis=1)
-            total = (total & 0xFFFF) + (total >> 16)
-            total = (total & 0xFFFF) + (total >> 16)
-            ok[v4] = total == 0xFFFF
+            ok[v4] = ones_complement_sum_np(hdr[:, 0::2] << 8 | hdr[:, 1::2]) == 0xFFFF
         mask = np.zeros(len(head), dtype=np.bool_)
         mask[rows[ok]] = True
         return mask

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from detector.decode.frames import ethernet_valid
+from detector.decode.frames import carried_frame
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ class Vxlan(Decoder):
         elif flags != FLAGS_GBP or byte1 & GBP_BYTE1_RESERVED:
             return None
         inner = bytes(payload[HEADER.size :])
-        if not ethernet_valid(inner):
+        frame = carried_frame("ethernet", inner)
+        if frame is None:
             return None
         vni = word >> 8
         facts: dict[str, object] = {"flags": flags}
@@ -70,7 +71,7 @@ class Vxlan(Decoder):
                 f"VNI {vni}; Ethernet frame follows"
             ),
             session={"vni": vni},
-            carried=[Carried("ethernet", inner)],
+            carried=[Carried("ethernet", inner, parsed=frame)],
             facts=facts,
             # No magic number: the flags, zero reserved bytes and a valid inner frame.
             strength=0.9,
