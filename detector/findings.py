@@ -6,23 +6,55 @@ generated from them by ``mirrorwatch schema``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA = "mirrorwatch/1"
+# Where the JSON Schema of SCHEMA is published (docs/schema.json is the same document).
+SCHEMA_ID = "https://mirrorwatch.invalid/schema/mirrorwatch-1.json"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 FindingKind = Literal["mirror", "intercept", "flow-export", "tunnel"]
 
+# JSON Schema of an address field: an IPv4 or IPv6 address, or null where there is none (plain
+# copies have MACs only). Never "".
+_IP_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "ipv4"},
+        {"type": "string", "format": "ipv6"},
+        {"type": "null"},
+    ]
+}
+_MAC_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "pattern": "^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"}, {"type": "null"}]
+}
+_TIME_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+
+def _no_empty(v: object) -> object:
+    return None if v == "" else v
+
 
 class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ip: str
+    ip: str | None = Field(None, json_schema_extra=_IP_SCHEMA)
     port: int | None = None
-    mac: str | None = None
+    mac: str | None = Field(None, json_schema_extra=_MAC_SCHEMA)
+
+    _ip = field_validator("ip", "mac", mode="before")(_no_empty)
+
+    @property
+    def label(self) -> str:
+        """``ip``, ``ip:port``, ``[ip6]:port``, or the MAC where there is no address."""
+        if self.ip is None:
+            return self.mac or "?"
+        if self.port is None:
+            return self.ip
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
 class WatchedHost(BaseModel):
@@ -30,16 +62,20 @@ class WatchedHost(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ip: str | None = None
-    mac: str | None = None
+    ip: str | None = Field(None, json_schema_extra=_IP_SCHEMA)
+    mac: str | None = Field(None, json_schema_extra=_MAC_SCHEMA)
     packets: int = 0
     bytes: int = 0
     share: float = Field(0.0, description="Fraction of the stream's carried packets involving it")
 
+    _ip = field_validator("ip", "mac", mode="before")(_no_empty)
+
 
 class Finding(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Each JSON Lines line is one finding and names its schema, like the report does.
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True, validate_by_name=True)
 
+    schema_: Literal["mirrorwatch/1"] = Field(SCHEMA, alias="schema")
     id: str = Field(description="Stable for the same stream: same exporter, collector, format")
     kind: FindingKind
     protocol: str
@@ -47,12 +83,14 @@ class Finding(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     exporter: Endpoint
     collector: Endpoint
-    transport: str = Field(description="udp, tcp, gre or ip/<number>")
-    first_seen: str = Field(description="ISO 8601 UTC")
-    last_seen: str = Field(description="ISO 8601 UTC")
+    transport: str = Field(description="udp, tcp, gre, ip/<number>, or l2 for plain copies")
+    first_seen: str = Field(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
+    last_seen: str = Field(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
     packets: int
     bytes: int
-    session: dict[str, int | str] = Field(default_factory=dict)
+    # Identifiers as strings: one field keeps one type in every finding (a LIID is a number in
+    # one format and text in another), which search engines' field mappings need.
+    session: dict[str, str] = Field(default_factory=dict)
     watched: list[WatchedHost] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
     # Evidence figures behind the verdict (validated share, inner directions, copy match...).
@@ -60,6 +98,13 @@ class Finding(BaseModel):
         default_factory=dict
     )
     allow_listed: bool = False
+
+    @field_validator("session", mode="before")
+    @classmethod
+    def _session_as_text(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {str(k): x if isinstance(x, str) else str(x) for k, x in v.items()}
+        return v
 
 
 class InputSummary(BaseModel):
@@ -72,9 +117,14 @@ class InputSummary(BaseModel):
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        serialize_by_alias=True,
+        validate_by_name=True,
+        json_schema_extra={"$schema": JSON_SCHEMA_DIALECT, "$id": SCHEMA_ID},
+    )
 
-    schema_: str = Field(SCHEMA, alias="schema")
+    schema_: Literal["mirrorwatch/1"] = Field(SCHEMA, alias="schema")
     version: str
     inputs: list[InputSummary]
     stats: dict[str, int | float | str]

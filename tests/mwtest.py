@@ -5,13 +5,14 @@ A plain module (not conftest.py) so its name cannot clash with the e2e suite's c
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from detector.findings import Report
 from detector.protocols.base import PREFILTER_BYTES
-from detector.scan import scan_paths
+from detector.scan import ScanResult, scan_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
@@ -35,3 +36,12 @@ def heads(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         cut = p[:PREFILTER_BYTES]
         head[i, : len(cut)] = np.frombuffer(cut, dtype=np.uint8)
     return head, np.array([len(p) for p in payloads], dtype=np.int64)
+
+
+SAMPLES = sorted(p for p in PCAPS.rglob("*.pcap*") if "bad" not in p.parts)
+
+
+@functools.cache
+def sample_scan(path: Path) -> ScanResult:
+    """One scan per sample per test run, shared by the output tests."""
+    return scan_paths([str(path)])

@@ -48,7 +48,7 @@ def test_mirror_evidence_is_explained() -> None:
     assert f.evidence["mirror_proven"] is True
     assert f.evidence["inner_both_directions"] >= 1
     assert f.collector.port == 8472
-    assert f.session["vni"] == 4242
+    assert f.session["vni"] == "4242"
     assert any("not the usual" in r or "usual port" in r for r in f.reasons)
 
 

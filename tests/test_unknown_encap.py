@@ -21,7 +21,7 @@ DEC = UnknownEncapsulation()
 def test_made_up_shim_on_a_random_port() -> None:
     (f,) = scan(PCAPS / "unknown-shim.pcap").findings
     assert f.protocol == "unknown-encapsulation" and f.kind == "mirror"
-    assert f.session == {"offset": 7, "inner": "ip"}
+    assert f.session == {"offset": "7", "inner": "ip"}
     assert f.collector.port == 47777
     assert any("ca fe 01" in r for r in f.reasons)
     assert f.watched and f.severity in ("high", "critical")
@@ -37,7 +37,7 @@ def test_broadcom_shim_found_without_its_decoder() -> None:
         engine.process(batch)
     findings = [f for f, _ in judge(engine.finish(), PolicyContext())]
     (f,) = [f for f in findings if f.protocol == "unknown-encapsulation"]
-    assert f.session == {"offset": 4, "inner": "ethernet"}
+    assert f.session == {"offset": "4", "inner": "ethernet"}
     assert f.watched
 
 

@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
-def write_report(result: ScanResult, fmt: str, out: TextIO | None) -> None:
-    if fmt == "html":
+def write_report(
+    result: ScanResult,
+    fmt: str,
+    out: TextIO | None,
+    sensor: str | None = None,
+    eve_info: bool = False,
+) -> None:
+    if fmt == "eve":
+        from detector.report.eve import render_eve
+
+        text = render_eve(
+            result.report, sensor=sensor, include_info=eve_info, evidence=result.evidence
+        )
+    elif fmt == "html":
         # The page's charts use the engine's counts, which other formats do not carry.
         from detector.report.html import render_html
 
@@ -84,6 +96,14 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     help="At most this many packets per evidence capture.",
 )  # fmt: skip
 @click.option(
+    "--sensor-name", default=None,
+    help="EVE: the sensor's name in each event's host field (default: this host's name).",
+)  # fmt: skip
+@click.option(
+    "--eve-info", is_flag=True,
+    help="EVE: also write info findings (tunnels); by default only alerts worth raising.",
+)  # fmt: skip
+@click.option(
     "-j", "--jobs", type=click.IntRange(1, 64), default=None,
     help="Worker processes (default: one per core, at most 2); large pcaps are cut in parts.",
 )  # fmt: skip
@@ -96,6 +116,8 @@ def scan(
     config_path: str | None,
     evidence_dir: str | None,
     evidence_packets: int,
+    sensor_name: str | None,
+    eve_info: bool,
     jobs: int | None,
 ) -> None:
     """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
@@ -116,7 +138,7 @@ def scan(
         progress=None if quiet else stderr_progress(),
         jobs=jobs or default_jobs(),
     )
-    write_report(result, fmt, output)
+    write_report(result, fmt, output, sensor_name, eve_info)
     if evidence_dir is not None:
         from detector.report.evidence_pcap import write_evidence
 

@@ -51,7 +51,8 @@ class EventWriter:
             self._write(f"{head}\n{format_finding(f)}\n")
         else:
             self._write(
-                f"{head} {f.protocol} {f.kind} {f.exporter.ip} -> {f.collector.ip}  [{f.id}]\n"
+                f"{head} {f.protocol} {f.kind} {f.exporter.label} -> {f.collector.label}"
+                f"  [{f.id}]\n"
                 f"    {'; '.join(c.changes)}\n"
             )
 

@@ -136,6 +136,12 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
         m.absorb(s)
     protos = Counter(s.protocol for s in streams for _ in range(max(1, s.validated)))
     m.protocol = protos.most_common(1)[0][0]
+    if base.transport == "tcp":
+        # What flowed back on the connection (acks, answers), for outputs that count each
+        # direction apart (EVE's toserver/toclient).
+        back = [s for s in streams if (s.src, s.sport) != (base.src, base.sport)]
+        m.extra["packets_back"] = sum(s.packets for s in back)
+        m.extra["bytes_back"] = sum(s.bytes for s in back)
     m.extra["streams"] = len(streams)
     m.extra["source_ports"] = sorted({s.sport for s in streams})[:16]
     return m

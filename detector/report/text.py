@@ -17,8 +17,9 @@ TITLES = {
 
 def _endpoint(f: Finding, which: str) -> str:
     e = f.exporter if which == "exporter" else f.collector
-    s = e.ip if e.port is None else (f"[{e.ip}]:{e.port}" if ":" in e.ip else f"{e.ip}:{e.port}")
-    return s + (f" ({e.mac})" if e.mac else "")
+    if e.ip is None:
+        return e.label  # plain copies: the MAC is the endpoint
+    return e.label + (f" ({e.mac})" if e.mac else "")
 
 
 def format_finding(f: Finding) -> str:
