@@ -19,34 +19,46 @@ pytestmark = pytest.mark.skipif(
 
 # Runs inside the namespace: send frames on one end, capture on the other, print what came.
 PROBE = r"""
-import json, socket, sys, threading, time
+import json, re, socket, subprocess, sys, threading, time
 from scapy.all import Ether, IP, UDP, Raw, raw
 from detector.capture.reader import InputStats
 from detector.live.afpacket import AfPacketSource
 
 bpf = sys.argv[1] or None
-want = int(sys.argv[2])
-src = AfPacketSource("mwb", bpf)
+promisc = sys.argv[2] == "1"
+
+def promiscuity():
+    out = subprocess.run(["ip", "-d", "link", "show", "mwb"], capture_output=True, text=True)
+    return int(re.search(r"promiscuity (\d+)", out.stdout).group(1))
+
+src = AfPacketSource("mwb", bpf, promisc=promisc)
 src.start()
+while_open = promiscuity()
 got = []
+END = b"end-of-probe"
 def read():
     for batch in src.batches(InputStats("mwb")):
         got.extend(batch.packet(i) for i in range(len(batch)))
 t = threading.Thread(target=read); t.start()
 tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); tx.bind(("mwa", 0))
 eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+def udp(port, payload):
+    return raw(eth / IP(src="192.0.2.1", dst="198.51.100.7") / UDP(sport=4000, dport=port)
+               / Raw(payload))
 for i in range(40):
-    port = 37008 if i % 2 else 53
-    tx.send(raw(eth / IP(src="192.0.2.1", dst="198.51.100.7") / UDP(sport=4000 + i, dport=port)
-                / Raw(b"x" * 100)))
-deadline = time.time() + 5  # wait for what was sent, not a fixed time (a loaded machine)
-while time.time() < deadline and sum(1 for p in got if len(p) > 38 and p[23] == 17) < want:
-    time.sleep(0.05)
-time.sleep(0.2)
+    tx.send(udp(37008 if i % 2 else 53, b"x" * 100))
+# A last frame that passes any filter used here: once it is in, so is everything sent before
+# it (a veth delivers in order), and anything the filter should have refused would be there.
+tx.send(udp(37008, END))
+deadline = time.time() + 30
+while time.time() < deadline and not any(p.endswith(END) for p in got):
+    time.sleep(0.02)
 src.stop(); t.join(5); src.close()
+got = [p for p in got if not p.endswith(END)]
 ports = sorted({int.from_bytes(p[36:38], "big") for p in got if len(p) > 38 and p[23] == 17})
 print(json.dumps({"packets": len(got), "ports": ports, "tool": src.stats.tool,
-                  "sizes": sorted({len(p) for p in got})}))
+                  "sizes": sorted({len(p) for p in got}),
+                  "promiscuity": [while_open, promiscuity()]}))
 """
 
 
@@ -65,9 +77,10 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def _probe(ns: str, bpf: str = "", want: int = 40) -> dict[str, object]:
+def _probe(ns: str, bpf: str = "", promisc: bool = True) -> dict[str, object]:
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, bpf, str(want)],
+        ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, bpf,
+         "1" if promisc else "0"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -83,10 +96,17 @@ def test_ring_delivers_every_frame(namespace: str) -> None:
     assert 142 in got["sizes"]  # 14 + 20 + 8 + 100: the whole frame, not a snap length
     tool = got["tool"]
     assert isinstance(tool, dict) and tool["dropped_by_kernel"] == 0
-    assert tool["captured"] == got["packets"]
+    assert tool["captured"] == got["packets"] + 1  # and the probe's last frame
+
+
+def test_promiscuous_while_capturing_unless_told_not(namespace: str) -> None:
+    # The membership holds the interface promiscuous while the ring is open, and only then.
+    assert _probe(namespace)["promiscuity"] == [1, 0]
+    assert _probe(namespace, promisc=False)["promiscuity"] == [0, 0]
 
 
 def test_capture_filter_is_compiled_and_attached(namespace: str) -> None:
-    got = _probe(namespace, "udp port 37008", want=20)
+    # Attached before the ring receives: not one frame of another port, even at the start.
+    got = _probe(namespace, "udp port 37008")
     assert got["packets"] == 20
     assert got["ports"] == [37008]

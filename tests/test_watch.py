@@ -7,12 +7,15 @@ import importlib.util
 import io
 import json
 import os
+import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,7 +36,7 @@ EXPORTER, COLLECTOR = "192.0.2.1", "192.0.2.9"
 TZSP_HEADER = bytes([1, 0, 0, 1, 1])  # version 1, received, Ethernet, tag END
 
 
-def tzsp_packets(n: int = 30) -> list[Ether]:
+def tzsp_packets(n: int = 30, exporter: str = EXPORTER, t0: float = 1_700_000_000) -> list[Ether]:
     """A TZSP mirror of a ping conversation (both directions), with some ordinary traffic."""
     out = []
     for i in range(n):
@@ -45,11 +48,11 @@ def tzsp_packets(n: int = 30) -> list[Ether]:
         )
         p = (
             Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:09")
-            / IP(src=EXPORTER, dst=COLLECTOR)
+            / IP(src=exporter, dst=COLLECTOR)
             / UDP(sport=40000, dport=37008)
             / Raw(TZSP_HEADER + bytes(inner))
         )
-        p.time = 1_700_000_000 + i * 0.01
+        p.time = t0 + i * 0.01
         out.append(p)
         q = (
             Ether()
@@ -82,7 +85,7 @@ def watch_cmd(*args: str) -> list[str]:
 @pytest.fixture
 def in_process() -> Iterator[Callable[..., Result]]:
     """Run the command in this process (fast), restoring the signal handlers it installs."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(main, ["watch", *args])
@@ -95,7 +98,7 @@ def in_process() -> Iterator[Callable[..., Result]]:
 
 
 def run_watch(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIRRORWATCH_CONFIG": ""}
     return subprocess.run(
         watch_cmd(*args), input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=60
     )
@@ -208,12 +211,13 @@ def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]
     """A stand-in for tcpdump: announces itself, writes a pcap, prints counters like tcpdump."""
     script = tmp_path / "fake_tcpdump.sh"
     tail = "exit 1" if exit_after else "while :; do sleep 0.05; done"
+    # The traps are set before the start line: a counter request may come right after it.
     script.write_text(
-        "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
         "trap 'echo \"fake: 60 packets captured, 61 packets received by filter, "
         "1 packet dropped by kernel\" >&2' USR1\n"
         'trap \'echo "60 packets captured" >&2; echo "62 packets received by filter" >&2; '
         'echo "2 packets dropped by kernel" >&2; exit 0\' INT\n'
+        "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
         f"cat {pcap}\n{tail}\n"
     )
     return ["bash", str(script)]
@@ -327,3 +331,229 @@ def test_tracker_first_hosts_of_an_empty_list_are_written_at_once() -> None:
     t = FindingTracker()
     t.update([finding(hosts=())], 0.0)
     assert t.update([finding(hosts=("10.0.0.7",))], 0.01)[0].changes == ["watched + 10.0.0.7"]
+
+
+# ------------------------------------------------------------------ operations
+
+
+def pcap_bytes(packets: list[Ether], tmp_path: Path, name: str) -> bytes:
+    path = tmp_path / name
+    wrpcap(str(path), packets)
+    return path.read_bytes()
+
+
+def stream_parts(tmp_path: Path, exporters: list[str]) -> list[bytes]:
+    """One pcap stream cut in parts: the file header with the first exporter's mirror, then one
+    part per further exporter (each part a whole number of records)."""
+    parts = []
+    for i, exporter in enumerate(exporters):
+        data = pcap_bytes(tzsp_packets(exporter=exporter, t0=1_700_000_000 + i), tmp_path, "p")
+        parts.append(data if i == 0 else data[24:])
+    return parts
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for a condition (a line, a file), not for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def finding_exporters(path: Path) -> list[str]:
+    """The exporters of the findings in a JSONL file so far (complete lines only)."""
+    text = path.read_text() if path.exists() else ""
+    whole = text[: text.rfind("\n") + 1]
+    return [e["finding"]["exporter"]["ip"] for e in map(json.loads, whole.splitlines())
+            if e["event"] == "finding"]  # fmt: skip
+
+
+def test_text_file_given_to_read_exits_2(tmp_path: Path, in_process: Callable[..., Result]) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a capture\n")
+    r = in_process("-r", str(notes), "--summary-every", "0")
+    assert r.exit_code == 2
+    assert "not a pcap or pcapng file" in r.stderr
+
+
+def test_sighup_reopens_output_and_loses_no_line(tmp_path: Path) -> None:
+    """logrotate renames the file and sends SIGHUP: every finding lands once, in the old file
+    or the new one, and the watch goes on."""
+    exporters = [f"192.0.2.{i}" for i in range(11, 17)]
+    parts = stream_parts(tmp_path, exporters)
+    out = tmp_path / "findings.jsonl"
+    rotated = tmp_path / "findings.jsonl.1"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIRRORWATCH_CONFIG": ""}
+    cmd = watch_cmd("-r", "-", "--format", "jsonl", "-o", str(out), "--summary-every", "0.2")
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    assert p.stdin is not None
+    try:
+
+        def send(i: int) -> None:
+            assert p.stdin is not None
+            p.stdin.write(parts[i])
+            p.stdin.flush()
+
+        send(0)
+        send(1)
+        wait_for(lambda: len(finding_exporters(out)) == 2, "the first findings")
+        out.rename(rotated)
+        # Written after the rename, before the signal: these go to the renamed file.
+        send(2)
+        send(3)
+        wait_for(lambda: len(finding_exporters(rotated)) == 4, "findings in the renamed file")
+        p.send_signal(signal.SIGHUP)
+        wait_for(out.exists, "the output reopened")
+        send(4)
+        send(5)
+        wait_for(lambda: len(finding_exporters(out)) == 2, "findings in the new file")
+    finally:
+        p.stdin.close()
+        p.wait(30)
+    assert p.returncode == 1, p.stderr.read() if p.stderr else ""  # high findings stand
+    old, new = events(rotated.read_text()), events(out.read_text())
+    seen = finding_exporters(rotated) + finding_exporters(out)
+    assert sorted(seen) == sorted(exporters)  # each finding once, none lost
+    assert new[-1]["event"] == "summary" and new[-1]["final"] is True
+    assert not any(e.get("final") for e in old)
+
+
+def test_eve_format_from_watch(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None:
+    r = in_process("-r", str(tzsp_pcap), "--format", "eve", "--sensor-name", "span-7",
+                   "--summary-every", "0")  # fmt: skip
+    assert r.exit_code == 1
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    alerts = [e for e in lines if e["event_type"] == "alert"]
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert (a["src_ip"], a["dest_ip"], a["dest_port"]) == (EXPORTER, COLLECTOR, 37008)
+    assert a["host"] == "span-7" and a["alert"]["severity"] == 1
+    stats = lines[-1]
+    assert stats["event_type"] == "stats" and stats["host"] == "span-7"
+    assert stats["stats"]["decoder"]["pkts"] == 60
+    # Suricata's timestamp form.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0000", stats["timestamp"])
+
+
+def test_evidence_directory_written_and_capped(
+    tmp_path: Path, in_process: Callable[..., Result]
+) -> None:
+    evidence = tmp_path / "evidence"
+    capture_file = tmp_path / "four.pcap"
+    capture_file.write_bytes(
+        b"".join(stream_parts(tmp_path, [f"192.0.2.{i}" for i in range(21, 25)]))
+    )
+    r = in_process("-r", str(capture_file), "--evidence", str(evidence), "--summary-every", "0")
+    assert r.exit_code == 1, r.stderr
+    outer = sorted(evidence.glob("*-outer.pcap"))
+    assert len(outer) == 4
+    with outer[0].open("rb") as f:
+        assert f.read(4) == b"\xd4\xc3\xb2\xa1"  # pcap, readable by any tool
+    # Beyond the cap the oldest captures go: the newest stay.
+    from detector.live.evidence import EvidenceStore
+
+    sizes = sorted(p.stat().st_size for p in evidence.iterdir())
+    store = EvidenceStore(str(evidence), max_bytes=sizes[-1] + sizes[-2])
+    keep = max(evidence.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    store._rotate()
+    assert store.size() <= store.max_bytes and store.removed >= len(sizes) - 2
+    assert keep.exists()
+
+
+def test_evidence_directory_that_cannot_be_made_exits_2(
+    tmp_path: Path, tzsp_pcap: Path, in_process: Callable[..., Result]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = in_process("-r", str(tzsp_pcap), "--evidence", str(blocker / "sub"))
+    assert r.exit_code == 2 and "--evidence" in r.stderr
+
+
+def test_prometheus_metrics_endpoint_and_textfile(tzsp_pcap: Path, tmp_path: Path) -> None:
+    textfile = tmp_path / "mirrorwatch.prom"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIRRORWATCH_CONFIG": ""}
+    cmd = watch_cmd("-r", "-", "--format", "jsonl", "--summary-every", "0",
+                    "--metrics-port", "0", "--metrics-textfile", str(textfile))  # fmt: skip
+    pipe = subprocess.PIPE
+    p = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, stderr=pipe, cwd=ROOT, env=env)
+    assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+    try:
+        said = p.stderr.readline().decode()
+        url = re.search(r"http://\S+/metrics", said)
+        assert url, said
+        p.stdin.write(tzsp_pcap.read_bytes())
+        p.stdin.flush()
+        assert json.loads(p.stdout.readline())["event"] == "finding"
+
+        def scrape() -> dict[str, float]:
+            with urllib.request.urlopen(url.group(0), timeout=10) as resp:
+                return parse_metrics(resp.read().decode())
+
+        # A snapshot a second: wait for one taken after the last packet and its verdict.
+        def complete() -> bool:
+            now = scrape()
+            return now.get("mirrorwatch_packets_total") == 60 and bool(
+                now.get('mirrorwatch_findings{severity="high"}')
+            )
+
+        wait_for(complete, "the packet count and the finding")
+        got = scrape()
+        assert got['mirrorwatch_findings{severity="high"}'] == 1
+        assert got['mirrorwatch_findings{severity="critical"}'] == 0
+        assert got['mirrorwatch_capture_packets_total{interface="stdin"}'] == 60
+        assert got['mirrorwatch_capture_drops_total{interface="stdin",where="kernel"}'] == 0
+        assert got["mirrorwatch_streams"] >= 1
+    finally:
+        p.stdin.close()
+        p.wait(30)
+    final = parse_metrics(textfile.read_text())
+    assert final["mirrorwatch_packets_total"] == 60
+    assert final['mirrorwatch_findings{severity="high"}'] == 1
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_port_in_use_exits_2(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = in_process("-r", str(tzsp_pcap), "--metrics-port", str(port))
+    assert r.exit_code == 2 and "metrics on 127.0.0.1" in r.stderr
+
+
+def test_default_config_from_environment_and_etc(
+    tmp_path: Path, tzsp_pcap: Path, monkeypatch: pytest.MonkeyPatch,
+    in_process: Callable[..., Result],
+) -> None:  # fmt: skip
+    from detector import config
+
+    allow = tmp_path / "mirrorwatch.toml"
+    allow.write_text(f'[[expected]]\nprotocol = "tzsp"\ncollector = "{COLLECTOR}"\n')
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv(config.CONFIG_ENV, raising=False)
+    assert in_process("-r", str(tzsp_pcap), "--summary-every", "0").exit_code == 1
+    # The allow-listed stream is low: nothing high stands.
+    monkeypatch.setenv(config.CONFIG_ENV, str(allow))
+    assert in_process("-r", str(tzsp_pcap), "--summary-every", "0").exit_code == 0
+    scan = CliRunner().invoke(main, ["scan", "-q", str(tzsp_pcap)])
+    assert scan.exit_code == 0, scan.output
+    monkeypatch.setenv(config.CONFIG_ENV, str(tmp_path / "missing.toml"))
+    r = in_process("-r", str(tzsp_pcap))
+    assert r.exit_code == 2 and "missing.toml" in r.stderr
+    # Without the variable, the system file applies when it exists.
+    monkeypatch.delenv(config.CONFIG_ENV)
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", str(allow))
+    assert in_process("-r", str(tzsp_pcap), "--summary-every", "0").exit_code == 0
+
+
+def test_tcpdump_argv_no_promisc() -> None:
+    assert "-p" not in capture.tcpdump_argv("eth1")
+    assert "-p" in capture.tcpdump_argv("eth1", promisc=False)

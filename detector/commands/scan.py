@@ -49,10 +49,13 @@ def write_report(
 
 
 def policy_from(config_path: str | None) -> PolicyContext | None:
-    """The policy of a config file; a bad file is a usage error (exit 2) naming the field."""
+    """The policy of a config file (else of the default one, when there is one); a bad file is a
+    usage error (exit 2) naming the field."""
+    from detector.config import ConfigError, default_config_path, load_config
+
+    config_path = config_path or default_config_path()
     if config_path is None:
         return None
-    from detector.config import ConfigError, load_config
 
     try:
         return load_config(config_path).policy()

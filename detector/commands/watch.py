@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
-from typing import TextIO
 
 import click
 
@@ -23,20 +23,23 @@ def _fail(msg: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
-def _start_capture(iface: str, bpf: str | None, buffer_kib: int, method: str) -> capture.Source:
+def _start_capture(
+    iface: str, bpf: str | None, buffer_kib: int, method: str, promisc: bool = True
+) -> capture.Source:
     """Open the capture on ``iface`` by ``method``; auto prefers the kernel ring and falls back
     to a tcpdump child when this process may not open packet sockets."""
     from detector.live.afpacket import AfPacketSource
 
     if method in ("auto", "afpacket"):
-        ring = AfPacketSource(iface, bpf, (buffer_kib or capture.BUFFER_KIB) * 1024)
+        ring = AfPacketSource(iface, bpf, (buffer_kib or capture.BUFFER_KIB) * 1024, promisc)
         try:
             ring.start()
             return ring
         except capture.CaptureStartError as exc:
             if method == "afpacket" or "permission" not in str(exc):
                 raise
-    child = capture.CaptureChild(iface, capture.tcpdump_argv(iface, bpf, buffer_kib or None))
+    argv = capture.tcpdump_argv(iface, bpf, buffer_kib or None, promisc=promisc)
+    child = capture.CaptureChild(iface, argv)
     child.start()
     return child
 
@@ -59,16 +62,52 @@ def load_policy(path: str | None) -> PolicyContext:
     "--filter", "bpf", default=None, metavar="BPF", help="Capture filter (tcpdump syntax)."
 )
 @click.option(
-    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="Configuration file (thresholds, allow-list).",
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help="Configuration file (thresholds, allow-list); default $MIRRORWATCH_CONFIG, else "
+    "/etc/mirrorwatch/mirrorwatch.toml when present.",
 )  # fmt: skip
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
-    help="Event format: readable text, or one JSON object per line.",
+    "--format", "fmt", type=click.Choice(["text", "jsonl", "eve"]), default="text",
+    show_default=True,
+    help="Event format: readable text, one JSON object per line, or Suricata EVE (alert, "
+    "stats and engine events).",
 )  # fmt: skip
 @click.option(
-    "-o", "--output", type=click.File("a"), default=None,
-    help="Append events to this file (default: standard output).",
+    "-o", "--output", type=click.Path(dir_okay=False), default=None,
+    help="Append events to this file (default: standard output); SIGHUP reopens it.",
+)  # fmt: skip
+@click.option(
+    "--sensor-name", default=None, metavar="NAME",
+    help="This sensor's name in EVE events (host); default the host name.",
+)  # fmt: skip
+@click.option(
+    "--promisc/--no-promisc", default=True, show_default=True,
+    help="Put the capture interfaces in promiscuous mode (frames for other MACs too).",
+)  # fmt: skip
+@click.option(
+    "--evidence", "evidence_dir", type=click.Path(file_okay=False), default=None,
+    help="Write each finding's packets as pcap files in this directory (rewritten as the "
+    "finding grows; oldest files removed beyond --evidence-max-mb).",
+)  # fmt: skip
+@click.option(
+    "--evidence-max-mb", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Size cap of the --evidence directory's captures.",
+)  # fmt: skip
+@click.option(
+    "--evidence-packets", type=click.IntRange(min=1), default=200, show_default=True,
+    help="At most this many packets per evidence capture.",
+)  # fmt: skip
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+    help="Serve Prometheus metrics on this TCP port (0: any free port, named on stderr).",
+)  # fmt: skip
+@click.option(
+    "--metrics-address", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+    help="Address the metrics port listens on.",
+)  # fmt: skip
+@click.option(
+    "--metrics-textfile", default=None, metavar="PATH",
+    help="Write Prometheus metrics to this file every second (node_exporter textfile collector).",
 )  # fmt: skip
 @click.option(
     "--summary-every", type=click.FloatRange(min=0), default=60.0, show_default=True,
@@ -98,7 +137,15 @@ def watch(
     bpf: str | None,
     config_path: str | None,
     fmt: str,
-    output: TextIO | None,
+    output: str | None,
+    sensor_name: str | None,
+    promisc: bool,
+    evidence_dir: str | None,
+    evidence_max_mb: int,
+    evidence_packets: int,
+    metrics_port: int | None,
+    metrics_address: str,
+    metrics_textfile: str | None,
     summary_every: float,
     duration: float | None,
     fail_on: str,
@@ -112,17 +159,20 @@ def watch(
     severity, new hosts at the top of its watched list, mirror proof changing), with a
     summary (packets, flows, capture and kernel drops) every --summary-every seconds and
     at exit.  Capture reads a kernel ring (AF_PACKET) when permitted, else runs tcpdump child
-    processes whose pipes this process reads (--capture).
+    processes whose pipes this process reads (--capture).  SIGHUP reopens --output (after
+    logrotate renamed it); a capture interface that disappears ends the watch (exit 2).
     \b
     Examples:
       mirrorwatch watch -i eth1
       mirrorwatch watch -i eth1 -i eth2 --format jsonl -o /var/log/mirrorwatch/findings.jsonl
       ssh router tcpdump -i span0 -U -w - | mirrorwatch watch -r -
-    Exit status: 0 nothing at or above --fail-on at the end, 1 something is, 2 usage error
-    or a capture that could not start or failed.
+    Exit status: 0 nothing at or above --fail-on at the end, 1 something is, 2 usage error,
+    or a capture or input that could not start, failed or could not be read.
     """
+    from detector.live.evidence import EvidenceStore
     from detector.live.loop import LiveWatch, WatchOptions
-    from detector.live.output import EventWriter
+    from detector.live.metrics import Metrics, check_textfile
+    from detector.live.output import EventWriter, open_output
 
     if not interfaces and not reads:
         _fail("give at least one interface (-i IFACE) or stream (-r PATH)")
@@ -131,14 +181,43 @@ def watch(
     if bpf and reads and not interfaces:
         _fail("--filter applies to captures (-i), not to streams read with -r")
     policy = load_policy(config_path)
+    evidence = None
+    if evidence_dir is not None:
+        evidence = EvidenceStore(evidence_dir, evidence_max_mb << 20, evidence_packets)
+        if why := evidence.check():
+            _fail(why)
+    if metrics_textfile and (why := check_textfile(metrics_textfile)):
+        _fail(why)
+    out = sys.stdout
+    if output is not None:
+        try:
+            out = open_output(output)
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror}")
     stop = threading.Event()
+    reopen = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    # Before any child starts: an interrupt must always reach the code that stops them.
+    def on_hangup(signum: int, _frame: FrameType | None) -> None:
+        reopen.set()
+
+    # Before any child starts: an interrupt must always reach the code that stops them, and a
+    # SIGHUP from logrotate must never end the watch.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+    metrics = None
+    if metrics_port is not None or metrics_textfile:
+        metrics = Metrics(metrics_textfile)
+        if metrics_port is not None:
+            try:
+                port = metrics.serve(metrics_address, metrics_port)
+            except OSError as exc:
+                _fail(f"metrics on {metrics_address}:{metrics_port}: {exc.strerror}")
+            click.echo(f"mirrorwatch watch: metrics on http://{metrics_address}:{port}/metrics",
+                       err=True)  # fmt: skip
     sources: list[capture.Source] = []
     try:
         for path in reads:
@@ -146,21 +225,34 @@ def watch(
         for iface in interfaces:
             if stop.is_set():
                 raise capture.CaptureStartError("interrupted while starting the captures")
-            sources.append(_start_capture(iface, bpf, buffer_size, method))
+            sources.append(_start_capture(iface, bpf, buffer_size, method, promisc))
     except capture.CaptureStartError as exc:
         for s in sources:
             s.stop()
             s.close()
+        if metrics is not None:
+            metrics.close()
         _fail(str(exc))
 
+    sensor = sensor_name or socket.gethostname()
+    in_iface = interfaces[0] if len(interfaces) == 1 and not reads else None
+    writer = EventWriter(out, fmt, path=output, sensor=sensor, interface=in_iface)
     live = LiveWatch(
         sources,
-        EventWriter(output or sys.stdout, fmt),
+        writer,
         WatchOptions(summary_every=summary_every, duration=duration),
         policy,
         stop,
+        evidence=evidence,
+        metrics=metrics,
     )
-    findings = live.run()
+    live.reopen = reopen
+    try:
+        findings = live.run()
+    finally:
+        writer.close()
+        if metrics is not None:
+            metrics.close()
     for failure in live.failures:
         click.echo(f"mirrorwatch watch: {failure}", err=True)
     for s in sources:

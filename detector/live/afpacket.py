@@ -7,6 +7,16 @@ through (the tcpdump child path costs a write and a read per packet and could no
 at once, and handed to the engine as one batch.  The block timeout is never 0: a ring that waits
 for full blocks starves on sparse traffic.
 
+The socket is opened for no protocol, its filter attached and its ring mapped before ``bind``
+names the interface and ETH_P_ALL: the kernel hooks the socket in only then, so the ring never
+holds a frame the filter would have refused.  The interface is put in promiscuous mode through a
+packet membership (dropped by the kernel when the socket closes; CAP_NET_RAW is enough).
+
+Faults: when the interface goes down the kernel flags the socket (POLLERR, ENETDOWN) and stops
+delivering; the source says so (a "down" notice) and the kernel resumes delivery by itself when
+the interface comes back up ("up").  When the interface disappears (deleted, or replaced by
+another of the same name) the capture has ended: ``failed()`` says so and the watch exits 2.
+
 Needs CAP_NET_RAW (root); ``watch --capture auto`` falls back to the tcpdump child without it.
 """
 
@@ -14,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import mmap
 import select
 import socket
@@ -25,10 +37,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from detector.capture.reader import PAD, InputStats, PacketBatch
-from detector.live.capture import CaptureStartError, SourceStats
+from detector.live.source import CaptureStartError, Notice, NoticeBoard, SourceStats
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
@@ -36,6 +50,8 @@ TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
 # Ring: BLOCKS blocks of BLOCK_SIZE bytes (64 MiB in all, like the tcpdump child's -B default).
 BLOCK_SIZE = 1 << 20
 FRAME_SIZE = 1 << 11
@@ -85,12 +101,17 @@ class AfPacketSource:
 
     ends_normally = False
 
-    def __init__(self, name: str, bpf: str | None = None, ring_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, name: str, bpf: str | None = None, ring_bytes: int = 64 << 20, promisc: bool = True
+    ) -> None:
         self.name = name
         self.bpf = bpf
+        self.promisc = promisc
         self.blocks = max(4, ring_bytes // BLOCK_SIZE)
         self.stats = SourceStats(name)
+        self.notices = NoticeBoard()
         self.stopping = False
+        self.ifindex = 0
         self.sock: socket.socket | None = None
         self.ring: mmap.mmap | None = None
         self._filter: ctypes.Array[_SockFilter] | None = None
@@ -100,29 +121,43 @@ class AfPacketSource:
     # -- set up ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Compiled before the socket exists: nothing is captured while tcpdump compiles.
+        prog = compile_filter(self.name, self.bpf) if self.bpf else None
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            # Protocol 0: the socket receives nothing until bind() names the protocol.
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError as exc:
             raise CaptureStartError(
                 f"capture on {self.name}: no permission for a packet socket (run as root or "
                 "give mirrorwatch CAP_NET_RAW, or use --capture tcpdump)"
             ) from exc
         try:
+            self.ifindex = socket.if_nametoindex(self.name)
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            if prog:
+                self._attach_filter(sock, prog)
             req = struct.pack(
                 "=7I", BLOCK_SIZE, self.blocks, FRAME_SIZE,
                 BLOCK_SIZE // FRAME_SIZE * self.blocks, RETIRE_MS, 0, 0,
             )  # fmt: skip
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-            if self.bpf:
-                self._attach_filter(sock, compile_filter(self.name, self.bpf))
             self.ring = mmap.mmap(sock.fileno(), BLOCK_SIZE * self.blocks, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)  # fmt: skip
             sock.bind((self.name, ETH_P_ALL))
+            if self.promisc:
+                # struct packet_mreq: ifindex, type, address length, address (unused here).
+                mreq = struct.pack("=iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         except OSError as exc:
+            if self.ring is not None:
+                self.ring.close()
+                self.ring = None
             sock.close()
-            hint = " (check the name with `ip link`)" if exc.errno == 19 else ""
-            raise CaptureStartError(f"capture on {self.name} failed: {exc.strerror}{hint}") from exc
+            # if_nametoindex says "no interface with this name" without an errno.
+            missing = exc.errno in (errno.ENODEV, errno.ENXIO, None)
+            hint = " (check the name with `ip link`)" if missing else ""
+            why = "no such interface" if missing else (exc.strerror or str(exc))
+            raise CaptureStartError(f"capture on {self.name} failed: {why}{hint}") from exc
         self.sock = sock
         self._read_drops()  # the counters start from zero here
 
@@ -138,10 +173,13 @@ class AfPacketSource:
         assert self.sock is not None and self.ring is not None
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
-        while not self.stopping:
+        self._check_link()  # an interface that is down at start flags the socket at once
+        while not self.stopping and self._error is None:
             chunks = self._take_blocks()
             if not chunks:
-                poller.poll(POLL_MS)
+                flagged = any(ev & ~select.POLLIN for _, ev in poller.poll(POLL_MS))
+                if flagged or self.stats.state != "up":
+                    self._check_link()
                 continue
             batch = _batch(chunks)
             self._count(batch)
@@ -173,6 +211,47 @@ class AfPacketSource:
             struct.pack_into("=I", ring, base + BLOCK_STATUS, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % self.blocks
         return chunks
+
+    # -- the interface's state ------------------------------------------------------------
+
+    def _check_link(self) -> None:
+        """Clear the socket's error and follow the interface: down, back up, or gone."""
+        sock = self.sock
+        assert sock is not None
+        with contextlib.suppress(OSError):
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading it clears POLLERR
+        try:
+            now = socket.if_nametoindex(self.name)
+        except OSError:
+            now = 0
+        if now != self.ifindex:
+            self._error = f"capture on {self.name} ended: the interface disappeared" + (
+                " (another of the same name took its place)" if now else ""
+            )
+            self.stats.state = "gone"
+            self.notices.post(Notice(self.name, "gone", self._error))
+            return
+        up = self._is_up(sock)
+        if up is False and self.stats.state == "up":
+            self.stats.state = "down"
+            self.notices.post(
+                Notice(
+                    self.name, "down", f"{self.name} is down: nothing is captured until it is up"
+                )
+            )
+        elif up and self.stats.state == "down":
+            self.stats.state = "up"
+            self.notices.post(Notice(self.name, "up", f"{self.name} is up: capture resumed"))
+
+    def _is_up(self, sock: socket.socket) -> bool | None:
+        """IFF_UP of the interface (None when the kernel will not say)."""
+        try:
+            got = fcntl.ioctl(
+                sock.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", self.name.encode(), 0)
+            )
+        except OSError:
+            return None
+        return bool(struct.unpack_from("H", got, 16)[0] & IFF_UP)
 
     # -- counters and life cycle ----------------------------------------------------------
 

@@ -18,12 +18,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-from detector.capture.reader import InputStats
+from detector.capture.reader import InputStats, PacketBatch, read_batches
+from detector.live.source import CaptureStartError, NoticeBoard, Source, SourceStats
 
-if TYPE_CHECKING:
-    from detector.live.afpacket import AfPacketSource
+__all__ = ["CaptureChild", "CaptureStartError", "Source", "SourceStats", "StreamSource"]
 
 TCPDUMP = "tcpdump"
 PIPE_SIZE = 1 << 20
@@ -89,40 +90,21 @@ class Coalescing(io.RawIOBase):
         return int(n)
 
 
-class CaptureStartError(Exception):
-    """A capture could not be started (tool missing, no such interface, no permission)."""
-
-
 def tcpdump_argv(
-    iface: str, bpf: str | None = None, buffer_kib: int | None = BUFFER_KIB, tool: str = TCPDUMP
+    iface: str,
+    bpf: str | None = None,
+    buffer_kib: int | None = BUFFER_KIB,
+    tool: str = TCPDUMP,
+    promisc: bool = True,
 ) -> list[str]:
     argv = [tool, "-i", iface, "-n", "-U", "--immediate-mode", "-s", "0", "-w", "-"]
+    if not promisc:
+        argv.append("-p")  # tcpdump puts the interface in promiscuous mode unless told not to
     if buffer_kib:
         argv += ["-B", str(buffer_kib)]
     if bpf:
         argv.append(bpf)
     return argv
-
-
-class SourceStats:
-    """What one source delivered (the reader's counts and errors), and what its capture tool
-    says it captured and dropped."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.input = InputStats(name)
-        self.tool: dict[str, int] = {}
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "interface": self.name,
-            "read_packets": self.input.packets,
-            "read_bytes": self.input.bytes,
-        }
-        out.update(self.tool)
-        if self.input.errors:
-            out["errors"] = list(self.input.errors)
-        return out
 
 
 class CaptureChild:
@@ -147,6 +129,7 @@ class CaptureChild:
         self.stats_signal = stats_signal
         self.ends_normally = ends_normally
         self.stats = SourceStats(name)
+        self.notices = NoticeBoard()
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.lines: deque[str] = deque(maxlen=20)
@@ -159,6 +142,9 @@ class CaptureChild:
     def stream(self) -> BinaryIO:
         assert self.proc is not None and self.proc.stdout is not None
         return self.proc.stdout
+
+    def batches(self, stats: InputStats) -> Iterator[PacketBatch]:
+        return read_batches(Coalescing(self.stream), stats, live=True)
 
     def start(self) -> None:
         try:
@@ -202,7 +188,7 @@ class CaptureChild:
         msg = f"capture on {self.name} failed: {said}"
         low = said.lower()
         if "permission" in low or "not permitted" in low:
-            msg += " (run as root, or give the capture tool CAP_NET_RAW and CAP_NET_ADMIN)"
+            msg += " (run as root, or give the capture tool CAP_NET_RAW)"
         elif "no such device" in low:
             msg += " (check the name with `ip link`)"
         elif self.proc is not None and self.proc.returncode is None:
@@ -288,7 +274,11 @@ class StreamSource:
         self.name = name
         self.stream = stream
         self.stats = SourceStats(name)
+        self.notices = NoticeBoard()
         self.stopping = False
+
+    def batches(self, stats: InputStats) -> Iterator[PacketBatch]:
+        return read_batches(Coalescing(self.stream), stats, live=True)
 
     @classmethod
     def open(cls, path: str) -> StreamSource:
@@ -321,13 +311,6 @@ class StreamSource:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.stream.close()
-
-
-if TYPE_CHECKING:
-    pass
-
-    # A capture source: a child writing pcap to a pipe, an open stream, or the kernel ring.
-Source: TypeAlias = "CaptureChild | StreamSource | AfPacketSource"
 
 
 def pipe_size(fd: int) -> int | None:

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from detector.capture.reader import READ_ERRORS, CaptureError, read_batches
+from detector.capture.reader import READ_ERRORS, CaptureError
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
 from detector.findings import SEVERITY_ORDER, Finding
-from detector.live.afpacket import AfPacketSource
-from detector.live.capture import Coalescing, Source
+from detector.live.evidence import EvidenceStore
+from detector.live.metrics import Metrics, Snapshot
 from detector.live.output import EventWriter, finding_brief
+from detector.live.source import Source
 from detector.live.tracker import FindingTracker
 from detector.policy.verdict import PolicyContext, judge
 
@@ -33,6 +34,9 @@ SUMMARY_FINDINGS = 100
 # Verdicts may take at most this share of the time (they are recomputed over all streams).
 JUDGE_SHARE = 0.2
 TICK = 0.1
+# Metrics snapshots this often; capture counters (tcpdump: a signal) asked for every few.
+METRICS_EVERY = 1.0
+COUNTERS_EVERY = 5
 
 
 @dataclass
@@ -52,6 +56,8 @@ class LiveWatch:
         options: WatchOptions | None = None,
         policy: PolicyContext | None = None,
         stop_event: threading.Event | None = None,
+        evidence: EvidenceStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sources = list(sources)
         self.writer = writer
@@ -60,7 +66,12 @@ class LiveWatch:
         self.engine = Engine()
         self.lock = threading.Lock()
         self.stop_event = stop_event or threading.Event()
+        # Set by SIGHUP: the main thread reopens the output between two lines.
+        self.reopen = threading.Event()
         self.tracker = FindingTracker()
+        self.evidence = evidence
+        self.metrics = metrics
+        self._metrics_ticks = 0
         self.findings: list[Finding] = []
         self._ended: dict[str, Finding] = {}
         self.failures: list[str] = []
@@ -77,33 +88,38 @@ class LiveWatch:
     def _read(self, src: Source) -> None:
         stats = src.stats.input
         unknown: set[int] = set()
-        try:
-            batches = (
-                src.batches(stats)
-                if isinstance(src, AfPacketSource)
-                else read_batches(Coalescing(src.stream), stats, live=True)
-            )
-            for batch in batches:
+        batches = src.batches(stats)
+        while True:
+            # Reading and processing fail apart: a read error ends this source's input, an
+            # engine error ends the watch; neither may be taken for the other.
+            try:
+                batch = next(batches, None)
+            except CaptureError as exc:
+                # A capture stopped before its first packet closes an empty stream: not an error.
+                if not (src.stopping and stats.packets == 0):
+                    self.failures.append(str(exc))  # it names the input
+                return
+            except READ_ERRORS as exc:
+                if not src.stopping:
+                    self.failures.append(f"{src.name}: reading stopped: {exc}")
+                return
+            if batch is None:
+                return
+            try:
                 t0 = time.perf_counter()
                 with self.lock:
                     self.engine.process(batch)
                     self._busy += time.perf_counter() - t0
                     self._dirty = True
-                stats.packets += len(batch)
-                stats.bytes += int(batch.wirelen.sum())
-                for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown:
-                    unknown.add(lt)
-                    stats.error(f"link type {lt} is not supported: counted but not decoded")
-        except CaptureError as exc:
-            # A capture stopped before its first packet closes an empty stream: not an error.
-            if not (src.stopping and stats.packets == 0):
-                stats.error(str(exc))
-        except READ_ERRORS as exc:
-            if not src.stopping:
-                stats.error(f"reading stopped: {exc}")
-        except Exception:  # an engine fault must end the watch, not leave it hanging
-            self.failures.append(f"{src.name}: engine failed:\n{traceback.format_exc()}")
-            self.stop_event.set()
+            except Exception:  # an engine fault must end the watch, not leave it hanging
+                self.failures.append(f"{src.name}: engine failed:\n{traceback.format_exc()}")
+                self.stop_event.set()
+                return
+            stats.packets += len(batch)
+            stats.bytes += int(batch.wirelen.sum())
+            for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown:
+                unknown.add(lt)
+                stats.error(f"link type {lt} is not supported: counted but not decoded")
 
     # ------------------------------------------------------------ main thread
 
@@ -117,10 +133,15 @@ class LiveWatch:
             t.start()
             self._threads.append(t)
         next_summary = self._started + self.opts.summary_every if self.opts.summary_every else None
+        next_metrics = self._started
         try:
             while True:
                 stopped = self.stop_event.wait(TICK)
                 now = time.monotonic()
+                self._tend_output()
+                if self.metrics is not None and now >= next_metrics:
+                    self.update_metrics()
+                    next_metrics = now + METRICS_EVERY
                 if self._dirty and now - self._last_judge >= self._judge_gap():
                     self.judge_now()
                 if next_summary is not None and now >= next_summary:
@@ -135,11 +156,22 @@ class LiveWatch:
                 if failed:
                     self.failures.extend(failed)
                     break
+                if self.failures:
+                    break
                 if not any(t.is_alive() for t in self._threads):
                     break
         finally:
             self.shutdown()
         return self.findings
+
+    def _tend_output(self) -> None:
+        """Reopen the output when asked (SIGHUP) and write the captures' notices."""
+        if self.reopen.is_set():
+            self.reopen.clear()
+            self.writer.reopen()
+        for src in self.sources:
+            for notice in src.notices.take():
+                self.writer.notice(notice)
 
     def _judge_gap(self) -> float:
         return max(self.opts.judge_every, self._judge_cost / JUDGE_SHARE)
@@ -151,12 +183,35 @@ class LiveWatch:
             src.stop()
         for t in self._threads:
             t.join(5.0)
-        self.judge_now()
+        self._tend_output()
+        self.judge_now(final=True)
         self.summary(final=True)
+        if self.metrics is not None:
+            self.update_metrics(ask=False)
         for src in self.sources:
             src.close()
 
-    def judge_now(self) -> None:
+    def update_metrics(self, ask: bool = True) -> None:
+        assert self.metrics is not None
+        self._metrics_ticks += 1
+        if ask and self._metrics_ticks % COUNTERS_EVERY == 1:
+            for s in self.sources:
+                if s.running():
+                    s.request_stats()  # read at the next snapshot; no waiting here
+        with self.lock:
+            st = self.engine.stats
+            snap = Snapshot(
+                packets=st.packets,
+                bytes=st.bytes,
+                streams=len(self.engine.streams),
+                active_flows=len(self.engine.flows),
+            )
+        snap.uptime = round(time.monotonic() - self._started, 3)
+        snap.findings_by_severity = dict(Counter(f.severity for f in self.findings))
+        snap.captures = [s.stats.as_dict() for s in self.sources]
+        self.metrics.update(snap)
+
+    def judge_now(self, final: bool = False) -> None:
         t0 = time.perf_counter()
         with self.lock:
             self._dirty = False
@@ -168,16 +223,27 @@ class LiveWatch:
             self.policy.link_hosts = self.engine.distinct_hosts()
             # Streams that ended are folded into their last finding, so memory follows the
             # streams that are alive while no finding that was seen is lost.
-            for f, _ in judge(gone, self.policy):
+            ended = judge(gone, self.policy)
+            for f, _ in ended:
                 self._ended[f.id] = f
-            current = [f for f, _ in judge(streams, self.policy)]
+            judged = judge(streams, self.policy)
+            current = [f for f, _ in judged]
             alive = {f.id for f in current}
             findings = current + [f for i, f in self._ended.items() if i not in alive]
         self._judge_cost = time.perf_counter() - t0
         self._last_judge = time.monotonic()
         self.findings = findings
-        for change in self.tracker.update(findings, self._last_judge):
+        changes = self.tracker.update(findings, self._last_judge)
+        for change in changes:
             self.writer.change(change)
+        if self.evidence is not None:
+            # Evidence of what was reported or escalated now, of streams that just ended (their
+            # samples are complete), and of everything at exit.
+            by_id = {f.id: (f, ev) for f, ev in (*ended, *judged)}
+            want = (
+                set(by_id) if final else {c.finding.id for c in changes} | {f.id for f, _ in ended}
+            )
+            self.evidence.save([by_id[i] for i in want if i in by_id])
 
     def summary(self, final: bool) -> None:
         tickets = [(s, s.request_stats()) for s in self.sources if s.running()]
