@@ -103,6 +103,10 @@ class LiveWatch:
                 if not src.stopping:
                     self.failures.append(f"{src.name}: reading stopped: {exc}")
                 return
+            except Exception:  # a reader bug: the watch must end loudly, not go blind
+                self.failures.append(f"{src.name}: reading failed:\n{traceback.format_exc()}")
+                self.stop_event.set()
+                return
             if batch is None:
                 return
             try:
