@@ -32,9 +32,11 @@ from detector.flows.copies import CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
+from detector.limits import Limits
 from detector.protocols import registry
 from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecoder
 from detector.protocols.gre import fill_context, parse_gre
+from detector.protocols.templates import FieldBudget, TemplateCache
 
 # Decode every packet of a new stream up to FULL_DECODE, then a sample whose stride grows
 # with what is already known (the evidence converges; the cost must not grow with volume).
@@ -108,7 +110,8 @@ class _Rejects:
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = lim = limits or Limits()
         self.flows = FlowTable()
         self.hosts = HashIndex()
         self.stats = EngineStats()
@@ -120,7 +123,8 @@ class Engine:
         # PDUs after the first of a segment that classified a TCP stream, per decoder tried.
         self._early_pdus: dict[tuple[int, str], list[Decoded]] = {}
         self.reasm = Reassembler()
-        self.tcp = TcpReassembler()
+        self.tcp = TcpReassembler(lim.tcp_stream_bytes, lim.tcp_total_bytes)
+        self.template_fields = FieldBudget(lim.template_fields_total)
         self.udp_decoders = registry.decoders_for("udp")
         self.tcp_decoders = registry.decoders_for("tcp")
         self.gre_table = registry.gre_decoders()
@@ -372,6 +376,26 @@ class Engine:
         except Exception:
             return None
 
+    def _new_state(self, d: Decoder) -> object | None:
+        """A decoder's per-stream state, under this engine's budgets."""
+        state = d.new_state()
+        if isinstance(state, TemplateCache):
+            lim = self.limits
+            state.max_templates = lim.templates_per_stream
+            state.max_fields = lim.template_fields
+            state.budget = self.template_fields
+        return state
+
+    def _drop_state(self, key: int) -> None:
+        """Forget one stream's decoder state and reassembly buffers."""
+        state = self._stream_state.pop(key, None)
+        if isinstance(state, TemplateCache):
+            state.release()
+        self._stream_decoder.pop(key, None)
+        self._phase.pop(key, None)
+        self.tcp.forget(key)
+        self.copies.streams.pop(key, None)
+
     def _gre(self, payload: bytes, ctx: PacketContext) -> tuple[bytes, tuple[Decoder, ...]] | None:
         g = parse_gre(payload)
         if g is None:
@@ -410,8 +434,10 @@ class Engine:
             decoders = self.ip_table.get(proto, ()) or self.fallback
         self.stats.decoded += 1
         best: tuple[float, int, Decoder, Decoded, object | None] | None = None
+        states: list[object | None] = []
         for d in decoders:
-            state = d.new_state()
+            state = self._new_state(d)
+            states.append(state)
             if isinstance(d, StreamDecoder):
                 found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=True)
             else:
@@ -424,6 +450,10 @@ class Engine:
             score = found.strength + (0.25 if on_port else 0.0)
             if best is None or (score, -d.priority) > (best[0], -best[1]):
                 best = (score, d.priority, d, found, state)
+        for other in states:
+            # Templates learnt by the decoders that lost give their budget back.
+            if isinstance(other, TemplateCache) and (best is None or other is not best[4]):
+                other.release()
         if best is None:
             self._rejects.fail(key)
             return False
@@ -471,7 +501,7 @@ class Engine:
             data, gap = self.tcp.push(key, seq, payload)
             if gap:
                 # Bytes were lost: start the decoder afresh so it resynchronises on a PDU.
-                state = self._stream_state[key] = d.new_state()
+                state = self._stream_state[key] = self._new_state(d)
             pdus = d.feed(data, ctx, state) if data else []
         except Exception:
             return None
@@ -590,11 +620,7 @@ class Engine:
             return []
         for s in gone:
             del self.streams[s.key]
-            self._stream_state.pop(s.key, None)
-            self._stream_decoder.pop(s.key, None)
-            self._phase.pop(s.key, None)
-            self.tcp.forget(s.key)
-            self.copies.streams.pop(s.key, None)
+            self._drop_state(s.key)
         self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
         return gone
 

@@ -4,10 +4,15 @@ Rows are hashed to 64-bit flow keys (direction-normalised); a vectorised open-ad
 maps keys to dense flow ids, so Python work per batch is a handful of numpy calls, not a loop over
 packets or flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory
 follows the number of concurrent flows, not the length of the capture.
+
+Every hash starts from a salt drawn when the process starts (worker processes are forked and
+share it): the hashes are invertible, so without the salt a sender could choose addresses whose
+keys all land in one chain of the index and make every lookup walk it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +22,8 @@ U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
 _M2 = U64(0xBF58476D1CE4E5B9)
 _M3 = U64(0x94D049BB133111EB)
+# Keys are compared only within one run (one process and the workers it forks).
+SALT = U64(int.from_bytes(os.urandom(8), "little"))
 
 
 def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -28,10 +35,10 @@ def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
-    """Hash of the four address words per row (IPv4 in word 3)."""
+    """Hash of the four address words per row (IPv4 in word 3), salted."""
     a = addr.astype(U64)
     with np.errstate(over="ignore"):
-        h = mix64((a[:, 0] << U64(32)) | a[:, 1])
+        h = mix64(((a[:, 0] << U64(32)) | a[:, 1]) ^ SALT)
         return mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
 
 

@@ -2,13 +2,23 @@
 
 Only connections already recognised as a handover or remote-capture stream are reassembled, so
 the cost is paid for those few.  Retransmissions and overlaps are trimmed, out-of-order segments
-wait (bounded); when the wait grows too large the gap is skipped and reported, and the decoder
-resynchronises on the next PDU boundary.
+wait (bounded per stream and in total); when the wait grows too large the gap is skipped and
+reported, and the decoder resynchronises on the next PDU boundary.
+
+Sequence numbers are unwrapped into positions from the stream's first byte, and waiting
+segments are kept in a heap by position: each segment is pushed and popped once, so the cost is
+linear in the segments (one-byte segments sent last first cost no more than any others).
 """
 
 from __future__ import annotations
 
+import heapq
+from dataclasses import dataclass, field
+
 MOD = 1 << 32
+# Bookkeeping charged per waiting segment on top of its bytes (a dict slot, a heap entry, the
+# bytes object): one-byte segments must not fit a million into a 1 MiB budget.
+SEGMENT_OVERHEAD = 96
 
 
 def _rel(a: int, b: int) -> int:
@@ -17,57 +27,83 @@ def _rel(a: int, b: int) -> int:
     return d - MOD if d >= MOD // 2 else d
 
 
+@dataclass
+class _Stream:
+    seq: int  # sequence number of the next byte wanted
+    pos: int = 0  # its position from the stream's first byte
+    heap: list[int] = field(default_factory=list)  # positions of waiting segments
+    waiting: dict[int, bytes] = field(default_factory=dict)
+    cost: int = 0  # bytes charged for the waiting segments
+
+
 class TcpReassembler:
-    def __init__(self, max_pending_bytes: int = 1 << 20) -> None:
+    def __init__(self, max_pending_bytes: int = 1 << 20, max_total_bytes: int = 32 << 20) -> None:
         self.max_pending = max_pending_bytes
-        self.next: dict[int, int] = {}
-        self.pending: dict[int, dict[int, bytes]] = {}
+        self.max_total = max_total_bytes
+        self.streams: dict[int, _Stream] = {}
+        self.total = 0  # bytes charged over every stream
         self.gaps = 0
+        self.shed_bytes = 0  # waiting bytes given up because a budget was reached
 
     def start(self, key: int, seq: int) -> None:
-        self.next[key] = seq % MOD
-        self.pending[key] = {}
+        self.forget(key)
+        self.streams[key] = _Stream(seq % MOD)
 
     def push(self, key: int, seq: int, data: bytes) -> tuple[bytes, bool]:
         """Add a segment; return the bytes now in order and whether a gap was skipped."""
-        nxt = self.next.get(key)
-        if nxt is None or not data:
+        st = self.streams.get(key)
+        if st is None or not data:
             return b"", False
-        pend = self.pending[key]
-        rel = _rel(seq, nxt)
+        rel = _rel(seq, st.seq)
         if rel < 0:
             if rel + len(data) <= 0:
                 return b"", False  # pure retransmission
             data, rel = data[-rel:], 0
-        if rel > 0:
-            if seq % MOD not in pend or len(pend[seq % MOD]) < len(data):
-                pend[seq % MOD] = data
-            if sum(len(v) for v in pend.values()) <= self.max_pending:
-                return b"", False
-            # Waited too long for the missing bytes: skip to the earliest buffered segment.
+        if rel == 0:
+            return self._drain(st, data), False
+        at = st.pos + rel
+        old = st.waiting.get(at)
+        if old is None or len(old) < len(data):
+            charge = len(data) + (SEGMENT_OVERHEAD if old is None else -len(old))
+            if old is None:
+                heapq.heappush(st.heap, at)
+            st.waiting[at] = data
+            st.cost += charge
+            self.total += charge
+        if st.cost <= self.max_pending and self.total <= self.max_total:
+            return b"", False
+        # Waited too long for the missing bytes (or every stream together holds too much):
+        # skip to the earliest waiting segment.
+        if st.cost > self.max_pending:
             self.gaps += 1
-            nxt = min(pend, key=lambda s: _rel(s, nxt))
-            out, _ = self._drain(key, nxt, b"")
-            return out, True
-        return self._drain(key, nxt, data)
+        else:
+            self.shed_bytes += st.cost
+        first = st.heap[0]
+        st.seq = (st.seq + first - st.pos) % MOD
+        st.pos = first
+        return self._drain(st, b""), True
 
-    def _drain(self, key: int, nxt: int, data: bytes) -> tuple[bytes, bool]:
-        pend = self.pending[key]
+    def _drain(self, st: _Stream, data: bytes) -> bytes:
         out = [data] if data else []
-        nxt = (nxt + len(data)) % MOD
-        while pend:
-            ready = [s for s in pend if _rel(s, nxt) <= 0]
-            if not ready:
-                break
-            for s in ready:
-                chunk = pend.pop(s)
-                over = -_rel(s, nxt)
-                if over < len(chunk):
-                    out.append(chunk[over:])
-                    nxt = (nxt + len(chunk) - over) % MOD
-        self.next[key] = nxt
-        return b"".join(out), False
+        end = st.pos + len(data)
+        while st.heap and st.heap[0] <= end:
+            at = heapq.heappop(st.heap)
+            chunk = st.waiting.pop(at)
+            st.cost -= len(chunk) + SEGMENT_OVERHEAD
+            self.total -= len(chunk) + SEGMENT_OVERHEAD
+            over = end - at
+            if over < len(chunk):
+                out.append(chunk[over:])
+                end += len(chunk) - over
+        st.seq = (st.seq + end - st.pos) % MOD
+        st.pos = end
+        return b"".join(out)
+
+    def pending_bytes(self, key: int) -> int:
+        st = self.streams.get(key)
+        return 0 if st is None else sum(len(v) for v in st.waiting.values())
 
     def forget(self, key: int) -> None:
-        self.next.pop(key, None)
-        self.pending.pop(key, None)
+        st = self.streams.pop(key, None)
+        if st is not None:
+            self.total -= st.cost

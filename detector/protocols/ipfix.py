@@ -21,6 +21,7 @@ from detector.protocols.templates import (
     TemplateExportDecoder,
     be16,
     be32,
+    content_end,
     is_padding,
     make_template,
     parse_fields,
@@ -44,12 +45,15 @@ def _options_template_set(
 ) -> None:
     """Set 3: (template id, field count, scope field count, fields) records."""
     pos = s
-    while not is_padding(data, pos, e, 4):
+    content = content_end(data, s, e)
+    while not is_padding(pos, e, 4, content):
         tid, count = struct.unpack_from("!HH", data, pos)
         if count == 0:
             walk.withdraw(cache, domain, tid)
             pos += 4
             continue
+        if walk.too_many_fields(cache, count):
+            return
         if e - pos < 6:
             walk.malformed_templates += 1
             return

@@ -19,6 +19,7 @@ from detector.protocols.templates import (
     TemplateExportDecoder,
     be16,
     be32,
+    content_end,
     is_padding,
     make_template,
     parse_fields,
@@ -43,10 +44,13 @@ def _options_template_flowset(
 ) -> None:
     """Flowset 1: (template id, scope length, option length) then the two field lists."""
     pos = s
-    while not is_padding(data, pos, e, _OPT_HDR.size + 4):
+    content = content_end(data, s, e)
+    while not is_padding(pos, e, _OPT_HDR.size + 4, content):
         tid, scope_len, opt_len = _OPT_HDR.unpack_from(data, pos)
         if tid < 256 or scope_len % 4 or opt_len % 4 or scope_len + opt_len == 0:
             walk.malformed_templates += 1
+            return
+        if walk.too_many_fields(cache, (scope_len + opt_len) // 4):
             return
         n_scope = scope_len // 4
         parsed = parse_fields(data, pos + _OPT_HDR.size, e, n_scope + opt_len // 4, False)

@@ -28,8 +28,14 @@ MAX_UNIX_SECS = 4_102_444_800
 # Data records turned into RecordedFlow / Carried per packet: enough to name the conversations,
 # cheap enough for a busy exporter.
 MAX_RECORDS = 100
-# Templates kept per stream; a bound so garbage that passes the checks cannot grow memory.
-MAX_TEMPLATES = 4096
+# Records of variable-length templates walked per message (fixed-length records are counted by
+# arithmetic): a datagram of one-byte records must cost no more than a few thousand steps.
+MAX_WALKED_RECORDS = 2048
+# Defaults of the template budget (the engine passes the configured ones): templates kept per
+# stream, fields of one template (real exporters use a few dozen), fields kept over every stream.
+MAX_TEMPLATES = 1024
+MAX_TEMPLATE_FIELDS = 512
+MAX_TOTAL_FIELDS = 1 << 18
 VARLEN = 0xFFFF
 # The widest unsigned integer element (unsigned64).
 MAX_UINT_BYTES = 8
@@ -103,29 +109,71 @@ def make_template(tid: int, fields: list[tuple[int, int]], scope_count: int = 0)
     )
 
 
+class FieldBudget:
+    """Template fields held by every stream of one engine, against one budget."""
+
+    __slots__ = ("shed", "total", "used")
+
+    def __init__(self, total: int = MAX_TOTAL_FIELDS) -> None:
+        self.total = total
+        self.used = 0
+        self.shed = 0  # templates not kept because the budget was spent
+
+
 class TemplateCache:
-    """Templates of one exporter stream, keyed by (source id / observation domain, template id)."""
+    """Templates of one exporter stream, keyed by (source id / observation domain, template id).
 
-    __slots__ = ("templates",)
+    Bounded in templates, in fields per template and, through a shared :class:`FieldBudget`, in
+    fields over every stream; ``shed`` counts the templates refused (their data is counted as
+    records without a template)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("budget", "max_fields", "max_templates", "shed", "templates")
+
+    def __init__(
+        self,
+        max_templates: int = MAX_TEMPLATES,
+        max_fields: int = MAX_TEMPLATE_FIELDS,
+        budget: FieldBudget | None = None,
+    ) -> None:
         self.templates: dict[tuple[int, int], Template] = {}
+        self.max_templates = max_templates
+        self.max_fields = max_fields
+        self.budget = budget
+        self.shed = 0
 
     def get(self, domain: int, tid: int) -> Template | None:
         return self.templates.get((domain, tid))
 
-    def put(self, domain: int, t: Template) -> None:
-        if len(self.templates) >= MAX_TEMPLATES and (domain, t.tid) not in self.templates:
-            return
+    def put(self, domain: int, t: Template) -> bool:
+        """Keep ``t``; False (and counted) when a budget refuses it."""
+        old = self.templates.get((domain, t.tid))
+        grow = len(t.fields) - (len(old.fields) if old is not None else 0)
+        if (old is None and len(self.templates) >= self.max_templates) or (
+            self.budget is not None and grow > 0 and self.budget.used + grow > self.budget.total
+        ):
+            self.shed += 1
+            if self.budget is not None:
+                self.budget.shed += 1
+            return False
+        if self.budget is not None:
+            self.budget.used += grow
         self.templates[(domain, t.tid)] = t
+        return True
 
     def withdraw(self, domain: int, tid: int | None) -> None:
         """Forget one template, or every template of the domain when ``tid`` is None."""
-        if tid is not None:
-            self.templates.pop((domain, tid), None)
-            return
-        for key in [k for k in self.templates if k[0] == domain]:
-            del self.templates[key]
+        keys = [(domain, tid)] if tid is not None else [k for k in self.templates if k[0] == domain]
+        for key in keys:
+            t = self.templates.pop(key, None)
+            if t is not None and self.budget is not None:
+                self.budget.used -= len(t.fields)
+
+    def release(self) -> None:
+        """Give every template's fields back to the budget (the stream is gone)."""
+        for t in self.templates.values():
+            if self.budget is not None:
+                self.budget.used -= len(t.fields)
+        self.templates.clear()
 
 
 def cache_of(state: object | None) -> TemplateCache:
@@ -172,15 +220,23 @@ def parse_fields(
     return fields, pos
 
 
-def is_padding(data: bytes, pos: int, end: int, shortest: int) -> bool:
-    """Trailing bytes of a set that cannot hold another record (or are all zero) are padding."""
-    return end - pos < shortest or not any(data[pos:end])
+def content_end(data: bytes, start: int, end: int) -> int:
+    """Position after the last non-zero byte of ``data[start:end]`` (``start`` if none): found
+    once per set, so telling padding from records costs nothing per record."""
+    return start + len(data[start:end].rstrip(b"\0"))
+
+
+def is_padding(pos: int, end: int, shortest: int, content: int) -> bool:
+    """Trailing bytes of a set that cannot hold another record (or are all zero) are padding;
+    ``content`` is the set's :func:`content_end`."""
+    return end - pos < shortest or pos >= content
 
 
 def read_records(
-    t: Template, data: bytes, start: int, end: int, keep: int
-) -> tuple[int, list[dict[int, bytes]]]:
-    """Count the records of a data set and return the wanted fields of the first ``keep``."""
+    t: Template, data: bytes, start: int, end: int, keep: int, walk: int = MAX_WALKED_RECORDS
+) -> tuple[int, list[dict[int, bytes]], bool]:
+    """Count the records of a data set and return the wanted fields of the first ``keep``;
+    variable-length records are walked ``walk`` at most (then True: the count is a floor)."""
     rows: list[dict[int, bytes]] = []
     if t.fixed_len is not None:
         if t.fixed_len == 0:
@@ -189,28 +245,31 @@ def read_records(
         for i in range(min(count, keep)):
             base = start + i * t.fixed_len
             rows.append({k: data[base + o : base + o + n] for k, o, n in t.offsets})
-        return count, rows
+        return count, rows, False
     count, pos = 0, start
-    while not is_padding(data, pos, end, max(t.min_len, 1)):
+    content = content_end(data, start, end)
+    while not is_padding(pos, end, max(t.min_len, 1), content):
+        if count >= walk:
+            return count, rows, True
         row: dict[int, bytes] = {}
         for key, length in t.fields:
             if length == VARLEN:
                 if pos >= end:
-                    return count, rows
+                    return count, rows, False
                 length, pos = data[pos], pos + 1
                 if length == 255:
                     if end - pos < 2:
-                        return count, rows
+                        return count, rows, False
                     length, pos = (data[pos] << 8) | data[pos + 1], pos + 2
             if end - pos < length:
-                return count, rows
+                return count, rows, False
             if key in WANTED and len(rows) < keep:
                 row[key] = data[pos : pos + length]
             pos += length
         count += 1
         if len(rows) < keep:
             rows.append(row)
-    return count, rows
+    return count, rows, False
 
 
 def _uint(b: bytes | None) -> int:
@@ -256,9 +315,24 @@ class SetWalk:
     options_records: int = 0
     sampling_interval: int = 0
     psamp_sections: int = 0
+    # Bounds: templates with more fields than the budget allows (the rest of their set is
+    # skipped), templates the budget refused, data sets whose records were not all walked.
+    oversized_templates: int = 0
+    templates_shed: int = 0
+    sets_not_walked: int = 0
+    walk_left: int = MAX_WALKED_RECORDS
+
+    def too_many_fields(self, cache: TemplateCache, count: int) -> bool:
+        """A template record declaring more fields than kept: nothing after it in its set is
+        read (walking it would cost what the budget is there to bound)."""
+        if count <= cache.max_fields:
+            return False
+        self.oversized_templates += 1
+        return True
 
     def add_template(self, cache: TemplateCache, domain: int, t: Template) -> None:
-        cache.put(domain, t)
+        if not cache.put(domain, t):
+            self.templates_shed += 1
         self.template_records += 1
         (self.options_template_ids if t.scope_count else self.template_ids).append(t.tid)
 
@@ -269,12 +343,15 @@ class SetWalk:
 
         ``enterprise`` selects IPFIX encoding: enterprise-bit fields and withdrawals (count 0)."""
         pos = s
-        while not is_padding(data, pos, e, 4):
+        content = content_end(data, s, e)
+        while not is_padding(pos, e, 4, content):
             tid, count = _SET_HDR.unpack_from(data, pos)
             pos += 4
             if enterprise and count == 0:
                 self.withdraw(cache, domain, tid)
                 continue
+            if self.too_many_fields(cache, count):
+                return
             parsed = parse_fields(data, pos, e, count, enterprise) if tid >= 256 else None
             if parsed is None or count == 0:
                 # Nothing after a broken record can be trusted; the set chain itself was valid.
@@ -297,7 +374,9 @@ class SetWalk:
             self.missing_template_ids.append(sid)
             return
         keep = max(0, MAX_RECORDS - len(self.records) - len(self.carried))
-        count, rows = read_records(t, data, s, e, keep)
+        count, rows, cut = read_records(t, data, s, e, keep, self.walk_left)
+        self.walk_left = max(0, self.walk_left - count)
+        self.sets_not_walked += cut
         if t.scope_count:
             self.options_records += count
         else:
@@ -370,6 +449,12 @@ class SetWalk:
             found["withdrawn_template_ids"] = self.withdrawn_template_ids
         if self.malformed_templates:
             found["malformed_templates"] = self.malformed_templates
+        if self.oversized_templates:
+            found["oversized_templates"] = self.oversized_templates
+        if self.templates_shed:
+            found["templates_shed"] = self.templates_shed
+        if self.sets_not_walked:
+            found["data_sets_not_walked"] = self.sets_not_walked
         if self.sampling_interval:
             found["sampling_interval"] = self.sampling_interval
         if self.psamp_sections:
