@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 from scapy.all import ICMP, IP, UDP, Ether, Raw, wrpcap
@@ -29,9 +30,11 @@ from detector.live import capture
 from detector.live.capture import CaptureChild, CaptureStartError, pipe_size
 from detector.live.loop import LiveWatch, WatchOptions
 from detector.live.output import EventWriter
+from detector.live.source import Notice
 from detector.live.tracker import FindingTracker
 
 ROOT = Path(__file__).resolve().parents[1]
+EVE_SCHEMA = ROOT.parent / "shared" / "schemas" / "suricata-eve.schema.json"
 EXPORTER, COLLECTOR = "192.0.2.1", "192.0.2.9"
 TZSP_HEADER = bytes([1, 0, 0, 1, 1])  # version 1, received, Ethernet, tag END
 
@@ -433,6 +436,18 @@ def test_eve_format_from_watch(tzsp_pcap: Path, in_process: Callable[..., Result
     assert stats["stats"]["decoder"]["pkts"] == 60
     # Suricata's timestamp form.
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0000", stats["timestamp"])
+    # A capture notice is an engine event.
+    notice = io.StringIO()
+    EventWriter(notice, "eve", sensor="span-7").notice(Notice("span0", "gone", "span0 vanished"))
+    engine = json.loads(notice.getvalue())
+    assert engine["event_type"] == "engine" and engine["engine"]["message"] == "span0 vanished"
+    if not EVE_SCHEMA.exists():
+        pytest.skip(f"{EVE_SCHEMA} not present: lines not checked against Suricata's schema")
+    schema = json.loads(EVE_SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    for ev in [*lines, engine]:
+        errors = [e.message for e in validator.iter_errors(ev)]
+        assert not errors, (ev["event_type"], errors[:3])
 
 
 def test_evidence_directory_written_and_capped(

@@ -238,12 +238,13 @@ class LiveWatch:
         self._last_judge = time.monotonic()
         self.findings = findings
         changes = self.tracker.update(findings, self._last_judge)
+        by_id = {f.id: (f, ev) for f, ev in (*ended, *judged)}
         for change in changes:
-            self.writer.change(change)
+            got = by_id.get(change.finding.id)
+            self.writer.change(change, ev=got[1] if got else None)
         if self.evidence is not None:
             # Evidence of what was reported or escalated now, of streams that just ended (their
             # samples are complete), and of everything at exit.
-            by_id = {f.id: (f, ev) for f, ev in (*ended, *judged)}
             want = (
                 set(by_id) if final else {c.finding.id for c in changes} | {f.id for f, _ in ended}
             )

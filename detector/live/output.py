@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from detector.evidence import StreamEvidence
 from detector.findings import SEVERITY_ORDER, Finding
 from detector.live.source import Notice
 from detector.live.tracker import Change
@@ -86,10 +87,10 @@ class EventWriter:
         obj.update(fields)
         self._write(json.dumps(obj, separators=(",", ":")) + "\n")
 
-    def change(self, c: Change, now: float | None = None) -> None:
+    def change(self, c: Change, now: float | None = None, ev: StreamEvidence | None = None) -> None:
         when = iso_now(now)
         if self.fmt == "eve":
-            self._eve_alert(c.finding)
+            self._eve_alert(c.finding, ev)
             return
         if self.fmt == "jsonl":
             obj: dict[str, Any] = {"event": c.event, "time": when}
@@ -110,17 +111,11 @@ class EventWriter:
                 f"    {'; '.join(c.changes)}\n"
             )
 
-    def _eve_alert(self, f: Finding) -> None:
-        from detector.report.eve import eve_alert
+    def _eve_alert(self, f: Finding, ev: StreamEvidence | None) -> None:
+        from detector.report.eve import eve_line, in_eve
 
-        if f.severity == "info":
-            return  # info streams (ordinary tunnels) are not alerts
-        obj = eve_alert(f)
-        if self.sensor:
-            obj["host"] = self.sensor
-        if self.interface:
-            obj.setdefault("in_iface", self.interface)
-        self._write(json.dumps(obj, separators=(",", ":")) + "\n")
+        if in_eve(f):  # info streams (ordinary tunnels) are no alerts
+            self._write(eve_line(f, sensor=self.sensor, in_iface=self.interface, ev=ev))
 
     def notice(self, n: Notice, now: float | None = None) -> None:
         """A capture's state changed (interface down, up, gone)."""
