@@ -14,6 +14,9 @@ Example::
 
     [thresholds]
     targeted_share = 0.8
+
+    [detection]
+    reject_probe_stride = 8
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import (
 )
 from pydantic.networks import IPvAnyAddress, IPvAnyNetwork
 
+from detector.detection import FIELDS, Detection
 from detector.findings import Finding
 from detector.policy.verdict import PolicyContext, Thresholds
 
@@ -91,11 +95,29 @@ class ThresholdsModel(BaseModel):
     targeted_share: float | None = Field(None, ge=0, le=1)
     targeted_hosts: int | None = Field(None, ge=1, le=20)
     targeted_link_hosts: int | None = Field(None, ge=1)
-    min_validated_share: float | None = Field(None, ge=0, le=1)
     fixed_offset_share: float | None = Field(None, ge=0, le=1)
     min_unknown_packets: int | None = Field(None, ge=1)
     min_copy_checks: int | None = Field(None, ge=1)
     copy_match_share: float | None = Field(None, ge=0, le=1)
+
+
+class DetectionModel(BaseModel):
+    """``[detection]``: what the engine looks at (detector.detection; each value is a blind spot
+    listed in docs/how-it-works.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_decode: int | None = Field(None, ge=1)
+    sample_stride: int | None = Field(None, ge=1)
+    late_sample_after: int | None = Field(None, ge=1)
+    late_sample_stride: int | None = Field(None, ge=1)
+    flow_export_stride: int | None = Field(None, ge=1)
+    reject_after: int | None = Field(None, ge=1)
+    reject_probe_stride: int | None = Field(None, ge=1)
+    quiet_after_udp: int | None = Field(None, ge=1, le=255)
+    quiet_after_tcp: int | None = Field(None, ge=1, le=255)
+    quiet_probe_stride: int | None = Field(None, ge=1)
+    min_validated_share: float | None = Field(None, ge=0, le=1)
 
 
 class Config(BaseModel):
@@ -105,6 +127,7 @@ class Config(BaseModel):
     home_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     routers: list[IPvAnyAddress] = Field(default_factory=list)
     thresholds: ThresholdsModel = Field(default_factory=ThresholdsModel)
+    detection: DetectionModel = Field(default_factory=DetectionModel)
     source: str = Field("", exclude=True)
 
     def allowed(self, f: Finding) -> str | None:
@@ -121,8 +144,14 @@ class Config(BaseModel):
             value = getattr(self.thresholds, name, None)
             if value is not None:
                 setattr(th, name, value)
+        det = Detection()
+        for name in FIELDS:
+            value = getattr(self.detection, name, None)
+            if value is not None:
+                setattr(det, name, value)
         return PolicyContext(
             thresholds=th,
+            detection=det,
             allow=self.allowed,
             home_networks=[ipaddress.ip_network(str(n)) for n in self.home_networks],
             routers={str(r) for r in self.routers},

@@ -27,6 +27,7 @@ from detector.decode.headers import (
 )
 from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
+from detector.detection import Detection, probe
 from detector.evidence import HostTally, StreamEvidence
 from detector.flows.copies import CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
@@ -38,27 +39,10 @@ from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecod
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
-# Decode every packet of a new stream up to FULL_DECODE, then a sample whose stride grows
-# with what is already known (the evidence converges; the cost must not grow with volume).
-FULL_DECODE = 128
-FLOW_EXPORT_STRIDE = 4
-
-
-def sample_stride(decoded: int) -> int:
-    if decoded < FULL_DECODE:
-        return 1
-    return 16 if decoded < 512 else 256
-
-
-# A directed flow whose candidate packets failed this often without one success is ignored.
-REJECT_AFTER = 6
 # Seconds of link timeline kept, and distinct hosts counted exactly.
 MAX_TIMELINE = 7 * 86400
 MAX_HOSTS = 2_000_000
 IP_PROTO_GRE = 47
-# Payload packets of a flow that no prefilter accepts before its later packets are skipped
-# (UDP, TCP).  TCP gets more: a handover stream joined mid-PDU shows a PDU start a few segments on.
-QUIET_AFTER = {17: 8, 6: 24}
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header), and GRE, which has its own path: not candidates for
 # the IP-protocol decoders.
@@ -82,36 +66,45 @@ class EngineStats:
 
 
 class _Rejects:
-    """Directed flows that looked like candidates but never validated (bounded memory)."""
+    """Directed flows that looked like candidates but never validated (bounded memory).
+
+    Set aside, never given up: one packet in ``reject_probe_stride`` of a set-aside flow is
+    still tried, so junk sent first cannot hide a stream that follows it."""
 
     MAX = 200_000
 
-    def __init__(self) -> None:
+    def __init__(self, detection: Detection) -> None:
+        self.after = detection.reject_after
+        self.probe_stride = detection.reject_probe_stride
         self.fails: dict[int, int] = {}
         self.index = HashIndex()
 
     def fail(self, key: int) -> None:
         n = self.fails.get(key, 0) + 1
         self.fails[key] = n
-        if n == REJECT_AFTER:
+        if n == self.after:
             self.index.lookup_or_add(np.array([key], dtype=U64))
         if len(self.fails) > self.MAX:
             # Forget the flows that never reached the limit, and start the list afresh when it
             # is full (a rejected flow that comes back costs a few decodes, nothing more).
-            self.fails = {k: v for k, v in self.fails.items() if v >= REJECT_AFTER}
+            self.fails = {k: v for k, v in self.fails.items() if v >= self.after}
             if len(self.fails) > self.MAX // 2:
                 self.fails = {}
                 self.index = HashIndex()
 
-    def mask(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+    def mask(
+        self, keys: npt.NDArray[np.uint64], ts: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.bool_]:
+        """Rows of set-aside flows, except the probes."""
         if not self.index.count:
             return np.zeros(len(keys), dtype=np.bool_)
-        return self.index.lookup(keys) >= 0
+        return (self.index.lookup(keys) >= 0) & ~probe(keys, ts, self.probe_stride)
 
 
 class Engine:
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, detection: Detection | None = None) -> None:
         self.limits = lim = limits or Limits()
+        self.detection = detection or Detection()
         self.flows = FlowTable()
         self.hosts = HashIndex()
         self.stats = EngineStats()
@@ -119,7 +112,7 @@ class Engine:
         self._stream_keys = np.zeros(0, dtype=U64)
         self._stream_state: dict[int, object | None] = {}
         self._stream_decoder: dict[int, Decoder] = {}
-        self._rejects = _Rejects()
+        self._rejects = _Rejects(self.detection)
         # PDUs after the first of a segment that classified a TCP stream, per decoder tried.
         self._early_pdus: dict[tuple[int, str], list[Decoded]] = {}
         self.reasm = Reassembler()
@@ -211,7 +204,7 @@ class Engine:
             if len(self._stream_keys)
             else np.zeros(len(rows), dtype=np.bool_)
         )
-        fresh = ~known_before & ~self._rejects.mask(dkey)
+        fresh = ~known_before & ~self._rejects.mask(dkey, ts)
         consumed: list[int] = []
         cands: list[tuple[int, list[Decoder] | None]] = []
         p = proto
@@ -222,12 +215,14 @@ class Engine:
         unusual = ~COMMON_IP_LUT[p]
         for x in np.nonzero(fresh & unusual)[0].tolist():
             cands.append((x, None))
+        det = self.detection
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if not decoders:
                 continue
-            # Flows whose first payload packets no format accepted are not looked at again: every
-            # format recognised here shows itself in its first packets.
-            loud = self.flows.quiet[fids] < QUIET_AFTER[l4proto]
+            # Flows whose first payload packets no format accepted are only probed: every format
+            # recognised here shows itself in its first packets, unless junk was sent first.
+            loud = self.flows.quiet[fids] < det.quiet_after(l4proto)
+            loud |= probe(dkey, ts, det.quiet_probe_stride)
             sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0) & loud)[0]
             if not len(sel):
                 continue
@@ -276,13 +271,15 @@ class Engine:
             mine = kidx[inv == j]
             # TCP streams need every segment; flow exports every template at first, then a
             # sample (templates are re-sent, records are weighted).
-            full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < FULL_DECODE)
-            budget = len(mine) if full else max(0, FULL_DECODE - s.decoded)
+            full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < det.full_decode)
+            budget = len(mine) if full else max(0, det.full_decode - s.decoded)
             decode_rows.extend((int(rows[x]), int(x), 1.0) for x in mine[:budget])
             rest = mine[budget:]
             if len(rest):
                 # Every stride-th packet of the stream itself, each standing for `stride`.
-                stride = FLOW_EXPORT_STRIDE if s.kind == "flow-export" else sample_stride(s.decoded)
+                stride = (
+                    det.flow_export_stride if s.kind == "flow-export" else det.stride(s.decoded)
+                )
                 phase = self._phase.get(k, 0)
                 picked = rest[(phase + np.arange(len(rest))) % stride == 0]
                 self._phase[k] = (phase + len(rest)) % stride
@@ -656,6 +653,7 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
         bytes=pc.estimated_bytes,
         decoded=pc.matches,
         validated=pc.matches,
+        strength_sum=float(pc.matches),
         header_example=(
             f"the same IP packets seen twice within {1000 * max(pc.delays):.1f} ms, the second "
             f"time sent to {_mac(pc.l2dst)} instead of their own next hop"

@@ -40,6 +40,7 @@ FACT_TEXT_MAX = 256
 ADDITIVE = (
     "packets", "bytes", "decoded", "validated", "fragments", "carried_packets",
     "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
+    "strength_sum",
 )  # fmt: skip
 SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched"})
 
@@ -88,7 +89,10 @@ class StreamEvidence:
     bytes: int = 0
     decoded: int = 0  # packets given to the decoder
     validated: int = 0  # ... that validated as ``protocol``
+    # Mean match strength of the validated packets (a stream is judged by all of its packets,
+    # not by its best one), and the sum it is kept from.
     strength: float = 1.0
+    strength_sum: float = 0.0
     header_example: str = ""
     fragments: int = 0
     sessions: dict[str, Counter[int | str]] = field(default_factory=dict)
@@ -134,7 +138,8 @@ class StreamEvidence:
 
     def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
         self.validated += 1
-        self.strength = max(self.strength, d.strength) if self.validated > 1 else d.strength
+        self.strength_sum += d.strength
+        self.strength = self.strength_sum / self.validated
         if not self.header_example:
             self.header_example = d.header
         for k, v in d.session.items():
@@ -228,7 +233,8 @@ class StreamEvidence:
         self.last_seen = max(self.last_seen, o.last_seen)
         for name in ADDITIVE:
             setattr(self, name, getattr(self, name) + getattr(o, name))
-        self.strength = max(self.strength, o.strength)
+        if self.validated and self.strength_sum:
+            self.strength = self.strength_sum / self.validated
         self.header_example = self.header_example or o.header_example
         self.src_mac = self.src_mac or o.src_mac
         self.dst_mac = self.dst_mac or o.dst_mac

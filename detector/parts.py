@@ -32,6 +32,7 @@ from detector.capture.reader import (
     reading,
 )
 from detector.decode.headers import KNOWN_LINKS
+from detector.detection import Detection
 from detector.engine import Engine, EngineStats
 from detector.evidence import StreamEvidence
 
@@ -181,11 +182,13 @@ def open_part(part: Part) -> BinaryIO:
 
 
 def run_parts(
-    parts: list[Part], progress: Callable[[int], None] | None = None
+    parts: list[Part],
+    progress: Callable[[int], None] | None = None,
+    detection: Detection | None = None,
 ) -> tuple[Engine, list[InputStats], bool]:
     """One engine over ``parts`` in order; per-part input statistics; any input unreadable.
     ``progress`` is told how many bytes of the parts have been read so far."""
-    engine = Engine()
+    engine = Engine(detection=detection)
     inputs: list[InputStats] = []
     unreadable = False
     done = 0
@@ -257,21 +260,23 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
     )
 
 
-def _worker(parts: list[Part]) -> PartResult:
-    return result_of(*run_parts(parts))
+def _worker(parts: list[Part], detection: Detection | None) -> PartResult:
+    return result_of(*run_parts(parts, None, detection))
 
 
 def scan_parts(
-    groups: list[list[Part]], progress: Callable[[int], None] | None = None
+    groups: list[list[Part]],
+    progress: Callable[[int], None] | None = None,
+    detection: Detection | None = None,
 ) -> list[PartResult]:
     """Run each group in its own process (the first in this one, reporting ``progress``),
     results in capture order."""
     if len(groups) == 1:
-        return [result_of(*run_parts(groups[0], progress))]
+        return [result_of(*run_parts(groups[0], progress, detection))]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(len(groups) - 1) as pool:
-        pending = [pool.apply_async(_worker, (g,)) for g in groups[1:]]
-        first = result_of(*run_parts(groups[0], progress))
+        pending = [pool.apply_async(_worker, (g, detection)) for g in groups[1:]]
+        first = result_of(*run_parts(groups[0], progress, detection))
         return [first, *(p.get() for p in pending)]
 
 

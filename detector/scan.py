@@ -49,13 +49,15 @@ def scan_paths(
     total = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
     # The first group is read in this process: its share of the bytes stands for the whole.
     share = len(groups)
+    ctx = policy or PolicyContext()
     results = scan_parts(
-        groups, None if progress is None else lambda done: progress(done * share, total)
+        groups,
+        None if progress is None else lambda done: progress(done * share, total),
+        ctx.detection,
     )
     folded = fold(results)
     inputs = _inputs([i for r in results for i in r.inputs])
     unreadable = any(r.unreadable for r in results)
-    ctx = policy or PolicyContext()
     ctx.link_hosts = folded.hosts
     judged = judge(folded.streams, ctx)
     findings = [f for f, _ in judged]

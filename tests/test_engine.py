@@ -9,6 +9,7 @@ import numpy as np
 from scapy.all import IP, UDP, Ether, Raw, raw
 
 from detector.capture.reader import PacketBatch
+from detector.detection import Detection
 from detector.engine import Engine
 
 
@@ -34,14 +35,15 @@ def _tzsp(i: int) -> bytes:
     return _udp(40000, 37008, b"\x01\x00\x00\x01\x01" + inner)
 
 
-def test_quiet_flows_are_not_prefiltered_again() -> None:
+def test_quiet_flows_are_only_probed() -> None:
     rng = random.Random(3)
     engine = Engine()
     for b in range(4):
         frames = [_udp(5000, 443, bytes(rng.randrange(256) for _ in range(200))) for _ in range(50)]
         engine.process(_batch(frames, 100.0 + b))
-    # The first batch is looked at; after it the flow is known to be quiet.
-    assert engine.stats.prefiltered == 50
+    # The first batch is looked at; after it the flow is known to be quiet and only probed.
+    probes = engine.stats.prefiltered - 50
+    assert 0 < probes <= 150 * 2 // Detection().quiet_probe_stride
     assert not engine.streams
     # A stream on another flow is still found at once.
     engine.process(_batch([_tzsp(i) for i in range(20)], 200.0))

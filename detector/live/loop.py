@@ -63,7 +63,7 @@ class LiveWatch:
         self.writer = writer
         self.opts = options or WatchOptions()
         self.policy = policy or PolicyContext()
-        self.engine = Engine()
+        self.engine = Engine(detection=self.policy.detection)
         self.lock = threading.Lock()
         self.stop_event = stop_event or threading.Event()
         # Set by SIGHUP: the main thread reopens the output between two lines.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from detector.detection import Detection
 from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 
@@ -65,7 +66,6 @@ class Thresholds:
     targeted_hosts: int = 3
     # ...while the link carries at least this many hosts.
     targeted_link_hosts: int = 20
-    min_validated_share: float = 0.5
     # Unknown encapsulation: one offset must hold for this share of a stream's packets...
     fixed_offset_share: float = 0.8
     # ...and the stream must have at least this many such packets.
@@ -79,6 +79,8 @@ class Thresholds:
 @dataclass
 class PolicyContext:
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # What the engine looks at and when a stream is judged at all (detector.detection).
+    detection: Detection = field(default_factory=Detection)
     link_hosts: int = 0
     # From the config (detector.config): a reason when a finding is expected, else None.
     allow: Callable[[Finding], str | None] | None = None
@@ -256,7 +258,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     """The verdict for one (merged) stream; None when it is not worth a finding."""
     th = ctx.thresholds
     share = s.validated / s.decoded if s.decoded else 0.0
-    if share < th.min_validated_share and s.strength < 1.0:
+    if share < ctx.detection.min_validated_share and s.strength < 1.0:
         return None
     reasons: list[str] = []
     evidence: dict[str, int | float | str | bool | list[str] | list[int]] = {
