@@ -41,7 +41,7 @@ JUNK_TZSP = b"\x01\x00\x00\x01\x01" + bytes(12) + b"\x12\x34" + bytes(40)
 
 
 def _run(frames: list[bytes], detection: Detection | None = None, per_batch: int = 4) -> Engine:
-    engine = Engine(detection)
+    engine = Engine(detection=detection)
     for k in range(0, len(frames), per_batch):
         chunk = frames[k : k + per_batch]
         engine.process(PacketBatch.of_frames(chunk, ts=1000.0 + k + np.arange(len(chunk)) * 1e-3))
