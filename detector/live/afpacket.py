@@ -228,8 +228,7 @@ class AfPacketSource:
             self._error = f"capture on {self.name} ended: the interface disappeared" + (
                 " (another of the same name took its place)" if now else ""
             )
-            self.stats.state = "gone"
-            self.notices.post(Notice(self.name, "gone", self._error))
+            self.stats.state = "gone"  # the loop writes the event as it ends the watch
             return
         up = self._is_up(sock)
         if up is False and self.stats.state == "up":

@@ -25,7 +25,7 @@ from detector.findings import SEVERITY_ORDER, Finding
 from detector.live.evidence import EvidenceStore
 from detector.live.metrics import Metrics, Snapshot
 from detector.live.output import EventWriter, finding_brief
-from detector.live.source import Source
+from detector.live.source import Notice, Source
 from detector.live.tracker import FindingTracker
 from detector.policy.verdict import PolicyContext, judge
 
@@ -156,9 +156,13 @@ class LiveWatch:
                     break
                 if self.opts.duration is not None and now - self._started >= self.opts.duration:
                     break
-                failed = [f for f in (s.failed() for s in self.sources) if f]
+                failed = [(s, why) for s in self.sources if (why := s.failed())]
                 if failed:
-                    self.failures.extend(failed)
+                    for src, why in failed:
+                        self.failures.append(why)
+                        # An event in the log itself, not only on stderr: the capture is over.
+                        state = "gone" if src.stats.state == "gone" else "failed"
+                        self.writer.notice(Notice(src.name, state, why))
                     break
                 if self.failures:
                     break

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,47 @@ def need(*tools: str, package: str) -> None:
 
 def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def until(ready: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``ready`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def wait_path(p: Path, timeout: float = 10.0) -> None:
+    if not until(p.exists, timeout):
+        raise RuntimeError(f"{p} did not appear")
+
+
+def _holds_packet_socket(pid: int) -> bool:
+    """Whether process ``pid`` or one of its children has an AF_PACKET socket open."""
+    try:
+        lines = Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]
+        inodes = {line.split()[-1] for line in lines}
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        kids = [
+            int(c)
+            for t in os.listdir(f"/proc/{pid}/task")
+            for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()
+        ]
+    except OSError:
+        return False
+    if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+        return True
+    return any(_holds_packet_socket(k) for k in kids)
+
+
+def wait_capturing(p: subprocess.Popen[Any], name: str, timeout: float = 20.0) -> None:
+    """Wait until a started capture tool has opened its packet socket (it then sees traffic)."""
+    if not until(lambda: p.poll() is not None or _holds_packet_socket(p.pid), timeout):
+        raise RuntimeError(f"{name} opened no packet socket within {timeout:.0f} s")
+    if p.poll() is not None:
+        raise RuntimeError(f"{name} exited ({p.returncode}) before capturing")
 
 
 class Net:
@@ -115,12 +157,12 @@ class Net:
                 p.wait(max(0.0, deadline - time.monotonic()))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for n in self.namespaces:
-                pids = sh("ip", "netns", "pids", n, check=False).stdout.split()
-                for pid in pids:
+                for pid in self._pids(n):
                     with contextlib.suppress(ProcessLookupError, ValueError):
                         os.kill(int(pid), sig)
             if sig == signal.SIGTERM:
-                time.sleep(0.3)
+                # Until they are gone (or 2 s): what is left then gets SIGKILL.
+                until(lambda: not any(self._pids(n) for n in self.namespaces), 2.0)
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
@@ -130,6 +172,10 @@ class Net:
             sh("ip", "netns", "del", n, check=False)
         if not os.environ.get("MW_E2E_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    @staticmethod
+    def _pids(ns: str) -> list[str]:
+        return sh("ip", "netns", "pids", ns, check=False).stdout.split()
 
     # ---------------------------------------------------------------- layouts
 
@@ -159,13 +205,13 @@ class Net:
         (www / "index.html").write_text("hello from the test server\n")
         self.bg(ns, "http", sys.executable, "-m", "http.server", "8080", "--bind", ip,
                 "--directory", str(www))  # fmt: skip
-        deadline = time.monotonic() + 5
         probe = f"exec 3<>/dev/tcp/{ip}/8080"
-        while time.monotonic() < deadline:
-            if sh("ip", "netns", "exec", ns, "bash", "-c", probe, check=False).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("test http server did not start: " + self.log("http"))
+        if not until(
+            lambda: sh("ip", "netns", "exec", ns, "bash", "-c", probe, check=False).returncode == 0,
+            15.0,
+            0.1,
+        ):
+            raise RuntimeError("test http server did not start: " + self.log("http"))
 
     def sink(self, ns: str, ports: list[int]) -> None:
         """A UDP sink, so the collector answers no ICMP port-unreachable."""

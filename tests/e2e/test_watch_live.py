@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from netlib import (
@@ -26,6 +25,8 @@ from netlib import (
     Watcher,
     need,
     sh,
+    wait_capturing,
+    wait_path,
 )
 
 pytestmark = pytest.mark.slow
@@ -81,7 +82,7 @@ def ovs_start(net: Net, ns: str) -> Callable[..., str]:
     sh("ovsdb-tool", "create", str(d / "conf.db"), "/usr/share/openvswitch/vswitch.ovsschema")
     net.bg(ns, "ovsdb-server", "ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
            f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log")  # fmt: skip
-    _wait_path(d / "db.sock")
+    wait_path(d / "db.sock")
 
     def vs(*args: str) -> str:
         return net.x(ns, "ovs-vsctl", f"--db=unix:{d}/db.sock", "--timeout=10", *args)
@@ -89,17 +90,9 @@ def ovs_start(net: Net, ns: str) -> Callable[..., str]:
     vs("--no-wait", "init")
     net.bg(ns, "ovs-vswitchd", "ovs-vswitchd", f"unix:{d}/db.sock",
            f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log")  # fmt: skip
-    _wait_path(d / "ovs-vswitchd.ctl")
+    wait_path(d / "ovs-vswitchd.ctl")
     vs("set", "Open_vSwitch", ".", "other_config:max-idle=1000")
     return vs
-
-
-def _wait_path(p: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not p.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{p} did not appear")
-        time.sleep(0.05)
 
 
 def test_ovs_port_mirrors(make_net: Callable[[str], Net], request: pytest.FixtureRequest) -> None:
@@ -241,7 +234,7 @@ def test_pmacct_flow_exports(
     w = Watcher(net, n["rtr"], "rtr-up")
     w.wait_ready()
     pmacctd = net.bg(n["rtr"], "pmacctd", "pmacctd", "-f", str(conf))
-    time.sleep(1.5)
+    wait_capturing(pmacctd, "pmacctd")
     net.traffic(n["cli"], SERVER, rounds=2)
     fx = "flow-export"
     expects = [
@@ -293,10 +286,12 @@ def test_softflowd_flow_exports(
     timeouts = [a for t in ("maxlife=3", "expint=1", "general=2", "icmp=2", "udp=2", "tcp=2",
                             "tcp.rst=2", "tcp.fin=2") for a in ("-t", t)]  # fmt: skip
     for version, port in (("5", 2055), ("9", 9996), ("10", 4739), ("psamp", 4740)):
-        net.bg(n["rtr"], f"softflowd-{version}", "softflowd", "-d", "-i", "rtr-lan", "-v", version,
-               "-n", f"{COLLECTOR}:{port}", *timeouts, "-p", f"{net.dir}/sf{version}.pid",
-               "-c", f"{net.dir}/sf{version}.ctl", env={"LD_PRELOAD": str(shim)})  # fmt: skip
-    time.sleep(1.0)
+        sfd = net.bg(n["rtr"], f"softflowd-{version}", "softflowd", "-d", "-i", "rtr-lan",
+                     "-v", version, "-n", f"{COLLECTOR}:{port}", *timeouts,
+                     "-p", f"{net.dir}/sf{version}.pid", "-c", f"{net.dir}/sf{version}.ctl",
+                     env={"LD_PRELOAD": str(shim)})  # fmt: skip
+        wait_capturing(sfd, f"softflowd -v {version}")
+        wait_path(net.dir / f"sf{version}.ctl")
     net.traffic(n["cli"], SERVER, rounds=2)
 
     def expire_all() -> None:
@@ -349,9 +344,9 @@ def test_scapy_soft_mirrors(
     (net.dir / "soft_mirror.py").write_text(SOFT_MIRROR)
     w = Watcher(net, n["rtr"], "rtr-up", "--capture", method)
     w.wait_ready()
-    net.bg(n["rtr"], "soft_mirror", sys.executable, str(net.dir / "soft_mirror.py"), "rtr-lan",
-           COLLECTOR)  # fmt: skip
-    time.sleep(1.5)  # scapy's import and socket setup
+    mirror = net.bg(n["rtr"], "soft_mirror", sys.executable, str(net.dir / "soft_mirror.py"),
+                    "rtr-lan", COLLECTOR)  # fmt: skip
+    wait_capturing(mirror, "the scapy mirror")  # scapy's import takes seconds under load
     net.traffic(n["cli"], SERVER, rounds=2)
     expects = [
         Expect("tzsp", {"tzsp"}, "mirror", ROUTER_UP, COLLECTOR, ROUTER_HOSTS, 37008),
@@ -416,11 +411,12 @@ def test_quiet_traffic_and_vxlan_overlay(make_net: Callable[[str], Net]) -> None
     (net.dir / "random_udp.py").write_text(RANDOM_UDP)
     w = Watcher(net, n["rtr"], "rtr-up")
     w.wait_ready()
-    net.bg(n["rtr"], "random_udp", sys.executable, str(net.dir / "random_udp.py"), COLLECTOR, "4")
+    noise = net.bg(n["rtr"], "random_udp", sys.executable, str(net.dir / "random_udp.py"),
+                   COLLECTOR, "4")  # fmt: skip
     net.traffic(n["cli"], SERVER, rounds=2)
     net.traffic(n["rtr"], "10.200.77.2", rounds=2)
     net.x(n["col"], "ping", "-q", "-c", "3", "-i", "0.2", "10.200.77.1", check=False)
-    time.sleep(1.5)
+    noise.wait(60)  # its 4 s of noise all sent; stopping the watch then reads what it holds
     rc = w.stop()
     loud = [
         f"{e['event']}: {e['finding']['protocol']} {e['finding']['kind']} "
