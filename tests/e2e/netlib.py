@@ -349,8 +349,8 @@ class Expect:
     name: str
     protocols: set[str]
     kind: str
-    exporter: str
-    collector: str
+    exporter: str | None
+    collector: str | None
     hosts: set[str]
     collector_port: int | None = None
 

@@ -376,8 +376,8 @@ def test_iptables_tee_copies(
     w = Watcher(net, n["rtr"], "rtr-up")
     w.wait_ready()
     net.traffic(n["cli"], SERVER, rounds=2)
-    # Plain copies have no IP endpoints of their own: exporter and collector are MACs.
-    expects = [Expect("tee", {"tee-copy"}, "mirror", "", "", ROUTER_HOSTS)]
+    # Plain copies have no IP endpoints of their own (null): exporter and collector are MACs.
+    expects = [Expect("tee", {"tee-copy"}, "mirror", None, None, ROUTER_HOSTS)]
     finish(request, w, expects, timeout=10)
     tee = [s.latest for s in w.by_id.values() if s.latest["protocol"] == "tee-copy"]
     assert any(f["severity"] in ("high", "critical") for f in tee), w.describe()
