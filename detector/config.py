@@ -99,6 +99,8 @@ class ThresholdsModel(BaseModel):
     min_unknown_packets: int | None = Field(None, ge=1)
     min_copy_checks: int | None = Field(None, ge=1)
     copy_match_share: float | None = Field(None, ge=0, le=1)
+    connlog_share: float | None = Field(None, ge=0, le=1)
+    min_connlog_lines: int | None = Field(None, ge=1)
 
 
 class DetectionModel(BaseModel):

@@ -39,6 +39,8 @@ from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecod
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
+# Exports written as logs, whose record rate is set against the span's new flows.
+LOG_EXPORTS = frozenset({"syslog-connlog", "dnstap"})
 # Seconds of link timeline kept, and distinct hosts counted exactly.
 MAX_TIMELINE = 7 * 86400
 MAX_HOSTS = 2_000_000
@@ -603,8 +605,22 @@ class Engine:
                 s.extra["copies_matched"] = m.matched
                 if m.delays:
                     s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
+        self._log_rates()
         plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
         return sorted([*self.streams.values(), *plain], key=lambda s: (s.first_seen, s.key))
+
+    def _log_rates(self) -> None:
+        """Connection records per second of a log export against new flows per second on the
+        span: a log of every connection keeps pace with the span's own."""
+        st = self.stats
+        span = (st.last_ts or 0.0) - (st.first_ts or 0.0)
+        if span <= 0:
+            return
+        for s in self.streams.values():
+            if s.protocol in LOG_EXPORTS and s.decoded:
+                lines = s.records * max(1.0, s.packets / s.decoded)
+                s.extra["records_per_s"] = round(lines / span, 3)
+                s.extra["span_new_flows_per_s"] = round(self.flows.total_flows / span, 3)
 
     def distinct_hosts(self) -> int:
         return self._hosts_before + self.hosts.count

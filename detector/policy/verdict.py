@@ -51,6 +51,8 @@ CHECKSUMS = ("right", "zero", "wrong")
 KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 # Facts shown elsewhere in the reasons.
 HIDDEN_FACTS = frozenset({"prefix"})
+# Text logs that are flow exports only when enough of their lines name other hosts' connections.
+CONNECTION_LOGS = frozenset({"syslog-connlog"})
 
 
 @dataclass
@@ -74,6 +76,10 @@ class Thresholds:
     # native packets proves the stream carries copies.
     min_copy_checks: int = 3
     copy_match_share: float = 0.5
+    # Connection logs: this share of a log stream's messages, and at least this many, must name
+    # connections of hosts other than the exporter.
+    connlog_share: float = 0.2
+    min_connlog_lines: int = 5
 
 
 @dataclass
@@ -337,6 +343,16 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         if top < th.fixed_offset_share or s.validated < th.min_unknown_packets:
             return None
         reasons.append(_prefix_sentence(s))
+    if s.protocol in CONNECTION_LOGS:
+        lines = s.records / max(1, s.validated)
+        if s.records < th.min_connlog_lines or lines < th.connlog_share:
+            return None  # an ordinary log: daemon messages, not connection records
+        evidence["connection_line_share"] = round(min(1.0, lines), 4)
+        reasons.append(
+            f"{lines:.0%} of its messages name connections of other hosts, about "
+            f"{s.extra.get('records_per_s', '?')} per second while the span shows "
+            f"{s.extra.get('span_new_flows_per_s', '?')} new flows per second: a connection log."
+        )
     if s.protocol in AMBIGUOUS and kind == "mirror":
         both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
         proven = both_ways or copies_proven
