@@ -1879,6 +1879,172 @@ def s_icmp_noise(name: str) -> bytes:
 
 # --------------------------------------------------------------------------- registry
 
+# --------------------------------------------------------------------------- logs of connections
+
+
+def new_connections(frames: list[Frame]) -> list[tuple[int, str, str, str, int, int]]:
+    """(time, proto, src, dst, sport, dport) of each TCP SYN and each client UDP query."""
+    out = []
+    for t, frame in frames:
+        pkt = Ether(frame)
+        ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
+        if ip is None:
+            continue
+        if pkt.haslayer(TCP) and pkt[TCP].flags == "S":
+            out.append((t, "TCP", ip.src, ip.dst, pkt[TCP].sport, pkt[TCP].dport))
+        elif pkt.haslayer(UDP) and pkt[UDP].dport == 53:
+            out.append((t, "UDP", ip.src, ip.dst, pkt[UDP].sport, 53))
+    return out
+
+
+def routeros_line(c: tuple[int, str, str, str, int, int]) -> bytes:
+    _, proto, src, dst, sport, dport = c
+    flags = " (SYN)" if proto == "TCP" else ""
+
+    def ep(a: str, p: int) -> str:
+        return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+
+    return (
+        f"<134>Jan 15 10:00:00 MikroTik firewall,info forward: in:bridge out:ether1, "
+        f"src-mac 02:00:00:00:00:01, proto {proto}{flags}, {ep(src, sport)}->{ep(dst, dport)}, "
+        "len 60"
+    ).encode()
+
+
+def iptables_line(c: tuple[int, str, str, str, int, int], seq: int) -> bytes:
+    _, proto, src, dst, sport, dport = c
+    return (
+        f"<4>1 2026-01-15T10:00:00.{seq:06d}Z gw kernel - - - [{seq}.0] FWD IN=eth1 OUT=eth0 "
+        f"SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID={seq} DF PROTO={proto} "
+        f"SPT={sport} DPT={dport} WINDOW=64240 RES=0x00 SYN URGP=0"
+    ).encode()
+
+
+DAEMON_LINES = [
+    b"<30>Jan 15 10:00:00 MikroTik dhcp,info dhcp1 assigned 192.168.10.23 to 02:00:00:00:00:17",
+    b"<38>Jan 15 10:00:00 MikroTik system,info,account user admin logged in via winbox",
+    b"<29>Jan 15 10:00:00 MikroTik wireless,info 02:00:00:00:00:21@wlan1: connected",
+    b"<30>Jan 15 10:00:00 gw ntpd[812]: kernel reports TIME_ERROR: 0x41: Clock Unsynchronized",
+]
+
+
+def s_syslog_connlog(name: str) -> bytes:
+    """A RouterOS router logging every forwarded connection to a remote syslog server over
+    UDP 514 (firewall rules with log=yes and a remote action), among its ordinary messages."""
+    rng = rng_for(name)
+    natives = traffic(rng, 240, n_hosts=6)
+    out = Outer(rng, dst="10.9.0.20")
+    sport = rng.randrange(32768, 61000)
+    logs: list[Frame] = []
+    for i, c in enumerate(new_connections(natives)):
+        logs.append((c[0] + rng.randrange(200, 2000), out.udp(routeros_line(c), sport, 514)))
+        if i % 4 == 3:
+            daemon = rng.choice(DAEMON_LINES)
+            logs.append((c[0] + rng.randrange(2000, 9000), out.udp(daemon, sport, 514)))
+    return pcap_of(natives + logs)
+
+
+def s_syslog_connlog_tcp(name: str) -> bytes:
+    """iptables LOG lines forwarded by rsyslog over TCP 514 with octet counting (RFC 6587)."""
+    rng = rng_for(name)
+    natives = traffic(rng, 200, n_hosts=5)
+    fwd = Outer(rng, dst="10.9.0.21")
+    lines = [iptables_line(c, i) for i, c in enumerate(new_connections(natives))]
+    msgs = [(True, b"%d %s" % (len(x), x)) for x in lines]
+    stream = tcp_stream(rng, fwd, fwd.reverse(rng), 41514, 514, msgs, gap=(20000, 60000))
+    return pcap_of(natives + stream)
+
+
+def s_syslog_daemons(name: str) -> bytes:
+    """Ordinary remote syslog (daemon messages, an sshd login naming a client): no flow export."""
+    rng = rng_for(name)
+    out = Outer(rng, dst="10.9.0.20")
+    lines = [
+        *DAEMON_LINES,
+        b"<38>Jan 15 10:00:00 gw sshd[991]: Accepted publickey for ops "
+        b"from 192.168.10.40 port 50122 ssh2",
+    ]
+    sport = rng.randrange(32768, 61000)
+    return pcap_of([(i * 300_000, out.udp(lines[i % len(lines)], sport, 514)) for i in range(60)])
+
+
+def pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(number: int, value: int | bytes) -> bytes:
+    """One protobuf field: a varint, or length-delimited bytes."""
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
+def fstrm_control(ctype: int, content: bytes | None = b"protobuf:dnstap.Dnstap") -> bytes:
+    body = struct.pack("!I", ctype)
+    if content is not None:
+        body += struct.pack("!II", 1, len(content)) + content
+    return struct.pack("!II", 0, len(body)) + body
+
+
+def dnstap_frame(mtype: int, client: str, cport: int, server: str, dns: bytes, t: int) -> bytes:
+    """A Frame Streams data frame holding one dnstap message (CLIENT_QUERY 5, CLIENT_RESPONSE 6)."""
+    v6 = ":" in client
+    addr = IPv6 if v6 else IP
+    msg = (
+        pb_field(1, mtype)
+        + pb_field(2, 2 if v6 else 1)
+        + pb_field(3, 1)
+        + pb_field(4, bytes(addr(src=client))[8:24] if v6 else bytes(addr(src=client))[12:16])
+        + pb_field(5, bytes(addr(src=server))[8:24] if v6 else bytes(addr(src=server))[12:16])
+        + pb_field(6, cport)
+        + pb_field(7, 53)
+        + pb_field(8 if mtype % 2 else 12, T0 + t // US)
+        + pb_field(10 if mtype % 2 else 14, dns)
+    )
+    body = pb_field(1, b"resolver1") + pb_field(2, b"unbound 1.17.1") + pb_field(14, msg)
+    body += pb_field(15, 1)
+    return struct.pack("!I", len(body)) + body
+
+
+def s_dnstap(name: str) -> bytes:
+    """A resolver exporting every client query and answer over dnstap (Frame Streams, TCP 6000)."""
+    rng = rng_for(name)
+    natives = traffic(rng, 220, n_hosts=6)
+    resolver = Outer(rng, "10.1.0.53", "10.9.0.30")
+    collector = resolver.reverse(rng)
+    events: list[tuple[int, bool, bytes]] = []
+    for t, frame in natives:
+        pkt = Ether(frame)
+        if not pkt.haslayer(DNS):
+            continue
+        ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
+        query = pkt[UDP].dport == 53
+        client, cport = (ip.src, pkt[UDP].sport) if query else (ip.dst, pkt[UDP].dport)
+        dns = bytes(pkt[DNS])
+        events.append(
+            (
+                t,
+                True,
+                dnstap_frame(5 if query else 6, client, cport, ip.dst if query else ip.src, dns, t),
+            )
+        )
+    messages = [(True, fstrm_control(4)), (False, fstrm_control(1)), (True, fstrm_control(2))]
+    # The resolver writes in batches: a few frames per segment.
+    batch: list[bytes] = []
+    for i, (_, _, frame) in enumerate(events):
+        batch.append(frame)
+        if len(batch) == 4 or i == len(events) - 1:
+            messages.append((True, b"".join(batch)))
+            batch = []
+    stream = tcp_stream(rng, resolver, collector, 43210, 6000, messages, gap=(20000, 90000))
+    return pcap_of(natives + stream)
+
+
 SAMPLES: dict[str, Callable[[str], bytes]] = {
     "tzsp.pcap": s_tzsp,
     "tzsp-31337.pcap": s_tzsp_31337,
@@ -1951,6 +2117,10 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "checksum-zero-one-way.pcap": s_checksum_zero_one_way,
     "checksum-zero-all.pcap": s_checksum_zero_all,
     "anonymised-carried.pcap": s_anonymised_carried,
+    "syslog-connlog.pcap": s_syslog_connlog,
+    "syslog-connlog-tcp.pcap": s_syslog_connlog_tcp,
+    "syslog-daemons.pcap": s_syslog_daemons,
+    "dnstap.pcap": s_dnstap,
     "bad/truncated.pcap": s_bad_truncated,
     "bad/garbage.pcap": s_bad_garbage,
     "bad/unknown-linktype.pcap": s_bad_unknown_linktype,
