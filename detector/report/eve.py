@@ -65,6 +65,8 @@ PROTOCOL_SID: dict[str, int] = {
     "ipfix": 44,
     "psamp": 45,
     "sflow": 46,
+    "syslog-connlog": 47,
+    "dnstap": 48,
     # tunnels
     "gre-ip": 60,
     "gre-ppp": 61,
