@@ -35,7 +35,7 @@ from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
 from detector.limits import Limits
 from detector.protocols import registry
-from detector.protocols.base import Decoded, Decoder, PacketContext, StreamDecoder
+from detector.protocols.base import Decoded, Decoder, PacketContext, Reject, StreamDecoder
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
@@ -62,6 +62,8 @@ class EngineStats:
     candidates: int = 0
     prefiltered: int = 0  # payload rows given to the format prefilters
     decoded: int = 0
+    # Faults inside decoders, by ``decoder-error:<exception type>`` (should stay empty).
+    decoder_errors: dict[str, int] = field(default_factory=dict)
     first_ts: float | None = None
     last_ts: float | None = None
     timeline: dict[int, list[int]] = field(default_factory=dict)  # second → [packets, bytes]
@@ -367,13 +369,22 @@ class Engine:
         end = o + min(int(batch.caplen[r]), int(h.l3[r]) + int(h.iplen[r]))
         return batch.data[start:end].tobytes()
 
-    def _try(
+    def _check(
         self, decoder: Decoder, payload: bytes, ctx: PacketContext, state: object | None
-    ) -> Decoded | None:
+    ) -> Decoded | Reject:
         try:
-            return decoder.decode(payload, ctx, state)
-        except Exception:
-            return None
+            return decoder.check(payload, ctx, state)
+        except Exception as exc:
+            return self._decoder_error(exc)
+
+    def _decoder_error(self, exc: Exception) -> Reject:
+        """The one guard around decoders: a fault (a bug, not a verdict on the bytes) is counted
+        as ``decoder-error:<Type>`` in the stats and the stream's evidence, and one packet
+        still cannot stop the engine."""
+        reason = f"decoder-error:{type(exc).__name__}"
+        errors = self.stats.decoder_errors
+        errors[reason] = errors.get(reason, 0) + 1
+        return Reject(reason)
 
     def _new_state(self, d: Decoder) -> object | None:
         """A decoder's per-stream state, under this engine's budgets."""
@@ -440,7 +451,8 @@ class Engine:
             if isinstance(d, StreamDecoder):
                 found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=True)
             else:
-                found = self._try(d, payload, ctx, state)
+                checked = self._check(d, payload, ctx, state)
+                found = checked if isinstance(checked, Decoded) else None
             if found is None:
                 continue
             # Several formats may accept one payload (those without a magic number): prefer the
@@ -502,7 +514,12 @@ class Engine:
                 # Bytes were lost: start the decoder afresh so it resynchronises on a PDU.
                 state = self._stream_state[key] = self._new_state(d)
             pdus = d.feed(data, ctx, state) if data else []
-        except Exception:
+        except Exception as exc:
+            reason = self._decoder_error(exc).reason
+            if not classify:
+                self.streams[key].rejects[reason] += 1
+                # Resynchronise on a later PDU rather than feed a broken state again.
+                self._stream_state[key] = self._new_state(d)
             return None
         s = self.streams[key]
         for pdu in pdus[1:]:
@@ -531,6 +548,7 @@ class Engine:
                 got = self._gre(payload, ctx)
                 if got is None:
                     s.decoded += 1
+                    s.rejects["gre-header"] += 1
                     continue
                 payload = got[0]
             if isinstance(d, StreamDecoder):
@@ -547,8 +565,10 @@ class Engine:
             if weights is not None:
                 weight *= float(weights[r])
                 s.fragments += int(weights[r])
-            found = self._try(d, payload, ctx, state)
-            if found is not None:
+            found = self._check(d, payload, ctx, state)
+            if not isinstance(found, Decoded):
+                s.rejects[found.reason if isinstance(found, Reject) else "invalid"] += 1
+            else:
                 # IPFIX messages with packet sections upgrade the stream to PSAMP.
                 if found.protocol == "psamp" and s.kind == "flow-export":
                     s.protocol = "psamp"

@@ -106,6 +106,8 @@ class StreamEvidence:
     inner_links: Counter[str] = field(default_factory=Counter)
     # Carried header facts: ipv4_checksum_right/zero/wrong, group_source_mac (packets).
     carried_checks: Counter[str] = field(default_factory=Counter)
+    # Decoded packets that did not validate, by the decoder's reason code.
+    rejects: Counter[str] = field(default_factory=Counter)
     # Inner conversation (sorted endpoint pair + proto) → bit 1: seen a→b, bit 2: seen b→a.
     conversations: dict[tuple[str, str, int], int] = field(default_factory=dict)
     conversation_packets: dict[tuple[str, str, int], float] = field(default_factory=dict)
@@ -240,6 +242,7 @@ class StreamEvidence:
         self.dst_mac = self.dst_mac or o.dst_mac
         self.inner_links.update(o.inner_links)
         self.carried_checks.update(o.carried_checks)
+        self.rejects.update(o.rejects)
         for k, c in o.sessions.items():
             self.sessions.setdefault(k, Counter()).update(c)
         for k, c in o.facts.items():

@@ -314,6 +314,8 @@ def fold(results: list[PartResult]) -> Folded:
         for name in ("packets", "bytes", "ip_packets", "non_ip_packets", "unknown_link_packets",
                      "fragments_reassembled", "candidates", "decoded"):  # fmt: skip
             setattr(st, name, getattr(st, name) + getattr(o, name))
+        for reason, n in o.decoder_errors.items():
+            st.decoder_errors[reason] = st.decoder_errors.get(reason, 0) + n
         if o.first_ts is not None:
             st.first_ts = o.first_ts if st.first_ts is None else min(st.first_ts, o.first_ts)
         if o.last_ts is not None:

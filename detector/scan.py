@@ -74,6 +74,7 @@ def scan_paths(
         "candidate_packets": st.candidates,
         "streams": len(folded.streams),
         "fragments_reassembled": st.fragments_reassembled,
+        "decoder_errors": sum(st.decoder_errors.values()),
         "workers": len(groups),
     }
     if st.first_ts is not None and st.last_ts is not None:

@@ -336,6 +336,9 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         if header_note:
             reasons.append(header_note)
     evidence["return_packets"] = returning
+    if s.rejects:
+        # Why the packets that did not validate were refused, by the decoder's reason code.
+        evidence["rejects"] = [f"{k}={n}" for k, n in s.rejects.most_common(16)]
 
     if s.protocol == "unknown-encapsulation":
         offsets = s.sessions.get("offset")

@@ -79,6 +79,19 @@ class Decoded:
     header_len: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why a payload is not (or no longer) this format: a short stable code such as ``version``,
+    ``carried-frame`` or ``reserved-bits``.  The engine counts codes per stream and shows them in
+    the finding's evidence, so a stream that degrades says how."""
+
+    reason: str
+
+
+# The code of a rejection whose decoder gave no reason of its own.
+INVALID = Reject("invalid")
+
+
 @dataclass(slots=True)
 class PacketContext:
     """Outer facts about the packet being decoded, for checks that need them."""
@@ -136,8 +149,16 @@ class Decoder:
         return None
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
-        """Return what the payload is, or None when it does not validate as this format."""
-        raise NotImplementedError
+        """Return what the payload is, or None when it does not validate as this format.
+        Decoders that give reasons implement :meth:`check` instead."""
+        found = self.check(payload, ctx, state)
+        return found if isinstance(found, Decoded) else None
+
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
+        """What the payload is, or why it is not this format (what the engine calls).  Never
+        raises for any bytes: a reason code is returned instead."""
+        found = self.decode(payload, ctx, state)
+        return INVALID if found is None else found
 
 
 class StreamDecoder(Decoder):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from detector.decode.frames import carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext, Reject
 from detector.protocols.gre import FLAG_SEQ, GreMirrorDecoder
 
 GRE_ERSPAN = 0x88BE
@@ -40,12 +40,12 @@ class ErspanType1(GreMirrorDecoder):
     gre_types = frozenset({GRE_ERSPAN})
     priority = 20
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if ctx.gre_flags & FLAG_SEQ:
-            return None
+            return Reject("sequence-bit")
         frame = carried_frame("ethernet", bytes(payload))
         if frame is None:
-            return None
+            return Reject("carried-frame")
         return Decoded(
             protocol=self.name,
             kind=self.kind,
@@ -64,18 +64,18 @@ class ErspanType2(GreMirrorDecoder):
     gre_types = frozenset({GRE_ERSPAN, GRE_ERSPAN_SONIC})
     priority = 20
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if len(payload) < TYPE2.size:
-            return None
+            return Reject("short")
         if ctx.gre_proto != GRE_ERSPAN_SONIC and not ctx.gre_flags & FLAG_SEQ:
-            return None  # 0x88BE without a sequence number is type I
+            return Reject("no-sequence")  # 0x88BE without a sequence number is type I
         w0, w1, w2 = TYPE2.unpack_from(payload)
         if w0 >> 12 != VERSION_II:
-            return None
+            return Reject("version")
         inner = bytes(payload[TYPE2.size :])
         frame = carried_frame("ethernet", inner)
         if frame is None:
-            return None
+            return Reject("carried-frame")
         vlan, cos, en, trunc = w0 & 0x0FFF, w1 >> 13, (w1 >> 11) & 3, (w1 >> 10) & 1
         session_id, index = w1 & 0x3FF, w2 & 0xFFFFF
         return Decoded(
@@ -105,19 +105,19 @@ class ErspanType3(GreMirrorDecoder):
     gre_types = frozenset({GRE_ERSPAN_III, GRE_ERSPAN_SONIC})
     priority = 20
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if len(payload) < TYPE3.size:
-            return None
+            return Reject("short")
         w0, w1, timestamp, sgt, w5 = TYPE3.unpack_from(payload)
         if w0 >> 12 != VERSION_III:
-            return None
+            return Reject("version")
         p_bit, ft, hw_id = w5 >> 15, (w5 >> 10) & 0x1F, (w5 >> 4) & 0x3F
         egress, gra, has_platform = (w5 >> 3) & 1, (w5 >> 1) & 3, w5 & 1
         off = TYPE3.size
         platform_id: int | None = None
         if has_platform:
             if len(payload) < off + PLATFORM_LEN:
-                return None
+                return Reject("short")
             platform_id = payload[off] >> 2
             off += PLATFORM_LEN
         inner = bytes(payload[off:])
@@ -127,14 +127,14 @@ class ErspanType3(GreMirrorDecoder):
             link: InnerLink = "ethernet" if ft == FT_ETHERNET else "ip"
             frame = carried_frame(link, inner)
             if frame is None:
-                return None
+                return Reject("carried-frame")
         else:
             # A frame type the spec leaves reserved: the GRE type and version still say ERSPAN
             # III, but the copy cannot be checked.
             link = "raw"
             strength = 0.7
             if not inner:
-                return None
+                return Reject("empty")
         direction = "egress" if egress else "ingress"
         vlan, cos, bso, trunc = w0 & 0x0FFF, w1 >> 13, (w1 >> 11) & 3, (w1 >> 10) & 1
         session_id = w1 & 0x3FF

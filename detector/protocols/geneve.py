@@ -9,7 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from detector.decode.frames import ETH_IPV4, ETH_IPV6, InnerPacket, carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext, Reject
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,23 +83,27 @@ class Geneve(Decoder):
             & (length >= need)
         )
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if len(payload) < HEADER.size:
-            return None
+            return Reject("short")
         b0, b1, proto, word = HEADER.unpack_from(payload)
         link = PROTO_LINKS.get(proto)
-        if b0 >> 6 or b1 & RESERVED_BITS or word & 0xFF or link is None:
-            return None
+        if b0 >> 6:
+            return Reject("version")
+        if b1 & RESERVED_BITS or word & 0xFF:
+            return Reject("reserved-bits")
+        if link is None:
+            return Reject("protocol")
         end = HEADER.size + (b0 & 0x3F) * 4
         if len(payload) < end + MIN_INNER:
-            return None
+            return Reject("short")
         options = _walk_options(payload, HEADER.size, end)
         if options is None:
-            return None
+            return Reject("options")
         inner = bytes(payload[end:])
         frame = _inner(proto, link, inner)
         if frame is None:
-            return None
+            return Reject("carried-frame")
         vni = word >> 8
         classes = list(dict.fromkeys(c for c, _ in options))
         names = [OPTION_CLASSES.get(c, f"0x{c:04x}") for c in classes]

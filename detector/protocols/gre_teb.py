@@ -10,7 +10,7 @@ payload length followed by a little-endian tunnel id (flags/version bytes ``20 0
 from __future__ import annotations
 
 from detector.decode.frames import carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, Reject
 from detector.protocols.gre import FLAG_KEY, VERSION_ENHANCED, VERSION_MASK, GreMirrorDecoder
 
 GRE_TEB = 0x6558
@@ -22,10 +22,10 @@ class GreTeb(GreMirrorDecoder):
     gre_types = frozenset({GRE_TEB})
     priority = 40
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         frame = carried_frame("ethernet", bytes(payload))
         if frame is None:
-            return None
+            return Reject("carried-frame")
         session: dict[str, int | str] = {}
         key = ""
         if ctx.gre_key is not None:
@@ -50,18 +50,18 @@ class Eoip(GreMirrorDecoder):
     gre_types = frozenset({GRE_EOIP})
     priority = 40
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if (
             ctx.gre_flags & VERSION_MASK != VERSION_ENHANCED
             or not ctx.gre_flags & FLAG_KEY
             or ctx.gre_key is None
         ):
-            return None
+            return Reject("version-or-key")
         frame_len = ctx.gre_key >> 16
         tunnel_id = ((ctx.gre_key & 0xFF) << 8) | ((ctx.gre_key >> 8) & 0xFF)
         # The length names the whole frame; a capture may hold less (snap length), never more.
         if frame_len < len(payload):
-            return None
+            return Reject("frame-length")
         header = (
             f"GRE flags/version 0x{ctx.gre_flags:04x}, protocol 64 00 (MikroTik EoIP), "
             f"frame length {frame_len}, tunnel id {tunnel_id}"
@@ -78,7 +78,7 @@ class Eoip(GreMirrorDecoder):
             )
         frame = carried_frame("ethernet", bytes(payload))
         if frame is None:
-            return None
+            return Reject("carried-frame")
         return Decoded(
             protocol=self.name,
             kind=self.kind,

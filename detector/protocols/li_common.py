@@ -182,12 +182,7 @@ class FramedStreamDecoder(StreamDecoder):
         if not isinstance(state, StreamState) or state.dead:
             return []
         state.src = ctx.src
-        try:
-            return self._feed(data, state)
-        except Exception:  # any bytes at all may arrive; a parsing slip ends the stream quietly
-            state.dead = True
-            state.buf.clear()
-            return []
+        return self._feed(data, state)
 
     def _feed(self, data: bytes, state: StreamState) -> list[Decoded]:
         state.buf += data
@@ -225,7 +220,4 @@ class FramedStreamDecoder(StreamDecoder):
             return found[0]
         if fresh.dead:
             return None
-        try:
-            return self.peek(payload, fresh)
-        except Exception:
-            return None
+        return self.peek(payload, fresh)

@@ -17,7 +17,14 @@ import numpy as np
 
 from detector.decode.frames import carried_frame, mac_str
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    Reject,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -170,12 +177,16 @@ class Tzsp(Decoder):
             & (length >= HEADER.size)
         )
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if len(payload) < HEADER.size:
-            return None
+            return Reject("short")
         version, ptype, encap = HEADER.unpack_from(payload)
-        if version != VERSION or ptype not in TYPE_NAMES or encap not in ENCAP_NAMES:
-            return None
+        if version != VERSION:
+            return Reject("version")
+        if ptype not in TYPE_NAMES:
+            return Reject("type")
+        if encap not in ENCAP_NAMES:
+            return Reject("encapsulation")
         what = f"TZSP version 1, type {ptype} ({TYPE_NAMES[ptype]}), encapsulation {encap} "
         what += f"({ENCAP_NAMES[encap]})"
         session: dict[str, int | str] = {"encapsulation": encap}
@@ -192,7 +203,7 @@ class Tzsp(Decoder):
             )
         tags = _walk_tags(payload, HEADER.size)
         if tags is None:
-            return None
+            return Reject("tags")
         if tags.sensor_mac is not None:
             session["sensor_mac"] = tags.sensor_mac
         facts: dict[str, object] = {"version": version, "type": ptype, "tags": tags.numbers}
@@ -205,7 +216,7 @@ class Tzsp(Decoder):
         if ptype not in FRAME_TYPES:
             # Configuration, keepalive, port opener: TZSP, but nothing is copied.
             if rest:
-                return None
+                return Reject("bytes-after-control")
             return Decoded(
                 protocol=self.name,
                 kind=self.kind,
@@ -217,7 +228,7 @@ class Tzsp(Decoder):
             )
         found = _carried(encap, rest) if encap != ENCAP_NONE else None
         if found is None:
-            return None
+            return Reject("carried-frame")
         carried, strength = found
         carried.orig_len = tags.orig_len
         return Decoded(

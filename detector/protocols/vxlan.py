@@ -11,7 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from detector.decode.frames import carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, Reject
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,21 +40,21 @@ class Vxlan(Decoder):
         gbp = (b0 == FLAGS_GBP) & ((b1 & GBP_BYTE1_RESERVED) == 0)
         return (plain | gbp) & (head[:, 7] == 0) & (length >= MIN_LEN)
 
-    def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
+    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
         if len(payload) < MIN_LEN:
-            return None
+            return Reject("short")
         flags, byte1, policy, word = HEADER.unpack_from(payload)
         if word & 0xFF:
-            return None
+            return Reject("reserved-bits")
         if flags == FLAGS_I:
             if byte1 or policy:
-                return None
+                return Reject("reserved-bits")
         elif flags != FLAGS_GBP or byte1 & GBP_BYTE1_RESERVED:
-            return None
+            return Reject("flags")
         inner = bytes(payload[HEADER.size :])
         frame = carried_frame("ethernet", inner)
         if frame is None:
-            return None
+            return Reject("carried-frame")
         vni = word >> 8
         facts: dict[str, object] = {"flags": flags}
         gbp = ""
