@@ -22,6 +22,7 @@ from detector.evidence import StreamEvidence
 from detector.findings import SEVERITY_ORDER, Finding
 from detector.live.source import Notice
 from detector.live.tracker import Change
+from detector.report.safe import json_line_safe, safe_lines
 from detector.report.text import TITLES, format_finding
 
 FORMATS = ("text", "jsonl", "eve")
@@ -57,7 +58,9 @@ class EventWriter:
         self.reopened = 0
 
     def _write(self, text: str) -> None:
-        self.out.write(text)
+        # Packets write part of every line: no control character reaches a terminal raw, no
+        # line separator splits a JSON line.
+        self.out.write(safe_lines(text) if self.fmt == "text" else json_line_safe(text))
         self.out.flush()
         self.lines += 1
 

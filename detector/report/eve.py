@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from detector.findings import Finding, Report
+from detector.report.safe import json_line_safe
 
 if TYPE_CHECKING:
     from detector.evidence import StreamEvidence
@@ -357,7 +358,7 @@ def eve_event(
 
 def eve_line(f: Finding, **kw: Any) -> str:
     """One finding as one EVE line (with its newline)."""
-    return json.dumps(eve_event(f, **kw), ensure_ascii=False) + "\n"
+    return json_line_safe(json.dumps(eve_event(f, **kw), ensure_ascii=False)) + "\n"
 
 
 def in_eve(f: Finding, include_info: bool = False) -> bool:

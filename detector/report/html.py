@@ -15,7 +15,7 @@ from datetime import datetime
 
 from detector.evidence import StreamEvidence
 from detector.findings import SEVERITY_ORDER, Finding, Report, WatchedHost
-from detector.report.safe import utc_datetime
+from detector.report.safe import safe_text, utc_datetime
 from detector.timeline import Timeline
 
 BINS = 60  # timeline resolution when the engine gives no per-interval counts
@@ -59,7 +59,7 @@ svg text{font:11px system-ui,sans-serif;fill:#57606a}
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(safe_text(value), quote=True)
 
 
 def _anchor(fid: str) -> str:

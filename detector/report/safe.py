@@ -33,6 +33,11 @@ def safe_text(value: object) -> str:
     return _UNSAFE.sub(_escape, str(value))
 
 
+def safe_lines(text: str) -> str:
+    """Lines of text for a terminal: line breaks kept, every other control character escaped."""
+    return "\n".join(safe_text(line) for line in text.split("\n"))
+
+
 def json_line_safe(text: str) -> str:
     """Serialised JSON with U+2028/U+2029 escaped (``json.dumps`` leaves them raw)."""
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from detector.findings import SEVERITY_ORDER, Finding, Report
+from detector.report.safe import safe_lines, safe_text
 
 TITLES = {
     "critical": "CRITICAL",
@@ -39,7 +40,7 @@ def format_finding(f: Finding) -> str:
         more = f" (+{len(f.watched) - 6} more)" if len(f.watched) > 6 else ""
         lines.append(f"    watched: {top}{more}")
     lines.extend(f"    - {r}" for r in f.reasons)
-    return "\n".join(lines)
+    return safe_lines("\n".join(lines))
 
 
 COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
@@ -55,7 +56,7 @@ def render_text(report: Report, color: bool = False) -> str:
     )
     for inp in report.inputs:
         for e in inp.errors:
-            out.append(f"  ! {inp.path}: {e}")
+            out.append(safe_text(f"  ! {inp.path}: {e}"))
     if not report.findings:
         out.append("No mirror, intercept, flow-export or tunnel streams found.")
         return "\n".join(out) + "\n"
