@@ -619,6 +619,7 @@ class Engine:
             c = self.flows.counters(s.flow_key)
             if c is not None:
                 s.return_packets = c[1 - s.direction]
+                s.return_bytes = c[3 - s.direction]
             m = self.copies.streams.get(s.key)
             if m is not None:
                 s.extra["copies_checked"] = m.checked

@@ -40,7 +40,7 @@ FACT_TEXT_MAX = 256
 ADDITIVE = (
     "packets", "bytes", "decoded", "validated", "fragments", "carried_packets",
     "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
-    "strength_sum",
+    "strength_sum", "return_bytes",
 )  # fmt: skip
 SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched"})
 
@@ -123,6 +123,7 @@ class StreamEvidence:
     copy_hook: Callable[[InnerPacket, bytes, float], None] | None = None
     # Filled by the engine at the end.
     return_packets: int = 0
+    return_bytes: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -1,10 +1,12 @@
 """Show a finding through Wireshark's eyes: an outside reading of what mirrorwatch decoded.
 
 The first packets of the stream (kept by the engine) are written to a temporary capture and read
-back with tshark, with the Decode As rules the format needs on that port, so the user needs no
-Decode As of their own.  The same rules and a display filter are printed as a command line for the
-original capture.  Formats Wireshark has no dissector for are said to be so, and the header bytes
-mirrorwatch decoded are shown instead, with Wireshark's reading of the frames they carried.
+back through pyshark (Wireshark's dissectors, via tshark) with the Decode As rules and
+preferences the format needs on that port, so the user needs no Decode As of their own.  The same
+rules and a display filter that selects exactly the stream's packets are printed as a tshark
+command line for the original capture.  Formats Wireshark has no dissector for are said to be so,
+and the header bytes mirrorwatch decoded are shown instead, with Wireshark's reading of the frames
+they carried.  Without tshark, scapy dissects the packets instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from pathlib import Path
 from detector.decode.frames import InnerPacket, parse_ethernet, parse_ip
 from detector.evidence import StreamEvidence
 from detector.findings import Finding
-from detector.report.evidence_pcap import INNER_LINKTYPES, inner_as_samples, write_capture
+from detector.report.evidence_pcap import (
+    INNER_LINKTYPES,
+    evidence_comment,
+    inner_as_samples,
+    write_capture,
+)
 
 INSTALL_HINT = (
     "tshark (Wireshark's command-line reader) is not installed; install it with "
@@ -89,7 +96,8 @@ NO_DISSECTOR: dict[str, str] = {
     "bcm-li": "Wireshark has no dissector for the RtBrick/Broadcom LI shim.",
     "unknown": "The encapsulation is unknown: mirrorwatch found a shim before IP by structure.",
     "pcap-over-ip": "Wireshark opens pcap files but does not dissect a pcap stream inside TCP.",
-    "plain-copy": "The copies are ordinary frames re-addressed to a collector: nothing to decode.",
+    "tee-copy": "The copies are ordinary frames re-addressed to a collector: there is no header "
+    "to decode; the packets above are the copies themselves.",
     "etsi-x2x3": "This tshark has no 5G LI (ETSI TS 103 221-2) dissector.",
 }
 
@@ -121,6 +129,25 @@ def tshark_version(tshark: str) -> str:
     out = _run([tshark, "--version"]).stdout
     first = out.splitlines()[0] if out else "tshark"
     return first.split(" (Git")[0]
+
+
+# The first-layer operator (ip.src#1) of display filters came with Wireshark 4.0.
+LAYER_OPERATOR_SINCE = (4, 0)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """ "TShark (Wireshark) 4.0.17." → (4, 0, 17); (0,) when there is no version number."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if m is None:
+        return (0,)
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def layered_filters(tshark: str | None) -> bool:
+    """Whether this tshark takes ``field#1`` (without tshark: assume a current Wireshark)."""
+    if tshark is None:
+        return True
+    return version_tuple(tshark_version(tshark)) >= LAYER_OPERATOR_SINCE
 
 
 def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -173,21 +200,44 @@ def preferences(finding: Finding, ev: StreamEvidence | None) -> list[str]:
     return [f"rpcap.linktype:{INNER_LINKTYPES.get(link, 1)}"]
 
 
-def display_filter(finding: Finding) -> str:
-    """A Wireshark display filter for the stream's outer packets (first header layer only)."""
-    fam = "ipv6" if ":" in finding.exporter.ip else "ip"
-    parts = [f"{fam}.src#1 == {finding.exporter.ip}", f"{fam}.dst#1 == {finding.collector.ip}"]
+def display_filter(finding: Finding, layered: bool = True) -> str:
+    """A Wireshark display filter that selects exactly the finding's outer packets.
+
+    ``layered`` uses the first-layer operator (``ip.src#1``, Wireshark 4.0 and later) so that
+    addresses inside the carried packets do not match; without it (older Wireshark) a carried
+    packet with the same addresses would match too."""
+    at = "#1" if layered else ""
+    exp_, col = finding.exporter, finding.collector
+    if exp_.ip is None or col.ip is None:
+        # Plain copies have no IP header of their own: the MACs are their endpoints.
+        return f"eth.src{at} == {exp_.mac} && eth.dst{at} == {col.mac}"
+    fam = "ipv6" if ":" in exp_.ip else "ip"
     t = finding.transport
-    if t in ("udp", "tcp"):
-        if finding.exporter.port is not None:
-            parts.append(f"{t}.srcport#1 == {finding.exporter.port}")
-        if finding.collector.port is not None:
-            parts.append(f"{t}.dstport#1 == {finding.collector.port}")
-    elif t == "gre":
-        parts.append("gre")
-    elif t.startswith("ip/") and t[3:].isdigit():
-        parts.append(f"{'ipv6.nxt' if fam == 'ipv6' else 'ip.proto'}#1 == {t[3:]}")
-    return " && ".join(parts)
+
+    def one_way(src: str, dst: str, sport: int | None, dport: int | None) -> str:
+        parts = [f"{fam}.src{at} == {src}", f"{fam}.dst{at} == {dst}"]
+        if t in ("udp", "tcp"):
+            # UDP: one finding holds every source port of the exporter (restarts, per-flow
+            # ports); TCP: one connection, both ports.
+            if t == "tcp" and sport is not None:
+                parts.append(f"tcp.srcport{at} == {sport}")
+            if dport is not None:
+                parts.append(f"{t}.dstport{at} == {dport}")
+        else:
+            # By protocol number, not by dissector: IP fragments after the first carry no GRE
+            # header but belong to the stream.
+            number = 47 if t == "gre" else int(t[3:]) if t[3:].isdigit() else None
+            if number is not None:
+                parts.append(f"{'ipv6.nxt' if fam == 'ipv6' else 'ip.proto'}{at} == {number}")
+        return " && ".join(parts)
+
+    forward = one_way(exp_.ip, col.ip, exp_.port, col.port)
+    # TCP connections and tunnels are one finding for both directions.
+    if t == "tcp" or "packets_back" in finding.evidence:
+        port_back = finding.evidence.get("port_back", exp_.port)
+        back = one_way(col.ip, exp_.ip, col.port, port_back if isinstance(port_back, int) else None)
+        return f"({forward}) || ({back})"
+    return forward
 
 
 def _options(rules: Sequence[str], prefs: Sequence[str]) -> list[str]:
@@ -261,35 +311,58 @@ def _tshark_read(
     return summary, rules
 
 
-def _detail(tshark: str, pcap: Path, opts: list[str], diss: Dissection) -> tuple[str, int]:
-    """The tree of the first packet Wireshark reads as the format ("" when none is), and how
-    many packets it reads so.
-
-    -O shows the format's header in full and the layers around it as one line each."""
-    cmd = [tshark, "-n", "-r", str(pcap), *opts, "-Y", diss.marker, "-O", diss.layers]
-    proc = _run(cmd)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return "", 0
-    trees = proc.stdout.strip().split("\n\nFrame ")
-    return trees[0], len(trees)
+def pyshark_options(
+    rules: Sequence[str], prefs: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """tshark ``-d``/``-o`` rules as pyshark's ``decode_as`` and ``override_prefs``."""
+    decode_as = dict(r.rsplit(",", 1) for r in rules if "," in r)
+    override = dict(p.split(":", 1) for p in prefs if ":" in p)
+    return decode_as, override
 
 
-def _matches(tshark: str, pcap: Path, opts: list[str], dfilter: str) -> int:
-    cmd = [
-        tshark,
-        "-n",
-        "-r",
+@dataclass
+class WiresharkView:
+    recognised: int  # packets Wireshark reads as the format
+    layers: list[str]  # the first such packet's protocol layers, outermost first
+    tree: list[str]  # its format layers' fields, as Wireshark names them
+
+
+def read_with_pyshark(
+    tshark: str, pcap: Path, rules: Sequence[str], prefs: Sequence[str], diss: Dissection
+) -> WiresharkView:
+    """Wireshark's reading of ``pcap`` through pyshark, with the format's Decode As rules and
+    preferences, keeping the packets it recognises as the format (its marker filter)."""
+    import pyshark
+
+    decode_as, override = pyshark_options(rules, prefs)
+    cap = pyshark.FileCapture(
         str(pcap),
-        *opts,
-        "-Y",
-        dfilter,
-        "-T",
-        "fields",
-        "-e",
-        "frame.number",
-    ]
-    proc = _run(cmd)
-    return len(proc.stdout.split()) if proc.returncode == 0 else 0
+        display_filter=diss.marker,
+        decode_as=decode_as or None,
+        override_prefs=override or None,
+        tshark_path=tshark,
+        keep_packets=False,
+    )
+    view = WiresharkView(0, [], [])
+    wanted = set(diss.layers.split(","))
+    try:
+        for pkt in cap:
+            view.recognised += 1
+            if view.recognised > 1:
+                continue
+            view.layers = [layer.layer_name for layer in pkt.layers]
+            for layer in pkt.layers:
+                if layer.layer_name not in wanted:
+                    continue
+                view.tree.append(f"{layer.layer_name.upper()}:")
+                for fld in layer._get_all_fields_with_alternates():
+                    if fld.showname:
+                        view.tree.append(f"    {fld.showname}")
+    except Exception as exc:  # tshark refused a rule or died: say so, keep the rest
+        view.tree.append(f"(pyshark could not read the packets: {exc})")
+    finally:
+        cap.close()
+    return view
 
 
 def explain(
@@ -299,43 +372,49 @@ def explain(
     packets: int = 10,
     detail: bool = True,
     keep: str | Path | None = None,
+    tshark: str | None = None,
 ) -> Explanation:
-    """Wireshark's reading of the finding's first packets, and how to reproduce it."""
-    tshark = tshark_path()
+    """Wireshark's reading of the finding's first packets, and how to reproduce it; scapy's
+    reading when tshark is not installed."""
+    if tshark is None:
+        tshark = shutil.which("tshark")
     proto = variant(finding, ev)
     rules = decode_as_rules(finding, ev)
     prefs = preferences(finding, ev)
-    dfilter = display_filter(finding)
-    exp_ = _endpoint(finding.exporter.ip, finding.exporter.port)
-    col = _endpoint(finding.collector.ip, finding.collector.port)
+    layered = layered_filters(tshark)
+    dfilter = display_filter(finding, layered)
     out = [
         f"{finding.id}: {finding.protocol} {finding.kind} ({finding.severity}), "
-        f"{exp_} -> {col} over {finding.transport}",
+        f"{finding.exporter.label} -> {finding.collector.label} over {finding.transport}",
         f"  {finding.packets} packets, {finding.bytes} bytes, "
         f"{finding.first_seen} .. {finding.last_seen}",
     ]
     header = ev.header_example if ev is not None else ""
     if header:
         out.append(f"  mirrorwatch read: {header}")
-    samples = ev.outer_samples[:packets] if ev is not None else []
+    samples = sorted(ev.outer_samples, key=lambda x: x[0])[:packets] if ev is not None else []
     dissected = False
     used = rules
     with tempfile.TemporaryDirectory(prefix="mirrorwatch-explain-") as tmp:
         if not samples:
             out.append("")
             out.append("No packets of this stream were kept, so there is nothing to show.")
+        elif tshark is None:
+            out.append("")
+            out.append(INSTALL_HINT)
+            out.extend(scapy_view(finding, ev, packets))
         else:
-            pcap = write_capture(Path(tmp) / "stream.pcap", samples)
+            pcap = write_capture(
+                Path(tmp) / "stream", samples, evidence_comment(finding, rules, prefs)
+            )
             if keep is not None:
                 shutil.copyfile(pcap, keep)
             diss = DISSECTIONS.get(proto)
             summary, used = _tshark_read(tshark, pcap, rules, prefs, len(samples))
-            tree, recognised = "", 0
-            if diss is not None and detail:
-                tree, recognised = _detail(tshark, pcap, _options(used, prefs), diss)
-            elif diss is not None:
-                recognised = _matches(tshark, pcap, _options(used, prefs), diss.marker)
-            dissected = recognised > 0
+            view = WiresharkView(0, [], [])
+            if diss is not None:
+                view = read_with_pyshark(tshark, pcap, used, prefs, diss)
+            dissected = view.recognised > 0
             out.append("")
             how = ", ".join(used) if used else "none needed"
             out.append(
@@ -345,7 +424,7 @@ def explain(
             out.extend("  " + line for line in summary.rstrip().splitlines())
             if diss is not None and dissected:
                 out.append(
-                    f"Wireshark reads {recognised} of these {len(samples)} packet(s) as "
+                    f"Wireshark reads {view.recognised} of these {len(samples)} packet(s) as "
                     f"{diss.layers.split(',')[-1]} (display filter: {diss.marker})."
                 )
             if not dissected:
@@ -354,29 +433,33 @@ def explain(
                     f"Wireshark did not recognise these packets as {proto}."
                 )
                 out.append(f"Wireshark cannot read this format: {reason}")
-                out.extend(_decoded_bytes(finding, samples[0]))
+                if finding.transport != "l2":
+                    out.extend(_decoded_bytes(finding, samples[0]))
                 out.extend(_inner_view(tshark, ev, Path(tmp), packets))
-            elif tree:
+            elif detail and view.tree:
                 out.append("")
-                out.append("Wireshark's detail of the first packet:")
-                out.extend("  " + line for line in tree.rstrip().splitlines())
+                out.append(
+                    "Wireshark's detail of the first packet (layers: "
+                    + " / ".join(view.layers)
+                    + "):"
+                )
+                out.extend("  " + line for line in view.tree)
     cmd = user_command(paths, used, prefs, dfilter)
     out.append("")
-    out.append("To open it yourself:")
+    out.append("To open it yourself (selects exactly this stream's packets):")
     out.append("  " + shlex.join(cmd))
     out.append(f"  Wireshark display filter: {dfilter}")
+    if not layered:
+        out.append(
+            "  (This tshark is older than 4.0, which has no first-layer operator (ip.src#1): the "
+            "filter also matches carried packets with the same addresses.)"
+        )
     for r in used:
         field_, _, target = r.partition(",")
         out.append(f"  Wireshark: Analyze > Decode As...: {field_} -> {target.upper()}")
     for p in prefs:
         out.append(f"  Wireshark: Edit > Preferences > Protocols: {p}")
     return Explanation(finding, "\n".join(out) + "\n", dissected, used, dfilter, cmd)
-
-
-def _endpoint(ip: str, port: int | None) -> str:
-    if port is None:
-        return ip
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _decoded_bytes(finding: Finding, sample: tuple[float, int, bytes]) -> list[str]:
@@ -392,10 +475,67 @@ def _inner_view(tshark: str, ev: StreamEvidence | None, tmp: Path, packets: int)
     """Wireshark's reading of the frames the stream carried, as mirrorwatch decapsulated them."""
     if ev is None or not ev.inner_samples:
         return []
-    pcap = write_capture(tmp / "inner.pcap", inner_as_samples(ev.inner_samples[:packets]))
+    pcap = write_capture(tmp / "inner", inner_as_samples(ev.inner_samples[:packets]))
     proc = _run([tshark, "-n", "-r", str(pcap)])
     if proc.returncode != 0:
         return []
     out = ["", "Wireshark's reading of the frames it carried (decapsulated by mirrorwatch):"]
     out.extend("  " + line for line in proc.stdout.rstrip().splitlines())
+    return out
+
+
+# Formats scapy dissects, by mirrorwatch protocol name: (module, class) of the transport payload.
+SCAPY_LAYERS: dict[str, tuple[str, str]] = {
+    "tzsp": ("scapy.contrib.tzsp", "TZSP"),
+    "vxlan": ("scapy.layers.vxlan", "VXLAN"),
+    "geneve": ("scapy.contrib.geneve", "GENEVE"),
+    "netflow-v1": ("scapy.layers.netflow", "NetflowHeader"),
+    "netflow-v5": ("scapy.layers.netflow", "NetflowHeader"),
+    "netflow-v9": ("scapy.layers.netflow", "NetflowHeader"),
+    "ipfix": ("scapy.layers.netflow", "NetflowHeader"),
+}
+
+
+def _scapy_frame(linktype: int, data: bytes) -> object:
+    # The layer modules register their link types with scapy's configuration when imported.
+    import scapy.layers.dot11
+    import scapy.layers.inet
+    import scapy.layers.inet6
+    import scapy.layers.l2
+    import scapy.layers.ppp  # noqa: F401
+    from scapy.config import conf
+    from scapy.packet import Raw
+
+    cls = conf.l2types.get(linktype)
+    return cls(data) if cls is not None else Raw(data)
+
+
+def scapy_view(finding: Finding, ev: StreamEvidence | None, packets: int) -> list[str]:
+    """scapy's dissection of the stream's first packets and of the frames they carried."""
+    import importlib
+
+    from scapy.packet import Packet
+
+    if ev is None:
+        return []
+    out = ["", "scapy's reading of the first packets of the stream:"]
+    for _, lt, frame in ev.outer_samples[:packets]:
+        out.append("  " + _scapy_frame(lt, frame).summary())  # type: ignore[attr-defined]
+    where = SCAPY_LAYERS.get(finding.protocol)
+    if where is not None and ev.outer_samples:
+        _, lt, frame = ev.outer_samples[0]
+        off = _l4_payload(lt, frame, finding.transport)
+        if off:
+            cls = getattr(importlib.import_module(where[0]), where[1])
+            pkt: Packet = cls(frame[off:])
+            out.append(f"scapy's reading of the first packet's {finding.transport} payload:")
+            out.extend("  " + line for line in pkt.show(dump=True).splitlines())
+    if ev.inner_samples:
+        from detector.report.evidence_pcap import INNER_LINKTYPES, LINKTYPE_USER0
+
+        out.append("")
+        out.append("scapy's reading of the frames it carried (decapsulated by mirrorwatch):")
+        for _, link, data in ev.inner_samples[:packets]:
+            frame = _scapy_frame(INNER_LINKTYPES.get(link, LINKTYPE_USER0), data)
+            out.append("  " + frame.summary())  # type: ignore[attr-defined]
     return out

@@ -347,4 +347,5 @@ def _add_flow_counters(streams: list[StreamEvidence], r: PartResult) -> None:
         s.packets += int(c[s.direction])
         s.bytes += int(c[2 + s.direction])
         s.return_packets += int(c[1 - s.direction])
+        s.return_bytes += int(c[3 - s.direction])
         s.last_seen = max(s.last_seen, float(r.flow_last[fid]))

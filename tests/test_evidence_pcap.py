@@ -47,7 +47,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str,
 
 
 def _one(files: dict[str, Path], protocol: str, side: str) -> Path:
-    hits = [p for n, p in files.items() if n.endswith(f"-{protocol}-{side}.pcap")]
+    hits = [p for n, p in files.items() if n.endswith(f"-{protocol}-{side}.pcapng")]
     assert len(hits) == 1, (protocol, side, sorted(files))
     return hits[0]
 
@@ -55,8 +55,8 @@ def _one(files: dict[str, Path], protocol: str, side: str) -> Path:
 def test_files_per_finding(written: tuple[object, dict[str, Path]]) -> None:
     result, files = written
     for f in result.report.findings:  # type: ignore[attr-defined]
-        outer = [n for n in files if n.startswith(f.id) and n.endswith("-outer.pcap")]
-        inner = [n for n in files if n.startswith(f.id) and n.endswith("-inner.pcap")]
+        outer = [n for n in files if n.startswith(f.id) and n.endswith("-outer.pcapng")]
+        inner = [n for n in files if n.startswith(f.id) and n.endswith("-inner.pcapng")]
         kept = result.evidence[f.id].outer_samples  # type: ignore[attr-defined]
         assert len(outer) == (1 if kept else 0)
         assert kept or f.kind == "tunnel", f.protocol
@@ -112,7 +112,7 @@ def _samples() -> list[tuple[float, int, bytes]]:
 
 
 def test_mixed_link_types_make_pcapng(tmp_path: Path) -> None:
-    path = write_capture(tmp_path / "mixed.pcap", _samples())
+    path = write_capture(tmp_path / "mixed.pcap", _samples(), "a comment")
     assert path.suffix == ".pcapng"
     assert struct.unpack_from("<I", path.read_bytes(), 8)[0] == 0x1A2B3C4D
     pkts = list(PcapNgReader(str(path)))
@@ -138,5 +138,30 @@ def test_inner_link_names_and_limits(tmp_path: Path) -> None:
     result = scan_paths([str(PCAPS / "tzsp.pcap")])
     assert write_evidence(result, tmp_path / "none", max_packets=0) == []
     one = write_evidence(result, tmp_path / "one", max_packets=1)
-    assert sorted(p.name.rsplit("-", 1)[1] for p in one) == ["inner.pcap", "outer.pcap"]
+    assert sorted(p.name.rsplit("-", 1)[1] for p in one) == ["inner.pcapng", "outer.pcapng"]
     assert all(len(rdpcap(str(p))) == 1 for p in one)
+
+
+@needs_tshark
+def test_pcapng_names_the_decode_as_and_keeps_nanoseconds(
+    written: tuple[object, dict[str, Path]], tmp_path: Path
+) -> None:
+    result, files = written
+    assert all(p.suffix == ".pcapng" for p in files.values())
+    pcli = next(f for f in result.report.findings if f.protocol == "pcli")  # type: ignore[attr-defined]
+    path = _one(files, "pcli", "outer")
+    assert TSHARK is not None
+    info = subprocess.run(
+        [str(Path(TSHARK).with_name("capinfos")), str(path)], capture_output=True, text=True
+    ).stdout
+    assert f"mirrorwatch finding {pcli.id}" in info
+    assert "Decode As: tshark -d udp.port==40123,pcli, tshark -d pcli.payload,ip" in info
+    assert "nanoseconds" in info
+    # A nanosecond time stamp (not a microsecond one) goes through exactly.
+    eth = bytes(Ether() / IP() / UDP())
+    one = write_capture(tmp_path / "ns", [(1768471200.123456789, LINKTYPE_ETHERNET, eth)])
+    (row,) = _tshark_fields(one, "frame.time_epoch")
+    assert row[0].startswith("1768471200.1234567")  # float seconds keep ~0.24 µs here
+    # Microsecond times are written as whole microseconds, without made-up digits.
+    two = write_capture(tmp_path / "us", [(1768471200.364127, LINKTYPE_ETHERNET, eth)])
+    assert _tshark_fields(two, "frame.time_epoch") == [["1768471200.364127000"]]

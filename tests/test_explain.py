@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mwtest import PCAPS, SAMPLES, sample_scan
 
 from detector.cli import main
 from detector.explain import (
+    DISSECTIONS,
     INSTALL_HINT,
     decode_as_rules,
     display_filter,
     explain,
     preferences,
+    read_with_pyshark,
     resolve,
+    user_command,
+    version_tuple,
 )
 from detector.findings import Endpoint, Finding
+from detector.report.evidence_pcap import write_capture
 from detector.scan import ScanResult, scan_paths
 
-PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 needs_tshark = pytest.mark.skipif(
     shutil.which("tshark") is None, reason="tshark not installed (apt-get install tshark)"
 )
@@ -71,16 +79,32 @@ def test_decode_as_rules(name: str, protocol: str, rules: list[str]) -> None:
 def test_filters_and_preferences() -> None:
     f = _only("erspan-3.pcap", "erspan-3")
     assert display_filter(f) == (
-        "ipv6.src#1 == 2001:db8:1::1 && ipv6.dst#1 == 2001:db8:9::10 && gre"
+        "ipv6.src#1 == 2001:db8:1::1 && ipv6.dst#1 == 2001:db8:9::10 && ipv6.nxt#1 == 47"
     )
     f = _only("tzsp-31337.pcap", "tzsp")
-    assert display_filter(f).endswith("udp.srcport#1 == 45232 && udp.dstport#1 == 31337")
+    # Every source port of the exporter belongs to the finding: only the collector's port.
+    assert (
+        display_filter(f)
+        == "ip.src#1 == 10.1.0.1 && ip.dst#1 == 10.9.0.10 && udp.dstport#1 == 31337"
+    )
+    assert display_filter(f, layered=False) == (
+        "ip.src == 10.1.0.1 && ip.dst == 10.9.0.10 && udp.dstport == 31337"
+    )
+    tee = _only("tee-copies.pcap", "tee-copy")
+    assert display_filter(tee) == "eth.src#1 == 00:1b:54:0a:01:01 && eth.dst#1 == 52:54:00:9c:00:0a"
+    x2x3 = _only("x2x3-keepalive.pcap", "etsi-x2x3")
+    assert display_filter(x2x3) == (
+        "(ip.src#1 == 10.1.0.30 && ip.dst#1 == 10.9.0.30 && tcp.srcport#1 == 59138 && "
+        "tcp.dstport#1 == 50443) || (ip.src#1 == 10.9.0.30 && ip.dst#1 == 10.1.0.30 && "
+        "tcp.srcport#1 == 50443 && tcp.dstport#1 == 59138)"
+    )
     data = next(f for f in _scan("rpcap.pcap").report.findings if f.exporter.port == 40777)
     assert preferences(data, _scan("rpcap.pcap").evidence[data.id]) == ["rpcap.linktype:1"]
     ipip = Finding(
         id="mw-1", kind="tunnel", protocol="ipip", severity="info", confidence=1.0,
         exporter=Endpoint(ip="192.0.2.1"), collector=Endpoint(ip="192.0.2.2"),
-        transport="ip/4", first_seen="", last_seen="", packets=1, bytes=1,
+        transport="ip/4", first_seen="2026-01-15T10:00:00Z", last_seen="2026-01-15T10:00:00Z",
+        packets=1, bytes=1,
     )  # fmt: skip
     assert display_filter(ipip).endswith("ip.proto#1 == 4")
 
@@ -94,11 +118,20 @@ def test_resolve_by_prefix() -> None:
     assert resolve("nothing", findings) is None
 
 
-def test_missing_tshark_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_tshark_scapy_dissects(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = _only("tzsp-31337.pcap", "tzsp")
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    res = CliRunner().invoke(main, ["explain", "mw-0", str(PCAPS / "tzsp.pcap")])
-    assert res.exit_code == 2
+    res = CliRunner().invoke(main, ["explain", "-c", "3", f.id, str(PCAPS / "tzsp-31337.pcap")])
+    assert res.exit_code == 0, res.output
     assert "apt-get install tshark" in res.output and INSTALL_HINT in res.output
+    out = res.output
+    # scapy's reading of the outer packets, of the TZSP header, and of the carried frames.
+    assert "scapy's reading of the first packets" in out
+    assert "Ether / IP / UDP 10.1.0.1:45232 > 10.9.0.10:31337" in out
+    assert "###[ TZSP ]###" in out and "version   = 1" in out
+    assert "frames it carried" in out and "Ether / IP / TCP 192.168.10." in out
+    # The command to run elsewhere is still printed.
+    assert "-d udp.port==31337,tzsp" in out
 
 
 @needs_tshark
@@ -113,7 +146,8 @@ def test_cli_shows_wireshark_detail_and_command() -> None:
     res = CliRunner().invoke(main, ["explain", "-c", "2", f.id, str(PCAPS / "tzsp-31337.pcap")])
     assert res.exit_code == 0, res.output
     out = res.output
-    assert "TZSP: Ethernet" in out and "Version: 1" in out  # tshark's own tree
+    assert "Encapsulation: Ethernet (1)" in out and "Version: 1" in out  # Wireshark's tree
+    assert "(layers: eth / ip / udp / tzsp / eth / ip / tcp)" in out
     assert "Decode As: udp.port==31337,tzsp" in out
     assert "-d udp.port==31337,tzsp -Y 'ip.src#1 == 10.1.0.1" in out
     assert "Wireshark: Analyze > Decode As...: udp.port==31337 -> TZSP" in out
@@ -124,11 +158,11 @@ def test_cli_shows_wireshark_detail_and_command() -> None:
     ("name", "protocol", "dissected", "words"),
     [
         # Wireshark reads these with explain's rules alone: the user needs no Decode As.
-        ("tzsp-31337.pcap", "tzsp", True, "TZSP"),
-        ("pcli12.pcap", "pcli", True, "Packet Cable Lawful Intercept"),
-        ("jmirror.pcap", "jmirror", True, "Juniper Packet Mirror"),
-        ("psamp.pcap", "psamp", True, "Cisco NetFlow/IPFIX"),
-        ("x2x3-xcc.pcap", "etsi-x2x3", True, "5G Lawful Interception"),
+        ("tzsp-31337.pcap", "tzsp", True, "TZSP:"),
+        ("pcli12.pcap", "pcli", True, "PCLI:"),
+        ("jmirror.pcap", "jmirror", True, "JMIRROR:"),
+        ("psamp.pcap", "psamp", True, "CFLOW:"),
+        ("x2x3-xcc.pcap", "etsi-x2x3", True, "5GLI:"),
         # These it cannot: said so, with the header bytes mirrorwatch decoded.
         ("nokia-li.pcap", "nokia-li", False, "Nokia"),
         ("bcm-li.pcap", "bcm-li", False, "Broadcom"),
@@ -157,7 +191,78 @@ def test_wireshark_view(name: str, protocol: str, dissected: bool, words: str) -
 def test_rpcap_data_connection_gets_its_link_type() -> None:
     data = next(f for f in _scan("rpcap.pcap").report.findings if f.exporter.port == 40777)
     ex = explain(data, _scan("rpcap.pcap").evidence[data.id], ["rpcap.pcap"], packets=2)
-    assert ex.dissected and "Remote Packet Capture" in ex.text
+    assert ex.dissected and "RPCAP:" in ex.text and "Message type: Packet (0x07)" in ex.text
     assert "Unknown link-layer type" not in ex.text
-    assert "Ethernet II, Src: 3c:22:fb" in ex.text  # the captured frame inside, dissected
+    # The captured frame inside, dissected as Ethernet thanks to the link type preference.
+    assert "(layers: eth / ip / tcp / rpcap / eth / ip / tcp)" in ex.text
     assert ex.command[-2:] == ["-Y", ex.display_filter] and "rpcap.linktype:1" in ex.command
+
+
+@needs_tshark
+def test_pyshark_applies_decode_as(tmp_path: Path) -> None:
+    f = _only("tzsp-31337.pcap", "tzsp")
+    ev = _scan("tzsp-31337.pcap").evidence[f.id]
+    pcap = write_capture(tmp_path / "s", ev.outer_samples[:4])
+    tshark = shutil.which("tshark")
+    assert tshark is not None
+    diss = DISSECTIONS["tzsp"]
+    seen = read_with_pyshark(tshark, pcap, ["udp.port==31337,tzsp"], [], diss)
+    assert seen.recognised == 4 and "tzsp" in seen.layers
+    assert "    Version: 1" in seen.tree
+    # Without the rule Wireshark does not see TZSP on 31337: the rule is what pyshark passed.
+    assert read_with_pyshark(tshark, pcap, [], [], diss).recognised == 0
+
+
+@needs_tshark
+def test_old_tshark_gets_the_fallback_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    import detector.explain as mod
+
+    assert version_tuple("TShark (Wireshark) 4.0.17.") == (4, 0, 17)
+    assert version_tuple("TShark (Wireshark) 3.6.2 (Git v3.6.2)") == (3, 6, 2)
+    monkeypatch.setattr(mod, "tshark_version", lambda _t: "TShark (Wireshark) 3.6.2")
+    f = _only("tzsp-31337.pcap", "tzsp")
+    ex = explain(f, _scan("tzsp-31337.pcap").evidence[f.id], ["x.pcap"], packets=1, detail=False)
+    assert "#1" not in ex.display_filter and "older than 4.0" in ex.text
+
+
+def _printed_command(text: str) -> list[str]:
+    line = text.split("To open it yourself", 1)[1].splitlines()[1]
+    return shlex.split(line)
+
+
+FINDINGS = [(p, f) for p in SAMPLES for f in sample_scan(p).report.findings]
+
+
+@needs_tshark
+def test_printed_command_selects_exactly_the_findings_packets() -> None:
+    """Run every printed tshark command, as printed, on its sample: it selects the finding's
+    packets, no more, no fewer (both TCP directions, every source port, MACs for plain
+    copies, IP fragments)."""
+    assert len(FINDINGS) > 50
+
+    def one(item: tuple[Path, Finding]) -> tuple[str, int, int, str]:
+        path, f = item
+        ev = sample_scan(path).evidence.get(f.id)
+        cmd = user_command(
+            [str(path)], decode_as_rules(f, ev), preferences(f, ev), display_filter(f)
+        )
+        ex_text = "To open it yourself\n  " + shlex.join(cmd)
+        argv = _printed_command(ex_text)
+        proc = subprocess.run(
+            [*argv, "-T", "fields", "-e", "frame.number"], capture_output=True, text=True
+        )
+        return f"{path.name} {f.protocol}", f.packets, len(proc.stdout.split()), proc.stderr
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, FINDINGS))
+    wrong = [r for r in results if r[1] != r[2]]
+    assert not wrong, wrong
+
+
+@needs_tshark
+def test_explain_prints_that_command() -> None:
+    for name, protocol in (("tee-copies.pcap", "tee-copy"), ("rpcap.pcap", "rpcap")):
+        f = next(f for f in _scan(name).report.findings if f.protocol == protocol)
+        ex = explain(f, _scan(name).evidence[f.id], [str(PCAPS / name)], packets=2, detail=False)
+        assert _printed_command(ex.text) == ex.command
+        assert ex.command[-1] == display_filter(f) and "==  " not in ex.command[-1]

@@ -460,10 +460,10 @@ def test_evidence_directory_written_and_capped(
     )
     r = in_process("-r", str(capture_file), "--evidence", str(evidence), "--summary-every", "0")
     assert r.exit_code == 1, r.stderr
-    outer = sorted(evidence.glob("*-outer.pcap"))
+    outer = sorted(evidence.glob("*-outer.pcapng"))
     assert len(outer) == 4
     with outer[0].open("rb") as f:
-        assert f.read(4) == b"\xd4\xc3\xb2\xa1"  # pcap, readable by any tool
+        assert f.read(4) == b"\x0a\x0d\x0d\x0a"  # pcapng, with its Decode As comment
     # Beyond the cap the oldest captures go: the newest stay.
     from detector.live.evidence import EvidenceStore
 

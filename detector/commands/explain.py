@@ -26,23 +26,20 @@ def explain(
 ) -> None:
     """Show how Wireshark reads finding FINDING_ID (an id from `scan`, or its unique prefix).
 
-    PATH... are rescanned; the stream's first packets are read with tshark using the Decode As
-    rules the format needs, and the equivalent tshark command and display filter are printed.
+    PATH... are rescanned; the stream's first packets are read through pyshark (tshark) using
+    the Decode As rules and preferences the format needs, and a tshark command and display
+    filter that select exactly the stream's packets are printed.  Without tshark, scapy
+    dissects the packets instead.
 
     \b
     Example:
       mirrorwatch explain mw-d6527aa36238d9d2 pcaps/tzsp-31337.pcap
-    Exit status: 0 shown, 2 tshark missing, unknown finding or unreadable input.
+    Exit status: 0 shown, 2 unknown finding or unreadable input.
     """
-    from detector.explain import TsharkMissing, resolve, tshark_path
     from detector.explain import explain as run_explain
+    from detector.explain import resolve
     from detector.scan import scan_paths
 
-    try:
-        tshark_path()
-    except TsharkMissing as exc:
-        click.echo(f"mirrorwatch: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
     result = scan_paths(list(paths))
     for inp in result.report.inputs:
         for e in inp.errors:

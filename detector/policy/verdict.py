@@ -463,6 +463,14 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         else []
     )
     port = s.dport if transport in ("udp", "tcp") else None
+    packets, nbytes = s.packets, s.bytes
+    if transport == "tcp" and "packets_back" not in evidence:
+        # One direction of the connection validated; the other (acks, answers) is part of the
+        # same stream, as when both directions validate.
+        evidence["packets_back"] = s.return_packets
+        evidence["bytes_back"] = s.return_bytes
+        packets += s.return_packets
+        nbytes += s.return_bytes
     return Finding(
         id=finding_id(family, src, dst, dport, transport),
         kind=kind,
@@ -474,8 +482,8 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         transport=transport,
         first_seen=_iso(s.first_seen),
         last_seen=_iso(s.last_seen),
-        packets=s.packets,
-        bytes=s.bytes,
+        packets=packets,
+        bytes=nbytes,
         session=sessions,
         watched=watched,
         reasons=reasons,
@@ -538,6 +546,11 @@ def _fold_tunnel_directions(
         )
         g.packets += f.packets
         g.bytes += f.bytes
+        # The folded direction's share, for outputs that count each direction apart.
+        g.evidence["packets_back"] = f.packets
+        g.evidence["bytes_back"] = f.bytes
+        if f.collector.port is not None:
+            g.evidence["port_back"] = f.collector.port
         g.first_seen = min(g.first_seen, f.first_seen)
         g.last_seen = max(g.last_seen, f.last_seen)
         seen = {(w.ip, w.mac) for w in g.watched}
