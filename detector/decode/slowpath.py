@@ -82,6 +82,12 @@ class _Pending:
     header: bytes = b""  # header of the first fragment (offset 0)
     wire: int = 0
     frames: int = 0
+    have: int = 0  # payload bytes of the pieces (overlaps counted twice: a bound, not a sum)
+    charge: int = 0  # what the pieces cost against the reassembler's byte budget
+
+
+# Bookkeeping charged per waiting piece on top of its bytes, so zero-length fragments count.
+PIECE_OVERHEAD = 96
 
 
 @dataclass(slots=True)
@@ -93,15 +99,26 @@ class Reassembled:
 
 
 class Reassembler:
-    """IPv4 and IPv6 fragment reassembly with bounded memory (oldest datagrams dropped)."""
+    """IPv4 and IPv6 fragment reassembly with bounded memory: datagrams, pieces (zero-length
+    ones included) and bytes waiting are each budgeted; past a budget the oldest datagrams are
+    dropped and counted in ``shed``."""
 
-    def __init__(self, timeout: float = 30.0, max_pending: int = 4096, max_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        timeout: float = 30.0,
+        max_pending: int = 4096,
+        max_bytes: int = 16 << 20,
+        max_pieces: int = 16_384,
+    ):
         self.timeout = timeout
         self.max_pending = max_pending
         self.max_bytes = max_bytes
+        self.max_pieces = max_pieces
         self.pending: dict[tuple[object, ...], _Pending] = {}
-        self.bytes = 0
+        self.bytes = 0  # charged: piece bytes plus PIECE_OVERHEAD each
+        self.pieces = 0
         self.dropped = 0
+        self.shed = 0  # datagrams dropped because a budget was reached
         self.oversized = 0  # datagrams dropped for reassembling past MAX_IP_LENGTH
 
     def add(self, pkt: bytes, l3: int, ts: float, wire: int) -> Reassembled | None:
@@ -128,6 +145,7 @@ class Reassembler:
         if entry is None:
             if len(self.pending) >= self.max_pending:
                 self._drop_oldest()
+                self.shed += 1
             entry = self.pending[key] = _Pending(first_ts=ts)
         if offset + len(body) + len(header) - (40 if ver == 6 else 0) > MAX_IP_LENGTH:
             # Past what an IP length field can say (the ping of death): never a real datagram.
@@ -136,17 +154,23 @@ class Reassembler:
             return None
         if offset not in entry.pieces:
             entry.pieces[offset] = body
-            self.bytes += len(body)
+            entry.have += len(body)
+            entry.charge += len(body) + PIECE_OVERHEAD
+            self.bytes += len(body) + PIECE_OVERHEAD
+            self.pieces += 1
         entry.wire += wire
         entry.frames += 1
         if offset == 0:
             entry.header = header
         if not more:
             entry.total = offset + len(body)
-        while self.bytes > self.max_bytes and self.pending:
+        while (self.bytes > self.max_bytes or self.pieces > self.max_pieces) and self.pending:
             self._drop_oldest()
-        if entry.total < 0 or not entry.header:
+            self.shed += 1
+        if key not in self.pending or entry.total < 0 or not entry.header:
             return None
+        if entry.have < entry.total:
+            return None  # pieces missing: no need to sort them yet
         data = _join(entry.pieces, entry.total)
         if data is None:
             return None
@@ -155,7 +179,8 @@ class Reassembler:
             self.oversized += 1
             return None
         del self.pending[key]
-        self.bytes -= sum(len(b) for b in entry.pieces.values())
+        self.bytes -= entry.charge
+        self.pieces -= len(entry.pieces)
         return Reassembled(entry.first_ts, entry.wire, entry.frames, _rebuild(entry.header, data))
 
     def _expire(self, now: float) -> None:
@@ -171,7 +196,8 @@ class Reassembler:
 
     def _remove(self, key: tuple[object, ...]) -> None:
         entry = self.pending.pop(key)
-        self.bytes -= sum(len(b) for b in entry.pieces.values())
+        self.bytes -= entry.charge
+        self.pieces -= len(entry.pieces)
         self.dropped += 1
 
 

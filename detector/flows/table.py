@@ -188,7 +188,7 @@ class FlowTable:
 
     COLUMNS = ("pkts0", "pkts1", "bytes0", "bytes1")
 
-    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 400_000) -> None:
+    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 131_072) -> None:
         self.index = HashIndex()
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
@@ -198,9 +198,14 @@ class FlowTable:
         self.quiet = np.zeros(0, dtype=np.uint8)
         self.first = np.zeros(0, dtype=np.float64)
         self.last = np.zeros(0, dtype=np.float64)
+        # Batch in which each flow was last seen: the clock that orders evictions when
+        # capture time does not advance.
+        self.seen = np.zeros(0, dtype=np.int64)
+        self.batches = 0
         self.counts = np.zeros((0, 4), dtype=np.int64)
         self.total_flows = 0
         self.evicted = 0
+        self.shed = 0  # flows evicted while still active, because the table was full
         self.peak_flows = 0
 
     def __len__(self) -> int:
@@ -228,6 +233,7 @@ class FlowTable:
             self.quiet = _resize(self.quiet, grow)
             self.first = _resize(self.first, grow)
             self.last = _resize(self.last, grow)
+            self.seen = _resize(self.seen, grow)
             self.counts = _resize(self.counts, grow)
         new = uids[added]
         self.key[new] = ukeys[added]
@@ -245,6 +251,8 @@ class FlowTable:
         last = np.full(m, -np.inf)
         np.maximum.at(last, inv, ts)
         self.last[uids] = np.maximum(self.last[uids], last)
+        self.batches += 1
+        self.seen[uids] = self.batches
         self.peak_flows = max(self.peak_flows, n)
         return uids[inv], first_row[added]
 
@@ -253,19 +261,28 @@ class FlowTable:
         ids, counts = np.unique(fids, return_counts=True)
         self.quiet[ids] = np.minimum(self.quiet[ids].astype(np.int64) + counts, 255)
 
+    def full(self) -> bool:
+        return self.index.count >= self.max_flows
+
     def expire(self, now: float, keep: set[int] | None = None) -> int:
-        """Evict flows idle longer than the timeout (all but ``keep`` keys); returns how many."""
+        """Evict flows idle longer than the timeout (all but ``keep`` keys); returns how many.
+        A table still full after that keeps the flows seen in the latest batches (whatever
+        their timestamps say) down to three quarters of its size."""
         n = self.index.count
         if n < self.max_flows // 2:
             return 0
         live = self.last[:n] >= now - self.idle_timeout
+        kept = np.zeros(n, dtype=np.bool_)
         if keep:
-            live |= np.isin(self.key[:n], np.fromiter(keep, dtype=U64, count=len(keep)))
+            kept = np.isin(self.key[:n], np.fromiter(keep, dtype=U64, count=len(keep)))
+            live |= kept
         if live.all() and n < self.max_flows:
             return 0
-        if live.sum() > self.max_flows:
-            # Still too many: keep the most recently active.
-            order = np.argsort(-self.last[:n])[: self.max_flows]
+        room = self.max_flows * 3 // 4
+        if live.sum() > room:
+            # Still too many: keep the streams' flows, then the most recently seen.
+            order = np.lexsort((-self.last[:n], -self.seen[:n], ~kept))[:room]
+            self.shed += int(live.sum()) - len(order)
             live = np.zeros(n, dtype=np.bool_)
             live[order] = True
         idx = np.nonzero(live)[0]
@@ -275,6 +292,7 @@ class FlowTable:
         self.quiet = self.quiet[idx].copy()
         self.first = self.first[idx].copy()
         self.last = self.last[idx].copy()
+        self.seen = self.seen[idx].copy()
         self.counts = self.counts[idx].copy()
         self.index.rebuild(self.key)
         self.evicted += gone
