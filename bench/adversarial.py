@@ -470,8 +470,9 @@ class Run:
 
 def measure(argv: list[str], env: dict[str, str], timeout: float, max_mib: float) -> Run:
     start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    # Run from the checkout measured: `python -m` looks in the working directory first.
+    proc = subprocess.Popen(argv, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     peak = 0
     why = ""
     while proc.poll() is None:
@@ -520,7 +521,7 @@ def main() -> int:
                 cap = Pcap(path)
                 row.make(cap, scale)
                 cap.close()
-                run = measure([*argv, str(path)], env, args.timeout, args.max_mib)
+                run = measure([*argv, str(path.resolve())], env, args.timeout, args.max_mib)
             cell = run.cell()
             if run.why and run.exit is not None:
                 cell += f" ({run.why})"

@@ -39,6 +39,7 @@ from pydantic.networks import IPvAnyAddress, IPvAnyNetwork
 
 from detector.detection import FIELDS, Detection
 from detector.findings import Finding
+from detector.limits import Limits
 from detector.policy.verdict import PolicyContext, Thresholds
 
 
@@ -122,6 +123,37 @@ class DetectionModel(BaseModel):
     min_validated_share: float | None = Field(None, ge=0, le=1)
 
 
+class LimitsModel(BaseModel):
+    """``[limits]``: memory budgets per engine (docs/config.md gives the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    streams: int | None = Field(None, ge=16)
+    streams_per_collector: int | None = Field(None, ge=1)
+    tunnel_streams_per_pair: int | None = Field(None, ge=1)
+    flows: int | None = Field(None, ge=1024)
+    hosts: int | None = Field(None, ge=1024)
+    templates_per_stream: int | None = Field(None, ge=1)
+    template_fields: int | None = Field(None, ge=1, le=65535)
+    template_fields_total: int | None = Field(None, ge=1)
+    tcp_stream_bytes: int | None = Field(None, ge=4096)
+    tcp_total_bytes: int | None = Field(None, ge=4096)
+    fragment_packets: int | None = Field(None, ge=16)
+    fragment_bytes: int | None = Field(None, ge=65536)
+    samples_per_stream: int | None = Field(None, ge=0, le=200)
+    sample_bytes: int | None = Field(None, ge=0)
+    timeline_seconds: int | None = Field(None, ge=60)
+    live_findings: int | None = Field(None, ge=16)
+
+    def limits(self) -> Limits:
+        out = Limits()
+        for name in (f.name for f in fields(Limits)):
+            value = getattr(self, name, None)
+            if value is not None:
+                setattr(out, name, value)
+        return out
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +162,7 @@ class Config(BaseModel):
     routers: list[IPvAnyAddress] = Field(default_factory=list)
     thresholds: ThresholdsModel = Field(default_factory=ThresholdsModel)
     detection: DetectionModel = Field(default_factory=DetectionModel)
+    limits: LimitsModel = Field(default_factory=LimitsModel)
     source: str = Field("", exclude=True)
 
     def allowed(self, f: Finding) -> str | None:
@@ -157,6 +190,7 @@ class Config(BaseModel):
             allow=self.allowed,
             home_networks=[ipaddress.ip_network(str(n)) for n in self.home_networks],
             routers={str(r) for r in self.routers},
+            limits=self.limits.limits(),
         )
 
 

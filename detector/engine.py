@@ -10,7 +10,9 @@ negative list so chance prefilter hits do not cost Python time for ever.
 
 from __future__ import annotations
 
+import hashlib
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +30,7 @@ from detector.decode.headers import (
 from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.detection import Detection, probe
-from detector.evidence import HostTally, StreamEvidence
+from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows.copies import CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
@@ -41,10 +43,12 @@ from detector.protocols.templates import FieldBudget, TemplateCache
 
 # Exports written as logs, whose record rate is set against the span's new flows.
 LOG_EXPORTS = frozenset({"syslog-connlog", "dnstap"})
-# Seconds of link timeline kept, and distinct hosts counted exactly.
-MAX_TIMELINE = 7 * 86400
-MAX_HOSTS = 2_000_000
 IP_PROTO_GRE = 47
+# Packets worked on at once (a 16 MiB block holds up to a million tiny ones).
+MAX_BATCH_ROWS = 32_768
+# Exporters named per aggregate stream (the busiest), and counted before the table is pruned.
+TOP_EXPORTERS = 8
+MAX_EXPORTERS_COUNTED = 1024
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header), and GRE, which has its own path: not candidates for
 # the IP-protocol decoders.
@@ -67,6 +71,22 @@ class EngineStats:
     first_ts: float | None = None
     last_ts: float | None = None
     timeline: dict[int, list[int]] = field(default_factory=dict)  # second → [packets, bytes]
+    # What budgets made the engine give up (streams folded, flows evicted while active...).
+    shed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Group:
+    """Streams kept apart in one budget group (one format toward one collector, or one
+    tunnel format between two hosts), and how often each folded flow came back."""
+
+    kept: set[int] = field(default_factory=set)
+    returns: dict[int, int] = field(default_factory=dict)
+
+
+def _synthetic_key(group: tuple[object, ...]) -> int:
+    """A stable key for an aggregate stream (the same in every worker of a scan)."""
+    return int.from_bytes(hashlib.blake2b(repr(group).encode(), digest_size=8).digest(), "big")
 
 
 class _Rejects:
@@ -109,7 +129,7 @@ class Engine:
     def __init__(self, limits: Limits | None = None, detection: Detection | None = None) -> None:
         self.limits = lim = limits or Limits()
         self.detection = detection or Detection()
-        self.flows = FlowTable()
+        self.flows = FlowTable(max_flows=lim.flows)
         self.hosts = HashIndex()
         self.stats = EngineStats()
         self.streams: dict[int, StreamEvidence] = {}
@@ -119,9 +139,18 @@ class Engine:
         self._rejects = _Rejects(self.detection)
         # PDUs after the first of a segment that classified a TCP stream, per decoder tried.
         self._early_pdus: dict[tuple[int, str], list[Decoded]] = {}
-        self.reasm = Reassembler()
+        self.reasm = Reassembler(max_bytes=lim.fragment_bytes, max_pieces=lim.fragment_packets)
         self.tcp = TcpReassembler(lim.tcp_stream_bytes, lim.tcp_total_bytes)
         self.template_fields = FieldBudget(lim.template_fields_total)
+        self.samples = SampleBudget(lim.sample_bytes)
+        # Stream budgets: groups of kept streams, the aggregates that took the others, the
+        # groups each kept stream belongs to, and the busiest exporters of each aggregate.
+        self._groups: dict[tuple[object, ...], _Group] = {}
+        self._aggregates: dict[tuple[object, ...], StreamEvidence] = {}
+        self._member: dict[int, list[tuple[object, ...]]] = {}
+        self._agg_exporters: dict[tuple[object, ...], Counter[str]] = {}
+        self._shed_streams = 0
+        self._shed_tunnels = 0
         self.udp_decoders = registry.decoders_for("udp")
         self.tcp_decoders = registry.decoders_for("tcp")
         self.gre_table = registry.gre_decoders()
@@ -139,6 +168,12 @@ class Engine:
         n = len(batch)
         if not n:
             return
+        if n > MAX_BATCH_ROWS:
+            # A block of tiny packets is worked on in slices: per-batch columns (a row of
+            # header bytes, a dozen numbers per packet) must not grow with the packet count.
+            for a in range(0, n, MAX_BATCH_ROWS):
+                self.process(_rows(batch, a, min(n, a + MAX_BATCH_ROWS)))
+            return
         st = self.stats
         st.packets += n
         st.bytes += int(batch.wirelen.sum())
@@ -152,11 +187,12 @@ class Engine:
             cell = st.timeline.setdefault(s, [0, 0])
             cell[0] += p
             cell[1] += int(b)
-        if len(st.timeline) > MAX_TIMELINE:
+        keep_secs = self.limits.timeline_seconds
+        if len(st.timeline) > keep_secs:
             # Long watches keep the most recent seconds only.
-            for old in sorted(st.timeline)[: len(st.timeline) - MAX_TIMELINE // 2]:
+            for old in sorted(st.timeline)[: len(st.timeline) - keep_secs // 2]:
                 del st.timeline[old]
-        if self.hosts.count > MAX_HOSTS:
+        if self.hosts.count > self.limits.hosts:
             # Distinct hosts are counted exactly up to here; past it, the count restarts.
             self._hosts_before += self.hosts.count
             self.hosts = HashIndex()
@@ -177,9 +213,12 @@ class Engine:
         if whole:
             self.stats.fragments_reassembled += sum(w.frames for w in whole)
             self._process(_batch_of(whole), weights=np.array([w.frames for w in whole]))
-        if self.stats.last_ts is not None and self.stats.last_ts - self._last_expire > 10:
-            self._last_expire = self.stats.last_ts
-            self.flows.expire(self._last_expire, keep={s.flow_key for s in self.streams.values()})
+        last = self.stats.last_ts
+        # A full table is expired whatever the clock says: a capture whose time never advances
+        # must not grow it.
+        if last is not None and (last - self._last_expire > 10 or self.flows.full()):
+            self._last_expire = last
+            self.flows.expire(last, keep={s.flow_key for s in self.streams.values()})
 
     def _ip_rows(
         self,
@@ -266,7 +305,9 @@ class Engine:
         np.maximum.at(last, inv, ts[kidx])
         sec = ts[kidx].astype(np.int64)
         for j, k in enumerate(ukeys.tolist()):
-            s = self.streams[k]
+            s = self.streams.get(k)
+            if s is None:
+                continue  # folded into an aggregate earlier in this batch
             s.count_seconds(sec[inv == j])
             s.packets += int(pk[j])
             s.bytes += int(by[j])
@@ -469,6 +510,23 @@ class Engine:
             self._rejects.fail(key)
             return False
         _, _, d, found, state = best
+        agg = self._admit(key, found, ctx, transport)
+        if agg is not None:
+            # Past a stream budget: the packet counts toward an aggregate stream and the flow
+            # keeps no state of its own.
+            self.tcp.forget(key)
+            if isinstance(state, TemplateCache):
+                state.release()
+            for other in decoders:
+                self._early_pdus.pop((key, other.name), None)
+            agg.decoded += 1
+            agg.add(found, 1.0, ctx.ts)
+            self._keep_sample(agg, batch, r)
+            agg.packets += 1 if weights is None else int(weights[r])
+            agg.bytes += int(batch.wirelen[r])
+            agg.first_seen = min(agg.first_seen, ctx.ts)
+            agg.last_seen = max(agg.last_seen, ctx.ts)
+            return False
         s = self._new_stream(batch, h, r, key, int(fkey[x]), int(direction[x]), found)
         s.transport = transport
         self._stream_state[key] = state
@@ -600,6 +658,8 @@ class Engine:
             s.src_mac = mac_str(batch.data[o + 6 : o + 12].tobytes())
         if d.kind != "flow-export":
             s.copy_hook = lambda inner, data, ts: self._carried_copy(key, inner, data, ts)
+        s.max_samples = self.limits.samples_per_stream
+        s.sample_budget = self.samples
         self.streams[key] = s
         self._stream_keys = np.append(self._stream_keys, U64(key))
         return s
@@ -607,7 +667,153 @@ class Engine:
     @staticmethod
     def _keep_sample(s: StreamEvidence, batch: PacketBatch, r: int) -> None:
         if len(s.outer_samples) < s.sample_limit:
-            s.outer_samples.append((float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r)))
+            s.keep_outer(float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r))
+
+    # ---------------------------------------------------------------- stream budgets
+
+    def _admit(
+        self, key: int, found: Decoded, ctx: PacketContext, transport: str
+    ) -> StreamEvidence | None:
+        """None when a new stream may be kept (it joins its budget groups), else the aggregate
+        stream that takes its packets instead."""
+        lim = self.limits
+        proto, kind = found.protocol, found.kind
+        # Aggregates of tunnels keep the first pair's addresses (a tunnel finding is a pair).
+        anyone = ctx.src if kind == "tunnel" else ""
+        if len(self.streams) + len(self._aggregates) >= lim.streams:
+            self._shed_streams += 1
+            return self._aggregate(("all", proto, transport), found, ctx, transport, anyone,
+                                   ctx.dst, 0)  # fmt: skip
+        groups: list[tuple[object, ...]] = []
+        if kind == "tunnel" and transport == "udp":
+            # Port-only tunnels (one stream per peer port) fold per host pair.
+            pair: tuple[object, ...] = ("pair", proto, ctx.src, ctx.dst)
+            g = self._groups.get(pair)
+            if g is not None and len(g.kept) >= lim.tunnel_streams_per_pair:
+                self._shed_tunnels += 1
+                for k in g.kept:  # the pair's finding may be any of them
+                    self.streams[k].extra["truncated"] = True
+                return self._aggregate(pair, found, ctx, transport, ctx.src, ctx.dst, 0)
+            groups.append(pair)
+        family = "flow-export" if kind == "flow-export" else proto
+        dport = ctx.dport if transport in ("udp", "tcp") else 0
+        coll: tuple[object, ...] = ("to", family, ctx.dst, dport, transport)
+        g = self._groups.get(coll)
+        if g is not None and len(g.kept) >= lim.streams_per_collector and not self._promote(g, key):
+            self._shed_streams += 1
+            return self._aggregate(coll, found, ctx, transport, anyone, ctx.dst, dport)
+        groups.append(coll)
+        for gk in groups:
+            self._groups.setdefault(gk, _Group()).kept.add(key)
+        self._member[key] = groups
+        return None
+
+    def _promote(self, g: _Group, key: int) -> bool:
+        """Whether a folded flow that keeps coming back is now busier than the quietest kept
+        stream of its group; if so that stream is folded in its place (top N are kept)."""
+        n = g.returns.get(key, 0) + 1
+        g.returns[key] = n
+        if len(g.returns) > 4 * len(g.kept) + 64:
+            # Bounded: flows seen once are forgotten first.
+            g.returns = {k: v for k, v in g.returns.items() if v > 1}
+            if len(g.returns) > 4 * len(g.kept) + 64:
+                g.returns = {}
+        weakest = min(g.kept, key=lambda k: self.streams[k].packets)
+        if n < max(3, self.streams[weakest].packets + 1):
+            return False
+        g.returns.pop(key, None)
+        self._fold_stream(weakest)
+        return True
+
+    def _fold_stream(self, key: int) -> None:
+        """Fold a kept stream into the aggregate of its collector group."""
+        s = self.streams.pop(key)
+        self._drop_state(key)
+        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
+        groups = self._member.pop(key, [])
+        for gk in groups:
+            g = self._groups.get(gk)
+            if g is not None:
+                g.kept.discard(key)
+        coll = groups[-1]
+        agg = self._aggregates.get(coll)
+        if agg is None:
+            src = s.src if s.kind == "tunnel" else ""
+            agg = self._new_aggregate(coll, s.protocol, s.kind, s.transport, src, s.dst,
+                                      int(coll[3]), s.first_seen)  # type: ignore[arg-type]  # fmt: skip
+        s.copy_hook = None
+        agg.absorb(s)
+        self._count_exporter(coll, s.src, s.packets)
+        self._shed_streams += 1
+
+    def _aggregate(
+        self,
+        group: tuple[object, ...],
+        found: Decoded,
+        ctx: PacketContext,
+        transport: str,
+        src: str,
+        dst: str,
+        dport: int,
+    ) -> StreamEvidence:
+        agg = self._aggregates.get(group)
+        if agg is None:
+            agg = self._new_aggregate(group, found.protocol, found.kind, transport, src, dst,
+                                      dport, ctx.ts)  # fmt: skip
+        self._count_exporter(group, ctx.src, 1)
+        return agg
+
+    def _new_aggregate(
+        self,
+        group: tuple[object, ...],
+        protocol: str,
+        kind: str,
+        transport: str,
+        src: str,
+        dst: str,
+        dport: int,
+        ts: float,
+    ) -> StreamEvidence:
+        agg = StreamEvidence(
+            key=_synthetic_key(group), flow_key=0, direction=0, protocol=protocol,
+            kind=kind, transport=transport, src=src, dst=dst, sport=0, dport=dport,  # type: ignore[arg-type]
+            first_seen=ts, last_seen=ts,
+        )  # fmt: skip
+        agg.max_samples = self.limits.samples_per_stream
+        agg.sample_budget = self.samples
+        agg.extra["truncated"] = True
+        self._aggregates[group] = agg
+        return agg
+
+    def _count_exporter(self, group: tuple[object, ...], src: str, packets: int) -> None:
+        c = self._agg_exporters.setdefault(group, Counter())
+        c[src] += packets
+        if len(c) > MAX_EXPORTERS_COUNTED:
+            # Keep the busiest half; the number folded is counted apart.
+            self._agg_exporters[group] = Counter(dict(c.most_common(MAX_EXPORTERS_COUNTED // 2)))
+
+    def _describe_aggregates(self) -> None:
+        for group, agg in self._aggregates.items():
+            c = self._agg_exporters.get(group, Counter())
+            agg.extra["exporters_kept_apart"] = (
+                len(self._groups[group].kept) if group in self._groups else 0
+            )
+            agg.extra["top_exporters"] = [f"{ip} ({n})" for ip, n in c.most_common(TOP_EXPORTERS)]
+            agg.extra["exporters_counted"] = len(c)
+
+    def sync_shed(self) -> dict[str, int]:
+        """What every budget has shed so far (also kept in ``stats.shed``)."""
+        shed = {
+            "streams": self._shed_streams,
+            "tunnel_streams": self._shed_tunnels,
+            "flows": self.flows.shed,
+            "fragments": self.reasm.shed,
+            "tcp_bytes": self.tcp.shed_bytes,
+            "templates": self.template_fields.shed,
+            "samples": self.samples.shed,
+        }
+        self.stats.shed = shed
+        return shed
 
     # ---------------------------------------------------------------- end
 
@@ -615,6 +821,8 @@ class Engine:
         """The streams so far, with what flowed back through each stream's outer flow filled
         in.  Safe to call repeatedly (a live watch calls it for every summary)."""
         self.copies.settle()
+        self.sync_shed()
+        self._describe_aggregates()
         for s in self.streams.values():
             c = self.flows.counters(s.flow_key)
             if c is not None:
@@ -628,7 +836,8 @@ class Engine:
                     s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
         self._log_rates()
         plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
-        return sorted([*self.streams.values(), *plain], key=lambda s: (s.first_seen, s.key))
+        every = [*self.streams.values(), *self._aggregates.values(), *plain]
+        return sorted(every, key=lambda s: (s.first_seen, s.key))
 
     def _log_rates(self) -> None:
         """Connection records per second of a log export against new flows per second on the
@@ -650,11 +859,23 @@ class Engine:
         """Drop streams idle for ``idle`` seconds of capture time, with their decoder state;
         returns their evidence so a long-running watch can keep their findings."""
         gone = [s for s in self.streams.values() if now - s.last_seen > idle]
+        idle_aggs = [g for g, a in self._aggregates.items() if now - a.last_seen > idle]
+        for group in idle_aggs:
+            gone.append(self._aggregates.pop(group))
+            self._agg_exporters.pop(group, None)
         if not gone:
             return []
         for s in gone:
-            del self.streams[s.key]
+            if self.streams.pop(s.key, None) is None:
+                continue  # an aggregate
             self._drop_state(s.key)
+            for gk in self._member.pop(s.key, []):
+                g = self._groups.get(gk)
+                if g is not None:
+                    g.kept.discard(s.key)
+                    if not g.kept:
+                        del self._groups[gk]
+            self.samples.used -= s.sample_bytes()
         self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
         return gone
 
@@ -708,6 +929,18 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
     s.extra["copies_matched"] = pc.matches
     s.extra["copy_delay_ms"] = round(1000 * float(np.median(pc.delays)), 3) if pc.delays else 0.0
     return s
+
+
+def _rows(batch: PacketBatch, a: int, b: int) -> PacketBatch:
+    """Packets a..b-1 of a batch (views, sharing its bytes)."""
+    return PacketBatch(
+        data=batch.data,
+        offsets=batch.offsets[a:b],
+        caplen=batch.caplen[a:b],
+        wirelen=batch.wirelen[a:b],
+        ts=batch.ts[a:b],
+        linktype=batch.linktype[a:b],
+    )
 
 
 def _batch_of(datagrams: list[Reassembled]) -> PacketBatch:

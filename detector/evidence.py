@@ -42,11 +42,33 @@ ADDITIVE = (
     "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
     "strength_sum", "return_bytes",
 )  # fmt: skip
-SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched"})
+SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched", "samples_shed", "streams_folded"})
 
 
 def _first(x: tuple[float, object, object]) -> float:
     return x[0]
+
+
+# Bookkeeping charged per kept sample on top of its bytes (the tuple, the bytes object).
+SAMPLE_OVERHEAD = 120
+
+
+class SampleBudget:
+    """Bytes of evidence samples kept by every stream of one engine, against one budget."""
+
+    __slots__ = ("shed", "total", "used")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self.shed = 0  # samples not kept because the budget was spent
+
+    def take(self, n: int) -> bool:
+        if self.used + n + SAMPLE_OVERHEAD > self.total:
+            self.shed += 1
+            return False
+        self.used += n + SAMPLE_OVERHEAD
+        return True
 
 
 def fact_text(x: object) -> str:
@@ -121,6 +143,10 @@ class StreamEvidence:
     timeline: dict[int, int] = field(default_factory=dict)
     # Called with each parsed carried packet (the engine matches copies to originals).
     copy_hook: Callable[[InnerPacket, bytes, float], None] | None = None
+    # Samples kept: at most ``max_samples`` of each kind (below the kind's own limit), bytes
+    # charged to the engine's budget when there is one.
+    max_samples: int = MAX_SAMPLES
+    sample_budget: SampleBudget | None = None
     # Filled by the engine at the end.
     return_packets: int = 0
     return_bytes: int = 0
@@ -128,7 +154,23 @@ class StreamEvidence:
 
     @property
     def sample_limit(self) -> int:
-        return SAMPLES_BY_KIND.get(self.kind, MAX_SAMPLES)
+        return min(self.max_samples, SAMPLES_BY_KIND.get(self.kind, MAX_SAMPLES))
+
+    def keep_outer(self, ts: float, link: int, data: bytes) -> None:
+        if len(self.outer_samples) < self.sample_limit and self._budget(len(data)):
+            self.outer_samples.append((ts, link, data))
+
+    def _budget(self, n: int) -> bool:
+        if self.sample_budget is None or self.sample_budget.take(n):
+            return True
+        self.extra["truncated"] = True
+        shed = self.extra.get("samples_shed", 0)
+        self.extra["samples_shed"] = (shed if isinstance(shed, int) else 0) + 1
+        return False
+
+    def sample_bytes(self) -> int:
+        """What this stream's samples cost against the budget."""
+        return sum(len(x[2]) + SAMPLE_OVERHEAD for x in (*self.outer_samples, *self.inner_samples))
 
     def count_seconds(self, seconds: npt.NDArray[np.int64]) -> None:
         secs, counts = np.unique(seconds, return_counts=True)
@@ -154,7 +196,7 @@ class StreamEvidence:
                 self._fact(k, v)
         for carried in d.carried:
             self.inner_links[carried.link] += 1
-            if len(self.inner_samples) < self.sample_limit:
+            if len(self.inner_samples) < self.sample_limit and self._budget(len(carried.data)):
                 self.inner_samples.append((ts, carried.link, carried.data))
             inner = carried.parsed or parse_carried(carried.link, carried.data)
             size = carried.orig_len or len(carried.data)

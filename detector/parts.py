@@ -35,6 +35,7 @@ from detector.decode.headers import KNOWN_LINKS
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
 from detector.evidence import StreamEvidence
+from detector.limits import Limits
 
 # Files smaller than this are not worth a second process.
 SPLIT_MIN_BYTES = 64 << 20
@@ -185,10 +186,11 @@ def run_parts(
     parts: list[Part],
     progress: Callable[[int], None] | None = None,
     detection: Detection | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Engine, list[InputStats], bool]:
     """One engine over ``parts`` in order; per-part input statistics; any input unreadable.
     ``progress`` is told how many bytes of the parts have been read so far."""
-    engine = Engine(detection=detection)
+    engine = Engine(limits, detection)
     inputs: list[InputStats] = []
     unreadable = False
     done = 0
@@ -244,6 +246,7 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
     streams = engine.finish()
     for s in streams:
         s.copy_hook = None  # a bound method of this engine: neither picklable nor needed now
+        s.sample_budget = None
     n = len(engine.flows)
     return PartResult(
         streams=streams,
@@ -260,23 +263,24 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
     )
 
 
-def _worker(parts: list[Part], detection: Detection | None) -> PartResult:
-    return result_of(*run_parts(parts, None, detection))
+def _worker(parts: list[Part], detection: Detection | None, limits: Limits | None) -> PartResult:
+    return result_of(*run_parts(parts, None, detection, limits))
 
 
 def scan_parts(
     groups: list[list[Part]],
     progress: Callable[[int], None] | None = None,
     detection: Detection | None = None,
+    limits: Limits | None = None,
 ) -> list[PartResult]:
     """Run each group in its own process (the first in this one, reporting ``progress``),
     results in capture order."""
     if len(groups) == 1:
-        return [result_of(*run_parts(groups[0], progress, detection))]
+        return [result_of(*run_parts(groups[0], progress, detection, limits))]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(len(groups) - 1) as pool:
-        pending = [pool.apply_async(_worker, (g, detection)) for g in groups[1:]]
-        first = result_of(*run_parts(groups[0], progress, detection))
+        pending = [pool.apply_async(_worker, (g, detection, limits)) for g in groups[1:]]
+        first = result_of(*run_parts(groups[0], progress, detection, limits))
         return [first, *(p.get() for p in pending)]
 
 
@@ -316,6 +320,8 @@ def fold(results: list[PartResult]) -> Folded:
             setattr(st, name, getattr(st, name) + getattr(o, name))
         for reason, n in o.decoder_errors.items():
             st.decoder_errors[reason] = st.decoder_errors.get(reason, 0) + n
+        for k, v in o.shed.items():
+            st.shed[k] = st.shed.get(k, 0) + v
         if o.first_ts is not None:
             st.first_ts = o.first_ts if st.first_ts is None else min(st.first_ts, o.first_ts)
         if o.last_ts is not None:

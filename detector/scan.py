@@ -54,6 +54,7 @@ def scan_paths(
         groups,
         None if progress is None else lambda done: progress(done * share, total),
         ctx.detection,
+        ctx.limits,
     )
     folded = fold(results)
     inputs = _inputs([i for r in results for i in r.inputs])
@@ -76,6 +77,7 @@ def scan_paths(
         "fragments_reassembled": st.fragments_reassembled,
         "decoder_errors": sum(st.decoder_errors.values()),
         "workers": len(groups),
+        **{f"shed_{k}": v for k, v in st.shed.items()},
     }
     if st.first_ts is not None and st.last_ts is not None:
         from detector.policy.verdict import _iso

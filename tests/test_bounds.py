@@ -3,11 +3,23 @@ salted flow keys (each on small crafted inputs; figures at scale come from bench
 
 from __future__ import annotations
 
+import functools
+import random
 import struct
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+from scapy.all import IP, UDP, Ether, Raw, raw
+
+from detector.capture.reader import PacketBatch
+from detector.config import ConfigError, load_config
+from detector.decode.slowpath import PIECE_OVERHEAD, Reassembler
+from detector.engine import Engine
 from detector.flows.tcp import SEGMENT_OVERHEAD, TcpReassembler
+from detector.limits import Limits
+from detector.policy.verdict import PolicyContext, judge
 from detector.protocols.base import PacketContext
 from detector.protocols.ipfix import IpfixDecoder
 from detector.protocols.templates import MAX_WALKED_RECORDS, FieldBudget, TemplateCache
@@ -132,3 +144,115 @@ def test_flow_keys_are_salted_per_run():
     )
     runs = {subprocess.check_output([sys.executable, "-c", code], text=True) for _ in range(2)}
     assert len(runs) == 2
+
+
+# ---------------------------------------------------------------- engine budgets
+
+
+def _frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return raw(eth / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload))
+
+
+@functools.cache
+def _inner(i: int) -> bytes:
+    return raw(
+        Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02")
+        / IP(src="192.168.10.5", dst="93.184.216.34", id=i)
+        / UDP(sport=1000 + i % 7, dport=443)
+        / Raw(b"x" * 40)
+    )
+
+
+def _tzsp(src: str, i: int, sport: int = 40000) -> bytes:
+    return _frame(src, "10.9.0.10", sport, 37008, TZSP + _inner(i))
+
+
+TZSP = b"\x01\x00\x00\x01\x01"
+
+
+def _run(engine: Engine, frames: list[bytes], t0: float = 100.0, ts: float | None = None) -> None:
+    times = np.full(len(frames), t0) if ts is not None else t0 + np.arange(len(frames)) * 1e-3
+    engine.process(PacketBatch.of_frames(frames, ts=times))
+
+
+def test_spoofed_exporters_fold_into_one_aggregate_and_the_mirror_is_still_found():
+    engine = Engine(Limits(streams_per_collector=4))
+    # One TZSP packet from each of 40 spoofed exporters, then the real mirror's stream.
+    _run(engine, [_tzsp(f"10.128.0.{i}", i) for i in range(1, 41)])
+    _run(engine, [_tzsp("10.1.0.1", i) for i in range(30)], t0=200.0)
+    assert len(engine.streams) == 4
+    shed = engine.sync_shed()
+    assert shed["streams"] >= 36
+    judged = judge(engine.finish(), PolicyContext())
+    by_exporter = {f.exporter.ip: f for f, _ in judged}
+    mirror = by_exporter["10.1.0.1"]
+    assert mirror.protocol == "tzsp" and mirror.severity == "high"
+    assert "truncated" not in mirror.evidence
+    agg = by_exporter[None]
+    assert agg.evidence["truncated"] is True
+    assert agg.evidence["exporters_counted"] >= 36
+    assert len(agg.evidence["top_exporters"]) == 8
+    assert agg.collector.ip == "10.9.0.10" and agg.collector.port == 37008
+
+
+def test_port_only_tunnel_streams_fold_per_host_pair():
+    engine = Engine(Limits(tunnel_streams_per_pair=2))
+    wg = [
+        _frame("10.2.0.1", "10.9.0.10", 1024 + k, 51820,
+               b"\x04\0\0\0" + struct.pack("<IQ", k, r + 1) + bytes(32))
+        for r in range(2) for k in range(10)
+    ]  # fmt: skip
+    _run(engine, wg)
+    assert len(engine.streams) == 2
+    assert engine.sync_shed()["tunnel_streams"] >= 8
+    judged = judge(engine.finish(), PolicyContext())
+    assert {f.protocol for f, _ in judged} == {"wireguard"}
+    assert any(f.evidence.get("truncated") for f, _ in judged)
+
+
+def test_a_capture_whose_time_never_advances_keeps_the_flow_table_bounded():
+    engine = Engine(Limits(flows=2048))
+    rng = random.Random(5)
+    base = bytearray(_frame("100.0.0.1", "172.16.0.1", 1024, 53, b"q" * 12))
+    for _ in range(6):
+        frames = []
+        for _ in range(1000):
+            # Another source address and port for each packet (offsets 26 and 34 of the frame).
+            base[26:30] = struct.pack("!I", (100 << 24) | rng.randrange(1 << 24))
+            base[34:36] = struct.pack("!H", rng.randrange(1024, 65535))
+            frames.append(bytes(base))
+        _run(engine, frames, ts=100.0)
+    assert len(engine.flows) <= 2048
+    assert engine.sync_shed()["flows"] > 0
+    assert engine.flows.total_flows > 5900  # a few random tuples repeat
+
+
+def test_evidence_samples_stop_at_the_byte_budget_and_the_finding_says_so():
+    engine = Engine(Limits(sample_bytes=20_000))
+    _run(engine, [_tzsp("10.1.0.1", i) for i in range(100)])
+    (s,) = engine.streams.values()
+    assert engine.samples.used <= 20_000
+    assert len(s.outer_samples) < 100 and s.extra["samples_shed"] > 0
+    (f, _), = judge(engine.finish(), PolicyContext())  # fmt: skip
+    assert f.evidence["truncated"] is True and engine.stats.shed["samples"] > 0
+
+
+def test_zero_length_fragments_count_against_the_fragment_budget():
+    reasm = Reassembler(max_pieces=100, max_bytes=1 << 20)
+    for i in range(1000):
+        pkt = raw(IP(src="10.66.0.1", dst="10.9.0.10", id=i // 50, flags="MF", frag=1 + i % 50))
+        reasm.add(pkt[:20], 0, 100.0, 20)
+    assert reasm.pieces <= 100 and reasm.shed > 0
+    assert reasm.bytes == reasm.pieces * PIECE_OVERHEAD
+
+
+def test_limits_come_from_the_config(tmp_path):
+    cfg = tmp_path / "mw.toml"
+    cfg.write_text("[limits]\nstreams = 100\nsample_bytes = 0\n")
+    lim = load_config(cfg).policy().limits
+    assert lim.streams == 100 and lim.sample_bytes == 0
+    assert lim.flows == Limits().flows
+    cfg.write_text("[limits]\nstreams = 1\n")
+    with pytest.raises(ConfigError, match=r"limits\.streams"):
+        load_config(cfg)

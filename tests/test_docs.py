@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from detector.config import Config, Expected, ThresholdsModel
+from detector.config import Config, Expected, LimitsModel, ThresholdsModel
 from detector.protocols import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,9 @@ def config_keys(model: type[BaseModel]) -> list[str]:
     return [name for name, f in model.model_fields.items() if not f.exclude]
 
 
-@pytest.mark.parametrize("model", [Config, Expected, ThresholdsModel], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model", [Config, Expected, ThresholdsModel, LimitsModel], ids=lambda m: m.__name__
+)
 def test_every_config_key_is_documented(model: type[BaseModel]) -> None:
     text = (DOCS / "config.md").read_text()
     keys = config_keys(model)

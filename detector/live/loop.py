@@ -63,7 +63,7 @@ class LiveWatch:
         self.writer = writer
         self.opts = options or WatchOptions()
         self.policy = policy or PolicyContext()
-        self.engine = Engine(detection=self.policy.detection)
+        self.engine = Engine(self.policy.limits, self.policy.detection)
         self.lock = threading.Lock()
         self.stop_event = stop_event or threading.Event()
         # Set by SIGHUP: the main thread reopens the output between two lines.
@@ -272,6 +272,7 @@ class LiveWatch:
                 "hosts": self.engine.distinct_hosts(),
                 "candidate_packets": st.candidates,
                 "streams": len(self.engine.streams),
+                **{f"shed_{k}": v for k, v in self.engine.sync_shed().items()},
             }
             busy = self._busy
         since, packets_then = self._last_summary

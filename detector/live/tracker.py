@@ -53,9 +53,16 @@ def top_hosts(f: Finding) -> list[str]:
     return [w.ip or w.mac or "?" for w in f.watched[:TOP_WATCHED]]
 
 
+# Findings remembered as written (the oldest are forgotten past it: memory is bounded even
+# when the input makes findings without end; one forgotten and seen again is written again).
+MAX_WRITTEN = 4096
+
+
 class FindingTracker:
-    def __init__(self) -> None:
+    def __init__(self, max_written: int = MAX_WRITTEN) -> None:
         self.written: dict[str, _Written] = {}
+        self.max_written = max_written
+        self.forgotten = 0
 
     def update(self, findings: list[Finding], now: float) -> list[Change]:
         out: list[Change] = []
@@ -66,6 +73,9 @@ class FindingTracker:
             if w is None:
                 self.written[f.id] = _Written(sev, f.kind, _proven(f), set(hosts), now)
                 out.append(Change("finding", f, []))
+                if len(self.written) > self.max_written:
+                    del self.written[next(iter(self.written))]
+                    self.forgotten += 1
                 continue
             changes: list[str] = []
             if sev > w.severity:

@@ -17,6 +17,7 @@ from detector import canary
 from detector.detection import Detection
 from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
+from detector.limits import Limits
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = frozenset(
@@ -94,6 +95,8 @@ class PolicyContext:
     # Where the users are: targets of a targeted pattern are looked for among these hosts.
     home_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     routers: set[str] = field(default_factory=set)
+    # Memory budgets of the engines that gather the evidence (the config's [limits]).
+    limits: Limits = field(default_factory=Limits)
 
     def is_home(self, host: str) -> bool:
         if not self.home_networks:
