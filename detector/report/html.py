@@ -99,7 +99,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _endpoint(ip: str, port: int | None, mac: str | None) -> str:
+def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:
+    if ip is None:  # plain copies, and streams folded from many exporters
+        return mac or "?"
     s = ip if port is None else (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
     return s + (f" ({mac})" if mac else "")
 
