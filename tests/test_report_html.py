@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -30,6 +31,7 @@ ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "div", "table",
     "tr", "th", "td", "code", "span", "a", "section", "dl", "dt", "dd", "b", "ul", "li",
     "figure", "figcaption", "br", "p", "svg", "text", "rect", "line", "polygon", "polyline",
+    "details", "summary",
 }  # fmt: skip
 
 
@@ -237,3 +239,54 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
     background = max(set(pixels), key=pixels.count)
     assert len(set(pixels)) > 20
     assert sum(p != background for p in pixels) > len(pixels) * 0.05
+
+
+def test_many_inputs_fold_and_every_kind_has_endpoints() -> None:
+    names = ("tee-copies.pcap", "targeted-mirror.pcap", "x2x3-keepalive.pcap", "erspan-3.pcap")
+    result = scan_paths([str(PCAPS / n) for n in names])
+    report = result.report.model_copy(
+        update={
+            "inputs": [
+                InputSummary(path=f"day-{i:02d}.pcap", packets=100, bytes=10_000) for i in range(70)
+            ]
+            + [InputSummary(path="bad.pcap", errors=["truncated record"])]
+        }
+    )
+    page = render_html(report, result.timeline, result.evidence)
+    parsed = _parse(page)
+    text = "".join(parsed.text)
+    # 71 inputs: one summary line, the table folded inside <details>.
+    assert "71 inputs, 7000 packets, 700.0 KB, 1 with problems" in text
+    head, _, rest = page.partition("<details>")
+    assert rest and "day-69.pcap" in rest.split("</details>")[0] and "day-00" not in head
+    # Plain copies: MACs are the endpoints, in the title, the table and the details.
+    assert "00:1b:54:0a:01:01 → 52:54:00:9c:00:0a" in text
+    assert "tee-copy from 00:1b:54:0a:01:01 to 52:54:00:9c:00:0a" in text
+    # No Python syntax: lists joined, booleans as words.
+    for python in ("['", "=[", "True", "False", ": None", "=None", " None;", "{'"):
+        assert python not in text, python
+    assert "targets: 192.168.20.158" in text and "keepalive only: yes" in text
+
+
+def test_each_stream_chart_has_its_own_time_and_scale() -> None:
+    result = scan_paths([str(PCAPS / n) for n in ("x2x3-keepalive.pcap", "tzsp.pcap")])
+    page = render_html(result.report, result.timeline, result.evidence)
+    for f in result.report.findings:
+        section = page.split(f'id="f-{f.id}"', 1)[1].split("</section>", 1)[0]
+        svg = section.split("<svg", 2)[1]
+        labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+        # The x axis starts at the stream's own start (its clock time), not the capture's.
+        assert f.first_seen[11:19] in labels or labels[2] <= f.first_seen[11:19], labels
+        # Both scales labelled, short numbers that fit the margins.
+        numbers = [x for x in labels if re.fullmatch(r"[0-9.]+[kM]?", x)]
+        assert len(numbers) >= 4 and all(len(x) <= 5 for x in numbers), labels
+    assert "e+0" not in page
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(1710.0, "1.7k"), (25000.0, "25k"), (0.25, "0.25"), (142.0, "142")]
+)
+def test_axis_numbers(value: float, text: str) -> None:
+    from detector.report.html import _number
+
+    assert _number(value) == text

@@ -233,7 +233,9 @@ def _facts_sentence(s: StreamEvidence) -> str | None:
         if k in s.fact_min and len(c) > 3:
             parts.append(f"{k} {s.fact_min[k]:g}–{s.fact_max[k]:g}")
         else:
-            values = [v for v, _ in c.most_common(5) if v not in ("", "[]")]
+            # Facts are kept as str(value): say booleans and absences in words, not Python.
+            words = {"True": "yes", "False": "no", "None": "none"}
+            values = [words.get(v, v) for v, _ in c.most_common(5) if v not in ("", "[]")]
             if values:
                 parts.append(f"{k} " + ", ".join(values))
     return "Decoded fields: " + "; ".join(parts[:12]) + "." if parts else None

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from detector.evidence import StreamEvidence
-from detector.findings import SEVERITY_ORDER, Finding, Report, WatchedHost
+from detector.findings import SEVERITY_ORDER, Endpoint, Finding, Report, WatchedHost
 from detector.report.safe import safe_text, utc_datetime
 from detector.timeline import Timeline
 
 BINS = 60  # timeline resolution when the engine gives no per-interval counts
 TOP_HOSTS = 12
+# Past this many inputs the input table is folded away (a summary line stays).
+MANY_INPUTS = 8
 SEVERITY_COLOURS: dict[str, str] = {
     "critical": "#8b0000",
     "high": "#d0342c",
@@ -51,6 +53,7 @@ background:#f6f8fa;padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
 ul.reasons{margin:6px 0 0 18px;padding:0}ul.reasons li{margin:2px 0;overflow-wrap:anywhere}
 .charts{display:flex;flex-wrap:wrap;gap:16px;margin-top:10px}.charts figure{margin:0}
 figcaption{color:#57606a;font-size:12px}.errors{color:#8b0000}
+details>summary{cursor:pointer;color:#57606a}
 .summary{display:flex;gap:12px;flex-wrap:wrap}.count{min-width:110px;text-align:center;
 border-radius:8px;padding:8px;color:#fff;background:var(--sev)}
 .count b{display:block;font-size:24px}
@@ -99,11 +102,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:
-    if ip is None:  # plain copies, and streams folded from many exporters
-        return mac or "?"
-    s = ip if port is None else (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
-    return s + (f" ({mac})" if mac else "")
+def _endpoint(e: Endpoint, mac: bool = True) -> str:
+    """Address and port, with the MAC in brackets; plain copies have only the MAC."""
+    if e.ip is None:
+        return e.label
+    return e.label + (f" ({e.mac})" if mac and e.mac else "")
+
+
+def _number(v: float) -> str:
+    """A short axis number: 0.25, 7, 42, 1.7k, 2.3M (never 1.71e+03)."""
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    if a >= 1e3:
+        return f"{v / 1e3:.2g}k" if a < 9.95e3 else f"{v / 1e3:.0f}k"
+    if a >= 10 or a == 0:
+        return f"{v:.0f}"
+    return f"{v:.2g}"
+
+
+def _value(v: object) -> str:
+    """An evidence value as a reader writes it: lists joined, yes/no, no Python syntax."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list | tuple):
+        return ", ".join(_value(x) for x in v) or "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _clock(ts: float) -> str:
+    t = utc_datetime(ts)
+    return t.strftime("%H:%M:%S") + (f".{int(t.microsecond / 1e5)}" if t.microsecond else "")
 
 
 # ------------------------------------------------------------------ charts (inline SVG)
@@ -162,40 +195,60 @@ def timeline_chart(
     bin_seconds: float,
     link_estimated: bool,
     label: str,
+    start: float | None = None,
 ) -> str:
-    """Packet rate of the stream (filled) against the whole link (line), same bins."""
-    width, height, left, bottom, top_pad = 520, 150, 52, 22, 8
+    """Packet rate of the stream (filled, left axis) against the whole link (line, right
+    axis), each on its own scale, over the stream's own time window."""
+    width, height, left, right, bottom, top_pad = 540, 160, 46, 46, 34, 8
     n = max(len(stream), len(link), 1)
     rate = 1.0 / bin_seconds if bin_seconds > 0 else 1.0
-    peak = max([*(v * rate for v in stream), *(v * rate for v in link), 1e-9])
-    plot_w, plot_h = width - left - 8, height - bottom - top_pad
+    peak = max([*(v * rate for v in stream), 1e-9])
+    link_peak = max([*(v * rate for v in link), 1e-9])
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
 
-    def xy(i: int, v: float) -> str:
+    def xy(i: int, v: float, top: float) -> str:
         x = left + plot_w * i / n
-        y = top_pad + plot_h * (1 - (v * rate) / peak)
+        y = top_pad + plot_h * (1 - (v * rate) / top)
         return f"{x:.1f},{y:.1f}"
 
-    def steps(values: Sequence[float]) -> list[str]:
+    def steps(values: Sequence[float], top: float) -> list[str]:
         pts = []
         for i, v in enumerate(values):
-            pts += [xy(i, v), xy(i + 1, v)]
+            pts += [xy(i, v, top), xy(i + 1, v, top)]
         return pts
 
     base = top_pad + plot_h
+    end = left + plot_w
+    if start is not None:
+        t0, t1 = _clock(start), _clock(start + n * bin_seconds)
+    else:
+        t0, t1 = "0 s", _duration(n * bin_seconds)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="{_e(label)}">',
-        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="#8c959f"/>',
-        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#8c959f"/>',
-        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{peak:.3g}</text>',
+        f'<line x1="{left}" y1="{base}" x2="{end}" y2="{base}" stroke="#8c959f"/>',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#d0342c"/>',
+        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{_number(peak)}</text>',
         f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>',
-        f'<text x="{left}" y="{height - 6}">0 s</text>',
-        f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">'
+        f'<text x="{left}" y="{base + 14}">{_e(t0)}</text>',
+        f'<text x="{end}" y="{base + 14}" text-anchor="end">{_e(t1)}</text>',
+        f'<text x="{left + plot_w / 2:.0f}" y="{base + 14}" text-anchor="middle">UTC · '
         f"{_e(_duration(n * bin_seconds))}</text>",
-        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">packets/s</text>',
+        f'<text x="{left}" y="{height - 3}">stream packets/s</text>',
     ]
+    if link:
+        parts += [
+            f'<line x1="{end}" y1="{top_pad}" x2="{end}" y2="{base}" stroke="#1f2328"/>',
+            f'<text x="{end + 4}" y="{top_pad + 9}">{_number(link_peak)}</text>',
+            f'<text x="{end + 4}" y="{base}">0</text>',
+            f'<text x="{end}" y="{height - 3}" text-anchor="end">link packets/s</text>',
+        ]
     if stream:
-        area = [f"{left},{base}", *steps(stream), f"{left + plot_w * len(stream) / n:.1f},{base}"]
+        area = [
+            f"{left},{base}",
+            *steps(stream, peak),
+            f"{left + plot_w * len(stream) / n:.1f},{base}",
+        ]
         parts.append(
             f'<polygon points="{" ".join(area)}" fill="#d0342c" fill-opacity="0.45" '
             f'stroke="#d0342c"/>'
@@ -203,11 +256,49 @@ def timeline_chart(
     if link:
         dash = ' stroke-dasharray="5,4"' if link_estimated else ""
         parts.append(
-            f'<polyline points="{" ".join(steps(link))}" fill="none" stroke="#1f2328"'
+            f'<polyline points="{" ".join(steps(link, link_peak))}" fill="none" stroke="#1f2328"'
             f'{dash} stroke-width="1.5"/>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def stream_window(f: Finding, bins: int = BINS) -> tuple[float, float, int]:
+    """(start, bin seconds, bins) of a chart of this stream alone: its own time, a margin each
+    side so its start and end show."""
+    first = _epoch(f.first_seen) or 0.0
+    last = _epoch(f.last_seen) or first
+    span = max(last - first, 1.0)
+    lo = first - 0.05 * span
+    return lo, span * 1.1 / bins, bins
+
+
+def _stream_chart_series(
+    f: Finding,
+    ev: StreamEvidence | None,
+    timeline: Timeline | None,
+    link_rate: float,
+) -> tuple[list[float], list[float], float, float, bool, str]:
+    """(stream, link, bin seconds, start, link estimated, note) over the stream's window."""
+    lo, width, bins = stream_window(f)
+    if timeline is not None and timeline.link and f.id in timeline.streams:
+        bw = timeline.bin_seconds
+        i0 = max(0, int((lo - timeline.start) // bw))
+        i1 = min(len(timeline.link), int(-(-(lo + width * bins - timeline.start) // bw)))
+        i1 = max(i1, i0 + 1)
+        row = timeline.streams[f.id]
+        stream = [float(x) for x in row[i0:i1]]
+        link = [float(x) for x in timeline.link[i0:i1]]
+        return stream, link, bw, timeline.start + i0 * bw, False, "packets per interval as counted"
+    stream = stream_series(f, ev, lo, width, bins)
+    return (
+        stream,
+        [link_rate * width] * bins,
+        width,
+        lo,
+        True,
+        "rate from its first packets, the rest spread evenly",
+    )
 
 
 def stream_series(
@@ -267,17 +358,15 @@ def _all_watched(findings: Sequence[Finding]) -> list[tuple[str, float, str]]:
 def _finding_html(
     f: Finding,
     ev: StreamEvidence | None,
-    window: tuple[float, float, int],
-    link: tuple[list[float], bool],
+    link_rate: float,
     timeline: Timeline | None,
 ) -> str:
-    start, bin_seconds, bins = window
     first, last = _epoch(f.first_seen), _epoch(f.last_seen)
     span = (last - first) if first is not None and last is not None else 0.0
     colour = SEVERITY_COLOURS.get(f.severity, "#6b7280")
     rows = [
-        ("Exporter", _endpoint(f.exporter.ip, f.exporter.port, f.exporter.mac)),
-        ("Collector", _endpoint(f.collector.ip, f.collector.port, f.collector.mac)),
+        ("Exporter", _endpoint(f.exporter)),
+        ("Collector", _endpoint(f.collector)),
         ("Protocol", f"{f.protocol} over {f.transport}"),
         ("Volume", f"{f.packets} packets, {_size(f.bytes)}"),
         ("Time span", f"{f.first_seen} .. {f.last_seen} ({_duration(span)})"),
@@ -286,21 +375,24 @@ def _finding_html(
     if f.session:
         rows.append(("Session", ", ".join(f"{k}={v}" for k, v in f.session.items())))
     if f.evidence:
-        rows.append(("Evidence", ", ".join(f"{k}={v}" for k, v in f.evidence.items())))
+        rows.append(
+            (
+                "Evidence",
+                " · ".join(f"{k.replace('_', ' ')}: {_value(v)}" for k, v in f.evidence.items()),
+            )
+        )
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     reasons = "".join(f"<li>{_e(r)}</li>" for r in f.reasons)
-    if timeline is not None and f.id in timeline.streams:
-        series = [float(x) for x in timeline.streams[f.id]]
-        note = "stream packets per interval as counted"
-    else:
-        series = stream_series(f, ev, start, bin_seconds, bins)
-        note = "stream rate from its first packets, the rest spread evenly"
-    link_series, estimated = link
+    series, link_series, bin_seconds, start, estimated, note = _stream_chart_series(
+        f, ev, timeline, link_rate
+    )
     link_note = "link average (no per-interval count)" if estimated else "whole link"
+    chart = timeline_chart(
+        series, link_series, bin_seconds, estimated, f"Packet rate of {f.id}", start
+    )
     charts = [
-        "<figure>"
-        + timeline_chart(series, link_series, bin_seconds, estimated, f"Packet rate of {f.id}")
-        + f"<figcaption>Filled: this stream ({_e(note)}); line: {_e(link_note)}.</figcaption>"
+        f"<figure>{chart}<figcaption>Filled, left scale: this stream ({_e(note)}); line, right "
+        f"scale: {_e(link_note)}. The stream's own time, {_e(_iso(start))} UTC on.</figcaption>"
         "</figure>"
     ]
     if f.watched:
@@ -313,8 +405,7 @@ def _finding_html(
         )
     title = (
         f"{KIND_TITLES.get(f.kind, f.kind)}: {f.protocol} from "
-        f"{_endpoint(f.exporter.ip, f.exporter.port, None)} to "
-        f"{_endpoint(f.collector.ip, f.collector.port, None)}"
+        f"{_endpoint(f.exporter, mac=False)} to {_endpoint(f.collector, mac=False)}"
     )
     return (
         f'<section class="card finding" id="{_anchor(f.id)}" style="--sev:{colour}">'
@@ -323,6 +414,30 @@ def _finding_html(
         f"<dl>{dl}</dl>"
         + (f'<b>Why</b><ul class="reasons">{reasons}</ul>' if reasons else "")
         + f'<div class="charts">{"".join(charts)}</div></section>'
+    )
+
+
+def _inputs_html(report: Report) -> str:
+    rows = "".join(
+        f"<tr><td><code>{_e(i.path)}</code></td><td class=n>{i.packets}</td>"
+        f"<td class=n>{_e(_size(i.bytes))}</td>"
+        f'<td class="errors">{"<br>".join(_e(x) for x in i.errors)}</td></tr>'
+        for i in report.inputs
+    )
+    table = (
+        "<table><tr><th>Input</th><th class=n>Packets</th><th class=n>Bytes</th>"
+        f"<th>Problems</th></tr>{rows}</table>"
+    )
+    if len(report.inputs) <= MANY_INPUTS:
+        return f'<div class="card">{table}</div>'
+    bad = sum(1 for i in report.inputs if i.errors)
+    packets = sum(i.packets for i in report.inputs)
+    size = sum(i.bytes for i in report.inputs)
+    problems = f", {bad} with problems" if bad else ""
+    summary = f"{len(report.inputs)} inputs, {packets} packets, {_size(size)}{problems}"
+    return (
+        f'<div class="card"><details><summary>{_e(summary)} (show the list)</summary>{table}'
+        "</details></div>"
     )
 
 
@@ -346,13 +461,9 @@ def render_html(
 ) -> str:
     """The report as one HTML page; ``timeline`` and ``evidence`` sharpen the rate charts."""
     evidence = evidence or {}
-    window = _window(report, timeline)
-    start, bin_seconds, bins = window
-    if timeline is not None and timeline.link:
-        link: tuple[list[float], bool] = ([float(x) for x in timeline.link], False)
-    else:
-        total = float(report.stats.get("packets", 0) or 0)
-        link = ([total / bins] * bins, True)
+    start, bin_seconds, bins = _window(report, timeline)
+    total = float(report.stats.get("packets", 0) or 0)
+    link_rate = total / max(bin_seconds * bins, 1e-3)
     counts = {s: 0 for s in SEVERITY_ORDER}
     for f in report.findings:
         counts[f.severity] += 1
@@ -371,16 +482,7 @@ def render_html(
         f" · {_e(st.get('flows', 0))} flows · {_e(st.get('hosts', 0))} hosts · "
         f"{_e(st.get('first_seen', '?'))} .. {_e(st.get('last_seen', '?'))}</div>",
     ]
-    inputs = "".join(
-        f"<tr><td><code>{_e(i.path)}</code></td><td class=n>{i.packets}</td>"
-        f"<td class=n>{_e(_size(i.bytes))}</td>"
-        f'<td class="errors">{"<br>".join(_e(x) for x in i.errors)}</td></tr>'
-        for i in report.inputs
-    )
-    out.append(
-        '<div class="card"><table><tr><th>Input</th><th class=n>Packets</th><th class=n>Bytes'
-        f"</th><th>Problems</th></tr>{inputs}</table></div>"
-    )
+    out.append(_inputs_html(report))
     out.append("<h2>Summary</h2>")
     if not report.findings:
         out.append(
@@ -397,8 +499,8 @@ def render_html(
             f'<tr><td><span class="badge" style="--sev:{SEVERITY_COLOURS[f.severity]}">'
             f'{_e(f.severity)}</span></td><td><a href="#{_anchor(f.id)}">{_e(f.protocol)}</a>'
             f"</td><td>{_e(f.kind)}</td>"
-            f"<td>{_e(_endpoint(f.exporter.ip, f.exporter.port, None))} → "
-            f"{_e(_endpoint(f.collector.ip, f.collector.port, None))}</td>"
+            f"<td>{_e(_endpoint(f.exporter, mac=False))} → "
+            f"{_e(_endpoint(f.collector, mac=False))}</td>"
             f"<td class=n>{f.packets}</td><td class=n>{_e(_size(f.bytes))}</td>"
             f"<td class=n>{len(f.watched)}</td></tr>"
             for f in ordered
@@ -418,11 +520,11 @@ def render_html(
             )
         out.append("</div></div>")
         out.append("<h2>Findings</h2>")
-        out.extend(_finding_html(f, evidence.get(f.id), window, link, timeline) for f in ordered)
+        out.extend(_finding_html(f, evidence.get(f.id), link_rate, timeline) for f in ordered)
     out.append(
         f'<p class="meta">Generated by mirrorwatch {_e(report.version)} '
-        f"(schema {_e(report.schema_)}); the interval of the charts is "
-        f"{_e(_duration(bin_seconds))} starting {_e(_iso(start))} UTC.</p>"
+        f"(schema {_e(report.schema_)}); capture from {_e(_iso(start))} UTC, "
+        f"{_e(_duration(bin_seconds * bins))}; each stream's chart shows its own time.</p>"
     )
     out.append("</main></body></html>\n")
     return "\n".join(out)
