@@ -163,6 +163,8 @@ class Config(BaseModel):
     thresholds: ThresholdsModel = Field(default_factory=ThresholdsModel)
     detection: DetectionModel = Field(default_factory=DetectionModel)
     limits: LimitsModel = Field(default_factory=LimitsModel)
+    # MaxMind-format databases (country/city, ASN) for the exporters' and collectors' context.
+    geoip: list[str] = Field(default_factory=list)
     source: str = Field("", exclude=True)
 
     def allowed(self, f: Finding) -> str | None:

@@ -38,12 +38,31 @@ def _no_empty(v: object) -> object:
     return None if v == "" else v
 
 
+class Geo(BaseModel):
+    """Where an address is, from a MaxMind-format database (``--geoip``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code")
+    asn: int | None = Field(None, description="Autonomous system number")
+    as_org: str | None = Field(None, description="Autonomous system organisation")
+
+    @property
+    def label(self) -> str:
+        parts = [self.country or ""]
+        if self.asn is not None:
+            parts.append(f"AS{self.asn}" + (f" {self.as_org}" if self.as_org else ""))
+        return ", ".join(p for p in parts if p)
+
+
 class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ip: str | None = Field(None, json_schema_extra=_IP_SCHEMA)
     port: int | None = None
     mac: str | None = Field(None, json_schema_extra=_MAC_SCHEMA)
+    # Only with --geoip: absent otherwise.
+    geo: Geo | None = None
 
     _ip = field_validator("ip", "mac", mode="before")(_no_empty)
 

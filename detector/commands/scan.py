@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from detector.findings import SEVERITY_ORDER, Report
+from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
 
@@ -64,6 +64,31 @@ def policy_from(config_path: str | None) -> PolicyContext | None:
         sys.exit(EXIT_USAGE)
 
 
+def config_geoip(config_path: str | None) -> list[str]:
+    """The config file's ``geoip`` databases (relative to the file)."""
+    if config_path is None:
+        return []
+    from pathlib import Path
+
+    from detector.config import load_config
+
+    base = Path(config_path).parent
+    return [str(base / p) for p in load_config(config_path).geoip]
+
+
+def add_geoip(findings: list[Finding], paths: list[str]) -> None:
+    """Country and AS of each exporter and collector; a bad database is a usage error."""
+    if not paths:
+        return
+    from detector.geoip import GeoIPError, enrich
+
+    try:
+        enrich(findings, paths)
+    except GeoIPError as exc:
+        click.echo(f"mirrorwatch: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
 def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     if unreadable:
         return EXIT_USAGE
@@ -99,6 +124,11 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     help="At most this many packets per evidence capture.",
 )  # fmt: skip
 @click.option(
+    "--geoip", "geoip", multiple=True, type=click.Path(dir_okay=False, exists=True),
+    help="MaxMind-format database (country/city or ASN; repeat for both): country and AS "
+    "of each exporter and collector.",
+)  # fmt: skip
+@click.option(
     "--sensor-name", default=None,
     help="EVE: the sensor's name in each event's host field (default: this host's name).",
 )  # fmt: skip
@@ -119,6 +149,7 @@ def scan(
     config_path: str | None,
     evidence_dir: str | None,
     evidence_packets: int,
+    geoip: tuple[str, ...],
     sensor_name: str | None,
     eve_info: bool,
     jobs: int | None,
@@ -141,6 +172,7 @@ def scan(
         progress=None if quiet else stderr_progress(),
         jobs=jobs or default_jobs(),
     )
+    add_geoip(result.report.findings, [*geoip, *config_geoip(config_path)])
     write_report(result, fmt, output, sensor_name, eve_info)
     if evidence_dir is not None:
         from detector.report.evidence_pcap import write_evidence

@@ -273,6 +273,11 @@ def _metadata(f: Finding, extra: Mapping[str, list[str]] | None) -> dict[str, li
         md["allow_listed"] = ["true"]
     if f.evidence.get("canary") is True:
         md["canary"] = ["true"]
+    for key, end in (("exporter_geo", f.exporter), ("collector_geo", f.collector)):
+        if end.geo is not None:
+            md[key] = [x for x in (end.geo.country, end.geo.asn and f"AS{end.geo.asn}") if x]
+            if end.geo.as_org:
+                md[key].append(end.geo.as_org)
     for key, values in (extra or {}).items():
         if values:
             md[key] = [str(v) for v in values]

@@ -103,10 +103,12 @@ def _duration(seconds: float) -> str:
 
 
 def _endpoint(e: Endpoint, mac: bool = True) -> str:
-    """Address and port, with the MAC in brackets; plain copies have only the MAC."""
+    """Address and port, with the MAC in brackets; plain copies have only the MAC; with
+    --geoip, the country and AS."""
     if e.ip is None:
         return e.label
-    return e.label + (f" ({e.mac})" if mac and e.mac else "")
+    geo = f" · {e.geo.label}" if mac and e.geo is not None else ""
+    return e.label + (f" ({e.mac})" if mac and e.mac else "") + geo
 
 
 def _number(v: float) -> str:
