@@ -54,7 +54,7 @@ def test_lookup_both_databases(dbs: tuple[Path, Path]) -> None:
     db.close()
 
 
-def test_scan_json_and_eve_carry_it(dbs: tuple[Path, Path]) -> None:
+def test_scan_json_and_eve_carry_it(dbs: tuple[Path, Path], tmp_path: Path) -> None:
     args = ["scan", "-q", "--geoip", str(dbs[0]), "--geoip", str(dbs[1])]
     res = CliRunner().invoke(main, [*args, "--format", "json", str(PCAPS / "tzsp.pcap")])
     (f,) = json.loads(res.output)["findings"]
@@ -67,6 +67,11 @@ def test_scan_json_and_eve_carry_it(dbs: tuple[Path, Path]) -> None:
     assert md["exporter_geo"] == ["NZ"]
     res = CliRunner().invoke(main, [*args, "--format", "html", str(PCAPS / "tzsp.pcap")])
     assert "DE, AS64500 Example Collector Ltd" in res.output
+    page = tmp_path / "r.html"
+    res = CliRunner().invoke(
+        main, ["report", "-q", "--geoip", str(dbs[1]), "-o", str(page), str(PCAPS / "tzsp.pcap")]
+    )
+    assert res.exit_code == 0 and "AS64500 Example Collector Ltd" in page.read_text()
 
 
 def test_config_key(dbs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -16,7 +16,11 @@ EXIT_CLEAN, EXIT_USAGE = 0, 2
     show_default=True, help="Where to write the page.",
 )  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no error lines on stderr.")
-def report(paths: tuple[str, ...], output: str, quiet: bool) -> None:
+@click.option(
+    "--geoip", "geoip", multiple=True, type=click.Path(dir_okay=False, exists=True),
+    help="MaxMind-format database: country and AS of each exporter and collector.",
+)  # fmt: skip
+def report(paths: tuple[str, ...], output: str, quiet: bool, geoip: tuple[str, ...]) -> None:
     """Scan capture files and write one self-contained HTML page (no scripts, no downloads).
 
     \b
@@ -24,10 +28,12 @@ def report(paths: tuple[str, ...], output: str, quiet: bool) -> None:
       mirrorwatch report captures/ -o report.html
     Exit status: 0 written, 2 an input could not be read (the page is still written).
     """
+    from detector.commands.scan import add_geoip
     from detector.report.html import render_html
     from detector.scan import scan_paths, stderr_progress
 
     result = scan_paths(list(paths), progress=None if quiet else stderr_progress())
+    add_geoip(result.report.findings, list(geoip))
     page = render_html(result.report, result.timeline, result.evidence)
     with open(output, "w", encoding="utf-8") as f:
         f.write(page)
