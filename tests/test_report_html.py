@@ -212,6 +212,9 @@ def _chromium() -> str | None:
 @pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
 def test_renders_in_headless_chromium(tmp_path: Path) -> None:
     report, evidence = _real_report()
+    # As many inputs as a week of hourly captures: the list must not push the summary away.
+    many = [InputSummary(path=f"span-{i:02d}.pcap", packets=10, bytes=900) for i in range(70)]
+    report = report.model_copy(update={"inputs": report.inputs + many})
     page = tmp_path / "report.html"
     page.write_text(render_html(report, evidence=evidence), encoding="utf-8")
     shot = tmp_path / "shot.png"
@@ -239,6 +242,9 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
     background = max(set(pixels), key=pixels.count)
     assert len(set(pixels)) > 20
     assert sum(p != background for p in pixels) > len(pixels) * 0.05
+    # The severity tiles (critical's dark red) are on the first screen despite 74 inputs.
+    critical = bytes.fromhex("8b0000")
+    assert sum(p == critical for p in pixels) > 50
 
 
 def test_many_inputs_fold_and_every_kind_has_endpoints() -> None:
