@@ -57,12 +57,13 @@ def probe(
     keys: npt.NDArray[np.uint64], ts: npt.NDArray[np.float64], stride: int
 ) -> npt.NDArray[np.bool_]:
     """About one row in ``stride`` per flow, picked by a hash of the flow key and the packet's
-    microsecond timestamp: spread over the flow's life, not predictable from its content."""
+    timestamp (its bits: any value, NaN included, hashes): spread over the flow's life, not
+    predictable from its content."""
     if stride <= 1:
         return np.ones(len(keys), dtype=np.bool_)
-    us = (ts * 1e6).astype(np.int64).astype(U64)
+    bits = np.ascontiguousarray(ts, dtype=np.float64).view(U64)
     with np.errstate(over="ignore"):
-        return mix64(keys ^ mix64(us)) % U64(stride) == U64(0)
+        return mix64(keys ^ mix64(bits)) % U64(stride) == U64(0)
 
 
 # The values named in the docs table (docs/how-it-works.md) and settable in [detection].
