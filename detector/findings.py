@@ -99,7 +99,23 @@ class Finding(BaseModel):
     kind: FindingKind
     protocol: str
     severity: Severity
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="identification × certainty (docs/how-it-works.md)"
+    )
+    identification: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="How surely the stream is this format: structure matched, share of packets "
+        "validated, their number, usual port",
+    )
+    certainty: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="How surely the verdict is right: copies matched to originals, both-way "
+        "inner conversations, copy-only format, targeted pattern, amount of evidence",
+    )
     exporter: Endpoint
     collector: Endpoint
     transport: str = Field(description="udp, tcp, gre, ip/<number>, or l2 for plain copies")

@@ -18,6 +18,7 @@ from detector.detection import Detection
 from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 from detector.limits import Limits
+from detector.policy.scores import Scores, certainty, identification
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = frozenset(
@@ -197,6 +198,46 @@ def _watched(table: dict[str, HostTally], total: float) -> list[WatchedHost]:
     return out
 
 
+def _off_port(s: StreamEvidence) -> bool:
+    usual = DEFAULT_PORTS.get(s.protocol)
+    return bool(usual) and s.transport in ("udp", "tcp") and s.dport not in usual  # type: ignore[operator]
+
+
+def _never_leaves(s: StreamEvidence) -> bool:
+    """Exporter and collector are one host: loopback, or the same address both ends."""
+    if not s.src or not s.dst:
+        return False
+    if s.src == s.dst:
+        return True
+    try:
+        return ipaddress.ip_address(s.dst).is_loopback
+    except ValueError:
+        return False
+
+
+def _basis(
+    s: StreamEvidence,
+    kind: str,
+    copies_proven: bool,
+    evidence: dict[str, int | float | str | bool | list[str] | list[int]],
+    never_leaves: bool,
+) -> str:
+    """What the verdict rests on (detector.policy.scores.BASE)."""
+    if kind == "flow-export":
+        return "flow-records"
+    if kind == "tunnel":
+        return "tunnel"
+    if never_leaves:
+        return "never-leaves"
+    if copies_proven:
+        return "copies-proven"
+    if s.protocol in AMBIGUOUS:
+        return "both-ways" if evidence.get("mirror_proven") else "one-way"
+    if s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+        return "copy-by-construction"
+    return "intercept-shim" if kind == "intercept" else "other"
+
+
 def _port_note(s: StreamEvidence) -> str | None:
     usual = DEFAULT_PORTS.get(s.protocol)
     if not usual or s.transport not in ("udp", "tcp"):
@@ -324,7 +365,6 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     severity = {"mirror": "high", "intercept": "critical", "flow-export": "medium"}.get(
         kind, "info"
     )
-    confidence = share * (0.7 + 0.3 * s.strength) * min(1.0, 0.8 + 0.02 * s.validated)
 
     both, convs = s.both_way_conversations()
     total_carried = max(s.carried_packets, 1.0)
@@ -382,7 +422,6 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 "sides of a router shows (each routed packet twice, to two next hops). Check "
                 "whether the span includes the router's other interface before suspecting TEE."
             )
-            confidence *= 0.5
         elif returning > 0:
             kind, severity = "tunnel", "info"
             reasons.append(
@@ -390,7 +429,6 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 f"inner conversations each travel one way per outer direction: an overlay or L2 "
                 f"tunnel, not a mirror."
             )
-            confidence *= 0.8
         else:
             severity = "medium"
             if s.carried_packets < th.min_decide_packets or convs < 2:
@@ -403,7 +441,6 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                     "Nothing came back through it, but its inner conversations are one-way: it "
                     "may be a mirror of one direction, or one half of a tunnel seen asymmetrically."
                 )
-            confidence *= 0.6
     elif kind in ("mirror", "intercept") and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
         reasons.append(f"{s.protocol} only ever carries copies of captured traffic.")
 
@@ -432,6 +469,14 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 f"{', '.join(targets)}, while the link carries {ctx.link_hosts} hosts: someone "
                 "is watching these hosts in particular."
             )
+    never_leaves = kind in ("mirror", "intercept") and _never_leaves(s)
+    if never_leaves:
+        severity = "low"
+        evidence["never_leaves"] = True
+        reasons.append(
+            f"Exporter and collector are the same host ({s.src}): the copies never leave it "
+            "(a local capture or a test), so nothing is sent elsewhere (severity low)."
+        )
     kinds = set(s.facts.get("pdu_type", {})) | set(s.facts.get("pdu", {}))
     if kind == "intercept" and kinds and kinds <= KEEPALIVE_PDUS:
         evidence["keepalive_only"] = True
@@ -460,6 +505,20 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             evidence[f"{k}_values"] = [str(v) for v, _ in c.most_common(16)]
     evidence.update({k: v for k, v in s.extra.items() if isinstance(v, int | float | str | list)})
 
+    basis = _basis(s, kind, copies_proven, evidence, never_leaves)
+    scores = Scores(
+        identification(share, s.strength, s.validated, _off_port(s)),
+        certainty(
+            basis,
+            s.records if kind == "flow-export" else (s.carried_packets or s.validated),
+            th.min_decide_packets,
+            copy_match_share=float(evidence.get("copy_match_share", 0.0)),  # type: ignore[arg-type]
+            both_way_share=both / convs if convs else 0.0,
+            targeted=bool(evidence.get("targeted")),
+        ),
+    )
+    evidence["certainty_basis"] = basis
+
     family, src, dst, dport, transport = group_key(s)
     watched = (
         _watched(s.hosts, total_carried)
@@ -482,7 +541,9 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         kind=kind,
         protocol=s.protocol,
         severity=severity,  # type: ignore[arg-type]
-        confidence=round(max(0.0, min(1.0, confidence)), 3),
+        confidence=round(max(0.0, min(1.0, scores.confidence)), 3),
+        identification=scores.identification,
+        certainty=scores.certainty,
         exporter=Endpoint(ip=s.src, port=s.sport if port is not None else None, mac=s.src_mac),
         collector=Endpoint(ip=s.dst, port=port, mac=s.dst_mac),
         transport=transport,
