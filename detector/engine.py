@@ -45,7 +45,7 @@ from detector.protocols.templates import FieldBudget, TemplateCache
 LOG_EXPORTS = frozenset({"syslog-connlog", "dnstap"})
 IP_PROTO_GRE = 47
 # Packets worked on at once (a 16 MiB block holds up to a million tiny ones).
-MAX_BATCH_ROWS = 32_768
+MAX_BATCH_ROWS = 8_192
 # Exporters named per aggregate stream (the busiest), and counted before the table is pruned.
 TOP_EXPORTERS = 8
 MAX_EXPORTERS_COUNTED = 1024

@@ -25,8 +25,8 @@ class Limits:
     # pair and format; the others are folded into one stream per pair.
     tunnel_streams_per_pair: int = 4
     # Flows in the flow table, and distinct hosts counted exactly (past it, counting restarts).
-    flows: int = 131_072
-    hosts: int = 262_144
+    flows: int = 65_536
+    hosts: int = 131_072
     # Flow-export templates: per stream, fields of one template, fields over every stream.
     templates_per_stream: int = 1024
     template_fields: int = 512

@@ -188,7 +188,7 @@ class FlowTable:
 
     COLUMNS = ("pkts0", "pkts1", "bytes0", "bytes1")
 
-    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 131_072) -> None:
+    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 65_536) -> None:
         self.index = HashIndex()
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
