@@ -200,7 +200,7 @@ def run_parts(
         try:
             stream = open_part(part)
         except CaptureError as exc:
-            stats.error(str(exc))
+            stats.error(str(exc).removeprefix(f"{part.path}: "))  # reports name the input
             inputs.append(stats)
             unreadable = True
             continue
@@ -224,11 +224,13 @@ def run_parts(
                 if progress:
                     progress(done + _tell(stream))
         except CaptureError as exc:
-            stats.error(str(exc))
+            stats.error(str(exc).removeprefix(f"{part.path}: "))
             unreadable = True
         finally:
             stream.close()
             done += _size(part)
+        if stats.packets == 0 and stats.errors:
+            unreadable = True  # damaged from its first record: nothing of it could be read
         inputs.append(stats)
     return engine, inputs, unreadable
 

@@ -30,6 +30,11 @@ BLOCK_SIZE = 16 << 20
 PAD = 512
 # libpcap's own upper bound on a record (MAXIMUM_SNAPLEN); anything larger is corruption.
 MAX_CAPLEN = 262144
+# A gzip input that inflates more than this many times is not a capture (packet captures shrink
+# 2-20 times; only long runs of one byte reach deflate's limit of ~1,000).  Checked once this
+# much has been inflated, so small files never trip it.
+GZIP_MAX_RATIO = 200
+GZIP_RATIO_FROM = 64 << 20
 
 PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -116,20 +121,49 @@ def open_stream(path: str) -> BinaryIO:
     return raw
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files as given; directories walked recursively for capture files, in name order."""
-    out: list[str] = []
+def capture_magic(path: str | Path) -> str | None:
+    """ "pcap", "pcapng" or "gzip" (a gzip whose content starts as a capture) from the first
+    bytes of a file, whatever its name; None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head[:2] == b"\x1f\x8b":
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as inner:
+                    head = inner.read(4)
+                return "gzip" if head in PCAP_MAGICS or head == PCAPNG_SHB else None
+    except (OSError, EOFError, zlib.error):
+        return None
+    if head in PCAP_MAGICS:
+        return "pcap"
+    return "pcapng" if head == PCAPNG_SHB else None
+
+
+@dataclass
+class Inputs:
+    """What a list of paths holds: capture files to read, and files of directories skipped."""
+
+    files: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def find_inputs(paths: list[str]) -> Inputs:
+    """Files as given; directories walked recursively, in name order, for files that are
+    captures by their first bytes (tcpdump -C rotation names them dump.pcap1, dump.pcap2...)."""
+    found = Inputs()
     for p in paths:
         if p != "-" and os.path.isdir(p):
             for f in sorted(Path(p).rglob("*")):
-                name = f.name.lower()
-                if f.is_file() and any(
-                    name.endswith(s) for s in (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
-                ):
-                    out.append(str(f))
+                if not f.is_file():
+                    continue
+                (found.files if capture_magic(f) else found.skipped).append(str(f))
         else:
-            out.append(p)
-    return out
+            found.files.append(p)
+    return found
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    return find_inputs(paths).files
 
 
 def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Iterator[PacketBatch]:
@@ -168,6 +202,13 @@ def reading(batches: Iterator[PacketBatch], stats: InputStats) -> Iterator[Packe
         stats.error(f"reading stopped: {exc}")
 
 
+def _tell(f: object) -> int:
+    try:
+        return int(f.tell())  # type: ignore[attr-defined]
+    except (OSError, AttributeError, ValueError):
+        return 0
+
+
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
     chunks = []
     while n > 0:
@@ -193,9 +234,39 @@ class _Blocks:
         self.view = memoryview(self.buf)
         self.end = 0
         self.eof = False
+        # Why reading ended early (a damaged gzip, an I/O error, an inflation bomb): raised once
+        # the records read before it have been yielded.
+        self.failure: Exception | None = None
         self.consumed = 0  # file offset of buf[0]
         self.buf[: len(initial)] = initial
         self.end = len(initial)
+        # gzip: read one inflated piece at a time (a readinto that meets damage loses all it
+        # had read), and watch how far the input inflates.
+        self.gzip = stream if isinstance(stream, gzip.GzipFile) else None
+
+    def read_into(self, start: int, stop: int) -> int:
+        """Read into ``buf[start:stop]``; 0 at the end of the input or when reading failed."""
+        try:
+            if self.gzip is None:
+                return self.stream.readinto(self.view[start:stop]) or 0  # type: ignore[attr-defined]
+            piece = self.gzip.read1(stop - start)
+            self.buf[start : start + len(piece)] = piece
+            self._check_inflation(start + len(piece))
+            return len(piece)
+        except READ_ERRORS as exc:
+            self.failure = exc
+            return 0
+
+    def _check_inflation(self, end: int) -> None:
+        inflated = self.consumed + end
+        if inflated < GZIP_RATIO_FROM:
+            return
+        packed = _tell(self.gzip.fileobj) if self.gzip is not None else 0
+        if packed and inflated > GZIP_MAX_RATIO * packed:
+            raise OSError(
+                f"gzip data inflates more than {GZIP_MAX_RATIO} times ({packed} bytes to "
+                f"{inflated} so far): not a capture"
+            )
 
     def fill(self, keep_from: int) -> None:
         """Move ``buf[keep_from:end]`` to the front and read more after it."""
@@ -205,7 +276,7 @@ class _Blocks:
             self.consumed += keep_from
         self.end = tail
         while self.end < BLOCK_SIZE and not self.eof:
-            got = self.stream.readinto(self.view[self.end : BLOCK_SIZE])  # type: ignore[attr-defined]
+            got = self.read_into(self.end, BLOCK_SIZE)
             if not got:
                 self.eof = True
                 break
@@ -239,7 +310,8 @@ def _read_pcap(
                           ("orig", endian + "u4")])  # fmt: skip
     blocks = _Blocks(stream, live=live)
     pos = 0
-    index = 0
+    # Records walked so far, damaged ones included: errors name the record as a reader counts.
+    number = 0
     while True:
         blocks.fill(pos)
         pos = 0
@@ -254,9 +326,10 @@ def _read_pcap(
             if incl > limit:
                 # Oversized record: the chain is broken here.  Look for the next record header.
                 stats.error(
-                    f"record {index + len(offs) + 1} at byte {blocks.consumed + pos}: "
+                    f"record {number + len(offs) + 1} at byte {24 + blocks.consumed + pos}: "
                     f"captured length {incl} is impossible; resynchronising"
                 )
+                number += 1
                 found = _resync_pcap(buf, pos + 1, end, u32, limit, rec_hdr)
                 if found < 0:
                     pos = max(pos + 1, end - rec_hdr - MAX_CAPLEN) if not blocks.eof else end
@@ -266,14 +339,29 @@ def _read_pcap(
             if nxt > end:
                 break
             if incl == 0:
-                stats.error(f"record {index + len(offs) + 1}: zero-length record skipped")
+                if not any(buf[pos : pos + rec_hdr]):
+                    # A run of zero bytes (a hole in the file, or a gzip of zeros): skip it whole
+                    # (as a chain of empty records), not one record per turn of this loop.
+                    run = _zero_run(buf, pos, end)
+                    run -= run % rec_hdr
+                    stats.error(
+                        f"records {number + len(offs) + 1}-{number + len(offs) + run // rec_hdr}"
+                        f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
+                    )
+                    number += run // rec_hdr
+                    pos += run
+                    continue
+                number += 1
+                stats.error(f"record {number + len(offs)}: zero-length record skipped")
                 pos = nxt
                 continue
             append(pos)
             pos = nxt
         if offs:
-            index += len(offs)
+            number += len(offs)
             yield _batch_from_records(buf, end, offs, rec_hdr, hdr_dtype, unit, linktype)
+        if blocks.failure is not None:
+            raise blocks.failure
         if blocks.eof:
             if pos < end:
                 if end - pos >= rec_hdr:
@@ -282,7 +370,7 @@ def _read_pcap(
                     if want + rec_hdr > BLOCK_SIZE and got < want and want <= limit:
                         blocks.grow(want + rec_hdr)
                     stats.error(
-                        f"file truncated in record {index + 1}: "
+                        f"file truncated in record {number + 1}: "
                         f"{got} of {want} captured bytes present"
                     )
                 else:
@@ -295,9 +383,16 @@ def _read_pcap(
             _fill_to(blocks, want)
 
 
+def _zero_run(buf: bytearray, pos: int, end: int) -> int:
+    """How many zero bytes start at ``pos`` (up to ``end``)."""
+    data = np.frombuffer(buf, dtype=np.uint8, count=end - pos, offset=pos)
+    nonzero = np.flatnonzero(data)
+    return int(nonzero[0]) if len(nonzero) else end - pos
+
+
 def _fill_to(blocks: _Blocks, want: int) -> None:
     while blocks.end < want and not blocks.eof:
-        got = blocks.stream.readinto(blocks.view[blocks.end : want])  # type: ignore[attr-defined]
+        got = blocks.read_into(blocks.end, want)
         if not got:
             blocks.eof = True
         else:
@@ -375,7 +470,8 @@ def _read_pcapng(
     endian = "<"
     interfaces: list[tuple[int, float, int]] = []  # (linktype, seconds per tick, snaplen)
     pos = 0
-    index = 0
+    index = 0  # packets yielded so far
+    damaged = 0  # packet blocks skipped so far (errors name packets as a reader counts them)
     while True:
         blocks.fill(pos)
         pos = 0
@@ -394,12 +490,22 @@ def _read_pcapng(
                 elif bom == b"\x1a\x2b\x3c\x4d":
                     endian = ">"
                 else:
+                    if blocks.consumed + pos == 0:
+                        raise CaptureError(
+                            f"{stats.path}: pcapng section header has no valid byte-order magic "
+                            f"({bom.hex(' ')}): not a readable capture"
+                        )
                     stats.error(f"pcapng section at byte {blocks.consumed + pos}: bad byte order")
                     pos = end
                     break
                 interfaces = []
             btype, blen = struct.unpack_from(endian + "II", buf, pos)
             if blen < 12 or blen % 4 or blen > MAX_CAPLEN * 4:
+                if blocks.consumed + pos == 0:
+                    raise CaptureError(
+                        f"{stats.path}: pcapng section header length {blen} is impossible: "
+                        "not a readable capture"
+                    )
                 stats.error(
                     f"pcapng block at byte {blocks.consumed + pos}: impossible length {blen}; "
                     "the rest of the file is unreadable"
@@ -425,9 +531,11 @@ def _read_pcapng(
                         endian + "HHIIII", buf, body
                     )
                 if iface >= len(interfaces):
-                    stats.error(f"packet {index + len(offs) + 1}: unknown interface {iface}")
+                    damaged += 1
+                    stats.error(f"packet {index + damaged + len(offs)}: unknown interface {iface}")
                 elif cap == 0 or body + 20 + cap > pos + blen - 4:
-                    stats.error(f"packet {index + len(offs) + 1}: bad captured length {cap}")
+                    damaged += 1
+                    stats.error(f"packet {index + damaged + len(offs)}: bad captured length {cap}")
                 else:
                     lt, tick, _snap = interfaces[iface]
                     offs.append(body + 20)
@@ -463,6 +571,8 @@ def _read_pcapng(
                 ts=ts,
                 linktype=np.asarray(links, dtype=np.int32),
             )
+        if blocks.failure is not None:
+            raise blocks.failure
         if blocks.eof:
             if pos < end:
                 stats.error(f"file truncated: last block incomplete ({end - pos} bytes)")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
+from detector.commands.checks import (
+    check_inputs,
+    check_output,
+    echo_input_errors,
+    fail,
+    write_atomic,
+)
 from detector.config import baseline_toml
 
 
@@ -26,12 +32,20 @@ def baseline(paths: tuple[str, ...], output: str) -> None:
     """
     from detector.scan import scan_paths
 
-    result = scan_paths(list(paths))
+    inputs = check_inputs(list(paths))
+    check_output(output)
+    result = scan_paths(inputs.files)
+    echo_input_errors(result.report)
+    # A reviewed allow-list is replaced only by one made from every input: never by the
+    # output of a typo, an unreadable file or a capture that held nothing.
+    empty = [i.path for i in result.report.inputs if i.packets == 0]
+    if result.unreadable or empty:
+        fail(f"{output} not written: no packets read from {', '.join(empty) or 'an input'}")
     text = baseline_toml(result.report.findings, [i.path for i in result.report.inputs])
-    Path(output).write_text(text)
+    write_atomic(output, text)
     listed = text.count("[[expected]]")
     click.echo(f"mirrorwatch: wrote {listed} expected stream(s) to {output}", err=True)
-    sys.exit(2 if result.unreadable else 0)
+    sys.exit(0)
 
 
 COMMAND = baseline

@@ -6,6 +6,9 @@ import sys
 
 import click
 
+from detector.commands.checks import check_inputs, check_output, echo_input_errors
+from detector.report.safe import safe_lines
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
@@ -40,10 +43,10 @@ def explain(
     from detector.explain import resolve
     from detector.scan import scan_paths
 
-    result = scan_paths(list(paths))
-    for inp in result.report.inputs:
-        for e in inp.errors:
-            click.echo(f"mirrorwatch: {inp.path}: {e}", err=True)
+    inputs = check_inputs(list(paths))
+    check_output(save)
+    result = scan_paths(inputs.files)
+    echo_input_errors(result.report)
     finding = resolve(finding_id, result.report.findings)
     if finding is None:
         known = ", ".join(f.id for f in result.report.findings) or "none"
@@ -58,7 +61,7 @@ def explain(
         detail=not no_detail,
         keep=save,
     )
-    click.echo(ex.text, nl=False)
+    click.echo(safe_lines(ex.text), nl=False)
     sys.exit(EXIT_OK)
 
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from detector.commands.checks import check_inputs, check_output, echo_input_errors, write_atomic
+
 EXIT_CLEAN, EXIT_USAGE = 0, 2
 
 
@@ -32,15 +34,14 @@ def report(paths: tuple[str, ...], output: str, quiet: bool, geoip: tuple[str, .
     from detector.report.html import render_html
     from detector.scan import scan_paths, stderr_progress
 
-    result = scan_paths(list(paths), progress=None if quiet else stderr_progress())
+    inputs = check_inputs(list(paths), quiet)
+    check_output(output)
+    result = scan_paths(inputs.files, progress=None if quiet else stderr_progress())
     add_geoip(result.report.findings, list(geoip))
     page = render_html(result.report, result.timeline, result.evidence)
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(page)
+    write_atomic(output, page)
     if not quiet:
-        for inp in result.report.inputs:
-            for e in inp.errors:
-                click.echo(f"mirrorwatch: {inp.path}: {e}", err=True)
+        echo_input_errors(result.report)
         n = len(result.report.findings)
         click.echo(f"mirrorwatch: {n} finding(s) written to {output}", err=True)
     sys.exit(EXIT_USAGE if result.unreadable else EXIT_CLEAN)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import click
 
+from detector.commands.checks import check_inputs, check_output, echo_input_errors, write_atomic
 from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
@@ -21,10 +22,11 @@ EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 def write_report(
     result: ScanResult,
     fmt: str,
-    out: TextIO | None,
+    output: str | None,
     sensor: str | None = None,
     eve_info: bool = False,
 ) -> None:
+    """The report on stdout, or replacing the file ``output`` whole."""
     if fmt == "eve":
         from detector.report.eve import render_eve
 
@@ -39,13 +41,15 @@ def write_report(
     elif fmt == "text":
         from detector.report.text import render_text
 
-        colour = out is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        colour = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         text = render_text(result.report, color=colour)
     else:
         text = renderer(fmt)(result.report)
-    target = out or sys.stdout
-    target.write(text)
-    target.flush()
+    if output is not None and output != "-":
+        write_atomic(output, text)
+        return
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def policy_from(config_path: str | None) -> PolicyContext | None:
@@ -106,7 +110,10 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     "--fail-on", type=click.Choice(list(SEVERITY_ORDER)), default="high", show_default=True,
     help="Exit 1 when a finding at or above this severity is found.",
 )  # fmt: skip
-@click.option("-o", "--output", type=click.File("w"), default=None, help="Write the report here.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None,
+    help="Write the report to this file (replaced whole once the scan is done).",
+)  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no error lines on stderr.")
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -144,7 +151,7 @@ def scan(
     paths: tuple[str, ...],
     fmt: str,
     fail_on: str,
-    output: TextIO | None,
+    output: str | None,
     quiet: bool,
     config_path: str | None,
     evidence_dir: str | None,
@@ -165,9 +172,11 @@ def scan(
     """
     from detector.scan import default_jobs, scan_paths, stderr_progress
 
+    inputs = check_inputs(list(paths), quiet)
+    check_output(output)
     policy = policy_from(config_path)
     result = scan_paths(
-        list(paths),
+        inputs.files,
         policy,
         progress=None if quiet else stderr_progress(),
         jobs=jobs or default_jobs(),
@@ -183,9 +192,7 @@ def scan(
                 f"mirrorwatch: {len(written)} evidence capture(s) in {evidence_dir}", err=True
             )
     if not quiet:
-        for inp in result.report.inputs:
-            for e in inp.errors:
-                click.echo(f"mirrorwatch: {inp.path}: {e}", err=True)
+        echo_input_errors(result.report)
     sys.exit(exit_status(result.report, fail_on, result.unreadable))
 
 
