@@ -31,7 +31,7 @@ from detector.live.capture import CaptureChild, CaptureStartError, pipe_size
 from detector.live.loop import LiveWatch, WatchOptions
 from detector.live.output import EventWriter
 from detector.live.source import Notice
-from detector.live.tracker import FindingTracker
+from detector.live.tracker import Change, FindingTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 EVE_SCHEMA = ROOT.parent / "shared" / "schemas" / "suricata-eve.schema.json"
@@ -185,6 +185,11 @@ def test_usage_errors_exit_2(in_process: Callable[..., Result]) -> None:
     assert r.exit_code == 2 and "cannot open" in r.stderr
     r = in_process("-i", "eth0", "-i", "eth0")
     assert r.exit_code == 2 and "twice" in r.stderr
+
+
+def test_unwritable_output_exits_2(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None:
+    r = in_process("-r", str(tzsp_pcap), "-o", "/nonexistent/dir/events.jsonl")
+    assert r.exit_code == 2 and "cannot write /nonexistent/dir/events.jsonl" in r.stderr
 
 
 def test_config_option_is_refused_until_supported(
@@ -493,7 +498,11 @@ def test_prometheus_metrics_endpoint_and_textfile(tzsp_pcap: Path, tmp_path: Pat
     p = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, stderr=pipe, cwd=ROOT, env=env)
     assert p.stdin is not None and p.stdout is not None and p.stderr is not None
     try:
-        said = p.stderr.readline().decode()
+        said = ""
+        for line in iter(p.stderr.readline, b""):  # the line naming the port, when it is ready
+            said += line.decode()
+            if "metrics on" in said:
+                break
         url = re.search(r"http://\S+/metrics", said)
         assert url, said
         p.stdin.write(tzsp_pcap.read_bytes())
@@ -628,3 +637,14 @@ def test_install_script_provides_what_the_unit_names(tmp_path: Path) -> None:
     v = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True,
                        text=True, timeout=60)  # fmt: skip
     assert v.returncode == 0 and UNIT.name not in v.stderr, v.stderr
+
+
+def test_eve_leaves_info_findings_out_unless_asked() -> None:
+    tunnel = Change("finding", finding("info", kind="tunnel"), [])
+    quiet, loud = io.StringIO(), io.StringIO()
+    EventWriter(quiet, "eve").change(tunnel)
+    w = EventWriter(loud, "eve")
+    w.eve_info = True
+    w.change(tunnel)
+    assert quiet.getvalue() == ""
+    assert json.loads(loud.getvalue())["alert"]["metadata"]["mirrorwatch_kind"] == ["tunnel"]

@@ -81,6 +81,10 @@ def load_policy(path: str | None) -> PolicyContext:
     help="This sensor's name in EVE events (host); default the host name.",
 )  # fmt: skip
 @click.option(
+    "--eve-info", is_flag=True,
+    help="EVE: also write info findings (tunnels); by default only alerts worth raising.",
+)  # fmt: skip
+@click.option(
     "--promisc/--no-promisc", default=True, show_default=True,
     help="Put the capture interfaces in promiscuous mode (frames for other MACs too).",
 )  # fmt: skip
@@ -139,6 +143,7 @@ def watch(
     fmt: str,
     output: str | None,
     sensor_name: str | None,
+    eve_info: bool,
     promisc: bool,
     evidence_dir: str | None,
     evidence_max_mb: int,
@@ -237,6 +242,7 @@ def watch(
     sensor = sensor_name or socket.gethostname()
     in_iface = interfaces[0] if len(interfaces) == 1 and not reads else None
     writer = EventWriter(out, fmt, path=output, sensor=sensor, interface=in_iface)
+    writer.eve_info = eve_info
     live = LiveWatch(
         sources,
         writer,

@@ -56,6 +56,7 @@ class EventWriter:
         self.interface = interface
         self.lines = 0
         self.reopened = 0
+        self.eve_info = False  # EVE: info findings (tunnels) too
 
     def _write(self, text: str) -> None:
         # Packets write part of every line: no control character reaches a terminal raw, no
@@ -117,7 +118,7 @@ class EventWriter:
     def _eve_alert(self, f: Finding, ev: StreamEvidence | None) -> None:
         from detector.report.eve import eve_line, in_eve
 
-        if in_eve(f):  # info streams (ordinary tunnels) are no alerts
+        if in_eve(f, self.eve_info):  # info streams (ordinary tunnels) are no alerts by default
             self._write(eve_line(f, sensor=self.sensor, in_iface=self.interface, ev=ev))
 
     def notice(self, n: Notice, now: float | None = None) -> None:
