@@ -103,7 +103,7 @@ def in_process() -> Iterator[Callable[..., Result]]:
 def run_watch(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MIRRORWATCH_CONFIG": ""}
     return subprocess.run(
-        watch_cmd(*args), input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=60
+        watch_cmd(*args), input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=300
     )
 
 
@@ -166,7 +166,7 @@ def test_finding_is_written_before_the_input_ends(tzsp_pcap: Path) -> None:
     try:
         p.stdin.write(tzsp_pcap.read_bytes()[:2000])
         p.stdin.flush()
-        ready, _, _ = select.select([p.stdout], [], [], 30)
+        ready, _, _ = select.select([p.stdout], [], [], 120)
         assert ready, "no event while the input was still open"
         line = json.loads(p.stdout.readline())
         assert line["event"] == "finding" and line["finding"]["protocol"] == "tzsp"
@@ -174,7 +174,7 @@ def test_finding_is_written_before_the_input_ends(tzsp_pcap: Path) -> None:
     finally:
         p.stdin.close()
         rest = p.stdout.read().decode()
-        p.wait(30)
+        p.wait(120)
     assert events(rest)[-1]["event"] == "summary"
 
 
@@ -236,8 +236,8 @@ def test_capture_child_counters_on_request_and_at_stop(tmp_path: Path, tzsp_pcap
     child.start()
     out = io.StringIO()
     live = LiveWatch([child], EventWriter(out, "jsonl"), WatchOptions(summary_every=0.3))
-    deadline = time.monotonic() + 30
-    live.opts.duration = 30
+    deadline = time.monotonic() + 120
+    live.opts.duration = 120
     # Stop once the whole capture was read and a periodic summary carried the counters.
     import threading
 
@@ -360,7 +360,7 @@ def stream_parts(tmp_path: Path, exporters: list[str]) -> list[bytes]:
     return parts
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
     """Wait for a condition (a line, a file), not for a fixed time."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -417,7 +417,7 @@ def test_sighup_reopens_output_and_loses_no_line(tmp_path: Path) -> None:
         wait_for(lambda: len(finding_exporters(out)) == 2, "findings in the new file")
     finally:
         p.stdin.close()
-        p.wait(30)
+        p.wait(120)
     assert p.returncode == 1, p.stderr.read() if p.stderr else ""  # high findings stand
     old, new = events(rotated.read_text()), events(out.read_text())
     seen = finding_exporters(rotated) + finding_exporters(out)
@@ -529,7 +529,7 @@ def test_prometheus_metrics_endpoint_and_textfile(tzsp_pcap: Path, tmp_path: Pat
         assert got["mirrorwatch_streams"] >= 1
     finally:
         p.stdin.close()
-        p.wait(30)
+        p.wait(120)
     final = parse_metrics(textfile.read_text())
     assert final["mirrorwatch_packets_total"] == 60
     assert final['mirrorwatch_findings{severity="high"}'] == 1

@@ -35,8 +35,9 @@ BUFFER_KIB = 65536
 # Reads from a capture pipe wait up to LINGER seconds for ENOUGH bytes (see Coalescing).
 LINGER = 0.05
 ENOUGH = 2 << 20
-READY_TIMEOUT = 5.0
-STOP_TIMEOUT = 3.0
+# A busy sensor starts and stops tcpdump slowly: these bound a hung child, not a slow one.
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
 # tcpdump -U --immediate-mode: without immediate mode libpcap holds packets in its ring block for
 # up to a second, and a stop soon after a burst loses it.  tcpdump's own read timeout (1 s) is
 # kept: a timeout of 0 can starve a TPACKET_V3 capture on sparse traffic.
@@ -255,7 +256,7 @@ class CaptureChild:
                     self.proc.kill()
                 self.proc.wait()
         if self._stderr_thread is not None:
-            self._stderr_thread.join(1.0)
+            self._stderr_thread.join(STOP_TIMEOUT)  # its exit counters: ends at end of file
 
     def close(self) -> None:
         if self.proc is not None:

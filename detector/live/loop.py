@@ -34,6 +34,8 @@ SUMMARY_FINDINGS = 100
 # Verdicts may take at most this share of the time (they are recomputed over all streams).
 JUDGE_SHARE = 0.2
 TICK = 0.1
+# At stop, how long each reader may take to read what its capture still held.
+READ_DRAIN = 20.0
 # Metrics snapshots this often; capture counters (tcpdump: a signal) asked for every few.
 METRICS_EVERY = 1.0
 COUNTERS_EVERY = 5
@@ -190,7 +192,7 @@ class LiveWatch:
         for src in self.sources:
             src.stop()
         for t in self._threads:
-            t.join(5.0)
+            t.join(READ_DRAIN)
         self._tend_output()
         self.judge_now(final=True)
         self.summary(final=True)

@@ -60,6 +60,6 @@ def make_net() -> Iterator[Callable[[str], Net]]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not LATENCIES:
         return
-    terminalreporter.section("mirrorwatch watch: first packet -> finding")
+    terminalreporter.section("mirrorwatch watch: first packet -> finding (target: within 10 s)")
     for test, stream, secs in LATENCIES:
         terminalreporter.write_line(f"{secs:6.2f} s  {stream:<28} {test}")

@@ -60,7 +60,7 @@ def until(ready: Callable[[], bool], timeout: float, step: float = 0.05) -> bool
     return True
 
 
-def wait_path(p: Path, timeout: float = 10.0) -> None:
+def wait_path(p: Path, timeout: float = 60.0) -> None:
     if not until(p.exists, timeout):
         raise RuntimeError(f"{p} did not appear")
 
@@ -83,7 +83,7 @@ def _holds_packet_socket(pid: int) -> bool:
     return any(_holds_packet_socket(k) for k in kids)
 
 
-def wait_capturing(p: subprocess.Popen[Any], name: str, timeout: float = 20.0) -> None:
+def wait_capturing(p: subprocess.Popen[Any], name: str, timeout: float = 90.0) -> None:
     """Wait until a started capture tool has opened its packet socket (it then sees traffic)."""
     if not until(lambda: p.poll() is not None or _holds_packet_socket(p.pid), timeout):
         raise RuntimeError(f"{name} opened no packet socket within {timeout:.0f} s")
@@ -208,7 +208,7 @@ class Net:
         probe = f"exec 3<>/dev/tcp/{ip}/8080"
         if not until(
             lambda: sh("ip", "netns", "exec", ns, "bash", "-c", probe, check=False).returncode == 0,
-            15.0,
+            60.0,
             0.1,
         ):
             raise RuntimeError("test http server did not start: " + self.log("http"))
@@ -288,7 +288,7 @@ class Watcher:
                     seen.hosts.update(w["ip"] or w["mac"] for w in f["watched"])
                 self.cond.notify_all()
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         """The first summary is written after the captures are open."""
         ok = self.wait(lambda: any(e["event"] == "summary" for e in self.events), timeout)
         if not ok:
@@ -327,7 +327,7 @@ class Watcher:
         return got[0] if got else None
 
     def stop(self) -> int:
-        Net.stop(self.proc, signal.SIGINT, wait=10)
+        Net.stop(self.proc, signal.SIGINT, wait=90)  # the final verdict may be slow under load
         self.thread.join(5)
         self.returncode = self.proc.returncode
         return self.proc.returncode

@@ -12,6 +12,7 @@ import pytest
 from netlib import Net, Watcher, sh
 
 pytestmark = pytest.mark.slow
+WAIT = 60.0  # for an event that must come: long enough for a loaded machine
 
 # Sends N Ethernet frames on an interface (from inside its namespace).
 SEND = r"""
@@ -47,14 +48,14 @@ def test_interface_down_up_then_gone(make_net: Callable[[str], Net]) -> None:
     w = Watcher(net, b, "vb0", "--capture", "afpacket")
     w.wait_ready()
     net.ip(b, "link", "set", "vb0", "down")
-    assert w.wait(lambda: _capture_events(w, "down"), 15), net.log(w.log_name)
+    assert w.wait(lambda: _capture_events(w, "down"), WAIT), net.log(w.log_name)
     net.ip(b, "link", "set", "vb0", "up")
-    assert w.wait(lambda: _capture_events(w, "up"), 15), net.log(w.log_name)
+    assert w.wait(lambda: _capture_events(w, "up"), WAIT), net.log(w.log_name)
     # Frames sent after it came back are read: the capture did resume.
     net.x(a, sys.executable, "-c", SEND, "va0", "25")
-    assert w.wait(lambda: _read_packets(w) >= 25, 15), w.events[-1]
+    assert w.wait(lambda: _read_packets(w) >= 25, WAIT), w.events[-1]
     net.ip(a, "link", "del", "va0")  # deletes the pair: vb0 is gone
-    assert w.wait(lambda: _capture_events(w, "gone"), 15), net.log(w.log_name)
+    assert w.wait(lambda: _capture_events(w, "gone"), WAIT), net.log(w.log_name)
     rc = w.stop()
     assert rc == 2, net.log(w.log_name)
     gone = _capture_events(w, "gone")[0]
@@ -70,7 +71,7 @@ def test_interface_gone_under_tcpdump(make_net: Callable[[str], Net]) -> None:
     w = Watcher(net, b, "vb0", "--capture", "tcpdump")
     w.wait_ready()
     net.ip(a, "link", "del", "va0")
-    assert w.wait(lambda: _capture_events(w, "failed"), 15), net.log(w.log_name)
+    assert w.wait(lambda: _capture_events(w, "failed"), WAIT), net.log(w.log_name)
     rc = w.stop()
     assert rc == 2, net.log(w.log_name)
     final = [e for e in w.events if e["event"] == "summary" and e["final"]]
