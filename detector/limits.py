@@ -41,5 +41,5 @@ class Limits:
     samples_per_stream: int = 200
     sample_bytes: int = 16 << 20
     # Seconds of packet timeline kept, and findings a live watch remembers having written.
-    timeline_seconds: int = 7 * 86400
+    timeline_seconds: int = 86_400
     live_findings: int = 4096

@@ -4,6 +4,7 @@ salted flow keys (each on small crafted inputs; figures at scale come from bench
 from __future__ import annotations
 
 import functools
+import json
 import random
 import struct
 import subprocess
@@ -11,9 +12,11 @@ import sys
 
 import numpy as np
 import pytest
-from scapy.all import IP, UDP, Ether, Raw, raw
+from click.testing import CliRunner
+from scapy.all import IP, UDP, Ether, Raw, raw, wrpcap
 
 from detector.capture.reader import PacketBatch
+from detector.cli import main
 from detector.config import ConfigError, load_config
 from detector.decode.slowpath import PIECE_OVERHEAD, Reassembler
 from detector.engine import Engine
@@ -256,3 +259,29 @@ def test_limits_come_from_the_config(tmp_path):
     cfg.write_text("[limits]\nstreams = 1\n")
     with pytest.raises(ConfigError, match=r"limits\.streams"):
         load_config(cfg)
+
+
+def _decoy_capture(path):
+    frames = [_tzsp(f"10.128.0.{i}", i) for i in range(1, 41)]
+    frames += [_tzsp("10.1.0.1", i) for i in range(30)]
+    pkts = [Ether(f) for f in frames]
+    for k, p in enumerate(pkts):
+        p.time = 1_700_000_000 + k * 0.01
+    wrpcap(str(path), pkts)
+
+
+def test_shed_counts_reach_the_report_and_the_live_summary(tmp_path):
+    cap, cfg = tmp_path / "decoys.pcap", tmp_path / "mw.toml"
+    _decoy_capture(cap)
+    cfg.write_text("[limits]\nstreams_per_collector = 4\n")
+    r = CliRunner().invoke(main, ["scan", "--format", "json", "--config", str(cfg), str(cap)])
+    report = json.loads(r.output)
+    assert report["stats"]["shed_streams"] >= 36
+    exporters = {f["exporter"]["ip"] for f in report["findings"]}
+    assert "10.1.0.1" in exporters and None in exporters
+    r = CliRunner().invoke(main, ["watch", "-r", str(cap), "--config", str(cfg), "--format",
+                                  "jsonl", "--summary-every", "0"])  # fmt: skip
+    events = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    final = events[-1]
+    assert final["event"] == "summary" and final["stats"]["shed_streams"] >= 36
+    assert sum(e["event"] == "finding" for e in events) <= 6
