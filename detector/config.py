@@ -100,6 +100,10 @@ class ThresholdsModel(BaseModel):
     min_unknown_packets: int | None = Field(None, ge=1)
     min_copy_checks: int | None = Field(None, ge=1)
     copy_match_share: float | None = Field(None, ge=0, le=1)
+    encrypted_medium_correlation: float | None = Field(None, ge=0, le=1)
+    encrypted_high_correlation: float | None = Field(None, ge=0, le=1)
+    encrypted_min_ratio: float | None = Field(None, ge=0)
+    encrypted_max_ratio: float | None = Field(None, ge=0)
     connlog_share: float | None = Field(None, ge=0, le=1)
     min_connlog_lines: int | None = Field(None, ge=1)
 

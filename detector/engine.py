@@ -31,6 +31,7 @@ from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.detection import Detection, probe
 from detector.evidence import HostTally, SampleBudget, StreamEvidence
+from detector.flows import encrypted
 from detector.flows.copies import CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
@@ -158,6 +159,7 @@ class Engine:
         # Tried on GRE types and IP protocols no known decoder claims.
         self.fallback = tuple(d for d in self.udp_decoders if d.name == "unknown-encapsulation")
         self.copies = CopyMatcher()
+        self.encrypted = encrypted.EncryptedCopies()
         self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
         self._hosts_before = 0
@@ -240,6 +242,10 @@ class Engine:
             hosts[hosts == 0] = U64(1)
             self.hosts.lookup_or_add(hosts)
         self._natives(batch, h, rows)
+        encrypted.observe(
+            self.encrypted, batch, h, rows, keys, fids, self.flows.counts, self.streams,
+            lambda r, dst: _addr((h.dst if dst else h.src)[r], int(h.ipver[r])),
+        )  # fmt: skip
 
         # Candidate rows of flows not yet classified (new streams may start in this batch).
         known_before = (
@@ -836,7 +842,8 @@ class Engine:
                     s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
         self._log_rates()
         plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
-        every = [*self.streams.values(), *self._aggregates.values(), *plain]
+        hidden = encrypted.evidence(self.encrypted)
+        every = [*self.streams.values(), *self._aggregates.values(), *plain, *hidden]
         return sorted(every, key=lambda s: (s.first_seen, s.key))
 
     def _log_rates(self) -> None:

@@ -2045,6 +2045,139 @@ def s_dnstap(name: str) -> bytes:
     return pcap_of(natives + stream)
 
 
+# --------------------------------------------------------------------------- encrypted copies
+
+
+def wg_data(rng: random.Random, inner_len: int, counter: int) -> bytes:
+    """A WireGuard transport-data message carrying ``inner_len`` bytes (padded to 16, tag 16)."""
+    padded = -(-inner_len // 16) * 16
+    return struct.pack("<IIQ", 4, 0x5EED1234, counter) + rng.randbytes(padded + 16)
+
+
+def timed_tcp(
+    rng: random.Random, a: Outer, b: Outer, aport: int, bport: int, sends: list[tuple[int, bytes]]
+) -> list[Frame]:
+    """A TCP connection from a to b sending each (time, bytes) at its time, acknowledged by b."""
+    seq, ack = rng.randrange(1 << 32), rng.randrange(1 << 32)
+    frames: list[Frame] = []
+
+    def seg(side: Outer, sp: int, dp: int, flags: str, s: int, k: int, data: bytes = b"") -> bytes:
+        pkt = (
+            side.l2()
+            / side.l3(6)
+            / TCP(sport=sp, dport=dp, flags=flags, seq=s, ack=k, window=64256)
+        )
+        return bytes(pkt / Raw(data)) if data else bytes(pkt)
+
+    t0 = sends[0][0] - 3000
+    frames.append((t0, seg(a, aport, bport, "S", seq, 0)))
+    frames.append((t0 + 500, seg(b, bport, aport, "SA", ack, seq + 1)))
+    seq, ack = seq + 1, ack + 1
+    frames.append((t0 + 600, seg(a, aport, bport, "A", seq, ack)))
+    for t, data in sends:
+        for i in range(0, len(data), 1448):
+            chunk = data[i : i + 1448]
+            frames.append((t, seg(a, aport, bport, "PA", seq & 0xFFFFFFFF, ack, chunk)))
+            seq += len(chunk)
+            t += 12
+        frames.append((t + 400, seg(b, bport, aport, "A", ack, seq & 0xFFFFFFFF)))
+    return frames
+
+
+def long_traffic(rng: random.Random, n: int = 900, seconds: int = 10) -> list[Frame]:
+    return traffic(rng, n, n_hosts=6, span_us=seconds * US)
+
+
+def s_encrypted_copy_wireguard(name: str) -> bytes:
+    """A router copying its users' packets into a WireGuard tunnel (a tap bridged into wg)."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    out = Outer(rng, ROUTER_IP, "203.0.113.50")
+    copies = [
+        (t + rng.randrange(300, 3000), out.udp(wg_data(rng, len(f) - 14, i), 51820, 51820))
+        for i, (t, f) in enumerate(natives)
+    ]
+    return pcap_of(natives + copies)
+
+
+def s_encrypted_copy_tls(name: str) -> bytes:
+    """tcpdump -U -w - | openssl s_client: the capture file sent through TLS, a record per write."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    a = Outer(rng, ROUTER_IP, "198.51.100.77")
+    header = tls_record(23, rng.randbytes(24 + 22))
+    sends = [(natives[0][0] - 1000, header)]
+    pending, due = 0, None
+    for t, f in natives:
+        pending += 16 + len(f)
+        due = due or t + rng.randrange(500, 4000)
+        if t >= due:
+            sends.append((t, tls_record(23, rng.randbytes(pending + 17))))
+            pending, due = 0, None
+    return pcap_of(natives + timed_tcp(rng, a, a.reverse(rng), 41443, 443, sends))
+
+
+def s_vpn_own_traffic(name: str) -> bytes:
+    """Honest: a WireGuard VPN carrying a user's own traffic (not on the span in clear) while
+    other users' traffic passes natively."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    own = long_traffic(random.Random(rng.random()), 800)
+    out = Outer(rng, "192.168.10.66", "203.0.113.50")
+    tunnel = [
+        (t, out.udp(wg_data(rng, len(f) - 14, i), 44000, 51820)) for i, (t, f) in enumerate(own)
+    ]
+    return pcap_of(natives + tunnel)
+
+
+def s_tls_download(name: str) -> bytes:
+    """Honest: a large HTTPS download (server to client) among other traffic."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    server = Outer(rng, "151.101.1.69", "192.168.10.66", GATEWAY_MAC, "02:00:00:00:00:66")
+    start = natives[0][0]
+    sends = [
+        (start + i * 40_000 + rng.randrange(5000), tls_record(23, rng.randbytes(2900)))
+        for i in range(240)
+    ]
+    return pcap_of(natives + timed_tcp(rng, server, server.reverse(rng), 443, 50123, sends))
+
+
+def s_nat_both_sides(name: str) -> bytes:
+    """Honest: a span that sees both sides of a NAT router, so every connection twice (the
+    second time from the router's public address, a few hundred microseconds later)."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    server = Outer(rng, "151.101.1.69", "192.168.10.66", GATEWAY_MAC, "02:00:00:00:00:66")
+    start = natives[0][0]
+    sends = [
+        (
+            start + i * 40_000 + rng.randrange(30_000),
+            tls_record(23, rng.randbytes(rng.randrange(300, 1400))),
+        )
+        for i in range(240)
+    ]
+    natives += timed_tcp(rng, server, server.reverse(rng), 443, 50123, sends)
+    wan: list[Frame] = []
+    for t, f in natives:
+        pkt = Ether(f)
+        if not pkt.haslayer(IP):
+            continue
+        ip = pkt[IP]
+        if ip.src.startswith("192.168."):
+            ip.src = "203.0.113.7"
+        else:
+            ip.dst = "203.0.113.7"
+        del ip.chksum
+        if pkt.haslayer(TCP):
+            del pkt[TCP].chksum
+        if pkt.haslayer(UDP):
+            del pkt[UDP].chksum
+        pkt[Ether].src, pkt[Ether].dst = "02:00:00:00:0a:01", "02:00:00:00:0a:02"
+        wan.append((t + rng.randrange(100, 600), bytes(pkt)))
+    return pcap_of(natives + wan)
+
+
 SAMPLES: dict[str, Callable[[str], bytes]] = {
     "tzsp.pcap": s_tzsp,
     "tzsp-31337.pcap": s_tzsp_31337,
@@ -2121,6 +2254,11 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "syslog-connlog-tcp.pcap": s_syslog_connlog_tcp,
     "syslog-daemons.pcap": s_syslog_daemons,
     "dnstap.pcap": s_dnstap,
+    "encrypted-copy-wireguard.pcap": s_encrypted_copy_wireguard,
+    "encrypted-copy-tls.pcap": s_encrypted_copy_tls,
+    "vpn-own-traffic.pcap": s_vpn_own_traffic,
+    "tls-download.pcap": s_tls_download,
+    "nat-both-sides.pcap": s_nat_both_sides,
     "bad/truncated.pcap": s_bad_truncated,
     "bad/garbage.pcap": s_bad_garbage,
     "bad/unknown-linktype.pcap": s_bad_unknown_linktype,

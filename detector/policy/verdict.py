@@ -56,6 +56,7 @@ KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 HIDDEN_FACTS = frozenset({"prefix"})
 # Text logs that are flow exports only when enough of their lines name other hosts' connections.
 CONNECTION_LOGS = frozenset({"syslog-connlog"})
+ENCRYPTED_COPY = "encrypted-copy"
 
 
 @dataclass
@@ -81,6 +82,12 @@ class Thresholds:
     copy_match_share: float = 0.5
     # Connection logs: this share of a log stream's messages, and at least this many, must name
     # connections of hosts other than the exporter.
+    # Encrypted copies: correlation of byte rates for medium and high, and the range of copy
+    # bytes per original byte a copy can have (headers added; a snap length cuts it below 1).
+    encrypted_medium_correlation: float = 0.7
+    encrypted_high_correlation: float = 0.9
+    encrypted_min_ratio: float = 0.5
+    encrypted_max_ratio: float = 4.0
     connlog_share: float = 0.2
     min_connlog_lines: int = 5
 
@@ -307,6 +314,49 @@ def _carried_checks(
     )
 
 
+def _encrypted_copy(s: StreamEvidence, th: Thresholds, reasons: list[str]) -> str | None:
+    """Severity of a stream that cannot be read but tracks the span's traffic, or None."""
+    x = s.extra
+    r = float(x.get("correlation", 0.0))  # type: ignore[arg-type]
+    ratio = float(x.get("bytes_ratio", 0.0))  # type: ignore[arg-type]
+    matched = x.get("matched_share")
+    carrier = x.get("carrier", "?")
+    if r < th.encrypted_medium_correlation:
+        return None
+    lag, window = x.get("lag_ms"), x.get("window_ms")
+    series = x.get("tracked_series")
+    followed = "all of it" if series == "all" else "that of the watched hosts' group"
+    reasons.append(
+        f"A {carrier} stream whose content cannot be read, but whose bytes per {window} ms follow "
+        f"the traffic seen in clear on this span ({followed}, its own endpoints left out) with "
+        f"correlation {r:.2f} over {x.get('bins')} bins of 100 ms, {lag} ms later, carrying "
+        f"{ratio:.2f} times the bytes it follows: a copy of that traffic sent encrypted."
+    )
+    if isinstance(matched, float) and matched > 0:
+        low = int(x.get("overhead_bytes", 0) or 0)  # type: ignore[call-overload]
+        reasons.append(
+            f"{matched:.0%} of {x.get('packets_checked')} sampled packets are {low}-{low + 15} "
+            "bytes larger than a native packet seen in the 30 ms before them, beyond what an "
+            "earlier window shows by chance: a constant per-packet overhead, as a tunnel adds."
+        )
+    reasons.append(
+        "What this cannot tell: a VPN gateway whose span sees both its clear side and its tunnel "
+        "looks the same (check whether the tracked hosts' traffic is meant for that tunnel); "
+        "when the span sees only the copies, or the copied traffic is thin, nothing correlates "
+        "and no copy is found."
+    )
+    plausible = th.encrypted_min_ratio <= ratio <= th.encrypted_max_ratio
+    per_packet = isinstance(matched, float) and matched >= th.copy_match_share
+    if plausible and (r >= th.encrypted_high_correlation or per_packet):
+        return "high"
+    if not plausible:
+        reasons.append(
+            f"It carries {ratio:.2f} times the bytes it follows, not what a copy of them would: "
+            "it may only move at the same times (medium)."
+        )
+    return "medium"
+
+
 def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | None:
     """The verdict for one (merged) stream; None when it is not worth a finding."""
     th = ctx.thresholds
@@ -322,7 +372,13 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     if s.header_example:
         reasons.append(f"Leading bytes: {s.header_example}.")
     src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
-    if s.protocol == "tee-copy":
+    if s.protocol == ENCRYPTED_COPY:
+        reasons.append(
+            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst} between "
+            f"{_iso(s.first_seen)} and {_iso(s.last_seen)} (counted from when it became a "
+            "candidate)."
+        )
+    elif s.protocol == "tee-copy":
         reasons.append(
             f"{s.validated} duplicate sightings among the packets sampled by fingerprint, so "
             f"about {s.packets} copied packets ({s.bytes} bytes) from {src} to {dst} between "
@@ -402,6 +458,11 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             f"{s.extra.get('records_per_s', '?')} per second while the span shows "
             f"{s.extra.get('span_new_flows_per_s', '?')} new flows per second: a connection log."
         )
+    if s.protocol == ENCRYPTED_COPY:
+        verdict = _encrypted_copy(s, th, reasons)
+        if verdict is None:
+            return None
+        severity, confidence = verdict, min(1.0, float(s.extra.get("correlation", 0.0)))  # type: ignore[arg-type]
     if s.protocol in AMBIGUOUS and kind == "mirror":
         both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
         proven = both_ways or copies_proven
@@ -444,7 +505,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     elif kind in ("mirror", "intercept") and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
         reasons.append(f"{s.protocol} only ever carries copies of captured traffic.")
 
-    if kind in ("mirror", "intercept") and s.hosts:
+    if kind in ("mirror", "intercept") and s.hosts and s.protocol != ENCRYPTED_COPY:
         hosts = len(s.hosts)
         reasons.append(
             f"Carries traffic of {hosts} inner hosts in {convs} conversations"

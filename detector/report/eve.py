@@ -46,6 +46,7 @@ PROTOCOL_SID: dict[str, int] = {
     "cwids": 11,
     "tee-copy": 12,
     "eoip": 13,
+    "encrypted-copy": 14,
     # lawful-intercept exports
     "pcli": 20,
     "pcli8": 21,

@@ -1,0 +1,238 @@
+"""Copies the router tries to hide, from real software in network namespaces: a capture piped
+through TLS or SSH, a port mirror bridged into an OpenVPN tunnel, connection logs forwarded by
+rsyslog, a resolver's dnstap; and their honest counterparts (an HTTPS download, a VPN carrying
+the host's own traffic), which must stay below high.
+
+Each test records the span with tcpdump while ``watch`` runs, and checks ``scan`` of that capture
+as well.  The time from a stream's first packet to its finding in ``watch`` goes to the table
+printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netlib import (
+    CLIENT,
+    COLLECTOR,
+    LATENCIES,
+    ROUTER_UP,
+    SERVER,
+    Expect,
+    Net,
+    Watcher,
+    need,
+    parse_time,
+    until,
+    wait_capturing,
+)
+
+from detector.scan import scan_paths
+
+pytestmark = pytest.mark.slow
+
+HOSTS = {CLIENT, SERVER}
+
+# Web browsing of a sort: files of random sizes fetched with random pauses, so the byte rate
+# varies the way a copy must follow.
+BROWSE = r"""
+import random, sys, time, urllib.request
+host, seconds, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+end = time.time() + seconds
+while time.time() < end:
+    try:
+        urllib.request.urlopen(f"http://{host}:8080/f{rng.randrange(12)}.bin", timeout=3).read()
+    except OSError:
+        pass
+    time.sleep(rng.random() * 0.3)
+"""
+
+
+def web(net: Net, ns: str, ip: str) -> None:
+    """An HTTP server on ``ip`` with files of 2-300 kB."""
+    www = net.dir / "www"
+    www.mkdir(exist_ok=True)
+    rng = random.Random(5)
+    for i in range(12):
+        (www / f"f{i}.bin").write_bytes(rng.randbytes(rng.randrange(2_000, 300_000)))
+    net.http_server(ns, ip)
+
+
+def browse(net: Net, ns: str, ip: str, seconds: float, seed: int = 1) -> subprocess.Popen[Any]:
+    script = net.dir / "browse.py"
+    script.write_text(BROWSE)
+    return net.bg(ns, f"browse-{seed}", sys.executable, str(script), ip, str(seconds), str(seed))
+
+
+def record(net: Net, ns: str, iface: str) -> tuple[subprocess.Popen[Any], Path]:
+    """tcpdump of the span, to scan afterwards what watch saw live."""
+    cap = net.dir / f"span-{iface}.pcap"
+    p = net.bg(ns, f"record-{iface}", "tcpdump", "-i", iface, "-U", "-n", "-w", str(cap))
+    wait_capturing(p, "tcpdump (recording)")
+    return p, cap
+
+
+def certificate(net: Net) -> tuple[Path, Path]:
+    key, cert = net.dir / "key.pem", net.dir / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=collector",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def listening(net: Net, ns: str, port: int, proto: str = "tcp") -> bool:
+    flag = "-ltn" if proto == "tcp" else "-lun"
+    return until(lambda: f":{port} " in net.x(ns, "ss", flag, check=False), 10.0)
+
+
+def summary(findings: list[dict[str, Any]] | list[Any]) -> str:
+    out = []
+    for f in findings:
+        g = f if isinstance(f, dict) else f.to_dict()
+        ev = g.get("evidence", {})
+        out.append(
+            f"{g['protocol']} {g['kind']} {g['severity']} {g['exporter']['ip']} -> "
+            f"{g['collector']['ip']}:{g['collector']['port']} r={ev.get('correlation')} "
+            f"ratio={ev.get('bytes_ratio')} matched={ev.get('matched_share')}"
+        )
+    return "\n".join(out) or "(none)"
+
+
+def watch_and_scan(
+    request: pytest.FixtureRequest,
+    net: Net,
+    w: Watcher,
+    rec: subprocess.Popen[Any],
+    cap: Path,
+    expects: list[Expect],
+    timeout: float,
+    severity: str,
+) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """Wait for every expected stream in watch, stop, then scan the recording: both must report
+    each one with ``severity``.  Returns the scan's findings and the latest watch finding per
+    expectation."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, tuple[Any, float]] = {}
+    for exp in expects:
+        m = w.await_match(exp, max(0.5, deadline - time.monotonic()))
+        if m is None:
+            continue
+        seen = m[0]
+
+        def reached() -> bool:
+            return any(e["finding"]["severity"] == severity for e in seen.events)  # noqa: B023
+
+        # A stream tunnel is medium from its first seconds and high once its 1 s windows count.
+        w.wait(reached, max(0.5, deadline - time.monotonic()))
+        at = [e for e in seen.events if e["finding"]["severity"] == severity]
+        first = seen.first_event["finding"]["first_seen"]
+        if at:
+            found[exp.name] = (seen, parse_time(at[0]["time"]) - parse_time(first))
+        if m[1] and at and severity == "high":
+            LATENCIES.append((request.node.name, f"{exp.name} (first reported)", m[1]))
+    rc = w.stop()
+    Net.stop(rec, wait=5)
+    missing = [e.name for e in expects if e.name not in found]
+    assert not missing, f"not reported in watch: {missing}; findings:\n{w.describe()}"
+    latest = {}
+    for exp in expects:
+        seen, secs = found[exp.name]
+        ev = seen.latest["evidence"]
+        measure = (
+            f" r={ev['correlation']} x{ev['bytes_ratio']}"
+            + (f" matched={ev['matched_share']}" if "matched_share" in ev else "")
+            if "correlation" in ev
+            else ""
+        )
+        LATENCIES.append((request.node.name, exp.name + measure, secs))
+        latest[exp.name] = seen.latest
+        assert seen.latest["severity"] == severity, summary([seen.latest])
+    assert rc in (0, 1), net.log(w.log_name)[-2000:]
+    report = scan_paths([str(cap)]).report
+    for exp in expects:
+        got = [
+            f for f in report.findings
+            if f.kind == exp.kind and f.protocol in exp.protocols
+            and f.exporter.ip == exp.exporter and f.collector.ip == exp.collector
+        ]  # fmt: skip
+        assert got, f"scan of the recording missed {exp.name}:\n{summary(report.findings)}"
+        assert got[0].severity == severity, summary(got)
+        assert {w.ip for w in got[0].watched} & exp.hosts, summary(got)
+    return report.findings, latest
+
+
+def nothing_high(w: Watcher, rec: subprocess.Popen[Any], cap: Path) -> list[Any]:
+    rc = w.stop()
+    Net.stop(rec, wait=5)
+    loud = [
+        e["finding"] for e in w.events
+        if "finding" in e and e["finding"]["severity"] in ("high", "critical")
+    ]  # fmt: skip
+    assert not loud, f"honest traffic reported high in watch:\n{summary(loud)}"
+    assert rc == 0
+    report = scan_paths([str(cap)]).report
+    high = [f for f in report.findings if f.severity in ("high", "critical")]
+    assert not high, f"honest traffic reported high by scan:\n{summary(high)}"
+    return report.findings
+
+
+# ------------------------------------------------------------------ a capture piped through TLS
+
+
+def test_capture_piped_through_tls(
+    make_net: Callable[[str], Net], request: pytest.FixtureRequest
+) -> None:
+    """tcpdump -U -w - | openssl s_client on the router, to an openssl s_server collector."""
+    need("openssl", package="openssl")
+    need("curl", package="curl")
+    net = make_net("hid1")
+    n = net.router_layout()
+    web(net, n["srv"], SERVER)
+    key, cert = certificate(net)
+    # s_server ends a connection when its own input ends: give it one that does not.
+    serve = f"sleep 600 | openssl s_server -quiet -accept 4443 -cert {cert} -key {key} >/dev/null"
+    net.bg(n["col"], "s_server", "sh", "-c", serve)
+    assert listening(net, n["col"], 4443), net.log("s_server")
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    pipe = f"tcpdump -U -n -i rtr-lan -w - | openssl s_client -quiet -connect {COLLECTOR}:4443"
+    net.bg(n["rtr"], "tls-copy", "sh", "-c", pipe)
+    browse(net, n["cli"], SERVER, 14)
+    exp = Expect("tcpdump | openssl s_client", {"encrypted-copy"}, "mirror", ROUTER_UP,
+                 COLLECTOR, HOSTS, 4443)  # fmt: skip
+    _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 40, "high")
+    assert latest[exp.name]["session"]["carrier"] == "tls"
+
+
+def test_https_download_is_not_a_copy(make_net: Callable[[str], Net]) -> None:
+    """Honest: a large HTTPS download while the client also browses in clear."""
+    need("openssl", package="openssl")
+    need("curl", package="curl")
+    net = make_net("hid2")
+    n = net.router_layout()
+    web(net, n["srv"], SERVER)
+    key, cert = certificate(net)
+    (net.dir / "www" / "big.bin").write_bytes(random.Random(9).randbytes(8_000_000))
+    net.bg(n["srv"], "https", "openssl", "s_server", "-quiet", "-WWW", "-accept", "8443",
+           "-cert", str(cert), "-key", str(key), cwd=str(net.dir / "www"))  # fmt: skip
+    assert listening(net, n["srv"], 8443), net.log("https")
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    clear = browse(net, n["cli"], SERVER, 10)
+    for _ in range(3):
+        net.x(n["cli"], "curl", "-sk", "--limit-rate", "3M", "-o", "/dev/null",
+              f"https://{SERVER}:8443/big.bin", check=False, timeout=30)  # fmt: skip
+    clear.wait(30)
+    nothing_high(w, rec, cap)

@@ -1,0 +1,87 @@
+"""Encrypted copies: streams that cannot be read but whose byte rate and packet sizes follow the
+traffic seen in clear; honest encryption (a VPN of one's own traffic, a download, a NAT seen on
+both sides) must not look like one."""
+
+from __future__ import annotations
+
+import numpy as np
+from mwtest import PCAPS, scan
+
+from detector.flows.encrypted import (
+    MAX_CANDIDATES,
+    Candidate,
+    EncryptedCopies,
+    carrier_of,
+)
+
+
+def _copy_findings(name: str):
+    return [f for f in scan(PCAPS / name).findings if f.protocol == "encrypted-copy"]
+
+
+def test_wireguard_copy_is_high_with_overhead_and_hosts() -> None:
+    (f,) = _copy_findings("encrypted-copy-wireguard.pcap")
+    assert (f.kind, f.severity) == ("mirror", "high")
+    assert (f.exporter.ip, f.collector.ip, f.collector.port) == ("10.1.0.1", "203.0.113.50", 51820)
+    ev = f.evidence
+    assert ev["carrier"] == "wireguard" and f.session["carrier"] == "wireguard"
+    assert ev["correlation"] > 0.95 and 1.0 < ev["bytes_ratio"] < 1.6
+    # IPv4 20 + UDP 8 + WireGuard header 16 + tag 16 = 60, plus padding to 16.
+    assert ev["overhead_bytes"] == 60 and ev["matched_share"] >= 0.5
+    assert f.watched and all(w.ip not in ("10.1.0.1", "203.0.113.50") for w in f.watched)
+    assert any(w.ip and w.ip.startswith("192.168.10.") for w in f.watched)
+    assert any("cannot tell" in r for r in f.reasons)
+
+
+def test_tls_copy_is_high() -> None:
+    (f,) = _copy_findings("encrypted-copy-tls.pcap")
+    assert f.severity == "high" and f.evidence["carrier"] == "tls" and f.transport == "tcp"
+    assert f.evidence["correlation"] > 0.9 and "matched_share" not in f.evidence
+
+
+def test_honest_encryption_is_not_a_copy() -> None:
+    for name in ("vpn-own-traffic.pcap", "tls-download.pcap", "nat-both-sides.pcap"):
+        assert _copy_findings(name) == [], name
+        high = [f for f in scan(PCAPS / name).findings if f.severity in ("high", "critical")]
+        assert high == [], name
+
+
+def test_carrier_names() -> None:
+    assert carrier_of(6, 40000, 22, b"", None) == "ssh"
+    assert carrier_of(6, 40000, 8000, b"SSH-2.0-", None) == "ssh"
+    assert carrier_of(6, 40000, 9000, b"\x17\x03\x03\x01\x00", None) == "tls"
+    assert carrier_of(6, 40000, 443, b"\x00\x11", None) == "tls"
+    assert carrier_of(17, 40000, 9000, b"\x17\xfe\xfd\x00", None) == "dtls"
+    assert carrier_of(17, 40000, 9000, b"\x04\x00\x00\x00\x01\x02", None) == "wireguard"
+    assert carrier_of(17, 40000, 1194, b"\x30", None) == "openvpn"
+    assert carrier_of(17, 40000, 443, b"\xc3\x00", None) == "quic"
+    assert carrier_of(50, 0, 0, b"", None) == "esp"
+    assert carrier_of(17, 4500, 4500, b"", "nat-t") == "nat-t"
+
+
+def _cand(key: int, t: float) -> Candidate:
+    return Candidate(
+        key=key, src="10.0.0.1", dst=f"10.9.{key >> 8 & 255}.{key & 255}", sport=1, dport=2,
+        proto=17, carrier="udp", src_h=1, dst_h=key + 100, first_seen=t, last_seen=t,
+        first_bin=int(t * 10) + 1,
+    )  # fmt: skip
+
+
+def test_memory_is_bounded_and_late_packets_are_dropped() -> None:
+    ec = EncryptedCopies()
+    rng = np.random.default_rng(7)
+    for step in range(40):
+        t0 = step * 0.5
+        n = 2000
+        ts = np.sort(t0 + rng.random(n) * 0.5)
+        keys = rng.integers(1, 5000, n).astype(np.uint64)
+        admit = [_cand(int(k), t0) for k in np.unique(keys)[:10]]
+        ec.add(ts, rng.integers(40, 1500, n), keys, keys % np.uint64(97), keys + np.uint64(100),
+               admit, {})  # fmt: skip
+        # A straggler from long ago changes nothing and raises nothing.
+        ec.add(np.array([0.01]), np.array([100]), keys[:1], keys[:1], keys[:1], [], {})
+        assert len(ec.candidates) <= MAX_CANDIDATES
+        assert len(ec.open_native) <= 16
+        assert all(len(c.open_own) <= 16 for c in ec.candidates.values())
+    assert len(ec.ring_ts) <= 8192
+    assert ec.verdicts() is not None
