@@ -842,7 +842,7 @@ class Engine:
                     s.extra["copy_delay_ms"] = round(1000 * float(np.median(m.delays)), 3)
         self._log_rates()
         plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
-        hidden = encrypted.evidence(self.encrypted)
+        hidden = encrypted.evidence(self.encrypted, self.flows)
         every = [*self.streams.values(), *self._aggregates.values(), *plain, *hidden]
         return sorted(every, key=lambda s: (s.first_seen, s.key))
 

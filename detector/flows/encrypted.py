@@ -39,7 +39,7 @@ from detector.evidence import HostTally, StreamEvidence
 if TYPE_CHECKING:
     from detector.capture.reader import PacketBatch
     from detector.decode.headers import Headers
-    from detector.flows.table import RowKeys
+    from detector.flows.table import FlowTable, RowKeys
 
 BIN = 0.1  # seconds per byte-rate bin
 MAX_LAG = 20  # bins: copies leave within 2 s of the original
@@ -118,6 +118,8 @@ class Candidate:
     carrier: str
     src_h: int
     dst_h: int
+    flow_key: int
+    direction: int
     first_seen: float
     last_seen: float
     first_bin: int
@@ -613,6 +615,8 @@ def _candidate(
         carrier=carrier_of(proto, sport, dport, head, known.protocol if known else None),
         src_h=int(keys.src_host[x]),
         dst_h=int(keys.dst_host[x]),
+        flow_key=int(keys.flow[x]),
+        direction=int(keys.direction[x]),
         first_seen=ts,
         last_seen=ts,
         first_bin=int(np.floor(ts / BIN)) + 1,
@@ -623,14 +627,24 @@ def _candidate(
     return c
 
 
-def evidence(ec: EncryptedCopies) -> list[StreamEvidence]:
-    """One stream record per candidate worth reporting, for the policy."""
+def evidence(ec: EncryptedCopies, flows: FlowTable) -> list[StreamEvidence]:
+    """One stream record per candidate worth reporting, for the policy.  Packets and bytes are
+    the flow's own from its start (both directions of a TCP connection, as its finding names the
+    connection), or, once the flow table has let it go, those seen since it became a
+    candidate."""
     out = []
     found = ec.verdicts()
     volume = {(c.src, c.sport, c.dst, c.dport): c.bytes for c, _ in found}
     for c, v in found:
         if volume.get((c.dst, c.dport, c.src, c.sport), -1) > c.bytes:
             continue  # the acknowledgements of a stream that is reported itself
+        packets, size = c.packets, c.bytes
+        counts = flows.counters(c.flow_key)
+        if counts is not None:
+            if c.proto == 6:
+                packets, size = counts[0] + counts[1], counts[2] + counts[3]
+            else:
+                packets, size = counts[c.direction], counts[2 + c.direction]
         s = StreamEvidence(
             key=c.key ^ 0x5EC12E7,
             flow_key=0,
@@ -646,8 +660,8 @@ def evidence(ec: EncryptedCopies) -> list[StreamEvidence]:
             dst_mac=c.dst_mac,
             first_seen=c.first_seen,
             last_seen=c.last_seen,
-            packets=c.packets,
-            bytes=c.bytes,
+            packets=packets,
+            bytes=size,
             decoded=v.bins,
             validated=v.bins,
             header_example=(

@@ -374,9 +374,10 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
     if s.protocol == ENCRYPTED_COPY:
         reasons.append(
-            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst} between "
-            f"{_iso(s.first_seen)} and {_iso(s.last_seen)} (counted from when it became a "
-            "candidate)."
+            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst}"
+            + (" (both directions of the connection)" if s.transport == "tcp" else "")
+            + f"; compared with the span's traffic from {_iso(s.first_seen)} to "
+            f"{_iso(s.last_seen)}."
         )
     elif s.protocol == "tee-copy":
         reasons.append(
