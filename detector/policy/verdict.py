@@ -463,7 +463,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         verdict = _encrypted_copy(s, th, reasons)
         if verdict is None:
             return None
-        severity, confidence = verdict, min(1.0, float(s.extra.get("correlation", 0.0)))  # type: ignore[arg-type]
+        severity = verdict
     if s.protocol in AMBIGUOUS and kind == "mirror":
         both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
         proven = both_ways or copies_proven
