@@ -236,3 +236,156 @@ def test_https_download_is_not_a_copy(make_net: Callable[[str], Net]) -> None:
               f"https://{SERVER}:8443/big.bin", check=False, timeout=30)  # fmt: skip
     clear.wait(30)
     nothing_high(w, rec, cap)
+
+
+# ------------------------------------------------------------------ metadata leaving as logs
+
+ULOGD_CONF = """[global]
+logfile="{dir}/ulogd.log"
+loglevel=3
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_inppkt_NFLOG.so"
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_raw2packet_BASE.so"
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_filter_IFINDEX.so"
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_filter_IP2STR.so"
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_filter_PRINTPKT.so"
+plugin="/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_LOGEMU.so"
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU
+
+[log1]
+group=5
+
+[emu1]
+file="{dir}/ulogd_syslogemu.log"
+sync=1
+"""
+
+RSYSLOG_CONF = """global(workDirectory="{dir}/rsyslog")
+module(load="imfile")
+input(type="imfile" File="{dir}/ulogd_syslogemu.log" Tag="ulogd:" Facility="local4")
+action(type="omfwd" Target="{collector}" Port="514" Protocol="{protocol}"
+       TCP_Framing="octet-counted" Template="RSYSLOG_SyslogProtocol23Format")
+"""
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+def test_connection_log_forwarded_by_rsyslog(
+    protocol: str, make_net: Callable[[str], Net], request: pytest.FixtureRequest
+) -> None:
+    """The router logs each new forwarded connection (iptables NFLOG → ulogd2) and rsyslog
+    forwards the log to a remote server."""
+    need("ulogd", package="ulogd2")
+    need("rsyslogd", package="rsyslog")
+    need("iptables", package="iptables")
+    net = make_net("hid3" if protocol == "udp" else "hid4")
+    n = net.router_layout()
+    web(net, n["srv"], SERVER)
+    if protocol == "udp":
+        net.sink(n["col"], [514])
+    else:
+        net.bg(
+            n["col"], "collector", "socat", "-u", "TCP-LISTEN:514,reuseaddr,fork", "OPEN:/dev/null"
+        )
+        assert listening(net, n["col"], 514), net.log("collector")
+    (net.dir / "rsyslog").mkdir()
+    (net.dir / "ulogd.conf").write_text(ULOGD_CONF.format(dir=net.dir))
+    (net.dir / "ulogd_syslogemu.log").write_text("")
+    (net.dir / "rsyslog.conf").write_text(
+        RSYSLOG_CONF.format(dir=net.dir, collector=COLLECTOR, protocol=protocol)
+    )
+    net.x(n["rtr"], "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW",
+          "-j", "NFLOG", "--nflog-group", "5", "--nflog-prefix", "FWD")  # fmt: skip
+    net.bg(n["rtr"], "ulogd", "ulogd", "-c", str(net.dir / "ulogd.conf"))
+    net.bg(n["rtr"], "rsyslogd", "rsyslogd", "-n", "-f", str(net.dir / "rsyslog.conf"),
+           "-i", str(net.dir / "rsyslog.pid"))  # fmt: skip
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    browse(net, n["cli"], SERVER, 8)
+    exp = Expect(f"ulogd2 + rsyslog ({protocol})", {"syslog-connlog"}, "flow-export",
+                 ROUTER_UP, COLLECTOR, HOSTS, 514)  # fmt: skip
+    _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 30, "medium")
+    f = latest[exp.name]
+    assert f["evidence"]["connection_line_share"] > 0.9, summary([f])
+
+
+FSTRM_COLLECTOR = r"""
+import socket, struct, sys
+CT = b"protobuf:dnstap.Dnstap"
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(4)
+while True:
+    conn, _ = srv.accept()
+    conn.recv(4096)  # READY
+    body = struct.pack("!III", 1, 1, len(CT)) + CT  # ACCEPT, content type
+    conn.sendall(struct.pack("!II", 0, len(body)) + body)
+    while conn.recv(65536):
+        pass
+"""
+
+UNBOUND_CONF = """server:
+  interface: {resolver}
+  access-control: 0.0.0.0/0 allow
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{dir}"
+  pidfile: "{dir}/unbound.pid"
+  use-syslog: no
+  logfile: "{dir}/unbound-own.log"
+  module-config: "iterator"
+  local-zone: "site.test." static
+{records}
+dnstap:
+  dnstap-enable: yes
+  dnstap-ip: "{collector}@6000"
+  dnstap-tls: no
+  dnstap-send-identity: yes
+  dnstap-identity: "rtr-resolver"
+  dnstap-log-client-query-messages: yes
+  dnstap-log-client-response-messages: yes
+"""
+
+QUERIES = r"""
+import random, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+for i in range(int(sys.argv[2])):
+    name = f"host{i % 20}.site.test"
+    q = struct.pack("!HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0\0\1\0\1"
+    s.sendto(q, (sys.argv[1], 53))
+    try:
+        s.recv(512)
+    except OSError:
+        pass
+    time.sleep(0.05)
+"""
+
+
+def test_unbound_dnstap(make_net: Callable[[str], Net], request: pytest.FixtureRequest) -> None:
+    """The router's resolver (unbound) exports every client query over dnstap (TCP)."""
+    need("unbound", package="unbound")
+    net = make_net("hid5")
+    n = net.router_layout()
+    (net.dir / "fstrm.py").write_text(FSTRM_COLLECTOR)
+    net.bg(n["col"], "fstrm", sys.executable, str(net.dir / "fstrm.py"), COLLECTOR, "6000")
+    assert listening(net, n["col"], 6000), net.log("fstrm")
+    records = "\n".join(
+        f'  local-data: "host{i}.site.test. A 10.200.2.{100 + i}"' for i in range(20)
+    )
+    conf = net.dir / "unbound.conf"
+    conf.write_text(UNBOUND_CONF.format(resolver="10.200.1.1", dir=net.dir, collector=COLLECTOR,
+                                        records=records))  # fmt: skip
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    net.bg(n["rtr"], "unbound", "unbound", "-d", "-c", str(conf))
+    assert listening(net, n["rtr"], 53, "udp"), net.log("unbound")
+    (net.dir / "queries.py").write_text(QUERIES)
+    net.x(n["cli"], sys.executable, str(net.dir / "queries.py"), "10.200.1.1", "80", timeout=60)
+    exp = Expect("unbound dnstap", {"dnstap"}, "flow-export", ROUTER_UP, COLLECTOR, {CLIENT}, 6000)
+    _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 20, "medium")
+    f = latest[exp.name]
+    assert f["session"].get("identity") == "rtr-resolver", summary([f])
