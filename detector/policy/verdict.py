@@ -137,7 +137,17 @@ def group_key(s: StreamEvidence) -> tuple[str, str, str, int, str]:
     if s.transport == "l2":
         # Plain copies have no addresses of their own: the MACs are their endpoints.
         return (family, s.src_mac or "", s.dst_mac or "", 0, s.transport)
-    return (family, s.src, s.dst, s.dport, s.transport)
+    return (family, s.src or _sole_exporter(s), s.dst, s.dport, s.transport)
+
+
+def _sole_exporter(s: StreamEvidence) -> str:
+    """The exporter of an aggregate of streams shed past the per-collector budget, when they
+    all came from one address (one sender spread over many source ports): its streams and the
+    aggregate are then one finding."""
+    top = s.extra.get("top_exporters")
+    if s.extra.get("exporters_counted") == 1 and isinstance(top, list) and top:
+        return str(top[0]).split(" ", 1)[0]
+    return s.src
 
 
 def merge(streams: list[StreamEvidence]) -> StreamEvidence:
@@ -149,8 +159,9 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
     base = max(streams, key=lambda s: s.bytes if s.transport == "tcp" else s.validated)
     m = StreamEvidence(
         key=base.key, flow_key=base.flow_key, direction=base.direction, protocol=base.protocol,
-        kind=base.kind, transport=base.transport, src=base.src, dst=base.dst, sport=base.sport,
-        dport=base.dport, first_seen=base.first_seen, last_seen=base.last_seen,
+        kind=base.kind, transport=base.transport, src=base.src or _sole_exporter(base),
+        dst=base.dst, sport=base.sport, dport=base.dport, first_seen=base.first_seen,
+        last_seen=base.last_seen,
     )  # fmt: skip
     for s in sorted(streams, key=lambda s: -s.validated):
         m.absorb(s)
