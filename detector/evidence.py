@@ -189,6 +189,8 @@ class StreamEvidence:
             self.header_example = d.header
         for k, v in d.session.items():
             c = self.sessions.setdefault(k, Counter())
+            if not (isinstance(v, int) and abs(v) < FACT_NUMBER_MAX):
+                v = fact_text(v)  # whatever a decoder took from the wire, shown bounded
             if len(c) < MAX_FACT_VALUES or v in c:
                 c[v] += 1
         if self.validated <= MAX_FACT_PACKETS:

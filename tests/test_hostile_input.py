@@ -20,6 +20,7 @@ from detector.capture.reader import BLOCK_SIZE, InputStats, reading
 from detector.cli import main
 from detector.decode.slowpath import Reassembler
 from detector.evidence import FACT_TEXT_MAX, fact_text
+from detector.findings import Report
 from detector.report.html import render_html
 from detector.report.text import render_text
 from detector.scan import scan_paths
@@ -175,3 +176,28 @@ def test_engine_fault_exits_2_with_one_line_naming_the_input(
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in r.stderr
         assert str(path) in lines[0] and "bug" in lines[0] and "ValueError" in lines[0]
+
+
+def test_any_session_or_fact_a_decoder_returns_is_judged_and_shown_bounded() -> None:
+    from detector.evidence import StreamEvidence
+    from detector.policy.verdict import PolicyContext, judge
+    from detector.protocols.base import Decoded
+
+    s = StreamEvidence(key=1, flow_key=1, direction=0, protocol="ipfix", kind="flow-export",
+                       transport="udp", src="192.0.2.1", dst="192.0.2.2", sport=1, dport=4739,
+                       first_seen=T0, last_seen=T0 + 9)  # fmt: skip
+    for i in range(8):
+        huge = int.from_bytes(bytes([i + 1]) * 300, "big")
+        session: dict[str, int | str] = {"liid": "\x1b[2J" * 10_000, "domain": huge}
+        facts: dict[str, object] = {"sequence": huge, "rate": 10**400 + i, "label": "y" * 10**4}
+        d = Decoded("ipfix", "flow-export", "0a 00", session=session, facts=facts)
+        s.add(d, 1.0, T0 + i)
+    ((finding, _),) = judge([s], PolicyContext())
+    text = render_text_of(finding)
+    assert len(text) < 20_000 and "\x1b" not in text
+    assert all(len(str(v)) <= 260 for v in finding.session.values())
+
+
+def render_text_of(finding) -> str:
+    report = Report(schema="mirrorwatch/1", version="0", inputs=[], stats={}, findings=[finding])
+    return render_text(report) + render_html(report)
