@@ -199,6 +199,7 @@ class Engine:
             self._hosts_before += self.hosts.count
             self.hosts = HashIndex()
         self._process(batch, weights=None)
+        self.encrypted.settle()
 
     def _process(self, batch: PacketBatch, weights: npt.NDArray[np.int64] | None) -> None:
         h = decode_headers(batch)

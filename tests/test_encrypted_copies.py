@@ -79,8 +79,10 @@ def test_memory_is_bounded_and_late_packets_are_dropped() -> None:
         admit = [_cand(int(k), t0) for k in np.unique(keys)[:10]]
         ec.add(ts, rng.integers(40, 1500, n), keys, keys % np.uint64(97), keys + np.uint64(100),
                admit, {})  # fmt: skip
+        ec.settle()
         # A straggler from long ago changes nothing and raises nothing.
         ec.add(np.array([0.01]), np.array([100]), keys[:1], keys[:1], keys[:1], [], {})
+        ec.settle()
         assert len(ec.candidates) <= MAX_CANDIDATES
         assert len(ec.open_native) <= 16
         assert all(len(c.open_own) <= 16 for c in ec.candidates.values())

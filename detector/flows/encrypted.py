@@ -202,6 +202,7 @@ class EncryptedCopies:
         self.native_ring = np.zeros((RING, WIDTH))
         self.closed_through: int | None = None
         self.folded_through: int | None = None  # last bin in the lag rings
+        self.newest = -(1 << 62)  # newest bin seen
         # Who is in each bucket (bounded): bucket → host → bytes.
         self.bucket_hosts: list[dict[str, float]] = [{} for _ in range(HOST_BUCKETS)]
         # Recent native packets for the per-packet test.
@@ -263,7 +264,14 @@ class EncryptedCopies:
             if len(mine) and c.checked < MAX_CHECKS:
                 pick = mine[:: max(1, len(mine) // SAMPLE_PER_BATCH)][:SAMPLE_PER_BATCH]
                 self._sizes(c, ts[pick], size[pick])
-        self._close(int(bins.max()) - REORDER_BINS if len(bins) else self.closed_through)
+        if len(bins):
+            self.newest = max(self.newest, int(bins.max()))
+
+    def settle(self) -> None:
+        """Close the bins no packet can still join (called once per batch, after its
+        reassembled datagrams, which come last with earlier times)."""
+        if self.closed_through is not None:
+            self._close(self.newest - REORDER_BINS)
 
     def _add_native(
         self,

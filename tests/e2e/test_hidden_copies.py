@@ -98,7 +98,7 @@ def listening(net: Net, ns: str, port: int, proto: str = "tcp") -> bool:
 def summary(findings: list[dict[str, Any]] | list[Any]) -> str:
     out = []
     for f in findings:
-        g = f if isinstance(f, dict) else f.to_dict()
+        g = f if isinstance(f, dict) else f.model_dump(mode="json")
         ev = g.get("evidence", {})
         out.append(
             f"{g['protocol']} {g['kind']} {g['severity']} {g['exporter']['ip']} -> "
@@ -389,3 +389,85 @@ def test_unbound_dnstap(make_net: Callable[[str], Net], request: pytest.FixtureR
     _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 20, "medium")
     f = latest[exp.name]
     assert f["session"].get("identity") == "rtr-resolver", summary([f])
+
+
+# ------------------------------------------------------------------ a mirror inside OpenVPN
+
+
+def wire_sized(net: Net, n: dict[str, str]) -> None:
+    """Segmentation offloads off: the span then sees packets as a wire carries them, not the
+    64 kB aggregates of veth, which a tap device would not take either."""
+    for role, ifaces in (("cli", ["cli0"]), ("rtr", ["rtr-lan", "rtr-up"]), ("srv", ["srv0"])):
+        for iface in ifaces:
+            net.x(n[role], "ethtool", "-K", iface, "tso", "off", "gso", "off", "gro", "off",
+                  check=False)  # fmt: skip
+
+
+def openvpn_pair(net: Net, n: dict[str, str], dev: str, *ifconfig: str) -> None:
+    """A static-key OpenVPN tunnel over UDP 1194 from the router to the collector host."""
+    key = net.dir / "static.key"
+    subprocess.run(["openvpn", "--genkey", "secret", str(key)], check=True, capture_output=True)
+    common = ["openvpn", "--dev", dev, "--proto", "udp", "--port", "1194", "--secret", str(key),
+              "--cipher", "AES-256-CBC", "--verb", "3"]  # fmt: skip
+    side = {"col": [], "rtr": ["--remote", COLLECTOR]}
+    for role, local, peer in (
+        (("col", *ifconfig[::-1]), ("rtr", *ifconfig))
+        if ifconfig
+        else (("col", "", ""), ("rtr", "", ""))
+    ):
+        extra = ["--ifconfig", local, peer] if ifconfig else []
+        net.bg(n[role], f"openvpn-{role}", *common, *side[role], *extra)
+    for role in ("col", "rtr"):
+        up = until(lambda r=role: dev in net.x(n[r], "ip", "-o", "link", check=False), 15.0)
+        assert up, net.log(f"openvpn-{role}")
+        net.ip(n[role], "link", "set", dev, "up")
+    done = "Initialization Sequence Completed"
+    assert until(lambda: done in net.log("openvpn-rtr"), 15.0), net.log("openvpn-rtr")
+
+
+def test_port_mirror_into_openvpn(
+    make_net: Callable[[str], Net], request: pytest.FixtureRequest
+) -> None:
+    """tc mirred copies the LAN port into the tap device of an OpenVPN tunnel (static key, UDP)."""
+    need("openvpn", package="openvpn")
+    need("tc", package="iproute2")
+    need("ethtool", package="ethtool")
+    net = make_net("hid6")
+    n = net.router_layout()
+    wire_sized(net, n)
+    web(net, n["srv"], SERVER)
+    openvpn_pair(net, n, "tap0")
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    net.x(n["rtr"], "tc", "qdisc", "add", "dev", "rtr-lan", "clsact")
+    for hook in ("ingress", "egress"):
+        net.x(n["rtr"], "tc", "filter", "add", "dev", "rtr-lan", hook, "protocol", "all", "prio",
+              "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev",
+              "tap0")  # fmt: skip
+    browse(net, n["cli"], SERVER, 14)
+    exp = Expect("tc mirred into OpenVPN", {"encrypted-copy"}, "mirror", ROUTER_UP, COLLECTOR,
+                 HOSTS, 1194)  # fmt: skip
+    _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 40, "high")
+    assert latest[exp.name]["session"]["carrier"] == "openvpn"
+
+
+def test_openvpn_carrying_own_traffic_is_not_a_copy(make_net: Callable[[str], Net]) -> None:
+    """Honest: the same tunnel carrying the router's own traffic, while the LAN browses in
+    clear."""
+    need("openvpn", package="openvpn")
+    net = make_net("hid7")
+    n = net.router_layout()
+    web(net, n["srv"], SERVER)
+    openvpn_pair(net, n, "tun0", "10.200.8.1", "10.200.8.2")
+    net.http_server(n["col"], "10.200.8.2")
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    own = browse(net, n["rtr"], "10.200.8.2", 12, seed=2)
+    clear = browse(net, n["cli"], SERVER, 12, seed=3)
+    own.wait(40)
+    clear.wait(40)
+    nothing_high(w, rec, cap)
+    tunnelled = net.x(n["rtr"], "tcpdump", "-n", "-r", str(cap), "udp port 1194", check=False)
+    assert len(tunnelled.splitlines()) > 100, "the router's own traffic did not use the tunnel"
