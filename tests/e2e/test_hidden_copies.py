@@ -471,3 +471,42 @@ def test_openvpn_carrying_own_traffic_is_not_a_copy(make_net: Callable[[str], Ne
     nothing_high(w, rec, cap)
     tunnelled = net.x(n["rtr"], "tcpdump", "-n", "-r", str(cap), "udp port 1194", check=False)
     assert len(tunnelled.splitlines()) > 100, "the router's own traffic did not use the tunnel"
+
+
+# ------------------------------------------------------------------ a capture piped through SSH
+
+
+def test_capture_piped_through_ssh(
+    make_net: Callable[[str], Net], request: pytest.FixtureRequest
+) -> None:
+    """tcpdump -U -w - | ssh collector 'cat > /dev/null', to an sshd on the collector host."""
+    need("sshd", package="openssh-server")
+    need("ssh", package="openssh-client")
+    net = make_net("hid8")
+    n = net.router_layout()
+    web(net, n["srv"], SERVER)
+    d = net.dir
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True, capture_output=True)  # fmt: skip
+    (d / "authorized_keys").write_text((d / "client.pub").read_text())
+    (d / "sshd_config").write_text(
+        f"ListenAddress {COLLECTOR}\nPort 22\nHostKey {d}/host\nPidFile {d}/sshd.pid\n"
+        f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    net.bg(n["col"], "sshd", "/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config"))
+    assert listening(net, n["col"], 22), net.log("sshd")
+    rec, cap = record(net, n["rtr"], "rtr-up")
+    w = Watcher(net, n["rtr"], "rtr-up")
+    w.wait_ready()
+    ssh = (
+        f"ssh -i {d}/client -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        f"-o BatchMode=yes root@{COLLECTOR} 'cat > /dev/null'"
+    )
+    net.bg(n["rtr"], "ssh-copy", "sh", "-c", f"tcpdump -U -n -i rtr-lan -w - | {ssh}")
+    browse(net, n["cli"], SERVER, 14)
+    exp = Expect("tcpdump | ssh", {"encrypted-copy"}, "mirror", ROUTER_UP, COLLECTOR, HOSTS, 22)
+    _, latest = watch_and_scan(request, net, w, rec, cap, [exp], 40, "high")
+    assert latest[exp.name]["session"]["carrier"] == "ssh"
