@@ -62,7 +62,7 @@ def test_carrier_names() -> None:
 def _cand(key: int, t: float) -> Candidate:
     return Candidate(
         key=key, src="10.0.0.1", dst=f"10.9.{key >> 8 & 255}.{key & 255}", sport=1, dport=2,
-        proto=17, carrier="udp", src_h=1, dst_h=key + 100, flow_key=key, direction=0,
+        proto=17, carrier="udp", src_h=1, dst_h=key + 100, flow_key=key, direction=0, flow_bytes=0,
         first_seen=t, last_seen=t,
         first_bin=int(t * 10) + 1,
     )  # fmt: skip

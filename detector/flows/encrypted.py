@@ -48,7 +48,7 @@ WIDE = 10  # bins summed for the 1 s resolution
 WIDTH = 1 + HOST_BUCKETS  # series: all traffic, then each bucket
 SHAPE = (WIDTH, MAX_LAG + 1)
 RING = MAX_LAG + WIDE  # closed bins kept for lags and windows
-MAX_CANDIDATES = 48
+MAX_CANDIDATES = 24
 MIN_BYTES = 50_000
 MIN_PACKETS = 40
 # Bins kept open for packets a little out of order before they are closed.
@@ -65,9 +65,9 @@ MATCH_WINDOW = 0.03
 MAX_DELTA = 256
 PAD = 16
 NATIVE_RING = 8192
-SAMPLE_PER_BATCH = 256
+SAMPLE_PER_BATCH = 128
 # Sampled packets per candidate after which the size test has seen enough.
-MAX_CHECKS = 2000
+MAX_CHECKS = 256
 # Evidence is handed on from this correlation up (the policy sets the severities).
 REPORT_CORRELATION = 0.5
 MAX_TRACKED = 8
@@ -120,6 +120,8 @@ class Candidate:
     dst_h: int
     flow_key: int
     direction: int
+    # The flow's bytes when it became a candidate: the biggest flows keep their place.
+    flow_bytes: int
     first_seen: float
     last_seen: float
     first_bin: int
@@ -436,7 +438,9 @@ class EncryptedCopies:
 
     def _make_room(self, now: float) -> None:
         """Drop the candidate idle longest, or failing that the one with the fewest bytes."""
-        victim = min(self.candidates.values(), key=lambda c: (c.last_seen > now - 60, c.bytes))
+        victim = min(
+            self.candidates.values(), key=lambda c: (c.last_seen > now - 60, c.flow_bytes + c.bytes)
+        )
         del self.candidates[victim.key]
 
     # ------------------------------------------------------------------ results
@@ -516,12 +520,13 @@ def _bucket_sums(
     bucket_s = (src_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
     bucket_d = (dst_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
     ub, inv = np.unique(bins, return_inverse=True)
-    per = np.zeros((len(ub), 1 + HOST_BUCKETS))
-    np.add.at(per, (inv, 0), size)
-    np.add.at(per, (inv, 1 + bucket_s), size)
     other = bucket_d != bucket_s
-    np.add.at(per, (inv[other], 1 + bucket_d[other]), size[other])
-    return ub, per
+    cells = np.concatenate(
+        [inv * WIDTH, inv * WIDTH + 1 + bucket_s, (inv * WIDTH + 1 + bucket_d)[other]]
+    )
+    weights = np.concatenate([size, size, size[other]]).astype(np.float64)
+    per = np.bincount(cells, weights=weights, minlength=len(ub) * WIDTH)
+    return ub, per.reshape(len(ub), WIDTH)
 
 
 def _sum_by(
@@ -535,7 +540,7 @@ def _sum_by(
 
 OPAQUE_PROTOS = (6, 17, 50)
 READABLE_KINDS = frozenset({"mirror", "intercept", "flow-export"})
-MAX_ADMIT_PER_BATCH = 8
+MAX_ADMIT_PER_BATCH = 4
 NAMED_HOSTS_PER_BATCH = 32
 # Packets of a candidate looked at for a record header or banner that names its carrier.
 SNIFF_PACKETS = 64
@@ -574,7 +579,9 @@ def observe(
             known = streams.get(key)
             if known is not None and known.kind in READABLE_KINDS:
                 continue
-            admit.append(_candidate(batch, h, int(rows[x]), key, keys, x, known, addr))
+            c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
+            c.flow_bytes = int(out_bytes[x])
+            admit.append(c)
     # Name the busiest hosts of the batch (for the tracked hosts of a finding).
     hosts = np.concatenate([keys.src_host, keys.dst_host])
     which = np.concatenate([np.arange(len(rows)), np.arange(len(rows))])
@@ -625,6 +632,7 @@ def _candidate(
         dst_h=int(keys.dst_host[x]),
         flow_key=int(keys.flow[x]),
         direction=int(keys.direction[x]),
+        flow_bytes=0,
         first_seen=ts,
         last_seen=ts,
         first_bin=int(np.floor(ts / BIN)) + 1,
