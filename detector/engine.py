@@ -494,6 +494,13 @@ class Engine:
         best: tuple[float, int, Decoder, Decoded, object | None] | None = None
         states: list[object | None] = []
         for d in decoders:
+            owner = (
+                registry.port_owner(d, transport, ctx.sport, ctx.dport)
+                if transport in ("udp", "tcp")
+                else None
+            )
+            if owner and d.heuristic:
+                continue  # a guess yields to the protocol registered on the port
             state = self._new_state(d)
             states.append(state)
             if isinstance(d, StreamDecoder):
@@ -502,6 +509,9 @@ class Engine:
                 checked = self._check(d, payload, ctx, state)
                 found = checked if isinstance(checked, Decoded) else None
             if found is None:
+                continue
+            if owner and found.strength < 1.0:
+                self._early_pdus.pop((key, d.name), None)
                 continue
             # Several formats may accept one payload (those without a magic number): prefer the
             # strongest structural match, then the one whose usual port this is.

@@ -137,6 +137,11 @@ class Decoder:
     # Only for formats with no content signature at all: the engine then looks for them on
     # ``ports`` only.  Everything else is recognised on any port.
     ports_required: ClassVar[bool] = False
+    # Formats guessed from structure alone (no magic number: PCLI, jmirror, unknown shims...).
+    # Like Wireshark's heuristic dissectors, they yield to a port registered to another
+    # protocol (``detector.protocols.registry.port_owner``), and the policy wants several
+    # packets of plausible traffic before it believes them.
+    heuristic: ClassVar[bool] = False
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

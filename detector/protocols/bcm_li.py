@@ -69,6 +69,7 @@ class BcmLiDecoder(Decoder):
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 62
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

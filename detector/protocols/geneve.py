@@ -1,6 +1,8 @@
 """GENEVE (RFC 8926, catalog §6): overlay also used for mirroring (GCP out-of-band mirroring).
 
-The option classes name the vendor that built the packet, so they are reported as facts.
+The option classes name the vendor that built the packet, so they are reported as facts.  Some
+name a use that is no mirror at all: AWS Gateway Load Balancer (class 0x0108) steers the
+originals inline through an appliance and back, so those packets are a steering tunnel.
 """
 
 from __future__ import annotations
@@ -33,10 +35,17 @@ OPTION_CLASSES = {
     0x0101: "Open vSwitch",
     0x0102: "OVN",
     0x0104: "VMware",
+    0x0108: "AWS",
     0x0132: "Google",
     0x0133: "Google",
     0x0134: "Google",
     0x0135: "Google",
+}
+
+
+# Option classes whose packets are steered traffic (the originals, diverted), never copies.
+STEERING_OPTION_CLASSES = {
+    0x0108: "AWS Gateway Load Balancer steering traffic through an appliance"
 }
 
 
@@ -108,9 +117,19 @@ class Geneve(Decoder):
         classes = list(dict.fromkeys(c for c, _ in options))
         names = [OPTION_CLASSES.get(c, f"0x{c:04x}") for c in classes]
         opts = f", option classes {', '.join(names)}" if names else ""
+        facts: dict[str, object] = {
+            "option_classes": classes,
+            "option_types": [t for _, t in options],
+            "control": bool(b1 & FLAG_O),
+            "critical": bool(b1 & FLAG_C),
+            "proto": proto,
+        }
+        steering = [STEERING_OPTION_CLASSES[c] for c in classes if c in STEERING_OPTION_CLASSES]
+        if steering:
+            facts["steering"] = steering[0]
         return Decoded(
             protocol=self.name,
-            kind=self.kind,
+            kind="tunnel" if steering else self.kind,
             header=(
                 f"{payload[:8].hex(' ')}: GENEVE version 0, options {end - HEADER.size} bytes"
                 f"{opts}, O {b1 >> 7}, C {(b1 >> 6) & 1}, protocol 0x{proto:04x} ({link}), "
@@ -118,13 +137,7 @@ class Geneve(Decoder):
             ),
             session={"vni": vni},
             carried=[Carried(link, inner, parsed=frame)],
-            facts={
-                "option_classes": classes,
-                "option_types": [t for _, t in options],
-                "control": bool(b1 & FLAG_O),
-                "critical": bool(b1 & FLAG_C),
-                "proto": proto,
-            },
+            facts=facts,
             strength=0.9,
             header_len=end,
         )

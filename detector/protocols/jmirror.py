@@ -42,6 +42,7 @@ class JmirrorDecoder(Decoder):
     # 30030 is Wireshark's default; 6502 was seen in a real capture (dpkt issue #504).
     ports: ClassVar[frozenset[int]] = frozenset({30030, 6502})
     priority: ClassVar[int] = 60
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -42,6 +42,7 @@ class NokiaLiDecoder(Decoder):
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 65
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -58,6 +58,7 @@ class PcliDecoder(Decoder):
     transport: ClassVar[Transport] = "udp"
     # No magic: run after every format that has one, and after the 8-byte LI shims.
     priority: ClassVar[int] = 80
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

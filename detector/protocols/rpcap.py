@@ -151,6 +151,7 @@ class RpcapStreamDecoder(FramedStreamDecoder):
     kind: ClassVar[Kind] = "mirror"
     ports: ClassVar[frozenset[int]] = frozenset({2002, 2003})
     priority: ClassVar[int] = 40
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -224,6 +225,7 @@ class RpcapUdpDecoder(Decoder):
     kind: ClassVar[Kind] = "mirror"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 40
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -57,6 +57,7 @@ class UnknownEncapsulation(Decoder):
     transport = "udp"
     # Last resort: any known format that accepts the payload wins.
     priority: ClassVar[int] = 99
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
