@@ -106,6 +106,10 @@ class ThresholdsModel(BaseModel):
     encrypted_max_ratio: float | None = Field(None, ge=0)
     connlog_share: float | None = Field(None, ge=0, le=1)
     min_connlog_lines: int | None = Field(None, ge=1)
+    guess_min_packets: int | None = Field(None, ge=1)
+    guess_min_hosts: int | None = Field(None, ge=1)
+    guess_min_conversations: int | None = Field(None, ge=1)
+    capture_time_slack: float | None = Field(None, gt=0)
 
 
 class DetectionModel(BaseModel):

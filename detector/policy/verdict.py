@@ -27,6 +27,16 @@ COPY_BY_CONSTRUCTION = frozenset(
         "pcap-over-ip",
     }
 )  # fmt: skip
+# Formats recognised without a magic number (or, for PCAP-over-IP, by a file magic anyone may
+# send): one matching packet proves nothing, so their findings climb a ladder of evidence.
+GUESSED = frozenset(
+    {
+        "pcli", "jmirror", "nokia-li", "bcm-li", "rpcap", "pcap-over-ip",
+        "unknown-encapsulation", "tee-copy",
+    }
+)  # fmt: skip
+# rpcap control messages that, seen together, are a remote capture being opened and started.
+RPCAP_SESSION = frozenset({"open", "startcap"})
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
 # Plain copies too: one packet seen twice towards two MACs may also be a packet routed past a
 # span that sees both sides of the router.
@@ -53,7 +63,7 @@ MAX_WATCHED = 25
 CHECKSUMS = ("right", "zero", "wrong")
 KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 # Facts shown elsewhere in the reasons.
-HIDDEN_FACTS = frozenset({"prefix"})
+HIDDEN_FACTS = frozenset({"prefix", "steering"})
 # Text logs that are flow exports only when enough of their lines name other hosts' connections.
 CONNECTION_LOGS = frozenset({"syslog-connlog"})
 ENCRYPTED_COPY = "encrypted-copy"
@@ -90,6 +100,15 @@ class Thresholds:
     encrypted_max_ratio: float = 4.0
     connlog_share: float = 0.2
     min_connlog_lines: int = 5
+    # Formats without a magic number: below this many validated packets a finding stays low...
+    guess_min_packets: int = 8
+    # ...and so it does unless its carried packets name this many inner hosts and conversations
+    # (the spread of traffic a copy shows, not one repeated control exchange).
+    guess_min_hosts: int = 3
+    guess_min_conversations: int = 2
+    # PCAP-over-IP: record times further than this from when they were sent (seconds) are a
+    # capture file being transferred, not a live capture stream.
+    capture_time_slack: float = 3600.0
 
 
 @dataclass
@@ -542,6 +561,17 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 f"{', '.join(targets)}, while the link carries {ctx.link_hosts} hosts: someone "
                 "is watching these hosts in particular."
             )
+    if s.protocol in GUESSED and kind in ("mirror", "intercept"):
+        shaped = (
+            (convs > 0 and both >= max(1, th.both_way_share * convs))
+            or copies_proven
+            or bool(evidence.get("targeted"))
+        )
+        cap, why = _evidence_cap(s, th, convs, shaped)
+        evidence["evidence_level"] = cap
+        if SEVERITY_ORDER[cap] < SEVERITY_ORDER[severity]:
+            severity = cap
+            reasons.extend(why)
     never_leaves = kind in ("mirror", "intercept") and _never_leaves(s)
     if never_leaves:
         severity = "low"
@@ -563,9 +593,17 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
             "it tells the collector who talked to whom, when and how much."
         )
     if kind == "tunnel":
-        reasons.append(
-            f"A {s.protocol} tunnel: traffic carried to be delivered, not a copy (severity info)."
-        )
+        steering = [v for v, _ in s.facts.get("steering", Counter()).most_common(1)]
+        if steering:
+            reasons.append(
+                f"Steering, not copying: {steering[0]}; the original packets are diverted "
+                "through it and delivered from there, none is duplicated (severity info)."
+            )
+        else:
+            reasons.append(
+                f"A {s.protocol} tunnel: traffic carried to be delivered, not a copy "
+                "(severity info)."
+            )
     facts = _facts_sentence(s)
     if facts:
         reasons.append(facts)
@@ -629,6 +667,53 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         reasons=reasons,
         evidence=evidence,
     )
+
+
+def _evidence_cap(
+    s: StreamEvidence, th: Thresholds, convs: int, shaped: bool
+) -> tuple[str, list[str]]:
+    """The highest severity the evidence of a format without a magic number supports, and why
+    it goes no higher: low on a few packets or on carried packets that are not plausible
+    traffic, medium on plausible traffic with nothing that shows copies, and only with
+    intercept-shaped evidence (both directions of inner conversations in one outer direction,
+    copies matched to originals, a targeted pattern) what the format means."""
+    what = f"{s.protocol} has no magic number"
+    if s.protocol == "rpcap" and not s.carried_packets:
+        messages = {m.removesuffix("-reply") for m in s.facts.get("message", {})}
+        if messages >= RPCAP_SESSION:
+            return "critical", []
+        return "low", [
+            f"{what}: these control messages ({', '.join(sorted(messages)) or 'none'}) are not "
+            "an rpcap session (open, then start capture), so they may be other bytes that look "
+            "like rpcap."
+        ]
+    if s.protocol == "pcap-over-ip":
+        lag = (s.fact_min.get("record_lag_s"), s.fact_max.get("record_lag_s"))
+        if lag[0] is not None and lag[1] is not None:
+            worst = max(abs(lag[0]), abs(lag[1]))
+            if worst > th.capture_time_slack:
+                return "low", [
+                    f"The records were captured up to {worst:.0f} s away from when they were "
+                    "sent: a capture file being transferred (a download), not a live capture "
+                    "stream."
+                ]
+    packets = round(s.carried_packets) if s.carried_packets else s.validated
+    if packets < th.guess_min_packets:
+        return "low", [
+            f"Only {packets} packets: {what}, so a few matching packets are no more than a "
+            f"guess (at least {th.guess_min_packets} are needed)."
+        ]
+    if len(s.hosts) < th.guess_min_hosts or convs < th.guess_min_conversations:
+        return "low", [
+            f"Its carried packets involve {len(s.hosts)} hosts in {convs} conversations: not the "
+            f"spread of traffic a copy shows ({what}; a control exchange or a tunnel looks so)."
+        ]
+    if not shaped:
+        return "medium", [
+            f"{what} and nothing here shows copies: no inner conversation seen both ways in this "
+            "one outer direction, no carried packet matched to an original, no targeted pattern."
+        ]
+    return "critical", []
 
 
 def judge(

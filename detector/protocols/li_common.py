@@ -156,6 +156,8 @@ class StreamState:
     info: dict[str, int] = field(default_factory=dict)
     # Sender of this direction (rpcap links a data stream to its control connection by it).
     src: str = ""
+    # Capture time of the segment being fed (PCAP-over-IP compares its record times to it).
+    now: float = 0.0
 
 
 class FramedStreamDecoder(StreamDecoder):
@@ -182,6 +184,7 @@ class FramedStreamDecoder(StreamDecoder):
         if not isinstance(state, StreamState) or state.dead:
             return []
         state.src = ctx.src
+        state.now = ctx.ts
         return self._feed(data, state)
 
     def _feed(self, data: bytes, state: StreamState) -> list[Decoded]:

@@ -59,11 +59,19 @@ def pcapng_order(buf: bytes | bytearray) -> bool | None:
     return None
 
 
+def _lag(state: StreamState, captured: float) -> float:
+    """Seconds between a record's capture time and the moment its bytes were seen: a live
+    capture stream sends each record soon after capturing it, a file transfer sends old ones."""
+    return round(state.now - captured, 3)
+
+
 class PcapOverIpDecoder(FramedStreamDecoder):
     name: ClassVar[str] = "pcap-over-ip"
     kind: ClassVar[Kind] = "mirror"
     ports: ClassVar[frozenset[int]] = frozenset({57012})
     priority: ClassVar[int] = 30
+    # The file magic is unambiguous, but a capture file is also what people download.
+    heuristic: ClassVar[bool] = True
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -124,7 +132,9 @@ class PcapOverIpDecoder(FramedStreamDecoder):
         # Bits 16-25 of the link-type field are reserved (26-31 carry FCS information).
         if major != 2 or minor > 4 or (linktype >> 16) & 0x3FF:
             return None
-        state.info.update(fmt=FMT_PCAP, le=int(le), rechdr=rechdr, linktype=linktype & 0xFFFF)
+        state.info.update(
+            fmt=FMT_PCAP, le=int(le), ns=int(ns), rechdr=rechdr, linktype=linktype & 0xFFFF
+        )
         what = (
             f"pcap file header ({'little' if le else 'big'}-endian, "
             f"{'ns' if ns else 'µs'} timestamps), version {major}.{minor}, snaplen {snaplen}, "
@@ -136,15 +146,16 @@ class PcapOverIpDecoder(FramedStreamDecoder):
 
     def _pcap_record(self, pdu: bytes, state: StreamState) -> Decoded | None:
         rechdr = state.info["rechdr"]
-        secs, _frac, caplen, origlen = struct.unpack_from(_endian(state) + "IIII", pdu)
+        secs, frac, caplen, origlen = struct.unpack_from(_endian(state) + "IIII", pdu)
         if caplen > origlen and origlen:
             return None
+        captured = secs + frac / (1e9 if state.info.get("ns") else 1e6)
         linktype = state.info["linktype"]
         decoded = self._decoded(
             pdu, rechdr, f"pcap record at {secs}, {caplen} of {origlen} bytes", 1.0, state
         )
         decoded.carried.append(Carried(link_for_linktype(linktype), pdu[rechdr:], origlen))
-        decoded.facts.update(pdu="record", caplen=caplen)
+        decoded.facts.update(pdu="record", caplen=caplen, record_lag_s=_lag(state, captured))
         return decoded
 
     # -- pcapng ----------------------------------------------------------------------------
@@ -177,6 +188,8 @@ class PcapOverIpDecoder(FramedStreamDecoder):
             name += f" (link type {linktype}, {link_for_linktype(linktype)})"
         decoded = self._decoded(pdu, 8, f"pcapng {name} block, {total} bytes", 1.0, state)
         decoded.facts.update(pdu="record" if carried else "block", block_type=btype)
+        if carried is not None and btype == EPB:
+            decoded.facts["record_lag_s"] = _lag(state, state.info["last_ts_us"] / 1e6)
         if carried is not None:
             decoded.carried.append(carried)
         return decoded
@@ -184,8 +197,10 @@ class PcapOverIpDecoder(FramedStreamDecoder):
     def _pcapng_packet(self, pdu: bytes, btype: int, e: str, state: StreamState) -> Carried | None:
         body_end = len(pdu) - 4
         if btype == EPB and len(pdu) >= 32:
-            iface, _hi, _lo, caplen, origlen = struct.unpack_from(e + "IIIII", pdu, 8)
+            iface, hi, lo, caplen, origlen = struct.unpack_from(e + "IIIII", pdu, 8)
             start = 28
+            # Default resolution (microseconds): an interface option may say otherwise.
+            state.info["last_ts_us"] = (hi << 32) | lo
         elif btype == PB and len(pdu) >= 32:
             iface, _drops, _hi, _lo, caplen, origlen = struct.unpack_from(e + "HHIIII", pdu, 8)
             start = 28
