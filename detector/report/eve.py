@@ -94,6 +94,9 @@ PROTOCOL_SID: dict[str, int] = {
     "gre-mpls": 81,
     "l2tp-ip": 82,
     "nsh-gre": 83,
+    "lisp": 84,
+    "lisp-control": 85,
+    "wccp": 86,
 }
 UNLISTED_BASE = 500  # protocols not in the table: 500 + crc32(name) % 500
 CATEGORY: dict[str, str] = {
