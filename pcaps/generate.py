@@ -675,18 +675,24 @@ def s_geneve_mirror(name: str) -> bytes:
     return pcap_of(copies(rng, traffic(rng, 70), lambda i, f: out.udp(hdr + f, sport, 6081)))
 
 
-def s_vxlan_overlay(name: str) -> bytes:
-    """A real VXLAN overlay: two VTEPs exchange tenant traffic in both directions."""
+def vxlan_overlay(name: str, header: bytes, net: str, vteps: tuple[str, str]) -> bytes:
+    """Two VTEPs exchange tenant traffic in both directions on UDP 4789."""
     rng = rng_for(name)
-    tenants = Conversations(rng, clients(rng, 5, net="172.16.5")).generate(70)
-    a = Outer(rng, "10.50.0.1", "10.50.0.2", "0c:c4:7a:50:00:01", "0c:c4:7a:50:00:02")
+    tenants = Conversations(rng, clients(rng, 5, net=net)).generate(70)
+    macs = [f"0c:c4:7a:{vtep.split('.')[1]}:00:0{k + 1}" for k, vtep in enumerate(vteps)]
+    a = Outer(rng, vteps[0], vteps[1], macs[0], macs[1])
     b = a.reverse(rng)
     frames = []
     for t, f in tenants:
         # Source ports come from a hash of the inner flow, as Linux does.
         sport = 49152 + zlib.crc32(f[26:38]) % 16384
-        frames.append((t + 40, (a if is_up(f) else b).udp(vxlan_hdr(10010) + f, sport, 4789)))
+        frames.append((t + 40, (a if is_up(f) else b).udp(header + f, sport, 4789)))
     return pcap_of(frames)
+
+
+def s_vxlan_overlay(name: str) -> bytes:
+    """A real VXLAN overlay: two VTEPs exchange tenant traffic in both directions."""
+    return vxlan_overlay(name, vxlan_hdr(10010), "172.16.5", ("10.50.0.1", "10.50.0.2"))
 
 
 def s_gre_teb_tunnel(name: str) -> bytes:
@@ -1710,6 +1716,219 @@ def s_anonymised_carried(name: str) -> bytes:
     return untidy_mirrors(name, lambda rng, f: anonymise(f))
 
 
+# --------------------------------------------------------------------------- known protocols
+# Well-known protocols whose bytes a format without a magic number could be guessed from: each
+# must be named for what it is (a tunnel, steering) or give nothing, never a mirror or intercept.
+
+
+def s_lisp_data(name: str) -> bytes:
+    """Two LISP xTRs exchange their sites' traffic on UDP 4341; flags L+I (0x48) make the
+    8-byte header also a valid jmirror header (MHV 1)."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.0.123.2", "10.0.123.3")
+    nonce = rng.randrange(1 << 24)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        lsb = 0x00000001 if up else 0x00000003
+        hdr = struct.pack(">I", 0x48 << 24 | nonce) + struct.pack(">I", (100 << 8) | lsb)
+        return (a if up else b).udp(hdr + ip_of(f), 4341, 4341)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_lisp_control(name: str) -> bytes:
+    """An ITR sends Encapsulated Control Messages (Map-Requests inside IP/UDP 4342) to its map
+    resolver, which answers with Map-Replies: the 4-byte ECM header reads as a PCLI CCCID."""
+    rng = rng_for(name)
+    itr, mr = tunnel_pair(rng, "10.0.123.2", "10.0.123.1")
+    frames: list[Frame] = []
+    for i in range(24):
+        nonce = rng.randrange(1 << 64)
+        eid = f"192.168.{rng.randrange(1, 250)}.{rng.randrange(1, 250)}"
+        request = struct.pack(">BBBBQ", 0x10, 0, 0, 1, nonce) + bytes(socket_aton(eid))
+        inner = bytes(
+            IP(src="192.168.100.1", dst=eid, id=rng.randrange(65536))
+            / UDP(sport=rng.randrange(49152, 65535), dport=4342)
+            / Raw(request)
+        )
+        t = i * 400_000
+        frames.append((t, itr.udp(b"\x80\x00\x00\x00" + inner, 4342, 4342)))
+        reply = struct.pack(">BBBBQ", 0x20, 0, 0, 1, nonce) + bytes(16)
+        frames.append((t + 9_000, mr.udp(reply, 4342, 4342)))
+    return pcap_of(frames)
+
+
+def socket_aton(addr: str) -> bytes:
+    return bytes(int(x) for x in addr.split("."))
+
+
+def lsp_ping(rng: random.Random, msg_type: int, handle: int, seq: int, tlvs: bytes) -> bytes:
+    """An MPLS echo request (1) or reply (2), RFC 8029: version 1, global flags (V bit)."""
+    ts = (T0 + 2_208_988_800) << 32
+    return (
+        struct.pack(">HHBBBB", 1, 1, msg_type, 2, 0 if msg_type == 1 else 3, 1)
+        + struct.pack(">IIQQ", handle, seq, ts, ts if msg_type == 2 else 0)
+        + tlvs
+    )
+
+
+def s_lsp_ping(name: str) -> bytes:
+    """LSP ping between two LSRs on UDP 3503.  The requests are 64 bytes with global flags 1
+    (what a NetFlow v1 header with one record looks like); the replies' handle and sequence
+    number happen to read as an IPv6 header filling the datagram from offset 8 (a jmirror
+    header before it)."""
+    rng = rng_for(name)
+    lsr, peer = tunnel_pair(rng, "10.0.0.1", "10.4.7.7")
+    frames: list[Frame] = []
+    fec = struct.pack(">HH", 1, 28) + struct.pack(">HHI", 1, 5, 0x0A040707) + bytes([32, 0, 0, 0])
+    fec += bytes(16)
+    for i in range(20):
+        t = i * 1_000_000
+        frames.append((t, lsr.udp(lsp_ping(rng, 1, 0x1000 + i, i, fec), 3503, 3503)))
+        # Handle, sequence number and timestamps that read as an IPv6 header and payload.
+        body = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", nh=58) / Raw(bytes(16)))
+        reply = struct.pack(">HHBBBB", 1, 0, 2, 2, 3, 1) + body
+        frames.append((t + 3_000, peer.udp(reply, 3503, 3503)))
+    return pcap_of(frames)
+
+
+def vxlan_reserved_hdr(vni: int) -> bytes:
+    """VXLAN with the I flag and bits set in its reserved fields (older and vendor stacks)."""
+    return struct.pack(">BBHI", 0x08, 0x00, 0x0100, (vni << 8) | 0x01)
+
+
+def s_vxlan_reserved(name: str) -> bytes:
+    """A VXLAN overlay on UDP 4789 whose headers carry non-zero reserved bits: VXLAN all the
+    same, never a Nokia/PCLI shim in front of an Ethernet frame."""
+    return vxlan_overlay(name, vxlan_reserved_hdr(7007), "172.16.7", ("10.51.0.1", "10.51.0.2"))
+
+
+def s_vxlan_gpe_ipv4(name: str) -> bytes:
+    """VXLAN-GPE on UDP 4790 with next protocol IPv4 and a non-zero reserved byte: the 8-byte
+    header (flags 0x0c) then an IP packet that fills the datagram, which is exactly what a
+    jmirror packet looks like.  Too loose to be called VXLAN-GPE, it is no intercept either."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.71.0.1", "10.71.0.2")
+    sport = rng.randrange(49152, 65535)
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        # I+P, next protocol IPv4; the last byte (reserved) is not zero, as some stacks send.
+        gpe = struct.pack(">BBBBI", 0x0C, 0, 0, 0x01, (400 << 8) | 0x01)
+        return (a if up else b).udp(gpe + ip_of(f), sport, 4790)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_wccp_redirect(name: str) -> bytes:
+    """A router redirects its clients' web traffic to a cache engine in GRE 0x883E with a WCCPv2
+    redirect header; the originals are in the capture too (they reached the router first), so
+    each redirected packet matches one seen natively: diverted, not copied."""
+    rng = rng_for(name)
+    router = Outer(rng, "10.2.99.2", "10.2.99.99", ROUTER_MAC, "00:0c:29:99:00:99")
+    inner = [(t, f) for t, f in traffic(rng, 80) if is_up(f)]
+    frames: list[Frame] = []
+    for t, f in inner:
+        frames.append((t, f))
+        redirect = struct.pack(">BBBB", 0x00, 0x5A, 0, rng.randrange(256))
+        frames.append(
+            (t + rng.randrange(150, 900), router.ip(gre(0x883E) + redirect + ip_of(f), 47))
+        )
+    return pcap_of(sorted(frames, key=lambda x: x[0]))
+
+
+def s_gwlb_geneve(name: str) -> bytes:
+    """AWS Gateway Load Balancer steering both directions of its targets' flows through an
+    appliance and back, in GENEVE with option class 0x0108: both directions of each inner
+    conversation inside one outer direction, as a mirror would have them, yet steering."""
+    rng = rng_for(name)
+    gwlb, appliance = tunnel_pair(rng, "10.60.0.10", "10.60.1.20")
+    opt = struct.pack(">HBB", 0x0108, 1, 2) + struct.pack(">Q", rng.randrange(1 << 64))
+    opt += struct.pack(">HBB", 0x0108, 2, 1) + struct.pack(">I", 0xA1B2C3D4)
+    hdr = struct.pack(">BBHI", len(opt) // 4, 0, 0x0800, 0) + opt
+    frames: list[Frame] = []
+    for t, f in traffic(rng, 70):
+        sport = 49152 + zlib.crc32(f[26:38]) % 16384
+        frames.append((t + 30, gwlb.udp(hdr + ip_of(f), sport, 6081)))
+        frames.append((t + 330, appliance.udp(hdr + ip_of(f), sport, 6081)))
+    return pcap_of(frames)
+
+
+def s_rpcap_lookalike(name: str) -> bytes:
+    """SMB (TCP 445) and HTTP (TCP 80) exchanges whose server data segments begin with bytes that
+    read as rpcap messages (a findalldevs request, an open request naming a device)."""
+    rng = rng_for(name)
+    client = Outer(rng, "192.168.2.201", "192.168.2.3", "00:0c:29:02:02:01", "00:0c:29:02:02:03")
+    server = client.reverse(rng)
+    smb = [
+        (True, b"\x00\x00\x00\x48\xfeSMB" + bytes(60)),
+        (False, bytes.fromhex("0002000000000000") + bytes(1400)),
+        (True, b"\x00\x00\x00\x48\xfeSMB" + bytes(60)),
+        (False, bytes.fromhex("0002000000000000") + bytes(1400)),
+    ]
+    frames = tcp_stream(rng, client, server, rng.randrange(40000, 60000), 445, smb)
+    body = bytes.fromhex("0003000000000004") + b"eth0" + bytes(600)
+    http = [
+        (True, b"GET /data.bin HTTP/1.1\r\nHost: 192.168.2.3\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: 612\r\n\r\n"),
+        (False, body),
+    ]
+    frames += tcp_stream(rng, client, server, rng.randrange(40000, 60000), 80, http, start=900_000)
+    return pcap_of(frames)
+
+
+def old_capture_file(rng: random.Random) -> bytes:
+    """A capture file from years before the transfer that carries it."""
+    old = Capture(LT_ETHERNET)
+    for t, f in traffic(rng, 40):
+        old.add((1_230_000_000 - T0) * US + t, f)
+    return old.to_bytes()
+
+
+def s_pcap_over_http(name: str) -> bytes:
+    """A .pcap file downloaded over HTTP (TCP 80): the response header, then the file, whose
+    magic starts a segment of its own."""
+    rng = rng_for(name)
+    client = Outer(rng, "192.168.3.10", "198.51.100.80", "00:0c:29:03:03:10", GATEWAY_MAC)
+    server = client.reverse(rng)
+    data = old_capture_file(rng)
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.tcpdump.pcap\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    messages = [(True, b"GET /captures/trace.pcap HTTP/1.1\r\nHost: example.org\r\n\r\n")]
+    messages += [(False, head.encode()), (False, data)]
+    return pcap_of(tcp_stream(rng, client, server, rng.randrange(40000, 60000), 80, messages))
+
+
+def s_pcap_over_dcc(name: str) -> bytes:
+    """The same kind of file sent by IRC DCC SEND: its own TCP connection on a high port that
+    starts with the file, the receiver acknowledging with 4-byte byte counts."""
+    rng = rng_for(name)
+    sender = Outer(rng, "198.51.100.66", "192.168.3.11", GATEWAY_MAC, "00:0c:29:03:03:11")
+    receiver = sender.reverse(rng)
+    data = old_capture_file(rng)
+    messages: list[tuple[bool, bytes]] = []
+    for pos in range(0, len(data), 1024):
+        messages.append((True, data[pos : pos + 1024]))
+        messages.append((False, struct.pack(">I", min(len(data), pos + 1024))))
+    return pcap_of(tcp_stream(rng, sender, receiver, 41234, rng.randrange(40000, 60000), messages))
+
+
+def s_bfd_echo(name: str) -> bytes:
+    """BFD echo (UDP 3785): a router sends packets addressed to itself to its neighbour, whose
+    forwarding plane loops them straight back, so each IP packet crosses the link twice."""
+    rng = rng_for(name)
+    frames: list[Frame] = []
+    mac_a, mac_b = "00:1b:54:0b:00:01", "00:1b:54:0b:00:02"
+    for i in range(80):
+        t = i * 50_000
+        pkt = IP(src="10.3.0.1", dst="10.3.0.1", id=rng.randrange(65536), ttl=255)
+        pkt = pkt / UDP(sport=49152 + i % 4, dport=3785) / Raw(struct.pack(">II", 1, i))
+        frames.append((t, bytes(Ether(src=mac_a, dst=mac_b) / pkt)))
+        frames.append((t + 120, bytes(Ether(src=mac_b, dst=mac_a) / pkt)))
+    return pcap_of(frames)
+
+
 # --------------------------------------------------------------------------- container edge cases
 
 
@@ -2259,6 +2478,17 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "vpn-own-traffic.pcap": s_vpn_own_traffic,
     "tls-download.pcap": s_tls_download,
     "nat-both-sides.pcap": s_nat_both_sides,
+    "lisp-data.pcap": s_lisp_data,
+    "lisp-control.pcap": s_lisp_control,
+    "lsp-ping.pcap": s_lsp_ping,
+    "vxlan-reserved-bits.pcap": s_vxlan_reserved,
+    "vxlan-gpe-ipv4.pcap": s_vxlan_gpe_ipv4,
+    "wccp-redirect.pcap": s_wccp_redirect,
+    "gwlb-geneve.pcap": s_gwlb_geneve,
+    "rpcap-lookalikes.pcap": s_rpcap_lookalike,
+    "pcap-over-http.pcap": s_pcap_over_http,
+    "pcap-over-dcc.pcap": s_pcap_over_dcc,
+    "bfd-echo.pcap": s_bfd_echo,
     "bad/truncated.pcap": s_bad_truncated,
     "bad/garbage.pcap": s_bad_garbage,
     "bad/unknown-linktype.pcap": s_bad_unknown_linktype,

@@ -182,6 +182,10 @@ class CopyMatcher:
         that received copies of both directions."""
         t = float(ts[i])
         pair = addrs(i)
+        if pair[0] == pair[1]:
+            # Addressed to its own sender (BFD echo, RFC 5881): a probe the neighbour loops
+            # straight back, so it crosses the link twice by design, not a copy.
+            return
         data = packet(i)
         scale = 1 << self.level
         for smac, dmac in ((int(l2src[i]), int(l2dst[i])), (first[0], first[1])):
