@@ -710,7 +710,10 @@ class Engine:
                 self._shed_tunnels += 1
                 for k in g.kept:  # the pair's finding may be any of them
                     self.streams[k].extra["truncated"] = True
-                return self._aggregate(pair, found, ctx, transport, ctx.src, ctx.dst, 0)
+                # Named by the port they are sent to: the folded streams then join the kept
+                # ones in one finding (overlays hash the source port per inner flow).
+                dport = ctx.dport if transport == "udp" else 0
+                return self._aggregate(pair, found, ctx, transport, ctx.src, ctx.dst, dport)
             groups.append(pair)
         family = "flow-export" if kind == "flow-export" else proto
         dport = ctx.dport if transport in ("udp", "tcp") else 0
