@@ -285,3 +285,14 @@ def test_shed_counts_reach_the_report_and_the_live_summary(tmp_path):
     final = events[-1]
     assert final["event"] == "summary" and final["stats"]["shed_streams"] >= 36
     assert sum(e["event"] == "finding" for e in events) <= 6
+
+
+def test_the_live_tracker_remembers_a_bounded_number_of_findings():
+    from detector.live.tracker import FindingTracker
+
+    engine = Engine(Limits(streams_per_collector=64))
+    _run(engine, [_tzsp(f"10.128.0.{i}", i) for i in range(1, 41)])
+    findings = [f for f, _ in judge(engine.finish(), PolicyContext())]
+    tracker = FindingTracker(max_written=16)
+    assert len(tracker.update(findings, 0.0)) == 40
+    assert len(tracker.written) == 16 and tracker.forgotten == 24

@@ -70,7 +70,7 @@ class LiveWatch:
         self.stop_event = stop_event or threading.Event()
         # Set by SIGHUP: the main thread reopens the output between two lines.
         self.reopen = threading.Event()
-        self.tracker = FindingTracker()
+        self.tracker = FindingTracker(self.policy.limits.live_findings)
         self.evidence = evidence
         self.metrics = metrics
         self._metrics_ticks = 0
