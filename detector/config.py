@@ -104,6 +104,7 @@ class ThresholdsModel(BaseModel):
     encrypted_high_correlation: float | None = Field(None, ge=0, le=1)
     encrypted_min_ratio: float | None = Field(None, ge=0)
     encrypted_max_ratio: float | None = Field(None, ge=0)
+    encrypted_max_back_share: float | None = Field(None, ge=0)
     connlog_share: float | None = Field(None, ge=0, le=1)
     min_connlog_lines: int | None = Field(None, ge=1)
     guess_min_packets: int | None = Field(None, ge=1)

@@ -2349,6 +2349,24 @@ def s_vpn_own_traffic(name: str) -> bytes:
     return pcap_of(natives + tunnel)
 
 
+def s_vpn_gateway_both_sides(name: str) -> bytes:
+    """Honest: a site-to-site WireGuard gateway on a span that sees both its clear side and its
+    tunnel: each user packet travels in clear and then, encrypted, through the tunnel in the same
+    direction, so the tunnel tracks the clear traffic but carries it both ways."""
+    rng = rng_for(name)
+    natives = long_traffic(rng)
+    out = Outer(rng, ROUTER_IP, "203.0.113.50")
+    back = out.reverse(rng)
+    tunnel = []
+    for i, (t, f) in enumerate(natives):
+        ip = Ether(f).getlayer(IP)
+        side = out if ip is not None and ip.src.startswith("192.168.") else back
+        tunnel.append(
+            (t + rng.randrange(300, 3000), side.udp(wg_data(rng, len(f) - 14, i), 51820, 51820))
+        )
+    return pcap_of(natives + tunnel)
+
+
 def s_tls_download(name: str) -> bytes:
     """Honest: a large HTTPS download (server to client) among other traffic."""
     rng = rng_for(name)
@@ -2478,6 +2496,7 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "vpn-own-traffic.pcap": s_vpn_own_traffic,
     "tls-download.pcap": s_tls_download,
     "nat-both-sides.pcap": s_nat_both_sides,
+    "vpn-gateway-both-sides.pcap": s_vpn_gateway_both_sides,
     "lisp-data.pcap": s_lisp_data,
     "lisp-control.pcap": s_lisp_control,
     "lsp-ping.pcap": s_lsp_ping,

@@ -46,6 +46,18 @@ def test_honest_encryption_is_not_a_copy() -> None:
         assert high == [], name
 
 
+def test_two_way_tunnel_tracking_clear_traffic_is_not_high() -> None:
+    """A VPN gateway whose span sees both its clear side and its tunnel: the tunnel follows the
+    clear traffic as a copy would, but traffic comes back through it as much as goes out."""
+    (f,) = _copy_findings("vpn-gateway-both-sides.pcap")
+    assert f.evidence["correlation"] > 0.9
+    assert f.evidence["bytes_back_share"] >= 0.25 and f.severity == "medium"
+    assert any("two-way traffic" in r for r in f.reasons)
+    for name in ("encrypted-copy-wireguard.pcap", "encrypted-copy-tls.pcap"):
+        (copy,) = _copy_findings(name)
+        assert copy.evidence["bytes_back_share"] < 0.25, name
+
+
 def test_carrier_names() -> None:
     assert carrier_of(6, 40000, 22, b"", None) == "ssh"
     assert carrier_of(6, 40000, 8000, b"SSH-2.0-", None) == "ssh"

@@ -656,7 +656,10 @@ def evidence(ec: EncryptedCopies, flows: FlowTable) -> list[StreamEvidence]:
             continue  # the acknowledgements of a stream that is reported itself
         packets, size = c.packets, c.bytes
         counts = flows.counters(c.flow_key)
+        back_share: float | None = None
         if counts is not None:
+            sent, back = counts[2 + c.direction], counts[3 - c.direction]
+            back_share = round(back / sent, 4) if sent else None
             if c.proto == 6:
                 packets, size = counts[0] + counts[1], counts[2] + counts[3]
             else:
@@ -702,6 +705,8 @@ def evidence(ec: EncryptedCopies, flows: FlowTable) -> list[StreamEvidence]:
             active_bins=v.active_bins,
             window_ms=round(1000 * v.window_s),
         )
+        if back_share is not None:
+            s.extra["bytes_back_share"] = back_share
         if v.matched_share is not None:
             s.extra["matched_share"] = v.matched_share
             s.extra["overhead_bytes"] = v.overhead

@@ -90,14 +90,18 @@ class Thresholds:
     # native packets proves the stream carries copies.
     min_copy_checks: int = 3
     copy_match_share: float = 0.5
-    # Connection logs: this share of a log stream's messages, and at least this many, must name
-    # connections of hosts other than the exporter.
     # Encrypted copies: correlation of byte rates for medium and high, and the range of copy
     # bytes per original byte a copy can have (headers added; a snap length cuts it below 1).
     encrypted_medium_correlation: float = 0.7
     encrypted_high_correlation: float = 0.9
     encrypted_min_ratio: float = 0.5
     encrypted_max_ratio: float = 4.0
+    # A copy gets nothing back but acknowledgements and keep-alives; a tunnel that returns at
+    # least this share of the bytes it sends carries two-way traffic to be delivered (a VPN
+    # whose clear side the span also sees) and is never high.
+    encrypted_max_back_share: float = 0.25
+    # Connection logs: this share of a log stream's messages, and at least this many, must name
+    # connections of hosts other than the exporter.
     connlog_share: float = 0.2
     min_connlog_lines: int = 5
     # Formats without a magic number: below this many validated packets a finding stays low...
@@ -371,12 +375,20 @@ def _encrypted_copy(s: StreamEvidence, th: Thresholds, reasons: list[str]) -> st
         )
     reasons.append(
         "What this cannot tell: a VPN gateway whose span sees both its clear side and its tunnel "
-        "looks the same (check whether the tracked hosts' traffic is meant for that tunnel); "
+        "looks the same when the tunnel carries mostly one-way traffic (check whether the tracked "
+        "hosts' traffic is meant for that tunnel); "
         "when the span sees only the copies, or the copied traffic is thin, nothing correlates "
         "and no copy is found."
     )
     plausible = th.encrypted_min_ratio <= ratio <= th.encrypted_max_ratio
     per_packet = isinstance(matched, float) and matched >= th.copy_match_share
+    back = x.get("bytes_back_share")
+    if isinstance(back, float) and back >= th.encrypted_max_back_share:
+        reasons.append(
+            f"{back:.0%} as many bytes come back through it as go out: two-way traffic, as a VPN "
+            "carries to be delivered, where a copy gets only acknowledgements back (medium)."
+        )
+        return "medium"
     if plausible and (r >= th.encrypted_high_correlation or per_packet):
         return "high"
     if not plausible:
