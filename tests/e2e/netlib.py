@@ -268,6 +268,7 @@ class Watcher:
         self.events: list[dict[str, Any]] = []
         self.by_id: dict[str, Seen] = {}
         self.cond = threading.Condition()
+        self.ended = False
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
         self.returncode: int | None = None
@@ -287,6 +288,9 @@ class Watcher:
                     seen.events.append(ev)
                     seen.hosts.update(w["ip"] or w["mac"] for w in f["watched"])
                 self.cond.notify_all()
+        with self.cond:  # end of output: every line the watch wrote is in self.events
+            self.ended = True
+            self.cond.notify_all()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """The first summary is written after the captures are open."""
@@ -296,8 +300,9 @@ class Watcher:
 
     def wait(self, predicate: Any, timeout: float) -> bool:
         with self.cond:
-            return self.cond.wait_for(lambda: predicate() or self.proc.poll() is not None,
-                                      timeout) and predicate()  # fmt: skip
+            # Until it holds, or the watch's output ended (then nothing more can come).
+            self.cond.wait_for(lambda: predicate() or self.ended, timeout)
+            return bool(predicate())
 
     def match(self, exp: Expect) -> tuple[Seen, float] | None:
         """The finding that meets ``exp`` and the seconds from its first packet to the event
@@ -331,6 +336,16 @@ class Watcher:
         self.thread.join(5)
         self.returncode = self.proc.returncode
         return self.proc.returncode
+
+    def exited(self, timeout: float) -> int | None:
+        """The exit status of a watch that ends by itself, once its output is all read."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.thread.join(timeout)
+        self.returncode = self.proc.returncode
+        return self.returncode
 
     def describe(self) -> str:
         return (
