@@ -1,10 +1,17 @@
-"""The ``mirrorwatch`` command: a click group; each subcommand lives in detector/commands/."""
+"""The ``mirrorwatch`` command: a click group; each subcommand lives in detector/commands/.
+
+A subcommand's module is imported only when that subcommand runs: the engine pulls in numpy,
+the reports pydantic, and ``mirrorwatch --version`` or ``--help`` should not wait for either.
+The command list in ``--help`` shows each module's docstring summary, read from its source.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import pkgutil
+import re
 
 import click
 
@@ -16,9 +23,47 @@ BUG_HINT = (
 )
 
 
+# A command module opens with '"""``mirrorwatch NAME``: what it does."""'.
+_SUMMARY = re.compile(r'\A"""``mirrorwatch [\w-]+``: ([^\n]*?)(?:"""|\n)')
+
+
+def command_names() -> list[str]:
+    """Subcommands: one per module of detector/commands/, named as the module."""
+    import detector.commands as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+
+
+def command_summary(name: str) -> str:
+    """The summary line of a subcommand's module docstring, without importing the module."""
+    spec = importlib.util.find_spec(f"detector.commands.{name}")
+    try:
+        with open(spec.origin if spec and spec.origin else "", encoding="utf-8") as f:
+            m = _SUMMARY.match(f.read(400))
+    except OSError:
+        return ""
+    return "" if m is None else m.group(1)[:1].upper() + m.group(1)[1:]
+
+
 class _Main(click.Group):
-    """A fault of the program ends any command with one line and exit status 2, never with a
-    traceback and the exit status of "found something"."""
+    """Subcommands loaded on use.  A fault of the program ends any command with one line and
+    exit status 2, never with a traceback and the exit status of "found something"."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return command_names()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in command_names():
+            return None
+        module = importlib.import_module(f"detector.commands.{cmd_name}")
+        command = getattr(module, "COMMAND", None)
+        return command if isinstance(command, click.Command) else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command_summary(name)) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -46,18 +91,6 @@ def main() -> None:
     Shell completion (bash): eval "$(_MIRRORWATCH_COMPLETE=bash_source mirrorwatch)"
     """
 
-
-def _register() -> None:
-    import detector.commands as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"detector.commands.{info.name}")
-        command = getattr(module, "COMMAND", None)
-        if isinstance(command, click.Command):
-            main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":
     main()

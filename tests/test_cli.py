@@ -103,3 +103,44 @@ def test_colour_only_when_asked() -> None:
     # Through the command (not a terminal here) the output stays plain.
     _, out, _ = run("scan", "-q", str(PCAPS / "tzsp.pcap"))
     assert "\x1b[" not in out
+
+
+def _modules_loaded_by(*args: str) -> set[str]:
+    """Top-level packages imported by a fresh `mirrorwatch ARGS` process."""
+    code = (
+        "import sys\n"
+        "from detector.cli import main\n"
+        "try:\n"
+        f"    main({list(args)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(proc.stderr.split())
+
+
+def test_version_and_help_load_no_engine_or_reports() -> None:
+    heavy = {"numpy", "pydantic", "scapy", "pyshark"}
+    assert not _modules_loaded_by("--version") & heavy
+    assert not _modules_loaded_by("--help") & heavy
+    assert {"numpy", "pydantic"} <= _modules_loaded_by("scan", "--help")
+
+
+def test_help_lists_every_command_by_its_module_summary() -> None:
+    import importlib
+
+    from detector.cli import command_names, command_summary
+
+    code, out, _ = run("--help")
+    assert code == 0
+    names = command_names()
+    assert {"scan", "watch", "report", "explain", "baseline", "schema"} <= set(names)
+    for name in names:
+        command = importlib.import_module(f"detector.commands.{name}").COMMAND
+        assert command.name == name  # commands are found by their module's name
+        summary = command_summary(name)
+        assert summary and f"{name}  " in out and summary[:40] in out
+    assert run("no-such-command")[0] == 2
