@@ -231,6 +231,7 @@ def run_parts(
             done += _size(part)
         if stats.packets == 0 and stats.errors:
             unreadable = True  # damaged from its first record: nothing of it could be read
+        batch = None  # no view of this input's block left: the next input's reader reuses it
         inputs.append(stats)
     return engine, inputs, unreadable
 

@@ -135,3 +135,26 @@ def test_live_mode_yields_before_block_fills(tmp_path: Path) -> None:
     ]
     assert len(batches) >= 5
     assert [p for b in batches for p in b] == recs
+
+
+def _block_of(batch: reader.PacketBatch) -> object:
+    return batch.data.base.obj  # type: ignore[union-attr]
+
+
+def test_block_buffer_serves_the_next_input_once_no_batch_looks_into_it() -> None:
+    a = _pcap([b"\x11" * 70, b"\x12" * 80])
+    b = _pcap([b"\x21" * 90])
+    # Batches of the first input still held: the second gets a buffer of its own.
+    (held,) = list(read_batches(io.BytesIO(a), InputStats("a")))
+    (other,) = list(read_batches(io.BytesIO(b), InputStats("b")))
+    assert _block_of(other) is not _block_of(held)
+    assert [held.packet(i) for i in range(2)] == [b"\x11" * 70, b"\x12" * 80]
+    block = _block_of(other)
+    del held, other
+    # Nothing looks into the last block any more: the next input is read into it.
+    (again,) = list(read_batches(io.BytesIO(_pcap([b"\x31" * 65])), InputStats("c")))
+    assert _block_of(again) is block
+    assert again.packet(0) == b"\x31" * 65
+    # Past the data, the reused block reads zeros like a fresh one.
+    end = int(again.offsets[0] + again.caplen[0])
+    assert not again.data[end : end + reader.PAD].any()

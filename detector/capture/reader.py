@@ -16,6 +16,7 @@ import io
 import os
 import struct
 import sys
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -220,6 +221,32 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+# A block buffer of a read that ended, for the next input: a directory of many files would
+# otherwise allocate and zero-fill a block per file.
+_SPARE: list[bytearray] = []
+
+
+def _spare_block() -> bytearray:
+    """The spare block if no batch still looks into it (numpy views of a bytearray are exports,
+    and an exported bytearray cannot be resized), else a new one."""
+    try:
+        buf = _SPARE.pop()
+        buf.append(0)
+        del buf[-1]
+        return buf
+    except (IndexError, BufferError):
+        return bytearray(BLOCK_SIZE + PAD)
+
+
+def _keep_spare(buf: bytearray, view: memoryview) -> None:
+    try:
+        view.release()
+    except BufferError:
+        return
+    if not _SPARE:
+        _SPARE.append(buf)
+
+
 class _Blocks:
     """A reused buffer that keeps the unread tail of the previous block at its front.
 
@@ -230,8 +257,10 @@ class _Blocks:
     def __init__(self, stream: BinaryIO, initial: bytes = b"", live: bool = False) -> None:
         self.live = live
         self.stream = stream
-        self.buf = bytearray(BLOCK_SIZE + PAD)
+        self.buf = _spare_block()
         self.view = memoryview(self.buf)
+        # When the read is over (its generator ends or is dropped), the block may serve the next.
+        weakref.finalize(self, _keep_spare, self.buf, self.view)
         self.end = 0
         self.eof = False
         # Why reading ended early (a damaged gzip, an I/O error, an inflation bomb): raised once
@@ -283,6 +312,8 @@ class _Blocks:
             self.end += got
             if self.live:
                 break
+        # Past the data, gathers read zeros, as in a fresh buffer (not the previous block's tail).
+        self.buf[self.end : self.end + PAD] = bytes(min(PAD, len(self.buf) - self.end))
 
     def grow(self, need: int) -> None:
         """Make room for one record larger than the block (only corrupt-looking files get here)."""
