@@ -84,77 +84,91 @@ def row_keys(
 
 
 class HashIndex:
-    """Vectorised open addressing: uint64 keys (never 0) → dense ids 0..count-1."""
+    """Vectorised open addressing: uint64 keys (never 0) → dense ids 0..count-1, given to new
+    keys in the order they are added.
 
-    def __init__(self, capacity: int = 1 << 14) -> None:
+    Linear probing, at most half full.  A new table is laid out by one sort of the keys on their
+    home slots; keys added to a table probe in rounds, each round a few numpy calls over the
+    keys still looking for a slot (no sort, no allocation of the table's size).
+    """
+
+    MIN_CAP = 1 << 14
+
+    def __init__(self, capacity: int = MIN_CAP) -> None:
         self.cap = capacity
         self.keys = np.zeros(capacity, dtype=U64)
         self.ids = np.full(capacity, -1, dtype=np.int64)
         self.count = 0
 
-    def _grow(self, need: int) -> None:
-        cap = self.cap
-        while need > cap // 2:
-            cap *= 2
-        if cap == self.cap:
-            return
-        used = self.keys != 0
-        keys, ids = self.keys[used], self.ids[used]
+    def _fill(self, cap: int, keys: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
+        """A new table of ``cap`` slots holding distinct ``keys``.  In order of home slot, each
+        key takes the first slot at or after its home that no earlier key took: slot i of the
+        sorted keys is i + the running maximum of (home - rank)."""
         self.cap = cap
         self.keys = np.zeros(cap, dtype=U64)
         self.ids = np.full(cap, -1, dtype=np.int64)
-        self._place(keys, ids)
+        home = (keys & U64(cap - 1)).astype(np.int64)
+        order = np.argsort(home)
+        rank = np.arange(len(keys), dtype=np.int64)
+        slot = np.maximum.accumulate(home[order] - rank) + rank
+        fits = slot < cap
+        placed = order[fits]
+        self.keys[slot[fits]] = keys[placed]
+        self.ids[slot[fits]] = ids[placed]
+        wrapped = order[~fits]
+        if wrapped.size:
+            # Every slot from their home to the end is taken: they probe on from slot 0.
+            self._place(keys[wrapped], ids[wrapped], np.zeros(len(wrapped), dtype=np.int64))
 
-    def _place(self, keys: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
-        """Insert distinct keys known to be absent."""
-        mask = U64(self.cap - 1)
-        pos = (keys & mask).astype(np.int64)
+    def _place(
+        self,
+        keys: npt.NDArray[np.uint64],
+        ids: npt.NDArray[np.int64],
+        pos: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        """Insert distinct keys known to be absent, probing from their home slots (or ``pos``).
+        Each round the keys at a free slot claim it by writing their id there; the id that
+        stays wins the slot, and the others move on."""
+        mask = self.cap - 1
+        if pos is None:
+            pos = (keys & U64(mask)).astype(np.int64)
         pending = np.arange(len(keys))
         while pending.size:
             p = pos[pending]
             free = self.keys[p] == 0
-            cand = pending[free]
-            _, first = np.unique(p[free], return_index=True)
-            win = cand[first]
-            self.keys[pos[win]] = keys[win]
-            self.ids[pos[win]] = ids[win]
-            placed = np.zeros(len(keys), dtype=np.bool_)
-            placed[win] = True
-            pending = pending[~placed[pending]]
-            moved = pending[self.keys[pos[pending]] != 0]
-            pos[moved] = (pos[moved] + 1) & (self.cap - 1)
+            slots, claim = p[free], pending[free]
+            self.ids[slots] = ids[claim]
+            won = self.ids[slots] == ids[claim]
+            self.keys[slots[won]] = keys[claim[won]]
+            placed = np.zeros(len(pending), dtype=np.bool_)
+            placed[np.nonzero(free)[0][won]] = True
+            pending = pending[~placed]
+            pos[pending] = (pos[pending] + 1) & mask
 
     def lookup_or_add(
         self, keys: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Ids of distinct ``keys`` (adding the absent ones) and which were added."""
-        self._grow(self.count + len(keys))
-        mask = self.cap - 1
-        ids = np.full(len(keys), -1, dtype=np.int64)
-        added = np.zeros(len(keys), dtype=np.bool_)
-        pos = (keys & U64(mask)).astype(np.int64)
-        pending = np.arange(len(keys))
-        while pending.size:
-            p = pos[pending]
-            k = self.keys[p]
-            hit = k == keys[pending]
-            ids[pending[hit]] = self.ids[p[hit]]
-            empty = k == 0
-            cand = pending[empty]
-            if cand.size:
-                _, first = np.unique(p[empty], return_index=True)
-                win = cand[first]
-                new = np.arange(self.count, self.count + len(win))
-                self.keys[pos[win]] = keys[win]
-                self.ids[pos[win]] = new
-                ids[win] = new
-                added[win] = True
-                self.count += len(win)
-            done = ids[pending] >= 0
-            pending = pending[~done]
-            occupied = self.keys[pos[pending]] != keys[pending]
-            occupied &= self.keys[pos[pending]] != 0
-            pos[pending[occupied]] = (pos[pending[occupied]] + 1) & mask
+        ids = self.lookup(keys)
+        added = ids < 0
+        n = int(added.sum())
+        if not n:
+            return ids, added
+        new = np.arange(self.count, self.count + n, dtype=np.int64)
+        ids[added] = new
+        self.count += n
+        cap = self.cap
+        while self.count > cap // 2:
+            cap *= 2
+        if cap == self.cap:
+            self._place(keys[added], new)
+        else:
+            used = self.keys != 0
+            self._fill(
+                cap,
+                np.concatenate([self.keys[used], keys[added]]),
+                np.concatenate([self.ids[used], new]),
+            )
         return ids, added
 
     def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
@@ -173,14 +187,11 @@ class HashIndex:
 
     def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
         """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
-        cap = 1 << 14
+        cap = self.MIN_CAP
         while len(keys) > cap // 2:
             cap *= 2
-        self.cap = cap
-        self.keys = np.zeros(cap, dtype=U64)
-        self.ids = np.full(cap, -1, dtype=np.int64)
         self.count = len(keys)
-        self._place(keys, np.arange(len(keys), dtype=np.int64))
+        self._fill(cap, keys, np.arange(len(keys), dtype=np.int64))
 
 
 class FlowTable:
