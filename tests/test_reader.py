@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 from pathlib import Path
 
@@ -155,6 +156,33 @@ def test_block_buffer_serves_the_next_input_once_no_batch_looks_into_it() -> Non
     (again,) = list(read_batches(io.BytesIO(_pcap([b"\x31" * 65])), InputStats("c")))
     assert _block_of(again) is block
     assert again.packet(0) == b"\x31" * 65
-    # Past the data, the reused block reads zeros like a fresh one.
-    end = int(again.offsets[0] + again.caplen[0])
-    assert not again.data[end : end + reader.PAD].any()
+    # Past the data, the reused block holds zeros, as a new one does.
+    assert not again.data[int(again.offsets[0] + again.caplen[0]) :].any()
+
+
+def test_gzip_is_inflated_ahead_and_damage_ends_the_input_where_it_is(tmp_path: Path) -> None:
+    plain = (PCAPS / "mirror-with-natives.pcap").read_bytes()
+    # More than one block of records (what was read before a failing block is kept).
+    records = plain[24:] * (2 * reader.BLOCK_SIZE // (len(plain) - 24) + 1)
+    whole = gzip.compress(plain[:24] + records, compresslevel=1, mtime=0)
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(whole[: len(whole) * 3 // 4])
+    stream = open_stream(str(cut))
+    assert isinstance(stream, reader.ReadAhead)
+    stats = InputStats(str(cut))
+    packets = sum(len(b) for b in reader.reading(read_batches(stream, stats), stats))
+    stream.close()
+    stream.thread.join(10)
+    assert not stream.thread.is_alive()
+    # The packets before the cut are read; the cut is an error of this input, not a fault.
+    assert packets > 0 and stats.errors[-1].startswith("reading stopped")
+
+
+def test_reading_ahead_stops_when_the_reader_closes_early(tmp_path: Path) -> None:
+    big = tmp_path / "big.pcap.gz"
+    big.write_bytes(gzip.compress(os.urandom(1 << 20) * 24, compresslevel=1))
+    stream = open_stream(str(big))
+    assert stream.read(4) == gzip.decompress(big.read_bytes())[:4]
+    stream.close()  # 24 MiB not read: more than the thread may hold ahead
+    stream.thread.join(10)
+    assert not stream.thread.is_alive()
