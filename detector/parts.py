@@ -106,9 +106,17 @@ def _size(part: Part) -> int:
 
 def _midpoint(path: str) -> int | None:
     """A record boundary near the middle of a large classic pcap, or None."""
+    cuts = cut_points(path, 2)
+    return cuts[0] if cuts else None
+
+
+def cut_points(path: str, pieces: int) -> list[int]:
+    """Record boundaries that cut a large classic pcap into about ``pieces`` parts of equal
+    size (fewer where no boundary is found near a target); none for other inputs."""
     if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < SPLIT_MIN_BYTES:
-        return None
+        return []
     size = os.path.getsize(path)
+    cuts: list[int] = []
     with open(path, "rb") as f:
         head = f.read(24)
         if (
@@ -120,15 +128,18 @@ def _midpoint(path: str) -> int | None:
                 b"\xa1\xb2\xcd\x34",
             )
         ):
-            return None  # gzip, pcapng, or the rare patched format: read whole
-        endian = PCAP_MAGICS[head[:4]][0]
-        f.seek(size // 2)
-        window = f.read(4 << 20)
-    u32 = struct.Struct(endian + "I").unpack_from
-    for off in range(0, max(0, len(window) - 16 * CHAIN)):
-        if _chains(window, off, u32):
-            return size // 2 + off
-    return None
+            return []  # gzip, pcapng, or the rare patched format: read whole
+        u32 = struct.Struct(PCAP_MAGICS[head[:4]][0] + "I").unpack_from
+        for k in range(1, max(1, pieces)):
+            target = size * k // pieces
+            f.seek(target)
+            window = f.read(4 << 20)
+            for off in range(0, max(0, len(window) - 16 * CHAIN)):
+                if _chains(window, off, u32):
+                    if target + off > (cuts[-1] if cuts else 24):
+                        cuts.append(target + off)
+                    break
+    return cuts
 
 
 def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) -> bool:

@@ -40,22 +40,36 @@ def scan_paths(
     policy: PolicyContext | None = None,
     progress: ProgressFn | None = None,
     jobs: int = 1,
+    cluster: str | None = None,
 ) -> ScanResult:
     """Scan files into a report; damaged inputs are reported in it, never fatal.
 
-    With ``jobs`` > 1, large pcap files are cut in parts read by separate processes."""
+    With ``jobs`` > 1, large pcap files are cut in parts read by separate processes; with
+    ``cluster`` (a Dask scheduler's address), files and parts are read by its workers."""
     files = expand_paths(paths)
-    groups = plan(files, jobs)
     total = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
-    # The first group is read in this process: its share of the bytes stands for the whole.
-    share = len(groups)
     ctx = policy or PolicyContext()
-    results = scan_parts(
-        groups,
-        None if progress is None else lambda done: progress(done * share, total),
-        ctx.detection,
-        ctx.limits,
-    )
+    if cluster is not None:
+        from detector.cluster import cluster_plan, scan_on_cluster
+
+        groups = cluster_plan(files)
+        results = scan_on_cluster(
+            cluster,
+            groups,
+            None if progress is None else lambda done: progress(done, total),
+            ctx.detection,
+            ctx.limits,
+        )
+    else:
+        groups = plan(files, jobs)
+        # The first group is read in this process: its share of the bytes stands for the whole.
+        share = len(groups)
+        results = scan_parts(
+            groups,
+            None if progress is None else lambda done: progress(done * share, total),
+            ctx.detection,
+            ctx.limits,
+        )
     folded = fold(results)
     inputs = _inputs([i for r in results for i in r.inputs])
     unreadable = any(r.unreadable for r in results)

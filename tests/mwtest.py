@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import functools
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,16 @@ from detector.scan import ScanResult, scan_paths
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
 REAL = ROOT.parent / "shared" / "pcaps" / "real"
+
+
+def uplink_capture(out: Path, packets: int) -> Path:
+    """A synthetic uplink capture from bench/make_capture.py (mirror streams, flow export)."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "make_capture.py"), "--packets", str(packets),
+         "--out", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
 
 
 def scan(*paths: Path | str) -> Report:

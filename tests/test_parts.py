@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from mwtest import PCAPS
+from mwtest import PCAPS, uplink_capture
 
 from detector import parts
 from detector.scan import scan_paths
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def uplink(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bench") / "uplink.pcap"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "make_capture.py"), "--packets", "40000",
-         "--out", str(out)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return out
+    return uplink_capture(tmp_path_factory.mktemp("bench") / "uplink.pcap", 40000)
 
 
 def test_cut_falls_on_a_record_boundary(uplink: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from detector.cluster import ClusterError
 from detector.commands.checks import check_inputs, check_output, echo_input_errors, write_atomic
 from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.policy.verdict import PolicyContext
@@ -147,6 +148,11 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     "-j", "--jobs", type=click.IntRange(1, 64), default=None,
     help="Worker processes (default: one per core, at most 2); large pcaps are cut in parts.",
 )  # fmt: skip
+@click.option(
+    "--cluster", metavar="ADDRESS", default=None,
+    help="Read the inputs on a Dask cluster (its scheduler's address, tcp://HOST:8786): every "
+    "worker needs this version and the inputs at the same paths (docs/cluster.md).",
+)  # fmt: skip
 def scan(
     paths: tuple[str, ...],
     fmt: str,
@@ -160,6 +166,7 @@ def scan(
     sensor_name: str | None,
     eve_info: bool,
     jobs: int | None,
+    cluster: str | None,
 ) -> None:
     """Scan capture files (pcap, pcapng, .gz, directories, or - for stdin).
 
@@ -175,12 +182,19 @@ def scan(
     inputs = check_inputs(list(paths), quiet)
     check_output(output)
     policy = policy_from(config_path)
-    result = scan_paths(
-        inputs.files,
-        policy,
-        progress=None if quiet else stderr_progress(),
-        jobs=jobs or default_jobs(),
-    )
+    if cluster is not None and "-" in paths:
+        raise click.UsageError("standard input cannot be read on a cluster")
+    try:
+        result = scan_paths(
+            inputs.files,
+            policy,
+            progress=None if quiet else stderr_progress(),
+            jobs=jobs or default_jobs(),
+            cluster=cluster,
+        )
+    except ClusterError as exc:
+        click.echo(f"mirrorwatch: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     add_geoip(result.report.findings, [*geoip, *config_geoip(config_path)])
     write_report(result, fmt, output, sensor_name, eve_info)
     if evidence_dir is not None:
