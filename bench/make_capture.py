@@ -18,6 +18,8 @@ slices of one random pool, so they look encrypted; TCP/UDP checksums are left ze
 from __future__ import annotations
 
 import argparse
+import gzip
+import shutil
 import struct
 import sys
 import time
@@ -78,16 +80,23 @@ class Flows:
     npk: I64
 
 
-def make_flows(rng: np.random.Generator, n_native: int) -> Flows:
+def make_flows(rng: np.random.Generator, n_native: int, flow_packets: float = 22.0) -> Flows:
+    """Flows of each class; ``flow_packets`` is the mean length of TCP and QUIC flows (22 as
+    measured; short flows make a capture with many more flows for its size)."""
     cls_l, npk_l = [], []
+    scale = flow_packets / 22.0
     for k, (share, mean) in enumerate(CLASSES.values()):
         pk = int(n_native * share / sum(s for s, _ in CLASSES.values()))
         if mean == 2.0:
             counts = np.full(pk // 2, 2)
         else:
+            least = 4 if k == 3 else 6
+            if scale < 1:
+                mean = max(1.0, mean * scale)
+                least = max(1, min(least, int(mean // 2)))
             nf = max(1, int(pk / mean))
             x = rng.lognormal(0.0, 1.0, nf)
-            counts = np.maximum(4 if k == 3 else 6, np.round(x * pk / x.sum())).astype(np.int64)
+            counts = np.maximum(least, np.round(x * pk / x.sum())).astype(np.int64)
         cls_l.append(np.full(len(counts), k, np.int8))
         npk_l.append(counts)
     cls = np.concatenate(cls_l)
@@ -97,12 +106,13 @@ def make_flows(rng: np.random.Generator, n_native: int) -> Flows:
     sport = np.select(
         [cls == 0, cls == 1, cls == 2], [rng.choice([443, 443, 443, 80], nf), 443, 53], 0
     )
+    # Hosts grow with the flows (a capture of millions of flows has many more addresses).
     return Flows(
         cls,
         v6,
         vlan,
-        rng.integers(0, 4096, nf),
-        rng.integers(0, 5000, nf),
+        rng.integers(0, max(4096, nf // 8), nf),
+        rng.integers(0, max(5000, nf // 4), nf),
         rng.integers(32768, 61000, nf),
         sport,
         np.concatenate(npk_l),
@@ -137,10 +147,10 @@ DNS_A += bytes.fromhex("c00c 0001 0001 0000012c 0004 5db8d822")
 
 
 def build_native(
-    rng: np.random.Generator, n_native: int
+    rng: np.random.Generator, n_native: int, flow_packets: float = 22.0
 ) -> tuple[Flows, dict[str, np.ndarray], list[bytes]]:
     """Per native packet: time, flow, header row (bytes) and payload length, in time order."""
-    fl = make_flows(rng, n_native)
+    fl = make_flows(rng, n_native, flow_packets)
     nf = len(fl.cls)
     flow = np.repeat(np.arange(nf), fl.npk)
     first = np.r_[True, flow[1:] != flow[:-1]]
@@ -351,11 +361,13 @@ def netflow_packets(
     return out
 
 
-def write_capture(path: Path, n_packets: int, seed: int = 7) -> dict[str, float]:
+def write_capture(
+    path: Path, n_packets: int, seed: int = 7, flow_packets: float = 22.0
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()
     n_native = int(n_packets * 0.945)
-    fl, cols, rows = build_native(rng, n_native)
+    fl, cols, rows = build_native(rng, n_native, flow_packets)
     nf = len(fl.cls)
     pool = rng.bytes(1 << 20)
     pool_off = rng.integers(0, (1 << 20) - 1600, len(rows))
@@ -417,13 +429,64 @@ def write_capture(path: Path, n_packets: int, seed: int = 7) -> dict[str, float]
     }
 
 
+def split_capture(path: Path, out_dir: Path, files: int) -> int:
+    """Cut a pcap into ``files`` files of about equal size, each with the file header."""
+    data = path.read_bytes()
+    head, size = data[:24], len(data)
+    caplen = struct.Struct("<8xI4x").unpack_from
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("part-*.pcap"):
+        old.unlink()
+    off, start, k = 24, 24, 0
+    while off < size:
+        off += 16 + caplen(data, off)[0]
+        if off >= size or off - 24 >= (size - 24) * (k + 1) // files:
+            (out_dir / f"part-{k:03d}.pcap").write_bytes(head + data[start:off])
+            start, k = off, k + 1
+    return k
+
+
+def gzip_capture(path: Path, out: Path) -> None:
+    with path.open("rb") as src, gzip.open(out, "wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def suite(out_dir: Path, seed: int) -> None:
+    """The captures bench/run.py --suite times."""
+    for name, packets, flow_packets in (
+        ("uplink.pcap", 1_000_000, 22.0),
+        ("uplink-5x.pcap", 5_000_000, 22.0),
+        # About 2 M distinct flows of one or two packets, over many more hosts.
+        ("uplink-2m-flows.pcap", 2_200_000, 1.0),
+    ):
+        stats = write_capture(out_dir / name, packets, seed, flow_packets)
+        print(f"{out_dir / name}: {stats['packets']:,} packets, {stats['flows']:,} flows, "
+              f"written in {stats['seconds']:.1f} s", flush=True)  # fmt: skip
+    n = split_capture(out_dir / "uplink.pcap", out_dir / "uplink-200-files", 200)
+    print(f"{out_dir / 'uplink-200-files'}: the 1x capture in {n} files", flush=True)
+    gzip_capture(out_dir / "uplink.pcap", out_dir / "uplink.pcap.gz")
+    print(f"{out_dir / 'uplink.pcap.gz'}: the 1x capture, gzip level 6", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--packets", type=int, default=1_000_000, help="about how many packets")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--flow-packets", type=float, default=22.0,
+        help="mean packets of a TCP or QUIC flow (1.0 gives about 0.7 flows per packet)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--suite", action="store_true",
+        help="write every capture bench/run.py --suite times (1x, 5x, 2 M flows, a directory "
+        "of 200 files, gzip) into the directory of --out",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    stats = write_capture(args.out, args.packets, args.seed)
+    if args.suite:
+        suite(args.out.parent, args.seed)
+        return 0
+    stats = write_capture(args.out, args.packets, args.seed, args.flow_packets)
     print(
         f"{args.out}: {stats['packets']:,} packets, {stats['flows']:,} flows, "
         f"mean frame {stats['mean_frame']:.0f} B, written in {stats['seconds']:.1f} s"

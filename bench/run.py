@@ -1,21 +1,24 @@
-"""Time mirrorwatch and reference readers on the same capture, in the same run.
+"""Time mirrorwatch and reference readers on the same captures, in the same run.
 
-    python bench/run.py                  # bench/out/uplink.pcap (see make_capture.py)
-    python bench/run.py FILE --repeat 3  # medians of 3 runs each
+    python bench/run.py                         # bench/out/uplink.pcap (see make_capture.py)
+    python bench/run.py --suite                 # every capture make_capture.py --suite wrote
+    python bench/run.py FILE_OR_DIR... --rounds 3 --dask
 
-For every tool that is installed: wall time, packets/s (packet count read from the file) and
-peak resident memory.  Memory comes from `/usr/bin/time -v` when present, otherwise from
-getrusage(RUSAGE_CHILDREN) (a high-water mark over all children so far, so it can only be
-trusted for the first and largest tool).  The file should be in the page cache: a warm-up read
-is done first.  This script prints figures; it asserts nothing.
+For every input and every tool that is installed and can read it: wall seconds, packets/s
+(packets counted from the input itself), CPU seconds (user + system of the whole process tree,
+from wait4) and the peak resident memory of the process tree (sampled every 20 ms from /proc).
+Rounds are interleaved (every tool once, then again) so that drift in the machine's load hits
+every tool alike; medians are printed.  With --dask, `mirrorwatch scan --cluster` also runs on a
+local Dask scheduler with two single-threaded worker processes; its CPU seconds and memory add
+the workers' to the command's.  The inputs should be in the page cache: they are read once
+before the first round.  This script prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
-import re
-import resource
 import shutil
 import statistics
 import struct
@@ -26,14 +29,40 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_FILE = Path(__file__).resolve().parent / "out" / "uplink.pcap"
-GNU_TIME = Path("/usr/bin/time")
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+OUT = BENCH / "out"
+DEFAULT_FILE = OUT / "uplink.pcap"
+# What make_capture.py --suite writes, in the order of the table.
+SUITE = [
+    "uplink.pcap",
+    "uplink-5x.pcap",
+    "uplink-2m-flows.pcap",
+    "uplink-200-files",
+    "uplink.pcap.gz",
+]
+sys.path.insert(0, str(BENCH))
+from adversarial import _rss_kib, _tree  # noqa: E402 - the process-tree sampler of that bench
+
+
+def capture_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and ".pcap" in p.name)
+    return [path]
 
 
 def count_packets(path: Path) -> int:
-    """Records in a pcap or pcapng file, by walking the record/block headers."""
-    with path.open("rb") as fh:
-        data = fh.read()
+    """Records in pcap, pcapng or gzip files (or a directory of them), by walking the
+    record/block headers; also warms the page cache."""
+    total = 0
+    for f in capture_files(path):
+        with gzip.open(f, "rb") if f.suffix == ".gz" else f.open("rb") as fh:
+            data = fh.read()
+        total += _records(data)
+    return total
+
+
+def _records(data: bytes) -> int:
     magic = data[:4]
     if magic == b"\x0a\x0d\x0d\x0a":
         endian = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
@@ -55,8 +84,7 @@ def count_packets(path: Path) -> int:
 
 
 def mirrorwatch_cmd() -> list[str]:
-    exe = shutil.which("mirrorwatch")
-    return [exe] if exe else [sys.executable, "-m", "detector.cli"]
+    return [sys.executable, "-m", "detector.cli"]
 
 
 @dataclass
@@ -64,106 +92,249 @@ class Tool:
     name: str
     argv: list[str]
     ok_codes: frozenset[int] = frozenset({0})
+    # Reads only one plain capture file (not a directory; gzip only where it says so).
+    one_file: bool = True
+    gzip: bool = False
 
 
 @dataclass
 class Result:
     wall: list[float] = field(default_factory=list)
-    rss_mib: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    mib: list[float] = field(default_factory=list)
     failed: str = ""
 
 
-def tools_for(path: Path) -> list[Tool]:
+def tools_for(path: Path, dask_address: str | None) -> list[Tool]:
     f = str(path)
     # mirrorwatch exits 1 when it reports a finding at or above --fail-on: a normal outcome here.
     mw = [*mirrorwatch_cmd(), "scan", f, "--format", "json", "-q"]
-    tools = [Tool("mirrorwatch scan", mw, ok_codes=frozenset({0, 1}))]
+    found = frozenset({0, 1})
+    tools = [
+        Tool("mirrorwatch scan -j 2", [*mw, "-j", "2"], found, one_file=False, gzip=True),
+        Tool("mirrorwatch scan -j 1", [*mw, "-j", "1"], found, one_file=False, gzip=True),
+    ]
+    if dask_address:
+        tools.append(
+            Tool(
+                "mirrorwatch --cluster (2 workers)",
+                [*mw, "--cluster", dask_address],
+                found,
+                one_file=False,
+                gzip=True,
+            )
+        )
     if shutil.which("tcpdump"):
-        tools.append(Tool("tcpdump -r -w /dev/null", ["tcpdump", "-r", f, "-w", "/dev/null"]))
+        tools.append(Tool("tcpdump -r", ["tcpdump", "-r", f, "-w", "/dev/null"]))
     if shutil.which("suricata"):
         # No rules (-S /dev/null loads only that empty file), logs into a throw-away directory.
         tools.append(
             Tool(
-                "suricata -r (no rules)",
-                ["suricata", "-r", f, "-l", "{tmp}", "-S", "/dev/null", "-k", "none"],
+                "suricata -r, no rules",
+                [
+                    "suricata",
+                    "-r",
+                    f,
+                    "-l",
+                    "{tmp}",
+                    "-S",
+                    "/dev/null",
+                    "-k",
+                    "none",
+                    "--runmode",
+                    "single",
+                ],
             )
         )
     if shutil.which("tshark"):
-        tools.append(Tool("tshark -q -z io,phs", ["tshark", "-r", f, "-q", "-z", "io,phs"]))
-    return tools
+        tools.append(Tool("tshark -z io,phs", ["tshark", "-r", f, "-q", "-z", "io,phs"], gzip=True))
+    readable = []
+    for t in tools:
+        if path.is_dir() and t.one_file:
+            continue
+        if path.suffix == ".gz" and not t.gzip:
+            continue
+        readable.append(t)
+    return readable
 
 
-def run_once(tool: Tool, cwd: Path) -> tuple[float, float | None, str]:
-    """(wall seconds, peak RSS MiB or None, error text)."""
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system seconds so far of running processes (for the Dask workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def run_once(tool: Tool, extra: list[int]) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak tree MiB, error) of one run; ``extra`` processes (Dask workers)
+    count in CPU and memory."""
     with tempfile.TemporaryDirectory(prefix="mwbench-") as tmp:
         argv = [a.replace("{tmp}", tmp) for a in tool.argv]
-        timing = Path(tmp) / "time.txt"
-        use_time = GNU_TIME.exists()
-        if use_time:
-            argv = [str(GNU_TIME), "-v", "-o", str(timing), *argv]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        extra_cpu = _cpu_seconds(extra)
         start = time.perf_counter()
-        proc = subprocess.run(
-            argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        peak = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            kib = sum(_rss_kib(p) for p in {*_tree(proc.pid), *extra})
+            peak = max(peak, kib)
+            time.sleep(0.02)
         wall = time.perf_counter() - start
-        rss: float | None = None
-        if use_time and timing.exists():
-            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", timing.read_text())
-            rss = int(m.group(1)) / 1024 if m else None
-        else:
-            after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            rss = after / 1024 if after > before else None
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime + _cpu_seconds(extra) - extra_cpu
         err = ""
         if proc.returncode not in tool.ok_codes:
-            lines = [x for x in proc.stderr.decode(errors="replace").splitlines() if x.strip()]
+            text = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            lines = [x for x in text.splitlines() if x.strip()]
             err = f"exit {proc.returncode}: {lines[-1][:70] if lines else ''}"
-        return wall, rss, err
+        if proc.stderr:
+            proc.stderr.close()
+        return wall, cpu, peak / 1024, err
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; medians are shown")
-    ap.add_argument(
-        "--only", action="append", default=[], help="run only tools whose name has this"
-    )
-    args = ap.parse_args(argv)
-    path: Path = args.file.resolve()
-    if not path.is_file():
-        print(f"{path} not found: make it with `python bench/make_capture.py`", file=sys.stderr)
-        return 2
-    repo = Path(__file__).resolve().parents[1]
+class DaskCluster:
+    """A scheduler and two single-threaded worker processes on this machine."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="mwbench-dask-")
+        info = Path(self.dir.name) / "scheduler.json"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+        self.procs = [
+            subprocess.Popen(
+                [
+                    "dask",
+                    "scheduler",
+                    "--scheduler-file",
+                    str(info),
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                ],
+                **quiet,
+            )
+        ]
+        while not info.exists():  # the scheduler writes the file once it listens
+            time.sleep(0.1)
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    "dask",
+                    "worker",
+                    "--scheduler-file",
+                    str(info),
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                ],
+                **quiet,
+            )
+        )
+        from distributed import Client
+
+        with Client(scheduler_file=str(info)) as client:
+            client.wait_for_workers(2)
+            self.address = client.scheduler.address
+            self.worker_pids = list(client.run(os.getpid).values())
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+            p.wait(30)
+        self.dir.cleanup()
+
+
+def bench(path: Path, rounds: int, cluster: DaskCluster | None, only: list[str]) -> None:
     t = time.perf_counter()
-    packets = count_packets(path)  # also warms the page cache
+    packets = count_packets(path)
+    size = sum(f.stat().st_size for f in capture_files(path))
     print(
-        f"{path}: {packets:,} packets, {path.stat().st_size / 1e6:.0f} MB "
-        f"(counted in {time.perf_counter() - t:.1f} s)"
+        f"\n## {path.name}: {packets:,} packets, {size / 1e6:.0f} MB in "
+        f"{len(capture_files(path))} file(s) (counted in {time.perf_counter() - t:.1f} s)"
     )
-    tools = [x for x in tools_for(path) if not args.only or any(o in x.name for o in args.only)]
+    tools = [
+        x
+        for x in tools_for(path, cluster and cluster.address)
+        if not only or any(o in x.name for o in only)
+    ]
     results = {tool.name: Result() for tool in tools}
-    for _ in range(max(1, args.repeat)):
-        for tool in tools:  # interleaved, so drift in machine load hits every tool alike
+    for _ in range(max(1, rounds)):
+        for tool in tools:  # interleaved
             res = results[tool.name]
             if res.failed:
                 continue
-            wall, rss, err = run_once(tool, repo)
+            extra = cluster.worker_pids if cluster and "--cluster" in tool.argv else []
+            wall, cpu, mib, err = run_once(tool, extra)
             if err:
                 res.failed = err
                 continue
             res.wall.append(wall)
-            if rss is not None:
-                res.rss_mib.append(rss)
-    print(f"\n{'tool':<26} {'wall s':>8} {'packets/s':>12} {'peak MiB':>9}  runs")
+            res.cpu.append(cpu)
+            res.mib.append(mib)
+    base = results.get("mirrorwatch scan -j 2")
+    base_cpu = statistics.median(base.cpu) if base and base.cpu else None
+    print("\n| tool | wall s | packets/s | CPU s | tree MiB | CPU × mirrorwatch -j 2 | runs |")
+    print("|---|---|---|---|---|---|---|")
     for tool in tools:
         res = results[tool.name]
         if res.failed:
-            print(f"{tool.name:<26} {'failed':>8}  {res.failed}")
+            print(f"| {tool.name} | failed: {res.failed} | | | | | |")
             continue
-        wall = statistics.median(res.wall)
-        rss = f"{statistics.median(res.rss_mib):9.0f}" if res.rss_mib else f"{'?':>9}"
-        print(f"{tool.name:<26} {wall:8.2f} {packets / wall:12,.0f} {rss}  {len(res.wall)}")
+        wall, cpu, mib = (statistics.median(x) for x in (res.wall, res.cpu, res.mib))
+        ratio = f"{cpu / base_cpu:.2f}" if base_cpu else "-"
+        print(
+            f"| {tool.name} | {wall:.2f} | {packets / wall / 1e3:,.0f} k | {cpu:.2f} | "
+            f"{mib:.0f} | {ratio} | {len(res.wall)} |",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("inputs", nargs="*", type=Path)
+    ap.add_argument("--suite", action="store_true", help="every capture of make_capture --suite")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown")
+    ap.add_argument("--dask", action="store_true", help="also scan on a local Dask cluster")
+    ap.add_argument("--only", action="append", default=[], help="tools whose name has this")
+    args = ap.parse_args(argv)
+    inputs: list[Path] = list(args.inputs)
+    if args.suite:
+        inputs += [OUT / name for name in SUITE]
+    inputs = [p.resolve() for p in inputs or [DEFAULT_FILE]]
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        print(
+            f"not found: {', '.join(missing)}: make them with bench/make_capture.py",
+            file=sys.stderr,
+        )
+        return 2
+    load = os.getloadavg()
+    print(
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"at start; {args.rounds} interleaved round(s), medians"
+    )
+    cluster = DaskCluster() if args.dask else None
+    try:
+        for path in inputs:
+            bench(path, args.rounds, cluster, args.only)
+    finally:
+        if cluster:
+            cluster.close()
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end")
     return 0
 
 
