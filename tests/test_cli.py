@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,22 @@ def test_help_lists_every_command_by_its_module_summary() -> None:
         summary = command_summary(name)
         assert summary and f"{name}  " in out and summary[:40] in out
     assert run("no-such-command")[0] == 2
+
+
+def test_the_program_leaves_with_every_output_written(tmp_path: Path) -> None:
+    # Run as the program, a scan exits without tearing its modules down: what it wrote to
+    # standard output, to -o and to --evidence must all be there, with the exit status.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    sample = str(PCAPS / "tzsp-31337.pcap")
+    cmd = [sys.executable, "-m", "detector.cli", "scan", "-q", "--format", "json"]
+    out = subprocess.run([*cmd, sample], capture_output=True, env=env, timeout=120, check=False)
+    assert out.returncode == 1 and json.loads(out.stdout)["findings"]
+    report, evidence = tmp_path / "r.json", tmp_path / "ev"
+    to_file = subprocess.run(
+        [*cmd, "-o", str(report), "--evidence", str(evidence), sample],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert to_file.returncode == 1 and to_file.stdout == b""
+    assert json.loads(report.read_text()) == json.loads(out.stdout)
+    assert len(written := list(evidence.glob("*.pcap*"))) == 2
+    assert all(p.stat().st_size > 100 for p in written)
