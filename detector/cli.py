@@ -8,6 +8,7 @@ The command list in ``--help`` shows each module's docstring summary, read from 
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import importlib
 import importlib.util
@@ -29,26 +30,36 @@ BUG_HINT = (
 )
 
 
-# A command module opens with '"""``mirrorwatch NAME``: what it does."""'.
-_SUMMARY = re.compile(r'\A"""``mirrorwatch [\w-]+``: ([^\n]*?)(?:"""|\n)')
+# A command module opens with '"""``mirrorwatch NAME``: what it does.'; other modules of
+# detector/commands/ are helpers.
+_SUMMARY = re.compile(r'\A"""``mirrorwatch ([\w-]+)``: ([^\n]*?)(?:"""|\n)')
+
+
+@functools.cache
+def _commands() -> dict[str, str]:
+    """Subcommand name → summary line, read from the module sources without importing them."""
+    import detector.commands as pkg
+
+    found = {}
+    for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        spec = importlib.util.find_spec(f"detector.commands.{m.name}")
+        try:
+            with open(spec.origin if spec and spec.origin else "", encoding="utf-8") as f:
+                head = _SUMMARY.match(f.read(400))
+        except OSError:
+            continue
+        if head and head.group(1) == m.name:
+            found[m.name] = head.group(2)[:1].upper() + head.group(2)[1:]
+    return found
 
 
 def command_names() -> list[str]:
-    """Subcommands: one per module of detector/commands/, named as the module."""
-    import detector.commands as pkg
-
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    """Subcommands: the modules of detector/commands/ that say which command they are."""
+    return list(_commands())
 
 
 def command_summary(name: str) -> str:
-    """The summary line of a subcommand's module docstring, without importing the module."""
-    spec = importlib.util.find_spec(f"detector.commands.{name}")
-    try:
-        with open(spec.origin if spec and spec.origin else "", encoding="utf-8") as f:
-            m = _SUMMARY.match(f.read(400))
-    except OSError:
-        return ""
-    return "" if m is None else m.group(1)[:1].upper() + m.group(1)[1:]
+    return _commands().get(name, "")
 
 
 class _Main(click.Group):
