@@ -95,6 +95,7 @@ class Tool:
     # Reads only one plain capture file (not a directory; gzip only where it says so).
     one_file: bool = True
     gzip: bool = False
+    tree: Path = REPO  # the mirrorwatch checkout it runs
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Result:
     failed: str = ""
 
 
-def tools_for(path: Path, dask_address: str | None) -> list[Tool]:
+def tools_for(path: Path, dask_address: str | None, others: list[Path]) -> list[Tool]:
     f = str(path)
     # mirrorwatch exits 1 when it reports a finding at or above --fail-on: a normal outcome here.
     mw = [*mirrorwatch_cmd(), "scan", f, "--format", "json", "-q"]
@@ -114,6 +115,10 @@ def tools_for(path: Path, dask_address: str | None) -> list[Tool]:
         Tool("mirrorwatch scan -j 2", [*mw, "-j", "2"], found, one_file=False, gzip=True),
         Tool("mirrorwatch scan -j 1", [*mw, "-j", "1"], found, one_file=False, gzip=True),
     ]
+    for tree in others:  # other checkouts: before and after a change, in the same rounds
+        for j in ("2", "1"):
+            tools.append(Tool(f"mirrorwatch -j {j} ({tree.name})", [*mw, "-j", j], found,
+                              one_file=False, gzip=True, tree=tree))  # fmt: skip
     if dask_address:
         tools.append(
             Tool(
@@ -176,11 +181,11 @@ def run_once(tool: Tool, extra: list[int]) -> tuple[float, float, float, str]:
     count in CPU and memory."""
     with tempfile.TemporaryDirectory(prefix="mwbench-") as tmp:
         argv = [a.replace("{tmp}", tmp) for a in tool.argv]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(tool.tree)}
         extra_cpu = _cpu_seconds(extra)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            argv, cwd=tool.tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         peak = 0
         while True:
@@ -257,7 +262,9 @@ class DaskCluster:
         self.dir.cleanup()
 
 
-def bench(path: Path, rounds: int, cluster: DaskCluster | None, only: list[str]) -> None:
+def bench(
+    path: Path, rounds: int, cluster: DaskCluster | None, only: list[str], others: list[Path]
+) -> None:
     t = time.perf_counter()
     packets = count_packets(path)
     size = sum(f.stat().st_size for f in capture_files(path))
@@ -267,7 +274,7 @@ def bench(path: Path, rounds: int, cluster: DaskCluster | None, only: list[str])
     )
     tools = [
         x
-        for x in tools_for(path, cluster and cluster.address)
+        for x in tools_for(path, cluster and cluster.address, others)
         if not only or any(o in x.name for o in only)
     ]
     results = {tool.name: Result() for tool in tools}
@@ -309,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians shown")
     ap.add_argument("--dask", action="store_true", help="also scan on a local Dask cluster")
     ap.add_argument("--only", action="append", default=[], help="tools whose name has this")
+    ap.add_argument(
+        "--tree", action="append", type=Path, default=[],
+        help="also run mirrorwatch from this checkout (e.g. before a change)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     inputs: list[Path] = list(args.inputs)
     if args.suite:
@@ -329,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = DaskCluster() if args.dask else None
     try:
         for path in inputs:
-            bench(path, args.rounds, cluster, args.only)
+            bench(path, args.rounds, cluster, args.only, [t.resolve() for t in args.tree])
     finally:
         if cluster:
             cluster.close()
