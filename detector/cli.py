@@ -72,6 +72,7 @@ class _Main(click.Group):
     # Commands that end when their output is written: they leave without freeing objects.
     LEAVE_FAST = frozenset({"scan", "report", "baseline", "schema"})
     leave_fast = False
+    as_program = False
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in command_names():
@@ -81,8 +82,9 @@ class _Main(click.Group):
         if not isinstance(command, click.Command):
             return None
         self.leave_fast = cmd_name in self.LEAVE_FAST
-        # What the imports made lives until exit: later collections need not walk it again.
-        gc.freeze()
+        if self.as_program:
+            # What the imports made lives until exit: later collections need not walk it again.
+            gc.freeze()
         return command
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
@@ -90,10 +92,11 @@ class _Main(click.Group):
         leaves without tearing down its modules one object at a time, a tenth of a second of
         CPU for a scan's numpy, pydantic and scapy, once everything Python's own exit would
         do has been done.  Called with arguments (tests, embedding), it returns as usual."""
+        self.as_program = args is None and kwargs.get("standalone_mode", True)
         try:
             return super().main(args, *rest, **kwargs)
         except SystemExit as exc:
-            if args is None and self.leave_fast and kwargs.get("standalone_mode", True):
+            if self.as_program and self.leave_fast:
                 _leave(exc.code)
             raise
 
