@@ -28,16 +28,6 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-try:
-    # ISA-L's inflate: the same stream in about 25 % less CPU than zlib's (bench/README.md).
-    from isal import igzip as _gzip
-    from isal.isal_zlib import error as _isal_error
-
-    _GZIP_ERRORS: tuple[type[Exception], ...] = (_isal_error,)
-except ImportError:  # a platform without its wheel
-    _gzip = gzip  # type: ignore[no-redef]
-    _GZIP_ERRORS = ()
-
 BLOCK_SIZE = 16 << 20
 # Bytes past the end of valid data that gathers may touch (longest header window we read).
 PAD = 512
@@ -130,14 +120,23 @@ def open_stream(path: str) -> BinaryIO:
         raw = io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type]
     head = raw.peek(2)[:2]  # type: ignore[attr-defined]
     if head == b"\x1f\x8b":
-        return ReadAhead(_gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
+        return ReadAhead(gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
     return ReadAhead(raw) if path == "-" else raw
+
+
+def check_inflation(inflated: int, packed: int) -> None:
+    """Raise if ``packed`` bytes of gzip inflated to ``inflated`` look like a bomb."""
+    if inflated >= GZIP_RATIO_FROM and packed and inflated > GZIP_MAX_RATIO * packed:
+        raise OSError(
+            f"gzip data inflates more than {GZIP_MAX_RATIO} times ({packed} bytes to "
+            f"{inflated} so far): not a capture"
+        )
 
 
 class ReadAhead(io.RawIOBase):
     """The bytes of ``source``, read by a thread up to AHEAD chunks before they are wanted.
 
-    Inflating gzip (zlib and ISA-L let go of the GIL while they work) then runs on a second core
+    Inflating gzip (zlib lets go of the GIL while it works) then runs on a second core
     while the engine works on the first, and a pipe's writer is not held up while a batch is
     processed.  A read error reaches the reader where it happened in the stream.
     """
@@ -157,10 +156,16 @@ class ReadAhead(io.RawIOBase):
         self.thread.start()
 
     def _read(self) -> None:
+        # One inflated piece at a time: a read that meets damage loses all it had inflated.
+        read = getattr(self.source, "read1", self.source.read)
+        inflated = 0
         try:
             while not self.stopping.is_set():
-                chunk = self.source.read(self.CHUNK)
+                chunk = read(self.CHUNK)
                 self.position = _position(self.raw or self.source, self.position + len(chunk))
+                inflated += len(chunk)
+                if self.raw is not None:
+                    check_inflation(inflated, self.position)
                 self.chunks.put(chunk)
                 if not chunk:
                     break
@@ -282,7 +287,7 @@ def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Ite
 # What reading a capture can raise when the file or device fails (a gzip stream cut short or
 # damaged, an I/O error): the input ends there with an error, and the scan goes on.  Anything
 # else is a fault of the program and must not pass for the end of a file.
-READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, *_GZIP_ERRORS)
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
 
 
 def reading(batches: Iterator[PacketBatch], stats: InputStats) -> Iterator[PacketBatch]:
@@ -382,15 +387,8 @@ class _Blocks:
             return 0
 
     def _check_inflation(self, end: int) -> None:
-        inflated = self.consumed + end
-        if inflated < GZIP_RATIO_FROM:
-            return
         packed = _tell(self.gzip.fileobj) if self.gzip is not None else 0
-        if packed and inflated > GZIP_MAX_RATIO * packed:
-            raise OSError(
-                f"gzip data inflates more than {GZIP_MAX_RATIO} times ({packed} bytes to "
-                f"{inflated} so far): not a capture"
-            )
+        check_inflation(self.consumed + end, packed)
 
     def fill(self, keep_from: int) -> None:
         """Move ``buf[keep_from:end]`` to the front and read more after it."""
