@@ -218,7 +218,9 @@ def test_missing_interface_exits_2(in_process: Callable[..., Result]) -> None:
 def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]:
     """A stand-in for tcpdump: announces itself, writes a pcap, prints counters like tcpdump."""
     script = tmp_path / "fake_tcpdump.sh"
-    tail = "exit 1" if exit_after else "while :; do sleep 0.05; done"
+    # `wait` returns at once when a trapped signal arrives; a foreground `sleep` would hold the
+    # trap until it ends, and bash may then take SIGINT as meant for the child alone.
+    tail = "exit 1" if exit_after else "while :; do sleep 0.05 & wait $!; done"
     # The traps are set before the start line: a counter request may come right after it.
     script.write_text(
         "trap 'echo \"fake: 60 packets captured, 61 packets received by filter, "
