@@ -162,6 +162,8 @@ class DnstapDecoder(FramedStreamDecoder):
         content: list[bytes] = []
         off = 12
         while off < len(pdu):
+            if len(pdu) - off < 8:
+                return None  # a field header cut short
             ftype, flen = struct.unpack_from("!II", pdu, off)
             if ftype != FIELD_CONTENT_TYPE or off + 8 + flen > len(pdu):
                 return None
