@@ -138,3 +138,42 @@ def test_packets_routed_past_a_two_sided_span_are_not_a_high_copy(tmp_path: Path
     assert findings, "the duplicates are still reported"
     assert all(f.severity == "low" and not f.evidence["mirror_proven"] for f in findings)
     assert any("both sides of a router" in r for f in findings for r in f.reasons)
+
+
+def _tee_conversation(tmp_path: Path, both_ways: bool) -> Path:
+    """One client talking to one server; the router clones what it forwards (both directions,
+    or only client to server) to a collector's MAC, as iptables TEE does."""
+    from scapy.all import wrpcap
+
+    client, router, server_gw, collector = (
+        "02:00:00:00:00:0c", "02:00:00:00:00:01", "02:00:00:00:00:99", "02:00:00:00:00:cc",
+    )  # fmt: skip
+    frames = []
+    t = 1_768_471_200.0
+    for i in range(30):
+        out = IP(src="192.168.1.10", dst="93.184.216.34", id=i) / TCP(sport=40000, dport=443)
+        back = IP(src="93.184.216.34", dst="192.168.1.10", id=900 + i) / TCP(sport=443, dport=40000)
+        legs = [(out / Raw(b"q" * 80), (client, router))]
+        if both_ways:
+            legs.append((back / Raw(b"r" * 200), (server_gw, router)))
+        for pkt, (src, dst) in legs:
+            original = Ether(src=src, dst=dst) / pkt
+            copy = Ether(src=router, dst=collector) / pkt
+            original.time, copy.time = t, t + 0.0001
+            frames += [original, copy]
+            t += 0.01
+    path = tmp_path / ("tee-both.pcap" if both_ways else "tee-one-way.pcap")
+    wrpcap(str(path), frames)
+    return path
+
+
+def test_tee_copy_of_one_conversation_both_ways_is_high(tmp_path: Path) -> None:
+    # A single watched subscriber: two hosts, one conversation, but both of its directions
+    # cloned to one collector and every copy seen beside its original.
+    (f,) = [f for f in scan(_tee_conversation(tmp_path, True)).findings if f.protocol == "tee-copy"]
+    assert f.evidence["mirror_proven"] is True and f.severity == "high", f.reasons
+    # Only one direction (as a redirect to a cache shows): no proof of a copy.
+    one_way = [
+        f for f in scan(_tee_conversation(tmp_path, False)).findings if f.protocol == "tee-copy"
+    ]
+    assert all(f.severity == "low" for f in one_way)

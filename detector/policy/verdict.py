@@ -574,12 +574,13 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
                 "is watching these hosts in particular."
             )
     if s.protocol in GUESSED and kind in ("mirror", "intercept"):
-        shaped = (
-            (convs > 0 and both >= max(1, th.both_way_share * convs))
-            or copies_proven
-            or bool(evidence.get("targeted"))
-        )
-        cap, why = _evidence_cap(s, th, convs, shaped)
+        both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
+        shaped = both_ways or copies_proven or bool(evidence.get("targeted"))
+        # Both directions of a conversation, each packet also seen natively: a copy even of one
+        # conversation between two hosts (a single watched subscriber), not a control exchange.
+        # Plain copies are sightings of a packet seen twice: each one is matched by construction.
+        seen_twice = copies_proven or (s.protocol == "tee-copy" and matched >= th.min_copy_checks)
+        cap, why = _evidence_cap(s, th, convs, shaped, both_ways and seen_twice)
         evidence["evidence_level"] = cap
         if SEVERITY_ORDER[cap] < SEVERITY_ORDER[severity]:
             severity = cap
@@ -682,7 +683,7 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
 
 
 def _evidence_cap(
-    s: StreamEvidence, th: Thresholds, convs: int, shaped: bool
+    s: StreamEvidence, th: Thresholds, convs: int, shaped: bool, proven_both_ways: bool = False
 ) -> tuple[str, list[str]]:
     """The highest severity the evidence of a format without a magic number supports, and why
     it goes no higher: low on a few packets or on carried packets that are not plausible
@@ -715,7 +716,8 @@ def _evidence_cap(
             f"Only {packets} packets: {what}, so a few matching packets are no more than a "
             f"guess (at least {th.guess_min_packets} are needed)."
         ]
-    if len(s.hosts) < th.guess_min_hosts or convs < th.guess_min_conversations:
+    spread = len(s.hosts) >= th.guess_min_hosts and convs >= th.guess_min_conversations
+    if not spread and not proven_both_ways:
         return "low", [
             f"Its carried packets involve {len(s.hosts)} hosts in {convs} conversations: not the "
             f"spread of traffic a copy shows ({what}; a control exchange or a tunnel looks so)."
