@@ -1,4 +1,5 @@
-"""Checks every command makes before a long scan, and how it writes and reports.
+"""Checks every command makes before a long scan, how it writes and reports, and the options
+scan and watch share.
 
 A typo in a path or an output that cannot be written is a usage error (exit 2) said in one line
 before any packet is read, not after an hour of scanning; an output file is replaced whole or not
@@ -104,3 +105,14 @@ def echo_input_errors(report: Report) -> None:
     for inp in report.inputs:
         for e in inp.errors:
             click.echo(safe_text(f"mirrorwatch: {inp.path}: {e}"), err=True)
+
+
+# EVE options of both scan and watch: one definition, one help text.
+sensor_name_option = click.option(
+    "--sensor-name", default=None, metavar="NAME",
+    help="EVE: this sensor's name in each event's host field (default: this host's name).",
+)  # fmt: skip
+eve_info_option = click.option(
+    "--eve-info", is_flag=True,
+    help="EVE: also write info findings (tunnels); by default only alerts worth raising.",
+)  # fmt: skip

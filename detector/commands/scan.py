@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import click
 
 from detector.cluster import ClusterError
-from detector.commands.checks import check_inputs, check_output, echo_input_errors, write_atomic
+from detector.commands.checks import (
+    check_inputs,
+    check_output,
+    echo_input_errors,
+    eve_info_option,
+    sensor_name_option,
+    write_atomic,
+)
 from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
@@ -136,14 +143,8 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     help="MaxMind-format database (country/city or ASN; repeat for both): country and AS "
     "of each exporter and collector.",
 )  # fmt: skip
-@click.option(
-    "--sensor-name", default=None,
-    help="EVE: the sensor's name in each event's host field (default: this host's name).",
-)  # fmt: skip
-@click.option(
-    "--eve-info", is_flag=True,
-    help="EVE: also write info findings (tunnels); by default only alerts worth raising.",
-)  # fmt: skip
+@sensor_name_option
+@eve_info_option
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 64), default=None,
     help="Worker processes (default: one per core, at most 2); large pcaps are cut in parts.",

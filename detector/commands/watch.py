@@ -10,6 +10,7 @@ from types import FrameType
 
 import click
 
+from detector.commands.checks import eve_info_option, sensor_name_option
 from detector.commands.scan import policy_from
 from detector.findings import SEVERITY_ORDER
 from detector.live import capture
@@ -76,14 +77,8 @@ def load_policy(path: str | None) -> PolicyContext:
     "-o", "--output", type=click.Path(dir_okay=False), default=None,
     help="Append events to this file (default: standard output); SIGHUP reopens it.",
 )  # fmt: skip
-@click.option(
-    "--sensor-name", default=None, metavar="NAME",
-    help="This sensor's name in EVE events (host); default the host name.",
-)  # fmt: skip
-@click.option(
-    "--eve-info", is_flag=True,
-    help="EVE: also write info findings (tunnels); by default only alerts worth raising.",
-)  # fmt: skip
+@sensor_name_option
+@eve_info_option
 @click.option(
     "--promisc/--no-promisc", default=True, show_default=True,
     help="Put the capture interfaces in promiscuous mode (frames for other MACs too).",
