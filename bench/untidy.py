@@ -10,7 +10,6 @@ anonymised (checksums stale, group-bit MACs); then the result of each evasion ca
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 import time
@@ -23,22 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from mwtest import sample_generator  # noqa: E402
+
 from detector.capture.reader import PacketBatch  # noqa: E402
 from detector.engine import Engine  # noqa: E402
 from detector.findings import Finding  # noqa: E402
 from detector.policy.verdict import PolicyContext, judge  # noqa: E402
 
-
-def _generator():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("pcaps_generate", ROOT / "pcaps" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _generator()
+GEN = sample_generator()
 
 
 def findings(frames: list[bytes], ts: np.ndarray, batch: int = 4096) -> list[Finding]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -19,6 +21,18 @@ from detector.scan import ScanResult, scan_paths
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
 REAL = ROOT.parent / "shared" / "pcaps" / "real"
+
+
+@functools.cache
+def sample_generator() -> ModuleType:
+    """pcaps/generate.py as a module: the builders of the bundled samples, for tests that craft
+    variations of them."""
+    spec = importlib.util.spec_from_file_location("pcaps_generate", PCAPS / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def uplink_capture(out: Path, packets: int) -> Path:

@@ -5,35 +5,22 @@ box: test_scores.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import struct
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from mwtest import sample_generator
 
 from detector.capture.reader import PacketBatch
 from detector.engine import Engine
 from detector.findings import Finding
 from detector.policy.verdict import PolicyContext, judge
 
-ROOT = Path(__file__).resolve().parents[1]
 MIRRORS = ("tzsp", "erspan-1", "erspan-2", "erspan-3", "gre-teb", "vxlan", "geneve")
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pcaps_generate", ROOT / "pcaps" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _generator()
+GEN = sample_generator()
 
 
 def _inner(n: int, seed: int = 1) -> list[bytes]:

@@ -3,25 +3,12 @@ clients as evidence, and bytes that only look like frames rejected."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
-from mwtest import PCAPS, ROOT, heads, scan
+from mwtest import PCAPS, heads, sample_generator, scan
 
 from detector.protocols.base import PacketContext
 from detector.protocols.dnstap import DnstapDecoder, protobuf_fields, question_name
 
-
-def _generator():  # the sample generator's protobuf and Frame Streams writers
-    spec = importlib.util.spec_from_file_location("pcaps_generate", ROOT / "pcaps" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _generator()
+GEN = sample_generator()  # its protobuf and Frame Streams writers
 QUERY = bytes.fromhex("1234010000010000000000000676696374696d03636f6d0000010001")  # victim.com A
 CTX = PacketContext(src="10.1.0.53", dst="10.9.0.30", sport=43210, dport=6000)
 

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pcaps_generate", PCAPS / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from mwtest import PCAPS, sample_generator
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("samples")
-    load_generator().generate(out)
+    sample_generator().generate(out)
     return out
 
 
 def test_committed_samples_match_generator(generated: Path) -> None:
-    gen = load_generator()
+    gen = sample_generator()
     differing = [
         name
         for name in gen.SAMPLES
@@ -44,7 +31,7 @@ def test_committed_samples_match_generator(generated: Path) -> None:
 def test_generation_is_repeatable(generated: Path, tmp_path: Path) -> None:
     # A subset generated on its own equals the same files from the full run (per-sample seeds).
     names = ["erspan-3.pcap", "etsi-102232.pcap", "two-links.pcapng", "tzsp.pcap.gz"]
-    load_generator().generate(tmp_path, names)
+    sample_generator().generate(tmp_path, names)
     for name in names:
         assert (tmp_path / name).read_bytes() == (generated / name).read_bytes(), name
 
@@ -53,7 +40,7 @@ def test_expected_table_lists_every_sample() -> None:
     with (PCAPS / "expected.tsv").open(newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     kinds = {"mirror", "intercept", "flow-export", "tunnel", "none"}
-    assert {r["file"] for r in rows} == set(load_generator().SAMPLES)
+    assert {r["file"] for r in rows} == set(sample_generator().SAMPLES)
     assert all(r["kind"] in kinds and r["protocol"] for r in rows)
 
 
