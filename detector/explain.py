@@ -113,17 +113,6 @@ class Explanation:
     command: list[str] = field(default_factory=list)
 
 
-class TsharkMissing(RuntimeError):
-    pass
-
-
-def tshark_path() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        raise TsharkMissing(INSTALL_HINT)
-    return path
-
-
 @functools.cache
 def tshark_version(tshark: str) -> str:
     out = _run([tshark, "--version"]).stdout

@@ -117,7 +117,6 @@ class Reassembler:
         self.pending: dict[tuple[object, ...], _Pending] = {}
         self.bytes = 0  # charged: piece bytes plus PIECE_OVERHEAD each
         self.pieces = 0
-        self.dropped = 0
         self.shed = 0  # datagrams dropped because a budget was reached
         self.oversized = 0  # datagrams dropped for reassembling past MAX_IP_LENGTH
 
@@ -198,7 +197,6 @@ class Reassembler:
         entry = self.pending.pop(key)
         self.bytes -= entry.charge
         self.pieces -= len(entry.pieces)
-        self.dropped += 1
 
 
 def _ipv6_fragment(pkt: bytes, l3: int) -> tuple[bytes, int, bytes] | None:

@@ -197,8 +197,6 @@ class HashIndex:
 class FlowTable:
     """Per-flow, per-direction packet and byte counters with first/last times."""
 
-    COLUMNS = ("pkts0", "pkts1", "bytes0", "bytes1")
-
     def __init__(self, idle_timeout: float = 120.0, max_flows: int = 65_536) -> None:
         self.index = HashIndex()
         self.idle_timeout = idle_timeout
@@ -215,7 +213,6 @@ class FlowTable:
         self.batches = 0
         self.counts = np.zeros((0, 4), dtype=np.int64)
         self.total_flows = 0
-        self.evicted = 0
         self.shed = 0  # flows evicted while still active, because the table was full
         self.peak_flows = 0
 
@@ -306,7 +303,6 @@ class FlowTable:
         self.seen = self.seen[idx].copy()
         self.counts = self.counts[idx].copy()
         self.index.rebuild(self.key)
-        self.evicted += gone
         return gone
 
     def counters(self, key: int) -> tuple[int, int, int, int] | None:

@@ -42,7 +42,6 @@ class TcpReassembler:
         self.max_total = max_total_bytes
         self.streams: dict[int, _Stream] = {}
         self.total = 0  # bytes charged over every stream
-        self.gaps = 0
         self.shed_bytes = 0  # waiting bytes given up because a budget was reached
 
     def start(self, key: int, seq: int) -> None:
@@ -74,9 +73,7 @@ class TcpReassembler:
             return b"", False
         # Waited too long for the missing bytes (or every stream together holds too much):
         # skip to the earliest waiting segment.
-        if st.cost > self.max_pending:
-            self.gaps += 1
-        else:
+        if st.cost <= self.max_pending:
             self.shed_bytes += st.cost
         first = st.heap[0]
         st.seq = (st.seq + first - st.pos) % MOD

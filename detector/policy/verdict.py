@@ -41,8 +41,6 @@ RPCAP_SESSION = frozenset({"open", "startcap"})
 # Plain copies too: one packet seen twice towards two MACs may also be a packet routed past a
 # span that sees both sides of the router.
 AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation", "tee-copy"})
-# Where the sender's source port is entropy (a hash of the inner flow), not an identity.
-ENTROPY_SOURCE_PORT = frozenset({"vxlan", "geneve", "gre-udp", "mpls-udp", "vxlan-gpe"})
 DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
     "tzsp": (37008,),
     "vxlan": (4789, 8472),
@@ -798,7 +796,3 @@ def _fold_tunnel_directions(
         g.watched.extend(w for w in f.watched if (w.ip, w.mac) not in seen)
         g.watched = sorted(g.watched, key=lambda w: -w.packets)[:MAX_WATCHED]
     return out
-
-
-def findings_from(streams: list[StreamEvidence], ctx: PolicyContext) -> list[Finding]:
-    return [f for f, _ in judge(streams, ctx)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-UNIVERSAL, APPLICATION, CONTEXT, PRIVATE = 0, 1, 2, 3
+UNIVERSAL, CONTEXT = 0, 2  # tag classes read here (application is 1, private 3)
 SEQUENCE = 0x10
 # Longest identifier + length this walker accepts: 1 + 4 tag octets, 1 + 4 length octets.
 MAX_HEADER = 10

@@ -40,9 +40,9 @@ MESSAGE_TYPES = {
 SOCKET_PROTOCOLS = {1: 17, 2: 6, 3: 6, 4: 17, 5: 6, 6: 6}  # UDP, TCP, DOT, DOH, DNSCryptUDP/TCP
 DNSTAP_MESSAGE = 1
 # Dnstap fields.
-F_IDENTITY, F_VERSION, F_EXTRA, F_MESSAGE, F_TYPE = 1, 2, 3, 14, 15
+F_IDENTITY, F_VERSION, F_MESSAGE, F_TYPE = 1, 2, 14, 15
 # Message fields.
-M_TYPE, M_FAMILY, M_PROTOCOL, M_QADDR, M_RADDR, M_QPORT, M_RPORT = 1, 2, 3, 4, 5, 6, 7
+M_TYPE, M_PROTOCOL, M_QADDR, M_RADDR, M_QPORT, M_RPORT = 1, 3, 4, 5, 6, 7
 M_QUERY, M_RESPONSE = 10, 14
 _CTRL = struct.Struct("!III")  # escape, length, control type
 

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 PS_DOMAIN_PREFIX = bytes.fromhex("040002020501")  # 0.4.0.2.2.5.1
 CYBERPROBE_DOMAIN = bytes.fromhex("00040002020501")
 HI2_PREFIXES = (bytes.fromhex("0400020201"), bytes.fromhex("0400020204"))
-LI_ARC = bytes.fromhex("04000202")  # 0.4.0.2.2, every ETSI LI object identifier
 
 PAYLOAD_KINDS = {
     0: "iri",

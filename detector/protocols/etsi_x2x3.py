@@ -60,7 +60,7 @@ FORMAT_NAMES = {
 CARRIED_FORMATS: dict[int, InnerLink] = {5: "ip", 6: "ip", 7: "ethernet"}
 DIRECTIONS = {1: "unknown", 2: "to-target", 3: "from-target", 4: "multiple", 5: "n/a"}
 TARGET_DIRECTIONS = {2: "to-target", 3: "from-target"}
-ATTR_SEQUENCE, ATTR_TIMESTAMP, ATTR_TARGET = 8, 9, 17
+ATTR_SEQUENCE, ATTR_TARGET = 8, 17
 
 
 def attributes(pdu: bytes, hlen: int) -> dict[int, bytes] | None:
