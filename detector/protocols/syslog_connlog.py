@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -135,79 +136,123 @@ def _flow(src: str, dst: str, proto: int, sport: str, dport: str) -> RecordedFlo
     return RecordedFlow(a, b, proto, sp, dp, packets=1)
 
 
-def connection_tuple(msg: str) -> tuple[str, RecordedFlow] | None:
+Named = tuple[str, RecordedFlow]  # (dialect, 5-tuple)
+
+
+def _named(dialect: str, f: RecordedFlow | None) -> Named | None:
+    return None if f is None else (dialect, f)
+
+
+def _routeros(msg: str) -> Named | None:
+    if m := _ROUTEROS.search(msg):
+        return _named("routeros", _flow(m[2], m[4], _proto(m[1]), m[3], m[5]))
+    return None
+
+
+def _routeros_noport(msg: str) -> Named | None:
+    if m := _ROUTEROS_NOPORT.search(msg):
+        return _named("routeros", _flow(m[2], m[3], _proto(m[1]), "0", "0"))
+    return None
+
+
+def _kv_log(msg: str) -> Named | None:
+    """iptables/nftables LOG and ulogd2 (LOGEMU, NFCT): KEY=value pairs."""
+    src, dst = _KV_SRC.search(msg), _KV_DST.search(msg)
+    proto = _KV_PROTO.search(msg)
+    if not (src and dst and proto):
+        return None
+    spt, dpt = _KV_SPT.search(msg), _KV_DPT.search(msg)
+    f = _flow(src[1], dst[1], _proto(proto[1]), spt[1] if spt else "0", dpt[1] if dpt else "0")
+    if "ORIG:" in msg or "[NEW]" in msg or "[DESTROY]" in msg:
+        return _named("ulogd2-nfct", f)
+    return _named("ulogd2" if "ulogd" in msg else "iptables-log", f)
+
+
+def _asa(msg: str) -> Named | None:
+    if not (m := _ASA.search(msg)):
+        return None
+    # "for" names the outside end of an outbound connection and the initiator of an inbound
+    # one; the initiator goes first.
+    outside, oport, inside, iport = m[5], m[6], m[7], m[8]
+    if m[3] == "outbound":
+        return _named("cisco-asa", _flow(inside, outside, _proto(m[4]), iport, oport))
+    return _named("cisco-asa", _flow(outside, inside, _proto(m[4]), oport, iport))
+
+
+def _ios_nat(msg: str) -> Named | None:
+    if m := _IPNAT.search(msg):
+        return _named("cisco-ios-nat", _flow(m[2], m[8], _proto(m[1]), m[3], m[9]))
+    return None
+
+
+def _ios_fw(msg: str) -> Named | None:
+    if m := _IOS_FW.search(msg):
+        return _named("cisco-ios-fw", _flow(m[2], m[4], _proto(m[1]), m[3], m[5]))
+    return None
+
+
+def _junos_text(msg: str) -> Named | None:
+    if m := _JUNOS_TEXT.search(msg):
+        proto = int(m[5]) if m[5] else 0
+        return _named("juniper-rt-flow", _flow(m[1], m[3], proto, m[2], m[4]))
+    return None
+
+
+def _junos_sd(msg: str) -> Named | None:
+    sd = {k: r.search(msg) for k, r in _JUNOS_SD.items()}
+    if not all(sd.values()):
+        return None
+    p = _JUNOS_PROTO.search(msg)
+    g = {k: v[1] for k, v in sd.items() if v}
+    f = _flow(
+        g["source-address"], g["destination-address"], int(p[1]) if p else 0,
+        g["source-port"], g["destination-port"],
+    )  # fmt: skip
+    return _named("juniper-rt-flow", f)
+
+
+def _conntrack(msg: str) -> Named | None:
+    if not (m := _CT.search(msg)):
+        return None
+    ports = _CT_PORTS.search(msg)
+    f = _flow(m[2], m[3], _proto(m[1]), *(ports.groups() if ports else ("0", "0")))
+    return _named("conntrack", f)
+
+
+def _ulogd_json(msg: str) -> Named | None:
+    j = {k: r.search(msg) for k, r in _JSON_FIELD.items()}
+    if not (j["src_ip"] and j["dest_ip"]):
+        return None
+    f = _flow(
+        j["src_ip"][1], j["dest_ip"][1],
+        _proto(j["ip.protocol"][1]) if j["ip.protocol"] else 0,
+        j["src_port"][1] if j["src_port"] else "0",
+        j["dest_port"][1] if j["dest_port"] else "0",
+    )  # fmt: skip
+    return _named("ulogd2-json", f)
+
+
+# In order: (words a message must hold for the dialect to be tried, its parser).  The first
+# parser that finds a tuple names the dialect.
+_DIALECTS: tuple[tuple[tuple[str, ...], Callable[[str], Named | None]], ...] = (
+    (("->", "proto "), _routeros),
+    (("->", "proto "), _routeros_noport),
+    (("SRC=", "DST="), _kv_log),
+    (("%",), _asa),
+    (("%",), _ios_nat),
+    (("%",), _ios_fw),
+    (("RT_FLOW_SESSION",), _junos_text),
+    (("RT_FLOW_SESSION",), _junos_sd),
+    (("src=", "dst="), _conntrack),
+    (('"src_ip"',), _ulogd_json),
+)
+
+
+def connection_tuple(msg: str) -> Named | None:
     """(dialect, 5-tuple) named by one log message, or None when it names no connection."""
-    if "->" in msg and "proto " in msg:
-        if m := _ROUTEROS.search(msg):
-            f = _flow(m[2], m[4], _proto(m[1]), m[3], m[5])
-            if f:
-                return "routeros", f
-        if m := _ROUTEROS_NOPORT.search(msg):
-            f = _flow(m[2], m[3], _proto(m[1]), "0", "0")
-            if f:
-                return "routeros", f
-    if "SRC=" in msg and "DST=" in msg:
-        src, dst = _KV_SRC.search(msg), _KV_DST.search(msg)
-        proto = _KV_PROTO.search(msg)
-        if src and dst and proto:
-            spt, dpt = _KV_SPT.search(msg), _KV_DPT.search(msg)
-            f = _flow(
-                src[1], dst[1], _proto(proto[1]), spt[1] if spt else "0", dpt[1] if dpt else "0"
-            )
-            if f:
-                if "ORIG:" in msg or "[NEW]" in msg or "[DESTROY]" in msg:
-                    return "ulogd2-nfct", f
-                return ("ulogd2" if "ulogd" in msg else "iptables-log"), f
-    if "%" in msg:
-        if m := _ASA.search(msg):
-            # "for" names the outside end of an outbound connection and the initiator of an
-            # inbound one; the initiator goes first.
-            outside, oport, inside, iport = m[5], m[6], m[7], m[8]
-            if m[3] == "outbound":
-                f = _flow(inside, outside, _proto(m[4]), iport, oport)
-            else:
-                f = _flow(outside, inside, _proto(m[4]), oport, iport)
-            if f:
-                return "cisco-asa", f
-        if m := _IPNAT.search(msg):
-            f = _flow(m[2], m[8], _proto(m[1]), m[3], m[9])
-            if f:
-                return "cisco-ios-nat", f
-        if m := _IOS_FW.search(msg):
-            f = _flow(m[2], m[4], _proto(m[1]), m[3], m[5])
-            if f:
-                return "cisco-ios-fw", f
-    if "RT_FLOW_SESSION" in msg:
-        if m := _JUNOS_TEXT.search(msg):
-            f = _flow(m[1], m[3], int(m[5]) if m[5] else 0, m[2], m[4])
-            if f:
-                return "juniper-rt-flow", f
-        sd = {k: r.search(msg) for k, r in _JUNOS_SD.items()}
-        if all(sd.values()):
-            p = _JUNOS_PROTO.search(msg)
-            g = {k: v[1] for k, v in sd.items() if v}
-            f = _flow(
-                g["source-address"], g["destination-address"], int(p[1]) if p else 0,
-                g["source-port"], g["destination-port"],
-            )  # fmt: skip
-            if f:
-                return "juniper-rt-flow", f
-    if "src=" in msg and "dst=" in msg and (m := _CT.search(msg)):
-        ports = _CT_PORTS.search(msg)
-        f = _flow(m[2], m[3], _proto(m[1]), *(ports.groups() if ports else ("0", "0")))
-        if f:
-            return "conntrack", f
-    if '"src_ip"' in msg:
-        j = {k: r.search(msg) for k, r in _JSON_FIELD.items()}
-        if j["src_ip"] and j["dest_ip"]:
-            f = _flow(
-                j["src_ip"][1], j["dest_ip"][1],
-                _proto(j["ip.protocol"][1]) if j["ip.protocol"] else 0,
-                j["src_port"][1] if j["src_port"] else "0",
-                j["dest_port"][1] if j["dest_port"] else "0",
-            )  # fmt: skip
-            if f:
-                return "ulogd2-json", f
+    for words, parse in _DIALECTS:
+        if all(w in msg for w in words) and (found := parse(msg)):
+            return found
     return None
 
 
