@@ -115,6 +115,33 @@ def _address(raw: object) -> str | None:
     return ip_str(raw) if isinstance(raw, bytes) and len(raw) in (4, 16) else None
 
 
+def _text(fields: dict[int, list[int | bytes]], number: int) -> str | None:
+    """A string field, its first 64 bytes, or None when absent or empty."""
+    raw = _one(fields, number, bytes)
+    return raw[:64].decode("utf-8", "replace") if isinstance(raw, bytes) and raw else None
+
+
+def _query_name(msg: dict[int, list[int | bytes]]) -> str | None:
+    """The question of the query, else of the response, that the message carries."""
+    for number in (M_QUERY, M_RESPONSE):
+        dns = _one(msg, number, bytes)
+        name = question_name(dns) if isinstance(dns, bytes) else None
+        if name:
+            return name[:255]
+    return None
+
+
+def _port(msg: dict[int, list[int | bytes]], number: int) -> int:
+    port = _one(msg, number, int)
+    return int(port) & 0xFFFF if isinstance(port, int) else 0
+
+
+def _connection(msg: dict[int, list[int | bytes]], qaddr: str, raddr: str) -> RecordedFlow:
+    """The DNS exchange a message logs, as the flow record it amounts to."""
+    proto = SOCKET_PROTOCOLS.get(int(_one(msg, M_PROTOCOL, int) or 0), 0)
+    return RecordedFlow(qaddr, raddr, proto, _port(msg, M_QPORT), _port(msg, M_RPORT), packets=1)
+
+
 class DnstapDecoder(FramedStreamDecoder):
     name: ClassVar[str] = "dnstap"
     kind: ClassVar[Kind] = "flow-export"
@@ -198,33 +225,16 @@ class DnstapDecoder(FramedStreamDecoder):
             return None
         facts: dict[str, object] = {"frame": "data", "message_type": MESSAGE_TYPES[mtype]}
         session: dict[str, int | str] = {}
-        ident = _one(outer, F_IDENTITY, bytes)
-        if isinstance(ident, bytes) and ident:
-            session["identity"] = ident[:64].decode("utf-8", "replace")
-        version = _one(outer, F_VERSION, bytes)
-        if isinstance(version, bytes) and version:
-            facts["version"] = version[:64].decode("utf-8", "replace")
-        for number in (M_QUERY, M_RESPONSE):
-            dns = _one(msg, number, bytes)
-            name = question_name(dns) if isinstance(dns, bytes) else None
-            if name:
-                facts["query_name"] = name[:255]
-                break
-        records = []
+        if ident := _text(outer, F_IDENTITY):
+            session["identity"] = ident
+        if version := _text(outer, F_VERSION):
+            facts["version"] = version
+        if name := _query_name(msg):
+            facts["query_name"] = name
         qaddr, raddr = _address(_one(msg, M_QADDR, bytes)), _address(_one(msg, M_RADDR, bytes))
         if qaddr:
             facts["client"] = qaddr
-        if qaddr and raddr:
-            proto = SOCKET_PROTOCOLS.get(int(_one(msg, M_PROTOCOL, int) or 0), 0)
-            qport, rport = _one(msg, M_QPORT, int), _one(msg, M_RPORT, int)
-            records.append(
-                RecordedFlow(
-                    qaddr, raddr, proto,
-                    int(qport) & 0xFFFF if isinstance(qport, int) else 0,
-                    int(rport) & 0xFFFF if isinstance(rport, int) else 0,
-                    packets=1,
-                )
-            )  # fmt: skip
+        records = [_connection(msg, qaddr, raddr)] if qaddr and raddr else []
         # A data frame after a control frame of this stream is proven framing; alone, it
         # rests on the protobuf walk.
         strength = 1.0 if state.info.get("control") else 0.8
