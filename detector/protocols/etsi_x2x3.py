@@ -88,6 +88,40 @@ def header_ok(version: int, ptype: int, hlen: int, fmt: int, direction: int) -> 
     )
 
 
+def _facts(
+    version: int,
+    ptype: int,
+    plen: int,
+    fmt: int,
+    direction: int,
+    corr: int,
+    attrs: dict[int, bytes],
+) -> dict[str, object]:
+    facts: dict[str, object] = {
+        "version": version,
+        "pdu_type": PDU_TYPES[ptype],
+        "payload_format": FORMAT_NAMES.get(fmt, str(fmt)) if fmt else "none",
+        "payload_length": plen,
+    }
+    if direction:
+        facts["direction"] = DIRECTIONS[direction]
+    if corr:
+        facts["correlation_id"] = corr
+    if (seq := attrs.get(ATTR_SEQUENCE)) is not None and 1 <= len(seq) <= 8:
+        facts["sequence"] = int.from_bytes(seq, "big")
+    if (target := attrs.get(ATTR_TARGET)) is not None:
+        facts["target"] = target[:128].decode("utf-8", "replace")
+    return facts
+
+
+def _carried(data: bytes, fmt: int, direction: int) -> list[Carried]:
+    """The packet a PDU's payload holds, when its format is one that carries packets."""
+    link = CARRIED_FORMATS.get(fmt)
+    if link is None or (link != "ethernet" and not ip_fills(data, 0)):
+        return []
+    return [Carried(link, data, direction=TARGET_DIRECTIONS.get(direction))]
+
+
 class EtsiX2X3Decoder(FramedStreamDecoder):
     name: ClassVar[str] = "etsi-x2x3"
     kind: ClassVar[Kind] = "intercept"
@@ -135,29 +169,11 @@ class EtsiX2X3Decoder(FramedStreamDecoder):
         keepalive = ptype in KEEPALIVES
         if keepalive and (plen or fmt):
             return None  # keepalives carry nothing
-        facts: dict[str, object] = {
-            "version": version,
-            "pdu_type": PDU_TYPES[ptype],
-            "payload_format": FORMAT_NAMES.get(fmt, str(fmt)) if fmt else "none",
-            "payload_length": plen,
-        }
-        if direction:
-            facts["direction"] = DIRECTIONS[direction]
-        if corr:
-            facts["correlation_id"] = corr
-        if (seq := attrs.get(ATTR_SEQUENCE)) is not None and 1 <= len(seq) <= 8:
-            facts["sequence"] = int.from_bytes(seq, "big")
-        if (target := attrs.get(ATTR_TARGET)) is not None:
-            facts["target"] = target[:128].decode("utf-8", "replace")
+        facts = _facts(version, ptype, plen, fmt, direction, corr, attrs)
         session: dict[str, int | str] = {}
         if xid != bytes(16):
             session["xid"] = str(uuid.UUID(bytes=xid))
-        carried: list[Carried] = []
-        link = CARRIED_FORMATS.get(fmt)
-        if link is not None and complete and plen:
-            data = pdu[hlen : hlen + plen]
-            if link == "ethernet" or ip_fills(data, 0):
-                carried.append(Carried(link, data, direction=TARGET_DIRECTIONS.get(direction)))
+        carried = _carried(pdu[hlen : hlen + plen], fmt, direction) if complete and plen else []
         return Decoded(
             protocol=self.name,
             kind=self.kind,
