@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from detector.decode.frames import carried_frame
+from detector.decode.frames import InnerPacket, carried_frame
 from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext, Reject
 from detector.protocols.gre import FLAG_SEQ, GreMirrorDecoder
 
@@ -101,6 +101,23 @@ class ErspanType2(GreMirrorDecoder):
         )
 
 
+def _type3_frame(ft: int, inner: bytes) -> tuple[InnerLink, InnerPacket | None, float] | Reject:
+    """(link, parsed frame, match strength) of what a type III header carries."""
+    if ft not in (FT_ETHERNET, FT_IP):
+        # A frame type the spec leaves reserved: the GRE type and version still say ERSPAN
+        # III, but the copy cannot be checked.
+        return Reject("empty") if not inner else ("raw", None, 0.7)
+    link: InnerLink = "ethernet" if ft == FT_ETHERNET else "ip"
+    frame = carried_frame(link, inner)
+    if frame is not None:
+        return link, frame, 1.0
+    if 0 < len(inner) < ETH_HEADER:
+        # Cut by a small snap length before the frame's header ends: the ERSPAN header still
+        # says what it is, but the copy cannot be checked.
+        return "raw", None, 0.7
+    return Reject("carried-frame")
+
+
 class ErspanType3(GreMirrorDecoder):
     name = "erspan-3"
     gre_types = frozenset({GRE_ERSPAN_III, GRE_ERSPAN_SONIC})
@@ -122,24 +139,10 @@ class ErspanType3(GreMirrorDecoder):
             platform_id = payload[off] >> 2
             off += PLATFORM_LEN
         inner = bytes(payload[off:])
-        strength = 1.0
-        frame = None
-        if ft in (FT_ETHERNET, FT_IP):
-            link: InnerLink = "ethernet" if ft == FT_ETHERNET else "ip"
-            frame = carried_frame(link, inner)
-            if frame is None and 0 < len(inner) < ETH_HEADER:
-                # Cut by a small snap length before the frame's header ends: the ERSPAN header
-                # still says what it is, but the copy cannot be checked.
-                link, strength = "raw", 0.7
-            elif frame is None:
-                return Reject("carried-frame")
-        else:
-            # A frame type the spec leaves reserved: the GRE type and version still say ERSPAN
-            # III, but the copy cannot be checked.
-            link = "raw"
-            strength = 0.7
-            if not inner:
-                return Reject("empty")
+        found = _type3_frame(ft, inner)
+        if isinstance(found, Reject):
+            return found
+        link, frame, strength = found
         direction = "egress" if egress else "ingress"
         vlan, cos, bso, trunc = w0 & 0x0FFF, w1 >> 13, (w1 >> 11) & 3, (w1 >> 10) & 1
         session_id = w1 & 0x3FF

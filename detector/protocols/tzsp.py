@@ -159,6 +159,24 @@ def _carried(encap: int, data: bytes) -> tuple[Carried, float] | None:
     return Carried("ppp" if encap == ENCAP_PPP else "raw", data), 0.6
 
 
+def _bad_header(version: int, ptype: int, encap: int) -> str | None:
+    """Why the fixed header is not TZSP, or None when it is."""
+    if version != VERSION:
+        return "version"
+    if ptype not in TYPE_NAMES:
+        return "type"
+    return None if encap in ENCAP_NAMES else "encapsulation"
+
+
+def _tag_facts(version: int, ptype: int, tags: Tags) -> dict[str, object]:
+    facts: dict[str, object] = {"version": version, "type": ptype, "tags": tags.numbers}
+    if tags.packet_id is not None:
+        facts["packet_id"] = tags.packet_id
+    if tags.orig_len is not None:
+        facts["orig_len"] = tags.orig_len
+    return facts
+
+
 class Tzsp(Decoder):
     name = "tzsp"
     kind = "mirror"
@@ -181,65 +199,54 @@ class Tzsp(Decoder):
         if len(payload) < HEADER.size:
             return Reject("short")
         version, ptype, encap = HEADER.unpack_from(payload)
-        if version != VERSION:
-            return Reject("version")
-        if ptype not in TYPE_NAMES:
-            return Reject("type")
-        if encap not in ENCAP_NAMES:
-            return Reject("encapsulation")
+        if bad := _bad_header(version, ptype, encap):
+            return Reject(bad)
         what = f"TZSP version 1, type {ptype} ({TYPE_NAMES[ptype]}), encapsulation {encap} "
         what += f"({ENCAP_NAMES[encap]})"
         session: dict[str, int | str] = {"encapsulation": encap}
         if ptype in BARE_TYPES and len(payload) == HEADER.size:
             # A 4-byte keepalive has no other check: a weak match on its own.
-            return Decoded(
-                protocol=self.name,
-                kind=self.kind,
-                header=f"{payload.hex(' ')}: {what}, no tags",
-                session=session,
-                facts={"version": version, "type": ptype},
-                strength=0.3,
-                header_len=HEADER.size,
-            )
+            header = f"{payload.hex(' ')}: {what}, no tags"
+            facts: dict[str, object] = {"version": version, "type": ptype}
+            return self._decoded(header, session, facts, 0.3, HEADER.size)
         tags = _walk_tags(payload, HEADER.size)
         if tags is None:
             return Reject("tags")
         if tags.sensor_mac is not None:
             session["sensor_mac"] = tags.sensor_mac
-        facts: dict[str, object] = {"version": version, "type": ptype, "tags": tags.numbers}
-        if tags.packet_id is not None:
-            facts["packet_id"] = tags.packet_id
-        if tags.orig_len is not None:
-            facts["orig_len"] = tags.orig_len
+        facts = _tag_facts(version, ptype, tags)
         header = f"{payload[: min(tags.end, 24)].hex(' ')}: {what}, tags {tags.numbers}, END"
         rest = bytes(payload[tags.end :])
         if ptype not in FRAME_TYPES:
             # Configuration, keepalive, port opener: TZSP, but nothing is copied.
             if rest:
                 return Reject("bytes-after-control")
-            return Decoded(
-                protocol=self.name,
-                kind=self.kind,
-                header=header,
-                session=session,
-                facts=facts,
-                strength=0.5,
-                header_len=tags.end,
-            )
+            return self._decoded(header, session, facts, 0.5, tags.end)
         found = _carried(encap, rest) if encap != ENCAP_NONE else None
         if found is None:
             return Reject("carried-frame")
         carried, strength = found
         carried.orig_len = tags.orig_len
+        return self._decoded(header, session, facts, strength, tags.end, [carried])
+
+    def _decoded(
+        self,
+        header: str,
+        session: dict[str, int | str],
+        facts: dict[str, object],
+        strength: float,
+        header_len: int,
+        carried: list[Carried] | None = None,
+    ) -> Decoded:
         return Decoded(
             protocol=self.name,
             kind=self.kind,
             header=header,
             session=session,
-            carried=[carried],
+            carried=carried or [],
             facts=facts,
             strength=strength,
-            header_len=tags.end,
+            header_len=header_len,
         )
 
 
