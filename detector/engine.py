@@ -157,7 +157,7 @@ class Engine:
         self.gre_table = registry.gre_decoders()
         self.ip_table = registry.ip_decoders()
         # Tried on GRE types and IP protocols no known decoder claims.
-        self.fallback = tuple(d for d in self.udp_decoders if d.name == "unknown-encapsulation")
+        self.fallback = tuple(d for d in self.udp_decoders if d.fallback)
         self.copies = CopyMatcher()
         self.encrypted = encrypted.EncryptedCopies()
         self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
@@ -644,9 +644,8 @@ class Engine:
             if not isinstance(found, Decoded):
                 s.rejects[found.reason if isinstance(found, Reject) else "invalid"] += 1
             else:
-                # IPFIX messages with packet sections upgrade the stream to PSAMP.
-                if found.protocol == "psamp" and s.kind == "flow-export":
-                    s.protocol = "psamp"
+                # A stream may be renamed by what it turns out to carry (IPFIX → PSAMP).
+                s.protocol = d.stream_protocol(s.protocol, found)
                 s.add(found, weight, ctx.ts)
                 self._keep_sample(s, batch, r)
 

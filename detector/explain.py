@@ -24,6 +24,8 @@ from pathlib import Path
 from detector.decode.frames import InnerPacket, parse_ethernet, parse_ip
 from detector.evidence import StreamEvidence
 from detector.findings import Finding
+from detector.protocols import registry
+from detector.protocols.base import Dissection
 from detector.report.evidence_pcap import (
     INNER_LINKTYPES,
     evidence_comment,
@@ -39,67 +41,10 @@ INSTALL_HINT = (
 TSHARK_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
-class Dissection:
-    """How Wireshark reads one format."""
-
-    dissector: str | None  # Decode As target for the stream's port (None: no rule needed)
-    marker: str  # display filter true when Wireshark recognised the format
-    ports: frozenset[int] = frozenset()  # ports Wireshark already decodes this way
-    extra: tuple[str, ...] = ()  # further Decode As rules (payload tables)
-
-    @property
-    def layers(self) -> str:
-        """Protocols whose detail tree is shown (tshark -O): the format's own header."""
-        name = self.marker.split(".")[0].split(" ")[0]
-        return "gre,erspan" if name == "erspan" else name
-
-
-def _d(dissector: str | None, marker: str, *ports: int, extra: tuple[str, ...] = ()) -> Dissection:
-    return Dissection(dissector, marker, frozenset(ports), extra)
-
-
-_CFLOW = _d("cflow", "cflow", 2055, 9996, 4739)
-# Formats tshark 4.0 dissects, by mirrorwatch protocol name.
-DISSECTIONS: dict[str, Dissection] = {
-    "tzsp": _d("tzsp", "tzsp", 37008),
-    "erspan-1": _d(None, "erspan"),
-    "erspan-2": _d(None, "erspan"),
-    "erspan-3": _d(None, "erspan"),
-    "gre-teb": _d(None, "gre.proto == 0x6558"),
-    "vxlan": _d("vxlan", "vxlan", 4789),
-    "geneve": _d("geneve", "geneve", 6081),
-    "netflow-v1": _CFLOW,
-    "netflow-v5": _CFLOW,
-    "netflow-v7": _CFLOW,
-    "netflow-v9": _CFLOW,
-    "ipfix": _CFLOW,
-    "psamp": _CFLOW,
-    "sflow": _d("sflow", "sflow", 6343),
-    "jmirror": _d("jmirror", "jmirror", 30030),
-    # PCLI hands its payload to a table of its own; without a rule it stays "data".
-    "pcli": _d("pcli", "pcli.cccid", extra=("pcli.payload,ip",)),
-    "pcli8": _d("pcli8", "pcli.cccid", extra=("pcli.payload,ip",)),
-    "pcli12": _d("pcli12", "pcli.cccid", extra=("pcli.payload,ip",)),
-    "pcli20": _d("pcli20", "pcli.cccid", extra=("pcli.payload,ip",)),
-    "peekremote": _d("peekremote", "peekremote", 5000),
-    "cwids": _d("cwids", "cwids"),
-    # RPCAP is found by Wireshark's heuristic; it offers no Decode As on TCP ports.
-    "rpcap": _d(None, "rpcap"),
-    # Wireshark's 5G LI (X2/X3) dissector; a tshark without it rejects the rule.
-    "etsi-x2x3": _d("5gli", "5gli"),
-}
-# Why Wireshark cannot read the others.
-NO_DISSECTOR: dict[str, str] = {
-    "etsi-102232": "Wireshark has no ETSI TS 102 232 (BER-encoded PS-PDU) dissector.",
-    "nokia-li": "Wireshark has no dissector for the Nokia (Alcatel-Lucent) LI shim.",
-    "bcm-li": "Wireshark has no dissector for the RtBrick/Broadcom LI shim.",
-    "unknown": "The encapsulation is unknown: mirrorwatch found a shim before IP by structure.",
-    "pcap-over-ip": "Wireshark opens pcap files but does not dissect a pcap stream inside TCP.",
-    "tee-copy": "The copies are ordinary frames re-addressed to a collector: there is no header "
-    "to decode; the packets above are the copies themselves.",
-    "etsi-x2x3": "This tshark has no 5G LI (ETSI TS 103 221-2) dissector.",
-}
+# How Wireshark reads each format, and why it cannot read the others: from the protocols'
+# specs (ProtocolSpec.wireshark, ProtocolSpec.no_dissector).
+DISSECTIONS: dict[str, Dissection] = registry.dissections()
+NO_DISSECTOR: dict[str, str] = registry.no_dissector()
 
 
 @dataclass

@@ -657,6 +657,19 @@ def s_gre_teb_mirror(name: str) -> bytes:
     return pcap_of(copies(rng, traffic(rng, 70), lambda i, f: out.ip(gre(0x6558, key=100) + f, 47)))
 
 
+def s_eoip(name: str) -> bytes:
+    """MikroTik EoIP (GRE version 1, 0x6400) carrying copies one way: the key holds the frame
+    length and the little-endian tunnel id, the way RouterOS sends a mirror over EoIP."""
+    rng = rng_for(name)
+    out = Outer(rng, src="10.1.0.5")
+
+    def wrap(i: int, f: bytes) -> bytes:
+        key = (len(f) << 16) | int.from_bytes(struct.pack("<H", 300), "big")
+        return out.ip(struct.pack(">HHI", 0x2001, 0x6400, key) + f, 47)
+
+    return pcap_of(copies(rng, traffic(rng, 70), wrap))
+
+
 def s_vxlan_mirror(name: str) -> bytes:
     rng = rng_for(name)
     out = Outer(rng)
@@ -1285,6 +1298,65 @@ def s_gre_udp(name: str) -> bytes:
     )
 
 
+def s_6in6(name: str) -> bytes:
+    return ip_tunnel(name, "2001:db8:66::1", "2001:db8:67::1", 41, v6_inner=True)
+
+
+def s_ah(name: str) -> bytes:
+    """Tunnel-mode AH (IP protocol 51, next header 4): a 12-byte ICV, one SPI each way."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "198.51.100.85", "203.0.113.85")
+    seqs = {True: 0, False: 0}
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        seqs[up] += 1
+        spi = 0xA4000101 if up else 0xA4000202
+        ah = struct.pack(">BBHII", 4, 4, 0, spi, seqs[up]) + rng.randbytes(12)
+        return (a if up else b).ip(ah + ip_of(f), 51)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_gre_keepalive(name: str) -> bytes:
+    """Cisco GRE keep-alives: every 10 s the router sends an IPv4 packet inside GRE whose own
+    payload is a GRE header (type 0) addressed back to it; the peer decapsulates it and routes
+    that inner packet back, so the return is a bare GRE header with no payload."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "198.51.100.90", "203.0.113.90")
+    frames: list[Frame] = []
+    for k in range(8):
+        t = k * 10 * US + rng.randrange(1000)
+        back = bytes(IP(src=b.src, dst=a.src, proto=47, ttl=255) / Raw(gre(0x0000)))
+        frames.append((t, a.ip(gre(0x0800) + back, 47)))
+        frames.append((t + rng.randrange(300, 900), b.ip(gre(0x0000), 47)))
+    return pcap_of(frames)
+
+
+def s_gre_mpls(name: str) -> bytes:
+    """MPLS over GRE (0x8847): one label, IPv4 inside, both ways."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.82.0.1", "10.82.0.2")
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        label = struct.pack(">I", ((3000 if up else 4000) << 12) | (1 << 8) | 64)
+        return (a if up else b).ip(gre(0x8847) + label + ip_of(f), 47)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
+def s_nsh_gre(name: str) -> bytes:
+    """NSH over GRE (0x894F), MD type 1, IPv4 inside: a service chain's hop, both ways."""
+    rng = rng_for(name)
+    a, b = tunnel_pair(rng, "10.71.0.1", "10.71.0.2")
+
+    def wrap(up: bool, f: bytes) -> bytes:
+        base = (63 << 22) | (6 << 16) | (1 << 8) | 0x01  # TTL 63, 6 words, MD type 1, IPv4
+        nsh = struct.pack(">II", base, ((42 if up else 43) << 8) | 255) + bytes(16)
+        return (a if up else b).ip(gre(0x894F) + nsh + ip_of(f), 47)
+
+    return pcap_of(two_way(rng, traffic(rng, 60), a, b, wrap))
+
+
 # --------------------------------------------------------------------------- intercepts
 
 
@@ -1452,6 +1524,34 @@ def s_etsi_102232(name: str) -> bytes:
         retransmit=7,
     )
     return pcap_of(frames)
+
+
+def hi2_record(tag: int, t_us: int, cin: int) -> bytes:
+    """A TS 101 671 HI2 IRI record (begin A1, continue A3, end A2) of one packet-data session."""
+    cid = ber(0xA2, ber(0x80, f"CIN-{cin}".encode()) + ber(0xA1, ber(0x80, b"NZOPER")))
+    return ber(
+        tag,
+        ber(0x80, bytes.fromhex("040002020112"))  # hi2OperationId, version 18
+        + ber(0x81, b"LIID-4711")
+        + cid
+        + ber(0xA3, ber(0x81, gen_time(t_us)[:14] + b"Z")),
+    )
+
+
+def s_etsi_hi2(name: str) -> bytes:
+    """TS 101 671 HI2 over TCP 44446: IRI records of a target's sessions to a LEMF."""
+    rng = rng_for(name)
+    med = Outer(rng, "10.9.0.21", "203.0.113.201", "52:54:00:9c:00:15", GATEWAY_MAC)
+    lemf = med.reverse(rng)
+    records = []
+    for k in range(4):
+        for j, tag in enumerate((0xA1, 0xA3, 0xA3, 0xA2)):
+            records.append((True, hi2_record(tag, (k * 4 + j) * 700_000, 77 + k)))
+    return pcap_of(
+        tcp_stream(
+            rng, med, lemf, rng.randrange(40000, 60000), 44446, records, gap=(100_000, 400_000)
+        )
+    )
 
 
 def x2x3_pdu(
@@ -2426,6 +2526,7 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "erspan-2-fragmented.pcap": s_erspan2_fragmented,
     "gre-teb-mirror.pcap": s_gre_teb_mirror,
     "vxlan-mirror-8472.pcap": s_vxlan_mirror,
+    "eoip.pcap": s_eoip,
     "geneve-mirror.pcap": s_geneve_mirror,
     "vxlan-overlay.pcap": s_vxlan_overlay,
     "gre-teb-tunnel.pcap": s_gre_teb_tunnel,
@@ -2456,6 +2557,11 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "vxlan-gpe-nsh.pcap": s_vxlan_gpe_nsh,
     "mpls-udp.pcap": s_mpls_udp,
     "gre-udp.pcap": s_gre_udp,
+    "6in6.pcap": s_6in6,
+    "ah.pcap": s_ah,
+    "gre-keepalive.pcap": s_gre_keepalive,
+    "gre-mpls.pcap": s_gre_mpls,
+    "nsh-gre.pcap": s_nsh_gre,
     "pcli.pcap": s_pcli,
     "pcli12.pcap": s_pcli12,
     "pcli20.pcap": s_pcli20,
@@ -2464,6 +2570,7 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "bcm-li.pcap": s_bcm_li,
     "unknown-shim.pcap": s_unknown_shim,
     "etsi-102232.pcap": s_etsi_102232,
+    "etsi-hi2.pcap": s_etsi_hi2,
     "x2x3-keepalive.pcap": s_x2x3_keepalive,
     "x2x3-xcc.pcap": s_x2x3_xcc,
     "rpcap.pcap": s_rpcap,

@@ -6,6 +6,7 @@ import pytest
 from mwtest import PCAPS, expected_samples, scan
 
 from detector.findings import SEVERITY_ORDER
+from detector.protocols import registry
 
 SAMPLES = expected_samples()
 
@@ -14,6 +15,8 @@ SAMPLES = expected_samples()
 def test_sample_is_found(row: dict[str, str]) -> None:
     report = scan(PCAPS / row["file"])
     findings = report.findings
+    undeclared = {f.protocol for f in findings} - set(registry.protocol_specs())
+    assert not undeclared, f"protocols without a spec (detector.protocols): {undeclared}"
     if row["kind"] == "none":
         assert not [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER["high"]]
         return

@@ -19,14 +19,10 @@ from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 from detector.limits import Limits
 from detector.policy.scores import Scores, certainty, identification
+from detector.protocols import registry
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
-COPY_BY_CONSTRUCTION = frozenset(
-    {
-        "tzsp", "erspan-1", "erspan-2", "erspan-3", "peekremote", "cwids", "rpcap",
-        "pcap-over-ip",
-    }
-)  # fmt: skip
+COPY_BY_CONSTRUCTION = registry.with_role("copy")
 # Formats recognised without a magic number (or, for PCAP-over-IP, by a file magic anyone may
 # send): one matching packet proves nothing, so their findings climb a ladder of evidence.
 GUESSED = frozenset(
@@ -40,23 +36,9 @@ RPCAP_SESSION = frozenset({"open", "startcap"})
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
 # Plain copies too: one packet seen twice towards two MACs may also be a packet routed past a
 # span that sees both sides of the router.
-AMBIGUOUS = frozenset({"gre-teb", "vxlan", "geneve", "eoip", "unknown-encapsulation", "tee-copy"})
-DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
-    "tzsp": (37008,),
-    "vxlan": (4789, 8472),
-    "geneve": (6081,),
-    "sflow": (6343,),
-    "ipfix": (4739, 4740),
-    "psamp": (4739, 4740),
-    "netflow-v1": (2055, 2056, 9995, 9996),
-    "netflow-v5": (2055, 2056, 9995, 9996),
-    "netflow-v7": (2055, 2056, 9995, 9996),
-    "netflow-v9": (2055, 2056, 9995, 9996),
-    "jmirror": (30030,),
-    "peekremote": (5000, 5555),
-    "rpcap": (2002, 2003),
-    "pcap-over-ip": (57012,),
-}
+AMBIGUOUS = registry.with_role("ambiguous")
+# The ports each protocol is usually sent to (a finding elsewhere says so).
+DEFAULT_PORTS: dict[str, tuple[int, ...]] = registry.usual_ports()
 MAX_WATCHED = 25
 CHECKSUMS = ("right", "zero", "wrong")
 KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})

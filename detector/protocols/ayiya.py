@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 if TYPE_CHECKING:
@@ -34,8 +34,12 @@ MAX_ID_LEN = 8
 _NEXT_LUT = lut(NEXT_HEADERS)
 
 
+AYIYA = ProtocolSpec("ayiya", "tunnel", sid=71, doc="tunnels.md", samples=("ayiya.pcap",))
+
+
 class AyiyaDecoder(Decoder):
     name = "ayiya"
+    emits = (AYIYA,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({5072})

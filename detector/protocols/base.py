@@ -5,8 +5,11 @@ returns a :class:`Decoded` describing what one packet (or one PDU of a stream) c
 know nothing about flows, severities or reports: the engine aggregates ``Decoded`` values into
 stream evidence, and ``detector.policy`` turns evidence into findings.
 
-Each module exposes one or more :class:`Decoder` instances; ``detector.protocols.registry`` lists
-them.  Adding a format means one new module plus a line in the registry.
+Each module exposes one or more :class:`Decoder` instances (``DECODERS``), found by
+``detector.protocols.registry``.  Each decoder declares the protocols it reports as
+:class:`ProtocolSpec` values (``emits``): role, EVE signature number, Wireshark's reading, doc
+page and samples.  The verdict, EVE, explain tables and the documentation tests are derived from
+them, so adding a format means one module (plus its doc page, sample and golden output).
 """
 
 from __future__ import annotations
@@ -25,6 +28,58 @@ Transport = Literal["udp", "tcp", "gre", "ip"]
 # How the carried bytes begin: an Ethernet frame, an IP packet (v4 or v6 by its first nibble),
 # an 802.11 frame, PPP, or something the module could not name.
 InnerLink = Literal["ethernet", "ip", "ieee80211", "ppp", "raw"]
+# How a protocol's packets relate to the traffic they carry, for the verdict:
+# - copy: copies by construction (nothing else is ever sent that way: TZSP, ERSPAN...)
+# - ambiguous: used for mirrors and for ordinary overlays alike; decided from evidence
+# - correlated: copies found by comparing a stream with the span's own traffic
+# - shim: lawful-intercept exports (a header before intercepted packets, or handover PDUs)
+# - records: records about traffic (flow exports, connection logs)
+# - steering: diverts the original packets (to a cache, an appliance), never copies them
+# - tunnel: carries packets to be delivered
+Role = Literal["copy", "ambiguous", "correlated", "shim", "records", "steering", "tunnel"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dissection:
+    """How Wireshark reads one protocol."""
+
+    dissector: str | None  # Decode As target for the stream's port (None: no rule needed)
+    marker: str  # display filter true when Wireshark recognised the format
+    ports: frozenset[int] = frozenset()  # ports Wireshark already decodes this way
+    extra: tuple[str, ...] = ()  # further Decode As rules (payload tables)
+
+    @property
+    def layers(self) -> str:
+        """Protocols whose detail tree is shown (tshark -O): the format's own header."""
+        name = self.marker.split(".")[0].split(" ")[0]
+        return "gre,erspan" if name == "erspan" else name
+
+
+def wireshark(
+    dissector: str | None, marker: str, *ports: int, extra: tuple[str, ...] = ()
+) -> Dissection:
+    return Dissection(dissector, marker, frozenset(ports), extra)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSpec:
+    """One protocol name as findings report it, with what every table around the engine needs
+    to know of it.  Declared in the module that decodes it, listed by its decoder's ``emits``."""
+
+    name: str
+    role: Role
+    # EVE signature number (detector.report.eve): once issued, never changed nor reused.
+    sid: int
+    # Its page under docs/formats/ and the files under pcaps/ that hold it (pcaps/expected.tsv).
+    doc: str
+    samples: tuple[str, ...] = ()
+    # The ports it is usually sent to (a finding elsewhere says so); None: its decoder's ports.
+    ports: tuple[int, ...] | None = None
+    # Wireshark's reading (detector.explain), or why Wireshark cannot read it.
+    wireshark: Dissection | None = None
+    no_dissector: str = ""
+    # Only for protocols no decoder reports (found across streams by the engine).
+    kind: Kind | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +197,14 @@ class Decoder:
     # protocol (``detector.protocols.registry.port_owner``), and the policy wants several
     # packets of plausible traffic before it believes them.
     heuristic: ClassVar[bool] = False
+    # The protocols this decoder reports (``Decoded.protocol``): its ``name`` is the decoder's,
+    # not necessarily a protocol's (``netflow`` reports netflow-v1/v5/v7).
+    emits: ClassVar[tuple[ProtocolSpec, ...]] = ()
+    # Names that appear in the tables but never as a finding's protocol: Wireshark's variants
+    # of a protocol, names of former releases.  Their signature numbers stay reserved.
+    aliases: ClassVar[tuple[ProtocolSpec, ...]] = ()
+    # Tried on GRE types and IP protocols that no decoder claims (a shim found by structure).
+    fallback: ClassVar[bool] = False
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -152,6 +215,12 @@ class Decoder:
     def new_state(self) -> object | None:
         """Per-stream state for stateful formats (templates, TCP PDU framing)."""
         return None
+
+    def stream_protocol(self, current: str, found: Decoded) -> str:
+        """The protocol of a stream reported as ``current`` once it validates ``found``: most
+        formats keep the name they started with; an IPFIX stream whose messages carry packet
+        sections becomes PSAMP."""
+        return current
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         """Return what the payload is, or None when it does not validate as this format.

@@ -20,6 +20,7 @@ from detector.protocols.base import (
     InnerLink,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
 )
 from detector.protocols.li_common import (
@@ -64,8 +65,19 @@ def payload_fits(payload: bytes, pt: int, spt: int) -> InnerLink | None:
     return None
 
 
+BCM_LI = ProtocolSpec(
+    "bcm-li",
+    "shim",
+    sid=26,
+    doc="bcm-li.md",
+    samples=("bcm-li.pcap",),
+    no_dissector="Wireshark has no dissector for the RtBrick/Broadcom LI shim.",
+)
+
+
 class BcmLiDecoder(Decoder):
     name: ClassVar[str] = "bcm-li"
+    emits = (BCM_LI,)
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 62

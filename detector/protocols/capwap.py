@@ -15,7 +15,14 @@ import numpy as np
 
 from detector.decode.frames import ethernet_valid
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    ProtocolSpec,
+)
 from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
@@ -45,8 +52,12 @@ def _ieee80211(frame: bytes) -> tuple[bytes, bool] | None:
 _DTLS_LUT = lut(DTLS_CONTENT)
 
 
+CAPWAP = ProtocolSpec("capwap", "tunnel", sid=66, doc="tunnels.md", samples=("capwap.pcap",))
+
+
 class CapwapDecoder(Decoder):
     name = "capwap"
+    emits = (CAPWAP,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({5246, 5247})

@@ -19,7 +19,9 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
+    wireshark,
 )
 from detector.protocols.li_common import be16, hexbytes
 
@@ -37,8 +39,19 @@ def frame_control_ok(fc0: int) -> bool:
     return fc0 & 0x03 == 0 and (fc0 >> 2) & 0x03 != 3
 
 
+CWIDS = ProtocolSpec(
+    "cwids",
+    "copy",
+    sid=11,
+    doc="cwids.md",
+    samples=("cwids.pcap",),
+    wireshark=wireshark("cwids", "cwids"),
+)
+
+
 class CwidsDecoder(Decoder):
     name: ClassVar[str] = "cwids"
+    emits = (CWIDS,)
     kind: ClassVar[Kind] = "mirror"
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({8999})

@@ -19,7 +19,7 @@ import struct
 from typing import TYPE_CHECKING, ClassVar
 
 from detector.decode.frames import ip_str
-from detector.protocols.base import Decoded, Kind, RecordedFlow
+from detector.protocols.base import Decoded, Kind, ProtocolSpec, RecordedFlow
 from detector.protocols.li_common import FramedStreamDecoder, StreamState, be32, hexbytes
 
 if TYPE_CHECKING:
@@ -142,8 +142,12 @@ def _connection(msg: dict[int, list[int | bytes]], qaddr: str, raddr: str) -> Re
     return RecordedFlow(qaddr, raddr, proto, _port(msg, M_QPORT), _port(msg, M_RPORT), packets=1)
 
 
+DNSTAP = ProtocolSpec("dnstap", "records", sid=48, doc="dnstap.md", samples=("dnstap.pcap",))
+
+
 class DnstapDecoder(FramedStreamDecoder):
     name: ClassVar[str] = "dnstap"
+    emits = (DNSTAP,)
     kind: ClassVar[Kind] = "flow-export"
     ports: ClassVar[frozenset[int]] = frozenset({6000, 53535})
     priority: ClassVar[int] = 30

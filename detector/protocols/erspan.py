@@ -13,7 +13,16 @@ from __future__ import annotations
 import struct
 
 from detector.decode.frames import InnerPacket, carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext, Reject
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    ProtocolSpec,
+    Reject,
+    wireshark,
+)
 from detector.protocols.gre import FLAG_SEQ, GreMirrorDecoder
 
 GRE_ERSPAN = 0x88BE
@@ -36,8 +45,24 @@ GRANULARITY = {0: "100us", 1: "100ns", 2: "ieee-1588", 3: "custom"}
 EN_NAMES = {0: "none", 1: "ISL", 2: "802.1Q", 3: "VLAN preserved"}
 
 
+def _spec(erspan_type: int, sid: int) -> ProtocolSpec:
+    # Wireshark finds ERSPAN by its GRE protocol type: no Decode As needed.
+    return ProtocolSpec(
+        f"erspan-{erspan_type}",
+        "copy",
+        sid=sid,
+        doc="erspan.md",
+        samples=(f"erspan-{erspan_type}.pcap",),
+        wireshark=wireshark(None, "erspan"),
+    )
+
+
+ERSPAN_1, ERSPAN_2, ERSPAN_3 = _spec(1, 2), _spec(2, 3), _spec(3, 4)
+
+
 class ErspanType1(GreMirrorDecoder):
     name = "erspan-1"
+    emits = (ERSPAN_1,)
     gre_types = frozenset({GRE_ERSPAN})
     priority = 20
 
@@ -62,6 +87,7 @@ class ErspanType1(GreMirrorDecoder):
 
 class ErspanType2(GreMirrorDecoder):
     name = "erspan-2"
+    emits = (ERSPAN_2,)
     gre_types = frozenset({GRE_ERSPAN, GRE_ERSPAN_SONIC})
     priority = 20
 
@@ -120,6 +146,7 @@ def _type3_frame(ft: int, inner: bytes) -> tuple[InnerLink, InnerPacket | None, 
 
 class ErspanType3(GreMirrorDecoder):
     name = "erspan-3"
+    emits = (ERSPAN_3,)
     gre_types = frozenset({GRE_ERSPAN_III, GRE_ERSPAN_SONIC})
     priority = 20
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from detector.decode.frames import ipv4_valid, ipv6_valid
 from detector.protocols import ber
-from detector.protocols.base import Carried, Decoded, InnerLink, Kind
+from detector.protocols.base import Carried, Decoded, InnerLink, Kind, ProtocolSpec
 from detector.protocols.ber import CONTEXT, SEQUENCE, UNIVERSAL, Tlv
 from detector.protocols.li_common import (
     PEEK_BYTES,
@@ -187,8 +187,22 @@ def payload_facts(data: bytes, payload: Tlv, facts: dict[str, object]) -> list[C
     return []
 
 
+ETSI_102232 = ProtocolSpec(
+    "etsi-102232",
+    "shim",
+    sid=27,
+    doc="etsi-102232.md",
+    samples=("etsi-102232.pcap",),
+    no_dissector="Wireshark has no ETSI TS 102 232 (BER-encoded PS-PDU) dissector.",
+)
+ETSI_HI2 = ProtocolSpec(
+    "etsi-hi2", "shim", sid=30, doc="etsi-102232.md", samples=("etsi-hi2.pcap",)
+)
+
+
 class Etsi102232Decoder(FramedStreamDecoder):
     name: ClassVar[str] = "etsi-102232"
+    emits = (ETSI_102232,)
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 30
 
@@ -307,6 +321,7 @@ def hi2_record(data: bytes, root: Tlv) -> tuple[Tlv, Tlv] | None:
 
 class EtsiHi2Decoder(FramedStreamDecoder):
     name: ClassVar[str] = "etsi-hi2"
+    emits = (ETSI_HI2,)
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 35
 

@@ -15,7 +15,7 @@ import struct
 import uuid
 from typing import TYPE_CHECKING, ClassVar
 
-from detector.protocols.base import Carried, Decoded, InnerLink, Kind
+from detector.protocols.base import Carried, Decoded, InnerLink, Kind, ProtocolSpec, wireshark
 from detector.protocols.li_common import (
     FramedStreamDecoder,
     StreamState,
@@ -122,8 +122,21 @@ def _carried(data: bytes, fmt: int, direction: int) -> list[Carried]:
     return [Carried(link, data, direction=TARGET_DIRECTIONS.get(direction))]
 
 
+# Wireshark's 5G LI (X2/X3) dissector; a tshark without it rejects the rule.
+ETSI_X2X3 = ProtocolSpec(
+    "etsi-x2x3",
+    "shim",
+    sid=28,
+    doc="etsi-x2x3.md",
+    samples=("x2x3-xcc.pcap", "x2x3-keepalive.pcap"),
+    wireshark=wireshark("5gli", "5gli"),
+    no_dissector="This tshark has no 5G LI (ETSI TS 103 221-2) dissector.",
+)
+
+
 class EtsiX2X3Decoder(FramedStreamDecoder):
     name: ClassVar[str] = "etsi-x2x3"
+    emits = (ETSI_X2X3,)
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 30
 

@@ -11,7 +11,16 @@ import struct
 from typing import TYPE_CHECKING
 
 from detector.decode.frames import ETH_IPV4, ETH_IPV6, InnerPacket, carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext, Reject
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    ProtocolSpec,
+    Reject,
+    wireshark,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,8 +79,19 @@ def _walk_options(data: bytes, start: int, end: int) -> list[tuple[int, int]] | 
     return found if off == end else None
 
 
+GENEVE = ProtocolSpec(
+    "geneve",
+    "ambiguous",
+    sid=7,
+    doc="geneve.md",
+    samples=("geneve-mirror.pcap", "gwlb-geneve.pcap"),
+    wireshark=wireshark("geneve", "geneve", 6081),
+)
+
+
 class Geneve(Decoder):
     name = "geneve"
+    emits = (GENEVE,)
     kind = "mirror"
     transport = "udp"
     ports = frozenset({6081})

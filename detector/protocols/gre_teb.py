@@ -10,15 +10,38 @@ payload length followed by a little-endian tunnel id (flags/version bytes ``20 0
 from __future__ import annotations
 
 from detector.decode.frames import carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, Reject
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    PacketContext,
+    ProtocolSpec,
+    Reject,
+    wireshark,
+)
 from detector.protocols.gre import FLAG_KEY, VERSION_ENHANCED, VERSION_MASK, GreMirrorDecoder
 
 GRE_TEB = 0x6558
 GRE_EOIP = 0x6400
 
 
+GRE_TEB_SPEC = ProtocolSpec(
+    "gre-teb",
+    "ambiguous",
+    sid=5,
+    doc="gre-teb.md",
+    samples=("gre-teb-mirror.pcap", "gre-teb-tunnel.pcap"),
+    wireshark=wireshark(None, "gre.proto == 0x6558"),
+)
+# NVGRE is GRE-TEB with a VSID in its key, reported as gre-teb; its number stays reserved.
+NVGRE = ProtocolSpec("nvgre", "ambiguous", sid=77, doc="gre-teb.md")
+EOIP = ProtocolSpec("eoip", "ambiguous", sid=13, doc="gre-teb.md", samples=("eoip.pcap",))
+
+
 class GreTeb(GreMirrorDecoder):
     name = "gre-teb"
+    emits = (GRE_TEB_SPEC,)
+    aliases = (NVGRE,)
     gre_types = frozenset({GRE_TEB})
     priority = 40
 
@@ -47,6 +70,7 @@ class GreTeb(GreMirrorDecoder):
 
 class Eoip(GreMirrorDecoder):
     name = "eoip"
+    emits = (EOIP,)
     gre_types = frozenset({GRE_EOIP})
     priority = 40
 

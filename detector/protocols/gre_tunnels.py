@@ -10,7 +10,7 @@ optional acknowledgement number (A bit, 0x0080 in the flags word).
 
 from __future__ import annotations
 
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at, ppp_at
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
@@ -30,8 +30,16 @@ def _is_keepalive(data: bytes) -> bool:
     return len(data) >= gre + 4 and data[gre + 2 : gre + 4] == b"\x00\x00"
 
 
+GRE_IP_SPEC = ProtocolSpec("gre-ip", "tunnel", sid=60, doc="tunnels.md", samples=("gre-ip.pcap",))
+GRE_PPP = ProtocolSpec("gre-ppp", "tunnel", sid=61, doc="tunnels.md", samples=("gre-ppp.pcap",))
+GRE_KEEPALIVE = ProtocolSpec(
+    "gre-keepalive", "tunnel", sid=63, doc="tunnels.md", samples=("gre-keepalive.pcap",)
+)
+
+
 class GreIpDecoder(Decoder):
     name = "gre-ip"
+    emits = (GRE_IP_SPEC,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({ETH_IPV4, ETH_IPV6})
@@ -54,6 +62,7 @@ class GreIpDecoder(Decoder):
 
 class GreKeepaliveDecoder(Decoder):
     name = "gre-keepalive"
+    emits = (GRE_KEEPALIVE,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({0x0000})
@@ -73,6 +82,7 @@ class GreKeepaliveDecoder(Decoder):
 
 class GrePppDecoder(Decoder):
     name = "gre-ppp"
+    emits = (GRE_PPP,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({0x880B})

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.nsh import (
     NEXT_ETHERNET,
     NEXT_IPV4,
@@ -43,8 +43,12 @@ PROTOCOL_TYPES = tuple(AS_NEXT_PROTOCOL)
 _TYPES_LUT = lut(PROTOCOL_TYPES, bits=16)
 
 
+GRE_UDP = ProtocolSpec("gre-udp", "tunnel", sid=62, doc="tunnels.md", samples=("gre-udp.pcap",))
+
+
 class GreUdpDecoder(Decoder):
     name = "gre-udp"
+    emits = (GRE_UDP,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({4754})

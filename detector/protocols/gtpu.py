@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import be16, hex_head, ip_version_at
 
 if TYPE_CHECKING:
@@ -47,8 +47,12 @@ def _skip_extensions(data: bytes, off: int, next_type: int) -> int:
 _TYPES_LUT = lut(MESSAGE_TYPES)
 
 
+GTP_U = ProtocolSpec("gtp-u", "tunnel", sid=64, doc="tunnels.md", samples=("gtp-u.pcap",))
+
+
 class GtpUDecoder(Decoder):
     name = "gtp-u"
+    emits = (GTP_U,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({2152})

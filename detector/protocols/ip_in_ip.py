@@ -7,15 +7,23 @@ The IP payload must be exactly the IP packet the protocol number names.
 from __future__ import annotations
 
 from detector.decode.frames import ip_str
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 # (inner version, outer is IPv6) -> tunnel name
 NAMES = {(4, False): "ipip", (4, True): "4in6", (6, False): "6in4", (6, True): "6in6"}
 
 
+IPIP = ProtocolSpec("ipip", "tunnel", sid=67, doc="tunnels.md", samples=("ipip.pcap",))
+SIX_IN_4 = ProtocolSpec("6in4", "tunnel", sid=68, doc="tunnels.md", samples=("6in4.pcap",))
+FOUR_IN_6 = ProtocolSpec("4in6", "tunnel", sid=69, doc="tunnels.md", samples=("4in6.pcap",))
+# Reported before it had a number of its own: 710 is what EVE gave it then (500 + crc32 % 500).
+SIX_IN_6 = ProtocolSpec("6in6", "tunnel", sid=710, doc="tunnels.md", samples=("6in6.pcap",))
+
+
 class IpInIpDecoder(Decoder):
     name = "ip-in-ip"
+    emits = (IPIP, SIX_IN_4, FOUR_IN_6, SIX_IN_6)
     kind = "tunnel"
     transport = "ip"
     ip_protos = frozenset({4, 41})

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.templates import (
+    CFLOW,
     SetWalk,
     TemplateCache,
     TemplateExportDecoder,
@@ -66,8 +67,30 @@ def _options_template_set(
         walk.add_template(cache, domain, make_template(tid, fields, scope))
 
 
+# Exporters also send IPFIX to the NetFlow ports, but 4739/4740 are its own.
+IPFIX = ProtocolSpec(
+    "ipfix",
+    "records",
+    sid=44,
+    doc="ipfix.md",
+    samples=("ipfix.pcap",),
+    ports=(4739, 4740),
+    wireshark=CFLOW,
+)
+PSAMP = ProtocolSpec(
+    "psamp",
+    "records",
+    sid=45,
+    doc="ipfix.md",
+    samples=("psamp.pcap",),
+    ports=(4739, 4740),
+    wireshark=CFLOW,
+)
+
+
 class IpfixDecoder(TemplateExportDecoder):
     name: ClassVar[str] = "ipfix"
+    emits = (IPFIX, PSAMP)
     ports: ClassVar[frozenset[int]] = frozenset({4739, 4740, 2055, 9995, 9996, 9991})
 
     def prefilter(
@@ -82,6 +105,10 @@ class IpfixDecoder(TemplateExportDecoder):
             & ((sid == TEMPLATE_SET) | (sid == OPTIONS_TEMPLATE_SET) | (sid >= 256))
             & (be16(head, 18) >= 4)
         )
+
+    def stream_protocol(self, current: str, found: Decoded) -> str:
+        # Messages with packet sections make the whole stream a PSAMP export.
+        return PSAMP.name if found.protocol == PSAMP.name else current
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         if len(payload) < HEADER.size + 4:
@@ -109,7 +136,7 @@ class IpfixDecoder(TemplateExportDecoder):
         if sections:
             header += f", {sections} PSAMP packet section(s)"
         return walk.decoded(
-            "psamp" if sections else "ipfix",
+            PSAMP.name if sections else IPFIX.name,
             header,
             {"observation_domain": domain},
             {"version": VERSION, "sequence": seq, "export_time": export_time, "sets": n_sets},

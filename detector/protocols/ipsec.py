@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 if TYPE_CHECKING:
@@ -45,8 +45,14 @@ def _esp(payload: bytes, protocol: str, strength: float, where: str) -> Decoded 
     )
 
 
+ESP = ProtocolSpec("esp", "tunnel", sid=72, doc="tunnels.md", samples=("esp.pcap",))
+AH = ProtocolSpec("ah", "tunnel", sid=73, doc="tunnels.md", samples=("ah.pcap",))
+NAT_T = ProtocolSpec("nat-t", "tunnel", sid=74, doc="tunnels.md", samples=("nat-t.pcap",))
+
+
 class EspDecoder(Decoder):
     name = "esp"
+    emits = (ESP,)
     kind = "tunnel"
     transport = "ip"
     ip_protos = frozenset({50})
@@ -61,6 +67,7 @@ class NatTDecoder(Decoder):
     (necessarily loose) prefilter."""
 
     name = "nat-t"
+    emits = (NAT_T,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({NAT_T_PORT})
@@ -118,6 +125,7 @@ def _ike(payload: bytes) -> Decoded | None:
 
 class AhDecoder(Decoder):
     name = "ah"
+    emits = (AH,)
     kind = "tunnel"
     transport = "ip"
     ip_protos = frozenset({51})

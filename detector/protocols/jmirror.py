@@ -17,7 +17,9 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
+    wireshark,
 )
 from detector.protocols.li_common import (
     MIRROR_HEADER,
@@ -35,8 +37,21 @@ HEADER_LEN = MIRROR_HEADER.size
 ID_MASK = 0x3FFF_FFFF
 
 
+# 30030 is Wireshark's default, the usual port; 6502 was seen in one real capture.
+JMIRROR = ProtocolSpec(
+    "jmirror",
+    "shim",
+    sid=24,
+    doc="jmirror.md",
+    samples=("jmirror.pcap",),
+    ports=(30030,),
+    wireshark=wireshark("jmirror", "jmirror", 30030),
+)
+
+
 class JmirrorDecoder(Decoder):
     name: ClassVar[str] = "jmirror"
+    emits = (JMIRROR,)
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     # 30030 is Wireshark's default; 6502 was seen in a real capture (dpkt issue #504).

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import ethernet_valid
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    ProtocolSpec,
+)
 from detector.protocols.tunnel_common import hex_head, ip_version_at, ppp_at
 
 if TYPE_CHECKING:
@@ -126,8 +133,14 @@ def _v3_data(data: bytes, off: int) -> Decoded | None:
     return None
 
 
+L2TP = ProtocolSpec("l2tp", "tunnel", sid=65, doc="tunnels.md", samples=("l2tp.pcap",))
+# L2TPv3 over IP is reported as l2tp; the decoder's own name keeps its number.
+L2TP_IP = ProtocolSpec("l2tp-ip", "tunnel", sid=82, doc="tunnels.md")
+
+
 class L2tpUdpDecoder(Decoder):
     name = "l2tp"
+    emits = (L2TP,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({1701})
@@ -156,6 +169,8 @@ class L2tpUdpDecoder(Decoder):
 
 class L2tpIpDecoder(Decoder):
     name = "l2tp-ip"
+    emits = (L2TP,)
+    aliases = (L2TP_IP,)
     kind = "tunnel"
     transport = "ip"
     ip_protos = frozenset({115})

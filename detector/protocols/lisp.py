@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 if TYPE_CHECKING:
@@ -54,8 +54,17 @@ class LispDecoder(Decoder):
     priority = 20
 
 
+LISP_DATA_SPEC = ProtocolSpec(
+    "lisp", "tunnel", sid=84, doc="tunnels.md", samples=("lisp-data.pcap",)
+)
+LISP_CONTROL_SPEC = ProtocolSpec(
+    "lisp-control", "tunnel", sid=85, doc="tunnels.md", samples=("lisp-control.pcap",)
+)
+
+
 class LispDataDecoder(LispDecoder):
     name = "lisp"
+    emits = (LISP_DATA_SPEC,)
     ports = frozenset({LISP_DATA, LISP_EIGRP_OTP})
 
     def prefilter(
@@ -94,6 +103,7 @@ class LispDataDecoder(LispDecoder):
 
 class LispControlDecoder(LispDecoder):
     name = "lisp-control"
+    emits = (LISP_CONTROL_SPEC,)
     ports = frozenset({LISP_CONTROL})
 
     def prefilter(

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from detector.decode.frames import ethernet_valid, ip_fills
-from detector.protocols.base import PREFILTER_BYTES, Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import (
+    PREFILTER_BYTES,
+    Carried,
+    Decoded,
+    Decoder,
+    PacketContext,
+    ProtocolSpec,
+)
 from detector.protocols.tunnel_common import be16, hex_head
 
 if TYPE_CHECKING:
@@ -102,8 +109,13 @@ def _decoded(protocol: str, data: bytes, where: str) -> Decoded | None:
     )
 
 
+MPLS_UDP = ProtocolSpec("mpls-udp", "tunnel", sid=80, doc="tunnels.md", samples=("mpls-udp.pcap",))
+GRE_MPLS = ProtocolSpec("gre-mpls", "tunnel", sid=81, doc="tunnels.md", samples=("gre-mpls.pcap",))
+
+
 class MplsUdpDecoder(Decoder):
     name = "mpls-udp"
+    emits = (MPLS_UDP,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({MPLS_UDP_PORT})
@@ -122,6 +134,7 @@ class MplsUdpDecoder(Decoder):
 
 class MplsGreDecoder(Decoder):
     name = "gre-mpls"
+    emits = (GRE_MPLS,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({0x8847, 0x8848})

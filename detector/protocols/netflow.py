@@ -18,10 +18,12 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     RecordedFlow,
     Transport,
 )
 from detector.protocols.templates import (
+    CFLOW,
     MAX_RECORDS,
     be16,
     be32,
@@ -62,8 +64,23 @@ def _flows(payload: bytes, layout: Layout, count: int) -> list[RecordedFlow]:
     return flows
 
 
+def _spec(version: int, sid: int) -> ProtocolSpec:
+    return ProtocolSpec(
+        f"netflow-v{version}",
+        "records",
+        sid=sid,
+        doc="netflow.md",
+        samples=(f"netflow-v{version}.pcap",),
+        wireshark=CFLOW,
+    )
+
+
+NETFLOW_V1, NETFLOW_V5, NETFLOW_V7 = _spec(1, 40), _spec(5, 41), _spec(7, 42)
+
+
 class NetflowDecoder(Decoder):
     name: ClassVar[str] = "netflow"
+    emits = (NETFLOW_V1, NETFLOW_V5, NETFLOW_V7)
     kind: ClassVar[Kind] = "flow-export"
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})

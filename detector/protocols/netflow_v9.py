@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.templates import (
+    CFLOW,
     SetWalk,
     TemplateCache,
     TemplateExportDecoder,
@@ -64,8 +65,19 @@ def _options_template_flowset(
         walk.add_template(cache, source_id, make_template(tid, fields, max(n_scope, 1)))
 
 
+NETFLOW_V9 = ProtocolSpec(
+    "netflow-v9",
+    "records",
+    sid=43,
+    doc="netflow.md",
+    samples=("netflow-v9.pcap", "netflow-v9-data-first.pcap", "netflow-v9-9999.pcap"),
+    wireshark=CFLOW,
+)
+
+
 class NetflowV9Decoder(TemplateExportDecoder):
     name: ClassVar[str] = "netflow-v9"
+    emits = (NETFLOW_V9,)
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})
 
     def prefilter(

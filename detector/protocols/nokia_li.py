@@ -18,6 +18,7 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
 )
 from detector.protocols.li_common import (
@@ -37,8 +38,19 @@ HEADER_LEN = MIRROR_HEADER.size
 DIRECTION = {0: "from-target", 1: "to-target"}
 
 
+NOKIA_LI = ProtocolSpec(
+    "nokia-li",
+    "shim",
+    sid=25,
+    doc="nokia-li.md",
+    samples=("nokia-li.pcap",),
+    no_dissector="Wireshark has no dissector for the Nokia (Alcatel-Lucent) LI shim.",
+)
+
+
 class NokiaLiDecoder(Decoder):
     name: ClassVar[str] = "nokia-li"
+    emits = (NOKIA_LI,)
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 65

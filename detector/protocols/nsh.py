@@ -10,7 +10,7 @@ service index (8).  VXLAN-GPE numbers its next protocol the same way.
 from __future__ import annotations
 
 from detector.decode.frames import ethernet_valid
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.mpls_tunnel import carried_after_stack, label_stack
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
@@ -77,8 +77,16 @@ def decode_nsh(data: bytes, off: int, where: str) -> Decoded | None:
     )
 
 
+# NSH steers packets along a chain of service functions.  The GRE decoder reports it as
+# nsh; its own name keeps the number it was given.
+NSH = ProtocolSpec("nsh", "steering", sid=79, doc="tunnels.md", samples=("nsh-gre.pcap",))
+NSH_GRE = ProtocolSpec("nsh-gre", "steering", sid=83, doc="tunnels.md")
+
+
 class NshGreDecoder(Decoder):
     name = "nsh-gre"
+    emits = (NSH,)
+    aliases = (NSH_GRE,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({0x894F})

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
@@ -50,8 +50,12 @@ def _plain_control(payload: bytes) -> bool:
     return acks <= 8 and len(payload) >= need
 
 
+OPENVPN = ProtocolSpec("openvpn", "tunnel", sid=76, doc="tunnels.md", samples=("openvpn.pcap",))
+
+
 class OpenVpnDecoder(Decoder):
     name = "openvpn"
+    emits = (OPENVPN,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({OPENVPN_PORT})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.protocols.base import Carried, Decoded, Kind
+from detector.protocols.base import Carried, Decoded, Kind, ProtocolSpec
 from detector.protocols.li_common import (
     FramedStreamDecoder,
     StreamState,
@@ -65,8 +65,19 @@ def _lag(state: StreamState, captured: float) -> float:
     return round(state.now - captured, 3)
 
 
+PCAP_OVER_IP = ProtocolSpec(
+    "pcap-over-ip",
+    "copy",
+    sid=9,
+    doc="pcap-over-ip.md",
+    samples=("pcap-over-ip.pcap",),
+    no_dissector="Wireshark opens pcap files but does not dissect a pcap stream inside TCP.",
+)
+
+
 class PcapOverIpDecoder(FramedStreamDecoder):
     name: ClassVar[str] = "pcap-over-ip"
+    emits = (PCAP_OVER_IP,)
     kind: ClassVar[Kind] = "mirror"
     ports: ClassVar[frozenset[int]] = frozenset({57012})
     priority: ClassVar[int] = 30

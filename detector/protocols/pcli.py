@@ -23,7 +23,9 @@ from detector.protocols.base import (
     InnerLink,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
+    wireshark,
 )
 from detector.protocols.li_common import be32, carried_mask, hexbytes, inner_link
 
@@ -52,8 +54,32 @@ def ntp_to_unix(secs: int, frac: int) -> float:
     return secs + era - NTP_UNIX_OFFSET + frac / 2**32
 
 
+# PCLI hands its payload to a table of its own; without a rule it stays "data".  Wireshark
+# has one dissector per layout (pcli8, pcli12, pcli20): explain picks the stream's variant.
+PCLI = ProtocolSpec(
+    "pcli",
+    "shim",
+    sid=20,
+    doc="pcli.md",
+    samples=("pcli.pcap", "pcli12.pcap", "pcli20.pcap"),
+    wireshark=wireshark("pcli", "pcli.cccid", extra=("pcli.payload,ip",)),
+)
+PCLI_VARIANTS = tuple(
+    ProtocolSpec(
+        name,
+        "shim",
+        sid=sid,
+        doc="pcli.md",
+        wireshark=wireshark(name, "pcli.cccid", extra=("pcli.payload,ip",)),
+    )
+    for name, sid in (("pcli8", 21), ("pcli12", 22), ("pcli20", 23))
+)
+
+
 class PcliDecoder(Decoder):
     name: ClassVar[str] = "pcli"
+    emits = (PCLI,)
+    aliases = PCLI_VARIANTS
     kind: ClassVar[Kind] = "intercept"
     transport: ClassVar[Transport] = "udp"
     # No magic: run after every format that has one, and after the 8-byte LI shims.

@@ -21,7 +21,9 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
+    wireshark,
 )
 from detector.protocols.li_common import FCS_LEN, be16, hexbytes
 
@@ -59,8 +61,19 @@ def lengths_agree(frame_len: int, packet_len: int, slice_len: int) -> bool:
     )
 
 
+PEEKREMOTE = ProtocolSpec(
+    "peekremote",
+    "copy",
+    sid=10,
+    doc="peekremote.md",
+    samples=("peekremote.pcap",),
+    wireshark=wireshark("peekremote", "peekremote", 5000),
+)
+
+
 class PeekremoteDecoder(Decoder):
     name: ClassVar[str] = "peekremote"
+    emits = (PEEKREMOTE,)
     kind: ClassVar[Kind] = "mirror"
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({5000, 5555})

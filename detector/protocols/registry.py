@@ -3,42 +3,110 @@
 A protocol module joins by defining ``DECODERS: list[Decoder]`` at module level; nothing else
 needs editing to add a format.  A module may also define ``REGISTERED: dict[tuple[str, int], str]``
 ((transport, port) → service name): ports of protocols mirrorwatch does not decode, to which the
-heuristic formats yield all the same.
+heuristic formats yield all the same, and ``SPECS`` for protocols no decoder reports.
+
+The protocol-keyed tables of the rest of the product (the verdict's roles and usual ports, EVE
+signature numbers, Wireshark's readings) are derived here from the decoders' ``emits``.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
+from dataclasses import replace
 from functools import cache
 
-from detector.protocols.base import Decoder
+from detector.protocols.base import Decoder, Dissection, ProtocolSpec, Role
+
+
+@cache
+def _modules() -> tuple[types.ModuleType, ...]:
+    import detector.protocols as pkg
+
+    return tuple(
+        importlib.import_module(f"detector.protocols.{info.name}")
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)
+        if info.name not in ("base", "registry")
+    )
 
 
 @cache
 def all_decoders() -> tuple[Decoder, ...]:
-    import detector.protocols as pkg
-
     found: list[Decoder] = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name in ("base", "registry"):
-            continue
-        module = importlib.import_module(f"detector.protocols.{info.name}")
+    for module in _modules():
         found.extend(getattr(module, "DECODERS", ()))
     return tuple(sorted(found, key=lambda d: (d.priority, d.name)))
+
+
+def _resolved(spec: ProtocolSpec, d: Decoder | None, seen: ProtocolSpec | None) -> ProtocolSpec:
+    """``spec`` with its kind and usual ports filled in from its decoder(s): a protocol that
+    several decoders report (over UDP and TCP) is usual on all their ports."""
+    kind = spec.kind or (d.kind if d is not None else None)
+    ports = spec.ports
+    if ports is None:
+        ports = tuple(sorted({*(d.ports if d is not None else ()), *(seen.ports if seen else ())}))
+    if seen is not None and replace(seen, ports=None, kind=None) != replace(
+        spec, ports=None, kind=None
+    ):
+        raise ValueError(f"protocol {spec.name!r} is declared twice, differently")
+    return replace(spec, kind=kind, ports=ports)
+
+
+@cache
+def protocol_specs() -> dict[str, ProtocolSpec]:
+    """Every protocol a finding can report, by name, with its kind and usual ports resolved."""
+    table: dict[str, ProtocolSpec] = {}
+    for d in all_decoders():
+        for spec in d.emits:
+            table[spec.name] = _resolved(spec, d, table.get(spec.name))
+    for module in _modules():
+        for spec in getattr(module, "SPECS", ()):
+            table[spec.name] = _resolved(spec, None, table.get(spec.name))
+    return table
+
+
+@cache
+def table_specs() -> dict[str, ProtocolSpec]:
+    """The reported protocols and the aliases (names in the tables, never a finding's)."""
+    table = dict(protocol_specs())
+    for d in all_decoders():
+        for spec in d.aliases:
+            table.setdefault(spec.name, _resolved(spec, d, None))
+    return table
+
+
+def with_role(role: Role) -> frozenset[str]:
+    return frozenset(name for name, spec in protocol_specs().items() if spec.role == role)
+
+
+def usual_ports() -> dict[str, tuple[int, ...]]:
+    """Protocol → the ports it is usually sent to (where it has any)."""
+    return {name: spec.ports for name, spec in protocol_specs().items() if spec.ports}
+
+
+def signature_numbers() -> dict[str, int]:
+    """Protocol → its EVE signature number, aliases included."""
+    return {name: spec.sid for name, spec in table_specs().items()}
+
+
+def dissections() -> dict[str, Dissection]:
+    """Protocol → how Wireshark reads it, for those it can read."""
+    return {name: s.wireshark for name, s in table_specs().items() if s.wireshark is not None}
+
+
+def no_dissector() -> dict[str, str]:
+    """Protocol → why Wireshark cannot read it (or may not: a dissector that not every build
+    has)."""
+    return {name: s.no_dissector for name, s in table_specs().items() if s.no_dissector}
 
 
 @cache
 def registered_ports() -> dict[tuple[str, int], str]:
     """(transport, port) → the protocol registered there: every port a decoder with a content
     signature declares, and the ``REGISTERED`` tables of the modules."""
-    import detector.protocols as pkg
-
     table: dict[tuple[str, int], str] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name in ("base", "registry"):
-            continue
-        module = importlib.import_module(f"detector.protocols.{info.name}")
+    for module in _modules():
         table.update(getattr(module, "REGISTERED", {}))
     for d in all_decoders():
         if not d.heuristic:

@@ -23,7 +23,9 @@ from detector.protocols.base import (
     InnerLink,
     Kind,
     PacketContext,
+    ProtocolSpec,
     Transport,
+    wireshark,
 )
 from detector.protocols.li_common import (
     FramedStreamDecoder,
@@ -146,8 +148,20 @@ def packet_decoded(
     )
 
 
+# RPCAP is found by Wireshark's heuristic; it offers no Decode As on TCP ports.
+RPCAP = ProtocolSpec(
+    "rpcap",
+    "copy",
+    sid=8,
+    doc="rpcap.md",
+    samples=("rpcap.pcap",),
+    wireshark=wireshark(None, "rpcap"),
+)
+
+
 class RpcapStreamDecoder(FramedStreamDecoder):
     name: ClassVar[str] = "rpcap"
+    emits = (RPCAP,)
     kind: ClassVar[Kind] = "mirror"
     ports: ClassVar[frozenset[int]] = frozenset({2002, 2003})
     priority: ClassVar[int] = 40
@@ -222,6 +236,7 @@ class RpcapUdpDecoder(Decoder):
     """rpcap data sent over UDP (STARTCAP flag DGRAM): one PACKET message per datagram."""
 
     name: ClassVar[str] = "rpcap"
+    emits = (RPCAP,)
     kind: ClassVar[Kind] = "mirror"
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 40

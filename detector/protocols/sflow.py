@@ -22,8 +22,10 @@ from detector.protocols.base import (
     InnerLink,
     Kind,
     PacketContext,
+    ProtocolSpec,
     RecordedFlow,
     Transport,
+    wireshark,
 )
 from detector.protocols.templates import MAX_RECORDS, be32
 
@@ -136,8 +138,19 @@ def _flow_sample(body: bytes, fmt: int, out: _Walk) -> None:
             out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
 
 
+SFLOW = ProtocolSpec(
+    "sflow",
+    "records",
+    sid=46,
+    doc="sflow.md",
+    samples=("sflow-vxlan.pcap",),
+    wireshark=wireshark("sflow", "sflow", 6343),
+)
+
+
 class SflowDecoder(Decoder):
     name: ClassVar[str] = "sflow"
+    emits = (SFLOW,)
     kind: ClassVar[Kind] = "flow-export"
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({6343})

@@ -36,6 +36,7 @@ from detector.protocols.base import (
     Decoder,
     Kind,
     PacketContext,
+    ProtocolSpec,
     RecordedFlow,
     Transport,
 )
@@ -280,10 +281,20 @@ def _pri_prefilter(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.bool
     )
 
 
+SYSLOG_CONNLOG = ProtocolSpec(
+    "syslog-connlog",
+    "records",
+    sid=47,
+    doc="syslog-connlog.md",
+    samples=("syslog-connlog.pcap", "syslog-connlog-tcp.pcap"),
+)
+
+
 class _Lines:
     """Turns syslog lines into one Decoded."""
 
     name: ClassVar[str] = NAME
+    emits = (SYSLOG_CONNLOG,)
     kind: ClassVar[Kind] = "flow-export"
 
     def decoded(self, lines: list[bytes], ctx: PacketContext, framing: str) -> Decoded | None:

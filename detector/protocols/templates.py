@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from detector.decode.frames import ethernet_valid, ip_str, ipv4_valid, ipv6_valid
-from detector.protocols.base import Carried, Decoded, Decoder, Kind, RecordedFlow, Transport
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    Kind,
+    RecordedFlow,
+    Transport,
+    wireshark,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -60,6 +68,8 @@ WANTED = frozenset(
 )  # fmt: skip
 
 _SET_HDR = struct.Struct("!HH")
+# Wireshark reads NetFlow (every version) and IPFIX with one dissector, cflow.
+CFLOW = wireshark("cflow", "cflow", 2055, 9996, 4739)
 
 
 def be16(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.int64]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import ip_str
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 if TYPE_CHECKING:
@@ -39,8 +39,12 @@ def _teredo_ok(pkt: bytes) -> bool:
     )
 
 
+TEREDO = ProtocolSpec("teredo", "tunnel", sid=70, doc="tunnels.md", samples=("teredo.pcap",))
+
+
 class TeredoDecoder(Decoder):
     name = "teredo"
+    emits = (TEREDO,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({3544})

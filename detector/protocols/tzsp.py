@@ -23,7 +23,9 @@ from detector.protocols.base import (
     Decoder,
     InnerLink,
     PacketContext,
+    ProtocolSpec,
     Reject,
+    wireshark,
 )
 
 if TYPE_CHECKING:
@@ -177,8 +179,19 @@ def _tag_facts(version: int, ptype: int, tags: Tags) -> dict[str, object]:
     return facts
 
 
+TZSP = ProtocolSpec(
+    "tzsp",
+    "copy",
+    sid=1,
+    doc="tzsp.md",
+    samples=("tzsp.pcap", "tzsp-31337.pcap", "tzsp-80211.pcap"),
+    wireshark=wireshark("tzsp", "tzsp", 37008),
+)
+
+
 class Tzsp(Decoder):
     name = "tzsp"
+    emits = (TZSP,)
     kind = "mirror"
     transport = "udp"
     ports = frozenset({37008})

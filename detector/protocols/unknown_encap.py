@@ -24,7 +24,14 @@ from detector.decode.frames import (
     ones_complement_sum_np,
 )
 from detector.decode.lut import lut
-from detector.protocols.base import Carried, Decoded, Decoder, InnerLink, PacketContext
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    InnerLink,
+    PacketContext,
+    ProtocolSpec,
+)
 
 # Offsets searched for the carried packet: room for a shim of up to 44 bytes (the prefilter
 # window is 64 bytes and an IPv4 header needs 20 of them).
@@ -51,8 +58,21 @@ def find_carried(payload: bytes) -> tuple[int, InnerLink, int] | None:
 _NEXT_LUT = lut(sorted(IPV6_NEXT_HEADERS))
 
 
+UNKNOWN_ENCAPSULATION = ProtocolSpec(
+    "unknown-encapsulation",
+    "ambiguous",
+    sid=29,
+    doc="unknown-encapsulation.md",
+    samples=("unknown-shim.pcap",),
+    no_dissector="The encapsulation is unknown: mirrorwatch found a shim before IP by structure.",
+)
+
+
 class UnknownEncapsulation(Decoder):
     name = "unknown-encapsulation"
+    emits = (UNKNOWN_ENCAPSULATION,)
+    # A shim found by structure may sit on any GRE type or IP protocol no decoder claims.
+    fallback = True
     kind = "mirror"
     transport = "udp"
     # Last resort: any known format that accepts the payload wins.

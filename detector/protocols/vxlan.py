@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import carried_frame
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, Reject
+from detector.protocols.base import (
+    Carried,
+    Decoded,
+    Decoder,
+    PacketContext,
+    ProtocolSpec,
+    Reject,
+    wireshark,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -31,8 +39,19 @@ FLAG_GPE_P, GPE_NEXT_MAX = 0x04, 5
 INNER_ETHERTYPES = [0x0800, 0x0806, 0x8100, 0x86DD, 0x88A8]
 
 
+VXLAN = ProtocolSpec(
+    "vxlan",
+    "ambiguous",
+    sid=6,
+    doc="vxlan.md",
+    samples=("vxlan-mirror-8472.pcap", "vxlan-overlay.pcap"),
+    wireshark=wireshark("vxlan", "vxlan", 4789),
+)
+
+
 class Vxlan(Decoder):
     name = "vxlan"
+    emits = (VXLAN,)
     kind = "mirror"
     transport = "udp"
     ports = frozenset({4789, 8472})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.nsh import NEXT_NSH, NEXT_PROTOCOLS, carried_by_next_protocol, decode_nsh
 from detector.protocols.tunnel_common import hex_head
 
@@ -29,8 +29,14 @@ FLAGS_MASK, FLAGS_WANT = 0xF4, FLAG_P
 _NEXT_LUT = lut(NEXT_PROTOCOLS)
 
 
+VXLAN_GPE = ProtocolSpec(
+    "vxlan-gpe", "tunnel", sid=78, doc="tunnels.md", samples=("vxlan-gpe-nsh.pcap",)
+)
+
+
 class VxlanGpeDecoder(Decoder):
     name = "vxlan-gpe"
+    emits = (VXLAN_GPE,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({4790})

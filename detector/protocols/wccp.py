@@ -9,7 +9,7 @@ steering tunnel (info), never a mirror, whatever its packets hold.
 
 from __future__ import annotations
 
-from detector.protocols.base import Carried, Decoded, Decoder, PacketContext
+from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 GRE_WCCP = 0x883E
@@ -19,8 +19,12 @@ WCCP_CONTROL_PORT = 2048
 REGISTERED: dict[tuple[str, int], str] = {("udp", WCCP_CONTROL_PORT): "wccp"}
 
 
+WCCP = ProtocolSpec("wccp", "steering", sid=86, doc="tunnels.md", samples=("wccp-redirect.pcap",))
+
+
 class WccpRedirectDecoder(Decoder):
     name = "wccp"
+    emits = (WCCP,)
     kind = "tunnel"
     transport = "gre"
     gre_types = frozenset({GRE_WCCP})

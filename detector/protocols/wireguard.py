@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
@@ -36,8 +36,14 @@ def _length_ok(mtype: int, n: int) -> bool:
     return FIXED_LEN.get(mtype) == n
 
 
+WIREGUARD = ProtocolSpec(
+    "wireguard", "tunnel", sid=75, doc="tunnels.md", samples=("wireguard.pcap",)
+)
+
+
 class WireGuardDecoder(Decoder):
     name = "wireguard"
+    emits = (WIREGUARD,)
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({51820})

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from detector.findings import Finding, Report
+from detector.protocols import registry
 from detector.report.safe import json_line_safe
 
 if TYPE_CHECKING:
@@ -31,73 +32,8 @@ KIND_BASE: dict[str, int] = {
     "flow-export": 9_300_000,
     "tunnel": 9_400_000,
 }
-PROTOCOL_SID: dict[str, int] = {
-    # mirrors and remote capture
-    "tzsp": 1,
-    "erspan-1": 2,
-    "erspan-2": 3,
-    "erspan-3": 4,
-    "gre-teb": 5,
-    "vxlan": 6,
-    "geneve": 7,
-    "rpcap": 8,
-    "pcap-over-ip": 9,
-    "peekremote": 10,
-    "cwids": 11,
-    "tee-copy": 12,
-    "eoip": 13,
-    "encrypted-copy": 14,
-    # lawful-intercept exports
-    "pcli": 20,
-    "pcli8": 21,
-    "pcli12": 22,
-    "pcli20": 23,
-    "jmirror": 24,
-    "nokia-li": 25,
-    "bcm-li": 26,
-    "etsi-102232": 27,
-    "etsi-x2x3": 28,
-    "unknown-encapsulation": 29,
-    "etsi-hi2": 30,
-    # flow-metadata exports
-    "netflow-v1": 40,
-    "netflow-v5": 41,
-    "netflow-v7": 42,
-    "netflow-v9": 43,
-    "ipfix": 44,
-    "psamp": 45,
-    "sflow": 46,
-    "syslog-connlog": 47,
-    "dnstap": 48,
-    # tunnels
-    "gre-ip": 60,
-    "gre-ppp": 61,
-    "gre-udp": 62,
-    "gre-keepalive": 63,
-    "gtp-u": 64,
-    "l2tp": 65,
-    "capwap": 66,
-    "ipip": 67,
-    "6in4": 68,
-    "4in6": 69,
-    "teredo": 70,
-    "ayiya": 71,
-    "esp": 72,
-    "ah": 73,
-    "nat-t": 74,
-    "wireguard": 75,
-    "openvpn": 76,
-    "nvgre": 77,
-    "vxlan-gpe": 78,
-    "nsh": 79,
-    "mpls-udp": 80,
-    "gre-mpls": 81,
-    "l2tp-ip": 82,
-    "nsh-gre": 83,
-    "lisp": 84,
-    "lisp-control": 85,
-    "wccp": 86,
-}
+# Declared by each protocol's spec (detector.protocols): ProtocolSpec.sid.
+PROTOCOL_SID: dict[str, int] = registry.signature_numbers()
 UNLISTED_BASE = 500  # protocols not in the table: 500 + crc32(name) % 500
 CATEGORY: dict[str, str] = {
     "mirror": "Traffic Mirror Export",
