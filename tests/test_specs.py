@@ -78,18 +78,15 @@ def test_protocol_has_a_sample(name: str) -> None:
         assert rows, f"{name}: pcaps/expected.tsv has no row for {sample}"
 
 
-def golden_outputs() -> list[Path]:
-    return sorted(GOLDEN.rglob("*.json")) if GOLDEN.is_dir() else []
+def golden(protocol: str, sample: str) -> Path:
+    """tests/formats/<protocol>/<sample>.json (tests/formats/README.md)."""
+    return GOLDEN / protocol / (sample.replace("/", "-") + ".json")
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_protocol_has_a_golden_output(name: str) -> None:
-    if not golden_outputs():
-        pytest.skip("tests/formats holds no golden outputs yet")
-    stems = {Path(s).name.split(".")[0] for s in SPECS[name].samples}
-    assert any(p.parent.name in stems or p.name.split(".")[0] in stems for p in golden_outputs()), (
-        f"{name}: no golden output under tests/formats for {sorted(stems)}"
-    )
+    missing = [s for s in SPECS[name].samples if not golden(name, s).is_file()]
+    assert not missing, f"{name}: no golden output under tests/formats/{name}/ for {missing}"
 
 
 def test_shims_on_unclaimed_gre_and_ip_are_the_fallback() -> None:
