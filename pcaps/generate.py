@@ -808,6 +808,58 @@ def nf_v7(rng: random.Random, i: int, seq: list[int]) -> bytes:
     return out + b"".join(v5_record(f, up) + a4(ROUTER_IP) for f in flows)
 
 
+# NetFlow v8 record length per aggregation scheme (1-14).
+V8_RECORD = {1: 28, 2: 28, 3: 32, 4: 32, 5: 40, 6: 32, 7: 40, 8: 44}
+V8_RECORD |= {9: 32, 10: 32, 11: 32, 12: 32, 13: 40, 14: 40}
+
+
+def v8_record(scheme: int, f: dict[str, int | str], up: int) -> bytes:
+    """One NetFlow v8 record of ``scheme``: router-based schemes count flows per AS, prefix or
+    port; the Catalyst ones (6-8) name destination, source and ports."""
+    src, dst = a4(f["src"]), a4(f["dst"])
+    spfx, dpfx = src[:3] + b"\0", dst[:3] + b"\0"
+    times = (up - 60000 + int(f["first"]), up - 60000 + int(f["last"]))
+    volume = struct.pack(">II", f["pkts"], f["bytes"])
+    counters = struct.pack(">I", 1 + int(f["pkts"]) // 50) + volume + struct.pack(">II", *times)
+    sport, dport, proto, asn = int(f["sport"]), int(f["dport"]), int(f["proto"]), (64500, 15169)
+    tail = {
+        1: struct.pack(">HHHH", *asn, 2, 3),
+        2: struct.pack(">BBHHH", proto, 0, 0, sport, dport),
+        3: spfx + struct.pack(">BBHHH", 24, 0, asn[0], 2, 0),
+        4: dpfx + struct.pack(">BBHHH", 24, 0, asn[1], 3, 0),
+        5: spfx + dpfx + struct.pack(">BBHHHHH", 24, 24, 0, *asn, 2, 3),
+        9: struct.pack(">HHHHBBH", *asn, 2, 3, 0, 0, 0),
+        10: struct.pack(">BBHHHHH", proto, 0, 0, sport, dport, 2, 3),
+        11: spfx + struct.pack(">BBHHH", 24, 0, asn[0], 2, 0),
+        12: dpfx + struct.pack(">BBHHH", 24, 0, asn[1], 3, 0),
+        13: spfx + dpfx + struct.pack(">BBBBHHHH", 24, 24, 0, 0, *asn, 2, 3),
+        14: spfx + dpfx + struct.pack(">BBBBHHHH", 24, 24, 0, proto, sport, dport, 2, 3),
+    }
+    catalyst = {
+        6: dst + volume + struct.pack(">II", *times) + struct.pack(">HBBII", 3, 0, 0, 0, 0),
+        7: dst + src + volume + struct.pack(">IIHHBBHII", *times, 3, 2, 0, 0, 0, 0, 0),
+        8: dst
+        + src
+        + struct.pack(">HH", dport, sport)
+        + volume
+        + struct.pack(">IIHHBBBBII", *times, 3, 2, 0, proto, 0, 0, 0, 0),
+    }
+    rec = catalyst[scheme] if scheme in catalyst else counters + tail[scheme]
+    assert len(rec) == V8_RECORD[scheme], (scheme, len(rec))
+    return rec
+
+
+def nf_v8(rng: random.Random, i: int, seq: list[int], scheme: int) -> bytes:
+    flows = random_flows(rng, rng.randrange(3, 1444 // V8_RECORD[scheme]))
+    up = UPTIME0 + i * 500
+    hdr = struct.pack(
+        ">HHIIIIBBBBI", 8, len(flows), up, T0 + i // 2, (i % 2) * 500_000_000, seq[0], 0, 1,
+        scheme, 2, 0,
+    )  # fmt: skip
+    seq[0] += len(flows)
+    return hdr + b"".join(v8_record(scheme, f, up) for f in flows)
+
+
 # NetFlow v9 / IPFIX templates: (field type, length) pairs.  Both start with the flow key:
 # source and destination address and port, protocol, TCP flags.
 KEY_FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1)]
@@ -882,6 +934,14 @@ def s_netflow_v7(name: str) -> bytes:
     rng = rng_for(name)
     seq = [rng.randrange(10000)]
     return pcap_of(export_stream(rng, [nf_v7(rng, i, seq) for i in range(16)], 9996))
+
+
+def s_netflow_v8(name: str) -> bytes:
+    """One router exporting every v8 aggregation cache (schemes 1-14, twice) to UDP 9995."""
+    rng = rng_for(name)
+    seq = [rng.randrange(10000)]
+    payloads = [nf_v8(rng, i, seq, 1 + i % 14) for i in range(28)]
+    return pcap_of(export_stream(rng, payloads, 9995))
 
 
 def s_netflow_v9(name: str) -> bytes:
@@ -2533,6 +2593,7 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "netflow-v1.pcap": s_netflow_v1,
     "netflow-v5.pcap": s_netflow_v5,
     "netflow-v7.pcap": s_netflow_v7,
+    "netflow-v8.pcap": s_netflow_v8,
     "netflow-v9.pcap": s_netflow_v9,
     "netflow-v9-data-first.pcap": s_netflow_v9_data_first,
     "netflow-v9-9999.pcap": s_netflow_v9_9999,

@@ -37,6 +37,7 @@ def test_every_decoder_declares_what_it_reports() -> None:
 def test_decoder_names_that_are_not_protocols_are_explicit() -> None:
     emitted = {d.name: {s.name for s in d.emits} for d in registry.all_decoders()}
     assert emitted["netflow"] == {"netflow-v1", "netflow-v5", "netflow-v7"}
+    assert emitted["netflow-v8"] == {"netflow-v8"}
     assert emitted["ipfix"] >= {"ipfix", "psamp"}
     assert emitted["ip-in-ip"] == {"ipip", "6in4", "4in6", "6in6"}
     assert "netflow" not in SPECS and "ip-in-ip" not in SPECS
