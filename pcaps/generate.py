@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import ipaddress
 import random
 import struct
 import sys
@@ -1067,6 +1068,65 @@ def s_sflow_vxlan(name: str) -> bytes:
         payloads.append(hdr + b"".join(samples))
         dseq += 1
     return pcap_of(export_stream(rng, payloads, 6343, every_us=150_000))
+
+
+def xdr_opaque(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+
+def sflow_v2v4_extended(version: int) -> bytes:
+    """Extended data of a v2/v4 flow sample: switch VLANs and a gateway (its AS path is a plain
+    list in v2, segments plus communities and local preference in v4); v4 adds a router."""
+    switch = struct.pack(">IIIII", 1, 10, 0, 20, 0)
+    if version == 2:
+        gateway = struct.pack(">IIIII", 3, 64500, 64500, 64501, 2) + struct.pack(
+            ">II", 64502, 15169
+        )
+        return struct.pack(">I", 2) + switch + gateway
+    router = struct.pack(">II", 2, 1) + a4(ROUTER_IP) + struct.pack(">II", 24, 16)
+    segments = struct.pack(">III", 1, 2, 2) + struct.pack(">II", 64502, 15169)
+    gateway = struct.pack(">IIII", 3, 64500, 64500, 64501) + segments
+    gateway += struct.pack(">III", 1, (64500 << 16) | 100, 100)
+    return struct.pack(">I", 3) + switch + router + gateway
+
+
+def sflow_v2v4_payloads(rng: random.Random, version: int, agent: str) -> list[bytes]:
+    """sFlow v2/v4 datagrams: flow samples (sampled Ethernet headers) and interface counters
+    (generic, Ethernet, VLAN)."""
+    frames = traffic(rng, 60)
+    agent_bytes = ipaddress.ip_address(agent).packed
+    agent_field = struct.pack(">I", 1 if len(agent_bytes) == 4 else 2) + agent_bytes
+    payloads, dseq, fseq = [], 1, rng.randrange(1000)
+    for k in range(0, len(frames), 4):
+        samples = []
+        for _, f in frames[k : k + 4]:
+            body = struct.pack(">IIIIIII", fseq, 3, 512, fseq * 512, 0, 3, 5)
+            body += struct.pack(">III", 1, 1, len(f) + 4) + xdr_opaque(f[:128])
+            samples.append(struct.pack(">I", 1) + body + sflow_v2v4_extended(version))
+            fseq += 1
+        if k % 16 == 0:
+            generic = struct.pack(">IIQII", 3, 6, 1_000_000_000, 1, 3) + bytes(64)
+            samples.append(struct.pack(">IIIII", 2, dseq, 3, 30, 2) + generic + bytes(52))
+            vlan = struct.pack(">IQIIII", 20, rng.randrange(1 << 32), 1, 2, 3, 0)
+            samples.append(struct.pack(">IIIII", 2, dseq, 0x0100_0014, 30, 7) + vlan)
+        hdr = struct.pack(">I", version) + agent_field
+        hdr += struct.pack(">III", dseq, UPTIME0 + k * 100, len(samples))
+        payloads.append(hdr + b"".join(samples))
+        dseq += 1
+    return payloads
+
+
+def s_sflow_v2(name: str) -> bytes:
+    """sFlow version 2 from an older switch: sampled headers and generic counters."""
+    rng = rng_for(name)
+    return pcap_of(export_stream(rng, sflow_v2v4_payloads(rng, 2, "10.1.0.2"), 6343))
+
+
+def s_sflow_v4(name: str) -> bytes:
+    """sFlow version 4 from an agent with an IPv6 address: switch, router and gateway data."""
+    rng = rng_for(name)
+    payloads = sflow_v2v4_payloads(rng, 4, "2001:db8:1::2")
+    return pcap_of(export_stream(rng, payloads, 6343, every_us=200_000))
 
 
 # --------------------------------------------------------------------------- benign tunnels
@@ -2600,6 +2660,8 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "ipfix.pcap": s_ipfix,
     "psamp.pcap": s_psamp,
     "sflow-vxlan.pcap": s_sflow_vxlan,
+    "sflow-v2.pcap": s_sflow_v2,
+    "sflow-v4.pcap": s_sflow_v4,
     "gtp-u.pcap": s_gtp_u,
     "l2tp.pcap": s_l2tp,
     "capwap.pcap": s_capwap,

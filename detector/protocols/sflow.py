@@ -10,6 +10,7 @@ they show become ``records``.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -52,7 +53,7 @@ HEADER_LINKS: dict[int, InnerLink] = {1: "ethernet", 11: "ip", 12: "ip"}
 MAX_SAMPLES = 1024
 
 
-class _Walk:
+class SampleWalk:
     """Counters gathered while walking one datagram's samples."""
 
     __slots__ = (
@@ -78,7 +79,7 @@ class _Walk:
             self.records.append(f)
 
 
-def _header_record(body: bytes, out: _Walk) -> None:
+def _header_record(body: bytes, out: SampleWalk) -> None:
     if len(body) < RAW_HEADER_FIELDS.size:
         out.malformed += 1
         return
@@ -87,6 +88,12 @@ def _header_record(body: bytes, out: _Walk) -> None:
     if len(data) != size:
         out.malformed += 1
         return
+    sampled_header(proto, frame_len, data, out)
+
+
+def sampled_header(proto: int, frame_len: int, data: bytes, out: SampleWalk) -> None:
+    """The first bytes of a sampled frame: carried as they are, and its conversation recorded
+    when they parse as the header protocol says."""
     link = HEADER_LINKS.get(proto)
     valid = (
         (link == "ethernet" and ethernet_valid(data))
@@ -109,7 +116,15 @@ def _header_record(body: bytes, out: _Walk) -> None:
         )
 
 
-def _flow_sample(body: bytes, fmt: int, out: _Walk) -> None:
+def sampled_ip(rfmt: int, rec: bytes, out: SampleWalk) -> None:
+    """A sampled packet given as its IPv4 or IPv6 addresses and ports (no header bytes)."""
+    fields = SAMPLED_IPV4_FIELDS if rfmt == SAMPLED_IPV4 else SAMPLED_IPV6_FIELDS
+    if len(rec) >= fields.size:
+        flen, proto, src, dst, sport, dport = fields.unpack_from(rec)
+        out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
+
+
+def _flow_sample(body: bytes, fmt: int, out: SampleWalk) -> None:
     rate_off, count_off = FLOW_SAMPLE_LAYOUT[fmt]
     out.flow_samples += 1
     if len(body) < count_off + 4:
@@ -130,12 +145,8 @@ def _flow_sample(body: bytes, fmt: int, out: _Walk) -> None:
             return
         if rfmt == RAW_HEADER:
             _header_record(rec, out)
-        elif rfmt == SAMPLED_IPV4 and rlen >= SAMPLED_IPV4_FIELDS.size:
-            flen, proto, src, dst, sport, dport = SAMPLED_IPV4_FIELDS.unpack_from(rec)
-            out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
-        elif rfmt == SAMPLED_IPV6 and rlen >= SAMPLED_IPV6_FIELDS.size:
-            flen, proto, src, dst, sport, dport = SAMPLED_IPV6_FIELDS.unpack_from(rec)
-            out.flow(RecordedFlow(ip_str(src), ip_str(dst), proto, sport, dport, 1, flen))
+        elif rfmt in (SAMPLED_IPV4, SAMPLED_IPV6):
+            sampled_ip(rfmt, rec, out)
 
 
 SFLOW = ProtocolSpec(
@@ -143,7 +154,7 @@ SFLOW = ProtocolSpec(
     "records",
     sid=46,
     doc="sflow.md",
-    samples=("sflow-vxlan.pcap",),
+    samples=("sflow-vxlan.pcap", "sflow-v2.pcap", "sflow-v4.pcap"),
     wireshark=wireshark("sflow", "sflow", 6343),
 )
 
@@ -172,60 +183,88 @@ class SflowDecoder(Decoder):
         alen = ADDR_LEN.get(addr_type)
         if version != VERSION or alen is None or len(payload) < 8 + alen + TAIL.size:
             return None
-        agent = ip_str(payload[8 : 8 + alen])
         sub_agent, seq, uptime, n_samples = TAIL.unpack_from(payload, 8 + alen)
-        if n_samples > MAX_SAMPLES:
+        samples = _sample_chain(payload, 8 + alen + TAIL.size, n_samples)
+        if samples is None:
             return None
-        # First pass: the sample chain must be exact before any sample is interpreted.
-        samples: list[tuple[int, int, int]] = []
-        pos = header_len = 8 + alen + TAIL.size
-        while pos < len(payload):
-            if len(payload) - pos < 8 or len(samples) == n_samples:
-                return None
-            fmt, slen = PAIR.unpack_from(payload, pos)
-            if slen % 4 or pos + 8 + slen > len(payload):
-                return None
-            samples.append((fmt, pos + 8, pos + 8 + slen))
-            pos += 8 + slen
-        if len(samples) != n_samples:
-            return None
-        out = _Walk()
+        out = SampleWalk()
         for fmt, s, e in samples:
             # Enterprise (top 20 bits) 0 is the standard sFlow structures.
             if fmt in FLOW_SAMPLE_LAYOUT:
                 _flow_sample(payload[s:e], fmt, out)
             elif fmt in (COUNTER_SAMPLE, EXPANDED_COUNTER_SAMPLE):
                 out.counter_samples += 1
-        facts: dict[str, object] = {
-            "version": VERSION,
-            "sequence": seq,
-            "uptime_ms": uptime,
-            "samples": n_samples,
-            "flow_samples": out.flow_samples,
-            "counter_samples": out.counter_samples,
-            "packet_headers": out.headers,
-        }
-        if out.rates:
-            facts["sampling_rate"] = out.rates[0]
-            facts["sampling_rates"] = sorted(set(out.rates))
-        if out.other_headers:
-            # Headers of other protocols (MPLS, 802.11...) or not parsing as claimed: kept raw.
-            facts["raw_headers"] = out.other_headers
-        if out.malformed:
-            facts["malformed_records"] = out.malformed
-        return Decoded(
-            protocol="sflow",
-            kind=self.kind,
-            header=(
-                f"{payload[:8].hex(' ')}: sFlow version 5, agent IPv{4 if alen == 4 else 6} "
-                f"{agent}, sub-agent {sub_agent}, sequence {seq}, {n_samples} sample(s)"
-            ),
-            session={"agent": agent, "sub_agent_id": sub_agent},
-            carried=out.carried,
-            records=out.records,
-            facts=facts,
-            header_len=header_len,
-        )
+        head = Datagram(VERSION, ip_str(payload[8 : 8 + alen]), sub_agent, seq, uptime, n_samples)
+        return walked(payload, head, 8 + alen + TAIL.size, out)
+
+
+def _sample_chain(payload: bytes, pos: int, n_samples: int) -> list[tuple[int, int, int]] | None:
+    """(format, start, end) of each sample, when their lengths chain exactly to the end of the
+    datagram: the whole chain is checked before any sample is interpreted."""
+    if n_samples > MAX_SAMPLES:
+        return None
+    samples: list[tuple[int, int, int]] = []
+    while pos < len(payload):
+        if len(payload) - pos < 8 or len(samples) == n_samples:
+            return None
+        fmt, slen = PAIR.unpack_from(payload, pos)
+        if slen % 4 or pos + 8 + slen > len(payload):
+            return None
+        samples.append((fmt, pos + 8, pos + 8 + slen))
+        pos += 8 + slen
+    return samples if len(samples) == n_samples else None
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """The header fields of one sFlow datagram (v2 and v4 have no sub-agent id: None)."""
+
+    version: int
+    agent: str
+    sub_agent: int | None
+    sequence: int
+    uptime_ms: int
+    samples: int
+
+
+def walked(payload: bytes, head: Datagram, header_len: int, out: SampleWalk) -> Decoded:
+    """What one datagram held, once its samples have been walked."""
+    facts: dict[str, object] = {
+        "version": head.version,
+        "sequence": head.sequence,
+        "uptime_ms": head.uptime_ms,
+        "samples": head.samples,
+        "flow_samples": out.flow_samples,
+        "counter_samples": out.counter_samples,
+        "packet_headers": out.headers,
+    }
+    if out.rates:
+        facts["sampling_rate"] = out.rates[0]
+        facts["sampling_rates"] = sorted(set(out.rates))
+    if out.other_headers:
+        # Headers of other protocols (MPLS, 802.11...) or not parsing as claimed: kept raw.
+        facts["raw_headers"] = out.other_headers
+    if out.malformed:
+        facts["malformed_records"] = out.malformed
+    family = 6 if ":" in head.agent else 4
+    session: dict[str, int | str] = {"agent": head.agent}
+    sub = ""
+    if head.sub_agent is not None:
+        session["sub_agent_id"] = head.sub_agent
+        sub = f", sub-agent {head.sub_agent}"
+    return Decoded(
+        protocol=SFLOW.name,
+        kind="flow-export",
+        header=(
+            f"{payload[:8].hex(' ')}: sFlow version {head.version}, agent IPv{family} "
+            f"{head.agent}{sub}, sequence {head.sequence}, {head.samples} sample(s)"
+        ),
+        session=session,
+        carried=out.carried,
+        records=out.records,
+        facts=facts,
+        header_len=header_len,
+    )
 
 
 DECODERS: list[Decoder] = [SflowDecoder()]
