@@ -37,6 +37,7 @@ from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sample
 from detector.flows.table import U64, FlowTable, HashIndex, row_keys
 from detector.flows.tcp import TcpReassembler
 from detector.limits import Limits
+from detector.prefilter_route import route_for
 from detector.protocols import registry
 from detector.protocols.base import Decoded, Decoder, PacketContext, Reject, StreamDecoder
 from detector.protocols.gre import fill_context, parse_gre
@@ -278,7 +279,7 @@ class Engine:
                 continue
             self.stats.prefiltered += len(sel)
             head, length = payload_heads(batch, h, rows[sel])
-            masks = [self._prefilter(d, head, length, sport[sel], dport[sel]) for d in decoders]
+            masks = route_for(decoders).masks(head, length, sport[sel], dport[sel])
             anyhit = np.logical_or.reduce(masks)
             self.flows.add_quiet(fids[sel[~anyhit]])
             hits = np.nonzero(anyhit)[0]
@@ -376,24 +377,6 @@ class Engine:
         fp = sampled_fingerprint(data, inner, self.copies.keep_below)
         if fp is not None:
             self.copies.check_copy(stream_key, fp, ts)
-
-    @staticmethod
-    def _prefilter(
-        d: Decoder,
-        head: np.ndarray,
-        length: npt.NDArray[np.int64],
-        sport: npt.NDArray[np.int64],
-        dport: npt.NDArray[np.int64],
-    ) -> npt.NDArray[np.bool_]:
-        if d.ports_required:
-            # Formats with no content signature at all (ESP in UDP, OpenVPN, MPLS in UDP) are
-            # only recognised on their port; everything else is found by content alone.
-            ports = list(d.ports)
-            on_port = np.isin(dport, ports) | np.isin(sport, ports)
-            if not on_port.any():
-                return on_port
-            return d.prefilter(head, length) & on_port
-        return d.prefilter(head, length)
 
     # ---------------------------------------------------------------- python per packet
 

@@ -14,6 +14,7 @@ import random
 import struct
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -42,6 +43,25 @@ CTX = PacketContext(src="192.0.2.1", dst="192.0.2.2", sport=40000, dport=4789, t
 
 def decoders() -> tuple[Decoder, ...]:
     return all_decoders()
+
+
+def context(sport: int, dport: int) -> PacketContext:
+    return replace(CTX, sport=sport, dport=dport)
+
+
+def on_port_context(d: Decoder) -> PacketContext:
+    """CTX on one of the decoder's ports (formats found on their port only need one)."""
+    return context(CTX.sport, min(d.ports)) if d.ports else CTX
+
+
+def engine_tries(d: Decoder, sport: int, dport: int) -> bool:
+    """Whether the engine gives ``d`` a packet between these ports (formats with no content
+    signature are looked for on their own ports only)."""
+    return not d.ports_required or bool({sport, dport} & d.ports)
+
+
+def declaring_first_bytes() -> list[Decoder]:
+    return [d for d in all_decoders() if d.first_bytes is not None]
 
 
 def decoder_named(name: str) -> Decoder:

@@ -13,12 +13,15 @@ import random
 from pathlib import Path
 
 import fuzztargets as ft
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mwtest import heads
 
-from detector.protocols.base import StreamDecoder
+from detector.prefilter_route import PrefilterRoute
+from detector.protocols import registry
+from detector.protocols.base import Decoder, StreamDecoder
 
 # Examples per test in CI; the environment variable raises it for a longer local run.
 SCALE = max(1, int(os.environ.get("MIRRORWATCH_FUZZ_EXAMPLES", "1")))
@@ -88,6 +91,49 @@ def test_prefilters_never_miss_what_decode_accepts(batch: list[bytes]) -> None:
         for i, p in enumerate(batch):
             if not passed[i]:
                 assert d.decode(p, ft.CTX, d.new_state()) is None, ft.decoder_id(d)
+
+
+# Ports a row may come on: a decoder's own, one registered to another protocol, any other.
+PORTS = st.sampled_from([40000, 4789, 37008, 2055, 443, 80, 514, 6000, 1194, 4500, 6635, 57012])
+
+
+@fuzz(100)
+@given(st.lists(st.tuples(payloads, PORTS, PORTS), min_size=1, max_size=8))
+def test_routed_prefilters_never_miss_what_decode_accepts(
+    rows: list[tuple[bytes, int, int]],
+) -> None:
+    # The engine gives a decoder only the rows the router gives its prefilter: none it drops
+    # may be one the decoder accepts where the engine would try it (its ports allowing).
+    batch = [p for p, _, _ in rows]
+    head, length = heads(batch)
+    sport = np.array([s for _, s, _ in rows], dtype=np.int64)
+    dport = np.array([d for _, _, d in rows], dtype=np.int64)
+    for transport in ("udp", "tcp"):
+        decoders = registry.decoders_for(transport)
+        masks = PrefilterRoute(decoders).masks(head, length, sport, dport)
+        for d, mask in zip(decoders, masks, strict=True):
+            for i, (p, s, t) in enumerate(rows):
+                if mask[i] or not ft.engine_tries(d, s, t):
+                    continue
+                ctx = ft.context(s, t)
+                assert d.decode(p, ctx, d.new_state()) is None, (ft.decoder_id(d), s, t)
+
+
+@pytest.mark.parametrize("d", ft.declaring_first_bytes(), ids=ft.decoder_id)
+def test_first_bytes_declared_are_the_only_ones_decode_accepts(d: Decoder) -> None:
+    # Every payload of the samples this decoder accepts, with each other first byte, is rejected
+    # (a wrong declaration would hide the format from the engine).
+    accepted = [p for p in ft.seed_payloads() if d.decode(p, ft.on_port_context(d), d.new_state())]
+    assert d.first_bytes is not None
+    others = [b for b in range(256) if b not in d.first_bytes]
+    for p in accepted:
+        assert p[0] in d.first_bytes, ft.decoder_id(d)
+        for b in others:
+            changed = bytes([b]) + p[1:]
+            assert d.decode(changed, ft.on_port_context(d), d.new_state()) is None, (
+                ft.decoder_id(d),
+                b,
+            )
 
 
 @fuzz(60)

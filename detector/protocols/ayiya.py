@@ -44,6 +44,8 @@ class AyiyaDecoder(Decoder):
     transport = "udp"
     ports = frozenset({5072})
 
+    first_bytes = frozenset(b for b in range(256) if b >> 4 <= MAX_ID_LEN and b & 0x0F <= 2)
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

@@ -205,6 +205,9 @@ class Decoder:
     aliases: ClassVar[tuple[ProtocolSpec, ...]] = ()
     # Tried on GRE types and IP protocols that no decoder claims (a shim found by structure).
     fallback: ClassVar[bool] = False
+    # The values the first payload byte can take in any packet ``decode`` accepts (None: any).
+    # Prefilters are given only rows that start with one of them (detector.prefilter_route).
+    first_bytes: ClassVar[frozenset[int] | None] = None
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

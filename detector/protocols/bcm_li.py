@@ -83,6 +83,8 @@ class BcmLiDecoder(Decoder):
     priority: ClassVar[int] = 62
     heuristic: ClassVar[bool] = True
 
+    first_bytes = frozenset(b for b in range(256) if b >> 5 in DIRECTIONS)
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

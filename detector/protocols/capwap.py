@@ -62,6 +62,8 @@ class CapwapDecoder(Decoder):
     transport = "udp"
     ports = frozenset({5246, 5247})
 
+    first_bytes = frozenset({0, 1})  # plain, DTLS
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

@@ -57,6 +57,8 @@ class CwidsDecoder(Decoder):
     ports: ClassVar[frozenset[int]] = frozenset({8999})
     priority: ClassVar[int] = 70
 
+    first_bytes = frozenset({0})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

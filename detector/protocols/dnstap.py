@@ -152,6 +152,8 @@ class DnstapDecoder(FramedStreamDecoder):
     ports: ClassVar[frozenset[int]] = frozenset({6000, 53535})
     priority: ClassVar[int] = 30
 
+    first_bytes = frozenset(range((MAX_FRAME >> 24) + 1))
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

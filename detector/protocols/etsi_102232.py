@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from detector.decode.frames import ipv4_valid, ipv6_valid
+from detector.prefilter_route import byte_values
 from detector.protocols import ber
 from detector.protocols.base import Carried, Decoded, InnerLink, Kind, ProtocolSpec
 from detector.protocols.ber import CONTEXT, SEQUENCE, UNIVERSAL, Tlv
@@ -206,6 +207,8 @@ class Etsi102232Decoder(FramedStreamDecoder):
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 30
 
+    first_bytes = frozenset({0x30})  # a SEQUENCE
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
@@ -324,6 +327,8 @@ class EtsiHi2Decoder(FramedStreamDecoder):
     emits = (ETSI_HI2,)
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 35
+
+    first_bytes = byte_values(0x20, 0x20)  # a constructed tag
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

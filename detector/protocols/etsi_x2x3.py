@@ -140,6 +140,8 @@ class EtsiX2X3Decoder(FramedStreamDecoder):
     kind: ClassVar[Kind] = "intercept"
     priority: ClassVar[int] = 30
 
+    first_bytes = frozenset(v >> 8 for v in VERSIONS)
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

@@ -11,6 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from detector.decode.frames import ETH_IPV4, ETH_IPV6, InnerPacket, carried_frame
+from detector.prefilter_route import byte_values
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -96,6 +97,8 @@ class Geneve(Decoder):
     transport = "udp"
     ports = frozenset({6081})
     priority = 40
+
+    first_bytes = byte_values(0xC0, 0)  # version 0
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
+from detector.prefilter_route import byte_values
 from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.nsh import (
     NEXT_ETHERNET,
@@ -52,6 +53,8 @@ class GreUdpDecoder(Decoder):
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({4754})
+
+    first_bytes = byte_values(0x4F, 0)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
+from detector.prefilter_route import byte_values
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import be16, hex_head, ip_version_at
 
@@ -56,6 +57,8 @@ class GtpUDecoder(Decoder):
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({2152})
+
+    first_bytes = byte_values(0xF8, 0x30)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

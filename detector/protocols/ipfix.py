@@ -93,6 +93,8 @@ class IpfixDecoder(TemplateExportDecoder):
     emits = (IPFIX, PSAMP)
     ports: ClassVar[frozenset[int]] = frozenset({4739, 4740, 2055, 9995, 9996, 9991})
 
+    first_bytes = frozenset({VERSION >> 8})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

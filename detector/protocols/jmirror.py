@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from detector.prefilter_route import byte_values
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -58,6 +59,8 @@ class JmirrorDecoder(Decoder):
     ports: ClassVar[frozenset[int]] = frozenset({30030, 6502})
     priority: ClassVar[int] = 60
     heuristic: ClassVar[bool] = True
+
+    first_bytes = byte_values(0x80, 0)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

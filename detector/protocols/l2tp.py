@@ -145,6 +145,10 @@ class L2tpUdpDecoder(Decoder):
     transport = "udp"
     ports = frozenset({1701})
 
+    first_bytes = frozenset(
+        b for b in range(256) if (b & 0x34 == 0 and (b & 0x80 == 0 or b & 0xCB == 0xC8)) or b == 0
+    )
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

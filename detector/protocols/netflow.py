@@ -85,6 +85,8 @@ class NetflowDecoder(Decoder):
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})
 
+    first_bytes = frozenset({0})  # versions 1, 5 and 7
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

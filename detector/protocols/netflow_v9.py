@@ -80,6 +80,8 @@ class NetflowV9Decoder(TemplateExportDecoder):
     emits = (NETFLOW_V9,)
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})
 
+    first_bytes = frozenset({VERSION >> 8})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

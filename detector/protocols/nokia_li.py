@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from detector.prefilter_route import byte_values
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -55,6 +56,8 @@ class NokiaLiDecoder(Decoder):
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 65
     heuristic: ClassVar[bool] = True
+
+    first_bytes = byte_values(0x80, 0)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

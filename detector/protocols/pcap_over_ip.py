@@ -84,6 +84,8 @@ class PcapOverIpDecoder(FramedStreamDecoder):
     # The file magic is unambiguous, but a capture file is also what people download.
     heuristic: ClassVar[bool] = True
 
+    first_bytes = frozenset({*(m[0] for m in PCAP_MAGICS), SHB >> 24})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

@@ -167,6 +167,8 @@ class RpcapStreamDecoder(FramedStreamDecoder):
     priority: ClassVar[int] = 40
     heuristic: ClassVar[bool] = True
 
+    first_bytes = frozenset({0})  # version 0
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
@@ -241,6 +243,8 @@ class RpcapUdpDecoder(Decoder):
     transport: ClassVar[Transport] = "udp"
     priority: ClassVar[int] = 40
     heuristic: ClassVar[bool] = True
+
+    first_bytes = frozenset({PACKET >> 8})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -166,6 +166,8 @@ class SflowDecoder(Decoder):
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({6343})
 
+    first_bytes = frozenset({VERSION >> 24})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

@@ -351,6 +351,8 @@ class SyslogUdpDecoder(_Lines, Decoder):
     transport: ClassVar[Transport] = "udp"
     ports: ClassVar[frozenset[int]] = frozenset({514})
 
+    first_bytes = frozenset(b"<")
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
@@ -366,6 +368,8 @@ class SyslogUdpDecoder(_Lines, Decoder):
 class SyslogTcpDecoder(_Lines, FramedStreamDecoder):
     ports: ClassVar[frozenset[int]] = frozenset({514, 601, 6514})
     priority: ClassVar[int] = 60
+
+    first_bytes = frozenset(b"<0123456789")  # PRI, or an octet count
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import ip_str
+from detector.prefilter_route import byte_values
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.tunnel_common import hex_head, ip_version_at
 
@@ -48,6 +49,8 @@ class TeredoDecoder(Decoder):
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({3544})
+
+    first_bytes = byte_values(0xF0, 0x60) | {0}  # IPv6, or an indicator
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

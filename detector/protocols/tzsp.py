@@ -197,6 +197,8 @@ class Tzsp(Decoder):
     ports = frozenset({37008})
     priority = 30
 
+    first_bytes = frozenset({VERSION})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:

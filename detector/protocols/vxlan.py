@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.frames import carried_frame
+from detector.prefilter_route import byte_values
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -56,6 +57,8 @@ class Vxlan(Decoder):
     transport = "udp"
     ports = frozenset({4789, 8472})
     priority = 40
+
+    first_bytes = frozenset({FLAGS_I, FLAGS_GBP})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -112,6 +115,8 @@ class VxlanOnItsPort(Vxlan):
 
     ports_required = True
     priority = 41
+
+    first_bytes = byte_values(FLAGS_I, FLAGS_I)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.decode.lut import lut
+from detector.prefilter_route import byte_values
 from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
 from detector.protocols.nsh import NEXT_NSH, NEXT_PROTOCOLS, carried_by_next_protocol, decode_nsh
 from detector.protocols.tunnel_common import hex_head
@@ -40,6 +41,8 @@ class VxlanGpeDecoder(Decoder):
     kind = "tunnel"
     transport = "udp"
     ports = frozenset({4790})
+
+    first_bytes = byte_values(FLAGS_MASK, FLAGS_WANT)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -48,6 +48,8 @@ class WireGuardDecoder(Decoder):
     transport = "udp"
     ports = frozenset({51820})
 
+    first_bytes = frozenset({INITIATION, RESPONSE, COOKIE, DATA})
+
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
