@@ -77,11 +77,9 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
     """Parts for each worker (contiguous, in capture order)."""
     parts: list[Part] = []
     for p in paths:
-        cut = _midpoint(p) if jobs > 1 else None
-        if cut is None:
-            parts.append(Part(p))
-        else:
-            parts.extend([Part(p, 0, cut), Part(p, cut, None)])
+        cuts = cut_points(p, jobs) if jobs > 1 else []
+        ends: list[int | None] = [*cuts, None]
+        parts.extend(Part(p, a, b) for a, b in zip([0, *cuts], ends, strict=True))
     sizes = [_size(x) for x in parts]
     total = sum(sizes) or 1
     if jobs <= 1 or len(parts) == 1 or total < SPLIT_MIN_BYTES:
@@ -313,6 +311,19 @@ def fold(results: list[PartResult]) -> Folded:
         r = results[0]
         return Folded(r.streams, r.stats, r.hosts_before + len(r.hosts), r.total_flows,
                       r.peak_flows)  # fmt: skip
+    hosts = np.unique(np.concatenate([r.hosts for r in results]))
+    return Folded(
+        streams=_fold_streams(results),
+        stats=_fold_stats([r.stats for r in results]),
+        hosts=len(hosts) + sum(r.hosts_before for r in results),
+        total_flows=sum(r.total_flows for r in results),
+        peak_flows=max(r.peak_flows for r in results),
+    )
+
+
+def _fold_streams(results: list[PartResult]) -> list[StreamEvidence]:
+    """Streams of all parts, each once: a stream found in several parts absorbs its later
+    parts' evidence, and takes its flow's packets from parts that did not classify it."""
     streams: dict[int, StreamEvidence] = {}
     for i, r in enumerate(results):
         seen_here = {s.key for s in r.streams}
@@ -326,16 +337,21 @@ def fold(results: list[PartResult]) -> Folded:
         earlier = [s for k, s in streams.items() if k not in seen_here and i > 0]
         if earlier and len(r.flow_keys):
             _add_flow_counters(earlier, r)
+    return sorted(streams.values(), key=lambda s: (s.first_seen, s.key))
+
+
+# Counters that add up across parts.
+_SUMMED = ("packets", "bytes", "ip_packets", "non_ip_packets", "unknown_link_packets",
+           "fragments_reassembled", "candidates", "decoded")  # fmt: skip
+
+
+def _fold_stats(parts: list[EngineStats]) -> EngineStats:
     st = EngineStats()
-    for r in results:
-        o = r.stats
-        for name in ("packets", "bytes", "ip_packets", "non_ip_packets", "unknown_link_packets",
-                     "fragments_reassembled", "candidates", "decoded"):  # fmt: skip
+    for o in parts:
+        for name in _SUMMED:
             setattr(st, name, getattr(st, name) + getattr(o, name))
-        for reason, n in o.decoder_errors.items():
-            st.decoder_errors[reason] = st.decoder_errors.get(reason, 0) + n
-        for k, v in o.shed.items():
-            st.shed[k] = st.shed.get(k, 0) + v
+        _add_counts(st.decoder_errors, o.decoder_errors)
+        _add_counts(st.shed, o.shed)
         if o.first_ts is not None:
             st.first_ts = o.first_ts if st.first_ts is None else min(st.first_ts, o.first_ts)
         if o.last_ts is not None:
@@ -344,14 +360,12 @@ def fold(results: list[PartResult]) -> Folded:
             cell = st.timeline.setdefault(sec, [0, 0])
             cell[0] += p
             cell[1] += b
-    hosts = np.unique(np.concatenate([r.hosts for r in results]))
-    return Folded(
-        streams=sorted(streams.values(), key=lambda s: (s.first_seen, s.key)),
-        stats=st,
-        hosts=len(hosts) + sum(r.hosts_before for r in results),
-        total_flows=sum(r.total_flows for r in results),
-        peak_flows=max(r.peak_flows for r in results),
-    )
+    return st
+
+
+def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
 
 
 def _add_flow_counters(streams: list[StreamEvidence], r: PartResult) -> None:

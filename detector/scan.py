@@ -11,11 +11,13 @@ from detector import __version__
 from detector.capture.reader import InputStats, expand_paths
 from detector.evidence import StreamEvidence
 from detector.findings import InputSummary, Report
-from detector.parts import fold, plan, scan_parts
-from detector.policy.verdict import PolicyContext, judge
+from detector.parts import SPLIT_MIN_BYTES, Folded, PartResult, fold, plan, scan_parts
+from detector.policy.verdict import PolicyContext, _iso, judge
 from detector.timeline import Timeline, build_timeline
 
 ProgressFn = Callable[[int, int], None]
+# Worker processes -j auto starts at most (more parts cost memory and fold work).
+MAX_AUTO_JOBS = 8
 
 
 @dataclass
@@ -29,55 +31,83 @@ class ScanResult:
     timeline: Timeline | None = None
 
 
-def default_jobs() -> int:
-    """Worker processes for a scan: one per core, two at most (a second core is what the
-    machines this runs on have; more parts cost memory and fold work for little)."""
-    return max(1, min(2, os.cpu_count() or 1))
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_jobs(files: list[str], cores: int | None = None) -> int:
+    """Worker processes that read ``files`` fastest: one for a single core or inputs too small
+    to be worth a second process, else one per core for each SPLIT_MIN_BYTES of input (a
+    process costs its start, its memory and its share of the fold, which small parts do not
+    pay back)."""
+    cores = usable_cores() if cores is None else cores
+    size = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
+    if cores < 2 or size < SPLIT_MIN_BYTES:
+        return 1
+    return max(2, min(cores, MAX_AUTO_JOBS, size // SPLIT_MIN_BYTES))
 
 
 def scan_paths(
     paths: list[str],
     policy: PolicyContext | None = None,
     progress: ProgressFn | None = None,
-    jobs: int = 1,
+    jobs: int | None = 1,
     cluster: str | None = None,
 ) -> ScanResult:
     """Scan files into a report; damaged inputs are reported in it, never fatal.
 
-    With ``jobs`` > 1, large pcap files are cut in parts read by separate processes; with
-    ``cluster`` (a Dask scheduler's address), files and parts are read by its workers."""
+    With ``jobs`` > 1, large pcap files are cut in parts read by separate processes (None: as
+    many as is fastest, ``auto_jobs``); with ``cluster`` (a Dask scheduler's address), files
+    and parts are read by its workers."""
     files = expand_paths(paths)
-    total = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
+    if jobs is None:
+        jobs = auto_jobs(files)
     ctx = policy or PolicyContext()
+    results, workers = _run(files, ctx, progress, jobs, cluster)
+    folded = fold(results)
+    ctx.link_hosts = folded.hosts
+    judged = judge(folded.streams, ctx)
+    report = Report(
+        schema="mirrorwatch/1",
+        version=__version__,
+        inputs=_inputs([i for r in results for i in r.inputs]),
+        stats=_stats(folded, workers),
+        findings=[f for f, _ in judged],
+    )
+    evidence = {f.id: ev for f, ev in judged}
+    unreadable = any(r.unreadable for r in results)
+    return ScanResult(report, unreadable, evidence, build_timeline(folded.stats.timeline, evidence))
+
+
+def _run(
+    files: list[str],
+    ctx: PolicyContext,
+    progress: ProgressFn | None,
+    jobs: int,
+    cluster: str | None,
+) -> tuple[list[PartResult], int]:
+    """Every part's result, in capture order, and how many workers read them."""
+    total = sum(os.path.getsize(p) for p in files if p != "-" and os.path.isfile(p))
     if cluster is not None:
         from detector.cluster import cluster_plan, scan_on_cluster
 
         groups = cluster_plan(files)
-        results = scan_on_cluster(
-            cluster,
-            groups,
-            None if progress is None else lambda done: progress(done, total),
-            ctx.detection,
-            ctx.limits,
-        )
-    else:
-        groups = plan(files, jobs)
-        # The first group is read in this process: its share of the bytes stands for the whole.
-        share = len(groups)
-        results = scan_parts(
-            groups,
-            None if progress is None else lambda done: progress(done * share, total),
-            ctx.detection,
-            ctx.limits,
-        )
-    folded = fold(results)
-    inputs = _inputs([i for r in results for i in r.inputs])
-    unreadable = any(r.unreadable for r in results)
-    ctx.link_hosts = folded.hosts
-    judged = judge(folded.streams, ctx)
-    findings = [f for f, _ in judged]
+        done = None if progress is None else lambda n: progress(n, total)
+        return scan_on_cluster(cluster, groups, done, ctx.detection, ctx.limits), len(groups)
+    groups = plan(files, jobs)
+    # The first group is read in this process: its share of the bytes stands for the whole.
+    share = len(groups)
+    done = None if progress is None else lambda n: progress(n * share, total)
+    return scan_parts(groups, done, ctx.detection, ctx.limits), len(groups)
+
+
+def _stats(folded: Folded, workers: int) -> dict[str, int | float | str]:
+    """The report's statistics: what the engines counted, folded."""
     st = folded.stats
-    stats_out: dict[str, int | float | str] = {
+    out: dict[str, int | float | str] = {
         "packets": st.packets,
         "bytes": st.bytes,
         "ip_packets": st.ip_packets,
@@ -90,23 +120,13 @@ def scan_paths(
         "streams": len(folded.streams),
         "fragments_reassembled": st.fragments_reassembled,
         "decoder_errors": sum(st.decoder_errors.values()),
-        "workers": len(groups),
+        "workers": workers,
         **{f"shed_{k}": v for k, v in st.shed.items()},
     }
     if st.first_ts is not None and st.last_ts is not None:
-        from detector.policy.verdict import _iso
-
-        stats_out["first_seen"] = _iso(st.first_ts)
-        stats_out["last_seen"] = _iso(st.last_ts)
-    report = Report(
-        schema="mirrorwatch/1",
-        version=__version__,
-        inputs=inputs,
-        stats=stats_out,
-        findings=findings,
-    )
-    evidence = {f.id: ev for f, ev in judged}
-    return ScanResult(report, unreadable, evidence, build_timeline(st.timeline, evidence))
+        out["first_seen"] = _iso(st.first_ts)
+        out["last_seen"] = _iso(st.last_ts)
+    return out
 
 
 def _inputs(stats: list[InputStats]) -> list[InputSummary]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mwtest import PCAPS, uplink_capture
 
 from detector import parts
-from detector.scan import scan_paths
+from detector.cli import main
+from detector.scan import auto_jobs, scan_paths
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +75,26 @@ def test_small_compressed_and_pcapng_inputs_are_read_whole(
     # Below the size worth a second process, one group.
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 30)
     assert len(parts.plan([str(gz), str(PCAPS / "two-links.pcapng")], 2)) == 1
+
+
+def test_auto_jobs_fits_the_input_and_the_cores(tmp_path: Path) -> None:
+    small = str(PCAPS / "tzsp.pcap")
+    big = tmp_path / "big.pcap"
+    with big.open("wb") as f:
+        f.truncate(200 << 20)  # sparse: only its size is looked at
+    assert auto_jobs([small], cores=2) == 1  # not worth a second process
+    assert auto_jobs([str(big)], cores=1) == 1
+    assert auto_jobs([str(big)], cores=2) == 2
+    assert auto_jobs([str(big)], cores=64) == 3  # one per 64 MiB
+    assert auto_jobs([small, "-"], cores=4) == 1
+
+
+def test_jobs_option_takes_a_number_or_auto() -> None:
+    runner = CliRunner()
+    sample = str(PCAPS / "tzsp.pcap")
+    for jobs in ("auto", "1", "2"):
+        r = runner.invoke(main, ["scan", sample, "--format", "json", "-q", "-j", jobs])
+        assert r.exit_code in (0, 1), r.output
+        assert json.loads(r.stdout)["stats"]["workers"] == 1  # a small input: one process
+    r = runner.invoke(main, ["scan", sample, "-j", "0"])
+    assert r.exit_code == 2 and "1-64" in r.output

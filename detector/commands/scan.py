@@ -27,6 +27,28 @@ if TYPE_CHECKING:
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
+class JobsType(click.ParamType):
+    """A number of worker processes (1-64), or ``auto`` (None: the scan picks)."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | None:
+        if value is None or value == "auto":
+            return None
+        try:
+            n = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of processes or 'auto'", param, ctx)
+        if not 1 <= n <= 64:
+            self.fail(f"{n} is not in the range 1-64", param, ctx)
+        return n
+
+
+JOBS = JobsType()
+
+
 def write_report(
     result: ScanResult,
     fmt: str,
@@ -146,8 +168,9 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
 @sensor_name_option
 @eve_info_option
 @click.option(
-    "-j", "--jobs", type=click.IntRange(1, 64), default=None,
-    help="Worker processes (default: one per core, at most 2); large pcaps are cut in parts.",
+    "-j", "--jobs", type=JOBS, default="auto", show_default=True,
+    help="Worker processes, or auto: one for small inputs or one core, else one per core "
+    "for each 64 MiB of input (at most 8); large pcap and pcapng files are cut in parts.",
 )  # fmt: skip
 @click.option(
     "--cluster", metavar="ADDRESS", default=None,
@@ -178,7 +201,7 @@ def scan(
       tcpdump -i eth0 -w - | mirrorwatch scan -
     Exit status: 0 nothing at or above --fail-on, 1 something is, 2 usage or unreadable input.
     """
-    from detector.scan import default_jobs, scan_paths, stderr_progress
+    from detector.scan import scan_paths, stderr_progress
 
     inputs = check_inputs(list(paths), quiet)
     check_output(output)
@@ -190,7 +213,7 @@ def scan(
             inputs.files,
             policy,
             progress=None if quiet else stderr_progress(),
-            jobs=jobs or default_jobs(),
+            jobs=jobs,
             cluster=cluster,
         )
     except ClusterError as exc:
