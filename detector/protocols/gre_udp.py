@@ -13,6 +13,7 @@ import numpy as np
 from detector.decode.lut import lut
 from detector.prefilter_route import byte_values
 from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
+from detector.protocols.li_common import be16
 from detector.protocols.nsh import (
     NEXT_ETHERNET,
     NEXT_IPV4,
@@ -21,7 +22,7 @@ from detector.protocols.nsh import (
     NEXT_NSH,
     carried_by_next_protocol,
 )
-from detector.protocols.tunnel_common import be16, hex_head
+from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -16,7 +16,8 @@ import numpy as np
 from detector.decode.lut import lut
 from detector.prefilter_route import byte_values
 from detector.protocols.base import Carried, Decoded, Decoder, PacketContext, ProtocolSpec
-from detector.protocols.tunnel_common import be16, hex_head, ip_version_at
+from detector.protocols.li_common import be16
+from detector.protocols.tunnel_common import hex_head, ip_version_at
 
 if TYPE_CHECKING:
     import numpy.typing as npt

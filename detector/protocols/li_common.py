@@ -101,6 +101,7 @@ def mirror_header(payload: bytes) -> tuple[int, int, int] | None:
 
 
 def be16(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
+    """Big-endian 16-bit column of a prefilter matrix, widened so arithmetic cannot wrap."""
     return (head[:, col].astype(np.int64) << 8) | head[:, col + 1]
 
 

@@ -23,7 +23,8 @@ from detector.protocols.base import (
     PacketContext,
     ProtocolSpec,
 )
-from detector.protocols.tunnel_common import be16, hex_head
+from detector.protocols.li_common import be16
+from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -1,4 +1,4 @@
-"""Checks shared by the tunnel decoders: what a tunnel carries, and prefilter column helpers.
+"""Checks shared by the tunnel decoders: what a tunnel carries.
 
 A tunnel is only called one when the bytes after its header parse as what the header claims, so
 every tunnel module ends in one of these checks.
@@ -6,13 +6,7 @@ every tunnel module ends in one of these checks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from detector.decode import frames
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
 
 # PPP protocol numbers a tunnel plausibly carries: IP, IPv6, LCP, IPCP, IPV6CP, PAP, CHAP, EAP,
 # CCP, compressed datagram (MPPE), multilink, LQR.
@@ -52,8 +46,3 @@ def ppp_at(data: bytes, off: int) -> int:
     if proto in (0x0021, 0x0057) and not ip_version_at(data, body):
         return -1
     return proto
-
-
-def be16(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
-    """Big-endian 16-bit column of a prefilter matrix, widened so arithmetic cannot wrap."""
-    return (head[:, col].astype("int64") << 8) | head[:, col + 1]
