@@ -23,7 +23,7 @@ from detector.protocols.base import (
     PacketContext,
     ProtocolSpec,
 )
-from detector.protocols.li_common import be16
+from detector.protocols.li_common import ip_fills_mask
 from detector.protocols.tunnel_common import hex_head
 
 if TYPE_CHECKING:
@@ -80,11 +80,7 @@ def mpls_prefilter(
         b = head[:, o]
         rest = length - o
         cw_len = head[:, o + 1] & 0x3F
-        inner = (
-            (((b >> 4) == 4) & ((b & 0x0F) >= 5) & (be16(head, o + 2) == rest))
-            | (((b >> 4) == 6) & (be16(head, o + 4) + 40 == rest))
-            | ((b == 0) & ((cw_len == 0) | (cw_len == rest)))
-        )
+        inner = ip_fills_mask(head, length, o) | ((b == 0) & ((cw_len == 0) | (cw_len == rest)))
         found |= above & bos & (head[:, o - 1] != 0) & inner & (length >= o + MIN_INNER)
         above &= ~bos
     return found
