@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.decode.frames import ones_complement_sum
+
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000
 COLLECTOR = "10.9.0.10"
@@ -39,15 +41,6 @@ ROUTER_MAC = bytes.fromhex("001b540a0101")
 COLLECTOR_MAC = bytes.fromhex("5254009c000a")
 
 # --------------------------------------------------------------------------- packet building
-
-
-def csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def a4(ip: str | int) -> bytes:
@@ -61,7 +54,7 @@ def ipv4(src: str | int, dst: str | int, proto: int, payload: bytes, ident: int 
     n = 20 + len(payload) if total is None else total
     h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, n, ident & 0xFFFF, frag, 64, proto, 0,
                     a4(src), a4(dst))  # fmt: skip
-    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+    return h[:10] + struct.pack("!H", ~ones_complement_sum(h) & 0xFFFF) + h[12:] + payload
 
 
 def ipv6(src: bytes, dst: bytes, nh: int, payload: bytes) -> bytes:

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detector.decode.frames import ones_complement_sum, ones_complement_sum_np
+
 T0 = 1_768_471_200  # 2026-01-15T10:00:00Z
 SPAN_US = 10_000_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "uplink.pcap"
@@ -53,12 +55,9 @@ def put(m: U8, off: int, values: npt.ArrayLike, width: int) -> None:
 
 
 def ipv4_checksums(m: U8, off: int) -> None:
-    words = np.ascontiguousarray(m[:, off : off + 20]).view(">u2").astype(np.uint32)
+    words = np.ascontiguousarray(m[:, off : off + 20]).view(">u2").astype(np.int64)
     words[:, 5] = 0
-    s = words.sum(axis=1)
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    put(m, off + 10, (~s) & 0xFFFF, 2)
+    put(m, off + 10, ~ones_complement_sum_np(words) & 0xFFFF, 2)
 
 
 def group_cumsum(values: I64, group_start: npt.NDArray[np.bool_]) -> I64:
@@ -354,9 +353,7 @@ def netflow_packets(
                 (10 << 24) | (9 << 16) | 12,
             )
         )
-        s = sum(struct.unpack(">10H", ip))
-        s = (s & 0xFFFF) + (s >> 16)
-        ip[10:12] = struct.pack(">H", ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF)
+        ip[10:12] = struct.pack(">H", ~ones_complement_sum(bytes(ip)) & 0xFFFF)
         out.append((t, COLLECTOR_MAC + ROUTER_MAC + b"\x08\x00" + bytes(ip) + udp))
     return out
 
