@@ -19,8 +19,10 @@ from detector.flows.tcp import SEGMENT_OVERHEAD
 from detector.limits import Limits
 from detector.policy.verdict import MAX_WATCHED, Thresholds
 from detector.protocols.base import PREFILTER_BYTES
+from detector.scan import scan_paths
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS, PCAPS = ROOT / "docs", ROOT / "pcaps"
 # Figures the prose spells out in words.
 WORDS = {
     "a quarter": 0.25,
@@ -150,3 +152,12 @@ def test_prose_figures_are_the_code_s(page: str, pattern: str, value: float) -> 
     assert figure(found.group(1)) == pytest.approx(value), (
         f"docs/{page}: {found.group(0)!r}, but the code uses {value}"
     )
+
+
+def test_schema_names_every_stat_a_scan_reports() -> None:
+    stats = scan_paths([str(PCAPS / "tzsp.pcap")], jobs=1).report.stats
+    rows = (DOCS / "schema.md").read_text().splitlines()
+    row = next(r for r in rows if r.startswith("| `stats`"))
+    assert stats, "the scan reported no stats"
+    missing = [k for k in stats if f"`{k}`" not in row]
+    assert not missing, f"docs/schema.md's stats row does not name {missing}"
