@@ -18,6 +18,7 @@ from detector.flows.fingerprint import RANK_BITS
 from detector.flows.tcp import SEGMENT_OVERHEAD
 from detector.limits import Limits
 from detector.policy.verdict import MAX_WATCHED, Thresholds
+from detector.protocols import registry
 from detector.protocols.base import PREFILTER_BYTES
 from detector.scan import scan_paths
 
@@ -161,3 +162,14 @@ def test_schema_names_every_stat_a_scan_reports() -> None:
     assert stats, "the scan reported no stats"
     missing = [k for k in stats if f"`{k}`" not in row]
     assert not missing, f"docs/schema.md's stats row does not name {missing}"
+
+
+SPECS = registry.protocol_specs()
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s.ports))
+def test_every_usual_port_is_on_the_format_page(name: str) -> None:
+    spec = SPECS[name]
+    text = (DOCS / "formats" / spec.doc).read_text()
+    missing = [p for p in spec.ports or () if not re.search(rf"(?<!\d){p}(?!\d)", text)]
+    assert not missing, f"docs/formats/{spec.doc} does not give {name}'s usual ports {missing}"
