@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec
+from detector.protocols.li_common import be16, be32
 from detector.protocols.templates import (
     CFLOW,
     SetWalk,
     TemplateCache,
     TemplateExportDecoder,
-    be16,
-    be32,
     content_end,
     is_padding,
     make_template,

@@ -22,11 +22,10 @@ from detector.protocols.base import (
     RecordedFlow,
     Transport,
 )
+from detector.protocols.li_common import be16, be32
 from detector.protocols.templates import (
     CFLOW,
     MAX_RECORDS,
-    be16,
-    be32,
     plausible_secs,
     plausible_secs_col,
 )

@@ -19,11 +19,10 @@ import numpy as np
 
 from detector.decode.frames import ip_str
 from detector.protocols.base import Decoded, Decoder, PacketContext, ProtocolSpec, RecordedFlow
+from detector.protocols.li_common import be16, be32
 from detector.protocols.templates import (
     CFLOW,
     MAX_RECORDS,
-    be16,
-    be32,
     plausible_secs,
     plausible_secs_col,
 )

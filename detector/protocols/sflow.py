@@ -28,7 +28,8 @@ from detector.protocols.base import (
     Transport,
     wireshark,
 )
-from detector.protocols.templates import MAX_RECORDS, be32
+from detector.protocols.li_common import be32
+from detector.protocols.templates import MAX_RECORDS
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -18,6 +18,7 @@ import numpy as np
 
 from detector.decode.frames import ip_str
 from detector.protocols.base import Decoded, Decoder, PacketContext
+from detector.protocols.li_common import be32
 from detector.protocols.sflow import (
     ADDR_LEN,
     MAX_SAMPLES,
@@ -28,7 +29,6 @@ from detector.protocols.sflow import (
     sampled_ip,
     walked,
 )
-from detector.protocols.templates import be32
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -72,15 +72,6 @@ _SET_HDR = struct.Struct("!HH")
 CFLOW = wireshark("cflow", "cflow", 2055, 9996, 4739)
 
 
-def be16(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.int64]:
-    """Big-endian 16-bit column of a prefilter matrix."""
-    return (head[:, off].astype(np.int64) << 8) | head[:, off + 1]
-
-
-def be32(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.int64]:
-    return (be16(head, off) << 16) | be16(head, off + 2)
-
-
 def plausible_secs(secs: int) -> bool:
     return MIN_UNIX_SECS <= secs < MAX_UNIX_SECS
 
