@@ -39,7 +39,7 @@ FACT_TEXT_MAX = 256
 # Counters that add up when two records of a stream are folded together.
 ADDITIVE = (
     "packets", "bytes", "decoded", "validated", "fragments", "carried_packets",
-    "carried_bytes", "carried_unparsed", "inner_is_outer", "records", "return_packets",
+    "carried_unparsed", "inner_is_outer", "records", "return_packets",
     "strength_sum", "return_bytes",
 )  # fmt: skip
 SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched", "samples_shed", "streams_folded"})
@@ -123,7 +123,6 @@ class StreamEvidence:
     fact_max: dict[str, float] = field(default_factory=dict)
     hosts: dict[str, HostTally] = field(default_factory=dict)
     carried_packets: float = 0.0
-    carried_bytes: float = 0.0
     carried_unparsed: int = 0
     inner_links: Counter[str] = field(default_factory=Counter)
     # Carried header facts: ipv4_checksum_right/zero/wrong, group_source_mac (packets).
@@ -203,7 +202,6 @@ class StreamEvidence:
             inner = carried.parsed or parse_carried(carried.link, carried.data)
             size = carried.orig_len or len(carried.data)
             self.carried_packets += weight
-            self.carried_bytes += size * weight
             if inner is None or (inner.src is None and inner.src_mac is None):
                 self.carried_unparsed += 1
                 continue
