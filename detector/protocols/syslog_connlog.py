@@ -233,27 +233,26 @@ def _ulogd_json(msg: str) -> Named | None:
     return _named("ulogd2-json", f)
 
 
-# In order: (words a message must hold for the dialect to be tried, its parser).  The first
-# parser that finds a tuple names the dialect.
-_DIALECTS: tuple[tuple[tuple[str, ...], Callable[[str], Named | None]], ...] = (
-    (("->", "proto "), _routeros),
-    (("->", "proto "), _routeros_noport),
-    (("SRC=", "DST="), _kv_log),
-    (("%",), _asa),
-    (("%",), _ios_nat),
-    (("%",), _ios_fw),
-    (("RT_FLOW_SESSION",), _junos_text),
-    (("RT_FLOW_SESSION",), _junos_sd),
-    (("src=", "dst="), _conntrack),
-    (('"src_ip"',), _ulogd_json),
+Parser = Callable[[str], Named | None]
+# In order: (two words a message must hold for the parsers to be tried, the parsers).  The
+# first parser that finds a tuple names the dialect.
+_DIALECTS: tuple[tuple[str, str, tuple[Parser, ...]], ...] = (
+    ("->", "proto ", (_routeros, _routeros_noport)),
+    ("SRC=", "DST=", (_kv_log,)),
+    ("%", "", (_asa, _ios_nat, _ios_fw)),
+    ("RT_FLOW_SESSION", "", (_junos_text, _junos_sd)),
+    ("src=", "dst=", (_conntrack,)),
+    ('"src_ip"', "", (_ulogd_json,)),
 )
 
 
 def connection_tuple(msg: str) -> Named | None:
     """(dialect, 5-tuple) named by one log message, or None when it names no connection."""
-    for words, parse in _DIALECTS:
-        if all(w in msg for w in words) and (found := parse(msg)):
-            return found
+    for first, second, parsers in _DIALECTS:
+        if first in msg and second in msg:
+            for parse in parsers:
+                if found := parse(msg):
+                    return found
     return None
 
 
