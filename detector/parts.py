@@ -30,6 +30,7 @@ from detector.capture.reader import (
     plausible_record,
     read_batches,
     reading,
+    release_blocks,
 )
 from detector.decode.headers import KNOWN_LINKS
 from detector.detection import Detection
@@ -242,6 +243,7 @@ def run_parts(
             unreadable = True  # damaged from its first record: nothing of it could be read
         batch = None  # no view of this input's block left: the next input's reader reuses it
         inputs.append(stats)
+    release_blocks()
     return engine, inputs, unreadable
 
 

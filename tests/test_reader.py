@@ -64,11 +64,15 @@ def test_records_spanning_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats.errors == []
 
 
-def test_truncated_file_keeps_earlier_packets() -> None:
+@pytest.mark.parametrize("per_batch", [65_536, 2])
+def test_truncated_file_keeps_earlier_packets(
+    monkeypatch: pytest.MonkeyPatch, per_batch: int
+) -> None:
+    monkeypatch.setattr(reader, "MAX_BATCH_RECORDS", per_batch)
     data = _pcap([b"a" * 100, b"b" * 100, b"c" * 100])[:-30]
     batches, stats = _read(data)
     assert sum(len(b) for b in batches) == 2
-    assert any("truncated" in e for e in stats.errors)
+    assert len([e for e in stats.errors if "truncated" in e]) == 1
 
 
 def test_oversized_record_resynchronises() -> None:
@@ -91,6 +95,29 @@ def test_zero_length_record_is_reported() -> None:
 def test_not_a_capture() -> None:
     with pytest.raises(CaptureError, match="not a pcap"):
         _read(b"hello world, this is text")
+
+
+def _packets_and_times(path: Path) -> tuple[list[bytes], list[float], int, InputStats]:
+    stats = InputStats(path.name)
+    pkts, times, batches = [], [], 0
+    for b in read_batches(open_stream(str(path)), stats):
+        batches += 1
+        assert len(b) <= reader.MAX_BATCH_RECORDS
+        pkts += [b.packet(i) for i in range(len(b))]
+        times += b.ts.tolist()
+    return pkts, times, batches, stats
+
+
+@pytest.mark.parametrize("name", ["tzsp.pcap", "two-links.pcapng"])
+def test_a_block_of_many_records_is_yielded_in_batches_of_bounded_size(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    whole, whole_ts, one, _ = _packets_and_times(PCAPS / name)
+    monkeypatch.setattr(reader, "MAX_BATCH_RECORDS", 7)
+    cut, cut_ts, many, stats = _packets_and_times(PCAPS / name)
+    assert one == 1 and many == -(-len(whole) // 7)
+    assert cut == whole and cut_ts == whole_ts
+    assert stats.errors == []
 
 
 def test_gzip_and_pcapng_samples() -> None:

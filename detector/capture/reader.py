@@ -29,6 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 BLOCK_SIZE = 16 << 20
+# Records per batch at most: a block of tiny packets is yielded in several batches, so the
+# per-record lists and columns of one batch do not grow with how small the packets are.
+MAX_BATCH_RECORDS = 65_536
 # Bytes past the end of valid data that gathers may touch (longest header window we read).
 PAD = 512
 # libpcap's own upper bound on a record (MAXIMUM_SNAPLEN); anything larger is corruption.
@@ -338,6 +341,11 @@ def _spare_block() -> tuple[bytearray, list[int]]:
     return buf, written
 
 
+def release_blocks() -> None:
+    """Reading is over: give the spare block's memory back (the results are built next)."""
+    _SPARE.clear()
+
+
 def _keep_spare(buf: bytearray, view: memoryview, written: list[int]) -> None:
     try:
         view.release()
@@ -443,7 +451,7 @@ def _read_pcap(
         offs: list[int] = []
         append = offs.append
         stop = end - rec_hdr
-        while pos <= stop:
+        while pos <= stop and len(offs) < MAX_BATCH_RECORDS:
             incl = u32(buf, pos + 8)[0]
             nxt = pos + rec_hdr + incl
             if incl > limit:
@@ -483,6 +491,8 @@ def _read_pcap(
         if offs:
             number += len(offs)
             yield _batch_from_records(buf, end, offs, rec_hdr, hdr_dtype, unit, linktype)
+            if len(offs) >= MAX_BATCH_RECORDS:
+                continue  # more records wait in this block
         if blocks.failure is not None:
             raise blocks.failure
         if blocks.eof:
@@ -604,7 +614,7 @@ def _read_pcapng(
         origs: list[int] = []
         tss: list[float] = []
         links: list[int] = []
-        while pos + 12 <= end:
+        while pos + 12 <= end and len(offs) < MAX_BATCH_RECORDS:
             btype_raw = bytes(buf[pos : pos + 4])
             if btype_raw == PCAPNG_SHB:
                 bom = bytes(buf[pos + 8 : pos + 12])
@@ -694,6 +704,8 @@ def _read_pcapng(
                 ts=ts,
                 linktype=np.asarray(links, dtype=np.int32),
             )
+            if len(offs) >= MAX_BATCH_RECORDS:
+                continue  # more blocks wait in this buffer
         if blocks.failure is not None:
             raise blocks.failure
         if blocks.eof:
