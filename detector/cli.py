@@ -85,6 +85,9 @@ class _Main(click.Group):
         if self.as_program:
             # What the imports made lives until exit: later collections need not walk it again.
             gc.freeze()
+            from detector.limits import steady_heap
+
+            steady_heap()
         return command
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:

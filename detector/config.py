@@ -152,6 +152,10 @@ class LimitsModel(BaseModel):
     samples_per_stream: int | None = Field(None, ge=0, le=200)
     sample_bytes: int | None = Field(None, ge=0)
     timeline_seconds: int | None = Field(None, ge=60)
+    timeline_cells: int | None = Field(None, ge=1024)
+    copy_natives: int | None = Field(None, ge=1024)
+    copy_pending: int | None = Field(None, ge=0)
+    plain_copies: int | None = Field(None, ge=16)
     live_findings: int | None = Field(None, ge=16)
 
     def limits(self) -> Limits:

@@ -159,7 +159,7 @@ class Engine:
         self.ip_table = registry.ip_decoders()
         # Tried on GRE types and IP protocols no known decoder claims.
         self.fallback = tuple(d for d in self.udp_decoders if d.fallback)
-        self.copies = CopyMatcher()
+        self.copies = CopyMatcher(lim.copy_natives, lim.copy_pending, lim.plain_copies)
         self.encrypted = encrypted.EncryptedCopies()
         self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
@@ -195,8 +195,9 @@ class Engine:
             # Long watches keep the most recent seconds only.
             for old in sorted(st.timeline)[: len(st.timeline) - keep_secs // 2]:
                 del st.timeline[old]
-        if self.hosts.count > self.limits.hosts:
-            # Distinct hosts are counted exactly up to here; past it, the count restarts.
+        if self.hosts.count + 2 * n > self.limits.hosts:
+            # Distinct hosts are counted exactly up to here; past it (checked before a batch,
+            # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
             self.hosts = HashIndex()
         self._process(batch, weights=None)
@@ -312,11 +313,14 @@ class Engine:
         np.minimum.at(first, inv, ts[kidx])
         np.maximum.at(last, inv, ts[kidx])
         sec = ts[kidx].astype(np.int64)
+        # Timeline cells per stream: a share of the budget over every stream.
+        lim = self.limits
+        cells = min(lim.timeline_seconds, lim.timeline_cells // max(1, len(self.streams)))
         for j, k in enumerate(ukeys.tolist()):
             s = self.streams.get(k)
             if s is None:
                 continue  # folded into an aggregate earlier in this batch
-            s.count_seconds(sec[inv == j])
+            s.count_seconds(sec[inv == j], max(16, cells))
             s.packets += int(pk[j])
             s.bytes += int(by[j])
             s.first_seen = min(s.first_seen, float(first[j]))

@@ -150,6 +150,8 @@ class StreamEvidence:
     return_packets: int = 0
     return_bytes: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+    # Seconds per cell of ``timeline`` (it grows when the stream's cells pass their budget).
+    timeline_step: int = 1
 
     @property
     def sample_limit(self) -> int:
@@ -171,14 +173,25 @@ class StreamEvidence:
         """What this stream's samples cost against the budget."""
         return sum(len(x[2]) + SAMPLE_OVERHEAD for x in (*self.outer_samples, *self.inner_samples))
 
-    def count_seconds(self, seconds: npt.NDArray[np.int64]) -> None:
+    def count_seconds(self, seconds: npt.NDArray[np.int64], max_cells: int = MAX_TIMELINE) -> None:
+        """Count packets per second of capture time in at most ``max_cells`` cells: past it,
+        the whole timeline is kept at twice the step (2 s, 4 s...), each count at the start of
+        its step, so a long stream keeps all its packets at a coarser resolution."""
+        step = self.timeline_step
+        if step > 1:
+            seconds = seconds - seconds % step
         secs, counts = np.unique(seconds, return_counts=True)
         tl = self.timeline
         for sec, n in zip(secs.tolist(), counts.tolist(), strict=True):
             tl[sec] = tl.get(sec, 0) + n
-        if len(tl) > MAX_TIMELINE:
-            for old in sorted(tl)[: len(tl) - MAX_TIMELINE // 2]:
-                del tl[old]
+        while len(tl) > max(1, max_cells):
+            step *= 2
+            coarse: dict[int, int] = {}
+            for sec, n in tl.items():
+                at = sec - sec % step
+                coarse[at] = coarse.get(at, 0) + n
+            self.timeline = tl = coarse
+        self.timeline_step = step
 
     def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
         self.validated += 1
@@ -309,6 +322,7 @@ class StreamEvidence:
             self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + n
         for sec, n in o.timeline.items():
             self.timeline[sec] = self.timeline.get(sec, 0) + n
+        self.timeline_step = max(self.timeline_step, o.timeline_step)
         for k, v in o.extra.items():
             if k in SUMMED_EXTRA and isinstance(v, int):
                 prev = self.extra.get(k, 0)

@@ -296,3 +296,57 @@ def test_the_live_tracker_remembers_a_bounded_number_of_findings():
     tracker = FindingTracker(max_written=16)
     assert len(tracker.update(findings, 0.0)) == 40
     assert len(tracker.written) == 16 and tracker.forgotten == 24
+
+
+def test_distinct_hosts_restart_before_their_table_passes_the_budget():
+    engine = Engine(Limits(hosts=16_384))
+    rng = random.Random(6)
+    base = bytearray(_frame("100.0.0.1", "172.16.0.1", 1024, 53, b"q" * 12))
+    caps = []
+    for _ in range(12):
+        frames = []
+        for _ in range(1000):
+            base[26:34] = struct.pack("!II", (100 << 24) | rng.randrange(1 << 24),
+                                      (172 << 24) | rng.randrange(1 << 24))  # fmt: skip
+            frames.append(bytes(base))
+        _run(engine, frames)
+        caps.append(engine.hosts.cap)
+        assert engine.hosts.count <= 16_384
+    # A table at most half full: the budget's hosts fit in twice as many slots, never more.
+    assert max(caps) <= 32_768
+    assert engine.distinct_hosts() > 23_000
+
+
+def test_copy_matching_budgets_come_from_the_limits(tmp_path):
+    cfg = tmp_path / "mw.toml"
+    cfg.write_text("[limits]\ncopy_natives = 4096\ncopy_pending = 10\nplain_copies = 16\n")
+    engine = Engine(load_config(cfg).policy().limits)
+    m = engine.copies
+    assert (m.max_natives, m.max_pending, m.max_plain) == (4096, 10, 16)
+    # Natives arriving faster than the budget holds: the sample narrows, the table stays
+    # within it (and its columns do not double past it).
+    rng = np.random.default_rng(3)
+    for k in range(12):
+        n = 2000
+        fps = rng.integers(1, 1 << 62, n, dtype=np.uint64)
+        ranks = fps >> np.uint64(64 - 16)
+        ts = np.full(n, 100.0 + k * 1e-3)
+        zeros = np.zeros(n, dtype=np.int64)
+        m.add_natives(fps, ranks, ts, zeros, zeros, zeros, lambda i: ("a", "b"), lambda i: b"")
+        assert len(m) < 4096 + n and len(m.ts) <= 4096 + n
+    assert m.level > 0
+
+
+def test_stream_timelines_keep_every_packet_at_a_coarser_step_past_their_cells():
+    engine = Engine(Limits(timeline_cells=1024))
+    _run(engine, [_tzsp("10.1.0.1", i) for i in range(10)])
+    (s,) = engine.streams.values()
+    # A day of one packet a second, in batches of ten minutes.
+    for hour in range(24 * 6):
+        t0 = 100.0 + hour * 600
+        engine.process(
+            PacketBatch.of_frames([_tzsp("10.1.0.1", 1)] * 600, ts=t0 + np.arange(600.0))
+        )
+    assert len(s.timeline) <= 1024 and s.timeline_step >= 128
+    assert sum(s.timeline.values()) >= 24 * 3600
+    assert all(sec % s.timeline_step == 0 for sec in s.timeline)

@@ -22,8 +22,10 @@ from detector.flows.table import HashIndex
 WINDOW = 10.0
 # A second sighting of one packet within this time, to another L2 destination, is a plain copy.
 TEE_WINDOW = 0.5
-# Natives remembered at most; past it the sample narrows (one packet in 2, then 4, 8, 16).
-MAX_NATIVES = 150_000
+# Natives remembered at most, carried copies waiting for their original, and L2 pairs counted
+# as plain copies: the defaults of [limits] copy_natives, copy_pending and plain_copies.  Past
+# MAX_NATIVES the sample narrows (one packet in 2, then 4, 8, 16).
+MAX_NATIVES = 122_880
 MAX_PENDING = 100_000
 MAX_PLAIN = 10_000
 # A one-way duplicate stream is kept when this share of its packets is not already explained by
@@ -72,7 +74,15 @@ class CopyMatcher:
     """Remembered natives live in numpy columns behind a vectorised hash index, so a batch of
     natives costs a few array operations; Python sees only the rare duplicates."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_natives: int = MAX_NATIVES,
+        max_pending: int = MAX_PENDING,
+        max_plain: int = MAX_PLAIN,
+    ) -> None:
+        self.max_natives = max_natives
+        self.max_pending = max_pending
+        self.max_plain = max_plain
         self.index = HashIndex()
         self.fp = np.zeros(0, dtype=np.uint64)
         self.ts = np.zeros(0, dtype=np.float64)
@@ -141,7 +151,8 @@ class CopyMatcher:
             new_ids, _ = self.index.lookup_or_add(ukeys)
             n = self.index.count
             if n > len(self.ts):
-                grow = max(n, 2 * len(self.ts), 4096)
+                # Doubling, but not past the budget: a prune follows a batch that crosses it.
+                grow = max(n, min(2 * len(self.ts), self.max_natives), 4096)
                 self.fp = _resize(self.fp, grow)
                 self.ts = _resize(self.ts, grow)
                 self.l2dst = _resize(self.l2dst, grow)
@@ -191,7 +202,7 @@ class CopyMatcher:
         for smac, dmac in ((int(l2src[i]), int(l2dst[i])), (first[0], first[1])):
             pc = self.plain.get((smac, dmac))
             if pc is None:
-                if len(self.plain) >= MAX_PLAIN:
+                if len(self.plain) >= self.max_plain:
                     continue
                 pc = self.plain[(smac, dmac)] = PlainCopies(smac, dmac, t, t)
             pc.matches += 1
@@ -234,7 +245,7 @@ class CopyMatcher:
             m.matched += 1
             if len(m.delays) < 1000:
                 m.delays.append(ts - native)
-        elif len(self.pending) < MAX_PENDING:
+        elif len(self.pending) < self.max_pending:
             self.pending.append((fp, ts, stream))
 
     def settle(self) -> None:
@@ -256,17 +267,17 @@ class CopyMatcher:
 
     def _prune(self, now: float) -> None:
         n = self.index.count
-        if now - self._pruned_at < WINDOW and n < MAX_NATIVES:
+        if now - self._pruned_at < WINDOW and n < self.max_natives:
             return
         self.settle()
         self._pruned_at = now
         keep = self.ts[:n] >= now - WINDOW
-        while keep.sum() >= MAX_NATIVES // 2 and self.level < MAX_LEVEL:
+        while keep.sum() >= self.max_natives // 2 and self.level < MAX_LEVEL:
             # Too much to remember: narrow the sample and forget what falls out of it.
             self.level += 1
             keep &= self.rank[:n] < np.uint64(self.keep_below)
         idx = np.nonzero(keep)[0]
-        if len(idx) >= MAX_NATIVES:
+        if len(idx) >= self.max_natives:
             idx = idx[np.argsort(self.ts[idx])][len(idx) // 2 :]
         self.fp = self.fp[idx].copy()
         self.ts = self.ts[idx].copy()
