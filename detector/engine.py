@@ -164,6 +164,8 @@ class Engine:
         self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
         self._hosts_before = 0
+        # Rows of this batch that were counted toward an aggregate stream.
+        self._folded_rows: list[int] = []
 
     # ---------------------------------------------------------------- batches
 
@@ -289,6 +291,7 @@ class Engine:
                 passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]
                 cands.append((int(sel[j]), passing))
         cands.sort(key=lambda c: c[0])
+        self._folded_rows = []
         for x, passing in cands:
             if int(dkey[x]) in self.streams:
                 continue  # became a stream earlier in this batch: counted below
@@ -301,6 +304,9 @@ class Engine:
             # Streams born in this batch: their other rows join the known ones.
             known = known_before | np.isin(dkey, dkey[consumed])
             known[consumed] = False
+            # A flow promoted out of an aggregate in this batch: its rows before that were
+            # counted there already.
+            known[self._folded_rows] = False
         if not known.any():
             return
         decode_rows: list[tuple[int, int, float]] = []  # (batch row, index in `rows`, weight)
@@ -523,6 +529,7 @@ class Engine:
                 state.release()
             for other in decoders:
                 self._early_pdus.pop((key, other.name), None)
+            self._folded_rows.append(x)
             agg.decoded += 1
             agg.add(found, 1.0, ctx.ts)
             self._keep_sample(agg, batch, r)

@@ -350,3 +350,18 @@ def test_stream_timelines_keep_every_packet_at_a_coarser_step_past_their_cells()
     assert len(s.timeline) <= 1024 and s.timeline_step >= 128
     assert sum(s.timeline.values()) >= 24 * 3600
     assert all(sec % s.timeline_step == 0 for sec in s.timeline)
+
+
+def test_a_flow_promoted_out_of_an_aggregate_counts_each_packet_once():
+    engine = Engine()
+    spoofed = [_tzsp(f"10.128.{i // 250}.{i % 250 + 1}", i) for i in range(200)]
+    _run(engine, spoofed)
+    # The real mirror's first packets go to the collector's aggregate until its flow is busier
+    # than the quietest kept stream; then it is kept apart, within this one batch.
+    mirror = [_tzsp("10.1.0.1", i) for i in range(100)]
+    _run(engine, mirror, t0=200.0)
+    streams = engine.finish()
+    assert sum(s.packets for s in streams) == 300
+    assert sum(s.bytes for s in streams) == sum(map(len, spoofed + mirror))
+    (kept,) = [s for s in streams if s.src == "10.1.0.1"]
+    assert 90 < kept.packets < 100  # its first packets stay counted in the aggregate
