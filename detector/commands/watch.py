@@ -6,7 +6,9 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -16,10 +18,16 @@ from detector.findings import SEVERITY_ORDER
 from detector.live import capture
 from detector.policy.verdict import PolicyContext
 
+if TYPE_CHECKING:
+    from detector.findings import Finding
+    from detector.live.evidence import EvidenceStore
+    from detector.live.loop import LiveWatch
+    from detector.live.metrics import Metrics
+
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     click.echo(f"mirrorwatch watch: {msg}", err=True)
     sys.exit(EXIT_USAGE)
 
@@ -48,6 +56,32 @@ def _start_capture(
 def load_policy(path: str | None) -> PolicyContext:
     """The policy from --config (the same file and rules as scan); a bad file exits 2."""
     return policy_from(path) or PolicyContext()
+
+
+@dataclass
+class WatchArgs:
+    """The command line of ``watch``, as click parses it."""
+
+    interfaces: tuple[str, ...]
+    reads: tuple[str, ...]
+    bpf: str | None
+    config_path: str | None
+    fmt: str
+    output: str | None
+    sensor_name: str | None
+    eve_info: bool
+    promisc: bool
+    evidence_dir: str | None
+    evidence_max_mb: int
+    evidence_packets: int
+    metrics_port: int | None
+    metrics_address: str
+    metrics_textfile: str | None
+    summary_every: float
+    duration: float | None
+    fail_on: str
+    buffer_size: int
+    method: str
 
 
 @click.command()
@@ -130,28 +164,7 @@ def load_policy(path: str | None) -> PolicyContext:
     help="afpacket: a kernel ring read in this process (needs CAP_NET_RAW; fastest); tcpdump: "
     "a child process holds the capture privileges; auto: afpacket when permitted.",
 )  # fmt: skip
-def watch(
-    interfaces: tuple[str, ...],
-    reads: tuple[str, ...],
-    bpf: str | None,
-    config_path: str | None,
-    fmt: str,
-    output: str | None,
-    sensor_name: str | None,
-    eve_info: bool,
-    promisc: bool,
-    evidence_dir: str | None,
-    evidence_max_mb: int,
-    evidence_packets: int,
-    metrics_port: int | None,
-    metrics_address: str,
-    metrics_textfile: str | None,
-    summary_every: float,
-    duration: float | None,
-    fail_on: str,
-    buffer_size: int,
-    method: str,
-) -> None:
+def watch(**options: Any) -> None:
     """Watch interfaces live and report streams the moment they appear.
 
     \b
@@ -169,31 +182,67 @@ def watch(
     Exit status: 0 nothing at or above --fail-on at the end, 1 something is, 2 usage error,
     or a capture or input that could not start, failed or could not be read.
     """
-    from detector.live.evidence import EvidenceStore
     from detector.live.loop import LiveWatch, WatchOptions
-    from detector.live.metrics import Metrics, check_textfile
-    from detector.live.output import EventWriter, open_output
+    from detector.live.output import EventWriter
 
-    if not interfaces and not reads:
+    a = WatchArgs(**options)
+    _check_arguments(a)
+    policy = load_policy(a.config_path)
+    evidence, out = _outputs(a)
+    stop, reopen = _signals()
+    metrics = _start_metrics(a)
+    sources = _start_sources(a, stop, metrics)
+    in_iface = a.interfaces[0] if len(a.interfaces) == 1 and not a.reads else None
+    writer = EventWriter(out, a.fmt, path=a.output, sensor=a.sensor_name or socket.gethostname(),
+                         interface=in_iface)  # fmt: skip
+    writer.eve_info = a.eve_info
+    opts = WatchOptions(summary_every=a.summary_every, duration=a.duration)
+    live = LiveWatch(sources, writer, opts, policy, stop, evidence=evidence, metrics=metrics)
+    live.reopen = reopen
+    try:
+        findings = live.run()
+    finally:
+        writer.close()
+        if metrics is not None:
+            metrics.close()
+    sys.exit(_exit_status(live, sources, findings, a.fail_on))
+
+
+def _check_arguments(a: WatchArgs) -> None:
+    if not a.interfaces and not a.reads:
         _fail("give at least one interface (-i IFACE) or stream (-r PATH)")
-    if len(set(interfaces)) != len(interfaces):
+    if len(set(a.interfaces)) != len(a.interfaces):
         _fail("an interface is given twice")
-    if bpf and reads and not interfaces:
+    if a.bpf and a.reads and not a.interfaces:
         _fail("--filter applies to captures (-i), not to streams read with -r")
-    policy = load_policy(config_path)
+
+
+def _outputs(a: WatchArgs) -> tuple[EvidenceStore | None, TextIO]:
+    """The evidence directory and the event output, checked before any capture starts."""
+    from detector.live.evidence import EvidenceStore
+    from detector.live.metrics import check_textfile
+    from detector.live.output import open_output
+
     evidence = None
-    if evidence_dir is not None:
-        evidence = EvidenceStore(evidence_dir, evidence_max_mb << 20, evidence_packets)
+    if a.evidence_dir is not None:
+        evidence = EvidenceStore(a.evidence_dir, a.evidence_max_mb << 20, a.evidence_packets)
         if why := evidence.check():
             _fail(why)
-    if metrics_textfile and (why := check_textfile(metrics_textfile)):
+    if a.metrics_textfile and (why := check_textfile(a.metrics_textfile)):
         _fail(why)
-    out = sys.stdout
-    if output is not None:
+    out: TextIO = sys.stdout
+    if a.output is not None:
         try:
-            out = open_output(output)
+            out = open_output(a.output)
         except OSError as exc:
-            _fail(f"cannot write {output}: {exc.strerror}")
+            _fail(f"cannot write {a.output}: {exc.strerror}")
+    return evidence, out
+
+
+def _signals() -> tuple[threading.Event, threading.Event]:
+    """Events set by SIGINT/SIGTERM (stop) and SIGHUP (reopen the output).  Installed before
+    any child starts: an interrupt must always reach the code that stops them, and a SIGHUP
+    from logrotate must never end the watch."""
     stop = threading.Event()
     reopen = threading.Event()
 
@@ -203,29 +252,41 @@ def watch(
     def on_hangup(signum: int, _frame: FrameType | None) -> None:
         reopen.set()
 
-    # Before any child starts: an interrupt must always reach the code that stops them, and a
-    # SIGHUP from logrotate must never end the watch.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    metrics = None
-    if metrics_port is not None or metrics_textfile:
-        metrics = Metrics(metrics_textfile)
-        if metrics_port is not None:
-            try:
-                port = metrics.serve(metrics_address, metrics_port)
-            except OSError as exc:
-                _fail(f"metrics on {metrics_address}:{metrics_port}: {exc.strerror}")
-            click.echo(f"mirrorwatch watch: metrics on http://{metrics_address}:{port}/metrics",
-                       err=True)  # fmt: skip
+    return stop, reopen
+
+
+def _start_metrics(a: WatchArgs) -> Metrics | None:
+    from detector.live.metrics import Metrics
+
+    if a.metrics_port is None and not a.metrics_textfile:
+        return None
+    metrics = Metrics(a.metrics_textfile)
+    if a.metrics_port is not None:
+        try:
+            port = metrics.serve(a.metrics_address, a.metrics_port)
+        except OSError as exc:
+            _fail(f"metrics on {a.metrics_address}:{a.metrics_port}: {exc.strerror}")
+        click.echo(f"mirrorwatch watch: metrics on http://{a.metrics_address}:{port}/metrics",
+                   err=True)  # fmt: skip
+    return metrics
+
+
+def _start_sources(
+    a: WatchArgs, stop: threading.Event, metrics: Metrics | None
+) -> list[capture.Source]:
+    """The streams read (-r) and the captures (-i); any that cannot start stops the others
+    and exits 2."""
     sources: list[capture.Source] = []
     try:
-        for path in reads:
+        for path in a.reads:
             sources.append(capture.StreamSource.open(path))
-        for iface in interfaces:
+        for iface in a.interfaces:
             if stop.is_set():
                 raise capture.CaptureStartError("interrupted while starting the captures")
-            sources.append(_start_capture(iface, bpf, buffer_size, method, promisc))
+            sources.append(_start_capture(iface, a.bpf, a.buffer_size, a.method, a.promisc))
     except capture.CaptureStartError as exc:
         for s in sources:
             s.stop()
@@ -233,36 +294,22 @@ def watch(
         if metrics is not None:
             metrics.close()
         _fail(str(exc))
+    return sources
 
-    sensor = sensor_name or socket.gethostname()
-    in_iface = interfaces[0] if len(interfaces) == 1 and not reads else None
-    writer = EventWriter(out, fmt, path=output, sensor=sensor, interface=in_iface)
-    writer.eve_info = eve_info
-    live = LiveWatch(
-        sources,
-        writer,
-        WatchOptions(summary_every=summary_every, duration=duration),
-        policy,
-        stop,
-        evidence=evidence,
-        metrics=metrics,
-    )
-    live.reopen = reopen
-    try:
-        findings = live.run()
-    finally:
-        writer.close()
-        if metrics is not None:
-            metrics.close()
+
+def _exit_status(
+    live: LiveWatch, sources: list[capture.Source], findings: list[Finding], fail_on: str
+) -> int:
+    """Failures and read errors said on stderr; 2 for a failure, else 1 or 0 by --fail-on."""
     for failure in live.failures:
         click.echo(f"mirrorwatch watch: {failure}", err=True)
     for s in sources:
         for e in s.stats.input.errors:
             click.echo(f"mirrorwatch watch: {s.name}: {e}", err=True)
     if live.failures:
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     worst = max((SEVERITY_ORDER[f.severity] for f in findings), default=-1)
-    sys.exit(EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN)
+    return EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN
 
 
 COMMAND = watch

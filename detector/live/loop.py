@@ -84,6 +84,8 @@ class LiveWatch:
         self._started = 0.0
         self._last_summary = (0.0, 0)  # (monotonic time, engine packets) at the last summary
         self._threads: list[threading.Thread] = []
+        self._next_summary: float | None = None  # monotonic times of the next summary, metrics
+        self._next_metrics = 0.0
 
     # ------------------------------------------------------------ readers
 
@@ -138,41 +140,47 @@ class LiveWatch:
             t.daemon = True
             t.start()
             self._threads.append(t)
-        next_summary = self._started + self.opts.summary_every if self.opts.summary_every else None
-        next_metrics = self._started
+        every = self.opts.summary_every
+        self._next_summary = self._started + every if every else None
+        self._next_metrics = self._started
         try:
             while True:
                 stopped = self.stop_event.wait(TICK)
                 now = time.monotonic()
-                self._tend_output()
-                if self.metrics is not None and now >= next_metrics:
-                    self.update_metrics()
-                    next_metrics = now + METRICS_EVERY
-                if self._dirty and now - self._last_judge >= self._judge_gap():
-                    self.judge_now()
-                if next_summary is not None and now >= next_summary:
-                    self.summary(final=False)
-                    while next_summary <= now:
-                        next_summary += self.opts.summary_every
-                if stopped:
-                    break
-                if self.opts.duration is not None and now - self._started >= self.opts.duration:
-                    break
-                failed = [(s, why) for s in self.sources if (why := s.failed())]
-                if failed:
-                    for src, why in failed:
-                        self.failures.append(why)
-                        # An event in the log itself, not only on stderr: the capture is over.
-                        state = "gone" if src.stats.state == "gone" else "failed"
-                        self.writer.notice(Notice(src.name, state, why))
-                    break
-                if self.failures:
-                    break
-                if not any(t.is_alive() for t in self._threads):
+                self._tick(now)
+                if stopped or self._over(now):
                     break
         finally:
             self.shutdown()
         return self.findings
+
+    def _tick(self, now: float) -> None:
+        """What the main thread does between two waits: output, metrics, verdicts, summary."""
+        self._tend_output()
+        if self.metrics is not None and now >= self._next_metrics:
+            self.update_metrics()
+            self._next_metrics = now + METRICS_EVERY
+        if self._dirty and now - self._last_judge >= self._judge_gap():
+            self.judge_now()
+        if self._next_summary is not None and now >= self._next_summary:
+            self.summary(final=False)
+            while self._next_summary <= now:
+                self._next_summary += self.opts.summary_every
+
+    def _over(self, now: float) -> bool:
+        """The duration is over, a capture failed (said in the event log too), a reader or the
+        engine failed, or every input ended."""
+        if self.opts.duration is not None and now - self._started >= self.opts.duration:
+            return True
+        failed = [(s, why) for s in self.sources if (why := s.failed())]
+        for src, why in failed:
+            self.failures.append(why)
+            # An event in the log itself, not only on stderr: the capture is over.
+            state = "gone" if src.stats.state == "gone" else "failed"
+            self.writer.notice(Notice(src.name, state, why))
+        if failed or self.failures:
+            return True
+        return not any(t.is_alive() for t in self._threads)
 
     def _tend_output(self) -> None:
         """Reopen the output when asked (SIGHUP) and write the captures' notices."""
