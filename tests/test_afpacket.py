@@ -53,7 +53,7 @@ tx.send(udp(37008, END))
 deadline = time.time() + 120
 while time.time() < deadline and not any(p.endswith(END) for p in got):
     time.sleep(0.02)
-src.stop(); t.join(5); src.close()
+src.stop(); t.join(120); src.close()  # join returns when the reader ends
 got = [p for p in got if not p.endswith(END)]
 ports = sorted({int.from_bytes(p[36:38], "big") for p in got if len(p) > 38 and p[23] == 17})
 print(json.dumps({"packets": len(got), "ports": ports, "tool": src.stats.tool,

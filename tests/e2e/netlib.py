@@ -333,7 +333,7 @@ class Watcher:
 
     def stop(self) -> int:
         Net.stop(self.proc, signal.SIGINT, wait=90)  # the final verdict may be slow under load
-        self.thread.join(5)
+        self.thread.join(60)  # until the output is read to its end (at once, unless loaded)
         self.returncode = self.proc.returncode
         return self.proc.returncode
 
