@@ -10,6 +10,8 @@ Needs root (two network namespaces named mw-bench-*), tcpreplay and tcpdump.  Fi
   read          packets the watch read from the pipe and ran through the engine
   processed/s   packets over the wall time from the first sent to the last processed, and
                 over the time the engine itself was busy (its ceiling on this machine)
+  memory        peak resident memory of the watch process, sampled every 20 ms
+  event log     lines and bytes the watch wrote, by event type
 Losses show up as kernel drops (the capture ring overflowed while the engine was behind).
 """
 
@@ -30,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from adversarial import _rss_kib, _tree  # noqa: E402
+
 DEFAULT_PCAP = ROOT / "bench" / "out" / "uplink.pcap"
 TX, RX = "mw-bench-tx", "mw-bench-rx"
 
@@ -67,16 +73,27 @@ class Watch:
         self.summaries: list[dict[str, Any]] = []
         self.findings: dict[str, dict[str, Any]] = {}
         self.cond = threading.Condition()
+        self.log_lines: dict[str, int] = {}
+        self.log_bytes = 0
+        self.peak_kib = 0
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while self.proc.poll() is None:
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in set(_tree(self.proc.pid))))
+            time.sleep(0.02)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             ev = json.loads(line)
+            self.log_bytes += len(line.encode())
+            self.log_lines[ev["event"]] = self.log_lines.get(ev["event"], 0) + 1
             with self.cond:
                 if ev["event"] == "summary":
                     self.summaries.append(ev)
-                else:
+                elif "finding" in ev:
                     self.findings[ev["finding"]["id"]] = ev["finding"]
                 self.cond.notify_all()
 
@@ -142,6 +159,9 @@ def main() -> int:
     finally:
         teardown()
     report(r.stdout, t_sent, t_last - t0, final, w.findings)
+    print(f"memory              peak {w.peak_kib / 1024:.0f} MiB (watch process tree)")
+    print(f"event log           {sum(w.log_lines.values())} lines, {w.log_bytes:,} bytes: "
+          f"{w.log_lines}")  # fmt: skip
     return 0
 
 
