@@ -70,20 +70,6 @@ class GreHeader:
     def call_id(self) -> int | None:
         return self.key & 0xFFFF if self.enhanced and self.key is not None else None
 
-    def describe(self) -> str:
-        parts = [f"GRE flags/version 0x{self.flags:04x}, protocol 0x{self.proto:04x}"]
-        if self.pptp:
-            parts.append("enhanced GRE (PPTP)")
-        elif self.enhanced:
-            parts.append("enhanced GRE (version 1)")
-        if self.key is not None:
-            parts.append(f"key 0x{self.key:08x}")
-        if self.seq is not None:
-            parts.append(f"seq {self.seq}")
-        if self.ack is not None:
-            parts.append(f"ack {self.ack}")
-        return ", ".join(parts)
-
 
 def _skip_routing(data: bytes, off: int) -> int | None:
     """Walk RFC 1701 source route entries up to the null SRE; the offset after it, or None."""
