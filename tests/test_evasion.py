@@ -74,10 +74,13 @@ def test_many_exporters_do_not_hide_the_mirror() -> None:
     tzsp = [f for f in findings if f.protocol == "tzsp"]
     assert {f.collector.ip for f in tzsp} == {GEN.COLLECTOR_IP}
     real_f = [f for f in tzsp if f.exporter.ip == "10.1.0.1"]
-    assert real_f and real_f[0].severity == "high" and real_f[0].packets == 100
-    # The rest are bounded (kept apart up to the limit, then one aggregate) and lose no packet.
+    # Kept apart once busier than the quietest kept stream; its first packets stay counted in
+    # the collector's aggregate.
+    assert real_f and real_f[0].severity == "high" and 90 < real_f[0].packets <= 100
+    # The rest are bounded (kept apart up to the limit, then one aggregate): every packet is
+    # counted, once.
     assert len(tzsp) <= 34
-    assert sum(f.packets for f in tzsp) >= len(frames)
+    assert sum(f.packets for f in tzsp) == len(frames)
 
 
 def _decoys(n: int, seed: int = 5) -> list[bytes]:
