@@ -593,6 +593,7 @@ class Engine:
         s = self.streams[key]
         for pdu in pdus[1:]:
             s.decoded += 1
+            s.protocol = d.stream_protocol(s.protocol, pdu)
             s.add(pdu, 1.0, ctx.ts)
         return pdus[0] if pdus else None
 
@@ -625,6 +626,7 @@ class Engine:
                 found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=False)
                 if found is not None:
                     s.decoded += 1
+                    s.protocol = d.stream_protocol(s.protocol, found)
                     s.add(found, 1.0, ctx.ts)
                     self._keep_sample(s, batch, r)
                 elif len(s.outer_samples) < s.sample_limit and payload:

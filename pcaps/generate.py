@@ -971,8 +971,8 @@ def ipfix_msg(i: int, seq: int, sets: list[bytes], domain: int = 1) -> bytes:
     return struct.pack(">HHIII", 10, 16 + len(body), T0 + i // 2, seq, domain) + body
 
 
-def s_ipfix(name: str) -> bytes:
-    rng = rng_for(name)
+def ipfix_payloads(rng: random.Random) -> list[bytes]:
+    """20 IPFIX messages: templates and options templates every 10th, flow records in each."""
     tmpl = struct.pack(">HH", 256, len(IPFIX_FIELDS)) + b"".join(
         struct.pack(">HH", t, n) for t, n in IPFIX_FIELDS
     )
@@ -992,7 +992,30 @@ def s_ipfix(name: str) -> bytes:
         payloads.append(ipfix_msg(i, seq, sets))
         seq += len(flows)
         total += len(flows)
-    return pcap_of(export_stream(rng, payloads, 4739))
+    return payloads
+
+
+def s_ipfix(name: str) -> bytes:
+    rng = rng_for(name)
+    return pcap_of(export_stream(rng, ipfix_payloads(rng), 4739))
+
+
+def s_ipfix_tcp(name: str) -> bytes:
+    """IPFIX over TCP 4739 (RFC 7011 10.4): the templates message on its own, then the others
+    written in two batches through the socket, so that segments end inside messages and hold
+    several."""
+    rng = rng_for(name)
+    exporter = Outer(rng, src="10.1.0.6")
+    collector = exporter.reverse(rng)
+    msgs = ipfix_payloads(rng)
+    writes = [(True, msgs[0]), (True, b"".join(msgs[1:10])), (True, b"".join(msgs[10:]))]
+    sport = rng.randrange(40000, 60000)
+    return pcap_of(tcp_stream(rng, exporter, collector, sport, 4739, writes))
+
+
+def s_ipfix_file(name: str) -> bytes:
+    """An IPFIX file (RFC 5655): the messages a collector stored, one after the other."""
+    return b"".join(ipfix_payloads(rng_for(name)))
 
 
 def s_psamp(name: str) -> bytes:
@@ -2658,6 +2681,8 @@ SAMPLES: dict[str, Callable[[str], bytes]] = {
     "netflow-v9-data-first.pcap": s_netflow_v9_data_first,
     "netflow-v9-9999.pcap": s_netflow_v9_9999,
     "ipfix.pcap": s_ipfix,
+    "ipfix-tcp.pcap": s_ipfix_tcp,
+    "ipfix-file.ipfix": s_ipfix_file,
     "psamp.pcap": s_psamp,
     "sflow-vxlan.pcap": s_sflow_vxlan,
     "sflow-v2.pcap": s_sflow_v2,

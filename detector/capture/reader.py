@@ -281,10 +281,21 @@ def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Ite
     elif head == PCAPNG_SHB:
         yield from _read_pcapng(stream, head, stats, live)
     else:
-        raise CaptureError(
-            f"{stats.path}: not a pcap or pcapng file (starts with {head.hex(' ')}); "
-            "convert it with editcap -F pcap"
-        )
+        raise CaptureError(f"{stats.path}: {_not_a_capture(head, stream)}")
+
+
+def _not_a_capture(head: bytes, stream: BinaryIO) -> str:
+    """Why the input is not read: what it is, where that is known (an IPFIX file), or the
+    bytes it starts with."""
+    if head[:2] == b"\x00\x0a":  # an IPFIX message header: version 10
+        from detector.protocols.ipfix import file_note
+
+        note = file_note(head + _read_exact(stream, 12))
+        if note:
+            return note
+    return (
+        f"not a pcap or pcapng file (starts with {head.hex(' ')}); convert it with editcap -F pcap"
+    )
 
 
 # What reading a capture can raise when the file or device fails (a gzip stream cut short or
