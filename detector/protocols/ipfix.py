@@ -178,6 +178,7 @@ class IpfixTcpDecoder(FramedStreamDecoder):
     emits = (IPFIX, PSAMP)
     kind: ClassVar[Kind] = "flow-export"
     ports: ClassVar[frozenset[int]] = frozenset({4739, 4740})
+    first_bytes = frozenset({VERSION >> 8})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

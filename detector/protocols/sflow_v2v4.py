@@ -154,6 +154,7 @@ class SflowV2V4Decoder(Decoder):
     kind = "flow-export"
     transport = "udp"
     ports = frozenset({6343})
+    first_bytes = frozenset({0})  # versions 2 and 4
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
