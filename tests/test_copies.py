@@ -177,3 +177,58 @@ def test_tee_copy_of_one_conversation_both_ways_is_high(tmp_path: Path) -> None:
         f for f in scan(_tee_conversation(tmp_path, False)).findings if f.protocol == "tee-copy"
     ]
     assert all(f.severity == "low" for f in one_way)
+
+
+def _outer_link_natives_and_mirror(link: str) -> list:
+    """Native UDP and TCP packets over ``link``, and a TZSP mirror (over the same link) carrying
+    a plain-Ethernet copy of each, 0.5 ms after its original."""
+    from scapy.all import PPP, Dot1AD, Dot1Q, IPv6ExtHdrDestOpt, PPPoE
+    from scapy.contrib.mpls import MPLS
+
+    def l2(payload_type: int) -> object:
+        eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        if link == "mpls":
+            return eth / MPLS(label=16020, s=0) / MPLS(label=24001, s=1)
+        if link == "pppoe":
+            return eth / PPPoE(sessionid=0x1234) / PPP(proto=0x0021)
+        if link == "qinq":
+            return eth / Dot1AD(vlan=300) / Dot1Q(vlan=42, type=payload_type)
+        return eth
+
+    frames = []
+    t = 1_768_471_200.0
+    for i in range(40):
+        if link == "ipv6-ext":
+            pkt = (
+                IPv6(src="2001:db8::10", dst="2001:db8:99::1")
+                / IPv6ExtHdrDestOpt()
+                / UDP(sport=5000 + i, dport=443)
+                / Raw(bytes([i]) * 60)
+            )
+            mirror_ip = IPv6(src="2001:db8::5", dst="2001:db8::6") / IPv6ExtHdrDestOpt()
+        else:
+            l4 = TCP(sport=40000, dport=443, seq=1000 * i) if i % 2 else UDP(sport=40001 + i)
+            pkt = IP(src="192.168.1.10", dst="93.184.216.34", id=i) / l4 / Raw(bytes([i]) * 60)
+            mirror_ip = IP(src="10.0.0.5", dst="10.0.0.6")
+        ethertype = 0x86DD if link == "ipv6-ext" else 0x0800
+        native = l2(ethertype) / pkt
+        copy = Ether(src="02:00:00:00:00:0c", dst="02:00:00:00:00:01") / pkt
+        mirror = (
+            l2(ethertype) / mirror_ip / UDP(sport=40123, dport=37008)
+            / Raw(b"\x01\x00\x00\x01\x01" + raw(copy))
+        )  # fmt: skip
+        native.time, mirror.time = t, t + 0.0005
+        frames += [native, mirror]
+        t += 0.01
+    return frames
+
+
+def test_copies_matched_over_mpls_pppoe_qinq_and_ipv6_extension_links(tmp_path: Path) -> None:
+    from scapy.all import wrpcap
+
+    for link in ("mpls", "pppoe", "qinq", "ipv6-ext"):
+        path = tmp_path / f"{link}.pcap"
+        wrpcap(str(path), _outer_link_natives_and_mirror(link))
+        (f,) = [f for f in scan(path).findings if f.protocol == "tzsp"]
+        checked, matched = f.evidence["copies_checked"], f.evidence["copies_matched"]
+        assert checked >= 3 and matched == checked, (link, checked, matched)
