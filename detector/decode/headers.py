@@ -73,9 +73,9 @@ def decode_headers(batch: PacketBatch) -> Headers:
     src = np.empty((n, 4), dtype=np.uint32)
     dst = np.empty((n, 4), dtype=np.uint32)
     l4h = np.empty((n, L4_WINDOW), dtype=np.uint8)
-    walk_block(
-        batch.data, batch.offsets, batch.caplen, batch.linktype, ints, src, dst, flags, ipver, l4h
-    )
+    data = batch.data.view()
+    data.flags.writeable = False  # the type walk_packet compiles for too
+    walk_block(data, batch.offsets, batch.caplen, batch.linktype, ints, src, dst, flags, ipver, l4h)
     l3, proto, ttl, iplen, ipid, l4, sport, dport, tcpflags, tcpseq, udpsum, pay, paylen = ints
     fragment = flags[0]
     return Headers(

@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from detector.jit import compiled
 
 # How each link type reaches its network layer (www.tcpdump.org/linktypes.html): the one table
 # of link-type offsets.  kind, then where the type field is and where its payload starts.
@@ -75,19 +76,19 @@ FIELDS = (
 )  # fmt: skip
 
 
-@njit(cache=True, inline="always")
+@compiled()
 def _u8(data: npt.NDArray[np.uint8], pos: int, end: int) -> int:
     return np.int64(data[pos]) if 0 <= pos < end else 0
 
 
-@njit(cache=True, inline="always")
+@compiled()
 def _be16(data: npt.NDArray[np.uint8], pos: int, end: int) -> int:
     if pos < 0 or pos + 2 > end:
         return 0
     return (np.int64(data[pos]) << 8) | np.int64(data[pos + 1])
 
 
-@njit(cache=True, inline="always")
+@compiled()
 def _be32(data: npt.NDArray[np.uint8], pos: int, end: int) -> int:
     if pos < 0 or pos + 4 > end:
         return 0
@@ -99,12 +100,12 @@ def _be32(data: npt.NDArray[np.uint8], pos: int, end: int) -> int:
     )
 
 
-@njit(cache=True, inline="always")
+@compiled()
 def _is_vlan(etype: int) -> bool:
     return etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200
 
 
-@njit(cache=True, inline="always")
+@compiled()
 def _ppp_ethertype(ppp: int) -> int:
     if ppp == PPP_IPV4:
         return ETH_IPV4
@@ -113,7 +114,7 @@ def _ppp_ethertype(ppp: int) -> int:
     return 0
 
 
-@njit(cache=True)
+@compiled()
 def _after_ethertype(data: npt.NDArray[np.uint8], pos: int, end: int, etype: int):
     """Skip VLAN tags, then PPPoE or MPLS, from the payload at ``pos`` of a frame whose
     EtherType is ``etype``.  (payload offset, EtherType it carries, first VLAN id or -1)."""
@@ -145,7 +146,7 @@ def _after_ethertype(data: npt.NDArray[np.uint8], pos: int, end: int, etype: int
     return pos, etype, vlan
 
 
-@njit(cache=True)
+@compiled()
 def _network_layer(data: npt.NDArray[np.uint8], start: int, end: int, linktype: int):
     """(offset of the IP header from ``start`` or -1, EtherType, first VLAN id or -1, known)."""
     if linktype < 0 or linktype >= LINK_TABLE_SIZE or _LINK_KIND[linktype] == KIND_UNKNOWN:
@@ -181,7 +182,7 @@ def _network_layer(data: npt.NDArray[np.uint8], start: int, end: int, linktype: 
     return -1, etype, vlan, True
 
 
-@njit(cache=True)
+@compiled()
 def walk_one(data: npt.NDArray[np.uint8], start: int, caplen: int, linktype: int):
     """Walk the packet ``data[start : start + caplen]``; the FIELDS, in order (offsets from
     ``start``; IPv4 addresses in word 3).  ``linktype`` -1 means an IP packet with no link
@@ -270,7 +271,7 @@ def walk_one(data: npt.NDArray[np.uint8], start: int, caplen: int, linktype: int
     )  # fmt: skip
 
 
-@njit(cache=True)
+@compiled()
 def walk_block(
     data: npt.NDArray[np.uint8],
     offsets: npt.NDArray[np.int64],
@@ -357,4 +358,6 @@ RAW_IP = -1
 def walk_packet(pkt: bytes | bytearray | memoryview, linktype: int, offset: int = 0) -> Walked:
     """Walk one frame of ``linktype`` (RAW_IP for a bare IP packet) starting at ``offset``."""
     data = np.frombuffer(pkt, dtype=np.uint8)
+    # One compiled version serves bytes and bytearrays (and the blocks): read-only arrays.
+    data.flags.writeable = False
     return Walked(*walk_one(data, offset, len(data) - offset, linktype))
