@@ -12,7 +12,8 @@ one-byte out-of-order segments, and IPv6 flows whose hash keys collide.  The cap
 to a temporary directory, scanned once, and removed.
 
 Peak memory is the largest sum of the resident sets of the scan and all its children (worker
-processes), sampled every 20 ms from /proc; a run is stopped at --timeout seconds or
+processes), and of their proportional set sizes (shared pages counted once), sampled every 20 ms
+from /proc; a run is stopped at --timeout seconds or
 --max-mib MiB and shown with ">".  The script prints figures and asserts nothing: linear cost
 shows as time and memory growing no faster than the input from 1× to 16×.
 """
@@ -449,16 +450,30 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared with other processes (a forked worker's libraries)
+    counted in shares, so a tree's sum is what it costs the machine."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 @dataclass
 class Run:
     seconds: float
     peak_mib: float
     exit: int | None  # None: stopped (time or memory limit)
     why: str = ""
+    peak_pss_mib: float = 0.0
 
     def cell(self) -> str:
         over = ">" if self.exit is None else ""
-        return f"{over}{self.seconds:.1f} s / {over}{self.peak_mib:.0f} MiB"
+        return (f"{over}{self.seconds:.1f} s / {over}{self.peak_mib:.0f} MiB "
+                f"(PSS {self.peak_pss_mib:.0f})")  # fmt: skip
 
 
 def measure(argv: list[str], env: dict[str, str], timeout: float, max_mib: float) -> Run:
@@ -466,10 +481,12 @@ def measure(argv: list[str], env: dict[str, str], timeout: float, max_mib: float
     # Run from the checkout measured: `python -m` looks in the working directory first.
     proc = subprocess.Popen(argv, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
-    peak = 0
+    peak = peak_pss = 0
     why = ""
     while proc.poll() is None:
-        peak = max(peak, sum(_rss_kib(p) for p in set(_tree(proc.pid))))
+        pids = set(_tree(proc.pid))
+        peak = max(peak, sum(_rss_kib(p) for p in pids))
+        peak_pss = max(peak_pss, sum(_pss_kib(p) for p in pids))
         elapsed = time.monotonic() - start
         if elapsed > timeout or peak / 1024 > max_mib:
             why = "time" if elapsed > timeout else "memory"
@@ -481,7 +498,8 @@ def measure(argv: list[str], env: dict[str, str], timeout: float, max_mib: float
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if not why and proc.returncode not in (0, 1):
         why = f"exit {proc.returncode}: {err.strip().splitlines()[-1:] if err else ''}"
-    return Run(elapsed, peak / 1024, None if why in ("time", "memory") else proc.returncode, why)
+    code = None if why in ("time", "memory") else proc.returncode
+    return Run(elapsed, peak / 1024, code, why, peak_pss / 1024)
 
 
 def main() -> int:
@@ -496,7 +514,8 @@ def main() -> int:
     rows = [r for r in ROWS if not args.only or r.name in args.only]
     env = {**os.environ, "PYTHONPATH": str(args.tree.resolve())}
     argv = [sys.executable, "-m", "detector.cli", "scan", "--format", "json", "-q"]
-    print(f"mirrorwatch from {args.tree.resolve()}; time / peak memory of the process tree")
+    print(f"mirrorwatch from {args.tree.resolve()}; time / peak memory of the process tree "
+          "(summed resident sets, and summed proportional sets)")  # fmt: skip
     head = "| input | 1× is | " + " | ".join(f"{s}×" for s in args.scales) + " |"
     print(head)
     print("|---|---|" + "---|" * len(args.scales), flush=True)
