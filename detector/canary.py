@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from detector.policy import reasons
+
 if TYPE_CHECKING:
     from scapy.packet import Packet
 
@@ -86,11 +88,7 @@ def label(finding: Finding, ev: StreamEvidence, key: bytes | None = None) -> boo
         return False
     finding.evidence["canary"] = True
     finding.evidence["canary_packets"] = len(samples)
-    finding.reasons.append(
-        f"A mirrorwatch canary: all {len(samples)} packets carry a valid canary marker "
-        f"(HMAC-signed, docs/canary.md). It was judged like any other {finding.protocol} "
-        "stream: this proves the sensor sees and reports this format."
-    )
+    reasons.add(finding, "canary", packets=len(samples), protocol=finding.protocol)
     return True
 
 

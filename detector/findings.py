@@ -127,7 +127,13 @@ class Finding(BaseModel):
     # one format and text in another), which search engines' field mappings need.
     session: dict[str, str] = Field(default_factory=dict)
     watched: list[WatchedHost] = Field(default_factory=list)
-    reasons: list[str] = Field(default_factory=list)
+    reason_codes: list[str] = Field(
+        default_factory=list,
+        description="Stable code of each reason, in the order of `reasons` (docs/reasons.md)",
+    )
+    reasons: list[str] = Field(
+        default_factory=list, description="Each reason in a sentence, worded from its code"
+    )
     # Evidence figures behind the verdict (validated share, inner directions, copy match...).
     evidence: dict[str, int | float | str | bool | list[str] | list[int]] = Field(
         default_factory=dict

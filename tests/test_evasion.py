@@ -117,7 +117,7 @@ def test_mirrors_on_unusual_ports_are_found_by_content(protocol: str, port: int)
     frames = [out.udp(hdr + f, 50000, port) for f in _inner(80)]
     f = _mirror(_findings(frames, 1000.0 + 0.01 * np.arange(80)), protocol)
     assert f.severity == "high" and f.collector.port == port
-    assert f.identification < 1.0 and any("recognised by content" in r for r in f.reasons)
+    assert f.identification < 1.0 and "off-port" in f.reason_codes
 
 
 @pytest.mark.parametrize("snap", [64, 96])

@@ -41,6 +41,7 @@ def stable(f: Finding) -> dict[str, Any]:
         "kind": f.kind,
         "protocol": f.protocol,
         "severity": f.severity,
+        "reason_codes": f.reason_codes,
         "confidence": round(f.confidence, 2),
         "identification": round(f.identification, 2),
         "certainty": round(f.certainty, 2),

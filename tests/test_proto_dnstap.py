@@ -79,4 +79,5 @@ def test_sample() -> None:
     assert (f.exporter.ip, f.collector.port) == ("10.1.0.53", 6000)
     assert f.session["identity"] == "resolver1"
     assert any(w.ip and w.ip.startswith("192.168.10.") for w in f.watched)
-    assert any("query_name" in r and "example" in r for r in f.reasons)
+    fields = f.reasons[f.reason_codes.index("decoded-fields")]
+    assert "query_name" in fields and "example" in fields

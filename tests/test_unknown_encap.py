@@ -23,7 +23,7 @@ def test_made_up_shim_on_a_random_port() -> None:
     assert f.protocol == "unknown-encapsulation" and f.kind == "mirror"
     assert f.session == {"offset": "7", "inner": "ip"}
     assert f.collector.port == 47777
-    assert any("ca fe 01" in r for r in f.reasons)
+    assert "ca fe 01" in f.reasons[f.reason_codes.index("unknown-header-bytes")]
     assert f.watched and f.severity in ("high", "critical")
 
 

@@ -18,6 +18,7 @@ from detector.detection import Detection
 from detector.evidence import HostTally, StreamEvidence
 from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 from detector.limits import Limits
+from detector.policy.reasons import Reason, add
 from detector.policy.scores import Scores, certainty, identification
 from detector.protocols import registry
 
@@ -236,394 +237,445 @@ def _never_leaves(s: StreamEvidence) -> bool:
         return False
 
 
-def _basis(
-    s: StreamEvidence,
-    kind: str,
-    copies_proven: bool,
-    evidence: dict[str, int | float | str | bool | list[str] | list[int]],
-    never_leaves: bool,
-) -> str:
-    """What the verdict rests on (detector.policy.scores.BASE)."""
-    if kind == "flow-export":
-        return "flow-records"
-    if kind == "tunnel":
-        return "tunnel"
-    if never_leaves:
-        return "never-leaves"
-    if copies_proven:
-        return "copies-proven"
-    if s.protocol in AMBIGUOUS:
-        return "both-ways" if evidence.get("mirror_proven") else "one-way"
-    if s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
-        return "copy-by-construction"
-    return "intercept-shim" if kind == "intercept" else "other"
+# ---------------------------------------------------------------------------------- features
 
 
-def _port_note(s: StreamEvidence) -> str | None:
-    usual = DEFAULT_PORTS.get(s.protocol)
-    if not usual or s.transport not in ("udp", "tcp"):
-        return None
-    if s.dport in usual:
-        return f"Sent to {s.transport.upper()} port {s.dport}, the usual port of {s.protocol}."
-    return (
-        f"Sent to {s.transport.upper()} port {s.dport}, not the usual "
-        f"{'/'.join(map(str, usual))}: recognised by content, not by port."
+@dataclass(frozen=True)
+class Features:
+    """The numbers from a stream's evidence that its verdict is decided from."""
+
+    share: float  # of decoded packets, the share that validated
+    checked: int  # carried packets checked against the link's own traffic
+    matched: int  # ...and seen there natively
+    copies_proven: bool  # enough checked, enough matched
+    both: int  # inner conversations seen both ways inside this one outer direction
+    convs: int  # inner conversations
+    both_ways: bool  # enough of them both ways to call the stream copies
+    returning: int  # packets of the format flowing back from collector to exporter
+
+
+def features(s: StreamEvidence, th: Thresholds, returning: int) -> Features:
+    checked = int(s.extra.get("copies_checked", 0) or 0)  # type: ignore[call-overload]
+    matched = int(s.extra.get("copies_matched", 0) or 0)  # type: ignore[call-overload]
+    both, convs = s.both_way_conversations()
+    return Features(
+        share=s.validated / s.decoded if s.decoded else 0.0,
+        checked=checked,
+        matched=matched,
+        copies_proven=checked >= th.min_copy_checks and matched >= th.copy_match_share * checked,
+        both=both,
+        convs=convs,
+        both_ways=convs > 0 and both >= max(1, th.both_way_share * convs),
+        returning=returning,
     )
 
 
-def _prefix_sentence(s: StreamEvidence) -> str:
+Evidence = dict[str, int | float | str | bool | list[str] | list[int]]
+INITIAL_SEVERITY = {"mirror": "high", "intercept": "critical", "flow-export": "medium"}
+
+
+@dataclass
+class Verdict:
+    """A verdict being reached: kind and severity so far, the reasons (codes and their figures)
+    and the evidence figures the finding shows."""
+
+    kind: str
+    severity: str
+    evidence: Evidence
+    reasons: list[Reason] = field(default_factory=list)
+    never_leaves: bool = False
+
+    def say(self, code: str, **params: object) -> None:
+        self.reasons.append(Reason(code, params))
+
+    @property
+    def copies(self) -> bool:
+        """Judged as a stream of copies (mirror or intercept)."""
+        return self.kind in ("mirror", "intercept")
+
+
+# A step of the verdict: reads the stream and its features, adds reasons and evidence, may move
+# kind and severity; False when the stream is not worth a finding after all.
+Step = Callable[[StreamEvidence, Features, PolicyContext, Verdict], bool]
+
+
+# ---------------------------------------------------------------------------- what it is
+
+
+def _volume(s: StreamEvidence) -> dict[str, object]:
+    src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
+    return {
+        "packets": s.packets, "nbytes": s.bytes, "src": src, "dst": dst,
+        "first": _iso(s.first_seen), "last": _iso(s.last_seen),
+    }  # fmt: skip
+
+
+def _describe(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """What the stream is: its leading bytes, what validated, how much, between whom."""
+    if s.header_example:
+        v.say("leading-bytes", header=s.header_example)
+    volume = _volume(s)
+    if s.protocol == ENCRYPTED_COPY:
+        v.say("encrypted-volume", tcp=s.transport == "tcp", **volume)
+    elif s.protocol == "tee-copy":
+        v.say("tee-sightings", validated=s.validated, **volume)
+    else:
+        v.say(
+            "validated", validated=s.validated, decoded=s.decoded, protocol=s.protocol,
+            tcp=s.transport == "tcp", sampled=s.decoded < s.packets, **volume,
+        )  # fmt: skip
+    return True
+
+
+def _copy_match(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Carried packets matched to originals seen natively on the link."""
+    if x.checked and x.matched:
+        v.say(
+            "copies-matched" if x.copies_proven else "copies-partly-matched",
+            matched=x.matched, checked=x.checked, delay=s.extra.get("copy_delay_ms"),
+            proven=x.copies_proven,
+        )  # fmt: skip
+    elif x.checked:
+        v.say("copies-unmatched", checked=x.checked)
+    if x.checked:
+        v.evidence["copy_match_share"] = round(x.matched / x.checked, 4)
+    return True
+
+
+def _port(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    usual = DEFAULT_PORTS.get(s.protocol)
+    if not usual or s.transport not in ("udp", "tcp"):
+        return True
+    if s.dport in usual:
+        v.say("usual-port", transport=s.transport, port=s.dport, protocol=s.protocol)
+    else:
+        v.say("off-port", transport=s.transport, port=s.dport, usual=list(usual))
+    return True
+
+
+def _carried(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Figures of the carried packets, and a reason when their headers are odd."""
+    if not s.carried_packets:
+        v.evidence["return_packets"] = x.returning
+        return True
+    ev = v.evidence
+    ev["carried_packets"] = round(s.carried_packets)
+    ev["inner_conversations"] = x.convs
+    ev["inner_both_directions"] = x.both
+    third = 1.0 - s.inner_is_outer / max(1, s.validated)
+    ev["inner_third_party_share"] = round(max(0.0, third), 4)
+    if s.carried_unparsed:
+        # Carried frames that were neither IP nor a frame with addresses (ERSPAN III frame
+        # type 7, 802.11 management, truncated copies).
+        ev["carried_unparsed"] = s.carried_unparsed
+    for k, n in sorted(s.carried_checks.items()):
+        ev[f"carried_{k}"] = n
+    right, zero, wrong = (s.carried_checks.get(f"ipv4_checksum_{k}", 0) for k in CHECKSUMS)
+    group = s.carried_checks.get("group_source_mac", 0)
+    if zero or wrong or group:
+        v.say("carried-headers-odd", right=right, zero=zero, wrong=wrong, group=group)
+    ev["return_packets"] = x.returning
+    return True
+
+
+def _header_layout(s: StreamEvidence) -> tuple[int, str]:
     """Which bytes of an unknown header stay constant across the stream (an id) and which vary
-    (a counter or timestamp), from the prefixes seen."""
+    (a counter or timestamp), from the prefixes seen: (distinct prefixes, bytes with ??)."""
     prefixes = [bytes.fromhex(p) for p in s.facts.get("prefix", {}) if p]
     if not prefixes:
-        return "The carried packet starts right at the beginning of the payload."
+        return 0, ""
     width = min(len(p) for p in prefixes)
     const = [i for i in range(width) if len({p[i] for p in prefixes}) == 1]
     shown = " ".join(f"{prefixes[0][i]:02x}" if i in const else "??" for i in range(width))
-    return (
-        f"Header bytes before the carried packet, across {len(prefixes)} distinct headers: "
-        f"{shown} (?? = varies: a counter, timestamp or direction; constant bytes identify "
-        f"the stream)."
-    )
+    return len(prefixes), shown
 
 
-def _facts_sentence(s: StreamEvidence) -> str | None:
+def _worth_a_finding(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Formats recognised by a pattern of many packets: enough of the pattern, or nothing."""
+    th = ctx.thresholds
+    if s.rejects:
+        # Why the packets that did not validate were refused, by the decoder's reason code.
+        v.evidence["rejects"] = [f"{k}={n}" for k, n in s.rejects.most_common(16)]
+    if s.protocol == "unknown-encapsulation":
+        offsets = s.sessions.get("offset")
+        top = offsets.most_common(1)[0][1] / max(1, sum(offsets.values())) if offsets else 0.0
+        if top < th.fixed_offset_share or s.validated < th.min_unknown_packets:
+            return False
+        distinct, shown = _header_layout(s)
+        v.say("unknown-header-bytes", distinct=distinct, shown=shown)
+    if s.protocol in CONNECTION_LOGS:
+        lines = s.records / max(1, s.validated)
+        if s.records < th.min_connlog_lines or lines < th.connlog_share:
+            return False  # an ordinary log: daemon messages, not connection records
+        v.evidence["connection_line_share"] = round(min(1.0, lines), 4)
+        v.say(
+            "connection-log", share=lines, records_per_s=s.extra.get("records_per_s", "?"),
+            span_flows_per_s=s.extra.get("span_new_flows_per_s", "?"),
+        )  # fmt: skip
+    return True
+
+
+# --------------------------------------------------------------------- kind and severity
+
+
+def _encrypted(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """A stream that cannot be read but tracks the span's traffic: how surely a copy."""
+    if s.protocol != ENCRYPTED_COPY:
+        return True
+    th, e = ctx.thresholds, s.extra
+    r = float(e.get("correlation", 0.0))  # type: ignore[arg-type]
+    ratio = float(e.get("bytes_ratio", 0.0))  # type: ignore[arg-type]
+    matched = e.get("matched_share")
+    if r < th.encrypted_medium_correlation:
+        return False
+    v.say(
+        "encrypted-tracks-span", carrier=e.get("carrier", "?"), window=e.get("window_ms"),
+        series=e.get("tracked_series"), r=r, bins=e.get("bins"), lag=e.get("lag_ms"),
+        ratio=ratio,
+    )  # fmt: skip
+    if isinstance(matched, float) and matched > 0:
+        low = int(e.get("overhead_bytes", 0) or 0)  # type: ignore[call-overload]
+        v.say(
+            "encrypted-packet-overhead", matched=matched, checked=e.get("packets_checked"),
+            low=low, high=low + 15,
+        )  # fmt: skip
+    v.say("encrypted-blind-spots")
+    plausible = th.encrypted_min_ratio <= ratio <= th.encrypted_max_ratio
+    per_packet = isinstance(matched, float) and matched >= th.copy_match_share
+    back = e.get("bytes_back_share")
+    if isinstance(back, float) and back >= th.encrypted_max_back_share:
+        v.say("two-way-bytes", back=back)
+        v.severity = "medium"
+    elif plausible and (r >= th.encrypted_high_correlation or per_packet):
+        v.severity = "high"
+    else:
+        if not plausible:
+            v.say("implausible-ratio", ratio=ratio)
+        v.severity = "medium"
+    return True
+
+
+def _mirror_or_tunnel(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Encapsulations used both for mirrors and for tunnels: which one this stream is; formats
+    that only ever carry copies say so."""
+    if s.protocol in AMBIGUOUS and v.kind == "mirror":
+        _ambiguous(s, x, ctx.thresholds, v)
+    elif v.copies and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+        v.say("copy-only-format", protocol=s.protocol)
+    return True
+
+
+def _ambiguous(s: StreamEvidence, x: Features, th: Thresholds, v: Verdict) -> None:
+    proven = x.both_ways or x.copies_proven
+    v.evidence["mirror_proven"] = proven
+    if proven and not x.both_ways:
+        v.say("copies-on-link", src=s.src)
+    elif proven:
+        v.say("both-way-inner", both=x.both, convs=x.convs)
+        if x.returning == 0:
+            v.say("nothing-back", src=s.src, dst=s.dst)
+    elif s.protocol == "tee-copy":
+        v.severity = "low"
+        v.say("tee-one-way")
+    elif x.returning > 0:
+        v.kind, v.severity = "tunnel", "info"
+        v.say("came-back", returning=x.returning, src=s.src, dst=s.dst)
+    else:
+        v.severity = "medium"
+        if s.carried_packets < th.min_decide_packets or x.convs < 2:
+            v.say("too-few-to-decide", carried=round(s.carried_packets))
+        else:
+            v.say("one-way-inner")
+
+
+def _whose_traffic(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Whose traffic the copies carry, and whether a few hosts are watched in particular."""
+    if not (v.copies and s.hosts and s.protocol != ENCRYPTED_COPY):
+        return True
+    th = ctx.thresholds
+    v.say("inner-hosts", hosts=len(s.hosts), convs=x.convs, both=x.both)
+    targets, top_share = s.best_cover(th.targeted_hosts, ctx.is_home)
+    v.evidence["top_hosts_share"] = round(top_share, 4)
+    if (
+        # Only a stream already known to carry copies can be a targeted intercept.
+        SEVERITY_ORDER[v.severity] >= SEVERITY_ORDER["high"]
+        and top_share >= th.targeted_share
+        and ctx.link_hosts >= th.targeted_link_hosts
+        and s.carried_packets >= th.min_decide_packets
+        and len(s.hosts) > len(targets)
+    ):
+        v.severity = "critical"
+        v.evidence["targeted"] = True
+        v.evidence["targets"] = targets
+        v.say("targeted", share=top_share, targets=", ".join(targets), link_hosts=ctx.link_hosts)
+    return True
+
+
+def _no_magic(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Formats without a magic number climb a ladder of evidence."""
+    if s.protocol not in GUESSED or not v.copies:
+        return True
+    th = ctx.thresholds
+    shaped = x.both_ways or x.copies_proven or bool(v.evidence.get("targeted"))
+    # Both directions of a conversation, each packet also seen natively: a copy even of one
+    # conversation between two hosts (a single watched subscriber), not a control exchange.
+    # Plain copies are sightings of a packet seen twice: each one is matched by construction.
+    seen_twice = x.copies_proven or (s.protocol == "tee-copy" and x.matched >= th.min_copy_checks)
+    cap, why = _evidence_cap(s, th, x.convs, shaped, x.both_ways and seen_twice)
+    v.evidence["evidence_level"] = cap
+    if SEVERITY_ORDER[cap] < SEVERITY_ORDER[v.severity]:
+        v.severity = cap
+        if why is not None:
+            v.reasons.append(why)
+    return True
+
+
+def _evidence_cap(
+    s: StreamEvidence, th: Thresholds, convs: int, shaped: bool, proven_both_ways: bool = False
+) -> tuple[str, Reason | None]:
+    """The highest severity the evidence of a format without a magic number supports, and why
+    it goes no higher: low on a few packets or on carried packets that are not plausible
+    traffic, medium on plausible traffic with nothing that shows copies, and only with
+    intercept-shaped evidence (both directions of inner conversations in one outer direction,
+    copies matched to originals, a targeted pattern) what the format means."""
+    if s.protocol == "rpcap" and not s.carried_packets:
+        messages = {m.removesuffix("-reply") for m in s.facts.get("message", {})}
+        if messages >= RPCAP_SESSION:
+            return "critical", None
+        listed = ", ".join(sorted(messages)) or "none"
+        return "low", Reason("rpcap-no-session", {"protocol": s.protocol, "messages": listed})
+    if s.protocol == "pcap-over-ip":
+        lag = (s.fact_min.get("record_lag_s"), s.fact_max.get("record_lag_s"))
+        if lag[0] is not None and lag[1] is not None:
+            worst = max(abs(lag[0]), abs(lag[1]))
+            if worst > th.capture_time_slack:
+                return "low", Reason("capture-file-transfer", {"lag": worst})
+    packets = round(s.carried_packets) if s.carried_packets else s.validated
+    if packets < th.guess_min_packets:
+        return "low", Reason(
+            "few-packets",
+            {"packets": packets, "protocol": s.protocol, "needed": th.guess_min_packets},
+        )
+    spread = len(s.hosts) >= th.guess_min_hosts and convs >= th.guess_min_conversations
+    if not spread and not proven_both_ways:
+        return "low", Reason(
+            "few-hosts", {"hosts": len(s.hosts), "convs": convs, "protocol": s.protocol}
+        )
+    if not shaped:
+        return "medium", Reason("no-copy-shape", {"protocol": s.protocol})
+    return "critical", None
+
+
+def _local_or_idle(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """Copies that never leave the host, and intercept channels that carry nothing yet."""
+    v.never_leaves = v.copies and _never_leaves(s)
+    if v.never_leaves:
+        v.severity = "low"
+        v.evidence["never_leaves"] = True
+        v.say("never-leaves", src=s.src)
+    kinds = set(s.facts.get("pdu_type", {})) | set(s.facts.get("pdu", {}))
+    if v.kind == "intercept" and kinds and kinds <= KEEPALIVE_PDUS:
+        v.evidence["keepalive_only"] = True
+        v.say("keepalive-only")
+    return True
+
+
+def _not_copies(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    """What flow exports and tunnels carry instead of copies."""
+    if v.kind == "flow-export":
+        v.say("flow-records", records=s.records, hosts=len(s.record_hosts))
+    if v.kind == "tunnel":
+        steering = [w for w, _ in s.facts.get("steering", Counter()).most_common(1)]
+        if steering:
+            v.say("steering", how=steering[0])
+        else:
+            v.say("tunnel", protocol=s.protocol)
+    return True
+
+
+# ------------------------------------------------------------------------------ details
+
+
+def _decoded_fields(s: StreamEvidence) -> list[str]:
+    """The decoded header fields worth showing, each as "name values" (or a range)."""
     parts = []
+    # Facts are kept as str(value): say booleans and absences in words, not Python.
+    words = {"True": "yes", "False": "no", "None": "none"}
     for k, c in sorted(s.facts.items()):
         if k in HIDDEN_FACTS:
             continue
         if k in s.fact_min and len(c) > 3:
             parts.append(f"{k} {s.fact_min[k]:g}–{s.fact_max[k]:g}")
-        else:
-            # Facts are kept as str(value): say booleans and absences in words, not Python.
-            words = {"True": "yes", "False": "no", "None": "none"}
-            values = [words.get(v, v) for v, _ in c.most_common(5) if v not in ("", "[]")]
-            if values:
-                parts.append(f"{k} " + ", ".join(values))
-    return "Decoded fields: " + "; ".join(parts[:12]) + "." if parts else None
+            continue
+        values = [words.get(v, v) for v, _ in c.most_common(5) if v not in ("", "[]")]
+        if values:
+            parts.append(f"{k} " + ", ".join(values))
+    return parts[:12]
 
 
-def _carried_checks(
-    s: StreamEvidence, evidence: dict[str, int | float | str | bool | list[str] | list[int]]
-) -> str | None:
-    """Carried-header facts into the evidence, and a sentence when some are odd."""
-    for k, n in sorted(s.carried_checks.items()):
-        evidence[f"carried_{k}"] = n
-    right, zero, wrong = (s.carried_checks.get(f"ipv4_checksum_{k}", 0) for k in CHECKSUMS)
-    group = s.carried_checks.get("group_source_mac", 0)
-    if not (zero or wrong or group):
-        return None
-    parts = []
-    if zero or wrong:
-        parts.append(
-            f"of {right + zero + wrong} carried IPv4 headers {right} have a right checksum, "
-            f"{zero} checksum 0 (copied before checksum offload) and {wrong} a wrong one "
-            "(rewritten or anonymised)"
-        )
-    if group:
-        parts.append(f"{group} carried frames have a group-bit source MAC (anonymised or odd)")
-    return (
-        "Carried headers: " + "; ".join(parts) + ". Counted as facts: a copy is recognised by "
-        "the format's own header, not by the checksums inside it."
-    )
-
-
-def _encrypted_copy(s: StreamEvidence, th: Thresholds, reasons: list[str]) -> str | None:
-    """Severity of a stream that cannot be read but tracks the span's traffic, or None."""
-    x = s.extra
-    r = float(x.get("correlation", 0.0))  # type: ignore[arg-type]
-    ratio = float(x.get("bytes_ratio", 0.0))  # type: ignore[arg-type]
-    matched = x.get("matched_share")
-    carrier = x.get("carrier", "?")
-    if r < th.encrypted_medium_correlation:
-        return None
-    lag, window = x.get("lag_ms"), x.get("window_ms")
-    series = x.get("tracked_series")
-    followed = "all of it" if series == "all" else "that of the watched hosts' group"
-    reasons.append(
-        f"A {carrier} stream whose content cannot be read, but whose bytes per {window} ms follow "
-        f"the traffic seen in clear on this span ({followed}, its own endpoints left out) with "
-        f"correlation {r:.2f} over {x.get('bins')} bins of 100 ms, {lag} ms later, carrying "
-        f"{ratio:.2f} times the bytes it follows: a copy of that traffic sent encrypted."
-    )
-    if isinstance(matched, float) and matched > 0:
-        low = int(x.get("overhead_bytes", 0) or 0)  # type: ignore[call-overload]
-        reasons.append(
-            f"{matched:.0%} of {x.get('packets_checked')} sampled packets are {low}-{low + 15} "
-            "bytes larger than a native packet seen in the 30 ms before them, beyond what an "
-            "earlier window shows by chance: a constant per-packet overhead, as a tunnel adds."
-        )
-    reasons.append(
-        "What this cannot tell: a VPN gateway whose span sees both its clear side and its tunnel "
-        "looks the same when the tunnel carries mostly one-way traffic (check whether the tracked "
-        "hosts' traffic is meant for that tunnel); "
-        "when the span sees only the copies, or the copied traffic is thin, nothing correlates "
-        "and no copy is found."
-    )
-    plausible = th.encrypted_min_ratio <= ratio <= th.encrypted_max_ratio
-    per_packet = isinstance(matched, float) and matched >= th.copy_match_share
-    back = x.get("bytes_back_share")
-    if isinstance(back, float) and back >= th.encrypted_max_back_share:
-        reasons.append(
-            f"{back:.0%} as many bytes come back through it as go out: two-way traffic, as a VPN "
-            "carries to be delivered, where a copy gets only acknowledgements back (medium)."
-        )
-        return "medium"
-    if plausible and (r >= th.encrypted_high_correlation or per_packet):
-        return "high"
-    if not plausible:
-        reasons.append(
-            f"It carries {ratio:.2f} times the bytes it follows, not what a copy of them would: "
-            "it may only move at the same times (medium)."
-        )
-    return "medium"
-
-
-def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | None:
-    """The verdict for one (merged) stream; None when it is not worth a finding."""
-    th = ctx.thresholds
-    share = s.validated / s.decoded if s.decoded else 0.0
-    if share < ctx.detection.min_validated_share and s.strength < 1.0:
-        return None
-    reasons: list[str] = []
-    evidence: dict[str, int | float | str | bool | list[str] | list[int]] = {
-        "validated": s.validated,
-        "decoded": s.decoded,
-        "validated_share": round(share, 4),
-    }
-    if s.header_example:
-        reasons.append(f"Leading bytes: {s.header_example}.")
-    src, dst = s.src or s.src_mac or "?", s.dst or s.dst_mac or "?"
-    if s.protocol == ENCRYPTED_COPY:
-        reasons.append(
-            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst}"
-            + (" (both directions of the connection)" if s.transport == "tcp" else "")
-            + f"; compared with the span's traffic from {_iso(s.first_seen)} to "
-            f"{_iso(s.last_seen)}."
-        )
-    elif s.protocol == "tee-copy":
-        reasons.append(
-            f"{s.validated} duplicate sightings among the packets sampled by fingerprint, so "
-            f"about {s.packets} copied packets ({s.bytes} bytes) from {src} to {dst} between "
-            f"{_iso(s.first_seen)} and {_iso(s.last_seen)}: plain copies, as iptables TEE or "
-            "nft dup send them."
-        )
-    else:
-        if s.transport == "tcp":
-            what, sampled = "PDUs", " (every segment reassembled)"
-        else:
-            what = "packets"
-            sampled = " (decoded in full at first, then a sample)" if s.decoded < s.packets else ""
-        reasons.append(
-            f"{s.validated} of {s.decoded} decoded {what} validated as {s.protocol}{sampled}; "
-            f"{s.packets} packets, {s.bytes} bytes from {src} to {dst} between "
-            f"{_iso(s.first_seen)} and {_iso(s.last_seen)}."
-        )
-    checked = int(s.extra.get("copies_checked", 0) or 0)  # type: ignore[call-overload]
-    matched = int(s.extra.get("copies_matched", 0) or 0)  # type: ignore[call-overload]
-    copies_proven = checked >= th.min_copy_checks and matched >= th.copy_match_share * checked
-    if checked and matched:
-        delay = s.extra.get("copy_delay_ms")
-        reasons.append(
-            f"{matched} of {checked} carried packets checked (a sample, by fingerprint) "
-            f"match packets seen natively on this link, the copy {delay} ms after the original "
-            "(median)" + (": proven copies." if copies_proven else ".")
-        )
-    elif checked:
-        reasons.append(
-            f"None of the {checked} carried packets checked against this link's own traffic "
-            "was seen there natively: the originals travel elsewhere (the span sees only the "
-            "copies), or the copies were rewritten (anonymised addresses)."
-        )
-    if checked:
-        evidence["copy_match_share"] = round(matched / checked, 4)
-    note = _port_note(s)
-    if note:
-        reasons.append(note)
-    kind = s.kind
-    severity = {"mirror": "high", "intercept": "critical", "flow-export": "medium"}.get(
-        kind, "info"
-    )
-
-    both, convs = s.both_way_conversations()
-    total_carried = max(s.carried_packets, 1.0)
-    if s.carried_packets:
-        evidence["carried_packets"] = round(s.carried_packets)
-        evidence["inner_conversations"] = convs
-        evidence["inner_both_directions"] = both
-        third = 1.0 - s.inner_is_outer / max(1, s.validated)
-        evidence["inner_third_party_share"] = round(max(0.0, third), 4)
-        if s.carried_unparsed:
-            # Carried frames that were neither IP nor a frame with addresses (ERSPAN III frame
-            # type 7, 802.11 management, truncated copies).
-            evidence["carried_unparsed"] = s.carried_unparsed
-        header_note = _carried_checks(s, evidence)
-        if header_note:
-            reasons.append(header_note)
-    evidence["return_packets"] = returning
-    if s.rejects:
-        # Why the packets that did not validate were refused, by the decoder's reason code.
-        evidence["rejects"] = [f"{k}={n}" for k, n in s.rejects.most_common(16)]
-
-    if s.protocol == "unknown-encapsulation":
-        offsets = s.sessions.get("offset")
-        top = offsets.most_common(1)[0][1] / max(1, sum(offsets.values())) if offsets else 0.0
-        if top < th.fixed_offset_share or s.validated < th.min_unknown_packets:
-            return None
-        reasons.append(_prefix_sentence(s))
-    if s.protocol in CONNECTION_LOGS:
-        lines = s.records / max(1, s.validated)
-        if s.records < th.min_connlog_lines or lines < th.connlog_share:
-            return None  # an ordinary log: daemon messages, not connection records
-        evidence["connection_line_share"] = round(min(1.0, lines), 4)
-        reasons.append(
-            f"{lines:.0%} of its messages name connections of other hosts, about "
-            f"{s.extra.get('records_per_s', '?')} per second while the span shows "
-            f"{s.extra.get('span_new_flows_per_s', '?')} new flows per second: a connection log."
-        )
-    if s.protocol == ENCRYPTED_COPY:
-        verdict = _encrypted_copy(s, th, reasons)
-        if verdict is None:
-            return None
-        severity = verdict
-    if s.protocol in AMBIGUOUS and kind == "mirror":
-        both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
-        proven = both_ways or copies_proven
-        evidence["mirror_proven"] = proven
-        if proven and not both_ways:
-            reasons.append(f"Copies of traffic seen on this link: a mirror of {s.src}'s links.")
-        elif proven:
-            reasons.append(
-                f"{both} of {convs} inner conversations appear in both directions inside this one "
-                f"outer direction: a copy of traffic, which a tunnel or overlay never carries."
-            )
-            if returning == 0:
-                reasons.append(f"Nothing came back from {s.dst} to {s.src} in this format.")
-        elif s.protocol == "tee-copy":
-            severity = "low"
-            reasons.append(
-                "The copied packets all travel one way: this is also what a span that sees both "
-                "sides of a router shows (each routed packet twice, to two next hops). Check "
-                "whether the span includes the router's other interface before suspecting TEE."
-            )
-        elif returning > 0:
-            kind, severity = "tunnel", "info"
-            reasons.append(
-                f"{returning} packets of this format came back from {s.dst} to {s.src} and the "
-                f"inner conversations each travel one way per outer direction: an overlay or L2 "
-                f"tunnel, not a mirror."
-            )
-        else:
-            severity = "medium"
-            if s.carried_packets < th.min_decide_packets or convs < 2:
-                reasons.append(
-                    f"Only {round(s.carried_packets)} carried packets: too little traffic to "
-                    "tell a mirror from a one-way tunnel."
-                )
-            else:
-                reasons.append(
-                    "Nothing came back through it, but its inner conversations are one-way: it "
-                    "may be a mirror of one direction, or one half of a tunnel seen asymmetrically."
-                )
-    elif kind in ("mirror", "intercept") and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
-        reasons.append(f"{s.protocol} only ever carries copies of captured traffic.")
-
-    if kind in ("mirror", "intercept") and s.hosts and s.protocol != ENCRYPTED_COPY:
-        hosts = len(s.hosts)
-        reasons.append(
-            f"Carries traffic of {hosts} inner hosts in {convs} conversations"
-            + (f", {both} of them in both directions" if both else "")
-            + "."
-        )
-        targets, top_share = s.best_cover(th.targeted_hosts, ctx.is_home)
-        evidence["top_hosts_share"] = round(top_share, 4)
-        if (
-            # Only a stream already known to carry copies can be a targeted intercept.
-            SEVERITY_ORDER[severity] >= SEVERITY_ORDER["high"]
-            and top_share >= th.targeted_share
-            and ctx.link_hosts >= th.targeted_link_hosts
-            and s.carried_packets >= th.min_decide_packets
-            and len(s.hosts) > len(targets)
-        ):
-            severity = "critical"
-            evidence["targeted"] = True
-            evidence["targets"] = targets
-            reasons.append(
-                f"Targeted pattern: {top_share:.0%} of the copied packets involve "
-                f"{', '.join(targets)}, while the link carries {ctx.link_hosts} hosts: someone "
-                "is watching these hosts in particular."
-            )
-    if s.protocol in GUESSED and kind in ("mirror", "intercept"):
-        both_ways = convs > 0 and both >= max(1, th.both_way_share * convs)
-        shaped = both_ways or copies_proven or bool(evidence.get("targeted"))
-        # Both directions of a conversation, each packet also seen natively: a copy even of one
-        # conversation between two hosts (a single watched subscriber), not a control exchange.
-        # Plain copies are sightings of a packet seen twice: each one is matched by construction.
-        seen_twice = copies_proven or (s.protocol == "tee-copy" and matched >= th.min_copy_checks)
-        cap, why = _evidence_cap(s, th, convs, shaped, both_ways and seen_twice)
-        evidence["evidence_level"] = cap
-        if SEVERITY_ORDER[cap] < SEVERITY_ORDER[severity]:
-            severity = cap
-            reasons.extend(why)
-    never_leaves = kind in ("mirror", "intercept") and _never_leaves(s)
-    if never_leaves:
-        severity = "low"
-        evidence["never_leaves"] = True
-        reasons.append(
-            f"Exporter and collector are the same host ({s.src}): the copies never leave it "
-            "(a local capture or a test), so nothing is sent elsewhere (severity low)."
-        )
-    kinds = set(s.facts.get("pdu_type", {})) | set(s.facts.get("pdu", {}))
-    if kind == "intercept" and kinds and kinds <= KEEPALIVE_PDUS:
-        evidence["keepalive_only"] = True
-        reasons.append(
-            "Only keep-alives so far: an intercept channel that is set up and armed, waiting "
-            "for a target's traffic to carry."
-        )
-    if kind == "flow-export":
-        reasons.append(
-            f"Flow metadata: {s.records} records decoded naming {len(s.record_hosts)} hosts; "
-            "it tells the collector who talked to whom, when and how much."
-        )
-    if kind == "tunnel":
-        steering = [v for v, _ in s.facts.get("steering", Counter()).most_common(1)]
-        if steering:
-            reasons.append(
-                f"Steering, not copying: {steering[0]}; the original packets are diverted "
-                "through it and delivered from there, none is duplicated (severity info)."
-            )
-        else:
-            reasons.append(
-                f"A {s.protocol} tunnel: traffic carried to be delivered, not a copy "
-                "(severity info)."
-            )
-    facts = _facts_sentence(s)
-    if facts:
-        reasons.append(facts)
+def _details(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) -> bool:
+    fields = _decoded_fields(s)
+    if fields:
+        v.say("decoded-fields", fields=fields)
     if s.fragments:
-        evidence["fragmented_datagrams_frames"] = s.fragments
-        reasons.append(f"Outer packets were IP-fragmented ({s.fragments} fragments reassembled).")
-    sessions = s.session_values()
+        v.evidence["fragmented_datagrams_frames"] = s.fragments
+        v.say("fragmented", fragments=s.fragments)
     for k, c in s.sessions.items():
         if len(c) > 1:
-            evidence[f"{k}_values"] = [str(v) for v, _ in c.most_common(16)]
-    evidence.update({k: v for k, v in s.extra.items() if isinstance(v, int | float | str | list)})
+            v.evidence[f"{k}_values"] = [str(val) for val, _ in c.most_common(16)]
+    v.evidence.update(
+        {k: val for k, val in s.extra.items() if isinstance(val, int | float | str | list)}
+    )
+    return True
 
-    basis = _basis(s, kind, copies_proven, evidence, never_leaves)
+
+# In order: what the stream is, then kind and severity, then details.
+STEPS: tuple[Step, ...] = (
+    _describe, _copy_match, _port, _carried, _worth_a_finding, _encrypted, _mirror_or_tunnel,
+    _whose_traffic, _no_magic, _local_or_idle, _not_copies, _details,
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- finding
+
+
+def _basis(s: StreamEvidence, x: Features, v: Verdict) -> str:
+    """What the verdict rests on (detector.policy.scores.BASE)."""
+    if v.kind == "flow-export":
+        return "flow-records"
+    if v.kind == "tunnel":
+        return "tunnel"
+    if v.never_leaves:
+        return "never-leaves"
+    if x.copies_proven:
+        return "copies-proven"
+    if s.protocol in AMBIGUOUS:
+        return "both-ways" if v.evidence.get("mirror_proven") else "one-way"
+    if s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+        return "copy-by-construction"
+    return "intercept-shim" if v.kind == "intercept" else "other"
+
+
+def _scores(s: StreamEvidence, x: Features, th: Thresholds, v: Verdict) -> Scores:
+    basis = _basis(s, x, v)
     scores = Scores(
-        identification(share, s.strength, s.validated, _off_port(s)),
+        identification(x.share, s.strength, s.validated, _off_port(s)),
         certainty(
             basis,
-            s.records if kind == "flow-export" else (s.carried_packets or s.validated),
+            s.records if v.kind == "flow-export" else (s.carried_packets or s.validated),
             th.min_decide_packets,
-            copy_match_share=float(evidence.get("copy_match_share", 0.0)),  # type: ignore[arg-type]
-            both_way_share=both / convs if convs else 0.0,
-            targeted=bool(evidence.get("targeted")),
+            copy_match_share=float(v.evidence.get("copy_match_share", 0.0)),  # type: ignore[arg-type]
+            both_way_share=x.both / x.convs if x.convs else 0.0,
+            targeted=bool(v.evidence.get("targeted")),
         ),
     )
-    evidence["certainty_basis"] = basis
+    v.evidence["certainty_basis"] = basis
+    return scores
 
+
+def _finding(s: StreamEvidence, v: Verdict, scores: Scores) -> Finding:
     family, src, dst, dport, transport = group_key(s)
+    total_carried = max(s.carried_packets, 1.0)
     watched = (
         _watched(s.hosts, total_carried)
         if s.hosts
@@ -633,18 +685,18 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
     )
     port = s.dport if transport in ("udp", "tcp") else None
     packets, nbytes = s.packets, s.bytes
-    if transport == "tcp" and "packets_back" not in evidence:
+    if transport == "tcp" and "packets_back" not in v.evidence:
         # One direction of the connection validated; the other (acks, answers) is part of the
         # same stream, as when both directions validate.
-        evidence["packets_back"] = s.return_packets
-        evidence["bytes_back"] = s.return_bytes
+        v.evidence["packets_back"] = s.return_packets
+        v.evidence["bytes_back"] = s.return_bytes
         packets += s.return_packets
         nbytes += s.return_bytes
     return Finding(
         id=finding_id(family, src, dst, dport, transport),
-        kind=kind,
+        kind=v.kind,  # type: ignore[arg-type]
         protocol=s.protocol,
-        severity=severity,  # type: ignore[arg-type]
+        severity=v.severity,  # type: ignore[arg-type]
         confidence=round(max(0.0, min(1.0, scores.confidence)), 3),
         identification=scores.identification,
         certainty=scores.certainty,
@@ -655,59 +707,34 @@ def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | N
         last_seen=_iso(s.last_seen),
         packets=packets,
         bytes=nbytes,
-        session=sessions,
+        session=s.session_values(),
         watched=watched,
-        reasons=reasons,
-        evidence=evidence,
+        reason_codes=[r.code for r in v.reasons],
+        reasons=[r.text for r in v.reasons],
+        evidence=v.evidence,
     )
 
 
-def _evidence_cap(
-    s: StreamEvidence, th: Thresholds, convs: int, shaped: bool, proven_both_ways: bool = False
-) -> tuple[str, list[str]]:
-    """The highest severity the evidence of a format without a magic number supports, and why
-    it goes no higher: low on a few packets or on carried packets that are not plausible
-    traffic, medium on plausible traffic with nothing that shows copies, and only with
-    intercept-shaped evidence (both directions of inner conversations in one outer direction,
-    copies matched to originals, a targeted pattern) what the format means."""
-    what = f"{s.protocol} has no magic number"
-    if s.protocol == "rpcap" and not s.carried_packets:
-        messages = {m.removesuffix("-reply") for m in s.facts.get("message", {})}
-        if messages >= RPCAP_SESSION:
-            return "critical", []
-        return "low", [
-            f"{what}: these control messages ({', '.join(sorted(messages)) or 'none'}) are not "
-            "an rpcap session (open, then start capture), so they may be other bytes that look "
-            "like rpcap."
-        ]
-    if s.protocol == "pcap-over-ip":
-        lag = (s.fact_min.get("record_lag_s"), s.fact_max.get("record_lag_s"))
-        if lag[0] is not None and lag[1] is not None:
-            worst = max(abs(lag[0]), abs(lag[1]))
-            if worst > th.capture_time_slack:
-                return "low", [
-                    f"The records were captured up to {worst:.0f} s away from when they were "
-                    "sent: a capture file being transferred (a download), not a live capture "
-                    "stream."
-                ]
-    packets = round(s.carried_packets) if s.carried_packets else s.validated
-    if packets < th.guess_min_packets:
-        return "low", [
-            f"Only {packets} packets: {what}, so a few matching packets are no more than a "
-            f"guess (at least {th.guess_min_packets} are needed)."
-        ]
-    spread = len(s.hosts) >= th.guess_min_hosts and convs >= th.guess_min_conversations
-    if not spread and not proven_both_ways:
-        return "low", [
-            f"Its carried packets involve {len(s.hosts)} hosts in {convs} conversations: not the "
-            f"spread of traffic a copy shows ({what}; a control exchange or a tunnel looks so)."
-        ]
-    if not shaped:
-        return "medium", [
-            f"{what} and nothing here shows copies: no inner conversation seen both ways in this "
-            "one outer direction, no carried packet matched to an original, no targeted pattern."
-        ]
-    return "critical", []
+def decide(s: StreamEvidence, ctx: PolicyContext, returning: int) -> Finding | None:
+    """The verdict for one (merged) stream; None when it is not worth a finding.
+
+    Features (numbers from the evidence) → kind and severity with reason codes, step by step →
+    scores → the Finding, its reasons worded from the codes (detector.policy.reasons)."""
+    x = features(s, ctx.thresholds, returning)
+    if x.share < ctx.detection.min_validated_share and s.strength < 1.0:
+        return None
+    v = Verdict(
+        kind=s.kind,
+        severity=INITIAL_SEVERITY.get(s.kind, "info"),
+        evidence={
+            "validated": s.validated, "decoded": s.decoded,
+            "validated_share": round(x.share, 4),
+        },
+    )  # fmt: skip
+    for step in STEPS:
+        if not step(s, x, ctx, v):
+            return None
+    return _finding(s, v, _scores(s, x, ctx.thresholds, v))
 
 
 def judge(
@@ -731,12 +758,12 @@ def judge(
         # A test stream from `mirrorwatch canary` says so; its verdict stays the detection's.
         canary.label(f, m)
         if f.exporter.ip in ctx.routers:
-            f.reasons.append(f"Exported by {f.exporter.ip}, one of your routers (config).")
+            add(f, "router-exporter", ip=f.exporter.ip)
         why = ctx.allow(f) if ctx.allow is not None and f.kind != "tunnel" else None
         if why is not None:
             f.severity = "low"
             f.allow_listed = True
-            f.reasons.append(why)
+            add(f, "allow-listed", why=why)
         out.append((f, m))
     out = _fold_tunnel_directions(out)
     out.sort(key=lambda fm: (-SEVERITY_ORDER[fm[0].severity], fm[0].first_seen, fm[0].id))
@@ -761,10 +788,11 @@ def _fold_tunnel_directions(
             out.append((f, ev))
             continue
         g = first[0]
-        g.reasons.append(
-            f"Both directions: {g.packets} packets {g.exporter.ip} → {g.collector.ip}, "
-            f"{f.packets} packets {f.exporter.ip} → {f.collector.ip}."
-        )
+        add(
+            g, "tunnel-both-directions", packets=g.packets, src=g.exporter.ip,
+            dst=g.collector.ip, back_packets=f.packets, back_src=f.exporter.ip,
+            back_dst=f.collector.ip,
+        )  # fmt: skip
         g.packets += f.packets
         g.bytes += f.bytes
         # The folded direction's share, for outputs that count each direction apart.

@@ -100,6 +100,7 @@ METADATA: list[tuple[str, str]] = [
     ("transport", "`udp`, `tcp`, `gre`, `ip/<number>` or `l2`"),
     ("session_<key>", "each session identifier (VNI, CCCID, LIID, ...)"),
     ("watched", "up to 10 hosts whose traffic is inside, largest first"),
+    ("reason_codes", "the stable code of each reason, in order (docs/reasons.md)"),
     ("reasons", "the finding's reasons, one sentence each"),
     ("allow_listed", "`true` when a config `[[expected]]` entry matched"),
     ("canary", "`true` for a `mirrorwatch canary` test stream"),
@@ -207,6 +208,8 @@ def _metadata(f: Finding, extra: Mapping[str, list[str]] | None) -> dict[str, li
     watched = [w.ip or w.mac for w in f.watched[:WATCHED_IN_METADATA] if w.ip or w.mac]
     if watched:
         md["watched"] = [str(w) for w in watched]
+    if f.reason_codes:
+        md["reason_codes"] = list(f.reason_codes)
     if f.reasons:
         md["reasons"] = list(f.reasons)
     if f.allow_listed:
