@@ -312,11 +312,29 @@ def explain(
     reading when tshark is not installed."""
     if tshark is None:
         tshark = shutil.which("tshark")
-    proto = variant(finding, ev)
     rules = decode_as_rules(finding, ev)
     prefs = preferences(finding, ev)
     layered = layered_filters(tshark)
     dfilter = display_filter(finding, layered)
+    out = _heading(finding, ev)
+    samples = sorted(ev.outer_samples, key=lambda x: x[0])[:packets] if ev is not None else []
+    dissected = False
+    used = rules
+    if not samples:
+        out += ["", "No packets of this stream were kept, so there is nothing to show."]
+    elif tshark is None:
+        out += ["", INSTALL_HINT, *scapy_view(finding, ev, packets)]
+    else:
+        with tempfile.TemporaryDirectory(prefix="mirrorwatch-explain-") as tmp:
+            view = _Reading(finding, ev, tshark, Path(tmp), samples, packets, detail)
+            used, dissected = view.read(rules, prefs, keep)
+            out += view.out
+    cmd = user_command(paths, used, prefs, dfilter)
+    out += _how_to_open(cmd, dfilter, layered, used, prefs)
+    return Explanation(finding, "\n".join(out) + "\n", dissected, used, dfilter, cmd)
+
+
+def _heading(finding: Finding, ev: StreamEvidence | None) -> list[str]:
     out = [
         f"{finding.id}: {finding.protocol} {finding.kind} ({finding.severity}), "
         f"{finding.exporter.label} -> {finding.collector.label} over {finding.transport}",
@@ -326,63 +344,74 @@ def explain(
     header = ev.header_example if ev is not None else ""
     if header:
         out.append(f"  mirrorwatch read: {header}")
-    samples = sorted(ev.outer_samples, key=lambda x: x[0])[:packets] if ev is not None else []
-    dissected = False
-    used = rules
-    with tempfile.TemporaryDirectory(prefix="mirrorwatch-explain-") as tmp:
-        if not samples:
-            out.append("")
-            out.append("No packets of this stream were kept, so there is nothing to show.")
-        elif tshark is None:
-            out.append("")
-            out.append(INSTALL_HINT)
-            out.extend(scapy_view(finding, ev, packets))
-        else:
-            pcap = write_capture(
-                Path(tmp) / "stream", samples, evidence_comment(finding, rules, prefs)
+    return out
+
+
+@dataclass
+class _Reading:
+    """tshark's (and pyshark's) reading of a stream's kept packets, as lines for the user."""
+
+    finding: Finding
+    ev: StreamEvidence | None
+    tshark: str
+    tmp: Path
+    samples: list[tuple[float, int, bytes]]
+    packets: int
+    detail: bool
+    out: list[str] = field(default_factory=list)
+
+    def read(
+        self, rules: list[str], prefs: list[str], keep: str | Path | None
+    ) -> tuple[list[str], bool]:
+        """The Decode As rules tshark needed, and whether Wireshark dissected the format."""
+        f, proto = self.finding, variant(self.finding, self.ev)
+        pcap = write_capture(self.tmp / "stream", self.samples, evidence_comment(f, rules, prefs))
+        if keep is not None:
+            shutil.copyfile(pcap, keep)
+        diss = DISSECTIONS.get(proto)
+        summary, used = _tshark_read(self.tshark, pcap, rules, prefs, len(self.samples))
+        view = WiresharkView(0, [], [])
+        if diss is not None:
+            view = read_with_pyshark(self.tshark, pcap, used, prefs, diss)
+        dissected = view.recognised > 0
+        how = ", ".join(used) if used else "none needed"
+        self.out += [
+            "",
+            f"{tshark_version(self.tshark)} reading of the first {len(self.samples)} packet(s) "
+            f"of the stream (Decode As: {how}):",
+        ]
+        self.out.extend("  " + line for line in summary.rstrip().splitlines())
+        if diss is not None and dissected:
+            self.out.append(
+                f"Wireshark reads {view.recognised} of these {len(self.samples)} packet(s) as "
+                f"{diss.layers.split(',')[-1]} (display filter: {diss.marker})."
             )
-            if keep is not None:
-                shutil.copyfile(pcap, keep)
-            diss = DISSECTIONS.get(proto)
-            summary, used = _tshark_read(tshark, pcap, rules, prefs, len(samples))
-            view = WiresharkView(0, [], [])
-            if diss is not None:
-                view = read_with_pyshark(tshark, pcap, used, prefs, diss)
-            dissected = view.recognised > 0
-            out.append("")
-            how = ", ".join(used) if used else "none needed"
-            out.append(
-                f"{tshark_version(tshark)} reading of the first {len(samples)} packet(s) "
-                f"of the stream (Decode As: {how}):"
-            )
-            out.extend("  " + line for line in summary.rstrip().splitlines())
-            if diss is not None and dissected:
-                out.append(
-                    f"Wireshark reads {view.recognised} of these {len(samples)} packet(s) as "
-                    f"{diss.layers.split(',')[-1]} (display filter: {diss.marker})."
-                )
-            if not dissected:
-                out.append("")
-                reason = NO_DISSECTOR.get(proto) or (
-                    f"Wireshark did not recognise these packets as {proto}."
-                )
-                out.append(f"Wireshark cannot read this format: {reason}")
-                if finding.transport != "l2":
-                    out.extend(_decoded_bytes(finding, samples[0]))
-                out.extend(_inner_view(tshark, ev, Path(tmp), packets))
-            elif detail and view.tree:
-                out.append("")
-                out.append(
-                    "Wireshark's detail of the first packet (layers: "
-                    + " / ".join(view.layers)
-                    + "):"
-                )
-                out.extend("  " + line for line in view.tree)
-    cmd = user_command(paths, used, prefs, dfilter)
-    out.append("")
-    out.append("To open it yourself (selects exactly this stream's packets):")
-    out.append("  " + shlex.join(cmd))
-    out.append(f"  Wireshark display filter: {dfilter}")
+        if not dissected:
+            self._undissected(proto)
+        elif self.detail and view.tree:
+            self.out += ["", f"Wireshark's detail of the first packet (layers: "
+                         f"{' / '.join(view.layers)}):"]  # fmt: skip
+            self.out.extend("  " + line for line in view.tree)
+        return used, dissected
+
+    def _undissected(self, proto: str) -> None:
+        """What mirrorwatch decoded, where Wireshark has no dissector for the format."""
+        reason = NO_DISSECTOR.get(proto) or f"Wireshark did not recognise these packets as {proto}."
+        self.out += ["", f"Wireshark cannot read this format: {reason}"]
+        if self.finding.transport != "l2":
+            self.out.extend(_decoded_bytes(self.finding, self.samples[0]))
+        self.out.extend(_inner_view(self.tshark, self.ev, self.tmp, self.packets))
+
+
+def _how_to_open(
+    cmd: list[str], dfilter: str, layered: bool, used: list[str], prefs: list[str]
+) -> list[str]:
+    out = [
+        "",
+        "To open it yourself (selects exactly this stream's packets):",
+        "  " + shlex.join(cmd),
+        f"  Wireshark display filter: {dfilter}",
+    ]
     if not layered:
         out.append(
             "  (This tshark is older than 4.0, which has no first-layer operator (ip.src#1): the "
@@ -393,7 +422,7 @@ def explain(
         out.append(f"  Wireshark: Analyze > Decode As...: {field_} -> {target.upper()}")
     for p in prefs:
         out.append(f"  Wireshark: Edit > Preferences > Protocols: {p}")
-    return Explanation(finding, "\n".join(out) + "\n", dissected, used, dfilter, cmd)
+    return out
 
 
 def _decoded_bytes(finding: Finding, sample: tuple[float, int, bytes]) -> list[str]:

@@ -203,28 +203,29 @@ def _metadata(f: Finding, extra: Mapping[str, list[str]] | None) -> dict[str, li
         "collector": [f.collector.label],
         "transport": [f.transport],
     }
-    for key, value in f.session.items():
-        md[f"session_{key}"] = [value]
+    md.update({f"session_{key}": [value] for key, value in f.session.items()})
     watched = [w.ip or w.mac for w in f.watched[:WATCHED_IN_METADATA] if w.ip or w.mac]
-    if watched:
-        md["watched"] = [str(w) for w in watched]
-    if f.reason_codes:
-        md["reason_codes"] = list(f.reason_codes)
-    if f.reasons:
-        md["reasons"] = list(f.reasons)
-    if f.allow_listed:
-        md["allow_listed"] = ["true"]
-    if f.evidence.get("canary") is True:
-        md["canary"] = ["true"]
+    lists = {
+        "watched": [str(w) for w in watched],
+        "reason_codes": list(f.reason_codes),
+        "reasons": list(f.reasons),
+        "allow_listed": ["true"] if f.allow_listed else [],
+        "canary": ["true"] if f.evidence.get("canary") is True else [],
+    }
+    md.update({key: values for key, values in lists.items() if values})
+    md.update(_geo(f))
+    md.update({key: [str(v) for v in values] for key, values in (extra or {}).items() if values})
+    return md
+
+
+def _geo(f: Finding) -> dict[str, list[str]]:
+    """Country, AS number and AS organisation of each end (``--geoip``)."""
+    out: dict[str, list[str]] = {}
     for key, end in (("exporter_geo", f.exporter), ("collector_geo", f.collector)):
         if end.geo is not None:
-            md[key] = [x for x in (end.geo.country, end.geo.asn and f"AS{end.geo.asn}") if x]
-            if end.geo.as_org:
-                md[key].append(end.geo.as_org)
-    for key, values in (extra or {}).items():
-        if values:
-            md[key] = [str(v) for v in values]
-    return md
+            geo = end.geo
+            out[key] = [str(x) for x in (geo.country, geo.asn and f"AS{geo.asn}", geo.as_org) if x]
+    return out
 
 
 def _flow(f: Finding) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from detector.evidence import StreamEvidence
@@ -191,6 +192,39 @@ def hosts_chart(hosts: Sequence[tuple[str, float, str]], label: str) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """Geometry of a timeline chart: ``n`` bins across, packets per bin shown per second."""
+
+    n: int
+    rate: float
+    # Pixels: the whole chart, then the margins around the plot.
+    width, height, left, right, bottom, top_pad = 540, 160, 46, 46, 34, 8
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def base(self) -> int:
+        return self.height - self.bottom
+
+    @property
+    def end(self) -> int:
+        return self.left + self.plot_w
+
+    def xy(self, i: int, v: float, top: float) -> str:
+        x = self.left + self.plot_w * i / self.n
+        y = self.top_pad + (self.base - self.top_pad) * (1 - (v * self.rate) / top)
+        return f"{x:.1f},{y:.1f}"
+
+    def steps(self, values: Sequence[float], top: float) -> list[str]:
+        pts = []
+        for i, v in enumerate(values):
+            pts += [self.xy(i, v, top), self.xy(i + 1, v, top)]
+        return pts
+
+
 def timeline_chart(
     stream: Sequence[float],
     link: Sequence[float],
@@ -201,55 +235,22 @@ def timeline_chart(
 ) -> str:
     """Packet rate of the stream (filled, left axis) against the whole link (line, right
     axis), each on its own scale, over the stream's own time window."""
-    width, height, left, right, bottom, top_pad = 540, 160, 46, 46, 34, 8
-    n = max(len(stream), len(link), 1)
-    rate = 1.0 / bin_seconds if bin_seconds > 0 else 1.0
-    peak = max([*(v * rate for v in stream), 1e-9])
-    link_peak = max([*(v * rate for v in link), 1e-9])
-    plot_w, plot_h = width - left - right, height - bottom - top_pad
-
-    def xy(i: int, v: float, top: float) -> str:
-        x = left + plot_w * i / n
-        y = top_pad + plot_h * (1 - (v * rate) / top)
-        return f"{x:.1f},{y:.1f}"
-
-    def steps(values: Sequence[float], top: float) -> list[str]:
-        pts = []
-        for i, v in enumerate(values):
-            pts += [xy(i, v, top), xy(i + 1, v, top)]
-        return pts
-
-    base = top_pad + plot_h
-    end = left + plot_w
-    if start is not None:
-        t0, t1 = _clock(start), _clock(start + n * bin_seconds)
-    else:
-        t0, t1 = "0 s", _duration(n * bin_seconds)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(label)}">',
-        f'<line x1="{left}" y1="{base}" x2="{end}" y2="{base}" stroke="#8c959f"/>',
-        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#d0342c"/>',
-        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{_number(peak)}</text>',
-        f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>',
-        f'<text x="{left}" y="{base + 14}">{_e(t0)}</text>',
-        f'<text x="{end}" y="{base + 14}" text-anchor="end">{_e(t1)}</text>',
-        f'<text x="{left + plot_w / 2:.0f}" y="{base + 14}" text-anchor="middle">UTC · '
-        f"{_e(_duration(n * bin_seconds))}</text>",
-        f'<text x="{left}" y="{height - 3}">stream packets/s</text>',
-    ]
+    p = _Plot(max(len(stream), len(link), 1), 1.0 / bin_seconds if bin_seconds > 0 else 1.0)
+    peak = max([*(v * p.rate for v in stream), 1e-9])
+    link_peak = max([*(v * p.rate for v in link), 1e-9])
+    parts = _timeline_axes(p, label, peak, bin_seconds, start)
     if link:
         parts += [
-            f'<line x1="{end}" y1="{top_pad}" x2="{end}" y2="{base}" stroke="#1f2328"/>',
-            f'<text x="{end + 4}" y="{top_pad + 9}">{_number(link_peak)}</text>',
-            f'<text x="{end + 4}" y="{base}">0</text>',
-            f'<text x="{end}" y="{height - 3}" text-anchor="end">link packets/s</text>',
+            f'<line x1="{p.end}" y1="{p.top_pad}" x2="{p.end}" y2="{p.base}" stroke="#1f2328"/>',
+            f'<text x="{p.end + 4}" y="{p.top_pad + 9}">{_number(link_peak)}</text>',
+            f'<text x="{p.end + 4}" y="{p.base}">0</text>',
+            f'<text x="{p.end}" y="{p.height - 3}" text-anchor="end">link packets/s</text>',
         ]
     if stream:
         area = [
-            f"{left},{base}",
-            *steps(stream, peak),
-            f"{left + plot_w * len(stream) / n:.1f},{base}",
+            f"{p.left},{p.base}",
+            *p.steps(stream, peak),
+            f"{p.left + p.plot_w * len(stream) / p.n:.1f},{p.base}",
         ]
         parts.append(
             f'<polygon points="{" ".join(area)}" fill="#d0342c" fill-opacity="0.45" '
@@ -258,11 +259,36 @@ def timeline_chart(
     if link:
         dash = ' stroke-dasharray="5,4"' if link_estimated else ""
         parts.append(
-            f'<polyline points="{" ".join(steps(link, link_peak))}" fill="none" stroke="#1f2328"'
-            f'{dash} stroke-width="1.5"/>'
+            f'<polyline points="{" ".join(p.steps(link, link_peak))}" fill="none" '
+            f'stroke="#1f2328"{dash} stroke-width="1.5"/>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _timeline_axes(
+    p: _Plot, label: str, peak: float, bin_seconds: float, start: float | None
+) -> list[str]:
+    """The chart's frame: the stream's axis on the left, the time axis below."""
+    left, base, end, top_pad = p.left, p.base, p.end, p.top_pad
+    span = p.n * bin_seconds
+    if start is not None:
+        t0, t1 = _clock(start), _clock(start + span)
+    else:
+        t0, t1 = "0 s", _duration(span)
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{p.width}" height="{p.height}" '
+        f'role="img" aria-label="{_e(label)}">',
+        f'<line x1="{left}" y1="{base}" x2="{end}" y2="{base}" stroke="#8c959f"/>',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#d0342c"/>',
+        f'<text x="{left - 4}" y="{top_pad + 9}" text-anchor="end">{_number(peak)}</text>',
+        f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>',
+        f'<text x="{left}" y="{base + 14}">{_e(t0)}</text>',
+        f'<text x="{end}" y="{base + 14}" text-anchor="end">{_e(t1)}</text>',
+        f'<text x="{left + p.plot_w / 2:.0f}" y="{base + 14}" text-anchor="middle">UTC · '
+        f"{_e(_duration(span))}</text>",
+        f'<text x="{left}" y="{p.height - 3}">stream packets/s</text>',
+    ]
 
 
 def stream_window(f: Finding, bins: int = BINS) -> tuple[float, float, int]:
@@ -466,12 +492,28 @@ def render_html(
     start, bin_seconds, bins = _window(report, timeline)
     total = float(report.stats.get("packets", 0) or 0)
     link_rate = total / max(bin_seconds * bins, 1e-3)
-    counts = {s: 0 for s in SEVERITY_ORDER}
-    for f in report.findings:
-        counts[f.severity] += 1
     ordered = sorted(report.findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.first_seen))
+    out = [*_page_head(report), _inputs_html(report), "<h2>Summary</h2>"]
+    if not report.findings:
+        out.append(
+            '<div class="card">No mirror, intercept, flow-export or tunnel streams found.</div>'
+        )
+    else:
+        out.extend(_summary_html(report, ordered))
+        out.append("<h2>Findings</h2>")
+        out.extend(_finding_html(f, evidence.get(f.id), link_rate, timeline) for f in ordered)
+    out.append(
+        f'<p class="meta">Generated by mirrorwatch {_e(report.version)} '
+        f"(schema {_e(report.schema_)}); capture from {_e(_iso(start))} UTC, "
+        f"{_e(_duration(bin_seconds * bins))}; each stream's chart shows its own time.</p>"
+    )
+    out.append("</main></body></html>\n")
+    return "\n".join(out)
+
+
+def _page_head(report: Report) -> list[str]:
     st = report.stats
-    out = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -484,49 +526,40 @@ def render_html(
         f" · {_e(st.get('flows', 0))} flows · {_e(st.get('hosts', 0))} hosts · "
         f"{_e(st.get('first_seen', '?'))} .. {_e(st.get('last_seen', '?'))}</div>",
     ]
-    out.append(_inputs_html(report))
-    out.append("<h2>Summary</h2>")
-    if not report.findings:
-        out.append(
-            '<div class="card">No mirror, intercept, flow-export or tunnel streams found.</div>'
-        )
-    else:
-        tiles = "".join(
-            f'<div class="count" style="--sev:{SEVERITY_COLOURS[s]}"><b>{counts[s]}</b>{_e(s)}'
-            "</div>"
-            for s in sorted(SEVERITY_ORDER, key=lambda s: -SEVERITY_ORDER[s])
-        )
-        out.append(f'<div class="summary">{tiles}</div>')
-        table = "".join(
-            f'<tr><td><span class="badge" style="--sev:{SEVERITY_COLOURS[f.severity]}">'
-            f'{_e(f.severity)}</span></td><td><a href="#{_anchor(f.id)}">{_e(f.protocol)}</a>'
-            f"</td><td>{_e(f.kind)}</td>"
-            f"<td>{_e(_endpoint(f.exporter, mac=False))} → "
-            f"{_e(_endpoint(f.collector, mac=False))}</td>"
-            f"<td class=n>{f.packets}</td><td class=n>{_e(_size(f.bytes))}</td>"
-            f"<td class=n>{len(f.watched)}</td></tr>"
-            for f in ordered
-        )
-        out.append(
-            '<div class="card"><table><tr><th>Severity</th><th>Protocol</th><th>Kind</th>'
-            "<th>Exporter → collector</th><th class=n>Packets</th><th class=n>Bytes</th>"
-            f"<th class=n>Hosts</th></tr>{table}</table>"
-            f'<div class="charts"><figure>{severity_chart(counts)}'
-            "<figcaption>Findings by severity.</figcaption></figure>"
-        )
-        watched = _all_watched(report.findings)
-        if watched:
-            out.append(
-                f"<figure>{hosts_chart(watched, 'Watched hosts')}<figcaption>Watched hosts: "
-                "packets of theirs carried or recorded, over all exports.</figcaption></figure>"
-            )
-        out.append("</div></div>")
-        out.append("<h2>Findings</h2>")
-        out.extend(_finding_html(f, evidence.get(f.id), link_rate, timeline) for f in ordered)
-    out.append(
-        f'<p class="meta">Generated by mirrorwatch {_e(report.version)} '
-        f"(schema {_e(report.schema_)}); capture from {_e(_iso(start))} UTC, "
-        f"{_e(_duration(bin_seconds * bins))}; each stream's chart shows its own time.</p>"
+
+
+def _summary_html(report: Report, ordered: Sequence[Finding]) -> list[str]:
+    """Counts by severity, one table row per finding, and the summary charts."""
+    counts = {s: 0 for s in SEVERITY_ORDER}
+    for f in report.findings:
+        counts[f.severity] += 1
+    tiles = "".join(
+        f'<div class="count" style="--sev:{SEVERITY_COLOURS[s]}"><b>{counts[s]}</b>{_e(s)}</div>'
+        for s in sorted(SEVERITY_ORDER, key=lambda s: -SEVERITY_ORDER[s])
     )
-    out.append("</main></body></html>\n")
-    return "\n".join(out)
+    table = "".join(
+        f'<tr><td><span class="badge" style="--sev:{SEVERITY_COLOURS[f.severity]}">'
+        f'{_e(f.severity)}</span></td><td><a href="#{_anchor(f.id)}">{_e(f.protocol)}</a>'
+        f"</td><td>{_e(f.kind)}</td>"
+        f"<td>{_e(_endpoint(f.exporter, mac=False))} → "
+        f"{_e(_endpoint(f.collector, mac=False))}</td>"
+        f"<td class=n>{f.packets}</td><td class=n>{_e(_size(f.bytes))}</td>"
+        f"<td class=n>{len(f.watched)}</td></tr>"
+        for f in ordered
+    )
+    out = [
+        f'<div class="summary">{tiles}</div>',
+        '<div class="card"><table><tr><th>Severity</th><th>Protocol</th><th>Kind</th>'
+        "<th>Exporter → collector</th><th class=n>Packets</th><th class=n>Bytes</th>"
+        f"<th class=n>Hosts</th></tr>{table}</table>"
+        f'<div class="charts"><figure>{severity_chart(counts)}'
+        "<figcaption>Findings by severity.</figcaption></figure>",
+    ]
+    watched = _all_watched(report.findings)
+    if watched:
+        out.append(
+            f"<figure>{hosts_chart(watched, 'Watched hosts')}<figcaption>Watched hosts: "
+            "packets of theirs carried or recorded, over all exports.</figcaption></figure>"
+        )
+    out.append("</div></div>")
+    return out
