@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
-from detector.decode.frames import InnerPacket, ip_str, mac_str
+from detector.decode.frames import ip_str, mac_str
 from detector.decode.headers import (
     LINK_ETHERNET,
     Headers,
@@ -32,10 +32,11 @@ from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
 from detector.detection import Detection, probe
 from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
-from detector.flows.copies import CopyMatcher, PlainCopies
+from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
-from detector.flows.table import U64, FlowTable, HashIndex, row_keys
-from detector.flows.tcp import TcpReassembler
+from detector.flows.stream import Aggregate, Group, Stream, release_state
+from detector.flows.table import U64, FlowTable, HashIndex, RowKeys, row_keys
+from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import route_for
 from detector.protocols import registry
@@ -48,9 +49,8 @@ LOG_EXPORTS = frozenset({"syslog-connlog", "dnstap"})
 IP_PROTO_GRE = 47
 # Packets worked on at once (a 16 MiB block holds up to a million tiny ones).
 MAX_BATCH_ROWS = 8_192
-# Exporters named per aggregate stream (the busiest), and counted before the table is pruned.
+# Exporters named per aggregate stream (the busiest).
 TOP_EXPORTERS = 8
-MAX_EXPORTERS_COUNTED = 1024
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
 # OSPF, PIM, VRRP, SCTP, no-next-header), and GRE, which has its own path: not candidates for
 # the IP-protocol decoders.
@@ -86,7 +86,56 @@ class _Group:
     returns: dict[int, int] = field(default_factory=dict)
 
 
-def _synthetic_key(group: tuple[object, ...]) -> int:
+@dataclass(slots=True)
+class _Rows:
+    """The IP rows of one batch being worked on: their batch rows, flow keys, times, wire
+    lengths and, for reassembled datagrams, the packets each stands for."""
+
+    batch: PacketBatch
+    h: Headers
+    rows: npt.NDArray[np.int64]
+    keys: RowKeys
+    weights: npt.NDArray[np.int64] | None  # by batch row
+    ts: npt.NDArray[np.float64]
+    wire: npt.NDArray[np.int64]
+
+    def addr(self, r: int, dst: bool) -> str:
+        """The source or destination address of batch row ``r``, as reports show it."""
+        return _addr(self.h, r, dst)
+
+    def context(self, r: int) -> PacketContext:
+        """Outer facts of batch row ``r`` for its decoder (and for a new stream's record)."""
+        h = self.h
+        proto = int(h.proto[r])
+        return PacketContext(
+            src=_addr(h, r, False),
+            dst=_addr(h, r, True),
+            sport=int(h.sport[r]),
+            dport=int(h.dport[r]) if proto != IP_PROTO_GRE else 0,
+            ttl=int(h.ttl[r]),
+            ts=float(self.batch.ts[r]),
+            udp_checksum=int(h.udpsum[r]) if proto == 17 else None,
+            ip_proto=proto,
+        )
+
+    def weight(self, r: int) -> int:
+        return 1 if self.weights is None else int(self.weights[r])
+
+
+@dataclass(slots=True)
+class _Trial:
+    """One decoder's try at a candidate packet: what it found, the state it learnt and, for a
+    byte stream, the reassembly buffer and the PDUs after the first."""
+
+    decoder: Decoder
+    state: object | None
+    found: Decoded | None = None
+    rest: list[Decoded] = field(default_factory=list)
+    tcp: TcpBuffer | None = None
+    score: float = 0.0
+
+
+def _synthetic_key(group: Group) -> int:
     """A stable key for an aggregate stream (the same in every worker of a scan)."""
     return int.from_bytes(hashlib.blake2b(repr(group).encode(), digest_size=8).digest(), "big")
 
@@ -134,23 +183,16 @@ class Engine:
         self.flows = FlowTable(max_flows=lim.flows)
         self.hosts = HashIndex()
         self.stats = EngineStats()
-        self.streams: dict[int, StreamEvidence] = {}
+        self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
-        self._stream_state: dict[int, object | None] = {}
-        self._stream_decoder: dict[int, Decoder] = {}
         self._rejects = _Rejects(self.detection)
-        # PDUs after the first of a segment that classified a TCP stream, per decoder tried.
-        self._early_pdus: dict[tuple[int, str], list[Decoded]] = {}
         self.reasm = Reassembler(max_bytes=lim.fragment_bytes, max_pieces=lim.fragment_packets)
         self.tcp = TcpReassembler(lim.tcp_stream_bytes, lim.tcp_total_bytes)
         self.template_fields = FieldBudget(lim.template_fields_total)
         self.samples = SampleBudget(lim.sample_bytes)
-        # Stream budgets: groups of kept streams, the aggregates that took the others, the
-        # groups each kept stream belongs to, and the busiest exporters of each aggregate.
-        self._groups: dict[tuple[object, ...], _Group] = {}
-        self._aggregates: dict[tuple[object, ...], StreamEvidence] = {}
-        self._member: dict[int, list[tuple[object, ...]]] = {}
-        self._agg_exporters: dict[tuple[object, ...], Counter[str]] = {}
+        # Stream budgets: groups of kept streams, and the aggregates that took the others.
+        self._groups: dict[Group, _Group] = {}
+        self._aggregates: dict[Group, Aggregate] = {}
         self._shed_streams = 0
         self._shed_tunnels = 0
         self.udp_decoders = registry.decoders_for("udp")
@@ -161,7 +203,6 @@ class Engine:
         self.fallback = tuple(d for d in self.udp_decoders if d.fallback)
         self.copies = CopyMatcher(lim.copy_natives, lim.copy_pending, lim.plain_copies)
         self.encrypted = encrypted.EncryptedCopies()
-        self._phase: dict[int, int] = {}  # position of each sampled stream in its stride
         self._last_expire = 0.0
         self._hosts_before = 0
         # Rows of this batch that were counted toward an aggregate stream.
@@ -225,7 +266,7 @@ class Engine:
         # must not grow it.
         if last is not None and (last - self._last_expire > 10 or self.flows.full()):
             self._last_expire = last
-            self.flows.expire(last, keep={s.flow_key for s in self.streams.values()})
+            self.flows.expire(last, keep={s.evidence.flow_key for s in self.streams.values()})
 
     def _ip_rows(
         self,
@@ -234,86 +275,106 @@ class Engine:
         rows: npt.NDArray[np.int64],
         weights: npt.NDArray[np.int64] | None,
     ) -> None:
-        src, dst = h.src[rows], h.dst[rows]
-        sport, dport, proto = h.sport[rows], h.dport[rows], h.proto[rows]
-        wire = batch.wirelen[rows]
-        ts = batch.ts[rows]
-        keys = row_keys(src, dst, sport, dport, proto)
-        fkey, direction, dkey = keys.flow, keys.direction, keys.directed
-        fids, new_rows = self.flows.update(fkey, direction, proto, wire, ts)
-        # A host is first seen in a flow that is new: only those rows can add one.
-        hosts = np.unique(np.concatenate([keys.src_host[new_rows], keys.dst_host[new_rows]]))
-        if len(hosts):
-            hosts[hosts == 0] = U64(1)
-            self.hosts.lookup_or_add(hosts)
+        """Account, fingerprint and follow the IP rows of one batch: new streams are looked for
+        among the candidate rows, rows of known streams are counted and some decoded."""
+        keys = row_keys(h.src[rows], h.dst[rows], h.sport[rows], h.dport[rows], h.proto[rows])
+        v = _Rows(batch, h, rows, keys, weights, batch.ts[rows], batch.wirelen[rows])
+        fids = self._account(v)
         self._natives(batch, h, rows)
-        encrypted.observe(
-            self.encrypted, batch, h, rows, keys, fids, self.flows.counts, self.streams,
-            lambda r, dst: _addr((h.dst if dst else h.src)[r], int(h.ipver[r])),
-        )  # fmt: skip
-
-        # Candidate rows of flows not yet classified (new streams may start in this batch).
-        known_before = (
+        encrypted.observe(self.encrypted, batch, h, rows, keys, fids, self.flows.counts,
+                          self.streams, v.addr)  # fmt: skip
+        dkey = keys.directed
+        known = (
             np.isin(dkey, self._stream_keys)
             if len(self._stream_keys)
             else np.zeros(len(rows), dtype=np.bool_)
         )
-        fresh = ~known_before & ~self._rejects.mask(dkey, ts)
-        consumed: list[int] = []
-        cands: list[tuple[int, list[Decoder] | None]] = []
-        p = proto
-        for x in np.nonzero(fresh & (p == IP_PROTO_GRE))[0].tolist():
-            cands.append((x, None))
-        # IP protocols that tunnels use, and any protocol not commonly seen on a link (a
-        # private shim straight over IP is looked at by the unknown-encapsulation decoder).
-        unusual = ~COMMON_IP_LUT[p]
-        for x in np.nonzero(fresh & unusual)[0].tolist():
-            cands.append((x, None))
-        det = self.detection
-        for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
-            if not decoders:
-                continue
-            # Flows whose first payload packets no format accepted are only probed: every format
-            # recognised here shows itself in its first packets, unless junk was sent first.
-            loud = self.flows.quiet[fids] < det.quiet_after(l4proto)
-            loud |= probe(dkey, ts, det.quiet_probe_stride)
-            sel = np.nonzero(fresh & (p == l4proto) & (h.paylen[rows] > 0) & loud)[0]
-            if not len(sel):
-                continue
-            self.stats.prefiltered += len(sel)
-            head, length = payload_heads(batch, h, rows[sel])
-            masks = route_for(decoders).masks(head, length, sport[sel], dport[sel])
-            anyhit = np.logical_or.reduce(masks)
-            self.flows.add_quiet(fids[sel[~anyhit]])
-            hits = np.nonzero(anyhit)[0]
-            self.stats.candidates += len(hits)
-            for j in hits.tolist():
-                passing = [d for d, m in zip(decoders, masks, strict=True) if m[j]]
-                cands.append((int(sel[j]), passing))
-        cands.sort(key=lambda c: c[0])
+        # Candidate rows of flows not yet classified (new streams may start in this batch).
+        fresh = ~known & ~self._rejects.mask(dkey, v.ts)
         self._folded_rows = []
-        for x, passing in cands:
-            if int(dkey[x]) in self.streams:
-                continue  # became a stream earlier in this batch: counted below
-            if self._classify(batch, h, int(rows[x]), x, dkey, fkey, direction, weights, passing):
-                consumed.append(x)
-
-        # Rows of known streams: count them all, decode the first ones and then a sample.
-        known = known_before
+        consumed = [
+            x
+            for x, passing in self._candidates(v, fids, fresh)
+            # A flow that became a stream earlier in this batch is counted below.
+            if int(dkey[x]) not in self.streams and self._classify(v, x, passing)
+        ]
         if consumed:
             # Streams born in this batch: their other rows join the known ones.
-            known = known_before | np.isin(dkey, dkey[consumed])
+            known = known | np.isin(dkey, dkey[consumed])
             known[consumed] = False
             # A flow promoted out of an aggregate in this batch: its rows before that were
             # counted there already.
             known[self._folded_rows] = False
-        if not known.any():
-            return
-        decode_rows: list[tuple[int, int, float]] = []  # (batch row, index in `rows`, weight)
-        kidx = np.nonzero(known)[0]
+        if known.any():
+            self._decode_known(v, self._schedule(v, np.nonzero(known)[0]))
+
+    def _account(self, v: _Rows) -> npt.NDArray[np.int64]:
+        """Count the rows in the flow table and the hosts table; the rows' flow ids."""
+        k = v.keys
+        fids, new_rows = self.flows.update(k.flow, k.direction, v.h.proto[v.rows], v.wire, v.ts)
+        # A host is first seen in a flow that is new: only those rows can add one.
+        hosts = np.unique(np.concatenate([k.src_host[new_rows], k.dst_host[new_rows]]))
+        if len(hosts):
+            hosts[hosts == 0] = U64(1)
+            self.hosts.lookup_or_add(hosts)
+        return fids
+
+    def _candidates(
+        self, v: _Rows, fids: npt.NDArray[np.int64], fresh: npt.NDArray[np.bool_]
+    ) -> list[tuple[int, list[Decoder] | None]]:
+        """Fresh rows worth a decode, in row order, each with the decoders whose prefilter
+        passed it (None: the decoders of its GRE type or IP protocol)."""
+        p = v.h.proto[v.rows]
+        # GRE, IP protocols that tunnels use, and any protocol not commonly seen on a link (a
+        # private shim straight over IP is looked at by the unknown-encapsulation decoder).
+        other = fresh & ((p == IP_PROTO_GRE) | ~COMMON_IP_LUT[p])
+        cands: list[tuple[int, list[Decoder] | None]] = [
+            (x, None) for x in np.nonzero(other)[0].tolist()
+        ]
+        for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
+            if decoders:
+                cands.extend(self._prefiltered(v, fids, fresh & (p == l4proto), l4proto, decoders))
+        cands.sort(key=lambda c: c[0])
+        return cands
+
+    def _prefiltered(
+        self,
+        v: _Rows,
+        fids: npt.NDArray[np.int64],
+        fresh: npt.NDArray[np.bool_],
+        l4proto: int,
+        decoders: tuple[Decoder, ...],
+    ) -> list[tuple[int, list[Decoder]]]:
+        """Fresh UDP or TCP rows with a payload that some decoder's prefilter accepts."""
+        h, rows, dkey = v.h, v.rows, v.keys.directed
+        sport, dport = h.sport[rows], h.dport[rows]
+        det = self.detection
+        # Flows whose first payload packets no format accepted are only probed: every format
+        # recognised here shows itself in its first packets, unless junk was sent first.
+        loud = self.flows.quiet[fids] < det.quiet_after(l4proto)
+        loud |= probe(dkey, v.ts, det.quiet_probe_stride)
+        sel = np.nonzero(fresh & (h.paylen[rows] > 0) & loud)[0]
+        if not len(sel):
+            return []
+        self.stats.prefiltered += len(sel)
+        head, length = payload_heads(v.batch, h, rows[sel])
+        masks = route_for(decoders).masks(head, length, sport[sel], dport[sel])
+        anyhit = np.logical_or.reduce(masks)
+        self.flows.add_quiet(fids[sel[~anyhit]])
+        hits = np.nonzero(anyhit)[0]
+        self.stats.candidates += len(hits)
+        return [
+            (int(sel[j]), [d for d, m in zip(decoders, masks, strict=True) if m[j]])
+            for j in hits.tolist()
+        ]
+
+    def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
+        """Count the rows ``kidx`` of known streams into their streams, and pick the ones to
+        decode: (batch row, index in the rows, packets it stands for), in batch order."""
+        dkey, ts = v.keys.directed, v.ts
         ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
-        pk = np.bincount(inv, weights=None if weights is None else weights[rows[kidx]])
-        by = np.bincount(inv, weights=wire[kidx])
+        pk = np.bincount(inv, weights=None if v.weights is None else v.weights[v.rows[kidx]])
+        by = np.bincount(inv, weights=v.wire[kidx])
         first = np.full(len(ukeys), np.inf)
         last = np.full(len(ukeys), -np.inf)
         np.minimum.at(first, inv, ts[kidx])
@@ -321,34 +382,41 @@ class Engine:
         sec = ts[kidx].astype(np.int64)
         # Timeline cells per stream: a share of the budget over every stream.
         lim = self.limits
-        cells = min(lim.timeline_seconds, lim.timeline_cells // max(1, len(self.streams)))
+        cells = max(16, min(lim.timeline_seconds, lim.timeline_cells // max(1, len(self.streams))))
+        decode_rows: list[tuple[int, int, float]] = []
         for j, k in enumerate(ukeys.tolist()):
-            s = self.streams.get(k)
-            if s is None:
+            st = self.streams.get(k)
+            if st is None:
                 continue  # folded into an aggregate earlier in this batch
-            s.count_seconds(sec[inv == j], max(16, cells))
+            s = st.evidence
+            s.count_seconds(sec[inv == j], cells)
             s.packets += int(pk[j])
             s.bytes += int(by[j])
             s.first_seen = min(s.first_seen, float(first[j]))
             s.last_seen = max(s.last_seen, float(last[j]))
-            mine = kidx[inv == j]
-            # TCP streams need every segment; flow exports every template at first, then a
-            # sample (templates are re-sent, records are weighted).
-            full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < det.full_decode)
-            budget = len(mine) if full else max(0, det.full_decode - s.decoded)
-            decode_rows.extend((int(rows[x]), int(x), 1.0) for x in mine[:budget])
-            rest = mine[budget:]
-            if len(rest):
-                # Every stride-th packet of the stream itself, each standing for `stride`.
-                stride = (
-                    det.flow_export_stride if s.kind == "flow-export" else det.stride(s.decoded)
-                )
-                phase = self._phase.get(k, 0)
-                picked = rest[(phase + np.arange(len(rest))) % stride == 0]
-                self._phase[k] = (phase + len(rest)) % stride
-                decode_rows.extend((int(rows[x]), int(x), float(stride)) for x in picked)
+            decode_rows.extend(self._sample(st, v.rows, kidx[inv == j]))
         decode_rows.sort()
-        self._decode_known(batch, h, decode_rows, dkey, fkey, direction, weights)
+        return decode_rows
+
+    def _sample(
+        self, st: Stream, rows: npt.NDArray[np.int64], mine: npt.NDArray[np.int64]
+    ) -> list[tuple[int, int, float]]:
+        """Which of a stream's rows ``mine`` (indices into ``rows``) to decode, each with the
+        packets it stands for: all of the first ones, then every stride-th."""
+        s, det = st.evidence, self.detection
+        # TCP streams need every segment; flow exports every template at first, then a
+        # sample (templates are re-sent, records are weighted).
+        full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < det.full_decode)
+        budget = len(mine) if full else max(0, det.full_decode - s.decoded)
+        out = [(int(rows[x]), int(x), 1.0) for x in mine[:budget]]
+        rest = mine[budget:]
+        if len(rest):
+            # Every stride-th packet of the stream itself, each standing for `stride`.
+            stride = det.flow_export_stride if s.kind == "flow-export" else det.stride(s.decoded)
+            picked = rest[(st.phase + np.arange(len(rest))) % stride == 0]
+            st.phase = (st.phase + len(rest)) % stride
+            out.extend((int(rows[x]), int(x), float(stride)) for x in picked)
+        return out
 
     def _natives(self, batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]) -> None:
         """Fingerprint a sample of native packets for copy matching and plain copies."""
@@ -375,33 +443,14 @@ class Engine:
         l2src = np.where(eth, l2[:, 6:12] @ weights6, 0)
 
         def addrs(i: int) -> tuple[str, str]:
-            ver = int(h.ipver[r[i]])
-            return _addr(h.src[r[i]], ver), _addr(h.dst[r[i]], ver)
+            return _addr(h, int(r[i]), False), _addr(h, int(r[i]), True)
 
         self.copies.add_natives(
             fps, ranks, batch.ts[r], l2dst, l2src, batch.wirelen[r], addrs,
             lambda i: batch.packet(int(r[i])),
         )  # fmt: skip
 
-    def _carried_copy(self, stream_key: int, inner: InnerPacket, data: bytes, ts: float) -> None:
-        fp = sampled_fingerprint(data, inner, self.copies.keep_below)
-        if fp is not None:
-            self.copies.check_copy(stream_key, fp, ts)
-
     # ---------------------------------------------------------------- python per packet
-
-    def _context(self, batch: PacketBatch, h: Headers, r: int) -> PacketContext:
-        ver = int(h.ipver[r])
-        return PacketContext(
-            src=_addr(h.src[r], ver),
-            dst=_addr(h.dst[r], ver),
-            sport=int(h.sport[r]),
-            dport=int(h.dport[r]) if int(h.proto[r]) != IP_PROTO_GRE else 0,
-            ttl=int(h.ttl[r]),
-            ts=float(batch.ts[r]),
-            udp_checksum=int(h.udpsum[r]) if int(h.proto[r]) == 17 else None,
-            ip_proto=int(h.proto[r]),
-        )
 
     def _payload(self, batch: PacketBatch, h: Headers, r: int) -> bytes:
         o = int(batch.offsets[r])
@@ -437,15 +486,18 @@ class Engine:
             state.budget = self.template_fields
         return state
 
-    def _drop_state(self, key: int) -> None:
-        """Forget one stream's decoder state and reassembly buffers."""
-        state = self._stream_state.pop(key, None)
-        if isinstance(state, TemplateCache):
-            state.release()
-        self._stream_decoder.pop(key, None)
-        self._phase.pop(key, None)
-        self.tcp.forget(key)
-        self.copies.streams.pop(key, None)
+    def _forget(self, st: Stream) -> None:
+        """Drop one stream from the engine: its budgets get back what it held."""
+        del self.streams[st.key]
+        st.release(self.tcp)
+        for gk in st.groups:
+            g = self._groups.get(gk)
+            if g is not None:
+                g.kept.discard(st.key)
+
+    def _rekey(self) -> None:
+        """The keys of the streams kept, after some were dropped."""
+        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
 
     def _gre(self, payload: bytes, ctx: PacketContext) -> tuple[bytes, tuple[Decoder, ...]] | None:
         g = parse_gre(payload)
@@ -454,38 +506,62 @@ class Engine:
         fill_context(g, ctx)
         return payload[g.header_len :], self.gre_table.get(g.proto, ()) or self.fallback
 
-    def _classify(
-        self,
-        batch: PacketBatch,
-        h: Headers,
-        r: int,
-        x: int,
-        dkey: npt.NDArray[np.uint64],
-        fkey: npt.NDArray[np.uint64],
-        direction: npt.NDArray[np.int8],
-        weights: npt.NDArray[np.int64] | None,
-        passing: list[Decoder] | None,
-    ) -> bool:
-        """Try the candidate decoders on one packet; True when it started a stream."""
-        key = int(dkey[x])
-        ctx = self._context(batch, h, r)
-        payload = self._payload(batch, h, r)
-        proto = int(h.proto[r])
-        decoders: tuple[Decoder, ...] | list[Decoder]
+    def _classify(self, v: _Rows, x: int, passing: list[Decoder] | None) -> bool:
+        """Try the candidate decoders on row ``x``; True when it started a stream."""
+        key, r = int(v.keys.directed[x]), int(v.rows[x])
+        ctx = v.context(r)
+        proto = int(v.h.proto[r])
         transport = {17: "udp", 6: "tcp", IP_PROTO_GRE: "gre"}.get(proto, f"ip/{proto}")
+        got = self._decoders_for(proto, self._payload(v.batch, v.h, r), ctx, passing)
+        best = None
+        if got is not None:
+            self.stats.decoded += 1
+            best = self._best(*got, ctx, int(v.h.tcpseq[r]), transport)
+        if best is None or best.found is None:
+            self._rejects.fail(key)
+            return False
+        admitted = self._admit(key, best.found, ctx, transport)
+        if isinstance(admitted, Aggregate):
+            # Past a stream budget: the packet counts toward an aggregate stream and the flow
+            # keeps no state of its own.
+            self.tcp.forget(best.tcp)
+            release_state(best.state)
+            self._folded_rows.append(x)
+            self._into(admitted.evidence, v, r, best.found, ctx.ts)
+            return False
+        st = self._new_stream(v, x, best, ctx, transport)
+        st.groups = admitted
+        s = st.evidence
+        self._add(st, best.found, 1.0, ctx.ts)
+        for pdu in best.rest:
+            self._add(st, pdu, 1.0, ctx.ts)
+        self._keep_sample(s, v.batch, r)
+        # The vectorised counters missed this first packet (it was not yet a stream).
+        s.packets += v.weight(r)
+        s.bytes += int(v.batch.wirelen[r])
+        return True
+
+    def _decoders_for(
+        self, proto: int, payload: bytes, ctx: PacketContext, passing: list[Decoder] | None
+    ) -> tuple[bytes, Sequence[Decoder]] | None:
+        """The payload to decode and the decoders to try on it; None for a broken GRE header."""
         if proto == IP_PROTO_GRE:
-            got = self._gre(payload, ctx)
-            if got is None:
-                self._rejects.fail(key)
-                return False
-            payload, decoders = got
-        elif passing is not None:
-            decoders = passing
-        else:
-            decoders = self.ip_table.get(proto, ()) or self.fallback
-        self.stats.decoded += 1
-        best: tuple[float, int, Decoder, Decoded, object | None] | None = None
-        states: list[object | None] = []
+            return self._gre(payload, ctx)
+        if passing is not None:
+            return payload, passing
+        return payload, self.ip_table.get(proto, ()) or self.fallback
+
+    def _best(
+        self,
+        payload: bytes,
+        decoders: Sequence[Decoder],
+        ctx: PacketContext,
+        seq: int,
+        transport: str,
+    ) -> _Trial | None:
+        """The decoder that reads the payload best, if any (the others' states are let go)."""
+        best: _Trial | None = None
+        tried: list[_Trial] = []
         for d in decoders:
             owner = (
                 registry.port_owner(d, transport, ctx.sport, ctx.dport)
@@ -494,126 +570,98 @@ class Engine:
             )
             if owner and d.heuristic:
                 continue  # a guess yields to the protocol registered on the port
-            state = self._new_state(d)
-            states.append(state)
-            if isinstance(d, StreamDecoder):
-                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=True)
-            else:
-                checked = self._check(d, payload, ctx, state)
-                found = checked if isinstance(checked, Decoded) else None
-            if found is None:
-                continue
-            if owner and found.strength < 1.0:
-                self._early_pdus.pop((key, d.name), None)
+            t = self._try(d, payload, ctx, seq)
+            tried.append(t)
+            if t.found is None or (owner and t.found.strength < 1.0):
                 continue
             # Several formats may accept one payload (those without a magic number): prefer the
             # strongest structural match, then the one whose usual port this is.
             on_port = ctx.dport in d.ports or ctx.sport in d.ports
-            score = found.strength + (0.25 if on_port else 0.0)
-            if best is None or (score, -d.priority) > (best[0], -best[1]):
-                best = (score, d.priority, d, found, state)
-        for other in states:
-            # Templates learnt by the decoders that lost give their budget back.
-            if isinstance(other, TemplateCache) and (best is None or other is not best[4]):
-                other.release()
-        if best is None:
-            self._rejects.fail(key)
-            return False
-        _, _, d, found, state = best
-        agg = self._admit(key, found, ctx, transport)
-        if agg is not None:
-            # Past a stream budget: the packet counts toward an aggregate stream and the flow
-            # keeps no state of its own.
-            self.tcp.forget(key)
-            if isinstance(state, TemplateCache):
-                state.release()
-            for other in decoders:
-                self._early_pdus.pop((key, other.name), None)
-            self._folded_rows.append(x)
-            agg.decoded += 1
-            agg.add(found, 1.0, ctx.ts)
-            self._keep_sample(agg, batch, r)
-            agg.packets += 1 if weights is None else int(weights[r])
-            agg.bytes += int(batch.wirelen[r])
-            agg.first_seen = min(agg.first_seen, ctx.ts)
-            agg.last_seen = max(agg.last_seen, ctx.ts)
-            return False
-        s = self._new_stream(batch, h, r, key, int(fkey[x]), int(direction[x]), found)
-        s.transport = transport
-        self._stream_state[key] = state
-        self._stream_decoder[key] = d
-        s.decoded += 1
-        s.add(found, 1.0, ctx.ts)
-        for pdu in self._early_pdus.pop((key, d.name), []):
-            s.decoded += 1
-            s.add(pdu, 1.0, ctx.ts)
-        for other in decoders:
-            self._early_pdus.pop((key, other.name), None)
-        self._keep_sample(s, batch, r)
-        # The vectorised counters missed this first packet (it was not yet a stream).
-        s.packets += 1 if weights is None else int(weights[r])
-        s.bytes += int(batch.wirelen[r])
-        return True
+            t.score = t.found.strength + (0.25 if on_port else 0.0)
+            if best is None or (t.score, -d.priority) > (best.score, -best.decoder.priority):
+                best = t
+        for t in tried:
+            if t is not best:
+                # Templates learnt by the decoders that lost give their budget back.
+                release_state(t.state)
+                self.tcp.forget(t.tcp)
+        return best
 
-    def _tcp_feed(
-        self,
-        d: StreamDecoder,
-        h: Headers,
-        r: int,
-        key: int,
-        payload: bytes,
-        ctx: PacketContext,
-        state: object | None,
-        classify: bool,
-    ) -> Decoded | None:
-        seq = int(h.tcpseq[r])
+    def _try(self, d: Decoder, payload: bytes, ctx: PacketContext, seq: int) -> _Trial:
+        """One decoder's try at a candidate payload (a TCP one starts a reassembly buffer)."""
+        t = _Trial(d, self._new_state(d))
+        if not isinstance(d, StreamDecoder):
+            checked = self._check(d, payload, ctx, t.state)
+            t.found = checked if isinstance(checked, Decoded) else None
+            return t
         try:
-            if classify:
-                found = d.decode(payload, ctx, d.new_state())
-                if found is None:
-                    return None
-                self.tcp.start(key, seq)
-                data, _ = self.tcp.push(key, seq, payload)
-                pdus = d.feed(data, ctx, state)
-                # The stream is created by the caller with the first PDU; keep the rest for it.
-                self._early_pdus[(key, d.name)] = pdus[1:]
-                return pdus[0] if pdus else found
-            data, gap = self.tcp.push(key, seq, payload)
+            found = d.decode(payload, ctx, d.new_state())
+            if found is None:
+                return t
+            t.tcp = self.tcp.start(seq)
+            data, _ = self.tcp.push(t.tcp, seq, payload)
+            pdus = d.feed(data, ctx, t.state)
+        except Exception as exc:
+            self._decoder_error(exc)
+            return t
+        # The stream is created with the first PDU; the others follow it.
+        t.found = pdus[0] if pdus else found
+        t.rest = pdus[1:]
+        return t
+
+    def _into(self, s: StreamEvidence, v: _Rows, r: int, found: Decoded, ts: float) -> None:
+        """A packet that an aggregate stream takes."""
+        s.decoded += 1
+        s.add(found, 1.0, ts, self.samples)
+        self._keep_sample(s, v.batch, r)
+        s.packets += v.weight(r)
+        s.bytes += int(v.batch.wirelen[r])
+        s.first_seen = min(s.first_seen, ts)
+        s.last_seen = max(s.last_seen, ts)
+
+    def _add(self, st: Stream, found: Decoded, weight: float, ts: float) -> None:
+        """One decoded PDU into a stream's evidence; the IP packets it carried are matched to
+        the originals seen natively when the stream keeps a copy tally."""
+        s = st.evidence
+        s.decoded += 1
+        carried = s.add(found, weight, ts, self.samples)
+        if st.copies is None:
+            return
+        for inner, data in carried:
+            fp = sampled_fingerprint(data, inner, self.copies.keep_below)
+            if fp is not None:
+                self.copies.check_copy(st.copies, fp, ts)
+
+    def _tcp_feed(self, st: Stream, seq: int, payload: bytes, ctx: PacketContext) -> bool:
+        """One segment of a TCP stream: each PDU it completes is counted (a segment that ends
+        no PDU is no failure)."""
+        d, s = st.decoder, st.evidence
+        assert isinstance(d, StreamDecoder)
+        try:
+            data, gap = self.tcp.push(st.tcp, seq, payload)
             if gap:
                 # Bytes were lost: start the decoder afresh so it resynchronises on a PDU.
-                state = self._stream_state[key] = self._new_state(d)
-            pdus = d.feed(data, ctx, state) if data else []
+                st.restart(self._new_state(d))
+            pdus = d.feed(data, ctx, st.state) if data else []
         except Exception as exc:
-            reason = self._decoder_error(exc).reason
-            if not classify:
-                self.streams[key].rejects[reason] += 1
-                # Resynchronise on a later PDU rather than feed a broken state again.
-                self._stream_state[key] = self._new_state(d)
-            return None
-        s = self.streams[key]
-        for pdu in pdus[1:]:
-            s.decoded += 1
+            s.rejects[self._decoder_error(exc).reason] += 1
+            # Resynchronise on a later PDU rather than feed a broken state again.
+            st.restart(self._new_state(d))
+            pdus = []
+        # The PDUs that end later in the segment first, then the one it began with (the order
+        # in which fact values are listed).
+        for pdu in [*pdus[1:], *pdus[:1]]:
             s.protocol = d.stream_protocol(s.protocol, pdu)
-            s.add(pdu, 1.0, ctx.ts)
-        return pdus[0] if pdus else None
+            self._add(st, pdu, 1.0, ctx.ts)
+        return bool(pdus)
 
-    def _decode_known(
-        self,
-        batch: PacketBatch,
-        h: Headers,
-        items: list[tuple[int, int, float]],
-        dkey: npt.NDArray[np.uint64],
-        fkey: npt.NDArray[np.uint64],
-        direction: npt.NDArray[np.int8],
-        weights: npt.NDArray[np.int64] | None,
-    ) -> None:
+    def _decode_known(self, v: _Rows, items: list[tuple[int, int, float]]) -> None:
+        """Decode the chosen rows of known streams, each standing for ``weight`` packets."""
         for r, x, weight in items:
-            key = int(dkey[x])
-            s = self.streams[key]
-            d = self._stream_decoder[key]
-            state = self._stream_state[key]
-            ctx = self._context(batch, h, r)
-            payload = self._payload(batch, h, r)
+            st = self.streams[int(v.keys.directed[x])]
+            s = st.evidence
+            ctx = v.context(r)
+            payload = self._payload(v.batch, v.h, r)
             if s.transport == "gre":
                 got = self._gre(payload, ctx)
                 if got is None:
@@ -621,73 +669,66 @@ class Engine:
                     s.rejects["gre-header"] += 1
                     continue
                 payload = got[0]
-            if isinstance(d, StreamDecoder):
-                # Counted per PDU, not per segment: a segment that ends no PDU is no failure.
-                found = self._tcp_feed(d, h, r, key, payload, ctx, state, classify=False)
-                if found is not None:
-                    s.decoded += 1
-                    s.protocol = d.stream_protocol(s.protocol, found)
-                    s.add(found, 1.0, ctx.ts)
-                    self._keep_sample(s, batch, r)
-                elif len(s.outer_samples) < s.sample_limit and payload:
-                    self._keep_sample(s, batch, r)
+            if isinstance(st.decoder, StreamDecoder):
+                if self._tcp_feed(st, int(v.h.tcpseq[r]), payload, ctx) or payload:
+                    self._keep_sample(s, v.batch, r)
                 continue
-            s.decoded += 1
-            if weights is not None:
-                weight *= float(weights[r])
-                s.fragments += int(weights[r])
-            found = self._check(d, payload, ctx, state)
+            if v.weights is not None:
+                weight *= float(v.weights[r])
+                s.fragments += int(v.weights[r])
+            found = self._check(st.decoder, payload, ctx, st.state)
             if not isinstance(found, Decoded):
+                s.decoded += 1
                 s.rejects[found.reason if isinstance(found, Reject) else "invalid"] += 1
-            else:
-                # A stream may be renamed by what it turns out to carry (IPFIX → PSAMP).
-                s.protocol = d.stream_protocol(s.protocol, found)
-                s.add(found, weight, ctx.ts)
-                self._keep_sample(s, batch, r)
+                continue
+            # A stream may be renamed by what it turns out to carry (IPFIX → PSAMP).
+            s.protocol = st.decoder.stream_protocol(s.protocol, found)
+            self._add(st, found, weight, ctx.ts)
+            self._keep_sample(s, v.batch, r)
 
     def _new_stream(
-        self, batch: PacketBatch, h: Headers, r: int, key: int, fkey: int, dirn: int, d: Decoded
-    ) -> StreamEvidence:
-        ver = int(h.ipver[r])
-        ts = float(batch.ts[r])
+        self, v: _Rows, x: int, t: _Trial, ctx: PacketContext, transport: str
+    ) -> Stream:
+        r = int(v.rows[x])
+        batch, d = v.batch, t.found
+        assert d is not None
         s = StreamEvidence(
-            key=key,
-            flow_key=fkey,
-            direction=dirn,
+            key=int(v.keys.directed[x]),
+            flow_key=int(v.keys.flow[x]),
+            direction=int(v.keys.direction[x]),
             protocol=d.protocol,
             kind=d.kind,
-            transport="",
-            src=_addr(h.src[r], ver),
-            dst=_addr(h.dst[r], ver),
-            sport=int(h.sport[r]),
-            dport=int(h.dport[r]) if int(h.proto[r]) != IP_PROTO_GRE else 0,
-            first_seen=ts,
-            last_seen=ts,
+            transport=transport,
+            src=ctx.src,
+            dst=ctx.dst,
+            sport=ctx.sport,
+            dport=ctx.dport,
+            first_seen=ctx.ts,
+            last_seen=ctx.ts,
         )
         if int(batch.linktype[r]) == LINK_ETHERNET and int(batch.caplen[r]) >= 14:
             o = int(batch.offsets[r])
             s.dst_mac = mac_str(batch.data[o : o + 6].tobytes())
             s.src_mac = mac_str(batch.data[o + 6 : o + 12].tobytes())
-        if d.kind != "flow-export":
-            s.copy_hook = lambda inner, data, ts: self._carried_copy(key, inner, data, ts)
         s.max_samples = self.limits.samples_per_stream
-        s.sample_budget = self.samples
-        self.streams[key] = s
-        self._stream_keys = np.append(self._stream_keys, U64(key))
-        return s
+        # Flow exports carry records, not copies: nothing of theirs to match to originals.
+        copies = CopyMatch() if d.kind != "flow-export" else None
+        st = Stream(s, t.decoder, t.state, tcp=t.tcp, copies=copies)
+        self.streams[s.key] = st
+        self._stream_keys = np.append(self._stream_keys, U64(s.key))
+        return st
 
-    @staticmethod
-    def _keep_sample(s: StreamEvidence, batch: PacketBatch, r: int) -> None:
+    def _keep_sample(self, s: StreamEvidence, batch: PacketBatch, r: int) -> None:
         if len(s.outer_samples) < s.sample_limit:
-            s.keep_outer(float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r))
+            s.keep_outer(float(batch.ts[r]), int(batch.linktype[r]), batch.packet(r), self.samples)
 
     # ---------------------------------------------------------------- stream budgets
 
     def _admit(
         self, key: int, found: Decoded, ctx: PacketContext, transport: str
-    ) -> StreamEvidence | None:
-        """None when a new stream may be kept (it joins its budget groups), else the aggregate
-        stream that takes its packets instead."""
+    ) -> Aggregate | list[Group]:
+        """The budget groups a new stream is kept in (it joins them), or the aggregate stream
+        that takes its packets instead."""
         lim = self.limits
         proto, kind = found.protocol, found.kind
         # Aggregates of tunnels keep the first pair's addresses (a tunnel finding is a pair).
@@ -696,23 +737,22 @@ class Engine:
             self._shed_streams += 1
             return self._aggregate(("all", proto, transport), found, ctx, transport, anyone,
                                    ctx.dst, 0)  # fmt: skip
-        groups: list[tuple[object, ...]] = []
+        groups: list[Group] = []
         if kind == "tunnel" and transport == "udp":
             # Port-only tunnels (one stream per peer port) fold per host pair.
-            pair: tuple[object, ...] = ("pair", proto, ctx.src, ctx.dst)
+            pair: Group = ("pair", proto, ctx.src, ctx.dst)
             g = self._groups.get(pair)
             if g is not None and len(g.kept) >= lim.tunnel_streams_per_pair:
                 self._shed_tunnels += 1
                 for k in g.kept:  # the pair's finding may be any of them
-                    self.streams[k].extra["truncated"] = True
+                    self.streams[k].evidence.extra["truncated"] = True
                 # Named by the port they are sent to: the folded streams then join the kept
                 # ones in one finding (overlays hash the source port per inner flow).
-                dport = ctx.dport if transport == "udp" else 0
-                return self._aggregate(pair, found, ctx, transport, ctx.src, ctx.dst, dport)
+                return self._aggregate(pair, found, ctx, transport, ctx.src, ctx.dst, ctx.dport)
             groups.append(pair)
         family = "flow-export" if kind == "flow-export" else proto
         dport = ctx.dport if transport in ("udp", "tcp") else 0
-        coll: tuple[object, ...] = ("to", family, ctx.dst, dport, transport)
+        coll: Group = ("to", family, ctx.dst, dport, transport)
         g = self._groups.get(coll)
         if g is not None and len(g.kept) >= lim.streams_per_collector and not self._promote(g, key):
             self._shed_streams += 1
@@ -720,8 +760,7 @@ class Engine:
         groups.append(coll)
         for gk in groups:
             self._groups.setdefault(gk, _Group()).kept.add(key)
-        self._member[key] = groups
-        return None
+        return groups
 
     def _promote(self, g: _Group, key: int) -> bool:
         """Whether a folded flow that keeps coming back is now busier than the quietest kept
@@ -733,54 +772,48 @@ class Engine:
             g.returns = {k: v for k, v in g.returns.items() if v > 1}
             if len(g.returns) > 4 * len(g.kept) + 64:
                 g.returns = {}
-        weakest = min(g.kept, key=lambda k: self.streams[k].packets)
-        if n < max(3, self.streams[weakest].packets + 1):
+        weakest = min((self.streams[k] for k in g.kept), key=lambda st: st.evidence.packets)
+        if n < max(3, weakest.evidence.packets + 1):
             return False
         g.returns.pop(key, None)
         self._fold_stream(weakest)
         return True
 
-    def _fold_stream(self, key: int) -> None:
+    def _fold_stream(self, st: Stream) -> None:
         """Fold a kept stream into the aggregate of its collector group."""
-        s = self.streams.pop(key)
-        self._drop_state(key)
-        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
-        groups = self._member.pop(key, [])
-        for gk in groups:
-            g = self._groups.get(gk)
-            if g is not None:
-                g.kept.discard(key)
-        coll = groups[-1]
+        self._forget(st)
+        self._rekey()
+        s = st.evidence
+        coll = st.groups[-1]
         agg = self._aggregates.get(coll)
         if agg is None:
             src = s.src if s.kind == "tunnel" else ""
             agg = self._new_aggregate(coll, s.protocol, s.kind, s.transport, src, s.dst,
-                                      int(coll[3]), s.first_seen)  # type: ignore[arg-type]  # fmt: skip
-        s.copy_hook = None
-        agg.absorb(s)
-        self._count_exporter(coll, s.src, s.packets)
+                                      int(coll[3]), s.first_seen)  # type: ignore[call-overload]  # fmt: skip
+        agg.evidence.absorb(s)
+        agg.count_exporter(s.src, s.packets)
         self._shed_streams += 1
 
     def _aggregate(
         self,
-        group: tuple[object, ...],
+        group: Group,
         found: Decoded,
         ctx: PacketContext,
         transport: str,
         src: str,
         dst: str,
         dport: int,
-    ) -> StreamEvidence:
+    ) -> Aggregate:
         agg = self._aggregates.get(group)
         if agg is None:
             agg = self._new_aggregate(group, found.protocol, found.kind, transport, src, dst,
                                       dport, ctx.ts)  # fmt: skip
-        self._count_exporter(group, ctx.src, 1)
+        agg.count_exporter(ctx.src, 1)
         return agg
 
     def _new_aggregate(
         self,
-        group: tuple[object, ...],
+        group: Group,
         protocol: str,
         kind: str,
         transport: str,
@@ -788,33 +821,25 @@ class Engine:
         dst: str,
         dport: int,
         ts: float,
-    ) -> StreamEvidence:
-        agg = StreamEvidence(
+    ) -> Aggregate:
+        s = StreamEvidence(
             key=_synthetic_key(group), flow_key=0, direction=0, protocol=protocol,
             kind=kind, transport=transport, src=src, dst=dst, sport=0, dport=dport,  # type: ignore[arg-type]
             first_seen=ts, last_seen=ts,
         )  # fmt: skip
-        agg.max_samples = self.limits.samples_per_stream
-        agg.sample_budget = self.samples
-        agg.extra["truncated"] = True
-        self._aggregates[group] = agg
+        s.max_samples = self.limits.samples_per_stream
+        s.extra["truncated"] = True
+        agg = self._aggregates[group] = Aggregate(s)
         return agg
-
-    def _count_exporter(self, group: tuple[object, ...], src: str, packets: int) -> None:
-        c = self._agg_exporters.setdefault(group, Counter())
-        c[src] += packets
-        if len(c) > MAX_EXPORTERS_COUNTED:
-            # Keep the busiest half; the number folded is counted apart.
-            self._agg_exporters[group] = Counter(dict(c.most_common(MAX_EXPORTERS_COUNTED // 2)))
 
     def _describe_aggregates(self) -> None:
         for group, agg in self._aggregates.items():
-            c = self._agg_exporters.get(group, Counter())
-            agg.extra["exporters_kept_apart"] = (
+            c, s = agg.exporters, agg.evidence
+            s.extra["exporters_kept_apart"] = (
                 len(self._groups[group].kept) if group in self._groups else 0
             )
-            agg.extra["top_exporters"] = [f"{ip} ({n})" for ip, n in c.most_common(TOP_EXPORTERS)]
-            agg.extra["exporters_counted"] = len(c)
+            s.extra["top_exporters"] = [f"{ip} ({n})" for ip, n in c.most_common(TOP_EXPORTERS)]
+            s.extra["exporters_counted"] = len(c)
 
     def sync_shed(self) -> dict[str, int]:
         """What every budget has shed so far (also kept in ``stats.shed``)."""
@@ -838,13 +863,14 @@ class Engine:
         self.copies.settle()
         self.sync_shed()
         self._describe_aggregates()
-        for s in self.streams.values():
+        for st in self.streams.values():
+            s = st.evidence
             c = self.flows.counters(s.flow_key)
             if c is not None:
                 s.return_packets = c[1 - s.direction]
                 s.return_bytes = c[3 - s.direction]
-            m = self.copies.streams.get(s.key)
-            if m is not None:
+            m = st.copies
+            if m is not None and m.checked:
                 s.extra["copies_checked"] = m.checked
                 s.extra["copies_matched"] = m.matched
                 if m.delays:
@@ -852,7 +878,12 @@ class Engine:
         self._log_rates()
         plain = [plain_copy_stream(pc) for pc in self.copies.plain_streams()]
         hidden = encrypted.evidence(self.encrypted, self.flows)
-        every = [*self.streams.values(), *self._aggregates.values(), *plain, *hidden]
+        every = [
+            *(st.evidence for st in self.streams.values()),
+            *(agg.evidence for agg in self._aggregates.values()),
+            *plain,
+            *hidden,
+        ]
         return sorted(every, key=lambda s: (s.first_seen, s.key))
 
     def _log_rates(self) -> None:
@@ -862,7 +893,7 @@ class Engine:
         span = (st.last_ts or 0.0) - (st.first_ts or 0.0)
         if span <= 0:
             return
-        for s in self.streams.values():
+        for s in (x.evidence for x in self.streams.values()):
             if s.protocol in LOG_EXPORTS and s.decoded:
                 lines = s.records * max(1.0, s.packets / s.decoded)
                 s.extra["records_per_s"] = round(lines / span, 3)
@@ -874,30 +905,25 @@ class Engine:
     def expire_streams(self, now: float, idle: float) -> list[StreamEvidence]:
         """Drop streams idle for ``idle`` seconds of capture time, with their decoder state;
         returns their evidence so a long-running watch can keep their findings."""
-        gone = [s for s in self.streams.values() if now - s.last_seen > idle]
-        idle_aggs = [g for g, a in self._aggregates.items() if now - a.last_seen > idle]
-        for group in idle_aggs:
-            gone.append(self._aggregates.pop(group))
-            self._agg_exporters.pop(group, None)
-        if not gone:
-            return []
-        for s in gone:
-            if self.streams.pop(s.key, None) is None:
-                continue  # an aggregate
-            self._drop_state(s.key)
-            for gk in self._member.pop(s.key, []):
-                g = self._groups.get(gk)
-                if g is not None:
-                    g.kept.discard(s.key)
-                    if not g.kept:
-                        del self._groups[gk]
-            self.samples.used -= s.sample_bytes()
-        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
+        gone: list[StreamEvidence] = []
+        for st in [st for st in self.streams.values() if now - st.evidence.last_seen > idle]:
+            self._forget(st)
+            st.drop_samples(self.samples)
+            for gk in st.groups:
+                if gk in self._groups and not self._groups[gk].kept:
+                    del self._groups[gk]
+            gone.append(st.evidence)
+        if gone:
+            self._rekey()
+        for group in [g for g, a in self._aggregates.items() if now - a.evidence.last_seen > idle]:
+            gone.append(self._aggregates.pop(group).evidence)
         return gone
 
 
-def _addr(words: npt.NDArray[np.uint32], ver: int) -> str:
-    if ver == 4:
+def _addr(h: Headers, r: int, dst: bool) -> str:
+    """Row ``r``'s source or destination address as text (the one form the engine hands on)."""
+    words = (h.dst if dst else h.src)[r]
+    if int(h.ipver[r]) == 4:
         return ip_str(struct.pack("!I", int(words[3])))
     return ip_str(struct.pack("!4I", *(int(w) for w in words)))
 

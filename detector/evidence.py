@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import CHECKSUM_NONE, InnerPacket, parse_carried
-from detector.protocols.base import Decoded, Kind
+from detector.protocols.base import Carried, Decoded, Kind, RecordedFlow
+
+K = TypeVar("K")
+N = TypeVar("N", int, float)
 
 MAX_HOSTS = 4096
 MAX_CONVERSATIONS = 8192
@@ -47,6 +51,23 @@ SUMMED_EXTRA = frozenset({"copies_checked", "copies_matched", "samples_shed", "s
 
 def _first(x: tuple[float, object, object]) -> float:
     return x[0]
+
+
+def _add_tallies(into: dict[str, HostTally], table: dict[str, HostTally]) -> None:
+    """Add one host table to another (bounded like the tables themselves)."""
+    for name, t in table.items():
+        acc = into.get(name)
+        if acc is None:
+            if len(into) >= MAX_HOSTS:
+                continue
+            acc = into[name] = HostTally(mac=t.mac, named_by_mac=t.named_by_mac)
+        acc.packets += t.packets
+        acc.bytes += t.bytes
+
+
+def _add_counts(into: dict[K, N], other: dict[K, N]) -> None:
+    for k, n in other.items():
+        into[k] = into.get(k, 0) + n
 
 
 # Bookkeeping charged per kept sample on top of its bytes (the tuple, the bytes object).
@@ -140,12 +161,9 @@ class StreamEvidence:
     inner_samples: list[tuple[float, str, bytes]] = field(default_factory=list)
     # Packets per second of capture time (for the report's timeline), bounded.
     timeline: dict[int, int] = field(default_factory=dict)
-    # Called with each parsed carried packet (the engine matches copies to originals).
-    copy_hook: Callable[[InnerPacket, bytes, float], None] | None = None
     # Samples kept: at most ``max_samples`` of each kind (below the kind's own limit), bytes
-    # charged to the engine's budget when there is one.
+    # charged to the engine's budget when one is given.
     max_samples: int = MAX_SAMPLES
-    sample_budget: SampleBudget | None = None
     # Filled by the engine at the end.
     return_packets: int = 0
     return_bytes: int = 0
@@ -157,12 +175,14 @@ class StreamEvidence:
     def sample_limit(self) -> int:
         return min(self.max_samples, SAMPLES_BY_KIND.get(self.kind, MAX_SAMPLES))
 
-    def keep_outer(self, ts: float, link: int, data: bytes) -> None:
-        if len(self.outer_samples) < self.sample_limit and self._budget(len(data)):
+    def keep_outer(
+        self, ts: float, link: int, data: bytes, budget: SampleBudget | None = None
+    ) -> None:
+        if len(self.outer_samples) < self.sample_limit and self._budget(len(data), budget):
             self.outer_samples.append((ts, link, data))
 
-    def _budget(self, n: int) -> bool:
-        if self.sample_budget is None or self.sample_budget.take(n):
+    def _budget(self, n: int, budget: SampleBudget | None) -> bool:
+        if budget is None or budget.take(n):
             return True
         self.extra["truncated"] = True
         shed = self.extra.get("samples_shed", 0)
@@ -193,36 +213,56 @@ class StreamEvidence:
             self.timeline = tl = coarse
         self.timeline_step = step
 
-    def add(self, d: Decoded, weight: float, ts: float = 0.0) -> None:
+    def add(
+        self, d: Decoded, weight: float, ts: float = 0.0, budget: SampleBudget | None = None
+    ) -> list[tuple[InnerPacket, bytes]]:
+        """Count one validated PDU standing for ``weight`` packets; samples are charged to
+        ``budget``.  Returns the carried IP packets it parsed, with their bytes (the engine
+        matches them to originals)."""
         self.validated += 1
         self.strength_sum += d.strength
         self.strength = self.strength_sum / self.validated
         if not self.header_example:
             self.header_example = d.header
-        for k, v in d.session.items():
+        self._sessions(d.session)
+        if self.validated <= MAX_FACT_PACKETS:
+            for k, v in d.facts.items():
+                self._fact(k, v)
+        parsed = []
+        for carried in d.carried:
+            inner = self._carried(carried, weight, ts, budget)
+            if inner is not None and inner.src is not None:
+                parsed.append((inner, carried.data))
+        self._records(d.records, weight)
+        return parsed
+
+    def _sessions(self, session: dict[str, object]) -> None:
+        for k, v in session.items():
             c = self.sessions.setdefault(k, Counter())
             if not (isinstance(v, int) and abs(v) < FACT_NUMBER_MAX):
                 v = fact_text(v)  # whatever a decoder took from the wire, shown bounded
             if len(c) < MAX_FACT_VALUES or v in c:
                 c[v] += 1
-        if self.validated <= MAX_FACT_PACKETS:
-            for k, v in d.facts.items():
-                self._fact(k, v)
-        for carried in d.carried:
-            self.inner_links[carried.link] += 1
-            if len(self.inner_samples) < self.sample_limit and self._budget(len(carried.data)):
-                self.inner_samples.append((ts, carried.link, carried.data))
-            inner = carried.parsed or parse_carried(carried.link, carried.data)
-            size = carried.orig_len or len(carried.data)
-            self.carried_packets += weight
-            if inner is None or (inner.src is None and inner.src_mac is None):
-                self.carried_unparsed += 1
-                continue
-            self._header_facts(inner)
-            self._inner(inner, size, weight)
-            if self.copy_hook is not None and inner.src is not None:
-                self.copy_hook(inner, carried.data, ts)
-        for r in d.records[:200]:
+
+    def _carried(
+        self, carried: Carried, weight: float, ts: float, budget: SampleBudget | None
+    ) -> InnerPacket | None:
+        """Count one carried packet; its parsed headers, or None when they cannot be read."""
+        self.inner_links[carried.link] += 1
+        if len(self.inner_samples) < self.sample_limit and self._budget(len(carried.data), budget):
+            self.inner_samples.append((ts, carried.link, carried.data))
+        inner = carried.parsed or parse_carried(carried.link, carried.data)
+        size = carried.orig_len or len(carried.data)
+        self.carried_packets += weight
+        if inner is None or (inner.src is None and inner.src_mac is None):
+            self.carried_unparsed += 1
+            return None
+        self._header_facts(inner)
+        self._inner(inner, size, weight)
+        return inner
+
+    def _records(self, records: list[RecordedFlow], weight: float) -> None:
+        for r in records[:200]:
             self.records += 1
             for ip in (r.src, r.dst):
                 t = self.record_hosts.get(ip)
@@ -299,6 +339,23 @@ class StreamEvidence:
         self.inner_links.update(o.inner_links)
         self.carried_checks.update(o.carried_checks)
         self.rejects.update(o.rejects)
+        self._absorb_facts(o)
+        _add_tallies(self.hosts, o.hosts)
+        _add_tallies(self.record_hosts, o.record_hosts)
+        for conv, bits in o.conversations.items():
+            self.conversations[conv] = self.conversations.get(conv, 0) | bits
+        _add_counts(self.conversation_packets, o.conversation_packets)
+        _add_counts(self.timeline, o.timeline)
+        self.timeline_step = max(self.timeline_step, o.timeline_step)
+        self._absorb_extra(o.extra)
+        self.outer_samples = sorted([*self.outer_samples, *o.outer_samples], key=_first)[
+            :MAX_SAMPLES
+        ]
+        self.inner_samples = sorted([*self.inner_samples, *o.inner_samples], key=_first)[
+            :MAX_SAMPLES
+        ]
+
+    def _absorb_facts(self, o: StreamEvidence) -> None:
         for k, c in o.sessions.items():
             self.sessions.setdefault(k, Counter()).update(c)
         for k, c in o.facts.items():
@@ -307,34 +364,14 @@ class StreamEvidence:
             self.fact_min[k] = min(self.fact_min.get(k, v), v)
         for k, v in o.fact_max.items():
             self.fact_max[k] = max(self.fact_max.get(k, v), v)
-        for table, into in ((o.hosts, self.hosts), (o.record_hosts, self.record_hosts)):
-            for name, t in table.items():
-                acc = into.get(name)
-                if acc is None:
-                    if len(into) >= MAX_HOSTS:
-                        continue
-                    acc = into[name] = HostTally(mac=t.mac, named_by_mac=t.named_by_mac)
-                acc.packets += t.packets
-                acc.bytes += t.bytes
-        for conv, bits in o.conversations.items():
-            self.conversations[conv] = self.conversations.get(conv, 0) | bits
-        for conv, n in o.conversation_packets.items():
-            self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + n
-        for sec, n in o.timeline.items():
-            self.timeline[sec] = self.timeline.get(sec, 0) + n
-        self.timeline_step = max(self.timeline_step, o.timeline_step)
-        for k, v in o.extra.items():
+
+    def _absorb_extra(self, extra: dict[str, object]) -> None:
+        for k, v in extra.items():
             if k in SUMMED_EXTRA and isinstance(v, int):
                 prev = self.extra.get(k, 0)
                 self.extra[k] = (prev if isinstance(prev, int) else 0) + v
             else:
                 self.extra.setdefault(k, v)
-        self.outer_samples = sorted([*self.outer_samples, *o.outer_samples], key=_first)[
-            :MAX_SAMPLES
-        ]
-        self.inner_samples = sorted([*self.inner_samples, *o.inner_samples], key=_first)[
-            :MAX_SAMPLES
-        ]
 
     def session_values(self) -> dict[str, int | str]:
         """The most common value of each session field (several values are listed in facts)."""

@@ -258,9 +258,6 @@ def _tell(stream: object) -> int:
 
 def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> PartResult:
     streams = engine.finish()
-    for s in streams:
-        s.copy_hook = None  # a bound method of this engine: neither picklable nor needed now
-        s.sample_budget = None
     n = len(engine.flows)
     return PartResult(
         streams=streams,

@@ -57,7 +57,7 @@ def test_junk_first_does_not_blind_a_mirror() -> None:
     engine = _run([_udp(JUNK_TZSP)] * 8 + [_copy(i) for i in range(192)])
     assert engine._rejects.fails  # it was set aside...
     assert ("tzsp", "high") in _findings(engine)  # ...and found all the same
-    (s,) = engine.streams.values()
+    (s,) = [st.evidence for st in engine.streams.values()]
     # Probes follow the flow key, salted per run: the first lands within 8 strides but for
     # a chance of e**-8.
     assert s.packets >= 192 - 8 * Detection().reject_probe_stride

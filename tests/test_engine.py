@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import pickle
 import random
 
 import numpy as np
-from scapy.all import IP, UDP, Ether, Raw, raw
+from mwtest import PCAPS
+from scapy.all import IP, TCP, UDP, Ether, Raw, raw, rdpcap
 
 from detector.capture.reader import PacketBatch
 from detector.detection import Detection
@@ -47,7 +49,7 @@ def test_quiet_flows_are_only_probed() -> None:
     assert not engine.streams
     # A stream on another flow is still found at once.
     engine.process(_batch([_tzsp(i) for i in range(20)], 200.0))
-    assert [s.protocol for s in engine.streams.values()] == ["tzsp"]
+    assert [st.evidence.protocol for st in engine.streams.values()] == ["tzsp"]
 
 
 def test_expired_streams_leave_with_their_evidence() -> None:
@@ -58,9 +60,14 @@ def test_expired_streams_leave_with_their_evidence() -> None:
     (gone,) = engine.expire_streams(now=500.0, idle=60)
     assert gone.protocol == "tzsp" and gone.packets == 30
     assert not engine.streams and not len(engine._stream_keys)
+    # Its evidence samples no longer count against the engine's budget.
+    assert engine.samples.used == 0
+    # The evidence is plain data: it pickles as it is (workers of a scan send it back).
+    again = pickle.loads(pickle.dumps(gone))
+    assert again.protocol == "tzsp" and again.outer_samples == gone.outer_samples
     # It comes back as a new stream when it resumes.
     engine.process(_batch([_tzsp(i) for i in range(5)], 600.0))
-    assert [s.packets for s in engine.streams.values()] == [5]
+    assert [st.evidence.packets for st in engine.streams.values()] == [5]
 
 
 def test_sampled_stream_weights_add_up() -> None:
@@ -69,8 +76,27 @@ def test_sampled_stream_weights_add_up() -> None:
     for b in range(12):
         engine.process(_batch([_tzsp(i % 20) for i in range(200)], 100.0 + b))
         total += 200
-    (s,) = engine.streams.values()
+    (s,) = [st.evidence for st in engine.streams.values()]
     assert s.packets == total
     assert s.decoded < total / 3  # sampled after the first packets
     # Each decoded copy stands for as many packets as it was picked from.
     assert abs(s.carried_packets - total) <= 0.05 * total
+
+
+def test_an_expired_stream_gives_back_its_templates_tcp_bytes_and_samples() -> None:
+    engine = Engine()
+    ipfix = rdpcap(str(PCAPS / "ipfix.pcap"))
+    dnstap = rdpcap(str(PCAPS / "dnstap.pcap"))
+    # One dnstap segment lost near the end: the two after it wait for it in the TCP buffer.
+    sent = [
+        i for i, p in enumerate(dnstap) if TCP in p and p[TCP].dport == 6000 and len(p[TCP].payload)
+    ]
+    kept = [p for i, p in enumerate(dnstap) if i != sent[-3]]
+    for packets in (ipfix, kept):
+        ts = np.array([float(p.time) for p in packets])
+        engine.process(PacketBatch.of_frames([raw(p) for p in packets], ts=ts))
+    assert {st.evidence.protocol for st in engine.streams.values()} >= {"ipfix", "dnstap"}
+    assert engine.template_fields.used > 0 and engine.tcp.total > 0 and engine.samples.used > 0
+    gone = engine.expire_streams(now=float(ts.max()) + 1000, idle=60)
+    assert len(gone) >= 3 and not engine.streams
+    assert engine.template_fields.used == engine.tcp.total == engine.samples.used == 0

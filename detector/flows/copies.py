@@ -61,13 +61,28 @@ class PlainCopies:
         return any((b, a) in self.pairs for a, b in self.pairs)
 
 
-@dataclass
+@dataclass(eq=False)
 class CopyMatch:
-    """Copy matching results for one stream."""
+    """Copy matching results for one stream (the stream holds it; copies waiting for their
+    original hold it too, so a stream that is gone meanwhile is no error)."""
 
     checked: int = 0
     matched: int = 0
     delays: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Natives:
+    """One batch of sampled native packets, as ``CopyMatcher.add_natives`` was given them."""
+
+    fps: npt.NDArray[np.uint64]
+    ranks: npt.NDArray[np.uint64]
+    ts: npt.NDArray[np.float64]
+    l2dst: npt.NDArray[np.int64]
+    l2src: npt.NDArray[np.int64]
+    wire: npt.NDArray[np.int64]
+    addrs: Callable[[int], tuple[str, str]]
+    packet: Callable[[int], bytes]
 
 
 class CopyMatcher:
@@ -89,8 +104,8 @@ class CopyMatcher:
         self.l2dst = np.zeros(0, dtype=np.int64)
         self.l2src = np.zeros(0, dtype=np.int64)
         self.rank = np.zeros(0, dtype=np.uint64)
-        self.pending: list[tuple[int, float, int]] = []  # (fp, ts, stream key), unmatched copies
-        self.streams: dict[int, CopyMatch] = {}
+        # Carried copies not matched yet: (fingerprint, time, the stream's results).
+        self.pending: list[tuple[int, float, CopyMatch]] = []
         self.plain: dict[tuple[int, int], PlainCopies] = {}
         self.level = 0  # the sample keeps ranks below 2 ** (RANK_BITS - level)
         self._pruned_at = 0.0
@@ -119,52 +134,65 @@ class CopyMatcher:
             return
         fps = fps.copy()
         fps[fps == 0] = np.uint64(1)  # 0 marks an empty slot in the index
+        n = _Natives(fps, ranks, ts, l2dst, l2src, wire, addrs, packet)
         ids = self.index.lookup(fps)
         known = ids >= 0
-        # Seen before this batch: a second sighting to another L2 destination is a copy.
-        k = np.nonzero(known)[0]
-        if len(k):
-            prev = ids[k]
-            copy = (
-                (l2dst[k] != self.l2dst[prev])
-                & (l2dst[k] != 0)
-                & (ts[k] - self.ts[prev] <= TEE_WINDOW)
-            )
-            for j in np.nonzero(copy)[0].tolist():
-                i, p = int(k[j]), int(prev[j])
-                seen0 = (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p]))
-                self._duplicate(i, int(fps[i]), seen0, ts, l2dst, l2src, wire, addrs, packet)
-        # New this batch: first sightings are remembered; repeats within the batch compared.
-        a = np.nonzero(~known)[0]
-        if len(a):
-            order = a[np.argsort(fps[a], kind="stable")]
-            ukeys, first, counts = np.unique(fps[order], return_index=True, return_counts=True)
-            for g in np.nonzero(counts > 1)[0].tolist():
-                rows = order[first[g] : first[g] + counts[g]]
-                r0 = int(rows[0])
-                for r in rows[1:].tolist():
-                    if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
-                        seen0 = (int(l2src[r0]), int(l2dst[r0]), float(ts[r0]))
-                        self._duplicate(r, int(fps[r]), seen0, ts, l2dst, l2src, wire, addrs,
-                                        packet)  # fmt: skip
-            firsts = order[first]
-            new_ids, _ = self.index.lookup_or_add(ukeys)
-            n = self.index.count
-            if n > len(self.ts):
-                # Doubling, but not past the budget: a prune follows a batch that crosses it.
-                grow = max(n, min(2 * len(self.ts), self.max_natives), 4096)
-                self.fp = _resize(self.fp, grow)
-                self.ts = _resize(self.ts, grow)
-                self.l2dst = _resize(self.l2dst, grow)
-                self.l2src = _resize(self.l2src, grow)
-                self.rank = _resize(self.rank, grow)
-            self.fp[new_ids] = ukeys
-            self.ts[new_ids] = ts[firsts]
-            self.l2dst[new_ids] = l2dst[firsts]
-            self.l2src[new_ids] = l2src[firsts]
-            self.rank[new_ids] = ranks[firsts]
+        self._seen_before(n, np.nonzero(known)[0], ids)
+        self._seen_now(n, np.nonzero(~known)[0])
         self._adapt(len(fps), float(ts.min()), float(ts.max()))
         self._prune(float(ts.max()))
+
+    def _seen_before(
+        self, n: _Natives, k: npt.NDArray[np.int64], ids: npt.NDArray[np.int64]
+    ) -> None:
+        """Rows ``k`` repeat natives of earlier batches: a second sighting to another L2
+        destination is a copy."""
+        if not len(k):
+            return
+        prev = ids[k]
+        copy = (
+            (n.l2dst[k] != self.l2dst[prev])
+            & (n.l2dst[k] != 0)
+            & (n.ts[k] - self.ts[prev] <= TEE_WINDOW)
+        )
+        for j in np.nonzero(copy)[0].tolist():
+            i, p = int(k[j]), int(prev[j])
+            self._duplicate(n, i, (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p])))
+
+    def _seen_now(self, n: _Natives, a: npt.NDArray[np.int64]) -> None:
+        """Rows ``a`` are new: repeats within the batch are compared, first sightings
+        remembered."""
+        if not len(a):
+            return
+        fps, ts, l2dst = n.fps, n.ts, n.l2dst
+        order = a[np.argsort(fps[a], kind="stable")]
+        ukeys, first, counts = np.unique(fps[order], return_index=True, return_counts=True)
+        for g in np.nonzero(counts > 1)[0].tolist():
+            rows = order[first[g] : first[g] + counts[g]]
+            r0 = int(rows[0])
+            for r in rows[1:].tolist():
+                if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
+                    self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
+        self._remember(n, ukeys, order[first])
+
+    def _remember(
+        self, n: _Natives, ukeys: npt.NDArray[np.uint64], firsts: npt.NDArray[np.int64]
+    ) -> None:
+        new_ids, _ = self.index.lookup_or_add(ukeys)
+        count = self.index.count
+        if count > len(self.ts):
+            # Doubling, but not past the budget: a prune follows a batch that crosses it.
+            grow = max(count, min(2 * len(self.ts), self.max_natives), 4096)
+            self.fp = _resize(self.fp, grow)
+            self.ts = _resize(self.ts, grow)
+            self.l2dst = _resize(self.l2dst, grow)
+            self.l2src = _resize(self.l2src, grow)
+            self.rank = _resize(self.rank, grow)
+        self.fp[new_ids] = ukeys
+        self.ts[new_ids] = n.ts[firsts]
+        self.l2dst[new_ids] = n.l2dst[firsts]
+        self.l2src[new_ids] = n.l2src[firsts]
+        self.rank[new_ids] = n.ranks[firsts]
 
     def _adapt(self, kept: int, start: float, end: float) -> None:
         """Narrow the sample when natives arrive faster than TARGET_RATE a second (what is
@@ -175,31 +203,21 @@ class CopyMatcher:
         elif rate < TARGET_RATE / 8 and self.level > 0 and end - start > 0.5:
             self.level -= 1
 
-    def _duplicate(
-        self,
-        i: int,
-        fp: int,
-        first: tuple[int, int, float],
-        ts: npt.NDArray[np.float64],
-        l2dst: npt.NDArray[np.int64],
-        l2src: npt.NDArray[np.int64],
-        wire: npt.NDArray[np.int64],
-        addrs: Callable[[int], tuple[str, str]],
-        packet: Callable[[int], bytes],
-    ) -> None:
+    def _duplicate(self, n: _Natives, i: int, first: tuple[int, int, float]) -> None:
         """Row ``i`` repeats a packet first seen as ``first`` (L2 source, destination, time).
         Which sighting is the copy is not known yet (TEE in PREROUTING sends the copy before
         the original leaves): both are recorded, and ``plain_streams`` keeps the destination
         that received copies of both directions."""
-        t = float(ts[i])
-        pair = addrs(i)
+        t = float(n.ts[i])
+        pair = n.addrs(i)
         if pair[0] == pair[1]:
             # Addressed to its own sender (BFD echo, RFC 5881): a probe the neighbour loops
             # straight back, so it crosses the link twice by design, not a copy.
             return
-        data = packet(i)
+        data = n.packet(i)
+        fp = int(n.fps[i])
         scale = 1 << self.level
-        for smac, dmac in ((int(l2src[i]), int(l2dst[i])), (first[0], first[1])):
+        for smac, dmac in ((int(n.l2src[i]), int(n.l2dst[i])), (first[0], first[1])):
             pc = self.plain.get((smac, dmac))
             if pc is None:
                 if len(self.plain) >= self.max_plain:
@@ -207,7 +225,7 @@ class CopyMatcher:
                 pc = self.plain[(smac, dmac)] = PlainCopies(smac, dmac, t, t)
             pc.matches += 1
             pc.estimated_packets += scale
-            pc.estimated_bytes += int(wire[i]) * scale
+            pc.estimated_bytes += int(n.wire[i]) * scale
             pc.last_seen = max(pc.last_seen, t)
             pc.first_seen = min(pc.first_seen, first[2])
             if len(pc.delays) < 1000:
@@ -236,9 +254,8 @@ class CopyMatcher:
         fid = int(self.index.lookup(np.array([fp or 1], dtype=np.uint64))[0])
         return None if fid < 0 else float(self.ts[fid])
 
-    def check_copy(self, stream: int, fp: int, ts: float) -> None:
-        """A carried copy (already in the sample) of stream ``stream``."""
-        m = self.streams.setdefault(stream, CopyMatch())
+    def check_copy(self, m: CopyMatch, fp: int, ts: float) -> None:
+        """A carried copy (already in the sample) of the stream whose results are ``m``."""
         m.checked += 1
         native = self._native_ts(fp)
         if native is not None:
@@ -246,7 +263,7 @@ class CopyMatcher:
             if len(m.delays) < 1000:
                 m.delays.append(ts - native)
         elif len(self.pending) < self.max_pending:
-            self.pending.append((fp, ts, stream))
+            self.pending.append((fp, ts, m))
 
     def settle(self) -> None:
         """Match pending copies against natives that arrived after them."""
@@ -255,14 +272,13 @@ class CopyMatcher:
         fps = np.array([p[0] or 1 for p in self.pending], dtype=np.uint64)
         ids = self.index.lookup(fps)
         still = []
-        for (fp, ts, stream), fid in zip(self.pending, ids.tolist(), strict=True):
+        for (fp, ts, m), fid in zip(self.pending, ids.tolist(), strict=True):
             if fid >= 0:
-                m = self.streams[stream]
                 m.matched += 1
                 if len(m.delays) < 1000:
                     m.delays.append(ts - float(self.ts[fid]))
             else:
-                still.append((fp, ts, stream))
+                still.append((fp, ts, m))
         self.pending = still
 
     def _prune(self, now: float) -> None:

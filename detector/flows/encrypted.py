@@ -26,9 +26,9 @@ active one makes room.  Nothing here decides severity: the evidence goes to the 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ from detector.evidence import HostTally, StreamEvidence
 if TYPE_CHECKING:
     from detector.capture.reader import PacketBatch
     from detector.decode.headers import Headers
+    from detector.flows.stream import Stream
     from detector.flows.table import FlowTable, RowKeys
 
 BIN = 0.1  # seconds per byte-rate bin
@@ -170,28 +171,36 @@ def carrier_of(proto: int, sport: int, dport: int, head: bytes, known: str | Non
         return known
     if proto == 50:
         return "esp"
-    ports = {sport, dport}
     if proto == 6:
-        if head.startswith(b"SSH-") or 22 in ports:
-            return "ssh"
-        if len(head) >= 3 and head[0] in (0x14, 0x15, 0x16, 0x17) and head[1] == 3:
-            return "tls"
-        if ports & TLS_PORTS:
-            return "tls"
-        return "tcp"
+        return _tcp_carrier(head, {sport, dport})
     if proto == 17:
-        if len(head) >= 3 and head[0] in (0x14, 0x15, 0x16, 0x17) and head[1] == 0xFE:
-            return "dtls"
-        if 51820 in ports or (len(head) >= 4 and head[0] in (1, 2, 3, 4) and head[1:4] == bytes(3)):
-            return "wireguard"
-        if 1194 in ports:
-            return "openvpn"
-        if 4500 in ports:
-            return "nat-t"
-        if 443 in ports:
-            return "quic"
-        return "udp"
+        return _udp_carrier(head, {sport, dport})
     return f"ip/{proto}"
+
+
+def _tls_record(head: bytes, major: int) -> bool:
+    """A TLS (major 3) or DTLS (major 0xfe) record header: content type, then version."""
+    return len(head) >= 3 and head[0] in (0x14, 0x15, 0x16, 0x17) and head[1] == major
+
+
+def _tcp_carrier(head: bytes, ports: set[int]) -> str:
+    if head.startswith(b"SSH-") or 22 in ports:
+        return "ssh"
+    if _tls_record(head, 3) or ports & TLS_PORTS:
+        return "tls"
+    return "tcp"
+
+
+# UDP carriers known by their port alone, in the order they are told apart.
+UDP_CARRIER_PORTS = ((1194, "openvpn"), (4500, "nat-t"), (443, "quic"))
+
+
+def _udp_carrier(head: bytes, ports: set[int]) -> str:
+    if _tls_record(head, 0xFE):
+        return "dtls"
+    if 51820 in ports or (len(head) >= 4 and head[0] in (1, 2, 3, 4) and head[1:4] == bytes(3)):
+        return "wireguard"
+    return next((name for port, name in UDP_CARRIER_PORTS if port in ports), "udp")
 
 
 class EncryptedCopies:
@@ -364,16 +373,7 @@ class EncryptedCopies:
         if self.closed_through is None or through <= self.closed_through:
             return
         start = self.closed_through + 1
-        data = {b for b in self.open_native if b <= through}
-        for c in self.candidates.values():
-            data.update(b for b in c.open_own if b <= through)
-        segments: list[list[int]] = []
-        for b in sorted(data):
-            if segments and b - segments[-1][1] <= MAX_LAG + 1:
-                segments[-1][1] = b
-            else:
-                segments.append([b, b])
-        for lo, hi in segments:
+        for lo, hi in self._segments(through):
             lo = max(lo, start)
             if self.folded_through is not None and lo - self.folded_through <= MAX_LAG + 1:
                 lo = self.folded_through + 1  # the silent bins in between count as silence
@@ -387,13 +387,24 @@ class EncryptedCopies:
                 self._close_block(a, min(a + MAX_BLOCK - 1, end))
             self.folded_through = end
         for c in self.candidates.values():
-            for b in [b for b in c.open_own if b <= through]:
-                del c.open_own[b]
-            for b in [b for b in c.open_excl if b <= through]:
-                del c.open_excl[b]
-        for b in [b for b in self.open_native if b <= through]:
-            del self.open_native[b]
+            _drop_through(c.open_own, through)
+            _drop_through(c.open_excl, through)
+        _drop_through(self.open_native, through)
         self.closed_through = through
+
+    def _segments(self, through: int) -> list[list[int]]:
+        """Runs [first, last] of bins up to ``through`` with traffic, native or a candidate's
+        own, that lie within the lags of each other."""
+        data = {b for b in self.open_native if b <= through}
+        for c in self.candidates.values():
+            data.update(b for b in c.open_own if b <= through)
+        segments: list[list[int]] = []
+        for b in sorted(data):
+            if segments and b - segments[-1][1] <= MAX_LAG + 1:
+                segments[-1][1] = b
+            else:
+                segments.append([b, b])
+        return segments
 
     def _close_block(self, a: int, z: int) -> None:
         """Fold bins a..z (consecutive) into the running sums, with the lags reaching back into
@@ -529,6 +540,12 @@ def _bucket_sums(
     return ub, per.reshape(len(ub), WIDTH)
 
 
+def _drop_through(bins: dict[int, Any], through: int) -> None:
+    """Forget the open bins up to ``through`` (they are closed)."""
+    for b in [b for b in bins if b <= through]:
+        del bins[b]
+
+
 def _sum_by(
     bins: npt.NDArray[np.int64], size: npt.NDArray[np.int64]
 ) -> tuple[list[int], list[float]]:
@@ -554,7 +571,7 @@ def observe(
     keys: RowKeys,
     fids: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
-    streams: dict[int, StreamEvidence],
+    streams: Mapping[int, Stream],
     addr: Callable[[int, bool], str],
 ) -> None:
     """Feed one batch of IP rows (the engine's columns) to ``ec``: admit new candidates, name the
@@ -576,7 +593,8 @@ def observe(
         ukeys, first = np.unique(dkey[elig], return_index=True)
         where = np.nonzero(elig)[0][first]
         for key, x in zip(ukeys.tolist()[:MAX_ADMIT_PER_BATCH], where.tolist(), strict=False):
-            known = streams.get(key)
+            st = streams.get(key)
+            known = st.evidence if st is not None else None
             if known is not None and known.kind in READABLE_KINDS:
                 continue
             c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
@@ -644,72 +662,79 @@ def _candidate(
 
 
 def evidence(ec: EncryptedCopies, flows: FlowTable) -> list[StreamEvidence]:
-    """One stream record per candidate worth reporting, for the policy.  Packets and bytes are
-    the flow's own from its start (both directions of a TCP connection, as its finding names the
-    connection), or, once the flow table has let it go, those seen since it became a
-    candidate."""
-    out = []
+    """One stream record per candidate worth reporting, for the policy."""
     found = ec.verdicts()
     volume = {(c.src, c.sport, c.dst, c.dport): c.bytes for c, _ in found}
-    for c, v in found:
-        if volume.get((c.dst, c.dport, c.src, c.sport), -1) > c.bytes:
-            continue  # the acknowledgements of a stream that is reported itself
-        packets, size = c.packets, c.bytes
-        counts = flows.counters(c.flow_key)
-        back_share: float | None = None
-        if counts is not None:
-            sent, back = counts[2 + c.direction], counts[3 - c.direction]
-            back_share = round(back / sent, 4) if sent else None
-            if c.proto == 6:
-                packets, size = counts[0] + counts[1], counts[2] + counts[3]
-            else:
-                packets, size = counts[c.direction], counts[2 + c.direction]
-        s = StreamEvidence(
-            key=c.key ^ 0x5EC12E7,
-            flow_key=0,
-            direction=0,
-            protocol="encrypted-copy",
-            kind="mirror",
-            transport={6: "tcp", 17: "udp"}.get(c.proto, f"ip/{c.proto}"),
-            src=c.src,
-            dst=c.dst,
-            sport=c.sport,
-            dport=c.dport,
-            src_mac=c.src_mac,
-            dst_mac=c.dst_mac,
-            first_seen=c.first_seen,
-            last_seen=c.last_seen,
-            packets=packets,
-            bytes=size,
-            decoded=v.bins,
-            validated=v.bins,
-            header_example=(
-                f"{c.carrier} stream {c.src}:{c.sport} -> {c.dst}:{c.dport} whose content "
-                "cannot be read"
-            ),
-        )
-        s.sessions["carrier"] = Counter({c.carrier: 1})
-        total = sum(b for _, b in v.tracked) or 1.0
-        mean = float(ec.ring_len.mean()) if len(ec.ring_len) else 500.0
-        for host, b in v.tracked:
-            s.hosts[host] = HostTally(packets=b / max(mean, 1.0), bytes=b)
-        s.carried_packets = total / max(mean, 1.0)
-        s.outer_samples = list(c.samples)
-        s.extra.update(
-            carrier=c.carrier,
-            correlation=v.correlation,
-            lag_ms=round(1000 * v.lag_s),
-            bytes_ratio=v.bytes_ratio,
-            tracked_series=v.series,
-            bins=v.bins,
-            active_bins=v.active_bins,
-            window_ms=round(1000 * v.window_s),
-        )
-        if back_share is not None:
-            s.extra["bytes_back_share"] = back_share
-        if v.matched_share is not None:
-            s.extra["matched_share"] = v.matched_share
-            s.extra["overhead_bytes"] = v.overhead
-            s.extra["packets_checked"] = c.checked
-        out.append(s)
-    return out
+    # Native packets' mean size turns tracked bytes into packets.
+    mean = max(float(ec.ring_len.mean()) if len(ec.ring_len) else 500.0, 1.0)
+    return [
+        _record(c, v, flows, mean)
+        for c, v in found
+        # The acknowledgements of a stream that is reported itself are left out.
+        if volume.get((c.dst, c.dport, c.src, c.sport), -1) <= c.bytes
+    ]
+
+
+def _volume(c: Candidate, flows: FlowTable) -> tuple[int, int, float | None]:
+    """Packets and bytes of the candidate: the flow's own from its start (both directions of a
+    TCP connection, as its finding names the connection), or, once the flow table has let it
+    go, those seen since it became a candidate; and the share of bytes that came back."""
+    counts = flows.counters(c.flow_key)
+    if counts is None:
+        return c.packets, c.bytes, None
+    sent, back = counts[2 + c.direction], counts[3 - c.direction]
+    back_share = round(back / sent, 4) if sent else None
+    if c.proto == 6:
+        return counts[0] + counts[1], counts[2] + counts[3], back_share
+    return counts[c.direction], counts[2 + c.direction], back_share
+
+
+def _record(c: Candidate, v: Verdict, flows: FlowTable, mean: float) -> StreamEvidence:
+    packets, size, back_share = _volume(c, flows)
+    s = StreamEvidence(
+        key=c.key ^ 0x5EC12E7,
+        flow_key=0,
+        direction=0,
+        protocol="encrypted-copy",
+        kind="mirror",
+        transport={6: "tcp", 17: "udp"}.get(c.proto, f"ip/{c.proto}"),
+        src=c.src,
+        dst=c.dst,
+        sport=c.sport,
+        dport=c.dport,
+        src_mac=c.src_mac,
+        dst_mac=c.dst_mac,
+        first_seen=c.first_seen,
+        last_seen=c.last_seen,
+        packets=packets,
+        bytes=size,
+        decoded=v.bins,
+        validated=v.bins,
+        header_example=(
+            f"{c.carrier} stream {c.src}:{c.sport} -> {c.dst}:{c.dport} whose content "
+            "cannot be read"
+        ),
+    )
+    s.sessions["carrier"] = Counter({c.carrier: 1})
+    total = sum(b for _, b in v.tracked) or 1.0
+    for host, b in v.tracked:
+        s.hosts[host] = HostTally(packets=b / mean, bytes=b)
+    s.carried_packets = total / mean
+    s.outer_samples = list(c.samples)
+    s.extra.update(
+        carrier=c.carrier,
+        correlation=v.correlation,
+        lag_ms=round(1000 * v.lag_s),
+        bytes_ratio=v.bytes_ratio,
+        tracked_series=v.series,
+        bins=v.bins,
+        active_bins=v.active_bins,
+        window_ms=round(1000 * v.window_s),
+    )
+    if back_share is not None:
+        s.extra["bytes_back_share"] = back_share
+    if v.matched_share is not None:
+        s.extra["matched_share"] = v.matched_share
+        s.extra["overhead_bytes"] = v.overhead
+        s.extra["packets_checked"] = c.checked
+    return s

@@ -27,31 +27,37 @@ def _rel(a: int, b: int) -> int:
     return d - MOD if d >= MOD // 2 else d
 
 
-@dataclass
-class _Stream:
+@dataclass(eq=False)
+class TcpBuffer:
+    """One direction of one connection: where it is, and the segments that wait for a gap."""
+
     seq: int  # sequence number of the next byte wanted
     pos: int = 0  # its position from the stream's first byte
     heap: list[int] = field(default_factory=list)  # positions of waiting segments
     waiting: dict[int, bytes] = field(default_factory=dict)
     cost: int = 0  # bytes charged for the waiting segments
 
+    def pending_bytes(self) -> int:
+        return sum(len(v) for v in self.waiting.values())
+
 
 class TcpReassembler:
+    """Puts segments in order for any number of streams, each with its own ``TcpBuffer``,
+    under a budget of waiting bytes per stream and over every stream together."""
+
     def __init__(self, max_pending_bytes: int = 1 << 20, max_total_bytes: int = 32 << 20) -> None:
         self.max_pending = max_pending_bytes
         self.max_total = max_total_bytes
-        self.streams: dict[int, _Stream] = {}
         self.total = 0  # bytes charged over every stream
         self.shed_bytes = 0  # waiting bytes given up because a budget was reached
 
-    def start(self, key: int, seq: int) -> None:
-        self.forget(key)
-        self.streams[key] = _Stream(seq % MOD)
+    def start(self, seq: int) -> TcpBuffer:
+        """A buffer for a stream whose next byte is ``seq`` (it waits on this budget)."""
+        return TcpBuffer(seq % MOD)
 
-    def push(self, key: int, seq: int, data: bytes) -> tuple[bytes, bool]:
+    def push(self, st: TcpBuffer, seq: int, data: bytes) -> tuple[bytes, bool]:
         """Add a segment; return the bytes now in order and whether a gap was skipped."""
-        st = self.streams.get(key)
-        if st is None or not data:
+        if not data:
             return b"", False
         rel = _rel(seq, st.seq)
         if rel < 0:
@@ -80,7 +86,7 @@ class TcpReassembler:
         st.pos = first
         return self._drain(st, b""), True
 
-    def _drain(self, st: _Stream, data: bytes) -> bytes:
+    def _drain(self, st: TcpBuffer, data: bytes) -> bytes:
         out = [data] if data else []
         end = st.pos + len(data)
         while st.heap and st.heap[0] <= end:
@@ -96,11 +102,10 @@ class TcpReassembler:
         st.pos = end
         return b"".join(out)
 
-    def pending_bytes(self, key: int) -> int:
-        st = self.streams.get(key)
-        return 0 if st is None else sum(len(v) for v in st.waiting.values())
-
-    def forget(self, key: int) -> None:
-        st = self.streams.pop(key, None)
+    def forget(self, st: TcpBuffer | None) -> None:
+        """The stream is gone: its waiting bytes leave the budget."""
         if st is not None:
             self.total -= st.cost
+            st.cost = 0
+            st.heap.clear()
+            st.waiting.clear()
