@@ -124,7 +124,7 @@ def _modules_loaded_by(*args: str) -> set[str]:
 
 
 def test_version_and_help_load_no_engine_or_reports() -> None:
-    heavy = {"numpy", "numba", "pydantic", "scapy", "pyshark"}
+    heavy = {"numpy", "pydantic", "scapy", "pyshark"}
     assert not _modules_loaded_by("--version") & heavy
     assert not _modules_loaded_by("--help") & heavy
     assert {"numpy", "pydantic"} <= _modules_loaded_by("scan", "--help")

@@ -28,8 +28,6 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from detector.jit import compiled
-
 BLOCK_SIZE = 16 << 20
 # Records per batch at most: a block of tiny packets is yielded in several batches, so the
 # per-record lists and columns of one batch do not grow with how small the packets are.
@@ -450,30 +448,27 @@ def _read_pcap(
     rec_hdr = 24 if magic in (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34") else 16
     limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
     u32 = struct.Struct(endian + "I").unpack_from
-    big = endian == ">"
     hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"), ("incl", endian + "u4"),
                           ("orig", endian + "u4")])  # fmt: skip
     blocks = _Blocks(stream, live=live)
     pos = 0
     # Records walked so far, damaged ones included: errors name the record as a reader counts.
     number = 0
-    offs = np.empty(MAX_BATCH_RECORDS, dtype=np.int64)  # record offsets of one batch
     while True:
         blocks.fill(pos)
         pos = 0
         end = blocks.end
         buf = blocks.buf
-        data = np.frombuffer(buf, dtype=np.uint8)
-        count = 0
-        while True:
-            count, pos, why = _chain(data, pos, end, rec_hdr, limit, big, offs, count)
-            if why == CHAIN_NEEDS_MORE:
-                break
-            if why == CHAIN_OVERSIZED:
-                incl = u32(buf, pos + 8)[0]
+        offs: list[int] = []
+        append = offs.append
+        stop = end - rec_hdr
+        while pos <= stop and len(offs) < MAX_BATCH_RECORDS:
+            incl = u32(buf, pos + 8)[0]
+            nxt = pos + rec_hdr + incl
+            if incl > limit:
                 # Oversized record: the chain is broken here.  Look for the next record header.
                 stats.error(
-                    f"record {number + count + 1} at byte {24 + blocks.consumed + pos}: "
+                    f"record {number + len(offs) + 1} at byte {24 + blocks.consumed + pos}: "
                     f"captured length {incl} is impossible; resynchronising"
                 )
                 number += 1
@@ -483,26 +478,31 @@ def _read_pcap(
                     break
                 pos = found
                 continue
-            # An empty record.
-            if not any(buf[pos : pos + rec_hdr]):
-                # A run of zero bytes (a hole in the file, or a gzip of zeros): skip it whole
-                # (as a chain of empty records), not one record per turn of this loop.
-                run = _zero_run(buf, pos, end)
-                run -= run % rec_hdr
-                stats.error(
-                    f"records {number + count + 1}-{number + count + run // rec_hdr}"
-                    f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
-                )
-                number += run // rec_hdr
-                pos += run
+            if nxt > end:
+                break
+            if incl == 0:
+                if not any(buf[pos : pos + rec_hdr]):
+                    # A run of zero bytes (a hole in the file, or a gzip of zeros): skip it whole
+                    # (as a chain of empty records), not one record per turn of this loop.
+                    run = _zero_run(buf, pos, end)
+                    run -= run % rec_hdr
+                    stats.error(
+                        f"records {number + len(offs) + 1}-{number + len(offs) + run // rec_hdr}"
+                        f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
+                    )
+                    number += run // rec_hdr
+                    pos += run
+                    continue
+                number += 1
+                stats.error(f"record {number + len(offs)}: zero-length record skipped")
+                pos = nxt
                 continue
-            number += 1
-            stats.error(f"record {number + count}: zero-length record skipped")
-            pos += rec_hdr
-        if count:
-            number += count
-            yield _batch_from_records(buf, offs[:count], rec_hdr, hdr_dtype, unit, linktype)
-            if count >= MAX_BATCH_RECORDS:
+            append(pos)
+            pos = nxt
+        if offs:
+            number += len(offs)
+            yield _batch_from_records(buf, end, offs, rec_hdr, hdr_dtype, unit, linktype)
+            if len(offs) >= MAX_BATCH_RECORDS:
                 continue  # more records wait in this block
         if blocks.failure is not None:
             raise blocks.failure
@@ -520,51 +520,11 @@ def _read_pcap(
                 else:
                     stats.error(f"file truncated: {end - pos} bytes of a record header at the end")
             return
-        if pos == 0 and end >= BLOCK_SIZE and not count:
+        if pos == 0 and end >= BLOCK_SIZE and not offs:
             # A single record larger than the block: grow the buffer for it.
             want = u32(buf, 8)[0] + rec_hdr
             blocks.grow(want)
             _fill_to(blocks, want)
-
-
-CHAIN_NEEDS_MORE, CHAIN_OVERSIZED, CHAIN_EMPTY = 0, 1, 2
-
-
-@compiled()
-def _chain(
-    data: npt.NDArray[np.uint8],
-    pos: int,
-    end: int,
-    rec_hdr: int,
-    limit: int,
-    big: bool,
-    offs: npt.NDArray[np.int64],
-    count: int,
-) -> tuple[int, int, int]:
-    """Follow the pcap record chain from ``pos`` up to ``end``, appending record offsets to
-    ``offs`` from ``count`` on until it is full; (count, where it stopped, why: ``offs`` is full
-    or the next record is not whole, oversized, or empty)."""
-    while pos + rec_hdr <= end and count < len(offs):
-        at = pos + 8
-        first, last = (at, at + 3) if big else (at + 3, at)
-        step = 1 if big else -1
-        incl = (
-            (np.int64(data[first]) << 24)
-            | (np.int64(data[first + step]) << 16)
-            | (np.int64(data[last - step]) << 8)
-            | np.int64(data[last])
-        )
-        if incl > limit:
-            return count, pos, CHAIN_OVERSIZED
-        nxt = pos + rec_hdr + incl
-        if nxt > end:
-            break
-        if incl == 0:
-            return count, pos, CHAIN_EMPTY
-        offs[count] = pos
-        count += 1
-        pos = nxt
-    return count, pos, CHAIN_NEEDS_MORE
 
 
 def _zero_run(buf: bytearray, pos: int, end: int) -> int:
@@ -620,13 +580,15 @@ def _resync_pcap(
 
 def _batch_from_records(
     buf: bytearray,
-    starts: npt.NDArray[np.int64],
+    end: int,
+    offs: list[int],
     rec_hdr: int,
     hdr_dtype: np.dtype,
     unit: float,
     linktype: int,
 ) -> PacketBatch:
     data = np.frombuffer(buf, dtype=np.uint8)
+    starts = np.asarray(offs, dtype=np.int64)
     hdr = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 16, 16), strides=(1, 1))[starts]
     fields = hdr.copy().view(hdr_dtype).reshape(-1)
     caplen = fields["incl"].astype(np.int64)

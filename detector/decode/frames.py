@@ -12,21 +12,16 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from detector.decode.walk import (
-    ETH_IPV4,
-    ETH_IPV6,
-    LINK_ETHERNET,
-    PORT_PROTOS,
-    RAW_IP,
-    Walked,
-    walk_packet,
-)
-
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
 ETH_ARP = 0x0806
+ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
+ETH_MPLS = (0x8847, 0x8848)
+ETH_PPPOE_SESSION = 0x8864
 # EtherTypes that plausibly start a copied frame's payload (used to accept an inner Ethernet
 # frame as real): IP, ARP, VLAN tags, MPLS, PPPoE, LLDP, MACsec, 802.1X, PTP, Cisco TTag, NSH...
 PLAUSIBLE_ETHERTYPES = frozenset(
@@ -36,6 +31,8 @@ PLAUSIBLE_ETHERTYPES = frozenset(
         0x88E7, 0x8906, 0x8914, 0x6558, 0x22EB, 0x88BE, 0x893A, 0x8902,
     }
 )  # fmt: skip
+
+IPV6_EXT_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
 
 # What a carried IPv4 header's checksum says.  A fact for the evidence, never a reason to reject
 # a copy: frames copied before TX checksum offload carry 0, anonymised captures a stale value.
@@ -213,46 +210,90 @@ def ethernet_valid(data: bytes, off: int = 0, *, strict: bool = False) -> bool:
     return etype <= 1500 and etype <= len(data) - off - 14 + 4
 
 
-def _inner(data: bytes, w: Walked, base: int) -> InnerPacket:
-    """The InnerPacket of a walked IP packet (``w`` offsets count from ``base``)."""
-    off = base + w.l3
-    pkt = InnerPacket(ip_version=w.ipver, ip_offset=off, ip_len=w.iplen, ip_id=w.ipid)
-    pkt.proto = w.proto
-    pkt.fragment = w.later_fragment
-    if w.ipver == 4:
-        pkt.checksum = ipv4_checksum_state(data, off)
-        pkt.src = ip_str(bytes(data[off + 12 : off + 16]))
-        pkt.dst = ip_str(bytes(data[off + 16 : off + 20]))
-    else:
-        pkt.src = ip_str(bytes(data[off + 8 : off + 24]))
-        pkt.dst = ip_str(bytes(data[off + 24 : off + 40]))
-    pkt.l4_offset = base + w.l4 if w.l4 >= 0 else -1
-    if w.proto in PORT_PROTOS:
-        pkt.sport, pkt.dport = w.sport, w.dport
-    return pkt
-
-
 def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
     """Parse an IPv4 or IPv6 packet starting at ``off``; None when it is not one."""
-    if not ip_version_at(data, off):
+    if len(data) - off < 1:
         return None
-    return _inner(data, walk_packet(data, RAW_IP, off), off)
+    ver = ip_version_at(data, off)
+    pkt = InnerPacket(ip_version=ver, ip_offset=off)
+    if ver == 4:
+        pkt.checksum = ipv4_checksum_state(data, off)
+        ihl = (data[off] & 0x0F) * 4
+        pkt.ip_len = (data[off + 2] << 8) | data[off + 3]
+        pkt.ip_id = (data[off + 4] << 8) | data[off + 5]
+        frag = ((data[off + 6] << 8) | data[off + 7]) & 0x1FFF
+        pkt.proto = data[off + 9]
+        pkt.src = ip_str(bytes(data[off + 12 : off + 16]))
+        pkt.dst = ip_str(bytes(data[off + 16 : off + 20]))
+        pkt.fragment = frag != 0
+        l4 = off + ihl
+    elif ver == 6:
+        pkt.ip_len = ((data[off + 4] << 8) | data[off + 5]) + 40
+        pkt.src = ip_str(bytes(data[off + 8 : off + 24]))
+        pkt.dst = ip_str(bytes(data[off + 24 : off + 40]))
+        nh = data[off + 6]
+        l4 = off + 40
+        # Walk extension headers so the L4 ports are read from the right place.
+        for _ in range(8):
+            if nh not in IPV6_EXT_HEADERS or nh in (50, 59):
+                break
+            if len(data) < l4 + 8:
+                return pkt
+            if nh == 44:
+                pkt.ip_id = struct.unpack_from("!I", data, l4 + 4)[0]
+                if struct.unpack_from("!H", data, l4 + 2)[0] & 0xFFF8:
+                    pkt.fragment = True
+                nh, l4 = data[l4], l4 + 8
+            elif nh == 51:
+                nh, l4 = data[l4], l4 + (data[l4 + 1] + 2) * 4
+            else:
+                nh, l4 = data[l4], l4 + (data[l4 + 1] + 1) * 8
+        pkt.proto = nh
+    else:
+        return None
+    pkt.l4_offset = l4
+    if not pkt.fragment and pkt.proto in (6, 17, 132, 136) and len(data) >= l4 + 4:
+        pkt.sport, pkt.dport = struct.unpack_from("!HH", data, l4)
+    return pkt
 
 
 def parse_ethernet(data: bytes, off: int = 0) -> InnerPacket | None:
     """Parse an Ethernet frame (VLAN tags, MPLS and PPPoE skipped) down to its IP header."""
     if len(data) - off < 14:
         return None
-    w = walk_packet(data, LINK_ETHERNET, off)
+    dst_mac = mac_str(bytes(data[off : off + 6]))
+    src_mac = mac_str(bytes(data[off + 6 : off + 12]))
+    pos = off + 12
+    etype = (data[pos] << 8) | data[pos + 1]
+    vlan: int | None = None
+    for _ in range(4):
+        if etype not in ETH_VLAN_TAGS or len(data) < pos + 6:
+            break
+        if vlan is None:
+            vlan = ((data[pos + 2] << 8) | data[pos + 3]) & 0x0FFF
+        pos += 4
+        etype = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    if etype == ETH_PPPOE_SESSION and len(data) >= pos + 8:
+        ppp = (data[pos + 6] << 8) | data[pos + 7]
+        pos += 8
+        etype = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}.get(ppp, 0)
+    elif etype in ETH_MPLS:
+        for _ in range(8):
+            if len(data) < pos + 4:
+                break
+            bos = data[pos + 2] & 0x01
+            pos += 4
+            if bos:
+                break
+        nib = data[pos] >> 4 if len(data) > pos else 0
+        etype = {4: ETH_IPV4, 6: ETH_IPV6}.get(nib, 0)
     inner: InnerPacket | None = None
-    if w.ethertype in (ETH_IPV4, ETH_IPV6) and w.l3 >= 0 and ip_version_at(data, off + w.l3):
-        inner = _inner(data, w, off)
+    if etype in (ETH_IPV4, ETH_IPV6):
+        inner = parse_ip(data, pos)
     if inner is None:
         inner = InnerPacket()
-    inner.src_mac = mac_str(bytes(data[off + 6 : off + 12]))
-    inner.dst_mac = mac_str(bytes(data[off : off + 6]))
-    inner.ethertype = w.ethertype
-    inner.vlan = w.vlan if w.vlan >= 0 else None
+    inner.src_mac, inner.dst_mac, inner.ethertype, inner.vlan = src_mac, dst_mac, etype, vlan
     inner.group_source_mac = bool(data[off + 6] & 0x01)
     return inner
 

@@ -1,7 +1,10 @@
-"""IP reassembly of the outer fragments the block decoder flags.
+"""Per-packet fallback for outer packets the vectorised decoder leaves aside, and IP reassembly.
 
-Complete datagrams come back as raw-IP packets that the engine runs through the normal pipeline
-(a full-size frame plus GRE and ERSPAN headers exceeds the MTU, so real mirrors do fragment).
+Handles deep VLAN stacks, MPLS, PPPoE, PPP link types, IPv6 extension headers and fragments.  It
+writes the same columns as :func:`detector.decode.headers.decode_headers`, so later stages do not
+care which path decoded a row.  Fragments are reassembled here; complete datagrams come back as
+raw-IP packets that the engine runs through the normal pipeline (a full-size frame plus GRE and
+ERSPAN headers exceeds the MTU, so real mirrors do fragment).
 """
 
 from __future__ import annotations
@@ -9,12 +12,68 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from detector.capture.reader import PacketBatch
-from detector.decode.frames import ones_complement_sum
-from detector.decode.headers import Headers
+from detector.decode.frames import (
+    ETH_MPLS,
+    ETH_PPPOE_SESSION,
+    ETH_VLAN_TAGS,
+    ones_complement_sum,
+    parse_ip,
+)
+from detector.decode.headers import L4_WINDOW, LINK_ETHERNET, LINK_SLL, LINK_SLL2, Headers
 
 # The largest IPv4 total length / IPv6 payload length (jumbograms are not reassembled).
 MAX_IP_LENGTH = 0xFFFF
+PPP_TO_ETHERTYPE = {0x0021: 0x0800, 0x0057: 0x86DD}
+
+
+def _l3_after_ethertype(pkt: bytes, pos: int, etype: int) -> int:
+    """Skip VLAN tags, PPPoE and MPLS from an EtherType field at ``pos - 2``; IP offset or -1."""
+    for _ in range(8):
+        if etype in ETH_VLAN_TAGS and len(pkt) >= pos + 4:
+            etype = (pkt[pos + 2] << 8) | pkt[pos + 3]
+            pos += 4
+        else:
+            break
+    if etype == ETH_PPPOE_SESSION and len(pkt) >= pos + 8:
+        etype = PPP_TO_ETHERTYPE.get((pkt[pos + 6] << 8) | pkt[pos + 7], 0)
+        pos += 8
+    elif etype in ETH_MPLS:
+        for _ in range(16):
+            if len(pkt) < pos + 4:
+                return -1
+            bos = pkt[pos + 2] & 1
+            pos += 4
+            if bos:
+                break
+        if len(pkt) <= pos:
+            return -1
+        etype = {4: 0x0800, 6: 0x86DD}.get(pkt[pos] >> 4, 0)
+    return pos if etype in (0x0800, 0x86DD) else -1
+
+
+def l3_offset(pkt: bytes, linktype: int) -> int:
+    """Offset of the IP header in a captured frame of ``linktype``, or -1."""
+    if linktype == LINK_ETHERNET and len(pkt) >= 14:
+        return _l3_after_ethertype(pkt, 14, (pkt[12] << 8) | pkt[13])
+    if linktype == LINK_SLL and len(pkt) >= 16:
+        return _l3_after_ethertype(pkt, 16, (pkt[14] << 8) | pkt[15])
+    if linktype == LINK_SLL2 and len(pkt) >= 20:
+        return _l3_after_ethertype(pkt, 20, (pkt[0] << 8) | pkt[1])
+    if linktype in (9, 50) and len(pkt) >= 4:  # PPP, PPP in HDLC framing
+        off = 2 if pkt[0] == 0xFF and pkt[1] == 0x03 else 0
+        return off + 2 if ((pkt[off] << 8) | pkt[off + 1]) in PPP_TO_ETHERTYPE else -1
+    if linktype == 51 and len(pkt) >= 8:  # PPPoE without Ethernet header
+        return 8 if ((pkt[6] << 8) | pkt[7]) in PPP_TO_ETHERTYPE else -1
+    if linktype == 104 and len(pkt) >= 4:  # Cisco HDLC: address, control, EtherType
+        return 4 if ((pkt[2] << 8) | pkt[3]) in (0x0800, 0x86DD) else -1
+    if linktype == 192 and len(pkt) >= 5:  # PPP with direction byte
+        return 3 if ((pkt[1] << 8) | pkt[2]) in PPP_TO_ETHERTYPE else -1
+    if len(pkt) >= 1 and pkt[0] >> 4 in (4, 6):
+        return 0
+    return -1
 
 
 @dataclass
@@ -189,16 +248,53 @@ def _rebuild(header: bytes, payload: bytes) -> bytes:
 def finish_rows(
     batch: PacketBatch, h: Headers, rows: list[int], reasm: Reassembler
 ) -> list[Reassembled]:
-    """Give the fragments among ``rows`` to the reassembler (they are no IP rows of their own);
-    return the datagrams they completed."""
+    """Decode the ``slow`` rows in Python, writing results into ``h``; return whole datagrams."""
     done: list[Reassembled] = []
     for i in rows:
+        pkt = batch.packet(i)
         h.slow[i] = False
         h.ipver[i] = 0
-        l3 = int(h.l3[i])
+        l3 = l3_offset(pkt, int(batch.linktype[i]))
         if l3 < 0:
             continue
-        whole = reasm.add(batch.packet(i), l3, float(batch.ts[i]), int(batch.wirelen[i]))
-        if whole is not None:
-            done.append(whole)
+        ip = parse_ip(pkt, l3)
+        if ip is None:
+            continue
+        if ip.fragment or (ip.ip_version == 4 and pkt[l3 + 6] & 0x20):
+            whole = reasm.add(pkt, l3, float(batch.ts[i]), int(batch.wirelen[i]))
+            if whole is not None:
+                done.append(whole)
+            continue
+        h.l3[i] = l3
+        h.ipver[i] = ip.ip_version
+        h.proto[i] = ip.proto
+        h.iplen[i] = ip.ip_len
+        h.ipid[i] = ip.ip_id
+        h.ttl[i] = pkt[l3 + 8] if ip.ip_version == 4 else pkt[l3 + 7]
+        if ip.ip_version == 4:
+            h.src[i] = (0, 0, 0, struct.unpack_from("!I", pkt, l3 + 12)[0])
+            h.dst[i] = (0, 0, 0, struct.unpack_from("!I", pkt, l3 + 16)[0])
+        else:
+            h.src[i] = struct.unpack_from("!4I", pkt, l3 + 8)
+            h.dst[i] = struct.unpack_from("!4I", pkt, l3 + 24)
+        l4 = ip.l4_offset
+        h.l4[i] = l4
+        # Copy fingerprints read this window: it must start at this packet's own L4 header, not
+        # where the block decode stopped (the Ethernet header of MPLS, PPPoE, QinQ rows).
+        window = pkt[l4 : l4 + L4_WINDOW]
+        h.l4h[i, : len(window)] = np.frombuffer(window, np.uint8)
+        h.l4h[i, len(window) :] = 0
+        h.sport[i], h.dport[i] = ip.sport, ip.dport
+        hlen = 0
+        if ip.proto == 6 and len(pkt) >= l4 + 20:
+            h.tcpflags[i] = pkt[l4 + 13]
+            h.tcpseq[i] = struct.unpack_from("!I", pkt, l4 + 4)[0]
+            hlen = (pkt[l4 + 12] >> 4) * 4
+        elif ip.proto == 47 and len(pkt) >= l4 + 4:
+            h.dport[i] = (pkt[l4 + 2] << 8) | pkt[l4 + 3]
+        elif ip.proto == 17 and len(pkt) >= l4 + 8:
+            h.udpsum[i] = struct.unpack_from("!H", pkt, l4 + 6)[0]
+            hlen = 8
+        h.pay[i] = l4 + hlen
+        h.paylen[i] = max(0, min(len(pkt), l3 + ip.ip_len) - (l4 + hlen))
     return done

@@ -1,10 +1,9 @@
 """Bidirectional flow table kept in numpy columns, updated once per batch.
 
-Rows are hashed to 64-bit flow keys (direction-normalised); an open-addressing index maps keys to
-dense flow ids.  Hashing, the index and the counters are compiled loops (numba) over a batch, so
-Python work per batch is a few calls, not a loop over packets or flows.  Idle flows are evicted
-by rebuilding the index from the live flows, so memory follows the number of concurrent flows,
-not the length of the capture.
+Rows are hashed to 64-bit flow keys (direction-normalised); a vectorised open-addressing index
+maps keys to dense flow ids, so Python work per batch is a handful of numpy calls, not a loop over
+packets or flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory
+follows the number of concurrent flows, not the length of the capture.
 
 Every hash starts from a salt drawn when the process starts (worker processes are forked and
 share it): the hashes are invertible, so without the salt a sender could choose addresses whose
@@ -19,16 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.jit import compiled
-
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
 _M2 = U64(0xBF58476D1CE4E5B9)
 _M3 = U64(0x94D049BB133111EB)
 # Keys are compared only within one run (one process and the workers it forks).
 SALT = U64(int.from_bytes(os.urandom(8), "little"))
-_S27, _S30, _S31, _S32 = U64(27), U64(30), U64(31), U64(32)
-_ZERO, _ONE = U64(0), U64(1)
 
 
 def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -39,47 +34,19 @@ def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         return x ^ (x >> U64(31))
 
 
-@compiled()
-def _mix(x: np.uint64) -> np.uint64:
-    """mix64 of one value (compiled twin, same constants and steps)."""
-    x = (x ^ (x >> _S30)) * _M2
-    x = (x ^ (x >> _S27)) * _M3
-    return x ^ (x >> _S31)
+def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+    """Hash of the four address words per row (IPv4 in word 3), salted."""
+    a = addr.astype(U64)
+    with np.errstate(over="ignore"):
+        h = mix64(((a[:, 0] << U64(32)) | a[:, 1]) ^ SALT)
+        return mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
 
 
-@compiled()
-def _address_hash(w: npt.NDArray[np.uint32], salt: np.uint64) -> np.uint64:
-    h = _mix(((U64(w[0]) << _S32) | U64(w[1])) ^ salt)
-    return _mix(h ^ ((U64(w[2]) << _S32) | U64(w[3])) * _M1)
-
-
-@compiled()
-def _row_keys(
-    src: npt.NDArray[np.uint32],
-    dst: npt.NDArray[np.uint32],
-    sport: npt.NDArray[np.int64],
-    dport: npt.NDArray[np.int64],
-    proto: npt.NDArray[np.int64],
-    salt: np.uint64,
-    out: npt.NDArray[np.uint64],
-    direction: npt.NDArray[np.int8],
-) -> None:
-    """out rows: source host, destination host, flow (both directions alike), directed."""
-    for i in range(len(sport)):
-        hs = _address_hash(src[i], salt)
-        hd = _address_hash(dst[i], salt)
-        a = _mix(hs ^ U64(sport[i]))
-        b = _mix(hd ^ U64(dport[i]))
-        p = U64(proto[i])
-        lo, hi = (a, b) if a < b else (b, a)
-        flow = _mix(_mix(lo) ^ (hi * _M1) ^ p)
-        directed = _mix(a * _M1 ^ b ^ p)
-        out[0, i] = hs
-        out[1, i] = hd
-        # 0 marks an empty slot in the index.
-        out[2, i] = flow if flow != _ZERO else _ONE
-        out[3, i] = directed if directed != _ZERO else _ONE
-        direction[i] = 1 if a > b else 0
+def endpoint_hash(
+    addr_h: npt.NDArray[np.uint64], port: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """Hash of (address, port) per row, from the address hash."""
+    return mix64(addr_h ^ port.astype(U64))
 
 
 @dataclass(slots=True)
@@ -100,83 +67,30 @@ def row_keys(
     dport: npt.NDArray[np.int64],
     proto: npt.NDArray[np.int64],
 ) -> RowKeys:
-    n = len(sport)
-    out = np.empty((4, n), dtype=U64)
-    direction = np.empty(n, dtype=np.int8)
-    # The salt is an argument, never a global: compiled code caches globals as constants, and
-    # the cache outlives the run.
-    _row_keys(
-        np.ascontiguousarray(src), np.ascontiguousarray(dst),
-        np.ascontiguousarray(sport, dtype=np.int64), np.ascontiguousarray(dport, dtype=np.int64),
-        np.ascontiguousarray(proto, dtype=np.int64), SALT, out, direction,
-    )  # fmt: skip
-    return RowKeys(out[0], out[1], out[2], direction, out[3])
-
-
-@compiled()
-def _probe(table: npt.NDArray[np.uint64], key: np.uint64) -> int:
-    """Slot of ``key`` in ``table``, or of the empty slot where it would go."""
-    mask = len(table) - 1
-    pos = np.int64(key & U64(mask))
-    while table[pos] != key and table[pos] != _ZERO:
-        pos = (pos + 1) & mask
-    return pos
-
-
-@compiled()
-def _lookup(
-    table: npt.NDArray[np.uint64],
-    ids: npt.NDArray[np.int64],
-    keys: npt.NDArray[np.uint64],
-    out: npt.NDArray[np.int64],
-) -> None:
-    for i in range(len(keys)):
-        pos = _probe(table, keys[i])
-        out[i] = ids[pos] if table[pos] != _ZERO else -1
-
-
-@compiled()
-def _lookup_or_add(
-    table: npt.NDArray[np.uint64],
-    ids: npt.NDArray[np.int64],
-    count: int,
-    keys: npt.NDArray[np.uint64],
-    out: npt.NDArray[np.int64],
-    added: npt.NDArray[np.bool_],
-) -> int:
-    """Ids of ``keys``, the absent ones added with the next ids; the new count.  The table
-    must have room for every key."""
-    for i in range(len(keys)):
-        pos = _probe(table, keys[i])
-        if table[pos] == _ZERO:
-            table[pos] = keys[i]
-            ids[pos] = count
-            count += 1
-            added[i] = True
-        else:
-            added[i] = False
-        out[i] = ids[pos]
-    return count
-
-
-@compiled()
-def _refill(
-    table: npt.NDArray[np.uint64],
-    ids: npt.NDArray[np.int64],
-    keys: npt.NDArray[np.uint64],
-    key_ids: npt.NDArray[np.int64],
-) -> None:
-    """Place distinct nonzero ``keys`` (absent from ``table``) with their ids."""
-    for i in range(len(keys)):
-        if keys[i] != _ZERO:
-            pos = _probe(table, keys[i])
-            table[pos] = keys[i]
-            ids[pos] = key_ids[i]
+    hs = address_hash(src)
+    hd = address_hash(dst)
+    a = endpoint_hash(hs, sport)
+    b = endpoint_hash(hd, dport)
+    p = proto.astype(U64)
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    with np.errstate(over="ignore"):
+        flow = mix64(mix64(lo) ^ (hi * _M1) ^ p)
+        directed = mix64(a * _M1 ^ b ^ p)
+    # 0 marks an empty slot in the index.
+    flow[flow == 0] = U64(1)
+    directed[directed == 0] = U64(1)
+    return RowKeys(hs, hd, flow, (a > b).astype(np.int8), directed)
 
 
 class HashIndex:
-    """Open addressing: uint64 keys (never 0) → dense ids 0..count-1, given to new keys in the
-    order they are added.  Linear probing, at most half full, one compiled loop per call."""
+    """Vectorised open addressing: uint64 keys (never 0) → dense ids 0..count-1, given to new
+    keys in the order they are added.
+
+    Linear probing, at most half full.  A new table is laid out by one sort of the keys on their
+    home slots; keys added to a table probe in rounds, each round a few numpy calls over the
+    keys still looking for a slot (no sort, no allocation of the table's size).
+    """
 
     MIN_CAP = 1 << 14
 
@@ -186,33 +100,89 @@ class HashIndex:
         self.ids = np.full(capacity, -1, dtype=np.int64)
         self.count = 0
 
-    def _room(self, more: int) -> None:
-        """Grow so that ``more`` keys can be added without passing half full."""
-        cap = self.cap
-        while self.count + more > cap // 2:
-            cap *= 2
-        if cap != self.cap:
-            keys, ids = self.keys, self.ids
-            self.cap = cap
-            self.keys = np.zeros(cap, dtype=U64)
-            self.ids = np.full(cap, -1, dtype=np.int64)
-            _refill(self.keys, self.ids, keys, ids)
+    def _fill(self, cap: int, keys: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
+        """A new table of ``cap`` slots holding distinct ``keys``.  In order of home slot, each
+        key takes the first slot at or after its home that no earlier key took: slot i of the
+        sorted keys is i + the running maximum of (home - rank)."""
+        self.cap = cap
+        self.keys = np.zeros(cap, dtype=U64)
+        self.ids = np.full(cap, -1, dtype=np.int64)
+        home = (keys & U64(cap - 1)).astype(np.int64)
+        order = np.argsort(home)
+        rank = np.arange(len(keys), dtype=np.int64)
+        slot = np.maximum.accumulate(home[order] - rank) + rank
+        fits = slot < cap
+        placed = order[fits]
+        self.keys[slot[fits]] = keys[placed]
+        self.ids[slot[fits]] = ids[placed]
+        wrapped = order[~fits]
+        if wrapped.size:
+            # Every slot from their home to the end is taken: they probe on from slot 0.
+            self._place(keys[wrapped], ids[wrapped], np.zeros(len(wrapped), dtype=np.int64))
+
+    def _place(
+        self,
+        keys: npt.NDArray[np.uint64],
+        ids: npt.NDArray[np.int64],
+        pos: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        """Insert distinct keys known to be absent, probing from their home slots (or ``pos``).
+        Each round the keys at a free slot claim it by writing their id there; the id that
+        stays wins the slot, and the others move on."""
+        mask = self.cap - 1
+        if pos is None:
+            pos = (keys & U64(mask)).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            p = pos[pending]
+            free = self.keys[p] == 0
+            slots, claim = p[free], pending[free]
+            self.ids[slots] = ids[claim]
+            won = self.ids[slots] == ids[claim]
+            self.keys[slots[won]] = keys[claim[won]]
+            placed = np.zeros(len(pending), dtype=np.bool_)
+            placed[np.nonzero(free)[0][won]] = True
+            pending = pending[~placed]
+            pos[pending] = (pos[pending] + 1) & mask
 
     def lookup_or_add(
         self, keys: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """Ids of ``keys`` (adding the absent ones) and which were added."""
-        keys = np.ascontiguousarray(keys, dtype=U64)
-        self._room(len(keys))
-        ids = np.empty(len(keys), dtype=np.int64)
-        added = np.empty(len(keys), dtype=np.bool_)
-        self.count = _lookup_or_add(self.keys, self.ids, self.count, keys, ids, added)
+        """Ids of distinct ``keys`` (adding the absent ones) and which were added."""
+        ids = self.lookup(keys)
+        added = ids < 0
+        n = int(added.sum())
+        if not n:
+            return ids, added
+        new = np.arange(self.count, self.count + n, dtype=np.int64)
+        ids[added] = new
+        self.count += n
+        cap = self.cap
+        while self.count > cap // 2:
+            cap *= 2
+        if cap == self.cap:
+            self._place(keys[added], new)
+        else:
+            used = self.keys != 0
+            self._fill(
+                cap,
+                np.concatenate([self.keys[used], keys[added]]),
+                np.concatenate([self.ids[used], new]),
+            )
         return ids, added
 
     def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Ids of ``keys``, -1 where absent."""
-        ids = np.empty(len(keys), dtype=np.int64)
-        _lookup(self.keys, self.ids, np.ascontiguousarray(keys, dtype=U64), ids)
+        mask = self.cap - 1
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        pos = (keys & U64(mask)).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            k = self.keys[pos[pending]]
+            hit = k == keys[pending]
+            ids[pending[hit]] = self.ids[pos[pending[hit]]]
+            pending = pending[~hit & (k != 0)]
+            pos[pending] = (pos[pending] + 1) & mask
         return ids
 
     def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
@@ -220,61 +190,8 @@ class HashIndex:
         cap = self.MIN_CAP
         while len(keys) > cap // 2:
             cap *= 2
-        self.cap = cap
-        self.keys = np.zeros(cap, dtype=U64)
-        self.ids = np.full(cap, -1, dtype=np.int64)
         self.count = len(keys)
-        _refill(self.keys, self.ids, np.ascontiguousarray(keys, dtype=U64),
-                np.arange(len(keys), dtype=np.int64))  # fmt: skip
-
-
-@compiled()
-def _account(
-    table: npt.NDArray[np.uint64],
-    ids: npt.NDArray[np.int64],
-    count: int,
-    keys: npt.NDArray[np.uint64],
-    direction: npt.NDArray[np.int8],
-    proto: npt.NDArray[np.int64],
-    wire: npt.NDArray[np.int64],
-    ts: npt.NDArray[np.float64],
-    batch: int,
-    key_col: npt.NDArray[np.uint64],
-    proto_col: npt.NDArray[np.int16],
-    quiet: npt.NDArray[np.uint8],
-    first: npt.NDArray[np.float64],
-    last: npt.NDArray[np.float64],
-    seen: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int64],
-    fids: npt.NDArray[np.int64],
-    new_rows: npt.NDArray[np.int64],
-) -> tuple[int, int]:
-    """Each row's flow id (a new flow for a new key) and its counters; (count, new flows)."""
-    fresh = 0
-    for i in range(len(keys)):
-        pos = _probe(table, keys[i])
-        if table[pos] == _ZERO:
-            fid = count
-            count += 1
-            table[pos] = keys[i]
-            ids[pos] = fid
-            key_col[fid] = keys[i]
-            proto_col[fid] = proto[i]
-            quiet[fid] = 0
-            first[fid] = ts[i]
-            last[fid] = ts[i]
-            counts[fid, 0] = counts[fid, 1] = counts[fid, 2] = counts[fid, 3] = 0
-            new_rows[fresh] = i
-            fresh += 1
-        else:
-            fid = ids[pos]
-            last[fid] = max(last[fid], ts[i])
-        d = 1 if direction[i] else 0
-        counts[fid, d] += 1
-        counts[fid, 2 + d] += wire[i]
-        seen[fid] = batch
-        fids[i] = fid
-    return count, fresh
+        self._fill(cap, keys, np.arange(len(keys), dtype=np.int64))
 
 
 class FlowTable:
@@ -312,13 +229,13 @@ class FlowTable:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Account one batch of rows; returns each row's flow id and the rows that started a
         new flow."""
-        n = len(keys)
-        if not n:
+        if not len(keys):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        index = self.index
-        index._room(n)
-        if index.count + n > len(self.key):
-            grow = max(index.count + n, 2 * len(self.key), 1024)
+        ukeys, first_row, inv = np.unique(keys, return_index=True, return_inverse=True)
+        uids, added = self.index.lookup_or_add(ukeys)
+        n = self.index.count
+        if n > len(self.key):
+            grow = max(n, 2 * len(self.key), 1024)
             self.key = _resize(self.key, grow)
             self.proto = _resize(self.proto, grow)
             self.quiet = _resize(self.quiet, grow)
@@ -326,20 +243,26 @@ class FlowTable:
             self.last = _resize(self.last, grow)
             self.seen = _resize(self.seen, grow)
             self.counts = _resize(self.counts, grow)
+        new = uids[added]
+        self.key[new] = ukeys[added]
+        self.proto[new] = proto[first_row[added]]
+        self.quiet[new] = 0
+        self.first[new] = ts[first_row[added]]
+        self.total_flows += int(added.sum())
+        m = len(ukeys)
+        # Per distinct flow of this batch: packets and bytes per direction, first and last time.
+        slot = inv * 2 + direction
+        pk = np.bincount(slot, minlength=2 * m).reshape(m, 2)
+        by = np.bincount(slot, weights=wire, minlength=2 * m).reshape(m, 2).astype(np.int64)
+        self.counts[uids, 0:2] += pk
+        self.counts[uids, 2:4] += by
+        last = np.full(m, -np.inf)
+        np.maximum.at(last, inv, ts)
+        self.last[uids] = np.maximum(self.last[uids], last)
         self.batches += 1
-        fids = np.empty(n, dtype=np.int64)
-        new_rows = np.empty(n, dtype=np.int64)
-        index.count, fresh = _account(
-            index.keys, index.ids, index.count, np.ascontiguousarray(keys, dtype=U64),
-            np.ascontiguousarray(direction, dtype=np.int8),
-            np.ascontiguousarray(proto, dtype=np.int64),
-            np.ascontiguousarray(wire, dtype=np.int64),
-            np.ascontiguousarray(ts, dtype=np.float64), self.batches, self.key, self.proto,
-            self.quiet, self.first, self.last, self.seen, self.counts, fids, new_rows,
-        )  # fmt: skip
-        self.total_flows += fresh
-        self.peak_flows = max(self.peak_flows, index.count)
-        return fids, new_rows[:fresh]
+        self.seen[uids] = self.batches
+        self.peak_flows = max(self.peak_flows, n)
+        return uids[inv], first_row[added]
 
     def add_quiet(self, fids: npt.NDArray[np.int64]) -> None:
         """Count payload packets that no prefilter accepted, per flow (saturating)."""

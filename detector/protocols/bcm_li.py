@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from detector.decode.walk import ETH_VLAN_TAGS
+from detector.decode.frames import ETH_VLAN_TAGS
 from detector.protocols.base import (
     Carried,
     Decoded,

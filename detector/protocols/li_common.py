@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.decode.frames import CHECKSUM_RIGHT, ethernet_valid, ip_fills, parse_ethernet
+from detector.decode.frames import (
+    CHECKSUM_RIGHT,
+    ETH_IPV4,
+    ETH_IPV6,
+    ETH_MPLS,
+    ETH_PPPOE_SESSION,
+    ETH_VLAN_TAGS,
+    ethernet_valid,
+    ip_fills,
+    parse_ethernet,
+)
 from detector.decode.lut import lut
-from detector.decode.walk import ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_PPPOE_SESSION, ETH_VLAN_TAGS
 from detector.protocols.base import Decoded, InnerLink, PacketContext, StreamDecoder
 
 if TYPE_CHECKING:
