@@ -34,10 +34,11 @@ class Detection:
     reject_after: int = 6
     reject_probe_stride: int = 16
     # Payload packets of a UDP / TCP flow that no format's prefilter accepted before its later
-    # packets are only probed, one in `quiet_probe_stride` (TCP gets more: a handover stream
-    # joined mid-PDU shows a PDU start a few segments on).
+    # packets are only probed, one in `quiet_probe_stride`.  A handover stream joined mid-PDU
+    # shows a PDU start within a few segments (a PDU carries one packet, or a record of one);
+    # most TCP flows are shorter than 24 packets, so a larger number prefilters nearly all.
     quiet_after_udp: int = 8
-    quiet_after_tcp: int = 24
+    quiet_after_tcp: int = 8
     quiet_probe_stride: int = 16
     # Verdict: a stream whose format has no magic number is reported only when at least this
     # share of its decoded packets validated (a stream is judged by its share, not its best).
