@@ -1,7 +1,8 @@
 """Scanning on several cores: inputs cut into parts, one engine per part, results folded.
 
-A large classic pcap is cut at a record boundary near its middle (found by checking that a
-run of record headers chains); other inputs (pcapng, gzip, stdin) are read whole.  Each worker
+A large classic pcap is cut at record boundaries into as many parts as there are workers (a
+boundary is found by checking that a run of record headers chains); other inputs (pcapng, gzip,
+stdin) are read whole.  Each worker
 runs its own engine over a contiguous run of parts, in capture order, and returns what the
 verdicts need: stream evidence, per-flow counters, distinct hosts, statistics.  Folding keeps
 what a single engine would have seen: a stream found in one part takes the packets and bytes
