@@ -75,7 +75,8 @@ def browse(net: Net, ns: str, ip: str, seconds: float, seed: int = 1) -> subproc
 def record(net: Net, ns: str, iface: str) -> tuple[subprocess.Popen[Any], Path]:
     """tcpdump of the span, to scan afterwards what watch saw live."""
     cap = net.dir / f"span-{iface}.pcap"
-    p = net.bg(ns, f"record-{iface}", "tcpdump", "-i", iface, "-U", "-n", "-w", str(cap))
+    p = net.bg(ns, f"record-{iface}", "tcpdump", "-i", iface, "--immediate-mode", "-U", "-n",
+                 "-w", str(cap))  # fmt: skip
     wait_capturing(p, "tcpdump (recording)")
     return p, cap
 
