@@ -148,13 +148,16 @@ def main() -> int:
         if r.returncode != 0:
             return _fail(f"tcpreplay failed: {r.stderr.strip() or r.stdout.strip()}")
         # Let the engine drain what the pipe and the ring still hold.
+        # A busy engine writes no summary until its batch is done: only a summary that arrived
+        # and shows no new packets means the backlog is drained (or a minute without progress).
         last, t_last = -1, time.monotonic()
         while True:
-            w.wait_summary(3)
+            arrived = w.wait_summary(10)
             now = w.packets()
-            if now == last:
+            if now != last:
+                last, t_last = now, time.monotonic()
+            elif arrived or time.monotonic() - t_last > 60:
                 break
-            last, t_last = now, time.monotonic()
         final = w.stop()
     finally:
         teardown()
