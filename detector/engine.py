@@ -45,7 +45,7 @@ from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
 # Exports written as logs, whose record rate is set against the span's new flows.
-LOG_EXPORTS = frozenset({"syslog-connlog", "dnstap"})
+LOG_EXPORTS = registry.logs()
 IP_PROTO_GRE = 47
 # Packets worked on at once (a 16 MiB block holds up to a million tiny ones).
 MAX_BATCH_ROWS = 8_192

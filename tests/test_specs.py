@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mwtest import PCAPS, ROOT, expected_samples
 
-from detector import explain
+from detector import engine, explain
 from detector.policy import verdict
 from detector.protocols import registry
 from detector.protocols.base import Decoded
@@ -67,6 +67,31 @@ def test_tables_are_derived_from_the_specs() -> None:
     assert explain.DISSECTIONS["pcli12"].dissector == "pcli12"
     assert explain.DISSECTIONS["netflow-v5"].dissector == "cflow"
     assert "unknown-encapsulation" in explain.NO_DISSECTOR
+
+
+def test_guessed_formats_are_the_heuristic_ones() -> None:
+    # A decoder that guesses (no magic number) makes every protocol it reports guessed; the
+    # plain copies, found by no decoder, say so in their spec.
+    heuristic = {s.name for d in registry.all_decoders() if d.heuristic for s in d.emits}
+    assert heuristic == verdict.GUESSED - {"tee-copy"}
+    assert {n for n, s in SPECS.items() if s.guessed} == verdict.GUESSED
+    assert {"pcli", "jmirror", "rpcap", "pcap-over-ip", "unknown-encapsulation"} < verdict.GUESSED
+    assert "tee-copy" in verdict.GUESSED and "tzsp" not in verdict.GUESSED
+    assert not {"netflow-v9", "erspan-2", "vxlan"} & verdict.GUESSED
+
+
+def test_logs_are_declared() -> None:
+    assert (
+        engine.LOG_EXPORTS
+        == {n for n, s in SPECS.items() if s.log}
+        == {
+            "syslog-connlog",
+            "dnstap",
+        }
+    )
+    # Only a log of everything (syslog) must show enough connection lines to be an export.
+    assert {"syslog-connlog"} == verdict.CONNECTION_LOGS
+    assert all(SPECS[n].role == "records" for n in engine.LOG_EXPORTS)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

@@ -26,12 +26,7 @@ from detector.protocols import registry
 COPY_BY_CONSTRUCTION = registry.with_role("copy")
 # Formats recognised without a magic number (or, for PCAP-over-IP, by a file magic anyone may
 # send): one matching packet proves nothing, so their findings climb a ladder of evidence.
-GUESSED = frozenset(
-    {
-        "pcli", "jmirror", "nokia-li", "bcm-li", "rpcap", "pcap-over-ip",
-        "unknown-encapsulation", "tee-copy",
-    }
-)  # fmt: skip
+GUESSED = registry.guessed()
 # rpcap control messages that, seen together, are a remote capture being opened and started.
 RPCAP_SESSION = frozenset({"open", "startcap"})
 # Encapsulations used both for mirrors and for ordinary overlays / L2 tunnels.
@@ -46,7 +41,7 @@ KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 # Facts shown elsewhere in the reasons.
 HIDDEN_FACTS = frozenset({"prefix", "steering"})
 # Text logs that are flow exports only when enough of their lines name other hosts' connections.
-CONNECTION_LOGS = frozenset({"syslog-connlog"})
+CONNECTION_LOGS = registry.logs("mixed")
 ENCRYPTED_COPY = "encrypted-copy"
 
 

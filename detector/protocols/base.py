@@ -37,6 +37,12 @@ InnerLink = Literal["ethernet", "ip", "ieee80211", "ppp", "raw"]
 # - steering: diverts the original packets (to a cache, an appliance), never copies them
 # - tunnel: carries packets to be delivered
 Role = Literal["copy", "ambiguous", "correlated", "shim", "records", "steering", "tunnel"]
+# Exports written as logs (a line or message per event, not flow records), whose record rate is
+# set against the span's new flows:
+# - events: every message is a record (dnstap's queries and responses)
+# - mixed: ordinary log lines too; a stream is a flow export only when enough of its lines name
+#   other hosts' connections (syslog)
+Log = Literal["events", "mixed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,10 @@ class ProtocolSpec:
     no_dissector: str = ""
     # Only for protocols no decoder reports (found across streams by the engine).
     kind: Kind | None = None
+    # Recognised without a magic number (or by one anyone may send): one matching packet proves
+    # nothing, so the policy wants a ladder of evidence.  None: its decoder's ``heuristic``.
+    guessed: bool | None = None
+    log: Log | None = None
 
 
 @dataclass(slots=True)

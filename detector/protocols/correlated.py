@@ -18,6 +18,8 @@ TEE_COPY = ProtocolSpec(
     no_dissector="The copies are ordinary frames re-addressed to a collector: there is no header "
     "to decode; the packets above are the copies themselves.",
     kind="mirror",
+    # One packet seen twice may also be a packet routed past a span that sees both sides.
+    guessed=True,
 )
 ENCRYPTED_COPY = ProtocolSpec(
     "encrypted-copy",

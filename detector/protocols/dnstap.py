@@ -142,7 +142,9 @@ def _connection(msg: dict[int, list[int | bytes]], qaddr: str, raddr: str) -> Re
     return RecordedFlow(qaddr, raddr, proto, _port(msg, M_QPORT), _port(msg, M_RPORT), packets=1)
 
 
-DNSTAP = ProtocolSpec("dnstap", "records", sid=48, doc="dnstap.md", samples=("dnstap.pcap",))
+DNSTAP = ProtocolSpec(
+    "dnstap", "records", sid=48, doc="dnstap.md", samples=("dnstap.pcap",), log="events"
+)
 
 
 class DnstapDecoder(FramedStreamDecoder):

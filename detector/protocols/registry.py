@@ -14,10 +14,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import types
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 
-from detector.protocols.base import Decoder, Dissection, ProtocolSpec, Role
+from detector.protocols.base import Decoder, Dissection, Log, ProtocolSpec, Role
 
 
 @cache
@@ -40,17 +41,24 @@ def all_decoders() -> tuple[Decoder, ...]:
 
 
 def _resolved(spec: ProtocolSpec, d: Decoder | None, seen: ProtocolSpec | None) -> ProtocolSpec:
-    """``spec`` with its kind and usual ports filled in from its decoder(s): a protocol that
-    several decoders report (over UDP and TCP) is usual on all their ports."""
+    """``spec`` with its kind, usual ports and whether it is guessed filled in from its
+    decoder(s): a protocol that several decoders report (over UDP and TCP) is usual on all their
+    ports, and guessed when any of them guesses it."""
     kind = spec.kind or (d.kind if d is not None else None)
     ports = spec.ports
     if ports is None:
         ports = tuple(sorted({*(d.ports if d is not None else ()), *(seen.ports if seen else ())}))
-    if seen is not None and replace(seen, ports=None, kind=None) != replace(
-        spec, ports=None, kind=None
-    ):
+    guessed = spec.guessed
+    if guessed is None:
+        guessed = (d is not None and d.heuristic) or bool(seen and seen.guessed)
+    if seen is not None and _declared(seen) != _declared(spec):
         raise ValueError(f"protocol {spec.name!r} is declared twice, differently")
-    return replace(spec, kind=kind, ports=ports)
+    return replace(spec, kind=kind, ports=ports, guessed=guessed)
+
+
+def _declared(spec: ProtocolSpec) -> ProtocolSpec:
+    """What a spec says of itself, without what is filled in from its decoders."""
+    return replace(spec, ports=None, kind=None, guessed=None)
 
 
 @cache
@@ -76,8 +84,23 @@ def table_specs() -> dict[str, ProtocolSpec]:
     return table
 
 
+def where(test: Callable[[ProtocolSpec], bool]) -> frozenset[str]:
+    """The reported protocols whose spec passes ``test``."""
+    return frozenset(name for name, spec in protocol_specs().items() if test(spec))
+
+
 def with_role(role: Role) -> frozenset[str]:
-    return frozenset(name for name, spec in protocol_specs().items() if spec.role == role)
+    return where(lambda spec: spec.role == role)
+
+
+def guessed() -> frozenset[str]:
+    """Protocols recognised without a magic number (``ProtocolSpec.guessed``)."""
+    return where(lambda spec: bool(spec.guessed))
+
+
+def logs(*which: Log) -> frozenset[str]:
+    """Protocols written as logs (``ProtocolSpec.log``): of the kinds ``which``, or any."""
+    return where(lambda spec: spec.log is not None and (not which or spec.log in which))
 
 
 def usual_ports() -> dict[str, tuple[int, ...]]:

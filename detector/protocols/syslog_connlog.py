@@ -286,6 +286,7 @@ SYSLOG_CONNLOG = ProtocolSpec(
     sid=47,
     doc="syslog-connlog.md",
     samples=("syslog-connlog.pcap", "syslog-connlog-tcp.pcap"),
+    log="mixed",
 )
 
 
