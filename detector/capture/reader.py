@@ -436,95 +436,156 @@ class _Blocks:
             self.view = memoryview(bigger)
 
 
-def _read_pcap(
-    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
-) -> Iterator[PacketBatch]:
-    endian, unit = PCAP_MAGICS[magic]
-    rest = _read_exact(stream, 20)
-    if len(rest) < 20:
-        raise CaptureError(f"{stats.path}: pcap file header is truncated")
-    _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", rest)
-    linktype = network & 0x0FFFFFFF
-    rec_hdr = 24 if magic in (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34") else 16
-    limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
-    u32 = struct.Struct(endian + "I").unpack_from
-    hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"), ("incl", endian + "u4"),
-                          ("orig", endian + "u4")])  # fmt: skip
-    blocks = _Blocks(stream, live=live)
+class _Walk:
+    """How one format turns the bytes of a block into a batch (see ``_batches``)."""
+
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+        """Records from ``pos`` on, as far as they are whole in the block or the batch is full:
+        where the walk stopped, and the batch of what it found."""
+        raise NotImplementedError
+
+    def ended(self, blocks: _Blocks, pos: int) -> None:
+        """The input ended with ``blocks.buf[pos : blocks.end]`` unread: report it."""
+        raise NotImplementedError
+
+    def needs(self, buf: bytearray, pos: int) -> int:
+        """Bytes the record that starts at ``pos`` takes, header included."""
+        raise NotImplementedError
+
+
+def _batches(blocks: _Blocks, walk: _Walk) -> Iterator[PacketBatch]:
+    """The read loop of every format: fill the block (keeping the unread tail), walk its records,
+    yield them; at the end of the input report what is left."""
     pos = 0
-    # Records walked so far, damaged ones included: errors name the record as a reader counts.
-    number = 0
     while True:
         blocks.fill(pos)
-        pos = 0
-        end = blocks.end
-        buf = blocks.buf
+        pos, batch = walk.walk(blocks, 0)
+        if batch is not None:
+            yield batch
+            if len(batch) >= MAX_BATCH_RECORDS:
+                continue  # more records wait in this block
+        if blocks.failure is not None:
+            raise blocks.failure
+        if blocks.eof:
+            walk.ended(blocks, pos)
+            return
+        if pos == 0 and batch is None and blocks.end >= BLOCK_SIZE:
+            # A single record larger than the block: grow the buffer for it.
+            want = walk.needs(blocks.buf, 0)
+            blocks.grow(want)
+            _fill_to(blocks, want)
+
+
+# The record header of Kuznetzov's patched pcap is 8 bytes longer.
+_PATCHED = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
+
+
+class _PcapWalk(_Walk):
+    """Classic pcap: one link type, a chain of record headers."""
+
+    def __init__(self, magic: bytes, header: bytes, stats: InputStats) -> None:
+        endian, self.unit = PCAP_MAGICS[magic]
+        _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", header)
+        self.linktype = network & 0x0FFFFFFF
+        self.rec_hdr = 24 if magic in _PATCHED else 16
+        self.limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
+        self.u32 = struct.Struct(endian + "I").unpack_from
+        self.hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"),
+                                   ("incl", endian + "u4"), ("orig", endian + "u4")])  # fmt: skip
+        self.stats = stats
+        # Records walked before this batch, damaged ones included: errors name the record as a
+        # reader counts.
+        self.number = 0
+
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+        buf, end, rec_hdr = blocks.buf, blocks.end, self.rec_hdr
         offs: list[int] = []
+        while True:
+            pos = self._chain(buf, pos, end, offs)
+            if len(offs) >= MAX_BATCH_RECORDS or pos + rec_hdr > end:
+                break
+            incl = self.u32(buf, pos + 8)[0]
+            if 0 < incl <= self.limit:
+                break  # a whole record that is not all in the block yet
+            pos = self._damaged(blocks, pos, incl, len(offs))
+            if pos < 0:
+                pos = -pos - 1
+                break
+        if not offs:
+            return pos, None
+        self.number += len(offs)
+        batch = _batch_from_records(buf, offs, rec_hdr, self.hdr_dtype, self.unit, self.linktype)
+        return pos, batch
+
+    def _chain(self, buf: bytearray, pos: int, end: int, offs: list[int]) -> int:
+        """The hot loop: follow whole, sound records from ``pos``; where it stopped."""
+        u32, limit, rec_hdr = self.u32, self.limit, self.rec_hdr
         append = offs.append
         stop = end - rec_hdr
         while pos <= stop and len(offs) < MAX_BATCH_RECORDS:
             incl = u32(buf, pos + 8)[0]
             nxt = pos + rec_hdr + incl
-            if incl > limit:
-                # Oversized record: the chain is broken here.  Look for the next record header.
-                stats.error(
-                    f"record {number + len(offs) + 1} at byte {24 + blocks.consumed + pos}: "
-                    f"captured length {incl} is impossible; resynchronising"
-                )
-                number += 1
-                found = _resync_pcap(buf, pos + 1, end, u32, limit, rec_hdr)
-                if found < 0:
-                    pos = max(pos + 1, end - rec_hdr - MAX_CAPLEN) if not blocks.eof else end
-                    break
-                pos = found
-                continue
-            if nxt > end:
+            if nxt > end or incl > limit or not incl:
                 break
-            if incl == 0:
-                if not any(buf[pos : pos + rec_hdr]):
-                    # A run of zero bytes (a hole in the file, or a gzip of zeros): skip it whole
-                    # (as a chain of empty records), not one record per turn of this loop.
-                    run = _zero_run(buf, pos, end)
-                    run -= run % rec_hdr
-                    stats.error(
-                        f"records {number + len(offs) + 1}-{number + len(offs) + run // rec_hdr}"
-                        f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
-                    )
-                    number += run // rec_hdr
-                    pos += run
-                    continue
-                number += 1
-                stats.error(f"record {number + len(offs)}: zero-length record skipped")
-                pos = nxt
-                continue
             append(pos)
             pos = nxt
-        if offs:
-            number += len(offs)
-            yield _batch_from_records(buf, end, offs, rec_hdr, hdr_dtype, unit, linktype)
-            if len(offs) >= MAX_BATCH_RECORDS:
-                continue  # more records wait in this block
-        if blocks.failure is not None:
-            raise blocks.failure
-        if blocks.eof:
-            if pos < end:
-                if end - pos >= rec_hdr:
-                    want = u32(buf, pos + 8)[0]
-                    got = end - pos - rec_hdr
-                    if want + rec_hdr > BLOCK_SIZE and got < want and want <= limit:
-                        blocks.grow(want + rec_hdr)
-                    stats.error(
-                        f"file truncated in record {number + 1}: "
-                        f"{got} of {want} captured bytes present"
-                    )
-                else:
-                    stats.error(f"file truncated: {end - pos} bytes of a record header at the end")
+        return pos
+
+    def _damaged(self, blocks: _Blocks, pos: int, incl: int, walked: int) -> int:
+        """Step over the damaged record at ``pos`` (``walked`` records into the batch): where to
+        walk on, or -1 - where to read on from once the block has been refilled."""
+        buf, end, rec_hdr = blocks.buf, blocks.end, self.rec_hdr
+        number = self.number + walked
+        if incl > self.limit:
+            # Oversized record: the chain is broken here.  Look for the next record header.
+            self.stats.error(
+                f"record {number + 1} at byte {24 + blocks.consumed + pos}: "
+                f"captured length {incl} is impossible; resynchronising"
+            )
+            self.number += 1
+            found = _resync_pcap(buf, pos + 1, end, self.u32, self.limit, rec_hdr)
+            if found >= 0:
+                return found
+            return -1 - (max(pos + 1, end - rec_hdr - MAX_CAPLEN) if not blocks.eof else end)
+        if not any(buf[pos : pos + rec_hdr]):
+            # A run of zero bytes (a hole in the file, or a gzip of zeros): skip it whole (as a
+            # chain of empty records), not one record per turn of the walk.
+            run = _zero_run(buf, pos, end)
+            run -= run % rec_hdr
+            self.stats.error(
+                f"records {number + 1}-{number + run // rec_hdr}"
+                f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
+            )
+            self.number += run // rec_hdr
+            return pos + run
+        self.number += 1
+        self.stats.error(f"record {number + 1}: zero-length record skipped")
+        return pos + rec_hdr
+
+    def ended(self, blocks: _Blocks, pos: int) -> None:
+        left = blocks.end - pos
+        if not left:
             return
-        if pos == 0 and end >= BLOCK_SIZE and not offs:
-            # A single record larger than the block: grow the buffer for it.
-            want = u32(buf, 8)[0] + rec_hdr
-            blocks.grow(want)
-            _fill_to(blocks, want)
+        if left < self.rec_hdr:
+            self.stats.error(f"file truncated: {left} bytes of a record header at the end")
+            return
+        want = self.u32(blocks.buf, pos + 8)[0]
+        self.stats.error(
+            f"file truncated in record {self.number + 1}: "
+            f"{left - self.rec_hdr} of {want} captured bytes present"
+        )
+
+    def needs(self, buf: bytearray, pos: int) -> int:
+        return self.u32(buf, pos + 8)[0] + self.rec_hdr
+
+
+def _read_pcap(
+    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
+) -> Iterator[PacketBatch]:
+    header = _read_exact(stream, 20)
+    if len(header) < 20:
+        raise CaptureError(f"{stats.path}: pcap file header is truncated")
+    yield from _batches(_Blocks(stream, live=live), _PcapWalk(magic, header, stats))
 
 
 def _zero_run(buf: bytearray, pos: int, end: int) -> int:
@@ -580,7 +641,6 @@ def _resync_pcap(
 
 def _batch_from_records(
     buf: bytearray,
-    end: int,
     offs: list[int],
     rec_hdr: int,
     hdr_dtype: np.dtype,
@@ -604,125 +664,166 @@ def _batch_from_records(
 
 # pcapng block types
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
+# The largest pcapng block read; anything larger is corruption.
+MAX_BLOCK = MAX_CAPLEN * 4
+_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+
+
+class _Rows:
+    """The columns of a pcapng batch, filled block by block."""
+
+    __slots__ = ("caps", "links", "offs", "origs", "tss")
+
+    def __init__(self) -> None:
+        self.offs: list[int] = []
+        self.caps: list[int] = []
+        self.origs: list[int] = []
+        self.tss: list[float] = []
+        self.links: list[int] = []
+
+    def add(self, off: int, cap: int, orig: int, ts: float, link: int) -> None:
+        self.offs.append(off)
+        self.caps.append(cap)
+        self.origs.append(orig)
+        self.tss.append(ts)
+        self.links.append(link)
+
+    def batch(self, buf: bytearray) -> PacketBatch:
+        ts = np.asarray(self.tss, dtype=np.float64)
+        if np.isnan(ts).any():
+            # Simple packet blocks carry no time: give them the last known one.
+            ts = _fill_nan_forward(ts)
+        return PacketBatch(
+            data=np.frombuffer(buf, dtype=np.uint8),
+            offsets=np.asarray(self.offs, dtype=np.int64),
+            caplen=np.asarray(self.caps, dtype=np.int64),
+            wirelen=np.asarray(self.origs, dtype=np.int64),
+            ts=ts,
+            linktype=np.asarray(self.links, dtype=np.int32),
+        )
+
+
+class _PcapngWalk(_Walk):
+    """pcapng: per-interface link types and timestamp resolutions, several sections."""
+
+    def __init__(self, stats: InputStats) -> None:
+        self.stats = stats
+        self.interfaces: list[tuple[int, float, int]] = []  # (linktype, s per tick, snaplen)
+        self._byte_order("<")
+        self.index = 0  # packets yielded so far
+        self.damaged = 0  # packet blocks skipped so far (errors name packets as a reader counts)
+
+    def _byte_order(self, endian: str) -> None:
+        self.endian = endian
+        self.head = struct.Struct(endian + "II").unpack_from
+        self.epb = struct.Struct(endian + "IIIII").unpack_from
+
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+        buf, end = blocks.buf, blocks.end
+        rows = _Rows()
+        offs, caps, origs, tss, links = rows.offs, rows.caps, rows.origs, rows.tss, rows.links
+        head, epb, interfaces = self.head, self.epb, self.interfaces
+        while pos + 12 <= end and len(offs) < MAX_BATCH_RECORDS:
+            btype, blen = head(buf, pos)
+            if btype == _SHB:  # the same number in either byte order
+                if not self._section(blocks, pos):
+                    pos = end
+                    break
+                head, epb, interfaces = self.head, self.epb, self.interfaces
+                btype, blen = head(buf, pos)
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+                self._impossible(blocks, pos, blen)
+                pos = end
+                break
+            if pos + blen > end:
+                break
+            if btype == _EPB and blen >= 32:
+                iface, tsh, tsl, cap, orig = epb(buf, pos + 8)
+                if iface < len(interfaces) and 0 < cap <= blen - 32:
+                    lt, tick, _snap = interfaces[iface]
+                    offs.append(pos + 28)
+                    caps.append(cap)
+                    origs.append(orig if orig > cap else cap)
+                    tss.append(((tsh << 32) | tsl) * tick)
+                    links.append(lt)
+                else:
+                    self._bad_packet(iface, cap, len(offs))
+            elif btype != _EPB:
+                self._other_block(buf, pos, btype, blen, rows)
+            pos += blen
+        if not offs:
+            return pos, None
+        self.index += len(offs)
+        return pos, rows.batch(buf)
+
+    def _section(self, blocks: _Blocks, pos: int) -> bool:
+        """A section header: its byte order, and no interfaces yet; False if it is unreadable."""
+        bom = bytes(blocks.buf[pos + 8 : pos + 12])
+        endian = _BYTE_ORDERS.get(bom)
+        if endian is not None:
+            self._byte_order(endian)
+            self.interfaces = []
+            return True
+        if blocks.consumed + pos == 0:
+            raise CaptureError(
+                f"{self.stats.path}: pcapng section header has no valid byte-order magic "
+                f"({bom.hex(' ')}): not a readable capture"
+            )
+        self.stats.error(f"pcapng section at byte {blocks.consumed + pos}: bad byte order")
+        return False
+
+    def _impossible(self, blocks: _Blocks, pos: int, blen: int) -> None:
+        if blocks.consumed + pos == 0:
+            raise CaptureError(
+                f"{self.stats.path}: pcapng section header length {blen} is impossible: "
+                "not a readable capture"
+            )
+        self.stats.error(
+            f"pcapng block at byte {blocks.consumed + pos}: impossible length {blen}; "
+            "the rest of the file is unreadable"
+        )
+        blocks.eof = True
+
+    def _bad_packet(self, iface: int, cap: int, walked: int) -> None:
+        self.damaged += 1
+        number = self.index + self.damaged + walked
+        if iface >= len(self.interfaces):
+            self.stats.error(f"packet {number}: unknown interface {iface}")
+        else:
+            self.stats.error(f"packet {number}: bad captured length {cap}")
+
+    def _other_block(self, buf: bytearray, pos: int, btype: int, blen: int, rows: _Rows) -> None:
+        """Blocks other than enhanced packets: interfaces, simple and obsolete packets."""
+        endian, body = self.endian, pos + 8
+        if btype == _IDB and blen >= 20:
+            lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
+            self.interfaces.append((lt, _if_tsresol(buf, body + 8, pos + blen - 4, endian), snap))
+        elif btype == _SPB and blen >= 16 and self.interfaces:
+            orig = struct.unpack_from(endian + "I", buf, body)[0]
+            lt, _tick, snap = self.interfaces[0]
+            cap = min(orig, blen - 16, snap or orig)
+            if cap:
+                rows.add(body + 4, cap, orig, float("nan"), lt)
+        elif btype == _PB and blen >= 32:
+            iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(endian + "HHIIII", buf, body)
+            if iface < len(self.interfaces) and 0 < cap <= blen - 32:
+                lt, tick, _snap = self.interfaces[iface]
+                rows.add(body + 20, cap, max(orig, cap), ((tsh << 32) | tsl) * tick, lt)
+            else:
+                self._bad_packet(iface, cap, len(rows.offs))
+
+    def ended(self, blocks: _Blocks, pos: int) -> None:
+        if pos < blocks.end:
+            self.stats.error(f"file truncated: last block incomplete ({blocks.end - pos} bytes)")
+
+    def needs(self, buf: bytearray, pos: int) -> int:
+        return int(self.head(buf, pos)[1])
 
 
 def _read_pcapng(
     stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
 ) -> Iterator[PacketBatch]:
-    """pcapng: per-interface link types and timestamp resolutions, several sections."""
-    blocks = _Blocks(stream, magic, live=live)
-    endian = "<"
-    interfaces: list[tuple[int, float, int]] = []  # (linktype, seconds per tick, snaplen)
-    pos = 0
-    index = 0  # packets yielded so far
-    damaged = 0  # packet blocks skipped so far (errors name packets as a reader counts them)
-    while True:
-        blocks.fill(pos)
-        pos = 0
-        buf, end = blocks.buf, blocks.end
-        offs: list[int] = []
-        caps: list[int] = []
-        origs: list[int] = []
-        tss: list[float] = []
-        links: list[int] = []
-        while pos + 12 <= end and len(offs) < MAX_BATCH_RECORDS:
-            btype_raw = bytes(buf[pos : pos + 4])
-            if btype_raw == PCAPNG_SHB:
-                bom = bytes(buf[pos + 8 : pos + 12])
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                else:
-                    if blocks.consumed + pos == 0:
-                        raise CaptureError(
-                            f"{stats.path}: pcapng section header has no valid byte-order magic "
-                            f"({bom.hex(' ')}): not a readable capture"
-                        )
-                    stats.error(f"pcapng section at byte {blocks.consumed + pos}: bad byte order")
-                    pos = end
-                    break
-                interfaces = []
-            btype, blen = struct.unpack_from(endian + "II", buf, pos)
-            if blen < 12 or blen % 4 or blen > MAX_CAPLEN * 4:
-                if blocks.consumed + pos == 0:
-                    raise CaptureError(
-                        f"{stats.path}: pcapng section header length {blen} is impossible: "
-                        "not a readable capture"
-                    )
-                stats.error(
-                    f"pcapng block at byte {blocks.consumed + pos}: impossible length {blen}; "
-                    "the rest of the file is unreadable"
-                )
-                pos = end
-                blocks.eof = True
-                break
-            if pos + blen > end:
-                if blen + PAD > len(blocks.buf) - 0 and pos == 0:
-                    blocks.grow(blen)
-                    _fill_to(blocks, blen)
-                    buf, end = blocks.buf, blocks.end
-                    if pos + blen <= end:
-                        continue
-                break
-            body = pos + 8
-            if btype in (_EPB, _PB) and blen >= 32:
-                # Enhanced and (obsolete) packet blocks differ only in the interface field.
-                if btype == _EPB:
-                    iface, tsh, tsl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
-                else:
-                    iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(
-                        endian + "HHIIII", buf, body
-                    )
-                if iface >= len(interfaces):
-                    damaged += 1
-                    stats.error(f"packet {index + damaged + len(offs)}: unknown interface {iface}")
-                elif cap == 0 or body + 20 + cap > pos + blen - 4:
-                    damaged += 1
-                    stats.error(f"packet {index + damaged + len(offs)}: bad captured length {cap}")
-                else:
-                    lt, tick, _snap = interfaces[iface]
-                    offs.append(body + 20)
-                    caps.append(cap)
-                    origs.append(max(orig, cap))
-                    tss.append(((tsh << 32) | tsl) * tick)
-                    links.append(lt)
-            elif btype == _SPB and blen >= 16 and interfaces:
-                orig = struct.unpack_from(endian + "I", buf, body)[0]
-                lt, _tick, snap = interfaces[0]
-                cap = min(orig, blen - 16, snap or orig)
-                if cap:
-                    offs.append(body + 4)
-                    caps.append(cap)
-                    origs.append(orig)
-                    tss.append(float("nan"))
-                    links.append(lt)
-            elif btype == _IDB and blen >= 20:
-                lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
-                interfaces.append((lt, _if_tsresol(buf, body + 8, pos + blen - 4, endian), snap))
-            pos += blen
-        if offs:
-            index += len(offs)
-            ts = np.asarray(tss, dtype=np.float64)
-            if np.isnan(ts).any():
-                # Simple packet blocks carry no time: give them the last known one.
-                ts = _fill_nan_forward(ts)
-            yield PacketBatch(
-                data=np.frombuffer(buf, dtype=np.uint8),
-                offsets=np.asarray(offs, dtype=np.int64),
-                caplen=np.asarray(caps, dtype=np.int64),
-                wirelen=np.asarray(origs, dtype=np.int64),
-                ts=ts,
-                linktype=np.asarray(links, dtype=np.int32),
-            )
-            if len(offs) >= MAX_BATCH_RECORDS:
-                continue  # more blocks wait in this buffer
-        if blocks.failure is not None:
-            raise blocks.failure
-        if blocks.eof:
-            if pos < end:
-                stats.error(f"file truncated: last block incomplete ({end - pos} bytes)")
-            return
+    yield from _batches(_Blocks(stream, magic, live=live), _PcapngWalk(stats))
 
 
 def _fill_nan_forward(ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

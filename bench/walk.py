@@ -1,0 +1,80 @@
+"""Time the capture reader alone: the record walk that turns a file into packet batches.
+
+    python bench/walk.py FILE... [--rounds 3] [--tree DIR ...]
+
+Each round reads every FILE with ``read_batches`` (no engine) in a fresh process and prints the
+CPU seconds (user + system) of the read loop, wall seconds and packets/s.  With several
+``--tree`` checkouts of mirrorwatch, rounds are interleaved (every tree once, then again) so
+that drift in the machine's load hits every tree alike; medians are printed last.  It prints
+figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run in the child, with the tree first on its path.
+CHILD = """
+import json, resource, sys, time
+from detector.capture.reader import InputStats, open_stream, read_batches, reading
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+packets = 0
+c0, w0 = cpu(), time.perf_counter()
+for path in sys.argv[1:]:
+    stats = InputStats(path)
+    stream = open_stream(path)
+    for batch in reading(read_batches(stream, stats), stats):
+        packets += len(batch)
+    stream.close()
+print(json.dumps({"packets": packets, "cpu": cpu() - c0, "wall": time.perf_counter() - w0}))
+"""
+
+
+def run_once(tree: Path, files: list[str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, *files],
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    args = ap.parse_args()
+    trees = args.tree or [REPO]
+    runs: dict[Path, list[dict[str, float]]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for tree in trees:
+            got = run_once(tree, args.files)
+            runs[tree].append(got)
+            print(
+                f"round {r + 1} {tree}: {got['packets']:.0f} packets, cpu {got['cpu']:.3f} s, "
+                f"wall {got['wall']:.3f} s",
+                flush=True,
+            )
+    for tree, got in runs.items():
+        cpu = statistics.median(g["cpu"] for g in got)
+        wall = statistics.median(g["wall"] for g in got)
+        pps = got[0]["packets"] / wall if wall else 0.0
+        print(f"median {tree}: cpu {cpu:.3f} s, wall {wall:.3f} s, {pps / 1e6:.2f} M packets/s")
+
+
+if __name__ == "__main__":
+    main()
