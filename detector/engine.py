@@ -40,7 +40,14 @@ from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import route_for
 from detector.protocols import registry
-from detector.protocols.base import Decoded, Decoder, PacketContext, Reject, StreamDecoder
+from detector.protocols.base import (
+    Decoded,
+    Decoder,
+    PacketContext,
+    Reject,
+    StreamDecoder,
+    transport_name,
+)
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
@@ -511,7 +518,7 @@ class Engine:
         key, r = int(v.keys.directed[x]), int(v.rows[x])
         ctx = v.context(r)
         proto = int(v.h.proto[r])
-        transport = {17: "udp", 6: "tcp", IP_PROTO_GRE: "gre"}.get(proto, f"ip/{proto}")
+        transport = transport_name(proto)
         got = self._decoders_for(proto, self._payload(v.batch, v.h, r), ctx, passing)
         best = None
         if got is not None:

@@ -25,7 +25,7 @@ from detector.decode.frames import InnerPacket, parse_ethernet, parse_ip
 from detector.evidence import StreamEvidence
 from detector.findings import Finding
 from detector.protocols import registry
-from detector.protocols.base import Dissection
+from detector.protocols.base import Dissection, ip_protocol
 from detector.report.evidence_pcap import (
     INNER_LINKTYPES,
     evidence_comment,
@@ -160,7 +160,7 @@ def display_filter(finding: Finding, layered: bool = True) -> str:
         else:
             # By protocol number, not by dissector: IP fragments after the first carry no GRE
             # header but belong to the stream.
-            number = 47 if t == "gre" else int(t[3:]) if t[3:].isdigit() else None
+            number = ip_protocol(t)
             if number is not None:
                 parts.append(f"{'ipv6.nxt' if fam == 'ipv6' else 'ip.proto'}{at} == {number}")
         return " && ".join(parts)

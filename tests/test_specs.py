@@ -13,7 +13,7 @@ from mwtest import PCAPS, ROOT, expected_samples
 from detector import engine, explain
 from detector.policy import verdict
 from detector.protocols import registry
-from detector.protocols.base import Decoded
+from detector.protocols.base import Decoded, ip_protocol, transport_name
 from detector.report import eve
 
 SPECS = registry.protocol_specs()
@@ -126,3 +126,12 @@ def test_ipfix_stream_with_packet_sections_becomes_psamp() -> None:
     assert ipfix.stream_protocol("psamp", Decoded("ipfix", "flow-export", "")) == "psamp"
     (sflow,) = [d for d in registry.all_decoders() if d.name == "sflow"]
     assert sflow.stream_protocol("sflow", psamp) == "sflow"
+
+
+def test_transport_names_of_ip_protocols() -> None:
+    # One naming for decoded streams and encrypted copies alike (an ESP or GRE carrier).
+    names = [transport_name(p) for p in (6, 17, 47, 50, 4)]
+    assert names == ["tcp", "udp", "gre", "ip/50", "ip/4"]
+    # EVE and explain read the number back from the name.
+    assert [ip_protocol(transport_name(p)) for p in range(256)] == list(range(256))
+    assert ip_protocol("l2") is None and eve.proto_name("gre") == "GRE"

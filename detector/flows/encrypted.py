@@ -35,6 +35,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.evidence import HostTally, StreamEvidence
+from detector.protocols.base import transport_name
 
 if TYPE_CHECKING:
     from detector.capture.reader import PacketBatch
@@ -697,7 +698,7 @@ def _record(c: Candidate, v: Verdict, flows: FlowTable, mean: float) -> StreamEv
         direction=0,
         protocol="encrypted-copy",
         kind="mirror",
-        transport={6: "tcp", 17: "udp"}.get(c.proto, f"ip/{c.proto}"),
+        transport=transport_name(c.proto),
         src=c.src,
         dst=c.dst,
         sport=c.sport,

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 Kind = Literal["mirror", "intercept", "flow-export", "tunnel"]
 Transport = Literal["udp", "tcp", "gre", "ip"]
+# The outer IP protocols a finding names by a word; any other is "ip/<number>".
+TRANSPORT_NUMBERS: dict[str, int] = {"udp": 17, "tcp": 6, "gre": 47}
+_TRANSPORT_NAMES = {number: name for name, number in TRANSPORT_NUMBERS.items()}
 # How the carried bytes begin: an Ethernet frame, an IP packet (v4 or v6 by its first nibble),
 # an 802.11 frame, PPP, or something the module could not name.
 InnerLink = Literal["ethernet", "ip", "ieee80211", "ppp", "raw"]
@@ -43,6 +46,20 @@ Role = Literal["copy", "ambiguous", "correlated", "shim", "records", "steering",
 # - mixed: ordinary log lines too; a stream is a flow export only when enough of its lines name
 #   other hosts' connections (syslog)
 Log = Literal["events", "mixed"]
+
+
+def transport_name(ip_proto: int) -> str:
+    """How findings name the transport of a stream sent over IP protocol ``ip_proto``."""
+    return _TRANSPORT_NAMES.get(ip_proto) or f"ip/{ip_proto}"
+
+
+def ip_protocol(transport: str) -> int | None:
+    """The IP protocol number of a finding's transport (None for plain copies, ``l2``)."""
+    if transport in TRANSPORT_NUMBERS:
+        return TRANSPORT_NUMBERS[transport]
+    if transport.startswith("ip/") and transport[3:].isdigit():
+        return int(transport[3:])
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from detector.findings import Finding, Report
 from detector.protocols import registry
+from detector.protocols.base import ip_protocol
 from detector.report.safe import json_line_safe
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ IP_PROTO_NAMES: dict[int, str] = {
     58: "IPv6-ICMP",
     132: "SCTP",
 }
-TRANSPORT_NUMBER: dict[str, int] = {"tcp": 6, "udp": 17, "gre": 47}
 # Suricata masks its flow hash to 51 bits so that JavaScript front ends read it exactly.
 FLOW_ID_BITS = 51
 
@@ -135,14 +135,6 @@ def flow_id(finding_id: str) -> int:
     except ValueError:
         value = zlib.crc32(finding_id.encode())
     return (value & ((1 << FLOW_ID_BITS) - 1)) or 1
-
-
-def ip_protocol(transport: str) -> int | None:
-    if transport in TRANSPORT_NUMBER:
-        return TRANSPORT_NUMBER[transport]
-    if transport.startswith("ip/") and transport[3:].isdigit():
-        return int(transport[3:])
-    return None
 
 
 def proto_name(transport: str) -> str | None:
