@@ -43,6 +43,7 @@ from detector.protocols import registry
 from detector.protocols.base import (
     Decoded,
     Decoder,
+    Kind,
     PacketContext,
     Reject,
     StreamDecoder,
@@ -699,20 +700,9 @@ class Engine:
         r = int(v.rows[x])
         batch, d = v.batch, t.found
         assert d is not None
-        s = StreamEvidence(
-            key=int(v.keys.directed[x]),
-            flow_key=int(v.keys.flow[x]),
-            direction=int(v.keys.direction[x]),
-            protocol=d.protocol,
-            kind=d.kind,
-            transport=transport,
-            src=ctx.src,
-            dst=ctx.dst,
-            sport=ctx.sport,
-            dport=ctx.dport,
-            first_seen=ctx.ts,
-            last_seen=ctx.ts,
-        )
+        k = v.keys
+        key, flow, direction = int(k.directed[x]), int(k.flow[x]), int(k.direction[x])
+        s = StreamEvidence.begun(ctx, key, d.protocol, d.kind, transport, flow, direction)
         if int(batch.linktype[r]) == LINK_ETHERNET and int(batch.caplen[r]) >= 14:
             o = int(batch.offsets[r])
             s.dst_mac = mac_str(batch.data[o : o + 6].tobytes())
@@ -795,8 +785,8 @@ class Engine:
         agg = self._aggregates.get(coll)
         if agg is None:
             src = s.src if s.kind == "tunnel" else ""
-            agg = self._new_aggregate(coll, s.protocol, s.kind, s.transport, src, s.dst,
-                                      int(coll[3]), s.first_seen)  # type: ignore[call-overload]  # fmt: skip
+            at = PacketContext(src, s.dst, dport=int(coll[3]), ts=s.first_seen)  # type: ignore[call-overload]
+            agg = self._new_aggregate(coll, s.protocol, s.kind, s.transport, at)
         agg.evidence.absorb(s)
         agg.count_exporter(s.src, s.packets)
         self._shed_streams += 1
@@ -813,27 +803,16 @@ class Engine:
     ) -> Aggregate:
         agg = self._aggregates.get(group)
         if agg is None:
-            agg = self._new_aggregate(group, found.protocol, found.kind, transport, src, dst,
-                                      dport, ctx.ts)  # fmt: skip
+            at = PacketContext(src, dst, dport=dport, ts=ctx.ts)
+            agg = self._new_aggregate(group, found.protocol, found.kind, transport, at)
         agg.count_exporter(ctx.src, 1)
         return agg
 
     def _new_aggregate(
-        self,
-        group: Group,
-        protocol: str,
-        kind: str,
-        transport: str,
-        src: str,
-        dst: str,
-        dport: int,
-        ts: float,
+        self, group: Group, protocol: str, kind: Kind, transport: str, at: PacketContext
     ) -> Aggregate:
-        s = StreamEvidence(
-            key=_synthetic_key(group), flow_key=0, direction=0, protocol=protocol,
-            kind=kind, transport=transport, src=src, dst=dst, sport=0, dport=dport,  # type: ignore[arg-type]
-            first_seen=ts, last_seen=ts,
-        )  # fmt: skip
+        """An aggregate stream whose ends are ``at``'s (no source port: it stands for many)."""
+        s = StreamEvidence.begun(at, _synthetic_key(group), protocol, kind, transport)
         s.max_samples = self.limits.samples_per_stream
         s.extra["truncated"] = True
         agg = self._aggregates[group] = Aggregate(s)
@@ -941,30 +920,17 @@ def _mac(v: int) -> str:
 
 def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
     """Evidence of a plain-copy stream (TEE / nft dup) from its duplicate sightings."""
-    s = StreamEvidence(
-        key=(pc.l2src << 16) ^ pc.l2dst,
-        flow_key=0,
-        direction=0,
-        protocol="tee-copy",
-        kind="mirror",
-        transport="l2",
-        src="",
-        dst="",
-        sport=0,
-        dport=0,
-        src_mac=_mac(pc.l2src),
-        dst_mac=_mac(pc.l2dst),
-        first_seen=pc.first_seen,
-        last_seen=pc.last_seen,
-        packets=pc.estimated_packets,
-        bytes=pc.estimated_bytes,
-        decoded=pc.matches,
-        validated=pc.matches,
-        strength_sum=float(pc.matches),
-        header_example=(
-            f"the same IP packets seen twice within {1000 * max(pc.delays):.1f} ms, the second "
-            f"time sent to {_mac(pc.l2dst)} instead of their own next hop"
-        ),
+    # No addresses of its own: the copies are frames re-addressed from one MAC to another.
+    at = PacketContext(ts=pc.first_seen)
+    s = StreamEvidence.begun(at, (pc.l2src << 16) ^ pc.l2dst, "tee-copy", "mirror", "l2")
+    s.src_mac, s.dst_mac, s.last_seen = _mac(pc.l2src), _mac(pc.l2dst), pc.last_seen
+    s.packets, s.bytes = pc.estimated_packets, pc.estimated_bytes
+    # Each sighting is a packet matched to its copy.
+    s.decoded = s.validated = pc.matches
+    s.strength_sum = float(pc.matches)
+    s.header_example = (
+        f"the same IP packets seen twice within {1000 * max(pc.delays):.1f} ms, the second "
+        f"time sent to {_mac(pc.l2dst)} instead of their own next hop"
     )
     for (a, b), n in pc.pairs.items():
         for host in (a, b):

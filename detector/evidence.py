@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import CHECKSUM_NONE, InnerPacket, parse_carried
-from detector.protocols.base import Carried, Decoded, Kind, RecordedFlow
+from detector.protocols.base import Carried, Decoded, Kind, PacketContext, RecordedFlow
 
 K = TypeVar("K")
 N = TypeVar("N", int, float)
@@ -170,6 +170,26 @@ class StreamEvidence:
     extra: dict[str, object] = field(default_factory=dict)
     # Seconds per cell of ``timeline`` (it grows when the stream's cells pass their budget).
     timeline_step: int = 1
+
+    @classmethod
+    def begun(
+        cls,
+        at: PacketContext,
+        key: int,
+        protocol: str,
+        kind: Kind,
+        transport: str,
+        flow_key: int = 0,
+        direction: int = 0,
+    ) -> StreamEvidence:
+        """A stream's evidence before anything is added to it: what it is, and the ends and time
+        of the packet that began it (``at``).  Streams found across many packets (aggregates,
+        copies found by correlation) have no flow of their own: key 0."""
+        return cls(
+            key=key, flow_key=flow_key, direction=direction, protocol=protocol, kind=kind,
+            transport=transport, src=at.src, dst=at.dst, sport=at.sport, dport=at.dport,
+            first_seen=at.ts, last_seen=at.ts,
+        )  # fmt: skip
 
     @property
     def sample_limit(self) -> int:

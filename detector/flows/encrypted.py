@@ -35,7 +35,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.evidence import HostTally, StreamEvidence
-from detector.protocols.base import transport_name
+from detector.protocols.base import PacketContext, transport_name
 
 if TYPE_CHECKING:
     from detector.capture.reader import PacketBatch
@@ -692,29 +692,16 @@ def _volume(c: Candidate, flows: FlowTable) -> tuple[int, int, float | None]:
 
 def _record(c: Candidate, v: Verdict, flows: FlowTable, mean: float) -> StreamEvidence:
     packets, size, back_share = _volume(c, flows)
-    s = StreamEvidence(
-        key=c.key ^ 0x5EC12E7,
-        flow_key=0,
-        direction=0,
-        protocol="encrypted-copy",
-        kind="mirror",
-        transport=transport_name(c.proto),
-        src=c.src,
-        dst=c.dst,
-        sport=c.sport,
-        dport=c.dport,
-        src_mac=c.src_mac,
-        dst_mac=c.dst_mac,
-        first_seen=c.first_seen,
-        last_seen=c.last_seen,
-        packets=packets,
-        bytes=size,
-        decoded=v.bins,
-        validated=v.bins,
-        header_example=(
-            f"{c.carrier} stream {c.src}:{c.sport} -> {c.dst}:{c.dport} whose content "
-            "cannot be read"
-        ),
+    at = PacketContext(c.src, c.dst, c.sport, c.dport, ts=c.first_seen)
+    s = StreamEvidence.begun(
+        at, c.key ^ 0x5EC12E7, "encrypted-copy", "mirror", transport_name(c.proto)
+    )
+    s.src_mac, s.dst_mac, s.last_seen = c.src_mac, c.dst_mac, c.last_seen
+    s.packets, s.bytes = packets, size
+    # Each bin of correlated byte rates is one check of the candidate.
+    s.decoded = s.validated = v.bins
+    s.header_example = (
+        f"{c.carrier} stream {c.src}:{c.sport} -> {c.dst}:{c.dport} whose content cannot be read"
     )
     s.sessions["carrier"] = Counter({c.carrier: 1})
     total = sum(b for _, b in v.tracked) or 1.0

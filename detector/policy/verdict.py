@@ -21,6 +21,7 @@ from detector.limits import Limits
 from detector.policy.reasons import Reason, add
 from detector.policy.scores import Scores, certainty, identification
 from detector.protocols import registry
+from detector.protocols.base import PacketContext
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = registry.with_role("copy")
@@ -156,12 +157,11 @@ def merge(streams: list[StreamEvidence]) -> StreamEvidence:
     # The direction that carries the most defines exporter and collector (for TCP, the
     # content; elsewhere, the stream that validated most).
     base = max(streams, key=lambda s: s.bytes if s.transport == "tcp" else s.validated)
-    m = StreamEvidence(
-        key=base.key, flow_key=base.flow_key, direction=base.direction, protocol=base.protocol,
-        kind=base.kind, transport=base.transport, src=base.src or _sole_exporter(base),
-        dst=base.dst, sport=base.sport, dport=base.dport, first_seen=base.first_seen,
-        last_seen=base.last_seen,
-    )  # fmt: skip
+    src = base.src or _sole_exporter(base)
+    ends = PacketContext(src, base.dst, base.sport, base.dport, ts=base.first_seen)
+    m = StreamEvidence.begun(
+        ends, base.key, base.protocol, base.kind, base.transport, base.flow_key, base.direction
+    )
     for s in sorted(streams, key=lambda s: -s.validated):
         m.absorb(s)
     protos = Counter(s.protocol for s in streams for _ in range(max(1, s.validated)))

@@ -106,6 +106,7 @@ class ProtocolSpec:
     # Recognised without a magic number (or by one anyone may send): one matching packet proves
     # nothing, so the policy wants a ladder of evidence.  None: its decoder's ``heuristic``.
     guessed: bool | None = None
+    # Exports written as logs say how (``Log``); None for everything else.
     log: Log | None = None
 
 
