@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.decorators import FC
 
 from detector.capture.reader import Inputs, find_inputs
-from detector.findings import Report
+from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.report.safe import safe_text
 
-EXIT_USAGE = 2
+# Exit statuses of every command: nothing to report, a finding at or above --fail-on, a usage
+# error or an input that could not be read.
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 # Skipped files named on stderr; the rest are counted.
 SKIPPED_SHOWN = 10
 
@@ -105,6 +109,20 @@ def echo_input_errors(report: Report) -> None:
     for inp in report.inputs:
         for e in inp.errors:
             click.echo(safe_text(f"mirrorwatch: {inp.path}: {e}"), err=True)
+
+
+def severity_status(findings: Iterable[Finding], fail_on: str) -> int:
+    """1 when a finding is at or above the severity ``fail_on``, else 0."""
+    worst = max((SEVERITY_ORDER[f.severity] for f in findings), default=-1)
+    return EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN
+
+
+def fail_on_option(when: str) -> Callable[[FC], FC]:
+    """--fail-on of scan and watch; ``when`` ends its help (what "found" means there)."""
+    return click.option(
+        "--fail-on", type=click.Choice(list(SEVERITY_ORDER)), default="high", show_default=True,
+        help=f"Exit 1 when a finding at or above this severity {when}.",
+    )  # fmt: skip
 
 
 # EVE options of both scan and watch: one definition, one help text.

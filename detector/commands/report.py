@@ -6,9 +6,14 @@ import sys
 
 import click
 
-from detector.commands.checks import check_inputs, check_output, echo_input_errors, write_atomic
-
-EXIT_CLEAN, EXIT_USAGE = 0, 2
+from detector.commands.checks import (
+    EXIT_CLEAN,
+    EXIT_USAGE,
+    check_inputs,
+    check_output,
+    echo_input_errors,
+    write_atomic,
+)
 
 
 @click.command()

@@ -10,21 +10,22 @@ import click
 
 from detector.cluster import ClusterError
 from detector.commands.checks import (
+    EXIT_USAGE,
     check_inputs,
     check_output,
     echo_input_errors,
     eve_info_option,
+    fail_on_option,
     sensor_name_option,
+    severity_status,
     write_atomic,
 )
-from detector.findings import SEVERITY_ORDER, Finding, Report
+from detector.findings import Finding, Report
 from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
 
 if TYPE_CHECKING:
     from detector.scan import ScanResult
-
-EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
 class JobsType(click.ParamType):
@@ -126,8 +127,7 @@ def add_geoip(findings: list[Finding], paths: list[str]) -> None:
 def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     if unreadable:
         return EXIT_USAGE
-    worst = max((SEVERITY_ORDER[f.severity] for f in report.findings), default=-1)
-    return EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN
+    return severity_status(report.findings, fail_on)
 
 
 @click.command()
@@ -136,10 +136,7 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
     "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
     show_default=True, help="Report format.",
 )  # fmt: skip
-@click.option(
-    "--fail-on", type=click.Choice(list(SEVERITY_ORDER)), default="high", show_default=True,
-    help="Exit 1 when a finding at or above this severity is found.",
-)  # fmt: skip
+@fail_on_option("is found")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), default=None,
     help="Write the report to this file (replaced whole once the scan is done).",

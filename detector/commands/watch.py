@@ -12,9 +12,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
-from detector.commands.checks import eve_info_option, sensor_name_option
+from detector.commands.checks import (
+    EXIT_USAGE,
+    eve_info_option,
+    fail_on_option,
+    sensor_name_option,
+    severity_status,
+)
 from detector.commands.scan import policy_from
-from detector.findings import SEVERITY_ORDER
 from detector.live import capture
 from detector.policy.verdict import PolicyContext
 
@@ -23,8 +28,6 @@ if TYPE_CHECKING:
     from detector.live.evidence import EvidenceStore
     from detector.live.loop import LiveWatch
     from detector.live.metrics import Metrics
-
-EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
 def _fail(msg: str) -> NoReturn:
@@ -150,10 +153,7 @@ class WatchArgs:
     "--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
     help="Stop after this long (default: until interrupted).",
 )  # fmt: skip
-@click.option(
-    "--fail-on", type=click.Choice(list(SEVERITY_ORDER)), default="high", show_default=True,
-    help="Exit 1 when a finding at or above this severity stands at the end.",
-)  # fmt: skip
+@fail_on_option("stands at the end")
 @click.option(
     "--buffer-size", type=click.IntRange(min=0), default=capture.BUFFER_KIB, show_default=True,
     metavar="KIB", help="Kernel capture buffer per interface (ring size, or tcpdump -B).",
@@ -308,8 +308,7 @@ def _exit_status(
             click.echo(f"mirrorwatch watch: {s.name}: {e}", err=True)
     if live.failures:
         return EXIT_USAGE
-    worst = max((SEVERITY_ORDER[f.severity] for f in findings), default=-1)
-    return EXIT_FOUND if worst >= SEVERITY_ORDER[fail_on] else EXIT_CLEAN
+    return severity_status(findings, fail_on)
 
 
 COMMAND = watch
