@@ -155,16 +155,20 @@ def decoders_for(transport: str) -> tuple[Decoder, ...]:
 
 
 def gre_decoders() -> dict[int, tuple[Decoder, ...]]:
-    table: dict[int, list[Decoder]] = {}
-    for d in decoders_for("gre"):
-        for t in d.gre_types:
-            table.setdefault(t, []).append(d)
-    return {k: tuple(v) for k, v in table.items()}
+    """GRE protocol type → the decoders that read it."""
+    return _by_number("gre", lambda d: d.gre_types)
 
 
 def ip_decoders() -> dict[int, tuple[Decoder, ...]]:
+    """IP protocol number → the decoders that read it."""
+    return _by_number("ip", lambda d: d.ip_protos)
+
+
+def _by_number(
+    transport: str, numbers: Callable[[Decoder], frozenset[int]]
+) -> dict[int, tuple[Decoder, ...]]:
     table: dict[int, list[Decoder]] = {}
-    for d in decoders_for("ip"):
-        for p in d.ip_protos:
-            table.setdefault(p, []).append(d)
+    for d in decoders_for(transport):
+        for n in numbers(d):
+            table.setdefault(n, []).append(d)
     return {k: tuple(v) for k, v in table.items()}
