@@ -1,8 +1,10 @@
 """Scanning on several cores: inputs cut into parts, one engine per part, results folded.
 
 A large classic pcap is cut at record boundaries into as many parts as there are workers (a
-boundary is found by checking that a run of record headers chains); other inputs (pcapng, gzip,
-stdin) are read whole.  Each worker
+boundary is found by checking that a run of record headers chains).  A large pcapng file is cut
+at byte offsets: a part reads the blocks that start in it, after the section header and interface
+descriptions in force there (found by walking the block headers before it, in its worker).
+Other inputs (gzip, stdin) are read whole.  Each worker
 runs its own engine over a contiguous run of parts, in capture order, and returns what the
 verdicts need: stream evidence, per-flow counters, distinct hosts, statistics.  Folding keeps
 what a single engine would have seen: a stream found in one part takes the packets and bytes
@@ -25,14 +27,18 @@ import numpy.typing as npt
 
 from detector.capture.reader import (
     PCAP_MAGICS,
+    PCAPNG_SHB,
+    WHOLE,
     CaptureError,
     InputStats,
+    Window,
     open_stream,
     plausible_record,
     read_batches,
     reading,
     release_blocks,
 )
+from detector.capture.sections import MAX_BLOCK, section_at
 from detector.decode.headers import KNOWN_LINKS
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
@@ -79,7 +85,7 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
     """Parts for each worker (contiguous, in capture order)."""
     parts: list[Part] = []
     for p in paths:
-        cuts = cut_points(p, jobs) if jobs > 1 else []
+        cuts = (cut_points(p, jobs) or pcapng_cuts(p, jobs)) if jobs > 1 else []
         ends: list[int | None] = [*cuts, None]
         parts.extend(Part(p, a, b) for a, b in zip([0, *cuts], ends, strict=True))
     sizes = [_size(x) for x in parts]
@@ -142,6 +148,19 @@ def cut_points(path: str, pieces: int) -> list[int]:
     return cuts
 
 
+def pcapng_cuts(path: str, pieces: int) -> list[int]:
+    """Where to cut a large pcapng file into ``pieces`` parts of equal size: a part holds the
+    blocks that start in it, and learns the section and interfaces in force at its start by
+    walking the block headers before it (``sections.section_at``)."""
+    if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < SPLIT_MIN_BYTES:
+        return []
+    with open(path, "rb") as f:
+        if f.read(4) != PCAPNG_SHB:
+            return []
+    size = os.path.getsize(path)
+    return [size * k // pieces for k in range(1, max(1, pieces))]
+
+
 def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) -> bool:
     """CHAIN record headers from ``off`` are plausible and follow each other."""
     prev_sec = None
@@ -160,14 +179,14 @@ def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) 
 
 
 class _Slice(io.RawIOBase):
-    """The pcap file header followed by bytes [start, end) of the file."""
+    """``head`` followed by bytes [start, end) of the file."""
 
-    def __init__(self, path: str, start: int, end: int | None) -> None:
+    def __init__(self, path: str, head: bytes, start: int, end: int | None) -> None:
         self.f = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self.head = self.f.read(24)
-        start = max(start, 24)  # the file header is the one given above
+        self.head = head
         self.f.seek(start)
-        self.left = (os.path.getsize(path) if end is None else end) - start
+        size = os.path.getsize(path)
+        self.left = min(size, size if end is None else end) - start
 
     def readable(self) -> bool:
         return True
@@ -187,10 +206,35 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-def open_part(part: Part) -> BinaryIO:
+def open_part(part: Part) -> tuple[BinaryIO, Window] | None:
+    """A stream of the part and where it lies in its file; None if no block starts in it."""
     if part.start == 0 and part.end is None:
-        return open_stream(part.path)
-    return io.BufferedReader(_Slice(part.path, part.start, part.end), 1 << 16)
+        return open_stream(part.path), WHOLE
+    with open(part.path, "rb") as f:
+        head = f.read(24)
+    if head[:4] == PCAPNG_SHB:
+        return _pcapng_part(part)
+    # pcap: the file header, then the records of the part (cut at record boundaries).
+    start = max(part.start, 24)
+    stream = _Slice(part.path, head, start, part.end)
+    return io.BufferedReader(stream, 1 << 16), Window(shift=start - 24)
+
+
+def _pcapng_part(part: Part) -> tuple[BinaryIO, Window] | None:
+    """The blocks that start in [part.start, part.end), after the section header and the
+    interface descriptions in force at the first of them."""
+    if part.start == 0:
+        start, head = 0, b""
+    else:
+        found = section_at(part.path, part.start)
+        if found is None:  # the file ends, or its chain breaks, before the part
+            return None
+        start, head = found
+    # The stream goes on past the part's end to the end of its last block.
+    end = None if part.end is None else part.end + MAX_BLOCK
+    stop = None if part.end is None else len(head) + part.end - start
+    stream = _Slice(part.path, head, start, end)
+    return io.BufferedReader(stream, 1 << 16), Window(shift=start - len(head), stop=stop)
 
 
 def run_parts(
@@ -207,45 +251,54 @@ def run_parts(
     done = 0
     for part in parts:
         stats = InputStats(part.path)
-        unknown_links: set[int] = set()
+        told = None if progress is None else _offset(progress, done)
         try:
-            stream = open_part(part)
+            _read_part(engine, part, stats, told)
         except CaptureError as exc:
             stats.error(str(exc).removeprefix(f"{part.path}: "))  # reports name the input
-            inputs.append(stats)
             unreadable = True
-            continue
-        try:
-            for batch in reading(read_batches(stream, stats), stats):
-                stats.packets += len(batch)
-                stats.bytes += int(batch.wirelen.sum())
-                for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
-                    unknown_links.add(lt)
-                    stats.error(
-                        f"link type {lt} is not supported: its packets are counted but not decoded"
-                    )
-                try:
-                    engine.process(batch)
-                except Exception as exc:
-                    # A fault of the program, not of the input: the scan must not pass for done.
-                    raise ScanFault(
-                        f"{part.path}: failed in the batch ending at packet {stats.packets}: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                if progress:
-                    progress(done + _tell(stream))
-        except CaptureError as exc:
-            stats.error(str(exc).removeprefix(f"{part.path}: "))
-            unreadable = True
-        finally:
-            stream.close()
-            done += _size(part)
-        if stats.packets == 0 and stats.errors:
-            unreadable = True  # damaged from its first record: nothing of it could be read
-        batch = None  # no view of this input's block left: the next input's reader reuses it
+        # Damaged from its first record: nothing of it could be read.
+        unreadable |= stats.packets == 0 and bool(stats.errors)
+        done += _size(part)
         inputs.append(stats)
     release_blocks()
     return engine, inputs, unreadable
+
+
+def _offset(progress: Callable[[int], None], done: int) -> Callable[[int], None]:
+    return lambda n: progress(done + n)
+
+
+def _read_part(
+    engine: Engine, part: Part, stats: InputStats, progress: Callable[[int], None] | None
+) -> None:
+    """Feed the packets of ``part`` to ``engine``, counting them in ``stats``."""
+    opened = open_part(part)
+    if opened is None:
+        return
+    stream, window = opened
+    unknown_links: set[int] = set()
+    try:
+        for batch in reading(read_batches(stream, stats, window=window), stats):
+            stats.packets += len(batch)
+            stats.bytes += int(batch.wirelen.sum())
+            for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
+                unknown_links.add(lt)
+                stats.error(
+                    f"link type {lt} is not supported: its packets are counted but not decoded"
+                )
+            try:
+                engine.process(batch)
+            except Exception as exc:
+                # A fault of the program, not of the input: the scan must not pass for done.
+                raise ScanFault(
+                    f"{part.path}: failed in the batch ending at packet {stats.packets}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if progress:
+                progress(_tell(stream))
+    finally:
+        stream.close()
 
 
 def _tell(stream: object) -> int:

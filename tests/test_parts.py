@@ -59,22 +59,25 @@ def test_two_workers_report_what_one_engine_does(
     assert [i.packets for i in one.inputs] == [i.packets for i in two.inputs]
 
 
-def test_small_compressed_and_pcapng_inputs_are_read_whole(
+def test_compressed_inputs_are_read_whole_and_pcapng_is_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 100)
     gz = tmp_path / "x.pcap.gz"
     gz.write_bytes(gzip.compress((PCAPS / "tzsp.pcap").read_bytes()))
-    for path in (gz, PCAPS / "two-links.pcapng"):
-        assert parts._midpoint(str(path)) is None
-    # Whole inputs are still spread over the workers, in order.
-    groups = parts.plan([str(gz), str(PCAPS / "two-links.pcapng")], 2)
+    ng = str(PCAPS / "two-links.pcapng")
+    assert parts._midpoint(str(gz)) is None and parts._midpoint(ng) is None
+    assert parts.pcapng_cuts(str(gz), 2) == []
+    # Whole inputs are still spread over the workers, in order; pcapng is cut in two.
+    groups = parts.plan([str(gz), ng], 2)
     assert len(groups) == 2
-    assert [p.path for g in groups for p in g] == [str(gz), str(PCAPS / "two-links.pcapng")]
-    assert all(p.start == 0 and p.end is None for g in groups for p in g)
+    assert [(p.path, p.start, p.end) for g in groups for p in g] == [
+        (str(gz), 0, None), (ng, 0, parts.pcapng_cuts(ng, 2)[0]),
+        (ng, parts.pcapng_cuts(ng, 2)[0], None),
+    ]  # fmt: skip
     # Below the size worth a second process, one group.
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 30)
-    assert len(parts.plan([str(gz), str(PCAPS / "two-links.pcapng")], 2)) == 1
+    assert len(parts.plan([str(gz), ng], 2)) == 1
 
 
 def test_auto_jobs_fits_the_input_and_the_cores(tmp_path: Path) -> None:

@@ -268,7 +268,25 @@ def expand_paths(paths: list[str]) -> list[str]:
     return find_inputs(paths).files
 
 
-def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Iterator[PacketBatch]:
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where the records of a stream lie in their file, when the stream is one part of it: the
+    headers the part needs (the file header; the section header and interface descriptions in
+    force where it starts) followed by the part's own bytes."""
+
+    # File offset minus stream offset of the part's bytes (errors name bytes of the file).
+    shift: int = 0
+    # Stream offset where the part ends: a pcapng block that starts there or later is the next
+    # part's, even if the stream goes on (it does, to the end of the part's last block).
+    stop: int | None = None
+
+
+WHOLE = Window()
+
+
+def read_batches(
+    stream: BinaryIO, stats: InputStats, live: bool = False, window: Window = WHOLE
+) -> Iterator[PacketBatch]:
     """Yield batches from a pcap or pcapng stream; problems go to ``stats.errors``.
 
     With ``live`` (a capture pipe), a batch is yielded as soon as any records are complete.
@@ -277,9 +295,9 @@ def read_batches(stream: BinaryIO, stats: InputStats, live: bool = False) -> Ite
     if len(head) < 4:
         raise CaptureError(f"{stats.path}: empty or too short to be a capture file")
     if head in PCAP_MAGICS:
-        yield from _read_pcap(stream, head, stats, live)
+        yield from _read_pcap(stream, head, stats, live, window)
     elif head == PCAPNG_SHB:
-        yield from _read_pcapng(stream, head, stats, live)
+        yield from _read_pcapng(stream, head, stats, live, window)
     else:
         raise CaptureError(f"{stats.path}: {_not_a_capture(head, stream)}")
 
@@ -426,6 +444,11 @@ class _Blocks:
                 break
         self.written[0] = max(self.written[0], self.end)
 
+    def end_at(self, pos: int) -> None:
+        """The input ends at ``buf[pos]``: what the stream holds past it is not read."""
+        self.end = min(self.end, pos)
+        self.eof = True
+
     def grow(self, need: int) -> None:
         """Make room for one record larger than the block (only corrupt-looking files get here)."""
         if need + PAD > len(self.buf):
@@ -483,7 +506,7 @@ _PATCHED = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 class _PcapWalk(_Walk):
     """Classic pcap: one link type, a chain of record headers."""
 
-    def __init__(self, magic: bytes, header: bytes, stats: InputStats) -> None:
+    def __init__(self, magic: bytes, header: bytes, stats: InputStats, shift: int) -> None:
         endian, self.unit = PCAP_MAGICS[magic]
         _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", header)
         self.linktype = network & 0x0FFFFFFF
@@ -493,6 +516,7 @@ class _PcapWalk(_Walk):
         self.hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"),
                                    ("incl", endian + "u4"), ("orig", endian + "u4")])  # fmt: skip
         self.stats = stats
+        self.shift = shift
         # Records walked before this batch, damaged ones included: errors name the record as a
         # reader counts.
         self.number = 0
@@ -539,7 +563,7 @@ class _PcapWalk(_Walk):
         if incl > self.limit:
             # Oversized record: the chain is broken here.  Look for the next record header.
             self.stats.error(
-                f"record {number + 1} at byte {24 + blocks.consumed + pos}: "
+                f"record {number + 1} at byte {24 + self.shift + blocks.consumed + pos}: "
                 f"captured length {incl} is impossible; resynchronising"
             )
             self.number += 1
@@ -554,7 +578,7 @@ class _PcapWalk(_Walk):
             run -= run % rec_hdr
             self.stats.error(
                 f"records {number + 1}-{number + run // rec_hdr}"
-                f" at byte {24 + blocks.consumed + pos}: {run} zero bytes skipped"
+                f" at byte {24 + self.shift + blocks.consumed + pos}: {run} zero bytes skipped"
             )
             self.number += run // rec_hdr
             return pos + run
@@ -580,12 +604,13 @@ class _PcapWalk(_Walk):
 
 
 def _read_pcap(
-    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
+    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool, window: Window
 ) -> Iterator[PacketBatch]:
     header = _read_exact(stream, 20)
     if len(header) < 20:
         raise CaptureError(f"{stats.path}: pcap file header is truncated")
-    yield from _batches(_Blocks(stream, live=live), _PcapWalk(magic, header, stats))
+    walk = _PcapWalk(magic, header, stats, window.shift)
+    yield from _batches(_Blocks(stream, live=live), walk)
 
 
 def _zero_run(buf: bytearray, pos: int, end: int) -> int:
@@ -663,10 +688,10 @@ def _batch_from_records(
 
 
 # pcapng block types
-_SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
+SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 # The largest pcapng block read; anything larger is corruption.
 MAX_BLOCK = MAX_CAPLEN * 4
-_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 class _Rows:
@@ -706,8 +731,9 @@ class _Rows:
 class _PcapngWalk(_Walk):
     """pcapng: per-interface link types and timestamp resolutions, several sections."""
 
-    def __init__(self, stats: InputStats) -> None:
+    def __init__(self, stats: InputStats, window: Window) -> None:
         self.stats = stats
+        self.shift, self.stop = window.shift, window.stop
         self.interfaces: list[tuple[int, float, int]] = []  # (linktype, s per tick, snaplen)
         self._byte_order("<")
         self.index = 0  # packets yielded so far
@@ -723,9 +749,12 @@ class _PcapngWalk(_Walk):
         rows = _Rows()
         offs, caps, origs, tss, links = rows.offs, rows.caps, rows.origs, rows.tss, rows.links
         head, epb, interfaces = self.head, self.epb, self.interfaces
-        while pos + 12 <= end and len(offs) < MAX_BATCH_RECORDS:
+        last = end - 12  # the last offset a block header can be read at
+        if self.stop is not None:
+            last = min(last, self.stop - blocks.consumed - 1)
+        while pos <= last and len(offs) < MAX_BATCH_RECORDS:
             btype, blen = head(buf, pos)
-            if btype == _SHB:  # the same number in either byte order
+            if btype == SHB:  # the same number in either byte order
                 if not self._section(blocks, pos):
                     pos = end
                     break
@@ -737,7 +766,7 @@ class _PcapngWalk(_Walk):
                 break
             if pos + blen > end:
                 break
-            if btype == _EPB and blen >= 32:
+            if btype == EPB and blen >= 32:
                 iface, tsh, tsl, cap, orig = epb(buf, pos + 8)
                 if iface < len(interfaces) and 0 < cap <= blen - 32:
                     lt, tick, _snap = interfaces[iface]
@@ -748,9 +777,11 @@ class _PcapngWalk(_Walk):
                     links.append(lt)
                 else:
                     self._bad_packet(iface, cap, len(offs))
-            elif btype != _EPB:
+            elif btype != EPB:
                 self._other_block(buf, pos, btype, blen, rows)
             pos += blen
+        if self.stop is not None and blocks.consumed + pos >= self.stop:
+            blocks.end_at(pos)  # the part ends here: what follows is the next part's
         if not offs:
             return pos, None
         self.index += len(offs)
@@ -759,7 +790,7 @@ class _PcapngWalk(_Walk):
     def _section(self, blocks: _Blocks, pos: int) -> bool:
         """A section header: its byte order, and no interfaces yet; False if it is unreadable."""
         bom = bytes(blocks.buf[pos + 8 : pos + 12])
-        endian = _BYTE_ORDERS.get(bom)
+        endian = BYTE_ORDERS.get(bom)
         if endian is not None:
             self._byte_order(endian)
             self.interfaces = []
@@ -769,7 +800,11 @@ class _PcapngWalk(_Walk):
                 f"{self.stats.path}: pcapng section header has no valid byte-order magic "
                 f"({bom.hex(' ')}): not a readable capture"
             )
-        self.stats.error(f"pcapng section at byte {blocks.consumed + pos}: bad byte order")
+        self.stats.error(
+            f"pcapng section at byte {self.shift + blocks.consumed + pos}: bad byte order; "
+            "the rest of the file is unreadable"
+        )
+        blocks.eof = True
         return False
 
     def _impossible(self, blocks: _Blocks, pos: int, blen: int) -> None:
@@ -779,7 +814,7 @@ class _PcapngWalk(_Walk):
                 "not a readable capture"
             )
         self.stats.error(
-            f"pcapng block at byte {blocks.consumed + pos}: impossible length {blen}; "
+            f"pcapng block at byte {self.shift + blocks.consumed + pos}: impossible length {blen}; "
             "the rest of the file is unreadable"
         )
         blocks.eof = True
@@ -795,16 +830,16 @@ class _PcapngWalk(_Walk):
     def _other_block(self, buf: bytearray, pos: int, btype: int, blen: int, rows: _Rows) -> None:
         """Blocks other than enhanced packets: interfaces, simple and obsolete packets."""
         endian, body = self.endian, pos + 8
-        if btype == _IDB and blen >= 20:
+        if btype == IDB and blen >= 20:
             lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
             self.interfaces.append((lt, _if_tsresol(buf, body + 8, pos + blen - 4, endian), snap))
-        elif btype == _SPB and blen >= 16 and self.interfaces:
+        elif btype == SPB and blen >= 16 and self.interfaces:
             orig = struct.unpack_from(endian + "I", buf, body)[0]
             lt, _tick, snap = self.interfaces[0]
             cap = min(orig, blen - 16, snap or orig)
             if cap:
                 rows.add(body + 4, cap, orig, float("nan"), lt)
-        elif btype == _PB and blen >= 32:
+        elif btype == PB and blen >= 32:
             iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(endian + "HHIIII", buf, body)
             if iface < len(self.interfaces) and 0 < cap <= blen - 32:
                 lt, tick, _snap = self.interfaces[iface]
@@ -821,9 +856,9 @@ class _PcapngWalk(_Walk):
 
 
 def _read_pcapng(
-    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool
+    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool, window: Window
 ) -> Iterator[PacketBatch]:
-    yield from _batches(_Blocks(stream, magic, live=live), _PcapngWalk(stats))
+    yield from _batches(_Blocks(stream, magic, live=live), _PcapngWalk(stats, window))
 
 
 def _fill_nan_forward(ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
