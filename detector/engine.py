@@ -34,8 +34,9 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
+from detector.flows.groups import distinct
 from detector.flows.stream import Aggregate, Group, Stream, release_state
-from detector.flows.table import U64, FlowTable, HashIndex, RowKeys, row_keys
+from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, row_keys
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import route_for
@@ -160,7 +161,7 @@ class _Rejects:
         self.after = detection.reject_after
         self.probe_stride = detection.reject_probe_stride
         self.fails: dict[int, int] = {}
-        self.index = HashIndex()
+        self.index = KeyIndex()
 
     def fail(self, key: int) -> None:
         n = self.fails.get(key, 0) + 1
@@ -173,7 +174,7 @@ class _Rejects:
             self.fails = {k: v for k, v in self.fails.items() if v >= self.after}
             if len(self.fails) > self.MAX // 2:
                 self.fails = {}
-                self.index = HashIndex()
+                self.index = KeyIndex()
 
     def mask(
         self, keys: npt.NDArray[np.uint64], ts: npt.NDArray[np.float64]
@@ -189,7 +190,7 @@ class Engine:
         self.limits = lim = limits or Limits()
         self.detection = detection or Detection()
         self.flows = FlowTable(max_flows=lim.flows)
-        self.hosts = HashIndex()
+        self.hosts = KeyIndex()
         self.stats = EngineStats()
         self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
@@ -250,7 +251,7 @@ class Engine:
             # Distinct hosts are counted exactly up to here; past it (checked before a batch,
             # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
-            self.hosts = HashIndex()
+            self.hosts = KeyIndex()
         self._process(batch, weights=None)
         self.encrypted.settle()
 
@@ -321,9 +322,8 @@ class Engine:
         k = v.keys
         fids, new_rows = self.flows.update(k.flow, k.direction, v.h.proto[v.rows], v.wire, v.ts)
         # A host is first seen in a flow that is new: only those rows can add one.
-        hosts = np.unique(np.concatenate([k.src_host[new_rows], k.dst_host[new_rows]]))
+        hosts = distinct(np.concatenate([k.src_host[new_rows], k.dst_host[new_rows]]))
         if len(hosts):
-            hosts[hosts == 0] = U64(1)
             self.hosts.lookup_or_add(hosts)
         return fids
 

@@ -43,6 +43,7 @@ from detector.decode.headers import KNOWN_LINKS
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
 from detector.evidence import StreamEvidence
+from detector.flows.groups import distinct
 from detector.limits import Limits
 
 # Files smaller than this are not worth a second process.
@@ -318,7 +319,7 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
         flow_keys=engine.flows.key[:n].copy(),
         flow_counts=engine.flows.counts[:n].copy(),
         flow_last=engine.flows.last[:n].copy(),
-        hosts=engine.hosts.keys[engine.hosts.keys != 0].copy(),
+        hosts=engine.hosts.keys.copy(),
         hosts_before=engine._hosts_before,
         stats=engine.stats,
         total_flows=engine.flows.total_flows,
@@ -364,7 +365,7 @@ def fold(results: list[PartResult]) -> Folded:
         r = results[0]
         return Folded(r.streams, r.stats, r.hosts_before + len(r.hosts), r.total_flows,
                       r.peak_flows)  # fmt: skip
-    hosts = np.unique(np.concatenate([r.hosts for r in results]))
+    hosts = distinct(np.concatenate([r.hosts for r in results]))
     return Folded(
         streams=_fold_streams(results),
         stats=_fold_stats([r.stats for r in results]),

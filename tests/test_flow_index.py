@@ -1,20 +1,21 @@
-"""The flow table's hash index: ids as a dict would give them, whatever the key layout."""
+"""The flow table's key index: ids as a dict would give them, whatever the key layout."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from detector.flows.table import U64, HashIndex
+from detector.flows import groups
+from detector.flows.table import U64, KeyIndex, _most_recent
 
 
-def _check(index: HashIndex, expected: dict[int, int], absent: np.ndarray) -> None:
+def _check(index: KeyIndex, expected: dict[int, int], absent: np.ndarray) -> None:
     keys = np.fromiter(expected, dtype=U64, count=len(expected))
     assert index.lookup(keys).tolist() == [expected[int(k)] for k in keys]
     assert (index.lookup(absent) == -1).all()
-    assert index.count == len(expected) and index.count <= index.cap // 2
+    assert index.count == len(expected) == index.cap
 
 
-def _add(index: HashIndex, expected: dict[int, int], batch: np.ndarray) -> None:
+def _add(index: KeyIndex, expected: dict[int, int], batch: np.ndarray) -> None:
     """Add a batch of distinct keys; new ones are numbered in the order given."""
     ids, added = index.lookup_or_add(batch)
     for k, i, a in zip(batch.tolist(), ids.tolist(), added.tolist(), strict=True):
@@ -23,33 +24,56 @@ def _add(index: HashIndex, expected: dict[int, int], batch: np.ndarray) -> None:
         assert i == expected[k]
 
 
-def test_random_keys_in_batches_with_growth_and_repeats() -> None:
+def test_random_keys_in_batches_sorted_or_not_with_repeats() -> None:
     rng = np.random.default_rng(7)
     pool = np.unique(rng.integers(1, 2**63, size=120_000, dtype=np.uint64))
     rng.shuffle(pool)
-    index, expected = HashIndex(), {}
-    for start in range(0, 96_000, 7_000):
-        # Half the batch is new, half repeats keys already added.
+    index, expected = KeyIndex(), {}
+    for n, start in enumerate(range(0, 96_000, 7_000)):
+        # Half the batch is new, half repeats keys already added; every other batch unsorted.
         fresh = pool[start : start + 3_500]
         seen = pool[max(0, start - 3_500) : start]
-        _add(index, expected, np.unique(np.concatenate([fresh, seen])))
-    assert index.cap > HashIndex.MIN_CAP  # it grew several times
+        batch = np.unique(np.concatenate([fresh, seen]))
+        _add(index, expected, batch if n % 2 else rng.permutation(batch))
     _check(index, expected, pool[100_000:])
 
 
-def test_keys_crowding_one_end_of_the_table_wrap_around() -> None:
-    # Every key's home slot is among the last 16 of the table: the run of taken slots must
-    # wrap past the end, both when a table is laid out afresh and when keys are added to it.
-    cap = HashIndex.MIN_CAP
-    low = np.arange(cap - 16, cap, dtype=np.uint64)
-    keys = (np.arange(1, 3_001, dtype=np.uint64) << np.uint64(20)) | np.tile(low, 200)[:3_000]
-    index, expected = HashIndex(), {}
-    _add(index, expected, keys[:1_000])
-    assert index.cap == cap
-    _add(index, expected, keys[1_000:2_000])
-    absent = keys[2_000:]
-    _check(index, expected, absent)
-    index.rebuild(keys[500:1_500][::-1])
-    _check(index, {int(k): i for i, k in enumerate(keys[500:1_500][::-1])}, keys[:500])
-    _add(index, expected := {int(k): i for i, k in enumerate(keys[500:1_500][::-1])}, keys)
-    _check(index, expected, np.array([1, 2, 3], dtype=np.uint64))
+def test_keys_at_both_ends_and_between_the_ones_held() -> None:
+    # New keys go before the first key held, after the last, and several into one gap; 0 and
+    # the largest key are keys like any other.
+    top = np.uint64(2**64 - 1)
+    index, expected = KeyIndex(), {}
+    assert index.lookup(np.array([0, 5, top], dtype=U64)).tolist() == [-1, -1, -1]
+    _add(index, expected, np.array([100, 200, 300], dtype=U64))
+    _add(index, expected, np.array([250, 0, 400, 201, top, 299, 100], dtype=U64))
+    _add(index, expected, np.array([1, 99, 301], dtype=U64))
+    _check(index, expected, np.array([2, 98, 202, 302, 2**63], dtype=U64))
+    index.rebuild(np.array([top, 250, 0], dtype=U64))
+    _check(index, {2**64 - 1: 0, 250: 1, 0: 2}, np.array([100, 200, 1], dtype=U64))
+    _add(index, expected := {2**64 - 1: 0, 250: 1, 0: 2}, np.array([7, 0, 251], dtype=U64))
+    _check(index, expected, np.array([1, 2, 3], dtype=U64))
+
+
+def test_groups_give_what_np_unique_gives() -> None:
+    rng = np.random.default_rng(3)
+    for n, span in ((0, 5), (1, 5), (9, 3), (5_000, 2**64 - 1), (5_000, 700)):
+        keys = rng.integers(0, span, size=n, dtype=np.uint64, endpoint=True)
+        want = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        got = groups.group(keys)
+        for a, b in zip(got, want[:3], strict=True):
+            assert a.tolist() == b.tolist()
+        assert groups.distinct(keys).tolist() == want[0].tolist()
+        assert [a.tolist() for a in groups.count(keys)] == [want[0].tolist(), want[3].tolist()]
+
+
+def test_eviction_keeps_what_a_full_sort_would() -> None:
+    # Streams' flows first, then the latest batch, then the latest time, then the lowest row;
+    # few batches and times so that the cut falls among ties.
+    rng = np.random.default_rng(5)
+    for n, room in ((2_000, 1_500), (2_000, 200), (2_000, 40), (300, 299), (300, 1)):
+        kept = rng.random(n) < 0.05
+        seen = rng.integers(0, 6, size=n)
+        last = rng.integers(0, 4, size=n).astype(np.float64)
+        want = np.lexsort((-last, -seen, ~kept))[:room]
+        got = _most_recent(kept, seen, last, room)
+        assert sorted(got.tolist()) == sorted(want.tolist())

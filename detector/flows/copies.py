@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.flows.fingerprint import RANK_BITS
-from detector.flows.table import HashIndex
+from detector.flows.groups import runs
+from detector.flows.table import KeyIndex
 
 # Natives are remembered this long (seconds of capture time) for matching.
 WINDOW = 10.0
@@ -86,7 +87,7 @@ class _Natives:
 
 
 class CopyMatcher:
-    """Remembered natives live in numpy columns behind a vectorised hash index, so a batch of
+    """Remembered natives live in numpy columns behind a sorted key index, so a batch of
     natives costs a few array operations; Python sees only the rare duplicates."""
 
     def __init__(
@@ -98,7 +99,7 @@ class CopyMatcher:
         self.max_natives = max_natives
         self.max_pending = max_pending
         self.max_plain = max_plain
-        self.index = HashIndex()
+        self.index = KeyIndex()
         self.fp = np.zeros(0, dtype=np.uint64)
         self.ts = np.zeros(0, dtype=np.float64)
         self.l2dst = np.zeros(0, dtype=np.int64)
@@ -132,8 +133,6 @@ class CopyMatcher:
         give row i's addresses and bytes, asked for only when a plain copy is seen."""
         if not len(fps):
             return
-        fps = fps.copy()
-        fps[fps == 0] = np.uint64(1)  # 0 marks an empty slot in the index
         n = _Natives(fps, ranks, ts, l2dst, l2src, wire, addrs, packet)
         ids = self.index.lookup(fps)
         known = ids >= 0
@@ -165,15 +164,18 @@ class CopyMatcher:
         if not len(a):
             return
         fps, ts, l2dst = n.fps, n.ts, n.l2dst
-        order = a[np.argsort(fps[a], kind="stable")]
-        ukeys, first, counts = np.unique(fps[order], return_index=True, return_counts=True)
-        for g in np.nonzero(counts > 1)[0].tolist():
-            rows = order[first[g] : first[g] + counts[g]]
+        keys = fps[a]
+        order = np.argsort(keys)
+        at, lengths = runs(keys[order])
+        for g in np.nonzero(lengths > 1)[0].tolist():
+            # The sort is not stable: a repeated packet's rows are put back in capture order.
+            rows = a[np.sort(order[at[g] : at[g] + lengths[g]])]
             r0 = int(rows[0])
             for r in rows[1:].tolist():
                 if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
                     self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
-        self._remember(n, ukeys, order[first])
+        # Rows ``a`` are in capture order: the least of each run is its first sighting.
+        self._remember(n, keys[order[at]], a[np.minimum.reduceat(order, at)])
 
     def _remember(
         self, n: _Natives, ukeys: npt.NDArray[np.uint64], firsts: npt.NDArray[np.int64]
@@ -251,7 +253,7 @@ class CopyMatcher:
         ]
 
     def _native_ts(self, fp: int) -> float | None:
-        fid = int(self.index.lookup(np.array([fp or 1], dtype=np.uint64))[0])
+        fid = int(self.index.lookup(np.array([fp], dtype=np.uint64))[0])
         return None if fid < 0 else float(self.ts[fid])
 
     def check_copy(self, m: CopyMatch, fp: int, ts: float) -> None:
@@ -269,7 +271,7 @@ class CopyMatcher:
         """Match pending copies against natives that arrived after them."""
         if not self.pending:
             return
-        fps = np.array([p[0] or 1 for p in self.pending], dtype=np.uint64)
+        fps = np.array([p[0] for p in self.pending], dtype=np.uint64)
         ids = self.index.lookup(fps)
         still = []
         for (fp, ts, m), fid in zip(self.pending, ids.tolist(), strict=True):

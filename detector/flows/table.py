@@ -1,13 +1,13 @@
 """Bidirectional flow table kept in numpy columns, updated once per batch.
 
-Rows are hashed to 64-bit flow keys (direction-normalised); a vectorised open-addressing index
-maps keys to dense flow ids, so Python work per batch is a handful of numpy calls, not a loop over
-packets or flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory
-follows the number of concurrent flows, not the length of the capture.
+Rows are hashed to 64-bit flow keys (direction-normalised); a sorted index maps keys to dense
+flow ids, so Python work per batch is a handful of numpy calls, not a loop over packets or
+flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory follows
+the number of concurrent flows, not the length of the capture.
 
 Every hash starts from a salt drawn when the process starts (worker processes are forked and
 share it): the hashes are invertible, so without the salt a sender could choose addresses whose
-keys all land in one chain of the index and make every lookup walk it.
+keys collide and fold two flows (or hosts) into one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from detector.flows.groups import count, group
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -77,128 +79,98 @@ def row_keys(
     with np.errstate(over="ignore"):
         flow = mix64(mix64(lo) ^ (hi * _M1) ^ p)
         directed = mix64(a * _M1 ^ b ^ p)
-    # 0 marks an empty slot in the index.
-    flow[flow == 0] = U64(1)
-    directed[directed == 0] = U64(1)
     return RowKeys(hs, hd, flow, (a > b).astype(np.int8), directed)
 
 
-class HashIndex:
-    """Vectorised open addressing: uint64 keys (never 0) → dense ids 0..count-1, given to new
-    keys in the order they are added.
+class KeyIndex:
+    """uint64 keys → dense ids 0..count-1, given to new keys in the order they are added.
 
-    Linear probing, at most half full.  A new table is laid out by one sort of the keys on their
-    home slots; keys added to a table probe in rounds, each round a few numpy calls over the
-    keys still looking for a slot (no sort, no allocation of the table's size).
+    The keys are kept sorted, each beside its id: a batch is looked up with one binary search
+    (``np.searchsorted``), and new keys are merged in with one pass that writes a new pair of
+    arrays.  No probing rounds, no table twice the size of its keys, no layout to rebuild when
+    it grows, and no key order a sender could choose to make lookups slow.
     """
 
-    MIN_CAP = 1 << 14
-
-    def __init__(self, capacity: int = MIN_CAP) -> None:
-        self.cap = capacity
-        self.keys = np.zeros(capacity, dtype=U64)
-        self.ids = np.full(capacity, -1, dtype=np.int64)
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=U64)  # sorted
+        self.ids = np.zeros(0, dtype=np.int64)  # id of keys[i]
         self.count = 0
 
-    def _fill(self, cap: int, keys: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
-        """A new table of ``cap`` slots holding distinct ``keys``.  In order of home slot, each
-        key takes the first slot at or after its home that no earlier key took: slot i of the
-        sorted keys is i + the running maximum of (home - rank)."""
-        self.cap = cap
-        self.keys = np.zeros(cap, dtype=U64)
-        self.ids = np.full(cap, -1, dtype=np.int64)
-        home = (keys & U64(cap - 1)).astype(np.int64)
-        order = np.argsort(home)
-        rank = np.arange(len(keys), dtype=np.int64)
-        slot = np.maximum.accumulate(home[order] - rank) + rank
-        fits = slot < cap
-        placed = order[fits]
-        self.keys[slot[fits]] = keys[placed]
-        self.ids[slot[fits]] = ids[placed]
-        wrapped = order[~fits]
-        if wrapped.size:
-            # Every slot from their home to the end is taken: they probe on from slot 0.
-            self._place(keys[wrapped], ids[wrapped], np.zeros(len(wrapped), dtype=np.int64))
+    @property
+    def cap(self) -> int:
+        """Keys the arrays hold room for."""
+        return len(self.keys)
 
-    def _place(
-        self,
-        keys: npt.NDArray[np.uint64],
-        ids: npt.NDArray[np.int64],
-        pos: npt.NDArray[np.int64] | None = None,
-    ) -> None:
-        """Insert distinct keys known to be absent, probing from their home slots (or ``pos``).
-        Each round the keys at a free slot claim it by writing their id there; the id that
-        stays wins the slot, and the others move on."""
-        mask = self.cap - 1
-        if pos is None:
-            pos = (keys & U64(mask)).astype(np.int64)
-        pending = np.arange(len(keys))
-        while pending.size:
-            p = pos[pending]
-            free = self.keys[p] == 0
-            slots, claim = p[free], pending[free]
-            self.ids[slots] = ids[claim]
-            won = self.ids[slots] == ids[claim]
-            self.keys[slots[won]] = keys[claim[won]]
-            placed = np.zeros(len(pending), dtype=np.bool_)
-            placed[np.nonzero(free)[0][won]] = True
-            pending = pending[~placed]
-            pos[pending] = (pos[pending] + 1) & mask
+    def _find(
+        self, keys: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+        """Ids of ``keys`` (-1 where absent) and where each is or would go in the sorted keys."""
+        n = len(self.keys)
+        at = np.searchsorted(self.keys, keys)
+        if not n:
+            return np.full(len(keys), -1, dtype=np.int64), at
+        probe = np.minimum(at, n - 1)
+        ids = self.ids[probe]
+        ids[self.keys[probe] != keys] = -1
+        return ids, at
+
+    def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Ids of ``keys``, -1 where absent."""
+        return self._find(keys)[0]
 
     def lookup_or_add(
         self, keys: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Ids of distinct ``keys`` (adding the absent ones) and which were added."""
-        ids = self.lookup(keys)
+        ids, at = self._find(keys)
         added = ids < 0
-        n = int(added.sum())
-        if not n:
+        m = int(np.count_nonzero(added))
+        if not m:
             return ids, added
-        new = np.arange(self.count, self.count + n, dtype=np.int64)
+        new = np.arange(self.count, self.count + m, dtype=np.int64)
         ids[added] = new
-        self.count += n
-        cap = self.cap
-        while self.count > cap // 2:
-            cap *= 2
-        if cap == self.cap:
-            self._place(keys[added], new)
-        else:
-            used = self.keys != 0
-            self._fill(
-                cap,
-                np.concatenate([self.keys[used], keys[added]]),
-                np.concatenate([self.ids[used], new]),
-            )
+        self.count += m
+        fresh, where = keys[added], at[added]
+        if m > 1 and not (fresh[1:] > fresh[:-1]).all():
+            order = np.argsort(fresh)
+            fresh, where, new = fresh[order], where[order], new[order]
+        # The i-th new key (in key order) lands i places after its spot among the old keys.
+        dest = where + np.arange(m)
+        n = len(self.keys) + m
+        old = np.ones(n, dtype=np.bool_)
+        old[dest] = False
+        keys_out = np.empty(n, dtype=U64)
+        ids_out = np.empty(n, dtype=np.int64)
+        keys_out[dest] = fresh
+        ids_out[dest] = new
+        keys_out[old] = self.keys
+        ids_out[old] = self.ids
+        self.keys, self.ids = keys_out, ids_out
         return ids, added
 
-    def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        """Ids of ``keys``, -1 where absent."""
-        mask = self.cap - 1
-        ids = np.full(len(keys), -1, dtype=np.int64)
-        pos = (keys & U64(mask)).astype(np.int64)
-        pending = np.arange(len(keys))
-        while pending.size:
-            k = self.keys[pos[pending]]
-            hit = k == keys[pending]
-            ids[pending[hit]] = self.ids[pos[pending[hit]]]
-            pending = pending[~hit & (k != 0)]
-            pos[pending] = (pos[pending] + 1) & mask
-        return ids
+    def keep(self, ids: npt.NDArray[np.int64]) -> None:
+        """Keep only the keys of ``ids`` (distinct), renumbered by their place in ``ids``."""
+        renumber = np.full(self.count, -1, dtype=np.int64)
+        renumber[ids] = np.arange(len(ids))
+        new = renumber[self.ids]
+        held = new >= 0
+        self.keys = self.keys[held]
+        self.ids = new[held]
+        self.count = len(ids)
 
     def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
         """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
-        cap = self.MIN_CAP
-        while len(keys) > cap // 2:
-            cap *= 2
+        order = np.argsort(keys)
+        self.keys = keys[order]
+        self.ids = order.astype(np.int64, copy=False)
         self.count = len(keys)
-        self._fill(cap, keys, np.arange(len(keys), dtype=np.int64))
 
 
 class FlowTable:
     """Per-flow, per-direction packet and byte counters with first/last times."""
 
     def __init__(self, idle_timeout: float = 120.0, max_flows: int = 65_536) -> None:
-        self.index = HashIndex()
+        self.index = KeyIndex()
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
         self.key = np.zeros(0, dtype=U64)
@@ -211,7 +183,8 @@ class FlowTable:
         # capture time does not advance.
         self.seen = np.zeros(0, dtype=np.int64)
         self.batches = 0
-        self.counts = np.zeros((0, 4), dtype=np.int64)
+        # Packets and bytes per direction: (pkts dir0, pkts dir1, bytes dir0, bytes dir1).
+        self.counts = np.zeros((0, 4), dtype=np.int64, order="F")
         self.total_flows = 0
         self.shed = 0  # flows evicted while still active, because the table was full
         self.peak_flows = 0
@@ -231,7 +204,7 @@ class FlowTable:
         new flow."""
         if not len(keys):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ukeys, first_row, inv = np.unique(keys, return_index=True, return_inverse=True)
+        ukeys, first_row, inv = group(keys)
         uids, added = self.index.lookup_or_add(ukeys)
         n = self.index.count
         if n > len(self.key):
@@ -244,18 +217,24 @@ class FlowTable:
             self.seen = _resize(self.seen, grow)
             self.counts = _resize(self.counts, grow)
         new = uids[added]
-        self.key[new] = ukeys[added]
-        self.proto[new] = proto[first_row[added]]
-        self.quiet[new] = 0
-        self.first[new] = ts[first_row[added]]
-        self.total_flows += int(added.sum())
+        if len(new):
+            rows = first_row[added]
+            self.key[new] = ukeys[added]
+            self.proto[new] = proto[rows]
+            self.quiet[new] = 0
+            self.first[new] = ts[rows]
+            self.total_flows += len(new)
         m = len(ukeys)
         # Per distinct flow of this batch: packets and bytes per direction, first and last time.
         slot = inv * 2 + direction
-        pk = np.bincount(slot, minlength=2 * m).reshape(m, 2)
-        by = np.bincount(slot, weights=wire, minlength=2 * m).reshape(m, 2).astype(np.int64)
-        self.counts[uids, 0:2] += pk
-        self.counts[uids, 2:4] += by
+        pk = np.bincount(slot, minlength=2 * m)
+        by = np.bincount(slot, weights=wire, minlength=2 * m)
+        # The counters are stored column by column: each column is one gather and one scatter.
+        c = self.counts
+        c[:, 0][uids] += pk[0::2]
+        c[:, 1][uids] += pk[1::2]
+        c[:, 2][uids] += by[0::2].astype(np.int64)
+        c[:, 3][uids] += by[1::2].astype(np.int64)
         last = np.full(m, -np.inf)
         np.maximum.at(last, inv, ts)
         self.last[uids] = np.maximum(self.last[uids], last)
@@ -266,7 +245,7 @@ class FlowTable:
 
     def add_quiet(self, fids: npt.NDArray[np.int64]) -> None:
         """Count payload packets that no prefilter accepted, per flow (saturating)."""
-        ids, counts = np.unique(fids, return_counts=True)
+        ids, counts = count(fids)
         self.quiet[ids] = np.minimum(self.quiet[ids].astype(np.int64) + counts, 255)
 
     def full(self) -> bool:
@@ -289,20 +268,20 @@ class FlowTable:
         room = self.max_flows * 3 // 4
         if live.sum() > room:
             # Still too many: keep the streams' flows, then the most recently seen.
-            order = np.lexsort((-self.last[:n], -self.seen[:n], ~kept))[:room]
+            order = _most_recent(kept, self.seen[:n], self.last[:n], room)
             self.shed += int(live.sum()) - len(order)
             live = np.zeros(n, dtype=np.bool_)
             live[order] = True
         idx = np.nonzero(live)[0]
         gone = n - len(idx)
-        self.key = self.key[idx].copy()
-        self.proto = self.proto[idx].copy()
-        self.quiet = self.quiet[idx].copy()
-        self.first = self.first[idx].copy()
-        self.last = self.last[idx].copy()
-        self.seen = self.seen[idx].copy()
-        self.counts = self.counts[idx].copy()
-        self.index.rebuild(self.key)
+        self.key = self.key[idx]
+        self.proto = self.proto[idx]
+        self.quiet = self.quiet[idx]
+        self.first = self.first[idx]
+        self.last = self.last[idx]
+        self.seen = self.seen[idx]
+        self.counts = np.asfortranarray(self.counts[idx])
+        self.index.keep(idx)
         return gone
 
     def counters(self, key: int) -> tuple[int, int, int, int] | None:
@@ -315,6 +294,27 @@ class FlowTable:
 
 
 def _resize(a: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((n, *a.shape[1:]), dtype=a.dtype)
+    """``a`` with room for ``n`` rows, zeros past its own, in the same memory order."""
+    out = np.zeros((n, *a.shape[1:]), dtype=a.dtype, order="F" if a.ndim > 1 else "C")
     out[: len(a)] = a
     return out
+
+
+def _most_recent(
+    kept: npt.NDArray[np.bool_],
+    seen: npt.NDArray[np.int64],
+    last: npt.NDArray[np.float64],
+    room: int,
+) -> npt.NDArray[np.int64]:
+    """The ``room`` rows first in the order: kept rows, then latest ``seen``, then latest
+    ``last``, then lowest row; as ``np.lexsort((-last, -seen, ~kept))[:room]`` but sorting
+    only the rows tied at the cut instead of all of them."""
+    rows = np.nonzero(~kept)[0]
+    need = room - (len(kept) - len(rows))
+    if need <= 0 or need >= len(rows):
+        return np.lexsort((-last, -seen, ~kept))[:room]
+    s = seen[rows]
+    cut = np.partition(s, len(s) - need)[len(s) - need]  # the need-th latest batch
+    above, tied = rows[s > cut], rows[s == cut]
+    tied = tied[np.argsort(-last[tied], kind="stable")][: need - len(above)]
+    return np.concatenate([np.nonzero(kept)[0], above, tied])

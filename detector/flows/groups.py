@@ -1,0 +1,57 @@
+"""Distinct values and group-by of one batch's keys, by sorting.
+
+``np.unique`` of numpy 2.x finds plain distinct values with a hash set and, asked for first
+rows or an inverse, sorts with a stable (merge) sort; on the few thousand uint64 keys of a batch
+both are several times slower than numpy's vectorised sort and argsort, which these use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+def _starts(s: npt.NDArray) -> npt.NDArray[np.bool_]:
+    """Of sorted values: True where a run of equal values starts."""
+    start = np.empty(len(s), dtype=np.bool_)
+    start[:1] = True
+    np.not_equal(s[1:], s[:-1], out=start[1:])
+    return start
+
+
+def runs(s: npt.NDArray) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Of sorted values: where each run of equal values starts, and its length."""
+    at = np.nonzero(_starts(s))[0]
+    return at, np.diff(at, append=len(s))
+
+
+def distinct(values: npt.NDArray) -> npt.NDArray:
+    """The distinct values, sorted (``np.unique(values)``)."""
+    s = np.sort(values)
+    return s[_starts(s)] if len(s) else s
+
+
+def group(
+    keys: npt.NDArray,
+) -> tuple[npt.NDArray, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Distinct keys (sorted), the first row of each, and each row's group: what
+    ``np.unique(keys, return_index=True, return_inverse=True)`` gives."""
+    if not len(keys):
+        empty = np.zeros(0, dtype=np.intp)
+        return keys[:0], empty, empty
+    order = np.argsort(keys)
+    s = keys[order]
+    start = _starts(s)
+    at = np.nonzero(start)[0]
+    # The sort is not stable: the first row of a group is the least row index in it.
+    first = np.minimum.reduceat(order, at)
+    inverse = np.empty(len(keys), dtype=np.intp)
+    inverse[order] = np.cumsum(start) - 1
+    return s[at], first, inverse
+
+
+def count(values: npt.NDArray) -> tuple[npt.NDArray, npt.NDArray[np.intp]]:
+    """Distinct values (sorted) and how often each occurs (``return_counts=True``)."""
+    s = np.sort(values)
+    at, lengths = runs(s)
+    return s[at], lengths
