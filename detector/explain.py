@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.decode.frames import InnerPacket, parse_ethernet, parse_ip
+from detector.decode.frames import parse_frame
 from detector.evidence import StreamEvidence
 from detector.findings import Finding
 from detector.protocols import registry
@@ -193,27 +193,12 @@ def user_command(
 
 def _l4_payload(linktype: int, frame: bytes, transport: str) -> int:
     """Offset of the outer transport payload in a captured frame, or 0 when it cannot be found."""
-    pkt: InnerPacket | None
-    if linktype == 1:
-        pkt = parse_ethernet(frame)
-    elif linktype in (12, 14, 101, 228, 229):
-        pkt = parse_ip(frame)
-    elif linktype == 113:
-        pkt = parse_ip(frame, 16)
-    elif linktype == 276:
-        pkt = parse_ip(frame, 20)
-    elif linktype in (0, 108):
-        pkt = parse_ip(frame, 4)
-    else:
-        pkt = None
+    pkt = parse_frame(frame, linktype)
     if pkt is None or pkt.l4_offset < 0:
         return 0
-    l4 = pkt.l4_offset
-    if transport == "udp":
-        return l4 + 8
-    if transport == "tcp" and len(frame) > l4 + 12:
-        return l4 + (frame[l4 + 12] >> 4) * 4
-    return l4
+    if transport in ("udp", "tcp") and pkt.payload_offset >= 0:
+        return pkt.payload_offset
+    return pkt.l4_offset
 
 
 def hexdump(data: bytes, width: int = 16, limit: int = 96) -> list[str]:

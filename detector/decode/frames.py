@@ -1,8 +1,9 @@
 """Pure-Python parsing of single frames and IP packets.
 
 Used where per-packet work is affordable: validating what a candidate payload carries, reading
-the inner packets of a mirror stream, and the fallback path for outer packets the vectorised
-decoder leaves aside (MPLS, PPPoE, IPv6 extension headers, fragments, rare link types).
+the inner packets of a mirror stream, explaining a sample.  The link and IPv6 extension header
+walk interprets the layouts of :mod:`detector.decode.layers`, as the vectorised block walk of
+:mod:`detector.decode.headers` does: for the same bytes both find the same columns.
 """
 
 from __future__ import annotations
@@ -12,16 +13,34 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from detector.decode.layers import (
+    ETH_IPV4,
+    ETH_IPV6,
+    IP_PROTO_GRE,
+    IPV6_EXT_MIN,
+    IPV6_EXT_RULES,
+    IPV6_FRAGMENT,
+    LINK_ETHERNET,
+    LINK_PPP,
+    MAX_IPV6_EXT,
+    MPLS_ETHERTYPES,
+    PORT_PROTOCOLS,
+    PPPOE_SESSION,
+    VLAN_ETHERTYPES,
+    be16_at,
+    ipv6_ext_length,
+    link_start,
+    walk_shims,
+)
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
 ETH_ARP = 0x0806
-ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
-ETH_MPLS = (0x8847, 0x8848)
-ETH_PPPOE_SESSION = 0x8864
+ETH_VLAN_TAGS = VLAN_ETHERTYPES
+ETH_MPLS = MPLS_ETHERTYPES
+ETH_PPPOE_SESSION = PPPOE_SESSION
 # EtherTypes that plausibly start a copied frame's payload (used to accept an inner Ethernet
 # frame as real): IP, ARP, VLAN tags, MPLS, PPPoE, LLDP, MACsec, 802.1X, PTP, Cisco TTag, NSH...
 PLAUSIBLE_ETHERTYPES = frozenset(
@@ -31,8 +50,6 @@ PLAUSIBLE_ETHERTYPES = frozenset(
         0x88E7, 0x8906, 0x8914, 0x6558, 0x22EB, 0x88BE, 0x893A, 0x8902,
     }
 )  # fmt: skip
-
-IPV6_EXT_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
 
 # What a carried IPv4 header's checksum says.  A fact for the evidence, never a reason to reject
 # a copy: frames copied before TX checksum offload carry 0, anonymised captures a stale value.
@@ -69,6 +86,10 @@ class InnerPacket:
     l4_offset: int = -1
     # True when this is a non-first fragment (no L4 header in it).
     fragment: bool = False
+    # More fragments follow (a first fragment has this and not ``fragment``).
+    more_fragments: bool = False
+    # Offset of the transport payload (past the TCP/UDP/SCTP header), -1 if unknown.
+    payload_offset: int = -1
     # Facts about the carried header (counted per stream, never used to reject a copy).
     checksum: str = CHECKSUM_NONE
     # The source MAC has its group bit set (anonymised captures, odd hardware).
@@ -218,84 +239,99 @@ def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
     pkt = InnerPacket(ip_version=ver, ip_offset=off)
     if ver == 4:
         pkt.checksum = ipv4_checksum_state(data, off)
-        ihl = (data[off] & 0x0F) * 4
-        pkt.ip_len = (data[off + 2] << 8) | data[off + 3]
-        pkt.ip_id = (data[off + 4] << 8) | data[off + 5]
-        frag = ((data[off + 6] << 8) | data[off + 7]) & 0x1FFF
+        pkt.ip_len = be16_at(data, off + 2)
+        pkt.ip_id = be16_at(data, off + 4)
+        flags = be16_at(data, off + 6)
         pkt.proto = data[off + 9]
         pkt.src = ip_str(bytes(data[off + 12 : off + 16]))
         pkt.dst = ip_str(bytes(data[off + 16 : off + 20]))
-        pkt.fragment = frag != 0
-        l4 = off + ihl
+        pkt.fragment = flags & 0x1FFF != 0
+        pkt.more_fragments = bool(flags & 0x2000)
+        pkt.l4_offset = off + (data[off] & 0x0F) * 4
     elif ver == 6:
-        pkt.ip_len = ((data[off + 4] << 8) | data[off + 5]) + 40
+        pkt.ip_len = be16_at(data, off + 4) + 40
         pkt.src = ip_str(bytes(data[off + 8 : off + 24]))
         pkt.dst = ip_str(bytes(data[off + 24 : off + 40]))
-        nh = data[off + 6]
-        l4 = off + 40
-        # Walk extension headers so the L4 ports are read from the right place.
-        for _ in range(8):
-            if nh not in IPV6_EXT_HEADERS or nh in (50, 59):
-                break
-            if len(data) < l4 + 8:
-                return pkt
-            if nh == 44:
-                pkt.ip_id = struct.unpack_from("!I", data, l4 + 4)[0]
-                if struct.unpack_from("!H", data, l4 + 2)[0] & 0xFFF8:
-                    pkt.fragment = True
-                nh, l4 = data[l4], l4 + 8
-            elif nh == 51:
-                nh, l4 = data[l4], l4 + (data[l4 + 1] + 2) * 4
-            else:
-                nh, l4 = data[l4], l4 + (data[l4 + 1] + 1) * 8
-        pkt.proto = nh
+        if not _ipv6_extensions(data, off, pkt):
+            return pkt  # an extension header cut short: no transport header to read
     else:
         return None
-    pkt.l4_offset = l4
-    if not pkt.fragment and pkt.proto in (6, 17, 132, 136) and len(data) >= l4 + 4:
-        pkt.sport, pkt.dport = struct.unpack_from("!HH", data, l4)
+    _transport(data, pkt)
     return pkt
+
+
+def _ipv6_extensions(data: bytes, off: int, pkt: InnerPacket) -> bool:
+    """Step over the extension headers so the transport header is read from the right place:
+    sets ``proto`` and ``l4_offset`` (and the fragment facts); False when one is cut short."""
+    nh, l4 = data[off + 6], off + 40
+    for _ in range(MAX_IPV6_EXT):
+        rule = IPV6_EXT_RULES.get(nh)
+        if rule is None:
+            break
+        if len(data) < l4 + IPV6_EXT_MIN:
+            return False
+        if nh == IPV6_FRAGMENT:
+            pkt.ip_id = struct.unpack_from("!I", data, l4 + 4)[0]
+            pkt.fragment = be16_at(data, l4 + 2) & 0xFFF8 != 0
+            pkt.more_fragments = bool(data[l4 + 3] & 1)
+        nh, l4 = data[l4], l4 + ipv6_ext_length(rule, data[l4 + 1])
+    pkt.proto, pkt.l4_offset = nh, l4
+    return True
+
+
+def _transport(data: bytes, pkt: InnerPacket) -> None:
+    """Ports and the payload offset from the transport header at ``pkt.l4_offset`` (none in a
+    non-first fragment).  GRE has no ports: its protocol type stands in for the destination
+    port, so GRE streams of different payload types between the same two routers stay apart."""
+    l4 = pkt.l4_offset
+    if pkt.fragment:
+        return
+    if len(data) >= l4 + 4:
+        if pkt.proto in PORT_PROTOCOLS:
+            pkt.sport, pkt.dport = struct.unpack_from("!HH", data, l4)
+        elif pkt.proto == IP_PROTO_GRE:
+            pkt.dport = be16_at(data, l4 + 2)
+    pkt.payload_offset = l4 + transport_header_length(data, pkt.proto, l4)
+
+
+def transport_header_length(data: bytes, proto: int, l4: int) -> int:
+    """Bytes of the TCP (its data offset, when captured), UDP, UDP-Lite or SCTP common header."""
+    if proto == 6:
+        return (data[l4 + 12] >> 4) * 4 if len(data) > l4 + 12 else 20
+    return TRANSPORT_HEADER.get(proto, 0)
+
+
+TRANSPORT_HEADER = {17: 8, 136: 8, 132: 12}
 
 
 def parse_ethernet(data: bytes, off: int = 0) -> InnerPacket | None:
     """Parse an Ethernet frame (VLAN tags, MPLS and PPPoE skipped) down to its IP header."""
     if len(data) - off < 14:
         return None
-    dst_mac = mac_str(bytes(data[off : off + 6]))
-    src_mac = mac_str(bytes(data[off + 6 : off + 12]))
-    pos = off + 12
-    etype = (data[pos] << 8) | data[pos + 1]
-    vlan: int | None = None
-    for _ in range(4):
-        if etype not in ETH_VLAN_TAGS or len(data) < pos + 6:
-            break
-        if vlan is None:
-            vlan = ((data[pos + 2] << 8) | data[pos + 3]) & 0x0FFF
-        pos += 4
-        etype = (data[pos] << 8) | data[pos + 1]
-    pos += 2
-    if etype == ETH_PPPOE_SESSION and len(data) >= pos + 8:
-        ppp = (data[pos + 6] << 8) | data[pos + 7]
-        pos += 8
-        etype = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}.get(ppp, 0)
-    elif etype in ETH_MPLS:
-        for _ in range(8):
-            if len(data) < pos + 4:
-                break
-            bos = data[pos + 2] & 0x01
-            pos += 4
-            if bos:
-                break
-        nib = data[pos] >> 4 if len(data) > pos else 0
-        etype = {4: ETH_IPV4, 6: ETH_IPV6}.get(nib, 0)
+    pos, etype = link_start(data, LINK_ETHERNET, off)
+    pos, etype, vlans = walk_shims(data, pos, etype)
     inner: InnerPacket | None = None
     if etype in (ETH_IPV4, ETH_IPV6):
         inner = parse_ip(data, pos)
     if inner is None:
         inner = InnerPacket()
-    inner.src_mac, inner.dst_mac, inner.ethertype, inner.vlan = src_mac, dst_mac, etype, vlan
+    inner.dst_mac = mac_str(bytes(data[off : off + 6]))
+    inner.src_mac = mac_str(bytes(data[off + 6 : off + 12]))
+    inner.ethertype, inner.vlan = etype, vlans[0] if vlans else None
     inner.group_source_mac = bool(data[off + 6] & 0x01)
     return inner
+
+
+def parse_frame(data: bytes, linktype: int) -> InnerPacket | None:
+    """Parse a captured frame of a pcap link type down to its IP header and transport ports:
+    the scalar twin of the block walk (:func:`detector.decode.headers.decode_headers`)."""
+    if linktype == LINK_ETHERNET:
+        return parse_ethernet(data)
+    pos, etype = link_start(data, linktype)
+    if pos < 0:
+        return None
+    pos, etype, _ = walk_shims(data, pos, etype)
+    return parse_ip(data, pos) if etype in (ETH_IPV4, ETH_IPV6) else None
 
 
 def carried_frame(link: str, data: bytes) -> InnerPacket | None:
@@ -315,13 +351,8 @@ def parse_carried(link: str, data: bytes) -> InnerPacket | None:
         return parse_ethernet(data)
     if link == "ip":
         return parse_ip(data)
-    if link == "ppp" and len(data) >= 4:
-        # HDLC-like framing (ff 03) or bare protocol field.
-        off = 2 if data[0] == 0xFF and data[1] == 0x03 else 0
-        proto = (data[off] << 8) | data[off + 1]
-        if proto in (0x0021, 0x0057):
-            return parse_ip(data, off + 2)
-        return None
+    if link == "ppp":
+        return parse_frame(data, LINK_PPP)
     if link == "ieee80211":
         return parse_ieee80211(data)
     return None

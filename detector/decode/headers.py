@@ -1,8 +1,10 @@
-"""Vectorised outer-header decoding of a whole batch: link layer → IP → L4 → payload window.
+"""Vectorised outer-header decoding of a whole batch: link layer → shims → IP → L4 → payload.
 
-Every field is a numpy column over the batch.  Rows the vectorised code does not handle (MPLS,
-PPPoE, IPv6 extension headers, IP fragments, PPP and other rare link types) are flagged ``slow``
-and finished by :mod:`detector.decode.slowpath`, which writes the same columns back.
+Every field is a numpy column over the batch.  The walk interprets the layouts declared in
+:mod:`detector.decode.layers` (link headers, VLAN/PPPoE/MPLS shims, IPv6 extension headers) as
+the scalar walk of :mod:`detector.decode.frames` does, stepping only the rows that still need a
+step, so a batch of plain Ethernet/IP needs none.  Only IP fragments are flagged ``slow``: they
+go to :mod:`detector.decode.slowpath` for reassembly.
 """
 
 from __future__ import annotations
@@ -13,29 +15,53 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
+from detector.decode.layers import (
+    EXT_AH,
+    EXT_FIXED_8,
+    IP_ETHERTYPES,
+    IP_FAMILIES,
+    IP_PROTO_GRE,
+    IPV6_EXT_MIN,
+    IPV6_EXT_RULES,
+    IPV6_FRAGMENT,
+    KNOWN_LINKS,
+    LINK_ETHERNET,
+    LINK_LAYOUTS,
+    LINK_SLL,
+    LINK_SLL2,
+    MAX_IPV6_EXT,
+    MAX_SHIM_STEPS,
+    NIBBLE_TO_ETHERTYPE,
+    PORT_PROTOCOLS,
+    PPP_TO_ETHERTYPE,
+    SHIMS,
+    LinkLayout,
+)
 from detector.decode.lut import lut
 from detector.protocols.base import PREFILTER_BYTES
 
-# Link types (www.tcpdump.org/linktypes.html)
-LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP = 0, 1, 101, 108
-LINK_RAW_ALIASES = (12, 14, 101)
-LINK_IPV4, LINK_IPV6 = 228, 229
-LINK_SLL, LINK_SLL2 = 113, 276
-# Handled only by the per-packet fallback.
-LINK_SLOW = frozenset({9, 50, 51, 104, 192})  # PPP, PPP-HDLC, PPPoE, C-HDLC, PPP with direction
-KNOWN_LINKS = frozenset(
-    {LINK_NULL, LINK_ETHERNET, LINK_LOOP, LINK_IPV4, LINK_IPV6, LINK_SLL, LINK_SLL2}
-    | set(LINK_RAW_ALIASES)
-    | LINK_SLOW
-)
+__all__ = ["KNOWN_LINKS", "LINK_ETHERNET", "LINK_SLL", "LINK_SLL2"]
 
-VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
-SLOW_ETHERTYPES = (0x8847, 0x8848, 0x8864)  # MPLS unicast/multicast, PPPoE session
-IPV6_SLOW_NH = (0, 43, 44, 60, 135, 139, 140)
 L4_WINDOW = 24
-VLAN_LUT = lut(VLAN_TYPES, bits=16)
-SLOW_LUT = lut(SLOW_ETHERTYPES, bits=16)
-IPV6_SLOW_LUT = lut(IPV6_SLOW_NH)
+# The layouts as lookup tables over a type or byte column.
+IP_TYPE_LUT = lut(IP_ETHERTYPES, bits=16)
+FAMILY_LUT = lut(IP_FAMILIES)
+PORT_LUT = lut(PORT_PROTOCOLS)
+PPP_LUT = np.zeros(1 << 16, dtype=np.int64)
+PPP_LUT[list(PPP_TO_ETHERTYPE)] = list(PPP_TO_ETHERTYPE.values())
+NIBBLE_LUT = np.zeros(16, dtype=np.int64)
+NIBBLE_LUT[list(NIBBLE_TO_ETHERTYPE)] = list(NIBBLE_TO_ETHERTYPE.values())
+# Shim number (index in SHIMS plus one) of each EtherType, 0 for none; per shim number its
+# length and depth bound.
+SHIM_NUMBER = np.zeros(1 << 16, dtype=np.int64)
+for _number, _shim in enumerate(SHIMS, 1):
+    SHIM_NUMBER[list(_shim.ethertypes)] = _number
+SHIM_LENGTH = np.array([0, *(s.length for s in SHIMS)], dtype=np.int64)
+SHIM_DEPTH = np.array([0, *(s.max_depth for s in SHIMS)], dtype=np.int64)
+EXT_RULE = np.zeros(256, dtype=np.int64)
+EXT_RULE[list(IPV6_EXT_RULES)] = list(IPV6_EXT_RULES.values())
+TRANSPORT_HEADER = np.zeros(256, dtype=np.int64)
+TRANSPORT_HEADER[[17, 136, 132]] = (8, 8, 12)
 
 
 def window(data: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
@@ -92,118 +118,214 @@ class Headers:
 
 def decode_headers(batch: PacketBatch) -> Headers:
     n = len(batch)
-    data = batch.data
-    start = batch.offsets
-    caplen = batch.caplen
     lt = batch.linktype
-    l2 = gather(data, start, 24)
-
-    l3 = np.full(n, -1, dtype=np.int64)
-    ethertype = np.zeros(n, dtype=np.int64)
-    slow = np.zeros(n, dtype=np.bool_)
     single_link = int(lt[0]) if n and (lt == lt[0]).all() else None
+    if single_link is not None:
+        unknown_link = np.full(n, single_link not in KNOWN_LINKS, dtype=np.bool_)
+    else:
+        unknown_link = ~np.isin(lt, tuple(KNOWN_LINKS))
+    pos, etype = _link_layer(batch, single_link)
+    _walk_shims(batch, pos, etype)
+    ip = _ip_layer(batch, np.where(IP_TYPE_LUT[etype] & (pos >= 0), pos, -1))
+    h = _transport_layer(batch, ip)
+    h.unknown_link = unknown_link
+    return h
 
-    def rows(code: int | tuple[int, ...]) -> npt.NDArray[np.bool_]:
+
+def _link_layer(
+    batch: PacketBatch, single_link: int | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(position after the link header or -1, type in EtherType space) of every row."""
+    n = len(batch)
+    l2 = gather(batch.data, batch.offsets, 24)
+    pos = np.full(n, -1, dtype=np.int64)
+    etype = np.zeros(n, dtype=np.int64)
+    for lay in LINK_LAYOUTS:
         if single_link is not None:
-            hit = single_link == code if isinstance(code, int) else single_link in code
-            return np.full(n, hit, dtype=np.bool_)
-        return np.isin(lt, code)
+            if single_link in lay.linktypes:
+                return _link_start(lay, l2, batch.caplen)
+            continue
+        sel = np.isin(batch.linktype, lay.linktypes)
+        if sel.any():
+            p, t = _link_start(lay, l2[sel], batch.caplen[sel])
+            pos[sel], etype[sel] = p, t
+    return pos, etype
 
-    eth = rows(LINK_ETHERNET)
-    if eth.any():
-        et = be16(l2, 12)
-        off = np.full(n, 14, dtype=np.int64)
-        for tagcol in (16, 20):  # up to two VLAN tags vectorised; deeper stacks go slow
-            tagged = eth & VLAN_LUT[et]
-            if not tagged.any():
-                break
-            et = np.where(tagged, be16(l2, tagcol), et)
-            off = np.where(tagged, off + 4, off)
-        still = eth & VLAN_LUT[et]
-        slow |= still | (eth & SLOW_LUT[et])
-        ethertype = np.where(eth, et, ethertype)
-        l3 = np.where(eth & ((et == 0x0800) | (et == 0x86DD)), off, l3)
-    sll = rows(LINK_SLL)
-    if sll.any():
-        et = be16(l2, 14)
-        ethertype = np.where(sll, et, ethertype)
-        l3 = np.where(sll & ((et == 0x0800) | (et == 0x86DD)), 16, l3)
-        slow |= sll & (VLAN_LUT[et] | SLOW_LUT[et])
-    sll2 = rows(LINK_SLL2)
-    if sll2.any():
-        et = be16(l2, 0)
-        ethertype = np.where(sll2, et, ethertype)
-        l3 = np.where(sll2 & ((et == 0x0800) | (et == 0x86DD)), 20, l3)
-        slow |= sll2 & (VLAN_LUT[et] | SLOW_LUT[et])
-    raw = rows((*LINK_RAW_ALIASES, LINK_IPV4, LINK_IPV6))
-    if raw.any():
-        nib = l2[:, 0] >> 4
-        l3 = np.where(raw & ((nib == 4) | (nib == 6)), 0, l3)
-    loop = rows((LINK_NULL, LINK_LOOP))
-    if loop.any():
-        le = l2[:, 0].astype(np.int64)  # little-endian family (host order on x86 writers)
-        bef = l2[:, 3].astype(np.int64)
-        fam = np.where(l2[:, 0] != 0, le, bef)
-        l3 = np.where(loop & np.isin(fam, (2, 24, 28, 30)), 4, l3)
-    slow |= rows(tuple(LINK_SLOW))
-    unknown_link = (
-        ~np.isin(lt, tuple(KNOWN_LINKS))
-        if single_link is None
-        else (np.full(n, single_link not in KNOWN_LINKS, dtype=np.bool_))
-    )
 
-    # IP header window (40 bytes covers IPv6 and IPv4 without options up to the addresses).
-    has_l3 = (l3 >= 0) & ~slow
-    ip = gather(data, start + np.maximum(l3, 0), 40)
+def _link_start(
+    lay: LinkLayout, l2: np.ndarray, caplen: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The block twin of :func:`detector.decode.layers.link_start` for rows of one layout."""
+    at: int | npt.NDArray[np.int64] = lay.type_at
+    base: int | npt.NDArray[np.int64] = 0
+    if lay.hdlc_prefix:
+        base = ((caplen >= 2) & (l2[:, 0] == 0xFF) & (l2[:, 1] == 0x03)) * 2
+        at = base + lay.type_at
+    fits = caplen >= base + lay.header
+    pos = np.where(fits, base + lay.header, -1)
+    if lay.space == "ip":
+        return pos, np.where(fits, IP_ETHERTYPES[0], 0)
+    if lay.space == "family":
+        first = _byte(l2, at).astype(np.int64)  # host byte order of the writer
+        fam = np.where(first != 0, first, _byte(l2, at + 3))
+        return pos, np.where(fits & FAMILY_LUT[fam], IP_ETHERTYPES[0], 0)
+    etype = (_byte(l2, at).astype(np.int64) << 8) | _byte(l2, at + 1)
+    if lay.space == "ppp":
+        etype = PPP_LUT[etype]
+    return pos, np.where(fits, etype, 0)
+
+
+def _byte(m: np.ndarray, at: int | npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """Column ``at`` of ``m``, or per row its own column where ``at`` is an array."""
+    if isinstance(at, int):
+        return m[:, at]
+    return m[np.arange(len(m)), at]
+
+
+def _walk_shims(
+    batch: PacketBatch, pos: npt.NDArray[np.int64], etype: npt.NDArray[np.int64]
+) -> None:
+    """Step ``pos`` and ``etype`` over VLAN tags, PPPoE and MPLS labels, in place, one header per
+    step on the rows that still stand on a shim (the block twin of ``layers.walk_shims``)."""
+    idx = np.nonzero((SHIM_NUMBER[etype] > 0) & (pos >= 0))[0]
+    depth = np.zeros((len(idx), len(SHIM_LENGTH)), dtype=np.int64)
+    for _ in range(MAX_SHIM_STEPS):
+        if not len(idx):
+            return
+        number = SHIM_NUMBER[etype[idx]]
+        p = pos[idx]
+        keep = np.nonzero(
+            (number > 0)
+            & (batch.caplen[idx] >= p + SHIM_LENGTH[number])
+            & (depth[np.arange(len(idx)), number] < SHIM_DEPTH[number])
+        )[0]
+        idx, number, p, depth = idx[keep], number[keep], p[keep], depth[keep]
+        depth[np.arange(len(idx)), number] += 1
+        w = gather(batch.data, batch.offsets[idx] + p, 8)
+        etype[idx] = _shim_next(w, number, etype[idx], batch.caplen[idx] - p)
+        pos[idx] = p + SHIM_LENGTH[number]
+
+
+def _shim_next(
+    w: np.ndarray,
+    number: npt.NDArray[np.int64],
+    etype: npt.NDArray[np.int64],
+    room: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """The type after one shim header (its bytes ``w``) per row, by the shim's next space."""
+    out = etype.copy()
+    for k, shim in enumerate(SHIMS, 1):
+        sel = number == k
+        if not sel.any():
+            continue
+        nxt = be16(w[sel], shim.next_at)
+        if shim.space == "ppp":
+            nxt = PPP_LUT[nxt]
+        elif shim.space == "mpls":
+            bottom = (w[sel, shim.next_at] & 1) == 1
+            after = np.where(room[sel] > shim.length, NIBBLE_LUT[w[sel, shim.length] >> 4], 0)
+            nxt = np.where(bottom, after, etype[sel])
+        out[sel] = nxt
+    return out
+
+
+@dataclass(slots=True)
+class _Ip:
+    """The IP layer of a batch, before the transport header is read."""
+
+    l3: npt.NDArray[np.int64]
+    ipver: npt.NDArray[np.int8]
+    ip: np.ndarray  # (n, 40) bytes from the IP header on
+    proto: npt.NDArray[np.int64]
+    l4: npt.NDArray[np.int64]
+    nonfirst: npt.NDArray[np.bool_]  # a fragment other than the first (no transport header)
+    more: npt.NDArray[np.bool_]  # more fragments follow
+
+
+def _ip_layer(batch: PacketBatch, l3: npt.NDArray[np.int64]) -> _Ip:
+    """Which rows hold an IP header at ``l3`` (the test of ``frames.ip_version_at``), their
+    protocol and transport offset, IPv6 extension headers stepped over."""
+    caplen = batch.caplen
+    ip = gather(batch.data, batch.offsets + np.maximum(l3, 0), 40)
     nib = ip[:, 0] >> 4
-    v4 = has_l3 & (nib == 4) & (caplen >= l3 + 20)
-    v6 = has_l3 & (nib == 6) & (caplen >= l3 + 40)
+    room = np.where(l3 >= 0, caplen - l3, 0)
     ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
-    v4 &= ihl >= 20
+    v4 = (nib == 4) & (room >= 20) & (ihl >= 20) & (room >= ihl) & (be16(ip, 2) >= ihl)
+    v6 = (nib == 6) & (room >= 40)
     ipver = np.where(v4, 4, np.where(v6, 6, 0)).astype(np.int8)
-
-    iplen = np.where(v4, be16(ip, 2), np.where(v6, be16(ip, 4) + 40, 0))
-    fragoff = be16(ip, 6)
-    fragment = v4 & ((fragoff & 0x3FFF) != 0)
+    l3 = np.where(ipver > 0, l3, -1)
+    flags = np.where(v4, be16(ip, 6), 0)
     proto = np.where(v4, ip[:, 9], np.where(v6, ip[:, 6], 0)).astype(np.int64)
-    ttl = np.where(v4, ip[:, 8], np.where(v6, ip[:, 7], 0)).astype(np.int64)
-    ipid = np.where(v4, be16(ip, 4), 0)
-    slow |= fragment | (v6 & IPV6_SLOW_LUT[proto])
+    l4 = np.where(v4, l3 + ihl, np.where(v6, l3 + 40, -1))
+    found = _Ip(l3, ipver, ip, proto, l4, (flags & 0x1FFF) != 0, (flags & 0x2000) != 0)
+    ext = np.nonzero(v6 & (EXT_RULE[proto] > 0))[0]
+    if len(ext):
+        _ipv6_extensions(batch, found, ext)
+    return found
 
+
+def _ipv6_extensions(batch: PacketBatch, ip: _Ip, idx: npt.NDArray[np.int64]) -> None:
+    """Step over IPv6 extension headers on rows ``idx``, one header per step (the block twin of
+    ``frames._ipv6_extensions``); a header cut short leaves no protocol and no transport."""
+    for _ in range(MAX_IPV6_EXT):
+        if not len(idx):
+            return
+        p = ip.l4[idx]
+        cut = batch.caplen[idx] < p + IPV6_EXT_MIN
+        ip.proto[idx[cut]], ip.l4[idx[cut]] = 0, -1
+        idx, p = idx[~cut], p[~cut]
+        w = gather(batch.data, batch.offsets[idx] + p, 4)
+        nh = ip.proto[idx]
+        frag = nh == IPV6_FRAGMENT
+        ip.nonfirst[idx[frag]] = (be16(w[frag], 2) & 0xFFF8) != 0
+        ip.more[idx[frag]] = (w[frag, 3] & 1) == 1
+        rule = EXT_RULE[nh]
+        size_byte = w[:, 1].astype(np.int64)
+        size = np.where(rule == EXT_AH, (size_byte + 2) * 4, (size_byte + 1) * 8)
+        size = np.where(rule == EXT_FIXED_8, 8, size)
+        ip.proto[idx], ip.l4[idx] = w[:, 0], p + size
+        idx = idx[EXT_RULE[w[:, 0]] > 0]
+
+
+def _transport_layer(batch: PacketBatch, found: _Ip) -> Headers:
+    """Addresses, ports, TCP/UDP facts and the payload window from the IP layer."""
+    n, caplen, ip, ipver = len(batch), batch.caplen, found.ip, found.ipver
+    l3, l4, proto = found.l3, found.l4, found.proto
+    v4, v6 = ipver == 4, ipver == 6
     src = np.zeros((n, 4), dtype=np.uint32)
     dst = np.zeros((n, 4), dtype=np.uint32)
     be = ip.view(">u4") if ip.flags.c_contiguous else np.ascontiguousarray(ip).view(">u4")
     # be is (n, 10) words: IPv4 src/dst are words 3 and 4; IPv6 src 2-5, dst 6-9.
-    src[:, 3] = np.where(v4, be[:, 3], be[:, 5])
-    dst[:, 3] = np.where(v4, be[:, 4], be[:, 9])
+    src[:, 3] = np.where(v4, be[:, 3], np.where(v6, be[:, 5], 0))
+    dst[:, 3] = np.where(v4, be[:, 4], np.where(v6, be[:, 9], 0))
     src[:, :3] = np.where(v6[:, None], be[:, 2:5], 0)
     dst[:, :3] = np.where(v6[:, None], be[:, 6:9], 0)
+    iplen = np.where(v4, be16(ip, 2), np.where(v6, be16(ip, 4) + 40, 0))
 
-    l4 = np.where(v4, l3 + ihl, np.where(v6, l3 + 40, -1))
-    ok = (ipver > 0) & ~slow
+    has_l4 = (l4 >= 0) & ~found.nonfirst
     # 24 bytes: the L4 header fields used here, and the bytes copy fingerprints read.
-    l4h = gather(data, start + np.maximum(l4, 0), L4_WINDOW)
-    tcp = ok & (proto == 6)
-    udp = ok & (proto == 17)
-    ports = tcp | udp | (ok & (proto == 132))
+    l4h = gather(batch.data, batch.offsets + np.maximum(l4, 0), L4_WINDOW)
+    room = caplen - l4
+    ports = has_l4 & (room >= 4) & PORT_LUT[proto]
     sport = np.where(ports, be16(l4h, 0), 0)
-    dport = np.where(ports, be16(l4h, 2), 0)
-    # GRE has no ports: its protocol type stands in for the destination port, so GRE streams of
-    # different payload types between the same two routers stay apart.
-    gre = ok & (proto == 47)
-    dport = np.where(gre, be16(l4h, 2), dport)
-    tcpflags = np.where(tcp, l4h[:, 13], 0).astype(np.int64)
-    tcpseq = np.where(tcp, be32(l4h, 4), 0)
-    udpsum = np.where(udp, be16(l4h, 6), -1)
-    hlen = np.where(tcp, (l4h[:, 12] >> 4).astype(np.int64) * 4, np.where(udp, 8, 0))
-    hlen = np.where(ok & (proto == 132), 12, hlen)
-    pay = np.where(ok, l4 + hlen, -1)
-    ip_end = np.minimum(caplen, l3 + iplen)
-    paylen = np.where(ok, np.maximum(ip_end - pay, 0), 0)
+    # GRE has no ports: its protocol type stands in for the destination port.
+    gre = has_l4 & (room >= 4) & (proto == IP_PROTO_GRE)
+    dport = np.where(ports | gre, be16(l4h, 2), 0)
+    tcp = has_l4 & (proto == 6)
+    full_tcp = tcp & (room >= 20)
+    udp = has_l4 & (proto == 17) & (room >= 8)
+    hlen = np.where(room > 12, (l4h[:, 12] >> 4).astype(np.int64) * 4, 20)
+    hlen = np.where(tcp, hlen, TRANSPORT_HEADER[proto])
+    pay = np.where(has_l4, l4 + hlen, -1)
+    fragment = found.nonfirst | found.more
     return Headers(
-        n=n, l3=l3, ipver=ipver, slow=slow, unknown_link=unknown_link, proto=proto, ttl=ttl,
-        iplen=iplen, fragment=fragment, ipid=ipid, src=src, dst=dst, l4=l4, sport=sport,
-        dport=dport, tcpflags=tcpflags, tcpseq=tcpseq, udpsum=udpsum, pay=pay, paylen=paylen,
+        n=n, l3=l3, ipver=ipver, slow=fragment.copy(), unknown_link=np.zeros(n, dtype=np.bool_),
+        proto=proto, ttl=np.where(v4, ip[:, 8], np.where(v6, ip[:, 7], 0)).astype(np.int64),
+        iplen=iplen, fragment=fragment, ipid=np.where(v4, be16(ip, 4), 0), src=src, dst=dst,
+        l4=l4, sport=sport, dport=dport,
+        tcpflags=np.where(full_tcp, l4h[:, 13], 0).astype(np.int64),
+        tcpseq=np.where(full_tcp, be32(l4h, 4), 0), udpsum=np.where(udp, be16(l4h, 6), -1),
+        pay=pay, paylen=np.where(has_l4, np.maximum(np.minimum(caplen, l3 + iplen) - pay, 0), 0),
         l4h=l4h,
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from detector.decode.frames import ETH_VLAN_TAGS
+from detector.decode.layers import LINK_ETHERNET, vlan_ids
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -45,10 +45,7 @@ SUBTYPES = {1: "single-tagged", 2: "double-tagged", 3: "untagged"}
 
 
 def vlan_tags(data: bytes, off: int) -> int:
-    tags, pos = 0, off + 12
-    while tags < 4 and len(data) >= pos + 2 and ((data[pos] << 8) | data[pos + 1]) in ETH_VLAN_TAGS:
-        tags, pos = tags + 1, pos + 4
-    return tags
+    return len(vlan_ids(data, LINK_ETHERNET, off))
 
 
 def payload_fits(payload: bytes, pt: int, spt: int) -> InnerLink | None:

@@ -16,41 +16,32 @@ import numpy as np
 
 from detector.decode.frames import (
     CHECKSUM_RIGHT,
-    ETH_IPV4,
-    ETH_IPV6,
-    ETH_MPLS,
-    ETH_PPPOE_SESSION,
-    ETH_VLAN_TAGS,
     ethernet_valid,
     ip_fills,
     parse_ethernet,
 )
+from detector.decode.layers import IP_ETHERTYPES, LAYOUT_OF, SHIM_OF
 from detector.decode.lut import lut
 from detector.protocols.base import Decoded, InnerLink, PacketContext, StreamDecoder
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+LINK_IEEE802_11 = 105
 # Minimum Ethernet frame without FCS: shorter IP packets are padded up to it.
 ETH_MIN_FRAME = 60
 FCS_LEN = 4
 # EtherTypes after which parse_ethernet can reach an IP header.
-IP_CARRYING_ETHERTYPES = np.array(
-    [ETH_IPV4, ETH_IPV6, *ETH_VLAN_TAGS, *ETH_MPLS, ETH_PPPOE_SESSION], dtype=np.int64
-)
+IP_CARRYING_ETHERTYPES = np.array([*IP_ETHERTYPES, *SHIM_OF], dtype=np.int64)
 
-# pcap/pcapng LINKTYPE_* values → how the carried bytes begin.
+# pcap/pcapng LINKTYPE_* values → how the carried bytes begin (the link layouts parse_carried
+# walks, by name, and 802.11).
+_CARRIED_LINK_OF_LAYOUT: dict[str, InnerLink] = {"ethernet": "ethernet", "raw": "ip", "ppp": "ppp"}
 _LINKTYPES: dict[int, InnerLink] = {
-    1: "ethernet",
-    12: "ip",  # DLT_RAW on most systems
-    14: "ip",  # DLT_RAW on OpenBSD
-    101: "ip",
-    228: "ip",
-    229: "ip",
-    9: "ppp",
-    50: "ppp",
-    105: "ieee80211",
-}
+    lt: _CARRIED_LINK_OF_LAYOUT[lay.name]
+    for lt, lay in LAYOUT_OF.items()
+    if lay.name in _CARRIED_LINK_OF_LAYOUT
+} | {LINK_IEEE802_11: "ieee80211"}
 
 
 def link_for_linktype(linktype: int) -> InnerLink:

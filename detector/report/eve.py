@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from detector.decode.layers import vlan_ids
 from detector.findings import Finding, Report
 from detector.protocols import registry
 from detector.protocols.base import ip_protocol
@@ -167,17 +168,7 @@ def outer_vlans(ev: StreamEvidence | None) -> list[int]:
     if ev is None:
         return []
     for _, linktype, frame in ev.outer_samples[:1]:
-        if linktype != 1:
-            return []
-        out: list[int] = []
-        off = 12
-        while len(frame) >= off + 4 and len(out) < 4:
-            etype = int.from_bytes(frame[off : off + 2], "big")
-            if etype not in (0x8100, 0x88A8, 0x9100, 0x9200):
-                break
-            out.append(int.from_bytes(frame[off + 2 : off + 4], "big") & 0x0FFF)
-            off += 4
-        return out
+        return list(vlan_ids(frame, linktype)[:4])
     return []
 
 
