@@ -50,6 +50,7 @@ from detector.protocols.base import (
     StreamDecoder,
     transport_name,
 )
+from detector.protocols.correlated import TEE_COPY
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
@@ -922,7 +923,7 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
     """Evidence of a plain-copy stream (TEE / nft dup) from its duplicate sightings."""
     # No addresses of its own: the copies are frames re-addressed from one MAC to another.
     at = PacketContext(ts=pc.first_seen)
-    s = StreamEvidence.begun(at, (pc.l2src << 16) ^ pc.l2dst, "tee-copy", "mirror", "l2")
+    s = StreamEvidence.begun(at, (pc.l2src << 16) ^ pc.l2dst, TEE_COPY.name, "mirror", "l2")
     s.src_mac, s.dst_mac, s.last_seen = _mac(pc.l2src), _mac(pc.l2dst), pc.last_seen
     s.packets, s.bytes = pc.estimated_packets, pc.estimated_bytes
     # Each sighting is a packet matched to its copy.

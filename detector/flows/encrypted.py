@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.evidence import HostTally, StreamEvidence
 from detector.protocols.base import PacketContext, transport_name
+from detector.protocols.correlated import ENCRYPTED_COPY
 
 if TYPE_CHECKING:
     from detector.capture.reader import PacketBatch
@@ -694,7 +695,7 @@ def _record(c: Candidate, v: Verdict, flows: FlowTable, mean: float) -> StreamEv
     packets, size, back_share = _volume(c, flows)
     at = PacketContext(c.src, c.dst, c.sport, c.dport, ts=c.first_seen)
     s = StreamEvidence.begun(
-        at, c.key ^ 0x5EC12E7, "encrypted-copy", "mirror", transport_name(c.proto)
+        at, c.key ^ 0x5EC12E7, ENCRYPTED_COPY.name, "mirror", transport_name(c.proto)
     )
     s.src_mac, s.dst_mac, s.last_seen = c.src_mac, c.dst_mac, c.last_seen
     s.packets, s.bytes = packets, size

@@ -20,7 +20,7 @@ from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
 from detector.limits import Limits
 from detector.policy.reasons import Reason, add
 from detector.policy.scores import Scores, certainty, identification
-from detector.protocols import registry
+from detector.protocols import correlated, registry
 from detector.protocols.base import PacketContext
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
@@ -43,7 +43,9 @@ KEEPALIVE_PDUS = frozenset({"keepalive", "keepalive-ack", "keepalive-response"})
 HIDDEN_FACTS = frozenset({"prefix", "steering"})
 # Text logs that are flow exports only when enough of their lines name other hosts' connections.
 CONNECTION_LOGS = registry.logs("mixed")
-ENCRYPTED_COPY = "encrypted-copy"
+# The streams found by correlation rather than decoded (detector.protocols.correlated).
+ENCRYPTED_COPY = correlated.ENCRYPTED_COPY.name
+TEE_COPY = correlated.TEE_COPY.name
 
 
 @dataclass
@@ -312,7 +314,7 @@ def _describe(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) ->
     volume = _volume(s)
     if s.protocol == ENCRYPTED_COPY:
         v.say("encrypted-volume", tcp=s.transport == "tcp", **volume)
-    elif s.protocol == "tee-copy":
+    elif s.protocol == TEE_COPY:
         v.say("tee-sightings", validated=s.validated, **volume)
     else:
         v.say(
@@ -455,7 +457,7 @@ def _mirror_or_tunnel(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Ver
     that only ever carry copies say so."""
     if s.protocol in AMBIGUOUS and v.kind == "mirror":
         _ambiguous(s, x, ctx.thresholds, v)
-    elif v.copies and s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+    elif v.copies and s.protocol in COPY_BY_CONSTRUCTION:
         v.say("copy-only-format", protocol=s.protocol)
     return True
 
@@ -469,7 +471,7 @@ def _ambiguous(s: StreamEvidence, x: Features, th: Thresholds, v: Verdict) -> No
         v.say("both-way-inner", both=x.both, convs=x.convs)
         if x.returning == 0:
             v.say("nothing-back", src=s.src, dst=s.dst)
-    elif s.protocol == "tee-copy":
+    elif s.protocol == TEE_COPY:
         v.severity = "low"
         v.say("tee-one-way")
     elif x.returning > 0:
@@ -515,7 +517,7 @@ def _no_magic(s: StreamEvidence, x: Features, ctx: PolicyContext, v: Verdict) ->
     # Both directions of a conversation, each packet also seen natively: a copy even of one
     # conversation between two hosts (a single watched subscriber), not a control exchange.
     # Plain copies are sightings of a packet seen twice: each one is matched by construction.
-    seen_twice = x.copies_proven or (s.protocol == "tee-copy" and x.matched >= th.min_copy_checks)
+    seen_twice = x.copies_proven or (s.protocol == TEE_COPY and x.matched >= th.min_copy_checks)
     cap, why = _evidence_cap(s, th, x.convs, shaped, x.both_ways and seen_twice)
     v.evidence["evidence_level"] = cap
     if SEVERITY_ORDER[cap] < SEVERITY_ORDER[v.severity]:
@@ -646,7 +648,7 @@ def _basis(s: StreamEvidence, x: Features, v: Verdict) -> str:
         return "copies-proven"
     if s.protocol in AMBIGUOUS:
         return "both-ways" if v.evidence.get("mirror_proven") else "one-way"
-    if s.protocol in COPY_BY_CONSTRUCTION | {"tzsp"}:
+    if s.protocol in COPY_BY_CONSTRUCTION:
         return "copy-by-construction"
     return "intercept-shim" if v.kind == "intercept" else "other"
 
