@@ -43,9 +43,11 @@ def test_quiet_flows_are_only_probed() -> None:
     for b in range(4):
         frames = [_udp(5000, 443, bytes(rng.randrange(256) for _ in range(200))) for _ in range(50)]
         engine.process(_batch(frames, 100.0 + b))
-    # The first batch is looked at; after it the flow is known to be quiet and only probed.
+    # The first batch is looked at; after it the flow is known to be quiet and only probed:
+    # about one packet in the stride (flow keys are salted per process, so the number varies
+    # around 150 / stride; three times that is out of reach of chance).
     probes = engine.stats.prefiltered - 50
-    assert 0 < probes <= 150 * 2 // Detection().quiet_probe_stride
+    assert 0 < probes <= 150 * 3 // Detection().quiet_probe_stride
     assert not engine.streams
     # A stream on another flow is still found at once.
     engine.process(_batch([_tzsp(i) for i in range(20)], 200.0))
