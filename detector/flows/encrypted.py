@@ -261,13 +261,7 @@ class EncryptedCopies:
             touch = (src_h == c.src_h) | (dst_h == c.src_h) | (src_h == c.dst_h)
             touch |= dst_h == c.dst_h
             if touch.any():
-                ub, per = _bucket_sums(bins[touch], size[touch], src_h[touch], dst_h[touch])
-                for i, b in enumerate(ub.tolist()):
-                    row = c.open_excl.get(b)
-                    if row is None:
-                        c.open_excl[b] = per[i]
-                    else:
-                        row += per[i]
+                _add_bucket_sums(c.open_excl, bins[touch], size[touch], src_h[touch], dst_h[touch])
         # This batch's packets join the ring first: they may be the originals of its copies.
         self._ring_add(ts, size, src_h, dst_h)
         for c in self.candidates.values():
@@ -296,13 +290,7 @@ class EncryptedCopies:
     ) -> None:
         if not len(bins):
             return
-        ub, per = _bucket_sums(bins, size, src_h, dst_h)
-        for i, b in enumerate(ub.tolist()):
-            row = self.open_native.get(b)
-            if row is None:
-                self.open_native[b] = per[i]
-            else:
-                row += per[i]
+        _add_bucket_sums(self.open_native, bins, size, src_h, dst_h)
         # Who is in each bucket: the hosts named this batch, by bytes.
         for h, name in name_of.items():
             bucket = self.bucket_hosts[h % HOST_BUCKETS]
@@ -521,6 +509,23 @@ class EncryptedCopies:
         start = int(np.argmax(excess))
         share = max(0.0, float(excess[start]) / c.checked)
         return round(min(1.0, share), 4), start
+
+
+def _add_bucket_sums(
+    open_bins: dict[int, npt.NDArray[np.float64]],
+    bins: npt.NDArray[np.int64],
+    size: npt.NDArray[np.int64],
+    src_h: npt.NDArray[np.uint64],
+    dst_h: npt.NDArray[np.uint64],
+) -> None:
+    """Add the packets' bytes per bin and host bucket to the open bins they fall in."""
+    ub, per = _bucket_sums(bins, size, src_h, dst_h)
+    for i, b in enumerate(ub.tolist()):
+        row = open_bins.get(b)
+        if row is None:
+            open_bins[b] = per[i]
+        else:
+            row += per[i]
 
 
 def _bucket_sums(
