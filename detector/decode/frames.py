@@ -17,18 +17,15 @@ from detector.decode.layers import (
     ETH_IPV4,
     ETH_IPV6,
     IP_PROTO_GRE,
-    IPV6_EXT_MIN,
-    IPV6_EXT_RULES,
     IPV6_FRAGMENT,
     LINK_ETHERNET,
     LINK_PPP,
-    MAX_IPV6_EXT,
     MPLS_ETHERTYPES,
     PORT_PROTOCOLS,
     PPPOE_SESSION,
     VLAN_ETHERTYPES,
     be16_at,
-    ipv6_ext_length,
+    ipv6_chain,
     link_start,
     walk_shims,
 )
@@ -217,10 +214,9 @@ def ethernet_valid(data: bytes, off: int = 0, *, strict: bool = False) -> bool:
         return False
     if strict and data[off + 6] & 0x01:
         return False
-    etype = (data[off + 12] << 8) | data[off + 13]
+    ip, etype = link_start(data, LINK_ETHERNET, off)
     if etype in PLAUSIBLE_ETHERTYPES:
         if etype in (ETH_IPV4, ETH_IPV6):
-            ip = off + 14
             want = 4 if etype == ETH_IPV4 else 6
             if len(data) - ip < (20 if want == 4 else 40) and not strict:
                 # Cut by a small snap length: what is left must still start like the header.
@@ -228,7 +224,7 @@ def ethernet_valid(data: bytes, off: int = 0, *, strict: bool = False) -> bool:
             return ip_version_at(data, ip, strict=strict) == want
         return True
     # 802.3 length field followed by LLC (STP, CDP, ...).
-    return etype <= 1500 and etype <= len(data) - off - 14 + 4
+    return etype <= 1500 and etype <= len(data) - ip + 4
 
 
 def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
@@ -263,18 +259,14 @@ def parse_ip(data: bytes, off: int = 0) -> InnerPacket | None:
 def _ipv6_extensions(data: bytes, off: int, pkt: InnerPacket) -> bool:
     """Step over the extension headers so the transport header is read from the right place:
     sets ``proto`` and ``l4_offset`` (and the fragment facts); False when one is cut short."""
-    nh, l4 = data[off + 6], off + 40
-    for _ in range(MAX_IPV6_EXT):
-        rule = IPV6_EXT_RULES.get(nh)
-        if rule is None:
-            break
-        if len(data) < l4 + IPV6_EXT_MIN:
-            return False
-        if nh == IPV6_FRAGMENT:
-            pkt.ip_id = struct.unpack_from("!I", data, l4 + 4)[0]
-            pkt.fragment = be16_at(data, l4 + 2) & 0xFFF8 != 0
-            pkt.more_fragments = bool(data[l4 + 3] & 1)
-        nh, l4 = data[l4], l4 + ipv6_ext_length(rule, data[l4 + 1])
+    chain, nh, l4 = ipv6_chain(data, off)
+    for kind, at in chain:
+        if kind == IPV6_FRAGMENT:
+            pkt.ip_id = struct.unpack_from("!I", data, at + 4)[0]
+            pkt.fragment = be16_at(data, at + 2) & 0xFFF8 != 0
+            pkt.more_fragments = bool(data[at + 3] & 1)
+    if l4 < 0:
+        return False
     pkt.proto, pkt.l4_offset = nh, l4
     return True
 

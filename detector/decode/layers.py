@@ -124,6 +124,23 @@ def ipv6_ext_length(rule: int, len_byte: int) -> int:
     return (len_byte + 1) * 8
 
 
+def ipv6_chain(data: bytes, off: int) -> tuple[list[tuple[int, int]], int, int]:
+    """The extension headers after the IPv6 header at ``off``: ((type, offset) of each stepped
+    over, the next header after them, where it starts).  It starts at -1 when an extension
+    header is cut short; the walk ends on a header no rule steps over or after MAX_IPV6_EXT."""
+    chain: list[tuple[int, int]] = []
+    nh, pos = data[off + 6], off + 40
+    for _ in range(MAX_IPV6_EXT):
+        rule = IPV6_EXT_RULES.get(nh)
+        if rule is None:
+            break
+        if len(data) < pos + IPV6_EXT_MIN:
+            return chain, nh, -1
+        chain.append((nh, pos))
+        nh, pos = data[pos], pos + ipv6_ext_length(rule, data[pos + 1])
+    return chain, nh, pos
+
+
 # Transport protocols with 16-bit ports first: TCP, UDP, SCTP, UDP-Lite.
 PORT_PROTOCOLS = (6, 17, 132, 136)
 IP_PROTO_GRE = 47

@@ -12,14 +12,7 @@ from dataclasses import dataclass, field
 from detector.capture.reader import PacketBatch
 from detector.decode.frames import ones_complement_sum
 from detector.decode.headers import Headers
-from detector.decode.layers import (
-    IPV6_EXT_MIN,
-    IPV6_EXT_RULES,
-    IPV6_FRAGMENT,
-    MAX_IPV6_EXT,
-    be16_at,
-    ipv6_ext_length,
-)
+from detector.decode.layers import IPV6_FRAGMENT, be16_at, ipv6_chain
 
 # The largest IPv4 total length / IPv6 payload length (jumbograms are not reassembled).
 MAX_IP_LENGTH = 0xFFFF
@@ -182,20 +175,14 @@ def _fragment_at(pkt: bytes, l3: int) -> _Fragment | None:
 
 def _ipv6_fragment(pkt: bytes, l3: int) -> tuple[bytes, int, bytes] | None:
     """(unfragmentable header with next-header fixed, fragment header offset, fragment data)."""
-    nh = pkt[l3 + 6]
-    pos = l3 + 40
-    prev_nh_at = l3 + 6
     end = l3 + 40 + be16_at(pkt, l3 + 4)
-    for _ in range(MAX_IPV6_EXT):
-        rule = IPV6_EXT_RULES.get(nh)
-        if rule is None or len(pkt) < pos + IPV6_EXT_MIN:
-            return None
-        if nh == IPV6_FRAGMENT:
-            header = bytearray(pkt[l3:pos])
-            header[prev_nh_at - l3] = pkt[pos]
-            return bytes(header), pos, pkt[pos + 8 : end]
-        prev_nh_at = pos
-        nh, pos = pkt[pos], pos + ipv6_ext_length(rule, pkt[pos + 1])
+    names_it = l3 + 6  # the byte that names the header at hand
+    for kind, at in ipv6_chain(pkt, l3)[0]:
+        if kind == IPV6_FRAGMENT:
+            header = bytearray(pkt[l3:at])
+            header[names_it - l3] = pkt[at]
+            return bytes(header), at, pkt[at + 8 : end]
+        names_it = at
     return None
 
 

@@ -20,7 +20,7 @@ from detector.decode.frames import (
     ip_fills,
     parse_ethernet,
 )
-from detector.decode.layers import IP_ETHERTYPES, LAYOUT_OF, SHIM_OF
+from detector.decode.layers import IP_ETHERTYPES, LAYOUT_OF, LINK_ETHERNET, SHIM_OF
 from detector.decode.lut import lut
 from detector.protocols.base import Decoded, InnerLink, PacketContext, StreamDecoder
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 LINK_IEEE802_11 = 105
+ETHERNET = LAYOUT_OF[LINK_ETHERNET]
 # Minimum Ethernet frame without FCS: shorter IP packets are padded up to it.
 ETH_MIN_FRAME = 60
 FCS_LEN = 4
@@ -117,8 +118,8 @@ def ether_ip_mask(
     """Rows where an Ethernet header at ``off`` could lead to an IP packet."""
     return (
         ((head[:, off + 6] & 1) == 0)
-        & _ETHERTYPE_LUT[be16(head, off + 12)]
-        & (length - off >= 14 + 20)
+        & _ETHERTYPE_LUT[be16(head, off + ETHERNET.type_at)]
+        & (length - off >= ETHERNET.header + 20)
     )
 
 
