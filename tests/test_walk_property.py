@@ -194,7 +194,7 @@ def mixed_rows(draw: st.DrawFn) -> list[tuple[int, bytes]]:
     return rows
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mixed_rows())
 def test_block_walk_equals_scalar_walk(rows: list[tuple[int, bytes]]) -> None:
     _agree(rows)

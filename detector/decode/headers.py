@@ -36,6 +36,7 @@ from detector.decode.layers import (
     PPP_TO_ETHERTYPE,
     SHIMS,
     LinkLayout,
+    Shim,
 )
 from detector.decode.lut import lut
 from detector.protocols.base import PREFILTER_BYTES
@@ -53,7 +54,7 @@ NIBBLE_LUT = np.zeros(16, dtype=np.int64)
 NIBBLE_LUT[list(NIBBLE_TO_ETHERTYPE)] = list(NIBBLE_TO_ETHERTYPE.values())
 # Shim number (index in SHIMS plus one) of each EtherType, 0 for none; per shim number its
 # length and depth bound.
-SHIM_NUMBER = np.zeros(1 << 16, dtype=np.int64)
+SHIM_NUMBER = np.zeros(1 << 16, dtype=np.uint8)
 for _number, _shim in enumerate(SHIMS, 1):
     SHIM_NUMBER[list(_shim.ethertypes)] = _number
 SHIM_LENGTH = np.array([0, *(s.length for s in SHIMS)], dtype=np.int64)
@@ -126,7 +127,7 @@ def decode_headers(batch: PacketBatch) -> Headers:
         unknown_link = ~np.isin(lt, tuple(KNOWN_LINKS))
     pos, etype = _link_layer(batch, single_link)
     _walk_shims(batch, pos, etype)
-    ip = _ip_layer(batch, np.where(IP_TYPE_LUT[etype] & (pos >= 0), pos, -1))
+    ip = _ip_layer(batch, np.where(IP_TYPE_LUT[etype], pos, -1))  # type 0 where pos is -1
     h = _transport_layer(batch, ip)
     h.unknown_link = unknown_link
     return h
@@ -187,23 +188,28 @@ def _walk_shims(
 ) -> None:
     """Step ``pos`` and ``etype`` over VLAN tags, PPPoE and MPLS labels, in place, one header per
     step on the rows that still stand on a shim (the block twin of ``layers.walk_shims``)."""
-    idx = np.nonzero((SHIM_NUMBER[etype] > 0) & (pos >= 0))[0]
-    depth = np.zeros((len(idx), len(SHIM_LENGTH)), dtype=np.int64)
+    idx = np.nonzero(SHIM_NUMBER[etype] > 0)[0]  # type 0 where pos is -1
+    if not len(idx):
+        return
+    p, t, start, cap = pos[idx], etype[idx], batch.offsets[idx], batch.caplen[idx]
+    run = np.zeros(len(idx), dtype=np.int64)  # headers of this shim in a row so far
+    prev = np.zeros(len(idx), dtype=np.int64)
     for _ in range(MAX_SHIM_STEPS):
-        if not len(idx):
-            return
-        number = SHIM_NUMBER[etype[idx]]
-        p = pos[idx]
-        keep = np.nonzero(
-            (number > 0)
-            & (batch.caplen[idx] >= p + SHIM_LENGTH[number])
-            & (depth[np.arange(len(idx)), number] < SHIM_DEPTH[number])
-        )[0]
-        idx, number, p, depth = idx[keep], number[keep], p[keep], depth[keep]
-        depth[np.arange(len(idx)), number] += 1
-        w = gather(batch.data, batch.offsets[idx] + p, 8)
-        etype[idx] = _shim_next(w, number, etype[idx], batch.caplen[idx] - p)
-        pos[idx] = p + SHIM_LENGTH[number]
+        number = SHIM_NUMBER[t]
+        run = np.where(number == prev, run, 0)
+        room = cap - p
+        go = (number > 0) & (room >= SHIM_LENGTH[number]) & (run < SHIM_DEPTH[number])
+        if not go.all():
+            stop = ~go
+            pos[idx[stop]], etype[idx[stop]] = p[stop], t[stop]
+            idx, p, t, run, number = idx[go], p[go], t[go], run[go], number[go]
+            start, cap, room = start[go], cap[go], room[go]
+            if not len(idx):
+                return
+        t = _shim_next(gather(batch.data, start + p, 8), number, t, room)
+        p = p + SHIM_LENGTH[number]
+        run, prev = run + 1, number
+    pos[idx], etype[idx] = p, t
 
 
 def _shim_next(
@@ -213,20 +219,28 @@ def _shim_next(
     room: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.int64]:
     """The type after one shim header (its bytes ``w``) per row, by the shim's next space."""
+    first = int(number[0])
+    if (number == first).all():  # the usual step: every row on the same kind of shim
+        return _next_type(SHIMS[first - 1], w, etype, room)
     out = etype.copy()
     for k, shim in enumerate(SHIMS, 1):
         sel = number == k
-        if not sel.any():
-            continue
-        nxt = be16(w[sel], shim.next_at)
-        if shim.space == "ppp":
-            nxt = PPP_LUT[nxt]
-        elif shim.space == "mpls":
-            bottom = (w[sel, shim.next_at] & 1) == 1
-            after = np.where(room[sel] > shim.length, NIBBLE_LUT[w[sel, shim.length] >> 4], 0)
-            nxt = np.where(bottom, after, etype[sel])
-        out[sel] = nxt
+        if sel.any():
+            out[sel] = _next_type(shim, w[sel], etype[sel], room[sel])
     return out
+
+
+def _next_type(
+    shim: Shim, w: np.ndarray, etype: npt.NDArray[np.int64], room: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The block twin of ``layers.shim_next`` for rows on one kind of shim."""
+    if shim.space == "ethertype":
+        return be16(w, shim.next_at)
+    if shim.space == "ppp":
+        return PPP_LUT[be16(w, shim.next_at)]
+    bottom = (w[:, shim.next_at] & 1) == 1
+    after = np.where(room > shim.length, NIBBLE_LUT[w[:, shim.length] >> 4], 0)
+    return np.where(bottom, after, etype)
 
 
 @dataclass(slots=True)
@@ -236,6 +250,7 @@ class _Ip:
     l3: npt.NDArray[np.int64]
     ipver: npt.NDArray[np.int8]
     ip: np.ndarray  # (n, 40) bytes from the IP header on
+    iplen: npt.NDArray[np.int64]  # IP total length as declared
     proto: npt.NDArray[np.int64]
     l4: npt.NDArray[np.int64]
     nonfirst: npt.NDArray[np.bool_]  # a fragment other than the first (no transport header)
@@ -250,14 +265,16 @@ def _ip_layer(batch: PacketBatch, l3: npt.NDArray[np.int64]) -> _Ip:
     nib = ip[:, 0] >> 4
     room = np.where(l3 >= 0, caplen - l3, 0)
     ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
-    v4 = (nib == 4) & (room >= 20) & (ihl >= 20) & (room >= ihl) & (be16(ip, 2) >= ihl)
+    total = be16(ip, 2)
+    v4 = (nib == 4) & (room >= 20) & (ihl >= 20) & (room >= ihl) & (total >= ihl)
     v6 = (nib == 6) & (room >= 40)
     ipver = np.where(v4, 4, np.where(v6, 6, 0)).astype(np.int8)
     l3 = np.where(ipver > 0, l3, -1)
+    iplen = np.where(v4, total, np.where(v6, be16(ip, 4) + 40, 0))
     flags = np.where(v4, be16(ip, 6), 0)
     proto = np.where(v4, ip[:, 9], np.where(v6, ip[:, 6], 0)).astype(np.int64)
     l4 = np.where(v4, l3 + ihl, np.where(v6, l3 + 40, -1))
-    found = _Ip(l3, ipver, ip, proto, l4, (flags & 0x1FFF) != 0, (flags & 0x2000) != 0)
+    found = _Ip(l3, ipver, ip, iplen, proto, l4, (flags & 0x1FFF) != 0, (flags & 0x2000) != 0)
     ext = np.nonzero(v6 & (EXT_RULE[proto] > 0))[0]
     if len(ext):
         _ipv6_extensions(batch, found, ext)
@@ -300,16 +317,16 @@ def _transport_layer(batch: PacketBatch, found: _Ip) -> Headers:
     dst[:, 3] = np.where(v4, be[:, 4], np.where(v6, be[:, 9], 0))
     src[:, :3] = np.where(v6[:, None], be[:, 2:5], 0)
     dst[:, :3] = np.where(v6[:, None], be[:, 6:9], 0)
-    iplen = np.where(v4, be16(ip, 2), np.where(v6, be16(ip, 4) + 40, 0))
-
+    iplen = found.iplen
     has_l4 = (l4 >= 0) & ~found.nonfirst
     # 24 bytes: the L4 header fields used here, and the bytes copy fingerprints read.
     l4h = gather(batch.data, batch.offsets + np.maximum(l4, 0), L4_WINDOW)
     room = caplen - l4
-    ports = has_l4 & (room >= 4) & PORT_LUT[proto]
+    has_ports = has_l4 & (room >= 4)
+    ports = has_ports & PORT_LUT[proto]
     sport = np.where(ports, be16(l4h, 0), 0)
     # GRE has no ports: its protocol type stands in for the destination port.
-    gre = has_l4 & (room >= 4) & (proto == IP_PROTO_GRE)
+    gre = has_ports & (proto == IP_PROTO_GRE)
     dport = np.where(ports | gre, be16(l4h, 2), 0)
     tcp = has_l4 & (proto == 6)
     full_tcp = tcp & (room >= 20)

@@ -189,12 +189,13 @@ def shim_next(shim: Shim, data: bytes, pos: int, etype: int) -> int:
 def walk_shims(data: bytes, pos: int, etype: int) -> tuple[int, int, tuple[int, ...]]:
     """Step over the shims from ``pos`` on: (position reached, its type, VLAN ids outermost
     first).  A shim cut short or deeper than its bound ends the walk on the shim's type."""
-    depth: dict[str, int] = {}
+    run, prev = 0, None  # headers of this shim in a row so far (a shim never comes back)
     vlans: tuple[int, ...] = ()
     while (shim := SHIM_OF.get(etype)) is not None:
-        if len(data) < pos + shim.length or depth.get(shim.name, 0) >= shim.max_depth:
+        run = run if shim is prev else 0
+        if len(data) < pos + shim.length or run >= shim.max_depth:
             break
-        depth[shim.name] = depth.get(shim.name, 0) + 1
+        run, prev = run + 1, shim
         if shim is VLAN_SHIM:
             vlans += (be16_at(data, pos) & 0x0FFF,)
         etype = shim_next(shim, data, pos, etype)

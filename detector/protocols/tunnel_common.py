@@ -7,6 +7,7 @@ every tunnel module ends in one of these checks.
 from __future__ import annotations
 
 from detector.decode import frames
+from detector.decode.layers import PPP_TO_ETHERTYPE
 
 # PPP protocol numbers a tunnel plausibly carries: IP, IPv6, LCP, IPCP, IPV6CP, PAP, CHAP, EAP,
 # CCP, compressed datagram (MPPE), multilink, LQR.
@@ -43,6 +44,6 @@ def ppp_at(data: bytes, off: int) -> int:
     # A compressed field holds the same number (0x21 is 0x0021).
     if proto not in PPP_PROTOCOLS:
         return -1
-    if proto in (0x0021, 0x0057) and not ip_version_at(data, body):
+    if proto in PPP_TO_ETHERTYPE and not ip_version_at(data, body):
         return -1
     return proto
