@@ -6,6 +6,8 @@ import gzip
 import io
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +215,21 @@ def test_reading_ahead_stops_when_the_reader_closes_early(tmp_path: Path) -> Non
     stream.close()  # 24 MiB not read: more than the thread may hold ahead
     stream.thread.join(120)  # returns when the thread ends; the bound is for a loaded machine
     assert not stream.thread.is_alive()
+
+
+def test_a_pipe_on_standard_input_is_widened_and_read_whole() -> None:
+    # Each read of a wide pipe brings up to a MiB: the thread reading ahead wakes less often.
+    probe = (
+        "import fcntl, sys\n"
+        "from detector.capture.reader import InputStats, open_stream, read_batches\n"
+        "stream = open_stream('-')\n"
+        "print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ))\n"
+        "print(sum(len(b) for b in read_batches(stream, InputStats('-'))))\n"
+    )
+    data = (PCAPS / "tzsp.pcap").read_bytes()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], input=data, capture_output=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(PCAPS.parent)},
+    ).stdout.split()  # fmt: skip
+    whole = sum(len(b) for b in read_batches(io.BytesIO(data), InputStats("tzsp")))
+    assert out == [str(reader.PIPE_BYTES).encode(), str(whole).encode()]

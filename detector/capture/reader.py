@@ -11,10 +11,12 @@ record, or an unknown block is reported in ``errors`` and reading goes on where 
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import os
 import queue
+import stat
 import struct
 import sys
 import threading
@@ -114,6 +116,7 @@ def open_stream(path: str) -> BinaryIO:
     """Open a path (or ``-`` for stdin), transparently decompressing gzip."""
     raw: BinaryIO
     if path == "-":
+        _widen_pipe(sys.stdin.fileno())
         raw = io.BufferedReader(sys.stdin.buffer.raw, BLOCK_SIZE)  # type: ignore[attr-defined]
     else:
         try:
@@ -125,6 +128,20 @@ def open_stream(path: str) -> BinaryIO:
     if head == b"\x1f\x8b":
         return ReadAhead(gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
     return ReadAhead(raw) if path == "-" else raw
+
+
+# Bytes a pipe on standard input is asked to hold (Linux allows up to 1 MiB unprivileged): each
+# read then brings up to this much instead of the default 64 KiB, and the thread reading ahead
+# wakes, and takes the interpreter from the engine, 16 times less often.
+PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):  # a smaller limit, or not Linux: the default size
+        pass
 
 
 def check_inflation(inflated: int, packed: int) -> None:
