@@ -34,7 +34,7 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
-from detector.flows.groups import distinct
+from detector.flows.groups import distinct, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, row_keys
 from detector.flows.tcp import TcpBuffer, TcpReassembler
@@ -236,7 +236,7 @@ class Engine:
         ts_min, ts_max = float(batch.ts.min()), float(batch.ts.max())
         st.first_ts = ts_min if st.first_ts is None else min(st.first_ts, ts_min)
         st.last_ts = ts_max if st.last_ts is None else max(st.last_ts, ts_max)
-        secs, inv = np.unique(batch.ts.astype(np.int64), return_inverse=True)
+        secs, inv = spread(batch.ts.astype(np.int64))
         pk = np.bincount(inv)
         by = np.bincount(inv, weights=batch.wirelen)
         for s, p, b in zip(secs.tolist(), pk.tolist(), by.tolist(), strict=True):

@@ -64,6 +64,11 @@ def test_groups_give_what_np_unique_gives() -> None:
             assert a.tolist() == b.tolist()
         assert groups.distinct(keys).tolist() == want[0].tolist()
         assert [a.tolist() for a in groups.count(keys)] == [want[0].tolist(), want[3].tolist()]
+    # Integers over a short range (table) and a long one (sort), negative ones too.
+    for values in (rng.integers(-5, 40, size=300), rng.integers(0, 2**40, size=300), []):
+        values = np.asarray(values, dtype=np.int64)
+        want = np.unique(values, return_inverse=True)
+        assert [a.tolist() for a in groups.spread(values)] == [w.tolist() for w in want]
 
 
 def test_eviction_keeps_what_a_full_sort_would() -> None:

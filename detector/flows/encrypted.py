@@ -35,6 +35,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.evidence import HostTally, StreamEvidence
+from detector.flows.groups import distinct, group, spread
 from detector.protocols.base import PacketContext, transport_name
 from detector.protocols.correlated import ENCRYPTED_COPY
 
@@ -354,7 +355,7 @@ class EncryptedCopies:
                 src, dst = self.ring_src[lo:hi], self.ring_dst[lo:hi]
                 other = (src != c.src_h) & (dst != c.src_h) & (src != c.dst_h) & (dst != c.dst_h)
                 d = s - self.ring_len[lo:hi][other]
-                d = np.unique(d[(d >= 0) & (d < MAX_DELTA)])
+                d = distinct(d[(d >= 0) & (d < MAX_DELTA)])
                 hist[d] += 1
 
     def _close(self, through: int) -> None:
@@ -537,7 +538,7 @@ def _bucket_sums(
     """Bytes per bin: column 0 all, then per host bucket (a packet counts once per bucket)."""
     bucket_s = (src_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
     bucket_d = (dst_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
-    ub, inv = np.unique(bins, return_inverse=True)
+    ub, inv = spread(bins)
     other = bucket_d != bucket_s
     cells = np.concatenate(
         [inv * WIDTH, inv * WIDTH + 1 + bucket_s, (inv * WIDTH + 1 + bucket_d)[other]]
@@ -556,7 +557,7 @@ def _drop_through(bins: dict[int, Any], through: int) -> None:
 def _sum_by(
     bins: npt.NDArray[np.int64], size: npt.NDArray[np.int64]
 ) -> tuple[list[int], list[float]]:
-    ub, inv = np.unique(bins, return_inverse=True)
+    ub, inv = spread(bins)
     return ub.tolist(), np.bincount(inv, weights=size).tolist()
 
 
@@ -588,16 +589,15 @@ def observe(
     size = h.iplen[rows]
     dkey, direction = keys.directed, keys.direction.astype(np.int64)
     proto = h.proto[rows]
-    fc = counts[fids]
-    out_bytes = fc[np.arange(len(rows)), 2 + direction]
-    out_packets = fc[np.arange(len(rows)), direction]
+    out_bytes = counts[fids, 2 + direction]
+    out_packets = counts[fids, direction]
     elig = np.isin(proto, OPAQUE_PROTOS) & (out_bytes >= MIN_BYTES) & (out_packets >= MIN_PACKETS)
     if len(ec.candidates) and elig.any():
         have = np.fromiter(ec.candidates, dtype=np.uint64, count=len(ec.candidates))
         elig &= ~np.isin(dkey, have)
     admit: list[Candidate] = []
     if elig.any():
-        ukeys, first = np.unique(dkey[elig], return_index=True)
+        ukeys, first, _ = group(dkey[elig])
         where = np.nonzero(elig)[0][first]
         for key, x in zip(ukeys.tolist()[:MAX_ADMIT_PER_BATCH], where.tolist(), strict=False):
             st = streams.get(key)
@@ -610,7 +610,7 @@ def observe(
     # Name the busiest hosts of the batch (for the tracked hosts of a finding).
     hosts = np.concatenate([keys.src_host, keys.dst_host])
     which = np.concatenate([np.arange(len(rows)), np.arange(len(rows))])
-    uh, first, inv = np.unique(hosts, return_index=True, return_inverse=True)
+    uh, first, inv = group(hosts)
     weight = np.bincount(inv, weights=np.concatenate([size, size]))
     top = np.argsort(-weight)[:NAMED_HOSTS_PER_BATCH]
     name_of = {

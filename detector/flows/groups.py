@@ -50,6 +50,23 @@ def group(
     return s[at], first, inverse
 
 
+def spread(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """Distinct integers (sorted) and each row's group, as ``np.unique(values,
+    return_inverse=True)``; values within a few times their count of each other (seconds or
+    time bins of a batch) are grouped by a table over their range, without sorting."""
+    if not len(values):
+        return values[:0], np.zeros(0, dtype=np.intp)
+    lo = int(values.min())
+    span = int(values.max()) - lo + 1
+    if span > 4 * len(values) + 64:
+        distinct_values, inverse = np.unique(values, return_inverse=True)
+        return distinct_values, inverse.reshape(-1)
+    rel = values - lo
+    present = np.bincount(rel, minlength=span) > 0
+    place = np.cumsum(present) - 1
+    return np.nonzero(present)[0] + lo, place[rel]
+
+
 def count(values: npt.NDArray) -> tuple[npt.NDArray, npt.NDArray[np.intp]]:
     """Distinct values (sorted) and how often each occurs (``return_counts=True``)."""
     s = np.sort(values)
