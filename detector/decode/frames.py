@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 from detector.decode.layers import (
     ETH_IPV4,
     ETH_IPV6,
+    IP_ETHERTYPES,
     IP_PROTO_GRE,
     IPV6_FRAGMENT,
     LINK_ETHERNET,
     LINK_PPP,
-    MPLS_ETHERTYPES,
     PORT_PROTOCOLS,
-    PPPOE_SESSION,
-    VLAN_ETHERTYPES,
+    SHIM_OF,
+    TCP_DATA_OFFSET_AT,
+    TRANSPORT_HEADER_LENGTH,
     be16_at,
     ipv6_chain,
     link_start,
@@ -34,17 +35,14 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-ETH_ARP = 0x0806
-ETH_VLAN_TAGS = VLAN_ETHERTYPES
-ETH_MPLS = MPLS_ETHERTYPES
-ETH_PPPOE_SESSION = PPPOE_SESSION
 # EtherTypes that plausibly start a copied frame's payload (used to accept an inner Ethernet
-# frame as real): IP, ARP, VLAN tags, MPLS, PPPoE, LLDP, MACsec, 802.1X, PTP, Cisco TTag, NSH...
+# frame as real): IP and the shims before it (VLAN tags, MPLS, PPPoE session), then ARP, PPPoE
+# discovery, LLDP, MACsec, 802.1X, PTP, Cisco TTag, NSH...
 PLAUSIBLE_ETHERTYPES = frozenset(
     {
-        0x0800, 0x0806, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x9200, 0x8847, 0x8848, 0x8863, 0x8864,
-        0x88CC, 0x88E5, 0x888E, 0x88F7, 0x8988, 0x894F, 0x8035, 0x88B5, 0x88B6, 0x8809, 0x22F3,
-        0x88E7, 0x8906, 0x8914, 0x6558, 0x22EB, 0x88BE, 0x893A, 0x8902,
+        *IP_ETHERTYPES, *SHIM_OF, 0x0806, 0x8863, 0x88CC, 0x88E5, 0x888E, 0x88F7, 0x8988,
+        0x894F, 0x8035, 0x88B5, 0x88B6, 0x8809, 0x22F3, 0x88E7, 0x8906, 0x8914, 0x6558, 0x22EB,
+        0x88BE, 0x893A, 0x8902,
     }
 )  # fmt: skip
 
@@ -289,11 +287,9 @@ def _transport(data: bytes, pkt: InnerPacket) -> None:
 def transport_header_length(data: bytes, proto: int, l4: int) -> int:
     """Bytes of the TCP (its data offset, when captured), UDP, UDP-Lite or SCTP common header."""
     if proto == 6:
-        return (data[l4 + 12] >> 4) * 4 if len(data) > l4 + 12 else 20
-    return TRANSPORT_HEADER.get(proto, 0)
-
-
-TRANSPORT_HEADER = {17: 8, 136: 8, 132: 12}
+        at = l4 + TCP_DATA_OFFSET_AT
+        return (data[at] >> 4) * 4 if len(data) > at else 20
+    return TRANSPORT_HEADER_LENGTH.get(proto, 0)
 
 
 def parse_ethernet(data: bytes, off: int = 0) -> InnerPacket | None:

@@ -35,6 +35,8 @@ from detector.decode.layers import (
     PORT_PROTOCOLS,
     PPP_TO_ETHERTYPE,
     SHIMS,
+    TCP_DATA_OFFSET_AT,
+    TRANSPORT_HEADER_LENGTH,
     LinkLayout,
     Shim,
 )
@@ -62,7 +64,7 @@ SHIM_DEPTH = np.array([0, *(s.max_depth for s in SHIMS)], dtype=np.int64)
 EXT_RULE = np.zeros(256, dtype=np.int64)
 EXT_RULE[list(IPV6_EXT_RULES)] = list(IPV6_EXT_RULES.values())
 TRANSPORT_HEADER = np.zeros(256, dtype=np.int64)
-TRANSPORT_HEADER[[17, 136, 132]] = (8, 8, 12)
+TRANSPORT_HEADER[list(TRANSPORT_HEADER_LENGTH)] = list(TRANSPORT_HEADER_LENGTH.values())
 
 
 def window(data: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
@@ -331,7 +333,9 @@ def _transport_layer(batch: PacketBatch, found: _Ip) -> Headers:
     tcp = has_l4 & (proto == 6)
     full_tcp = tcp & (room >= 20)
     udp = has_l4 & (proto == 17) & (room >= 8)
-    hlen = np.where(room > 12, (l4h[:, 12] >> 4).astype(np.int64) * 4, 20)
+    hlen = np.where(
+        room > TCP_DATA_OFFSET_AT, (l4h[:, TCP_DATA_OFFSET_AT] >> 4).astype(np.int64) * 4, 20
+    )
     hlen = np.where(tcp, hlen, TRANSPORT_HEADER[proto])
     pay = np.where(has_l4, l4 + hlen, -1)
     fragment = found.nonfirst | found.more

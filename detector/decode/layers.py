@@ -143,6 +143,10 @@ def ipv6_chain(data: bytes, off: int) -> tuple[list[tuple[int, int]], int, int]:
 
 # Transport protocols with 16-bit ports first: TCP, UDP, SCTP, UDP-Lite.
 PORT_PROTOCOLS = (6, 17, 132, 136)
+# Fixed transport header lengths (UDP, UDP-Lite, the SCTP common header); TCP says its own in
+# its data offset, the high nibble of its byte 12 (20 bytes when that byte is not captured).
+TRANSPORT_HEADER_LENGTH = {17: 8, 136: 8, 132: 12}
+TCP_DATA_OFFSET_AT = 12
 IP_PROTO_GRE = 47
 
 
