@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import (
+    PATCHED_PCAP,
     PCAP_MAGICS,
     PCAPNG_SHB,
     WHOLE,
@@ -104,6 +105,21 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
     return groups
 
 
+def _large_file(path: str) -> bool:
+    """A file (not standard input) large enough to be worth cutting."""
+    return path != "-" and os.path.isfile(path) and os.path.getsize(path) >= SPLIT_MIN_BYTES
+
+
+def can_cut(path: str) -> bool:
+    """Whether ``path`` is a file large enough to be cut into parts, of a format that can be
+    (pcap or pcapng: not gzip)."""
+    if not _large_file(path):
+        return False
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return magic == PCAPNG_SHB or (magic in PCAP_MAGICS and magic not in PATCHED_PCAP)
+
+
 def _size(part: Part) -> int:
     if part.path == "-" or not os.path.isfile(part.path):
         return 0
@@ -120,21 +136,13 @@ def _midpoint(path: str) -> int | None:
 def cut_points(path: str, pieces: int) -> list[int]:
     """Record boundaries that cut a large classic pcap into about ``pieces`` parts of equal
     size (fewer where no boundary is found near a target); none for other inputs."""
-    if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < SPLIT_MIN_BYTES:
+    if not _large_file(path):
         return []
     size = os.path.getsize(path)
     cuts: list[int] = []
     with open(path, "rb") as f:
         head = f.read(24)
-        if (
-            len(head) < 24
-            or head[:4] not in PCAP_MAGICS
-            or head[:4]
-            in (
-                b"\x34\xcd\xb2\xa1",
-                b"\xa1\xb2\xcd\x34",
-            )
-        ):
+        if len(head) < 24 or head[:4] not in PCAP_MAGICS or head[:4] in PATCHED_PCAP:
             return []  # gzip, pcapng, or the rare patched format: read whole
         u32 = struct.Struct(PCAP_MAGICS[head[:4]][0] + "I").unpack_from
         for k in range(1, max(1, pieces)):
@@ -153,7 +161,7 @@ def pcapng_cuts(path: str, pieces: int) -> list[int]:
     """Where to cut a large pcapng file into ``pieces`` parts of equal size: a part holds the
     blocks that start in it, and learns the section and interfaces in force at its start by
     walking the block headers before it (``sections.section_at``)."""
-    if path == "-" or not os.path.isfile(path) or os.path.getsize(path) < SPLIT_MIN_BYTES:
+    if not _large_file(path):
         return []
     with open(path, "rb") as f:
         if f.read(4) != PCAPNG_SHB:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from mwtest import PCAPS, uplink_capture
 
-from detector import parts
+from detector import parts, scan
 from detector.cli import main
 from detector.scan import auto_jobs, scan_paths
 
@@ -84,12 +85,29 @@ def test_auto_jobs_fits_the_input_and_the_cores(tmp_path: Path) -> None:
     small = str(PCAPS / "tzsp.pcap")
     big = tmp_path / "big.pcap"
     with big.open("wb") as f:
-        f.truncate(200 << 20)  # sparse: only its size is looked at
+        f.write((PCAPS / "tzsp.pcap").read_bytes())
+        f.truncate(200 << 20)  # sparse: only its size and its first bytes are looked at
     assert auto_jobs([small], cores=2) == 1  # not worth a second process
     assert auto_jobs([str(big)], cores=1) == 1
     assert auto_jobs([str(big)], cores=2) == 2
     assert auto_jobs([str(big)], cores=64) == 3  # one per 64 MiB
     assert auto_jobs([small, "-"], cores=4) == 1
+    # Inputs that cannot be cut: one worker each at most.
+    packed = tmp_path / "big.pcap.gz"
+    packed.write_bytes(gzip.compress(small_bytes := (PCAPS / "tzsp.pcap").read_bytes()))
+    with packed.open("ab") as f:
+        f.truncate(200 << 20)
+    assert small_bytes and auto_jobs([str(packed)], cores=2) == 1
+    assert auto_jobs([str(packed), str(packed)], cores=4) == 2
+    assert auto_jobs([str(packed), str(big)], cores=4) == 4
+
+
+def test_auto_jobs_leaves_cores_that_other_work_keeps_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scan, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, idle in ((0.2, 2), (1.4, 1), (4.8, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert scan.idle_cores() == idle
 
 
 def test_jobs_option_takes_a_number_or_auto() -> None:

@@ -517,7 +517,7 @@ def _batches(blocks: _Blocks, walk: _Walk) -> Iterator[PacketBatch]:
 
 
 # The record header of Kuznetzov's patched pcap is 8 bytes longer.
-_PATCHED = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
+PATCHED_PCAP = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 
 
 class _PcapWalk(_Walk):
@@ -527,7 +527,7 @@ class _PcapWalk(_Walk):
         endian, self.unit = PCAP_MAGICS[magic]
         _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", header)
         self.linktype = network & 0x0FFFFFFF
-        self.rec_hdr = 24 if magic in _PATCHED else 16
+        self.rec_hdr = 24 if magic in PATCHED_PCAP else 16
         self.limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
         self.u32 = struct.Struct(endian + "I").unpack_from
         self.hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"),

@@ -166,8 +166,9 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
 @eve_info_option
 @click.option(
     "-j", "--jobs", type=JOBS, default="auto", show_default=True,
-    help="Worker processes, or auto: one for small inputs or one core, else one per core "
-    "for each 64 MiB of input (at most 8); large pcap and pcapng files are cut in parts.",
+    help="Worker processes, or auto: one for small inputs, inputs that cannot be cut (gzip, "
+    "stdin) or one idle core, else one per idle core for each 64 MiB of input (at most 8); "
+    "large pcap and pcapng files are cut in parts.",
 )  # fmt: skip
 @click.option(
     "--cluster", metavar="ADDRESS", default=None,
