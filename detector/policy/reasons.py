@@ -114,9 +114,9 @@ def _tracks_span(
 ) -> str:
     followed = "all of it" if series == "all" else "that of the watched hosts' group"
     return (
-        f"A {carrier} stream whose content cannot be read, but whose bytes per {window} ms follow "
-        f"the traffic seen in clear on this span ({followed}, its own endpoints left out) with "
-        f"correlation {r:.2f} over {bins} bins of 100 ms, {lag} ms later, carrying "
+        f"A stream over {carrier} whose content cannot be read, but whose bytes per {window} ms "
+        f"follow the traffic seen in clear on this span ({followed}, its own endpoints left "
+        f"out) with correlation {r:.2f} over {bins} bins of 100 ms, {lag} ms later, carrying "
         f"{ratio:.2f} times the bytes it follows: a copy of that traffic sent encrypted."
     )
 
@@ -231,8 +231,8 @@ PROSE: dict[str, Callable[..., str]] = {
         "Steering, not copying: {how}; the original packets are diverted through it and "
         "delivered from there, none is duplicated (severity info).").format,
     "tunnel": (
-        "A {protocol} tunnel: traffic carried to be delivered, not a copy (severity "
-        "info).").format,
+        "This {protocol} stream is a tunnel: traffic carried to be delivered, not a copy "
+        "(severity info).").format,
     # Details.
     "decoded-fields": lambda fields: "Decoded fields: " + "; ".join(fields) + ".",
     "fragmented": "Outer packets were IP-fragmented ({fragments} fragments reassembled).".format,
