@@ -36,7 +36,7 @@ from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
 from detector.flows.groups import distinct, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
-from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, row_keys
+from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import route_for
@@ -191,7 +191,7 @@ class Engine:
         self.limits = lim = limits or Limits()
         self.detection = detection or Detection()
         self.flows = FlowTable(max_flows=lim.flows)
-        self.hosts = KeyIndex()
+        self.hosts = KeySet()
         self.stats = EngineStats()
         self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
@@ -252,7 +252,7 @@ class Engine:
             # Distinct hosts are counted exactly up to here; past it (checked before a batch,
             # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
-            self.hosts = KeyIndex()
+            self.hosts = KeySet()
         self._process(batch, weights=None)
         self.encrypted.settle()
 
@@ -324,8 +324,7 @@ class Engine:
         fids, new_rows = self.flows.update(k.flow, k.direction, v.h.proto[v.rows], v.wire, v.ts)
         # A host is first seen in a flow that is new: only those rows can add one.
         hosts = distinct(np.concatenate([k.src_host[new_rows], k.dst_host[new_rows]]))
-        if len(hosts):
-            self.hosts.lookup_or_add(hosts)
+        self.hosts.add(hosts)
         return fids
 
     def _candidates(

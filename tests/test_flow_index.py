@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector.flows import groups
-from detector.flows.table import U64, KeyIndex, _most_recent
+from detector.flows.table import U64, KeyIndex, KeySet, _most_recent
 
 
 def _check(index: KeyIndex, expected: dict[int, int], absent: np.ndarray) -> None:
@@ -82,3 +82,14 @@ def test_eviction_keeps_what_a_full_sort_would() -> None:
         want = np.lexsort((-last, -seen, ~kept))[:room]
         got = _most_recent(kept, seen, last, room)
         assert sorted(got.tolist()) == sorted(want.tolist())
+
+
+def test_key_set_counts_what_a_set_would() -> None:
+    rng = np.random.default_rng(11)
+    keys, held = KeySet(), set()
+    for size in (0, 1, 50, 3_000, 3_000, 10):
+        batch = np.unique(rng.integers(0, 20_000, size=size, dtype=np.uint64))
+        assert keys.add(batch) == len(set(batch.tolist()) - held)
+        held |= set(batch.tolist())
+        assert keys.keys.tolist() == sorted(held) and keys.count == len(held)
+    assert keys.add(np.array([0, 2**64 - 1], dtype=U64)) == (0 not in held) + 1

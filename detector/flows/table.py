@@ -134,18 +134,9 @@ class KeyIndex:
         if m > 1 and not (fresh[1:] > fresh[:-1]).all():
             order = np.argsort(fresh)
             fresh, where, new = fresh[order], where[order], new[order]
-        # The i-th new key (in key order) lands i places after its spot among the old keys.
-        dest = where + np.arange(m)
-        n = len(self.keys) + m
-        old = np.ones(n, dtype=np.bool_)
-        old[dest] = False
-        keys_out = np.empty(n, dtype=U64)
-        ids_out = np.empty(n, dtype=np.int64)
-        keys_out[dest] = fresh
-        ids_out[dest] = new
-        keys_out[old] = self.keys
-        ids_out[old] = self.ids
-        self.keys, self.ids = keys_out, ids_out
+        dest, old = _merge_plan(where, len(self.keys))
+        self.keys = _merged(self.keys, fresh, dest, old)
+        self.ids = _merged(self.ids, new, dest, old)
         return ids, added
 
     def keep(self, ids: npt.NDArray[np.int64]) -> None:
@@ -164,6 +155,56 @@ class KeyIndex:
         self.keys = keys[order]
         self.ids = order.astype(np.int64, copy=False)
         self.count = len(keys)
+
+
+class KeySet:
+    """Distinct uint64 keys, kept sorted: how many there are, and which of a batch are new."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=U64)
+
+    @property
+    def count(self) -> int:
+        return len(self.keys)
+
+    @property
+    def cap(self) -> int:
+        """Keys the array holds room for."""
+        return len(self.keys)
+
+    def add(self, keys: npt.NDArray[np.uint64]) -> int:
+        """Add distinct, sorted ``keys``; returns how many were not held yet."""
+        n = len(self.keys)
+        at = np.searchsorted(self.keys, keys)
+        if n:
+            absent = self.keys[np.minimum(at, n - 1)] != keys
+            absent |= at == n
+            keys, at = keys[absent], at[absent]
+        if len(keys):
+            dest, old = _merge_plan(at, n)
+            self.keys = _merged(self.keys, keys, dest, old)
+        return len(keys)
+
+
+def _merge_plan(
+    at: npt.NDArray[np.intp], n: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Merging new sorted keys into ``n`` sorted ones, ``at`` the place of each among them:
+    where each new key goes, and which places take the old keys in order."""
+    # The i-th new key lands i places after its spot among the old keys.
+    dest = at + np.arange(len(at))
+    old = np.ones(n + len(at), dtype=np.bool_)
+    old[dest] = False
+    return dest, old
+
+
+def _merged(
+    held: npt.NDArray, new: npt.NDArray, dest: npt.NDArray[np.intp], old: npt.NDArray[np.bool_]
+) -> npt.NDArray:
+    out = np.empty(len(old), dtype=held.dtype)
+    out[dest] = new
+    out[old] = held
+    return out
 
 
 class FlowTable:
@@ -273,16 +314,19 @@ class FlowTable:
             live = np.zeros(n, dtype=np.bool_)
             live[order] = True
         idx = np.nonzero(live)[0]
-        gone = n - len(idx)
-        self.key = self.key[idx]
-        self.proto = self.proto[idx]
-        self.quiet = self.quiet[idx]
-        self.first = self.first[idx]
-        self.last = self.last[idx]
-        self.seen = self.seen[idx]
-        self.counts = np.asfortranarray(self.counts[idx])
+        k = len(idx)
+        # The live flows move down in place (idx[i] >= i); the arrays keep their size, so the
+        # next batches' new flows need no new arrays.
+        for column in (self.key, self.proto, self.quiet, self.first, self.last, self.seen):
+            column[:k] = column[idx]
+        for j in range(4):
+            counter = self.counts[:, j]
+            counter[:k] = counter[idx]
+        # Rows past them are taken by new flows, which add to their counters and last time.
+        self.counts[k:n] = 0
+        self.last[k:n] = 0.0
         self.index.keep(idx)
-        return gone
+        return n - k
 
     def counters(self, key: int) -> tuple[int, int, int, int] | None:
         """(pkts dir0, pkts dir1, bytes dir0, bytes dir1) of one flow key, None if not present."""
