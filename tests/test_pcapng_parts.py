@@ -12,7 +12,7 @@ from scapy.layers.l2 import Ether
 from test_formats import stable
 
 from detector import parts
-from detector.capture import sections
+from detector.capture import reader, sections
 from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.scan import scan_paths
 
@@ -169,3 +169,35 @@ def test_workers_report_what_one_process_does(
     assert [(i.packets, i.bytes, i.errors) for i in one.inputs] == [
         (i.packets, i.bytes, i.errors) for i in many.inputs
     ]
+
+
+def test_blocks_of_every_packet_kind_read_alike_in_batches_of_any_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Simple packet blocks (no time: the last one before them), obsolete packet blocks, damaged
+    ones, an unknown block type: the same packets, times and errors however batches fall."""
+    out = section("<") + interface(1, "<")
+    for n, (p, ts, _) in enumerate(sample_packets("tzsp.pcap")):
+        t = round(ts * 1e6)
+        if n % 5 == 1:
+            out += block(3, struct.pack("<I", len(p)) + p)  # simple packet block
+        elif n % 5 == 2:
+            out += block(
+                2, struct.pack("<HHIIII", 0, 0, t >> 32, t & 0xFFFFFFFF, len(p), len(p)) + p
+            )
+        elif n % 7 == 3:
+            out += block(2, struct.pack("<HHIIII", 5, 0, 0, 0, len(p), len(p)) + p)
+        elif n % 11 == 4:
+            out += block(6, struct.pack("<IIIII", 0, 0, 0, 0, 0) + p)  # no captured bytes
+        else:
+            out += packet(p, ts, 0, "<")
+        if n == 40:
+            out += interface(101, "<", nanoseconds=True) + block(0x0BAD, b"xyz")
+    path = tmp_path / "kinds.pcapng"
+    path.write_bytes(out)
+    whole, errors = read_parts(path, [])
+    assert errors and all("unknown interface 5" in e or "length 0" in e for e in errors)
+    assert all(ts > 1e9 for _, ts, _ in whole)  # every simple packet took a time
+    for per_batch in (1, 2, 7):
+        monkeypatch.setattr(reader, "MAX_BATCH_RECORDS", per_batch)
+        assert read_parts(path, []) == (whole, errors)

@@ -479,9 +479,9 @@ class _Blocks:
 class _Walk:
     """How one format turns the bytes of a block into a batch (see ``_batches``)."""
 
-    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
         """Records from ``pos`` on, as far as they are whole in the block or the batch is full:
-        where the walk stopped, and the batch of what it found."""
+        where the walk stopped, the batch of what it found, and whether the batch is full."""
         raise NotImplementedError
 
     def ended(self, blocks: _Blocks, pos: int) -> None:
@@ -499,11 +499,11 @@ def _batches(blocks: _Blocks, walk: _Walk) -> Iterator[PacketBatch]:
     pos = 0
     while True:
         blocks.fill(pos)
-        pos, batch = walk.walk(blocks, 0)
+        pos, batch, full = walk.walk(blocks, 0)
         if batch is not None:
             yield batch
-            if len(batch) >= MAX_BATCH_RECORDS:
-                continue  # more records wait in this block
+        if full:
+            continue  # more records wait in this block
         if blocks.failure is not None:
             raise blocks.failure
         if blocks.eof:
@@ -538,7 +538,7 @@ class _PcapWalk(_Walk):
         # reader counts.
         self.number = 0
 
-    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
         buf, end, rec_hdr = blocks.buf, blocks.end, self.rec_hdr
         offs: list[int] = []
         while True:
@@ -553,10 +553,10 @@ class _PcapWalk(_Walk):
                 pos = -pos - 1
                 break
         if not offs:
-            return pos, None
+            return pos, None, False
         self.number += len(offs)
         batch = _batch_from_records(buf, offs, rec_hdr, self.hdr_dtype, self.unit, self.linktype)
-        return pos, batch
+        return pos, batch, len(offs) >= MAX_BATCH_RECORDS
 
     def _chain(self, buf: bytearray, pos: int, end: int, offs: list[int]) -> int:
         """The hot loop: follow whole, sound records from ``pos``; where it stopped."""
@@ -711,98 +711,131 @@ MAX_BLOCK = MAX_CAPLEN * 4
 BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
-class _Rows:
-    """The columns of a pcapng batch, filled block by block."""
-
-    __slots__ = ("caps", "links", "offs", "origs", "tss")
+class _Columns:
+    """The columns of a pcapng batch, gathered in runs: a run ends where the interfaces in force
+    change, or at a block that is not an enhanced packet."""
 
     def __init__(self) -> None:
-        self.offs: list[int] = []
-        self.caps: list[int] = []
-        self.origs: list[int] = []
-        self.tss: list[float] = []
-        self.links: list[int] = []
+        self.runs: list[tuple[npt.NDArray[np.int64], ...]] = []
+        self.rows = 0
+        self.walked = 0  # packet blocks walked, damaged ones included
 
-    def add(self, off: int, cap: int, orig: int, ts: float, link: int) -> None:
-        self.offs.append(off)
-        self.caps.append(cap)
-        self.origs.append(orig)
-        self.tss.append(ts)
-        self.links.append(link)
+    def add(self, offs: npt.ArrayLike, caps: npt.ArrayLike, origs: npt.ArrayLike,
+            ts: npt.ArrayLike, links: npt.ArrayLike) -> None:  # fmt: skip
+        run = tuple(np.asarray(c) for c in (offs, caps, origs, ts, links))
+        self.runs.append(run)
+        self.rows += len(run[0])
 
-    def batch(self, buf: bytearray) -> PacketBatch:
-        ts = np.asarray(self.tss, dtype=np.float64)
+    def batch(self, buf: bytearray, before: float) -> PacketBatch | None:
+        """The batch of the runs; a packet without a time takes the last one before it (in an
+        earlier batch, ``before``, if need be)."""
+        if not self.rows:
+            return None
+        offs, caps, origs, ts, links = (
+            np.concatenate(c) if len(self.runs) > 1 else c[0] for c in zip(*self.runs, strict=True)
+        )
+        ts = ts.astype(np.float64, copy=False)
         if np.isnan(ts).any():
-            # Simple packet blocks carry no time: give them the last known one.
-            ts = _fill_nan_forward(ts)
+            ts = _fill_nan_forward(ts, before)  # simple packet blocks carry no time
         return PacketBatch(
             data=np.frombuffer(buf, dtype=np.uint8),
-            offsets=np.asarray(self.offs, dtype=np.int64),
-            caplen=np.asarray(self.caps, dtype=np.int64),
-            wirelen=np.asarray(self.origs, dtype=np.int64),
+            offsets=offs.astype(np.int64, copy=False),
+            caplen=caps.astype(np.int64, copy=False),
+            wirelen=origs.astype(np.int64, copy=False),
             ts=ts,
-            linktype=np.asarray(self.links, dtype=np.int32),
+            linktype=links.astype(np.int32, copy=False),
         )
 
 
 class _PcapngWalk(_Walk):
-    """pcapng: per-interface link types and timestamp resolutions, several sections."""
+    """pcapng: per-interface link types and timestamp resolutions, several sections.
+
+    The hot loop only notes where enhanced packet blocks start; their fields are read for a
+    whole run at once (``_enhanced``) where the interfaces in force change or the walk ends."""
 
     def __init__(self, stats: InputStats, window: Window) -> None:
         self.stats = stats
         self.shift, self.stop = window.shift, window.stop
         self.interfaces: list[tuple[int, float, int]] = []  # (linktype, s per tick, snaplen)
         self._byte_order("<")
-        self.index = 0  # packets yielded so far
-        self.damaged = 0  # packet blocks skipped so far (errors name packets as a reader counts)
+        self.seen = 0  # packet blocks walked so far (errors name packets as a reader counts)
+        self.last_ts = 0.0  # time of the last packet yielded
 
     def _byte_order(self, endian: str) -> None:
         self.endian = endian
         self.head = struct.Struct(endian + "II").unpack_from
-        self.epb = struct.Struct(endian + "IIIII").unpack_from
+        self.fields = np.dtype([(n, endian + "u4") for n in
+                                ("blen", "iface", "tsh", "tsl", "cap", "orig")])  # fmt: skip
 
-    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None]:
+    def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
         buf, end = blocks.buf, blocks.end
-        rows = _Rows()
-        offs, caps, origs, tss, links = rows.offs, rows.caps, rows.origs, rows.tss, rows.links
-        head, epb, interfaces = self.head, self.epb, self.interfaces
+        cols = _Columns()
+        epbs: list[int] = []  # enhanced packet blocks of the current run
+        append, head = epbs.append, self.head
         last = end - 12  # the last offset a block header can be read at
         if self.stop is not None:
             last = min(last, self.stop - blocks.consumed - 1)
-        while pos <= last and len(offs) < MAX_BATCH_RECORDS:
+        room = MAX_BATCH_RECORDS  # packet blocks the batch can still take
+        while pos <= last and len(epbs) < room:
             btype, blen = head(buf, pos)
-            if btype == SHB:  # the same number in either byte order
-                if not self._section(blocks, pos):
-                    pos = end
-                    break
-                head, epb, interfaces = self.head, self.epb, self.interfaces
-                btype, blen = head(buf, pos)
-            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
-                self._impossible(blocks, pos, blen)
-                pos = end
+            nxt = pos + blen
+            if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3 and nxt <= end:
+                append(pos)
+                pos = nxt
+                continue
+            self._enhanced(buf, epbs, cols)
+            nxt = self._block(blocks, pos, cols)
+            if nxt is None:
                 break
-            if pos + blen > end:
-                break
-            if btype == EPB and blen >= 32:
-                iface, tsh, tsl, cap, orig = epb(buf, pos + 8)
-                if iface < len(interfaces) and 0 < cap <= blen - 32:
-                    lt, tick, _snap = interfaces[iface]
-                    offs.append(pos + 28)
-                    caps.append(cap)
-                    origs.append(orig if orig > cap else cap)
-                    tss.append(((tsh << 32) | tsl) * tick)
-                    links.append(lt)
-                else:
-                    self._bad_packet(iface, cap, len(offs))
-            elif btype != EPB:
-                self._other_block(buf, pos, btype, blen, rows)
-            pos += blen
+            pos, head, room = nxt, self.head, MAX_BATCH_RECORDS - cols.walked
+        self._enhanced(buf, epbs, cols)
+        self.seen += cols.walked
         if self.stop is not None and blocks.consumed + pos >= self.stop:
             blocks.end_at(pos)  # the part ends here: what follows is the next part's
-        if not offs:
-            return pos, None
-        self.index += len(offs)
-        return pos, rows.batch(buf)
+        batch = cols.batch(buf, self.last_ts)
+        if batch is not None:
+            self.last_ts = float(batch.ts[-1])
+        return pos, batch, cols.walked >= MAX_BATCH_RECORDS
+
+    def _enhanced(self, buf: bytearray, epbs: list[int], cols: _Columns) -> None:
+        """The enhanced packet blocks that start at ``epbs`` as columns; ``epbs`` emptied."""
+        if not epbs:
+            return
+        data = np.frombuffer(buf, dtype=np.uint8)
+        starts = np.asarray(epbs, dtype=np.int64)
+        epbs.clear()
+        window = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 24, 24), strides=(1, 1))
+        f = window[starts + 4].copy().view(self.fields).reshape(-1)
+        links = np.array([i[0] for i in self.interfaces] or [0], dtype=np.int64)
+        ticks = np.array([i[1] for i in self.interfaces] or [0.0], dtype=np.float64)
+        iface, cap = f["iface"], f["cap"]
+        sound = (iface < len(self.interfaces)) & (cap > 0) & (cap <= f["blen"] - 32)
+        if not sound.all():
+            for k in np.flatnonzero(~sound).tolist():
+                self._bad_packet(int(iface[k]), int(cap[k]), self.seen + cols.walked + k + 1)
+        cols.walked += len(starts)
+        iface, cap, f = iface[sound], cap[sound], f[sound]
+        ticks_since = (f["tsh"].astype(np.uint64) << np.uint64(32)) | f["tsl"]
+        cols.add(starts[sound] + 28, cap, np.maximum(f["orig"], cap),
+                 ticks_since.astype(np.float64) * ticks[iface], links[iface])  # fmt: skip
+
+    def _block(self, blocks: _Blocks, pos: int, cols: _Columns) -> int | None:
+        """The block at ``pos`` that is not a sound enhanced packet block: where the next one
+        starts, or None where the walk stops (the block is not all in the buffer, or the rest
+        of the input cannot be read)."""
+        buf = blocks.buf
+        btype, blen = self.head(buf, pos)
+        if btype == SHB:  # the same number in either byte order
+            if not self._section(blocks, pos):
+                return None
+            btype, blen = self.head(buf, pos)
+        if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+            self._impossible(blocks, pos, blen)
+            return None
+        if pos + blen > blocks.end:
+            return None
+        self._other_block(buf, pos, btype, blen, cols)
+        return pos + blen
 
     def _section(self, blocks: _Blocks, pos: int) -> bool:
         """A section header: its byte order, and no interfaces yet; False if it is unreadable."""
@@ -821,7 +854,7 @@ class _PcapngWalk(_Walk):
             f"pcapng section at byte {self.shift + blocks.consumed + pos}: bad byte order; "
             "the rest of the file is unreadable"
         )
-        blocks.eof = True
+        blocks.end_at(pos)  # the rest cannot be read
         return False
 
     def _impossible(self, blocks: _Blocks, pos: int, blen: int) -> None:
@@ -834,17 +867,15 @@ class _PcapngWalk(_Walk):
             f"pcapng block at byte {self.shift + blocks.consumed + pos}: impossible length {blen}; "
             "the rest of the file is unreadable"
         )
-        blocks.eof = True
+        blocks.end_at(pos)  # the rest cannot be read
 
-    def _bad_packet(self, iface: int, cap: int, walked: int) -> None:
-        self.damaged += 1
-        number = self.index + self.damaged + walked
+    def _bad_packet(self, iface: int, cap: int, number: int) -> None:
         if iface >= len(self.interfaces):
             self.stats.error(f"packet {number}: unknown interface {iface}")
         else:
             self.stats.error(f"packet {number}: bad captured length {cap}")
 
-    def _other_block(self, buf: bytearray, pos: int, btype: int, blen: int, rows: _Rows) -> None:
+    def _other_block(self, buf: bytearray, pos: int, btype: int, blen: int, cols: _Columns) -> None:
         """Blocks other than enhanced packets: interfaces, simple and obsolete packets."""
         endian, body = self.endian, pos + 8
         if btype == IDB and blen >= 20:
@@ -855,14 +886,16 @@ class _PcapngWalk(_Walk):
             lt, _tick, snap = self.interfaces[0]
             cap = min(orig, blen - 16, snap or orig)
             if cap:
-                rows.add(body + 4, cap, orig, float("nan"), lt)
+                cols.walked += 1
+                cols.add([body + 4], [cap], [orig], [float("nan")], [lt])
         elif btype == PB and blen >= 32:
             iface, _drops, tsh, tsl, cap, orig = struct.unpack_from(endian + "HHIIII", buf, body)
+            cols.walked += 1
             if iface < len(self.interfaces) and 0 < cap <= blen - 32:
                 lt, tick, _snap = self.interfaces[iface]
-                rows.add(body + 20, cap, max(orig, cap), ((tsh << 32) | tsl) * tick, lt)
+                cols.add([body + 20], [cap], [max(orig, cap)], [((tsh << 32) | tsl) * tick], [lt])
             else:
-                self._bad_packet(iface, cap, len(rows.offs))
+                self._bad_packet(iface, cap, self.seen + cols.walked)
 
     def ended(self, blocks: _Blocks, pos: int) -> None:
         if pos < blocks.end:
@@ -878,12 +911,13 @@ def _read_pcapng(
     yield from _batches(_Blocks(stream, magic, live=live), _PcapngWalk(stats, window))
 
 
-def _fill_nan_forward(ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _fill_nan_forward(ts: npt.NDArray[np.float64], before: float) -> npt.NDArray[np.float64]:
+    """Each NaN replaced by the last time before it (``before`` for those at the start)."""
     good = ~np.isnan(ts)
     idx = np.where(good, np.arange(len(ts)), 0)
     np.maximum.accumulate(idx, out=idx)
     out = ts[idx]
-    out[np.isnan(out)] = 0.0
+    out[np.isnan(out)] = before
     return out
 
 
