@@ -286,16 +286,9 @@ def _read_part(
     if opened is None:
         return
     stream, window = opened
-    unknown_links: set[int] = set()
     try:
         for batch in reading(read_batches(stream, stats, window=window), stats):
-            stats.packets += len(batch)
-            stats.bytes += int(batch.wirelen.sum())
-            for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown_links:
-                unknown_links.add(lt)
-                stats.error(
-                    f"link type {lt} is not supported: its packets are counted but not decoded"
-                )
+            stats.took(batch, KNOWN_LINKS)
             try:
                 engine.process(batch)
             except Exception as exc:

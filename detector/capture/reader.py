@@ -23,6 +23,7 @@ import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -99,6 +100,16 @@ class InputStats:
     packets: int = 0
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
+    # Link types of this input that are not decoded, each named once in ``errors``.
+    unknown_links: set[int] = field(default_factory=set)
+
+    def took(self, batch: PacketBatch, known_links: AbstractSet[int]) -> None:
+        """Count a batch read from this input (its packets of a link type not decoded too)."""
+        self.packets += len(batch)
+        self.bytes += int(batch.wirelen.sum())
+        for lt in set(batch.linktype.tolist()) - known_links - self.unknown_links:
+            self.unknown_links.add(lt)
+            self.error(f"link type {lt} is not supported: its packets are counted but not decoded")
 
     def error(self, msg: str) -> None:
         # A damaged file can repeat one problem thousands of times; keep the report readable.

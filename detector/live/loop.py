@@ -91,7 +91,6 @@ class LiveWatch:
 
     def _read(self, src: Source) -> None:
         stats = src.stats.input
-        unknown: set[int] = set()
         batches = src.batches(stats)
         while True:
             # Reading and processing fail apart: a read error ends this source's input, an
@@ -123,11 +122,7 @@ class LiveWatch:
                 self.failures.append(f"{src.name}: engine failed:\n{traceback.format_exc()}")
                 self.stop_event.set()
                 return
-            stats.packets += len(batch)
-            stats.bytes += int(batch.wirelen.sum())
-            for lt in set(batch.linktype.tolist()) - KNOWN_LINKS - unknown:
-                unknown.add(lt)
-                stats.error(f"link type {lt} is not supported: counted but not decoded")
+            stats.took(batch, KNOWN_LINKS)
 
     # ------------------------------------------------------------ main thread
 
