@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +204,30 @@ def test_blocks_of_every_packet_kind_read_alike_in_batches_of_any_size(
     for per_batch in (1, 2, 7):
         monkeypatch.setattr(reader, "MAX_BATCH_RECORDS", per_batch)
         assert read_parts(path, []) == (whole, errors)
+
+
+STABLE_JSON = ("kind", "protocol", "severity", "reason_codes", "exporter", "collector",
+               "packets", "bytes", "first_seen", "last_seen", "session")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["two-sections.pcapng", "tzsp.pcap"])
+def test_standard_input_reports_alike_with_any_number_of_workers(
+    capture: tuple[Path, dict[str, int]], name: str
+) -> None:
+    # A pipe is read by one process (spreading it over workers measured slower): -j 2 must
+    # still report what -j 1 does.
+    path = capture[0] if name.endswith(".pcapng") else PCAPS / name
+    runs = []
+    for jobs in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "detector.cli", "scan", "-q", "--format", "json", "-j", jobs,
+             "-"],
+            input=path.read_bytes(), capture_output=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["stats"]["workers"] == 1
+        runs.append(
+            (report["inputs"], [{k: f.get(k) for k in STABLE_JSON} for f in report["findings"]])
+        )
+    assert runs[0] == runs[1] and runs[0][1]
