@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector.flows import groups
-from detector.flows.table import U64, KeyIndex, KeySet, _most_recent
+from detector.flows.table import SALT, U64, KeyIndex, KeySet, _most_recent, address_hash, mix64
 
 
 def _check(index: KeyIndex, expected: dict[int, int], absent: np.ndarray) -> None:
@@ -93,3 +93,14 @@ def test_key_set_counts_what_a_set_would() -> None:
         held |= set(batch.tolist())
         assert keys.keys.tolist() == sorted(held) and keys.count == len(held)
     assert keys.add(np.array([0, 2**64 - 1], dtype=U64)) == (0 not in held) + 1
+
+
+def test_address_hash_is_the_salted_hash_of_the_address_words() -> None:
+    rng = np.random.default_rng(13)
+    addr = rng.integers(0, 2**32, size=(500, 4), dtype=np.uint32)
+    a = addr.astype(U64)
+    with np.errstate(over="ignore"):
+        first = mix64(((a[:, 0] << U64(32)) | a[:, 1]) ^ SALT)
+        want = mix64(first ^ ((a[:, 2] << U64(32)) | a[:, 3]) * U64(0x9E3779B97F4A7C15))
+    assert address_hash(addr).tolist() == want.tolist()
+    assert address_hash(addr[::2]).tolist() == want[::2].tolist()  # a strided view too

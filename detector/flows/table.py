@@ -13,6 +13,7 @@ keys collide and fold two flows (or hosts) into one.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ _M2 = U64(0xBF58476D1CE4E5B9)
 _M3 = U64(0x94D049BB133111EB)
 # Keys are compared only within one run (one process and the workers it forks).
 SALT = U64(int.from_bytes(os.urandom(8), "little"))
+_LITTLE = sys.byteorder == "little"
 
 
 def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -38,10 +40,16 @@ def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
     """Hash of the four address words per row (IPv4 in word 3), salted."""
-    a = addr.astype(U64)
+    # Words 0-1 and 2-3 read as one 64-bit value each, (first word << 32) | second word: on a
+    # little-endian machine the words are swapped by a rotation.
+    pairs = np.ascontiguousarray(addr, dtype=np.uint32).view(U64)
+    hi, lo = pairs[:, 0].copy(), pairs[:, 1].copy()
     with np.errstate(over="ignore"):
-        h = mix64(((a[:, 0] << U64(32)) | a[:, 1]) ^ SALT)
-        return mix64(h ^ ((a[:, 2] << U64(32)) | a[:, 3]) * _M1)
+        if _LITTLE:
+            hi = (hi << U64(32)) | (hi >> U64(32))
+            lo = (lo << U64(32)) | (lo >> U64(32))
+        h = mix64(hi ^ SALT)
+        return mix64(h ^ lo * _M1)
 
 
 def endpoint_hash(
