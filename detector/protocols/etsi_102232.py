@@ -334,15 +334,17 @@ class EtsiHi2Decoder(FramedStreamDecoder):
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
         # Sparse: find "04 00" (the start of the ETSI LI arc 0.4.0.2.2) first, then check the
-        # rest of the OID only where it occurs.
-        rows, cols = np.nonzero((head[:, :-4] == 4) & (head[:, 1:-3] == 0))
-        hit = (
-            (head[rows, cols + 2] == 2)
-            & (head[rows, cols + 3] == 2)
-            & ((head[rows, cols + 4] == 1) | (head[rows, cols + 4] == 4))
-        )
+        # rest of the OID only where it occurs.  The window is searched flat, as one run of
+        # bytes (a pair that straddles two rows starts in a column past the ones searched).
+        width = head.shape[1]
+        flat = np.ascontiguousarray(head).reshape(-1)
+        at = np.flatnonzero((flat[:-1] == 4) & (flat[1:] == 0))
+        at = at[at % width < width - 4]
+        arc = np.take(flat, at + 4)
+        hit = (np.take(flat, at + 2) == 2) & (np.take(flat, at + 3) == 2)
+        hit &= (arc == 1) | (arc == 4)
         mask = np.zeros(len(head), dtype=np.bool_)
-        mask[rows[hit]] = True
+        mask[at[hit] // width] = True
         return mask & ((head[:, 0] & 0x20) != 0)
 
     def pdu_length(self, buf: bytearray, state: StreamState) -> int | None:

@@ -270,7 +270,11 @@ def syslog_header(line: bytes) -> tuple[int, str, str] | None:
 
 
 def _pri_prefilter(head: npt.NDArray[np.uint8], off: int) -> npt.NDArray[np.bool_]:
-    c = head[:, off : off + 5]
+    return _pri_window(head[:, off : off + 5])
+
+
+def _pri_window(c: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Rows of 5 bytes that begin with a PRI ("<" 1-3 digits ">")."""
     digit = (c >= 0x30) & (c <= 0x39)
     close = c == ord(">")
     return (
@@ -378,8 +382,11 @@ class SyslogTcpDecoder(_Lines, FramedStreamDecoder):
         # Octet counting: 1-6 digits, a space, then the PRI.
         digit = (head[:, :8] >= 0x30) & (head[:, :8] <= 0x39)
         run = np.cumprod(digit, axis=1).sum(axis=1)
-        for n in range(1, 7):
-            ok |= (run == n) & (head[:, n] == 0x20) & _pri_prefilter(head, n + 1)
+        rows = np.flatnonzero((run >= 1) & (run <= 6))
+        rows = rows[head[rows, run[rows]] == 0x20]
+        if len(rows):
+            cols = (run[rows] + 1)[:, None] + np.arange(5)
+            ok[rows] |= _pri_window(head[rows[:, None], cols])
         return ok & (length >= 6)
 
     def new_state(self) -> StreamState:
