@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
 from detector.decode.layers import (
+    ETH_IPV4,
     EXT_AH,
     EXT_FIXED_8,
     IP_ETHERTYPES,
@@ -46,6 +47,10 @@ from detector.protocols.base import PREFILTER_BYTES
 __all__ = ["KNOWN_LINKS", "LINK_ETHERNET", "LINK_SLL", "LINK_SLL2"]
 
 L4_WINDOW = 24
+# Bytes read from each frame's start for its link header: every layout's type field (after an
+# optional ff 03, and the 4-byte family of NULL/LOOP) lies inside.
+L2_WINDOW = 24
+assert all(2 + lay.type_at + 4 <= L2_WINDOW for lay in LINK_LAYOUTS)
 # The layouts as lookup tables over a type or byte column.
 IP_TYPE_LUT = lut(IP_ETHERTYPES, bits=16)
 FAMILY_LUT = lut(IP_FAMILIES)
@@ -140,7 +145,7 @@ def _link_layer(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(position after the link header or -1, type in EtherType space) of every row."""
     n = len(batch)
-    l2 = gather(batch.data, batch.offsets, 24)
+    l2 = gather(batch.data, batch.offsets, L2_WINDOW)
     pos = np.full(n, -1, dtype=np.int64)
     etype = np.zeros(n, dtype=np.int64)
     for lay in LINK_LAYOUTS:
@@ -166,12 +171,12 @@ def _link_start(
         at = base + lay.type_at
     fits = caplen >= base + lay.header
     pos = np.where(fits, base + lay.header, -1)
-    if lay.space == "ip":
-        return pos, np.where(fits, IP_ETHERTYPES[0], 0)
+    if lay.space == "ip":  # IP follows: its version nibble says which
+        return pos, np.where(fits, ETH_IPV4, 0)
     if lay.space == "family":
         first = _byte(l2, at).astype(np.int64)  # host byte order of the writer
         fam = np.where(first != 0, first, _byte(l2, at + 3))
-        return pos, np.where(fits & FAMILY_LUT[fam], IP_ETHERTYPES[0], 0)
+        return pos, np.where(fits & FAMILY_LUT[fam], ETH_IPV4, 0)
     etype = (_byte(l2, at).astype(np.int64) << 8) | _byte(l2, at + 1)
     if lay.space == "ppp":
         etype = PPP_LUT[etype]
