@@ -85,8 +85,9 @@ class PrefilterRoute:
         none = np.zeros(n, dtype=np.bool_)
         none.flags.writeable = False  # shared by every decoder given no row
         out: list[npt.NDArray[np.bool_]] = [none] * len(self.decoders)
+        first = np.ascontiguousarray(head[:, 0])
         for table, members in self.groups:
-            rows = None if table is None else np.nonzero(table[head[:, 0]])[0]
+            rows = None if table is None else np.flatnonzero(np.take(table, first))
             if rows is not None and not len(rows):
                 continue
             for i in members:
