@@ -26,6 +26,7 @@ from detector.decode.layers import (
     IPV6_EXT_RULES,
     IPV6_FRAGMENT,
     KNOWN_LINKS,
+    LAYOUT_OF,
     LINK_ETHERNET,
     LINK_LAYOUTS,
     LINK_SLL,
@@ -47,10 +48,6 @@ from detector.protocols.base import PREFILTER_BYTES
 __all__ = ["KNOWN_LINKS", "LINK_ETHERNET", "LINK_SLL", "LINK_SLL2"]
 
 L4_WINDOW = 24
-# Bytes read from each frame's start for its link header: every layout's type field (after an
-# optional ff 03, and the 4-byte family of NULL/LOOP) lies inside.
-L2_WINDOW = 24
-assert all(2 + lay.type_at + 4 <= L2_WINDOW for lay in LINK_LAYOUTS)
 # The layouts as lookup tables over a type or byte column.
 IP_TYPE_LUT = lut(IP_ETHERTYPES, bits=16)
 FAMILY_LUT = lut(IP_FAMILIES)
@@ -144,50 +141,52 @@ def _link_layer(
     batch: PacketBatch, single_link: int | None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(position after the link header or -1, type in EtherType space) of every row."""
-    n = len(batch)
-    l2 = gather(batch.data, batch.offsets, L2_WINDOW)
-    pos = np.full(n, -1, dtype=np.int64)
-    etype = np.zeros(n, dtype=np.int64)
+    if single_link is not None:
+        lay = LAYOUT_OF.get(single_link)
+        if lay is None:
+            return np.full(len(batch), -1, dtype=np.int64), np.zeros(len(batch), dtype=np.int64)
+        return _link_start(lay, batch.data, batch.offsets, batch.caplen)
+    pos = np.full(len(batch), -1, dtype=np.int64)
+    etype = np.zeros(len(batch), dtype=np.int64)
     for lay in LINK_LAYOUTS:
-        if single_link is not None:
-            if single_link in lay.linktypes:
-                return _link_start(lay, l2, batch.caplen)
-            continue
         sel = np.isin(batch.linktype, lay.linktypes)
         if sel.any():
-            p, t = _link_start(lay, l2[sel], batch.caplen[sel])
+            p, t = _link_start(lay, batch.data, batch.offsets[sel], batch.caplen[sel])
             pos[sel], etype[sel] = p, t
     return pos, etype
 
 
 def _link_start(
-    lay: LinkLayout, l2: np.ndarray, caplen: npt.NDArray[np.int64]
+    lay: LinkLayout,
+    data: npt.NDArray[np.uint8],
+    start: npt.NDArray[np.int64],
+    caplen: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The block twin of :func:`detector.decode.layers.link_start` for rows of one layout."""
-    at: int | npt.NDArray[np.int64] = lay.type_at
+    """The block twin of :func:`detector.decode.layers.link_start` for rows of one layout: it
+    reads only the bytes the layout names (a type field sits at a fixed place)."""
     base: int | npt.NDArray[np.int64] = 0
     if lay.hdlc_prefix:
-        base = ((caplen >= 2) & (l2[:, 0] == 0xFF) & (l2[:, 1] == 0x03)) * 2
-        at = base + lay.type_at
+        framed = (caplen >= 2) & (_byte(data, start) == 0xFF) & (_byte(data, start + 1) == 0x03)
+        base = framed * 2
     fits = caplen >= base + lay.header
     pos = np.where(fits, base + lay.header, -1)
+    at = start + base + lay.type_at
     if lay.space == "ip":  # IP follows: its version nibble says which
         return pos, np.where(fits, ETH_IPV4, 0)
     if lay.space == "family":
-        first = _byte(l2, at).astype(np.int64)  # host byte order of the writer
-        fam = np.where(first != 0, first, _byte(l2, at + 3))
+        first = _byte(data, at).astype(np.int64)  # host byte order of the writer
+        fam = np.where(first != 0, first, _byte(data, at + 3))
         return pos, np.where(fits & FAMILY_LUT[fam], ETH_IPV4, 0)
-    etype = (_byte(l2, at).astype(np.int64) << 8) | _byte(l2, at + 1)
+    etype = (_byte(data, at).astype(np.int64) << 8) | _byte(data, at + 1)
     if lay.space == "ppp":
         etype = PPP_LUT[etype]
     return pos, np.where(fits, etype, 0)
 
 
-def _byte(m: np.ndarray, at: int | npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-    """Column ``at`` of ``m``, or per row its own column where ``at`` is an array."""
-    if isinstance(at, int):
-        return m[:, at]
-    return m[np.arange(len(m)), at]
+def _byte(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """The byte at each of ``at`` (bounded to the buffer: rows too short read a wrong byte,
+    which ``fits`` then discards)."""
+    return data[np.minimum(at, len(data) - 1)]
 
 
 def _walk_shims(
@@ -316,14 +315,14 @@ def _transport_layer(batch: PacketBatch, found: _Ip) -> Headers:
     n, caplen, ip, ipver = len(batch), batch.caplen, found.ip, found.ipver
     l3, l4, proto = found.l3, found.l4, found.proto
     v4, v6 = ipver == 4, ipver == 6
-    src = np.zeros((n, 4), dtype=np.uint32)
-    dst = np.zeros((n, 4), dtype=np.uint32)
+    # (n, 10) address-sized words in host order (one byte swap for all): IPv4 src/dst are
+    # words 3 and 4; IPv6 src 2-5, dst 6-9.
     be = ip.view(">u4") if ip.flags.c_contiguous else np.ascontiguousarray(ip).view(">u4")
-    # be is (n, 10) words: IPv4 src/dst are words 3 and 4; IPv6 src 2-5, dst 6-9.
-    src[:, 3] = np.where(v4, be[:, 3], np.where(v6, be[:, 5], 0))
-    dst[:, 3] = np.where(v4, be[:, 4], np.where(v6, be[:, 9], 0))
-    src[:, :3] = np.where(v6[:, None], be[:, 2:5], 0)
-    dst[:, :3] = np.where(v6[:, None], be[:, 6:9], 0)
+    words = be.astype(np.uint32)
+    src = np.where(v6[:, None], words[:, 2:6], 0).astype(np.uint32)
+    src[:, 3] = np.where(v4, words[:, 3], src[:, 3])
+    dst = np.where(v6[:, None], words[:, 6:10], 0).astype(np.uint32)
+    dst[:, 3] = np.where(v4, words[:, 4], dst[:, 3])
     iplen = found.iplen
     has_l4 = (l4 >= 0) & ~found.nonfirst
     # 24 bytes: the L4 header fields used here, and the bytes copy fingerprints read.
