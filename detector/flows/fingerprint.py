@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import InnerPacket
-from detector.flows.table import mix64
+from detector.flows.table import mix64, word_pairs
 
 # Bytes from the start of the L4 header that enter the fingerprint (ports, sequence numbers or
 # lengths, and the start of the payload).
@@ -68,14 +68,14 @@ def fingerprint_np(
     """Fingerprints of many packets: address words (n, 4), protocol, IPv4 id, and (n, 24) bytes
     from the L4 header on (zero past the end of the packet)."""
     u = np.uint64
-    s = src.astype(u)
-    d = dst.astype(u)
+    s01, s23 = word_pairs(src)
+    d01, d23 = word_pairs(dst)
     words = _l4_words_np(l4)
     with np.errstate(over="ignore"):
-        h = mix64((s[:, 0] << u(32)) | s[:, 1])
-        h = mix64(h ^ ((s[:, 2] << u(32)) | s[:, 3]))
-        h = mix64(h ^ ((d[:, 0] << u(32)) | d[:, 1]))
-        h = mix64(h ^ ((d[:, 2] << u(32)) | d[:, 3]))
+        h = mix64(s01)
+        h = mix64(h ^ s23)
+        h = mix64(h ^ d01)
+        h = mix64(h ^ d23)
         h = mix64(h ^ ((proto.astype(u) << u(16)) | ipid.astype(u)))
         for i in range(L4_BYTES // 8):
             h = mix64(h ^ words[:, i] * u(_M1))

@@ -38,18 +38,25 @@ def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         return x ^ (x >> U64(31))
 
 
-def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
-    """Hash of the four address words per row (IPv4 in word 3), salted."""
-    # Words 0-1 and 2-3 read as one 64-bit value each, (first word << 32) | second word: on a
-    # little-endian machine the words are swapped by a rotation.
+def word_pairs(
+    addr: npt.NDArray[np.uint32],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Of four address words per row: (word 0 << 32) | word 1, and (word 2 << 32) | word 3."""
+    # The words read two at a time as one 64-bit value: on a little-endian machine the pair is
+    # swapped by a rotation.
     pairs = np.ascontiguousarray(addr, dtype=np.uint32).view(U64)
     hi, lo = pairs[:, 0].copy(), pairs[:, 1].copy()
+    if _LITTLE:
+        hi = (hi << U64(32)) | (hi >> U64(32))
+        lo = (lo << U64(32)) | (lo >> U64(32))
+    return hi, lo
+
+
+def address_hash(addr: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+    """Hash of the four address words per row (IPv4 in word 3), salted."""
+    hi, lo = word_pairs(addr)
     with np.errstate(over="ignore"):
-        if _LITTLE:
-            hi = (hi << U64(32)) | (hi >> U64(32))
-            lo = (lo << U64(32)) | (lo >> U64(32))
-        h = mix64(hi ^ SALT)
-        return mix64(h ^ lo * _M1)
+        return mix64(mix64(hi ^ SALT) ^ lo * _M1)
 
 
 def endpoint_hash(
