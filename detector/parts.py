@@ -2,8 +2,8 @@
 
 A large classic pcap is cut at record boundaries into as many parts as there are workers (a
 boundary is found by checking that a run of record headers chains).  A large pcapng file is cut
-at byte offsets: a part reads the blocks that start in it, after the section header and interface
-descriptions in force there (found by walking the block headers before it, in its worker).
+at block boundaries found by one walk of its block headers, which also gives each part the
+section header and interface descriptions in force where it starts, read before its blocks.
 Other inputs (gzip, stdin) are read whole.  Each worker
 runs its own engine over a contiguous run of parts, in capture order, and returns what the
 verdicts need: stream evidence, per-flow counters, distinct hosts, statistics.  Folding keeps
@@ -39,7 +39,7 @@ from detector.capture.reader import (
     reading,
     release_blocks,
 )
-from detector.capture.sections import MAX_BLOCK, section_at
+from detector.capture.sections import sections_at
 from detector.decode.headers import KNOWN_LINKS
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
@@ -64,6 +64,9 @@ class Part:
     path: str
     start: int = 0
     end: int | None = None
+    # pcapng: the blocks to read before the part's own (the section header and interface
+    # descriptions in force at its start).
+    head: bytes = b""
 
 
 @dataclass
@@ -87,9 +90,7 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
     """Parts for each worker (contiguous, in capture order)."""
     parts: list[Part] = []
     for p in paths:
-        cuts = (cut_points(p, jobs) or pcapng_cuts(p, jobs)) if jobs > 1 else []
-        ends: list[int | None] = [*cuts, None]
-        parts.extend(Part(p, a, b) for a, b in zip([0, *cuts], ends, strict=True))
+        parts.extend(split(p, jobs))
     sizes = [_size(x) for x in parts]
     total = sum(sizes) or 1
     if jobs <= 1 or len(parts) == 1 or total < SPLIT_MIN_BYTES:
@@ -157,10 +158,19 @@ def cut_points(path: str, pieces: int) -> list[int]:
     return cuts
 
 
+def split(path: str, pieces: int) -> list[Part]:
+    """``path`` as about ``pieces`` parts of equal size, in order (one where it cannot be cut)."""
+    cuts = cut_points(path, pieces) if pieces > 1 else []
+    if cuts:
+        ends: list[int | None] = [*cuts, None]
+        return [Part(path, a, b) for a, b in zip([0, *cuts], ends, strict=True)]
+    targets = pcapng_cuts(path, pieces) if pieces > 1 else []
+    return pcapng_parts(path, targets) if targets else [Part(path)]
+
+
 def pcapng_cuts(path: str, pieces: int) -> list[int]:
-    """Where to cut a large pcapng file into ``pieces`` parts of equal size: a part holds the
-    blocks that start in it, and learns the section and interfaces in force at its start by
-    walking the block headers before it (``sections.section_at``)."""
+    """Byte offsets that cut a large pcapng file into ``pieces`` parts of equal size (none for
+    other inputs)."""
     if not _large_file(path):
         return []
     with open(path, "rb") as f:
@@ -168,6 +178,20 @@ def pcapng_cuts(path: str, pieces: int) -> list[int]:
             return []
     size = os.path.getsize(path)
     return [size * k // pieces for k in range(1, max(1, pieces))]
+
+
+def pcapng_parts(path: str, targets: list[int]) -> list[Part]:
+    """A pcapng file cut at the first block at or after each of ``targets``: one walk of the
+    block headers (``sections.sections_at``) finds the blocks and, for each part, the section
+    header and interface descriptions in force at its start.  Where the file ends or its chain
+    breaks before a target, the part before it runs to the end."""
+    size = os.path.getsize(path)
+    starts = [(0, b"")]
+    for at, head in sections_at(path, targets):
+        if starts[-1][0] < at < size:
+            starts.append((at, head))
+    ends: list[int | None] = [at for at, _ in starts[1:]] + [None]
+    return [Part(path, a, b, h) for (a, h), b in zip(starts, ends, strict=True)]
 
 
 def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) -> bool:
@@ -215,35 +239,20 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-def open_part(part: Part) -> tuple[BinaryIO, Window] | None:
-    """A stream of the part and where it lies in its file; None if no block starts in it."""
+def open_part(part: Part) -> tuple[BinaryIO, Window]:
+    """A stream of the part, and where it lies in its file."""
     if part.start == 0 and part.end is None:
         return open_stream(part.path), WHOLE
     with open(part.path, "rb") as f:
         head = f.read(24)
     if head[:4] == PCAPNG_SHB:
-        return _pcapng_part(part)
+        # The blocks of the part, after the section and interfaces in force where it starts.
+        stream = _Slice(part.path, part.head, part.start, part.end)
+        return io.BufferedReader(stream, 1 << 16), Window(shift=part.start - len(part.head))
     # pcap: the file header, then the records of the part (cut at record boundaries).
     start = max(part.start, 24)
     stream = _Slice(part.path, head, start, part.end)
     return io.BufferedReader(stream, 1 << 16), Window(shift=start - 24)
-
-
-def _pcapng_part(part: Part) -> tuple[BinaryIO, Window] | None:
-    """The blocks that start in [part.start, part.end), after the section header and the
-    interface descriptions in force at the first of them."""
-    if part.start == 0:
-        start, head = 0, b""
-    else:
-        found = section_at(part.path, part.start)
-        if found is None:  # the file ends, or its chain breaks, before the part
-            return None
-        start, head = found
-    # The stream goes on past the part's end to the end of its last block.
-    end = None if part.end is None else part.end + MAX_BLOCK
-    stop = None if part.end is None else len(head) + part.end - start
-    stream = _Slice(part.path, head, start, end)
-    return io.BufferedReader(stream, 1 << 16), Window(shift=start - len(head), stop=stop)
 
 
 def run_parts(
@@ -282,10 +291,7 @@ def _read_part(
     engine: Engine, part: Part, stats: InputStats, progress: Callable[[int], None] | None
 ) -> None:
     """Feed the packets of ``part`` to ``engine``, counting them in ``stats``."""
-    opened = open_part(part)
-    if opened is None:
-        return
-    stream, window = opened
+    stream, window = open_part(part)
     try:
         for batch in reading(read_batches(stream, stats, window=window), stats):
             stats.took(batch, KNOWN_LINKS)

@@ -69,12 +69,15 @@ def test_compressed_inputs_are_read_whole_and_pcapng_is_cut(
     ng = str(PCAPS / "two-links.pcapng")
     assert parts._midpoint(str(gz)) is None and parts._midpoint(ng) is None
     assert parts.pcapng_cuts(str(gz), 2) == []
-    # Whole inputs are still spread over the workers, in order; pcapng is cut in two.
+    # Whole inputs are still spread over the workers, in order; pcapng is cut in two, at the
+    # first block past its middle.
     groups = parts.plan([str(gz), ng], 2)
     assert len(groups) == 2
+    (cut,) = parts.pcapng_cuts(ng, 2)
+    (_, second) = parts.pcapng_parts(ng, [cut])
+    assert cut <= second.start < cut + 2000 and second.head[:4] == b"\x0a\x0d\x0d\x0a"
     assert [(p.path, p.start, p.end) for g in groups for p in g] == [
-        (str(gz), 0, None), (ng, 0, parts.pcapng_cuts(ng, 2)[0]),
-        (ng, parts.pcapng_cuts(ng, 2)[0], None),
+        (str(gz), 0, None), (ng, 0, second.start), (ng, second.start, None),
     ]  # fmt: skip
     # Below the size worth a second process, one group.
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 30)

@@ -86,11 +86,10 @@ def two_sections() -> tuple[bytes, dict[str, int]]:
 def read_parts(path: Path, cuts: list[int]) -> tuple[list[Packet], list[str]]:
     got: list[Packet] = []
     errors: list[str] = []
-    for start, end in zip([0, *cuts], [*cuts, None], strict=True):
-        opened = parts.open_part(parts.Part(str(path), start, end))
-        if opened is None:
-            continue
-        stream, window = opened
+    pieces = parts.pcapng_parts(str(path), cuts)
+    assert len(pieces) <= len(cuts) + 1
+    for part in pieces:
+        stream, window = parts.open_part(part)
         stats = InputStats(str(path))
         for b in read_batches(stream, stats, window=window):
             got += [(b.packet(i), float(b.ts[i]), int(b.linktype[i])) for i in range(len(b))]

@@ -304,9 +304,6 @@ class Window:
 
     # File offset minus stream offset of the part's bytes (errors name bytes of the file).
     shift: int = 0
-    # Stream offset where the part ends: a pcapng block that starts there or later is the next
-    # part's, even if the stream goes on (it does, to the end of the part's last block).
-    stop: int | None = None
 
 
 WHOLE = Window()
@@ -766,7 +763,7 @@ class _PcapngWalk(_Walk):
 
     def __init__(self, stats: InputStats, window: Window) -> None:
         self.stats = stats
-        self.shift, self.stop = window.shift, window.stop
+        self.shift = window.shift
         self.interfaces: list[tuple[int, float, int]] = []  # (linktype, s per tick, snaplen)
         self._byte_order("<")
         self.seen = 0  # packet blocks walked so far (errors name packets as a reader counts)
@@ -784,8 +781,6 @@ class _PcapngWalk(_Walk):
         epbs: list[int] = []  # enhanced packet blocks of the current run
         append, head = epbs.append, self.head
         last = end - 12  # the last offset a block header can be read at
-        if self.stop is not None:
-            last = min(last, self.stop - blocks.consumed - 1)
         room = MAX_BATCH_RECORDS  # packet blocks the batch can still take
         while pos <= last and len(epbs) < room:
             btype, blen = head(buf, pos)
@@ -801,8 +796,6 @@ class _PcapngWalk(_Walk):
             pos, head, room = nxt, self.head, MAX_BATCH_RECORDS - cols.walked
         self._enhanced(buf, epbs, cols)
         self.seen += cols.walked
-        if self.stop is not None and blocks.consumed + pos >= self.stop:
-            blocks.end_at(pos)  # the part ends here: what follows is the next part's
         batch = cols.batch(buf, self.last_ts)
         if batch is not None:
             self.last_ts = float(batch.ts[-1])

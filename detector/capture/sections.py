@@ -30,6 +30,7 @@ class _HeaderWalk:
         self.data = b""
         self.base = 0  # file offset of data[0]
         self.head = struct.Struct("<II").unpack_from
+        self.pos = 0  # where the next block starts, in data
         self.section = b""  # the section header in force, as it is in the file
         self.interfaces: list[bytes] = []  # the section's interface descriptions, in order
 
@@ -48,9 +49,9 @@ class _HeaderWalk:
         return True
 
     def to(self, target: int) -> int | None:
-        """Walk to the first block that starts at or after ``target``: its file offset, or None
-        where the file ends or its chain breaks before (a reader stops there too)."""
-        pos = 0
+        """Walk on to the first block that starts at or after ``target``: its file offset, or
+        None where the file ends or its chain breaks before (a reader stops there too)."""
+        pos = self.pos
         while self.base + pos < target:
             if pos + 12 > len(self.data):
                 if not self.hold(pos, 12):
@@ -69,6 +70,7 @@ class _HeaderWalk:
             pos = self._kept_block(pos)
             if pos < 0:
                 return None
+        self.pos = pos
         return self.base + pos
 
     def _kept_block(self, pos: int) -> int:
@@ -93,13 +95,17 @@ class _HeaderWalk:
         return blen
 
 
-def section_at(path: str, target: int) -> tuple[int, bytes] | None:
-    """The file offset of the first block that starts at or after ``target`` and the blocks to
-    read before it (its section header and the interface descriptions in force there); None
-    where the file ends or is damaged before it."""
+def sections_at(path: str, targets: list[int]) -> list[tuple[int, bytes]]:
+    """For each of ``targets`` (increasing), in one walk: the file offset of the first block
+    that starts at or after it, and the blocks to read before that one (its section header and
+    the interface descriptions in force there).  The list ends early where the file ends or its
+    chain breaks."""
+    found: list[tuple[int, bytes]] = []
     with open(path, "rb") as f:
         walk = _HeaderWalk(f)
-        at = walk.to(target)
-    if at is None:
-        return None
-    return at, walk.section + b"".join(walk.interfaces)
+        for target in targets:
+            at = walk.to(target)
+            if at is None:
+                break
+            found.append((at, walk.section + b"".join(walk.interfaces)))
+    return found
