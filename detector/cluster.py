@@ -37,15 +37,15 @@ class ClusterError(Exception):
 
 
 def cluster_plan(paths: list[str], task_bytes: int | None = None) -> list[list[Part]]:
-    """Tasks in capture order: large pcaps cut into pieces of about ``task_bytes``, small files
-    gathered into runs of about that size."""
+    """Tasks in capture order: large pcap and pcapng files cut into pieces of about
+    ``task_bytes`` (as for local workers), small files gathered into runs of about that size."""
     task_bytes = task_bytes or TASK_BYTES
     pieces: list[Part] = []
     for path in paths:
         size = parts._size(Part(path))
-        cuts = parts.cut_points(path, size // task_bytes + 1) if size > task_bytes else []
-        starts, ends = [0, *cuts], [*cuts, None]
-        pieces.extend(Part(path, s, e) for s, e in zip(starts, ends, strict=True))
+        pieces.extend(
+            parts.split(path, size // task_bytes + 1) if size > task_bytes else [Part(path)]
+        )
     tasks: list[list[Part]] = []
     acc = task_bytes
     for piece in pieces:

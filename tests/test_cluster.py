@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mwtest import PCAPS, uplink_capture
+from test_pcapng_parts import interface, packet, section
 
 from detector import cluster, parts
+from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.cli import main
 from detector.flows import table
 from detector.parts import Part
@@ -71,20 +73,39 @@ def test_samples_one_task_each_report_what_one_engine_does(
     _same_findings(local, remote, exact_watched=True)
 
 
-def test_a_large_pcap_cut_in_pieces_reports_what_one_engine_does(
-    scheduler: str, uplink: Path, monkeypatch: pytest.MonkeyPatch
+def _cut_in_three_reports_what_one_engine_does(
+    capture: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 20)
-    monkeypatch.setattr(cluster, "TASK_BYTES", uplink.stat().st_size // 3 + 1)
-    tasks = cluster.cluster_plan([str(uplink)])
+    monkeypatch.setattr(cluster, "TASK_BYTES", capture.stat().st_size // 3 + 1)
+    tasks = cluster.cluster_plan([str(capture)])
     assert len(tasks) == 3
     pieces = [p for t in tasks for p in t]
     assert pieces[0].start == 0 and pieces[-1].end is None
     assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
-    local = scan_paths([str(uplink)], jobs=1)
-    remote = scan_paths([str(uplink)], cluster=scheduler)
+    local = scan_paths([str(capture)], jobs=1)
+    remote = scan_paths([str(capture)], cluster=scheduler)
     assert len(local.report.findings) >= 3  # the mirror streams and the flow export
     _same_findings(local, remote, exact_watched=False)
+
+
+def test_a_large_pcap_cut_in_pieces_reports_what_one_engine_does(
+    scheduler: str, uplink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cut_in_three_reports_what_one_engine_does(uplink, scheduler, monkeypatch)
+
+
+def test_a_large_pcapng_cut_in_pieces_reports_what_one_engine_does(
+    scheduler: str, uplink: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The uplink capture written again as pcapng: each task must start on a block of the real
+    # chain and carry the section and interface in force there.
+    ng = tmp_path / "uplink.pcapng"
+    with ng.open("wb") as out:
+        out.write(section("<") + interface(1, "<"))
+        for b in read_batches(open_stream(str(uplink)), InputStats("uplink")):
+            out.write(b"".join(packet(b.packet(i), float(b.ts[i]), 0, "<") for i in range(len(b))))
+    _cut_in_three_reports_what_one_engine_does(ng, scheduler, monkeypatch)
 
 
 def test_a_task_hashes_flow_keys_with_the_salt_it_carries(
