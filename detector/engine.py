@@ -86,6 +86,28 @@ class EngineStats:
     # What budgets made the engine give up (streams folded, flows evicted while active...).
     shed: dict[str, int] = field(default_factory=dict)
 
+    def counts(
+        self, *, flows: int, peak_flows: int, hosts: int, streams: int, shed: dict[str, int]
+    ) -> dict[str, int]:
+        """The totals a report shows, named alike by scan and watch; the table counts (flows,
+        hosts, streams) and what was shed come from whoever holds the tables: one engine, or
+        the fold of several."""
+        return {
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "ip_packets": self.ip_packets,
+            "non_ip_packets": self.non_ip_packets,
+            "unknown_link_packets": self.unknown_link_packets,
+            "flows": flows,
+            "peak_flows": peak_flows,
+            "hosts": hosts,
+            "candidate_packets": self.candidates,
+            "streams": streams,
+            "fragments_reassembled": self.fragments_reassembled,
+            "decoder_errors": sum(self.decoder_errors.values()),
+            **{f"shed_{k}": v for k, v in shed.items()},
+        }
+
 
 @dataclass
 class _Group:

@@ -125,20 +125,14 @@ def _stats(folded: Folded, workers: int) -> dict[str, int | float | str]:
     """The report's statistics: what the engines counted, folded."""
     st = folded.stats
     out: dict[str, int | float | str] = {
-        "packets": st.packets,
-        "bytes": st.bytes,
-        "ip_packets": st.ip_packets,
-        "non_ip_packets": st.non_ip_packets,
-        "unknown_link_packets": st.unknown_link_packets,
-        "flows": folded.total_flows,
-        "peak_flows": folded.peak_flows,
-        "hosts": folded.hosts,
-        "candidate_packets": st.candidates,
-        "streams": len(folded.streams),
-        "fragments_reassembled": st.fragments_reassembled,
-        "decoder_errors": sum(st.decoder_errors.values()),
+        **st.counts(
+            flows=folded.total_flows,
+            peak_flows=folded.peak_flows,
+            hosts=folded.hosts,
+            streams=len(folded.streams),
+            shed=st.shed,
+        ),
         "workers": workers,
-        **{f"shed_{k}": v for k, v in st.shed.items()},
     }
     if st.first_ts is not None and st.last_ts is not None:
         out["first_seen"] = _iso(st.first_ts)

@@ -148,6 +148,19 @@ def test_cli_reads_stdin_and_exits_per_fail_on(tzsp_pcap: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_summary_totals_are_named_and_counted_as_a_scan_names_them(tzsp_pcap: Path) -> None:
+    r = run_watch("-r", str(tzsp_pcap), "--format", "jsonl", "--summary-every", "0")
+    watched = [e for e in events(r.stdout.decode()) if e["event"] == "summary"][-1]["stats"]
+    scanned = json.loads(subprocess.run(
+        [sys.executable, "-m", "detector.cli", "scan", str(tzsp_pcap), "--format", "json", "-q"],
+        capture_output=True, check=False,
+    ).stdout)["stats"]  # fmt: skip
+    assert isinstance(watched, dict)
+    for key in ("workers", "first_seen", "last_seen"):  # what a scan of files alone has
+        scanned.pop(key, None)
+    assert {k: watched[k] for k in scanned} == scanned
+
+
 def test_text_format(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None:
     r = in_process("-r", str(tzsp_pcap), "--summary-every", "0")
     assert r.exit_code == 1

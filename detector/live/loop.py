@@ -266,18 +266,16 @@ class LiveWatch:
         now = time.monotonic()
         with self.lock:
             st = self.engine.stats
+            flows = self.engine.flows
             stats: dict[str, Any] = {
-                "packets": st.packets,
-                "bytes": st.bytes,
-                "ip_packets": st.ip_packets,
-                "non_ip_packets": st.non_ip_packets,
-                "flows": self.engine.flows.total_flows,
-                "active_flows": len(self.engine.flows),
-                "peak_flows": self.engine.flows.peak_flows,
-                "hosts": self.engine.distinct_hosts(),
-                "candidate_packets": st.candidates,
-                "streams": len(self.engine.streams),
-                **{f"shed_{k}": v for k, v in self.engine.sync_shed().items()},
+                **st.counts(
+                    flows=flows.total_flows,
+                    peak_flows=flows.peak_flows,
+                    hosts=self.engine.distinct_hosts(),
+                    streams=len(self.engine.streams),
+                    shed=self.engine.sync_shed(),
+                ),
+                "active_flows": len(flows),
             }
             busy = self._busy
         since, packets_then = self._last_summary
