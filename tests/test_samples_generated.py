@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import struct
 from pathlib import Path
 
@@ -11,20 +10,10 @@ import pytest
 from mwtest import PCAPS, sample_generator
 
 
-def _generate(out: str, names: list[str]) -> None:
-    sample_generator().generate(Path(out), names)
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Every other sample in a second process: generation is CPU-bound and each sample has its
-    # own seed, so the two halves are what one run writes (test_generation_is_repeatable).
     out = tmp_path_factory.mktemp("samples")
-    names = list(sample_generator().SAMPLES)
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        other = pool.apply_async(_generate, (str(out), names[1::2]))
-        _generate(str(out), names[0::2])
-        other.get()
+    sample_generator().generate(out)
     return out
 
 
