@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -351,10 +352,22 @@ def scan_parts(
     if len(groups) == 1:
         return [result_of(*run_parts(groups[0], progress, detection, limits))]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(len(groups) - 1) as pool:
+    pool = ctx.Pool(len(groups) - 1, initializer=_default_sigterm)
+    try:
         pending = [pool.apply_async(_worker, (g, detection, limits)) for g in groups[1:]]
         first = result_of(*run_parts(groups[0], progress, detection, limits))
-        return [first, *(p.get() for p in pending)]
+        results = [first, *(p.get() for p in pending)]
+        pool.close()  # the workers end on their own once their queue is closed
+        pool.join()
+        return results
+    finally:
+        pool.terminate()
+
+
+def _default_sigterm() -> None:
+    """A forked worker inherits its parent's signal handlers: where the embedding program
+    catches SIGTERM (watch does, in-process), the pool's terminate could not end the worker."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
