@@ -85,13 +85,19 @@ def watch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "detector.cli", "watch", *args]
 
 
+WATCH_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @pytest.fixture
 def in_process() -> Iterator[Callable[..., Result]]:
-    """Run the command in this process (fast), restoring the signal handlers it installs."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    """Run the command in this process (fast): however it ends, it must leave the signal
+    handlers as it found them."""
+    saved = {s: signal.getsignal(s) for s in WATCH_SIGNALS}
 
     def invoke(*args: str) -> Result:
-        return CliRunner().invoke(main, ["watch", *args])
+        r = CliRunner().invoke(main, ["watch", *args])
+        assert {s: signal.getsignal(s) for s in WATCH_SIGNALS} == saved
+        return r
 
     try:
         yield invoke
@@ -167,6 +173,44 @@ def test_text_format(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None
     text = r.stdout
     assert " NEW HIGH\n  tzsp mirror  192.0.2.1" in text
     assert "FINAL SUMMARY: 60 packets" in text and "findings: 1 high" in text
+
+
+def test_watch_in_process_gives_back_the_signal_handlers_it_replaced(
+    tzsp_pcap: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program running watch in-process (or forking workers after it) keeps its own handlers:
+    after a normal end, a usage error and an interrupt alike."""
+
+    def own(signum: int, _frame: object) -> None:
+        raise AssertionError(f"signal {signum} reached the program's own handler")
+
+    saved = {s: signal.getsignal(s) for s in WATCH_SIGNALS}
+    try:
+        for s in WATCH_SIGNALS:
+            signal.signal(s, own)
+        seen: list[dict[int, object]] = []
+
+        def invoke(*args: str) -> Result:
+            r = CliRunner().invoke(main, ["watch", *args])
+            seen.append({s: signal.getsignal(s) for s in WATCH_SIGNALS})
+            return r
+
+        assert invoke("-r", str(tzsp_pcap), "--summary-every", "0").exit_code == 1
+        # A stream that cannot be opened: the captures are started after the handlers.
+        assert invoke("-r", str(tzsp_pcap), "-r", "/nonexistent/capture.pcap").exit_code == 2
+
+        def interrupted(self: LiveWatch) -> list[Finding]:
+            # Where watch stands while reading: its own handlers in place.
+            assert signal.getsignal(signal.SIGTERM) is not own
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(LiveWatch, "run", interrupted)
+        r = invoke("-r", str(tzsp_pcap))
+        assert r.exit_code == 1 and "Aborted" in r.stderr
+        assert seen == [dict.fromkeys(WATCH_SIGNALS, own)] * 3
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
 
 
 def test_finding_is_written_before_the_input_ends(tzsp_pcap: Path) -> None:

@@ -6,6 +6,8 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -182,14 +184,25 @@ def watch(**options: Any) -> None:
     Exit status: 0 nothing at or above --fail-on at the end, 1 something is, 2 usage error,
     or a capture or input that could not start, failed or could not be read.
     """
-    from detector.live.loop import LiveWatch, WatchOptions
-    from detector.live.output import EventWriter
-
     a = WatchArgs(**options)
     _check_arguments(a)
     policy = load_policy(a.config_path)
     evidence, out = _outputs(a)
-    stop, reopen = _signals()
+    with _signals() as (stop, reopen):
+        _watch(a, policy, evidence, out, stop, reopen)
+
+
+def _watch(
+    a: WatchArgs,
+    policy: PolicyContext,
+    evidence: EvidenceStore | None,
+    out: TextIO,
+    stop: threading.Event,
+    reopen: threading.Event,
+) -> None:
+    from detector.live.loop import LiveWatch, WatchOptions
+    from detector.live.output import EventWriter
+
     metrics = _start_metrics(a)
     sources = _start_sources(a, stop, metrics)
     in_iface = a.interfaces[0] if len(a.interfaces) == 1 and not a.reads else None
@@ -239,10 +252,13 @@ def _outputs(a: WatchArgs) -> tuple[EvidenceStore | None, TextIO]:
     return evidence, out
 
 
-def _signals() -> tuple[threading.Event, threading.Event]:
+@contextmanager
+def _signals() -> Iterator[tuple[threading.Event, threading.Event]]:
     """Events set by SIGINT/SIGTERM (stop) and SIGHUP (reopen the output).  Installed before
     any child starts: an interrupt must always reach the code that stops them, and a SIGHUP
-    from logrotate must never end the watch."""
+    from logrotate must never end the watch.  The handlers they replaced come back when the
+    watch ends however it ends: run inside a longer-lived program, a handler left behind would
+    swallow that program's SIGTERM (and its forked workers', which inherit it)."""
     stop = threading.Event()
     reopen = threading.Event()
 
@@ -252,10 +268,17 @@ def _signals() -> tuple[threading.Event, threading.Event]:
     def on_hangup(signum: int, _frame: FrameType | None) -> None:
         reopen.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
-    return stop, reopen
+    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
+    replaced = {signum: signal.getsignal(signum) for signum in handlers}
+    try:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        yield stop, reopen
+    finally:
+        for signum, previous in replaced.items():
+            # None: a handler not set from Python, which cannot be put back; the default
+            # action is nearer to it than a handler setting an event nobody waits on.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
 
 
 def _start_metrics(a: WatchArgs) -> Metrics | None:
