@@ -377,7 +377,6 @@ class Engine:
     ) -> list[tuple[int, list[Decoder]]]:
         """Fresh UDP or TCP rows with a payload that some decoder's prefilter accepts."""
         h, rows, dkey = v.h, v.rows, v.keys.directed
-        sport, dport = h.sport[rows], h.dport[rows]
         det = self.detection
         # Flows whose first payload packets no format accepted are only probed: every format
         # recognised here shows itself in its first packets, unless junk was sent first.
@@ -387,16 +386,14 @@ class Engine:
         if not len(sel):
             return []
         self.stats.prefiltered += len(sel)
-        head, length = payload_heads(v.batch, h, rows[sel])
-        masks = route_for(decoders).masks(head, length, sport[sel], dport[sel])
-        anyhit = np.logical_or.reduce(masks)
-        self.flows.add_quiet(fids[sel[~anyhit]])
-        hits = np.nonzero(anyhit)[0]
+        picked = rows[sel]
+        head, length = payload_heads(v.batch, h, picked)
+        hits, passing = route_for(decoders).hits(head, length, h.sport[picked], h.dport[picked])
+        quiet = np.ones(len(sel), dtype=np.bool_)
+        quiet[hits] = False
+        self.flows.add_quiet(fids[sel[quiet]])
         self.stats.candidates += len(hits)
-        return [
-            (int(sel[j]), [d for d, m in zip(decoders, masks, strict=True) if m[j]])
-            for j in hits.tolist()
-        ]
+        return list(zip(sel[hits].tolist(), passing, strict=True))
 
     def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
         """Count the rows ``kidx`` of known streams into their streams, and pick the ones to

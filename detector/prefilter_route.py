@@ -1,16 +1,22 @@
 """Which payload rows each format's prefilter is given.
 
-Most formats can begin with only a few byte values (a version, a flags byte, a BER tag), and some
-are looked for on their own ports only.  Each UDP/TCP decoder declares what its first payload
-byte may be (``first_bytes``, beside its prefilter); from those facts and the packet's ports this
-module gives each prefilter only the rows it could accept, so a payload of random bytes costs a
-handful of prefilters instead of all of them.  The rows a prefilter is not given are rows its
-``decode`` rejects: the masks are those of running every prefilter on every row.
+Most formats can begin with only a few byte values (a version, a flags byte, a message type, a
+BER tag and length), and some are looked for on their own ports only.  Each UDP/TCP decoder
+declares what its first two payload bytes may be (``first_bytes`` and ``second_bytes``, beside
+its prefilter); from those facts and the packet's ports this module gives each prefilter only
+the rows it could accept, so a payload of random bytes costs a handful of prefilters instead of
+all of them, and a batch with no row a format could accept costs that format nothing.  The rows a
+prefilter is not given are rows its ``decode`` rejects.
+
+One table lookup per batch does the routing: the first two bytes index a table of 65,536 words
+whose bits say which routes (decoders sharing the same declarations) may take them, and for the
+formats looked for on their own ports, two lookups by port clear the bits of the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -19,41 +25,43 @@ import numpy.typing as npt
 from detector.protocols.base import Decoder
 
 PORTS = 1 << 16
+LEADS = 1 << 16  # values of the first two payload bytes, read as one big-endian number
+# Routes per table word (a transport with more routes gets more words).
+WORD_BITS = 64
 
 
 def byte_values(mask: int, value: int) -> frozenset[int]:
-    """First-byte values ``b`` with ``b & mask == value`` (a declaration helper)."""
+    """Byte values ``b`` with ``b & mask == value`` (a declaration helper)."""
     return frozenset(b for b in range(256) if b & mask == value)
 
 
-def _byte_table(values: Iterable[int]) -> npt.NDArray[np.bool_]:
+def _byte_table(values: Iterable[int] | None) -> npt.NDArray[np.bool_]:
     table = np.zeros(256, dtype=np.bool_)
-    table[list(values)] = True
+    if values is None:
+        table[:] = True
+    else:
+        table[list(values)] = True
     return table
 
 
-def _port_table(ports: Iterable[int]) -> npt.NDArray[np.bool_]:
-    table = np.zeros(PORTS, dtype=np.bool_)
-    table[[p for p in ports if 0 <= p < PORTS]] = True
-    return table
+@dataclass(frozen=True)
+class _Facts:
+    """What routes a decoder: its first two bytes, and its own ports if it needs them."""
 
+    firsts: frozenset[int] | None
+    seconds: frozenset[int] | None
+    only_on: frozenset[int] | None
 
-class _Route:
-    """One decoder's share of the rows: its first bytes, and its ports if it needs them."""
-
-    def __init__(self, decoder: Decoder) -> None:
-        self.decoder = decoder
+    @classmethod
+    def of(cls, d: Decoder) -> _Facts:
         # Formats with no content signature (ESP in UDP, OpenVPN, MPLS in UDP) are looked for
         # on their own ports only.
-        self.only_on = _port_table(decoder.ports) if decoder.ports_required else None
+        only_on = frozenset(p for p in d.ports if 0 <= p < PORTS) if d.ports_required else None
+        return cls(d.first_bytes, d.second_bytes, only_on)
 
-    def port_rows(
-        self, sport: npt.NDArray[np.int64], dport: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_] | None:
-        """Rows whose ports let this decoder have them; None for every row."""
-        if self.only_on is None:
-            return None
-        return self.only_on[dport] | self.only_on[sport]
+    @property
+    def every_row(self) -> bool:
+        return self.firsts is None and self.seconds is None and self.only_on is None
 
 
 class PrefilterRoute:
@@ -61,16 +69,31 @@ class PrefilterRoute:
 
     def __init__(self, decoders: Sequence[Decoder]) -> None:
         self.decoders = tuple(decoders)
-        self.routes = [_Route(d) for d in self.decoders]
-        # Decoders sharing a first-byte set share one row selection.
-        groups: dict[frozenset[int] | None, list[int]] = {}
+        # Decoders declaring the same facts share one route (one row selection).
+        routes: dict[_Facts, list[int]] = {}
         for i, d in enumerate(self.decoders):
-            firsts = d.first_bytes
-            groups.setdefault(None if firsts is None else frozenset(firsts), []).append(i)
-        self.groups = [
-            (None if firsts is None else _byte_table(firsts), members)
-            for firsts, members in groups.items()
-        ]
+            routes.setdefault(_Facts.of(d), []).append(i)
+        # Routes that take every row need no bit; the others get one each.
+        self.everywhere = [members for facts, members in routes.items() if facts.every_row]
+        picky = [(facts, members) for facts, members in routes.items() if not facts.every_row]
+        self.words = max(1, -(-len(picky) // WORD_BITS))
+        self.leads = np.zeros((self.words, LEADS), dtype=np.uint64)
+        ports = np.zeros((self.words, PORTS), dtype=np.uint64)
+        self.port_free = np.zeros(self.words, dtype=np.uint64)
+        self.routes: list[tuple[int, np.uint64, list[int]]] = []
+        for n, (facts, members) in enumerate(picky):
+            word, bit = divmod(n, WORD_BITS)
+            flag = np.uint64(1 << bit)
+            pairs = np.outer(_byte_table(facts.firsts), _byte_table(facts.seconds)).reshape(-1)
+            self.leads[word, pairs] |= flag
+            if facts.only_on is None:
+                self.port_free[word] |= flag
+            else:
+                ports[word, sorted(facts.only_on)] |= flag
+            self.routes.append((word, flag, members))
+        # No port table at all when no format needs its ports (the lookups are skipped).
+        needs_ports = any(facts.only_on is not None for facts, _ in picky)
+        self.ports = ports if needs_ports else None
 
     def masks(
         self,
@@ -81,42 +104,80 @@ class PrefilterRoute:
     ) -> list[npt.NDArray[np.bool_]]:
         """One mask per decoder (in order): the rows its prefilter passes, among those routed
         to it."""
-        n = len(head)
-        none = np.zeros(n, dtype=np.bool_)
+        none = np.zeros(len(head), dtype=np.bool_)
         none.flags.writeable = False  # shared by every decoder given no row
         out: list[npt.NDArray[np.bool_]] = [none] * len(self.decoders)
-        first = np.ascontiguousarray(head[:, 0])
-        for table, members in self.groups:
-            rows = None if table is None else np.flatnonzero(np.take(table, first))
-            if rows is not None and not len(rows):
-                continue
-            for i in members:
-                out[i] = self._one(i, rows, head, length, sport, dport)
+        for i, mask in self.passed(head, length, sport, dport):
+            out[i] = mask
         return out
 
-    def _one(
+    def hits(
         self,
-        i: int,
-        rows: npt.NDArray[np.intp] | None,
         head: npt.NDArray[np.uint8],
         length: npt.NDArray[np.int64],
         sport: npt.NDArray[np.int64],
         dport: npt.NDArray[np.int64],
-    ) -> npt.NDArray[np.bool_]:
-        route = self.routes[i]
-        on_port = route.port_rows(
-            sport if rows is None else sport[rows], dport if rows is None else dport[rows]
-        )
-        if on_port is not None:
-            if not on_port.any():
-                return np.zeros(len(head), dtype=np.bool_)
-            if not on_port.all():
-                rows = np.nonzero(on_port)[0] if rows is None else rows[on_port]
-        if rows is None:
-            return route.decoder.prefilter(head, length)
-        mask = np.zeros(len(head), dtype=np.bool_)
-        mask[rows] = route.decoder.prefilter(head[rows], length[rows])
-        return mask
+    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+        """The rows some prefilter passes, in order, each with the decoders that passed it."""
+        passed = list(self.passed(head, length, sport, dport))
+        if not passed:
+            return np.zeros(0, dtype=np.intp), []
+        anyhit = passed[0][1].copy()
+        for _, mask in passed[1:]:
+            anyhit |= mask
+        rows = np.flatnonzero(anyhit)
+        by_row: list[list[Decoder]] = [[] for _ in range(len(rows))]
+        # Decoders in order, so each row's list keeps the decoders' order.
+        for i, mask in sorted(passed, key=lambda p: p[0]):
+            d = self.decoders[i]
+            for j in np.flatnonzero(mask[rows]).tolist():
+                by_row[j].append(d)
+        return rows, by_row
+
+    def passed(
+        self,
+        head: npt.NDArray[np.uint8],
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:
+        """(decoder index, mask of the rows its prefilter passes) for each decoder whose
+        prefilter passes some row."""
+        for members in self.everywhere:
+            for i in members:
+                mask = self.decoders[i].prefilter(head, length)
+                if mask.any():
+                    yield i, mask
+        if not self.routes or not len(head):
+            return
+        lead = (head[:, 0].astype(np.intp) << 8) | head[:, 1]
+        bits = [self._bits(w, lead, sport, dport) for w in range(self.words)]
+        present = [np.bitwise_or.reduce(b) for b in bits]
+        for word, flag, members in self.routes:
+            if not present[word] & flag:
+                continue
+            rows = np.flatnonzero(bits[word] & flag)
+            sub_head, sub_length = head[rows], length[rows]
+            for i in members:
+                passed = self.decoders[i].prefilter(sub_head, sub_length)
+                if passed.any():
+                    mask = np.zeros(len(head), dtype=np.bool_)
+                    mask[rows[passed]] = True
+                    yield i, mask
+
+    def _bits(
+        self,
+        word: int,
+        lead: npt.NDArray[np.intp],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.uint64]:
+        """Per row, the routes of one table word that may take it."""
+        bits = np.take(self.leads[word], lead)
+        if self.ports is not None:
+            table = self.ports[word]
+            bits &= self.port_free[word] | np.take(table, sport) | np.take(table, dport)
+        return bits
 
 
 @cache

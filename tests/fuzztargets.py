@@ -60,8 +60,19 @@ def engine_tries(d: Decoder, sport: int, dport: int) -> bool:
     return not d.ports_required or bool({sport, dport} & d.ports)
 
 
-def declaring_first_bytes() -> list[Decoder]:
-    return [d for d in all_decoders() if d.first_bytes is not None]
+def declared_leading_bytes() -> list[tuple[Decoder, int]]:
+    """(decoder, 0) for each decoder declaring its first payload bytes, (decoder, 1) for each
+    declaring its second."""
+    return [
+        (d, at)
+        for d in all_decoders()
+        for at, declared in enumerate((d.first_bytes, d.second_bytes))
+        if declared is not None
+    ]
+
+
+def leading_id(case: object) -> str:
+    return decoder_id(case) if isinstance(case, Decoder) else ("first", "second")[int(case)]
 
 
 def decoder_named(name: str) -> Decoder:

@@ -119,17 +119,19 @@ def test_routed_prefilters_never_miss_what_decode_accepts(
                 assert d.decode(p, ctx, d.new_state()) is None, (ft.decoder_id(d), s, t)
 
 
-@pytest.mark.parametrize("d", ft.declaring_first_bytes(), ids=ft.decoder_id)
-def test_first_bytes_declared_are_the_only_ones_decode_accepts(d: Decoder) -> None:
-    # Every payload of the samples this decoder accepts, with each other first byte, is rejected
-    # (a wrong declaration would hide the format from the engine).
+@pytest.mark.parametrize(("d", "at"), ft.declared_leading_bytes(), ids=ft.leading_id)
+def test_leading_bytes_declared_are_the_only_ones_decode_accepts(d: Decoder, at: int) -> None:
+    # Every payload of the samples this decoder accepts, with each other first (or second) byte,
+    # is rejected (a wrong declaration would hide the format from the engine).
     accepted = [p for p in ft.seed_payloads() if d.decode(p, ft.on_port_context(d), d.new_state())]
-    assert d.first_bytes is not None
-    others = [b for b in range(256) if b not in d.first_bytes]
+    declared = d.first_bytes if at == 0 else d.second_bytes
+    assert declared is not None and accepted, ft.decoder_id(d)
+    others = [b for b in range(256) if b not in declared]
     for p in accepted:
-        assert p[0] in d.first_bytes, ft.decoder_id(d)
+        # The prefilter window reads 0 past the payload's end.
+        assert (p[at] if at < len(p) else 0) in declared, ft.decoder_id(d)
         for b in others:
-            changed = bytes([b]) + p[1:]
+            changed = p[:at] + bytes([b]) + p[at + 1 :]
             assert d.decode(changed, ft.on_port_context(d), d.new_state()) is None, (
                 ft.decoder_id(d),
                 b,

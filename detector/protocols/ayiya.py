@@ -45,6 +45,7 @@ class AyiyaDecoder(Decoder):
     ports = frozenset({5072})
 
     first_bytes = frozenset(b for b in range(256) if b >> 4 <= MAX_ID_LEN and b & 0x0F <= 2)
+    second_bytes = frozenset(b for b in range(256) if b & 0x0F <= 2)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

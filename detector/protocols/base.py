@@ -234,8 +234,12 @@ class Decoder:
     # Tried on GRE types and IP protocols that no decoder claims (a shim found by structure).
     fallback: ClassVar[bool] = False
     # The values the first payload byte can take in any packet ``decode`` accepts (None: any).
-    # Prefilters are given only rows that start with one of them (detector.prefilter_route).
+    # Prefilters are given only rows that start with one of them and one of ``second_bytes``
+    # (detector.prefilter_route).
     first_bytes: ClassVar[frozenset[int] | None] = None
+    # Likewise the second payload byte (None: any).  The window reads 0 past a payload's end, so
+    # a format that accepts one-byte payloads lists 0.
+    second_bytes: ClassVar[frozenset[int] | None] = None
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

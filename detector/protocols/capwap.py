@@ -63,6 +63,7 @@ class CapwapDecoder(Decoder):
     ports = frozenset({5246, 5247})
 
     first_bytes = frozenset({0, 1})  # plain, DTLS
+    second_bytes = frozenset({0, *range(16, 256)})  # DTLS, or a header of 2 words or more
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

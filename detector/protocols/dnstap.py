@@ -155,6 +155,7 @@ class DnstapDecoder(FramedStreamDecoder):
     priority: ClassVar[int] = 30
 
     first_bytes = frozenset(range((MAX_FRAME >> 24) + 1))
+    second_bytes = frozenset(range((MAX_FRAME >> 16 & 0xFF) + 1))
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

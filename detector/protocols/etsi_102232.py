@@ -208,6 +208,8 @@ class Etsi102232Decoder(FramedStreamDecoder):
     priority: ClassVar[int] = 30
 
     first_bytes = frozenset({0x30})  # a SEQUENCE
+    # A definite BER length: short, or long in at most MAX_LENGTH_OCTETS octets.
+    second_bytes = frozenset(range(0x80)) | frozenset(range(0x81, 0x81 + ber.MAX_LENGTH_OCTETS))
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

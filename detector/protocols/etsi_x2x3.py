@@ -141,6 +141,7 @@ class EtsiX2X3Decoder(FramedStreamDecoder):
     priority: ClassVar[int] = 30
 
     first_bytes = frozenset(v >> 8 for v in VERSIONS)
+    second_bytes = frozenset(v & 0xFF for v in VERSIONS)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -99,6 +99,7 @@ class Geneve(Decoder):
     priority = 40
 
     first_bytes = byte_values(0xC0, 0)  # version 0
+    second_bytes = byte_values(RESERVED_BITS, 0)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -56,6 +56,7 @@ class GreUdpDecoder(Decoder):
     ports = frozenset({4754})
 
     first_bytes = byte_values(0x4F, 0)
+    second_bytes = frozenset({0})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -60,6 +60,7 @@ class GtpUDecoder(Decoder):
     ports = frozenset({2152})
 
     first_bytes = byte_values(0xF8, 0x30)
+    second_bytes = frozenset(MESSAGE_TYPES)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -110,6 +110,7 @@ class IpfixDecoder(TemplateExportDecoder):
     ports: ClassVar[frozenset[int]] = frozenset({4739, 4740, 2055, 9995, 9996, 9991})
 
     first_bytes = frozenset({VERSION >> 8})
+    second_bytes = frozenset({VERSION & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -179,6 +180,7 @@ class IpfixTcpDecoder(FramedStreamDecoder):
     kind: ClassVar[Kind] = "flow-export"
     ports: ClassVar[frozenset[int]] = frozenset({4739, 4740})
     first_bytes = frozenset({VERSION >> 8})
+    second_bytes = frozenset({VERSION & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

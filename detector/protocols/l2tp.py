@@ -148,6 +148,7 @@ class L2tpUdpDecoder(Decoder):
     first_bytes = frozenset(
         b for b in range(256) if (b & 0x34 == 0 and (b & 0x80 == 0 or b & 0xCB == 0xC8)) or b == 0
     )
+    second_bytes = frozenset({2, 3})  # versions
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

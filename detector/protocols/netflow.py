@@ -85,6 +85,7 @@ class NetflowDecoder(Decoder):
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})
 
     first_bytes = frozenset({0})  # versions 1, 5 and 7
+    second_bytes = frozenset({1, 5, 7})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

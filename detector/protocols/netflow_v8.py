@@ -99,6 +99,7 @@ class NetflowV8Decoder(Decoder):
     transport = "udp"
     ports = frozenset({2055, 2056, 9995, 9996, 9991})
     first_bytes = frozenset({0})  # version 8
+    second_bytes = frozenset({VERSION})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

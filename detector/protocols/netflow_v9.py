@@ -80,6 +80,7 @@ class NetflowV9Decoder(TemplateExportDecoder):
     ports: ClassVar[frozenset[int]] = frozenset({2055, 2056, 9995, 9996, 9991})
 
     first_bytes = frozenset({VERSION >> 8})
+    second_bytes = frozenset({VERSION & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

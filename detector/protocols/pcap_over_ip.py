@@ -85,6 +85,7 @@ class PcapOverIpDecoder(FramedStreamDecoder):
     heuristic: ClassVar[bool] = True
 
     first_bytes = frozenset({*(m[0] for m in PCAP_MAGICS), SHB >> 24})
+    second_bytes = frozenset({*(m[1] for m in PCAP_MAGICS), SHB >> 16 & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

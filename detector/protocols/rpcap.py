@@ -168,6 +168,7 @@ class RpcapStreamDecoder(FramedStreamDecoder):
     heuristic: ClassVar[bool] = True
 
     first_bytes = frozenset({0})  # version 0
+    second_bytes = frozenset(b for b in range(256) if ERROR <= b & 0x7F <= SETSAMPLING)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -245,6 +246,7 @@ class RpcapUdpDecoder(Decoder):
     heuristic: ClassVar[bool] = True
 
     first_bytes = frozenset({PACKET >> 8})
+    second_bytes = frozenset({PACKET & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

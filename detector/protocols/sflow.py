@@ -168,6 +168,7 @@ class SflowDecoder(Decoder):
     ports: ClassVar[frozenset[int]] = frozenset({6343})
 
     first_bytes = frozenset({VERSION >> 24})
+    second_bytes = frozenset({VERSION >> 16 & 0xFF})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

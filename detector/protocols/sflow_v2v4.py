@@ -155,6 +155,7 @@ class SflowV2V4Decoder(Decoder):
     transport = "udp"
     ports = frozenset({6343})
     first_bytes = frozenset({0})  # versions 2 and 4
+    second_bytes = frozenset({0})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -356,6 +356,7 @@ class SyslogUdpDecoder(_Lines, Decoder):
     ports: ClassVar[frozenset[int]] = frozenset({514})
 
     first_bytes = frozenset(b"<")
+    second_bytes = frozenset(b"0123456789")
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -374,6 +375,7 @@ class SyslogTcpDecoder(_Lines, FramedStreamDecoder):
     priority: ClassVar[int] = 60
 
     first_bytes = frozenset(b"<0123456789")  # PRI, or an octet count
+    second_bytes = frozenset(b"0123456789 ")
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -198,6 +198,7 @@ class Tzsp(Decoder):
     priority = 30
 
     first_bytes = frozenset({VERSION})
+    second_bytes = frozenset(TYPE_NAMES)
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

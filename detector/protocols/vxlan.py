@@ -59,6 +59,7 @@ class Vxlan(Decoder):
     priority = 40
 
     first_bytes = frozenset({FLAGS_I, FLAGS_GBP})
+    second_bytes = byte_values(GBP_BYTE1_RESERVED, 0)  # 0 without GBP
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -117,6 +118,7 @@ class VxlanOnItsPort(Vxlan):
     priority = 41
 
     first_bytes = byte_values(FLAGS_I, FLAGS_I)
+    second_bytes = None  # any reserved bits
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -43,6 +43,7 @@ class VxlanGpeDecoder(Decoder):
     ports = frozenset({4790})
 
     first_bytes = byte_values(FLAGS_MASK, FLAGS_WANT)
+    second_bytes = frozenset({0})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -49,6 +49,7 @@ class WireGuardDecoder(Decoder):
     ports = frozenset({51820})
 
     first_bytes = frozenset({INITIATION, RESPONSE, COOKIE, DATA})
+    second_bytes = frozenset({0})
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]

@@ -1,0 +1,102 @@
+"""The prefilter route: each prefilter is run only on the rows its decoder's declarations admit
+(first two payload bytes, own ports), and what it passes there is what it passes run alone."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import fuzztargets as ft
+import numpy as np
+import numpy.typing as npt
+import pytest
+from mwtest import heads
+
+from detector.prefilter_route import PrefilterRoute
+from detector.protocols.base import Decoder
+from detector.protocols.registry import decoders_for
+
+# A decoder's own port, a port registered to another protocol, and ordinary ones.
+PORTS = [40000, 4789, 37008, 2055, 443, 80, 514, 6000, 1194, 4500, 6635, 57012, 53]
+
+
+class Recorded:
+    """A copy of a decoder whose prefilter notes the rows it was given."""
+
+    def __init__(self, d: Decoder) -> None:
+        self.decoder = copy.copy(d)
+        self.given: list[npt.NDArray[np.uint8]] = []
+        run = d.prefilter
+
+        def prefilter(
+            head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+        ) -> npt.NDArray[np.bool_]:
+            self.given.append(head.copy())
+            return run(head, length)
+
+        self.decoder.prefilter = prefilter  # type: ignore[method-assign]
+
+
+def _admitted(
+    d: Decoder, head: npt.NDArray[np.uint8], sport: np.ndarray, dport: np.ndarray
+) -> npt.NDArray[np.bool_]:
+    ok = np.ones(len(head), dtype=np.bool_)
+    for at, declared in enumerate((d.first_bytes, d.second_bytes)):
+        if declared is not None:
+            ok &= np.isin(head[:, at], list(declared))
+    if d.ports_required:
+        ok &= np.isin(sport, list(d.ports)) | np.isin(dport, list(d.ports))
+    return ok
+
+
+def _rows(n: int, seed: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Real payloads of every sample and random bytes, on a mix of ports."""
+    rng = random.Random(seed)
+    payloads = list(ft.seed_payloads())
+    payloads += [rng.randbytes(rng.choice([1, 2, 30, 64, 300, 1200])) for _ in range(n)]
+    sport = np.array([rng.choice(PORTS) for _ in payloads], dtype=np.int64)
+    dport = np.array([rng.choice(PORTS) for _ in payloads], dtype=np.int64)
+    return payloads, sport, dport
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_each_prefilter_gets_only_rows_it_could_accept(transport: str) -> None:
+    payloads, sport, dport = _rows(3000, seed=5)
+    head, length = heads(payloads)
+    recorded = [Recorded(d) for d in decoders_for(transport)]
+    route = PrefilterRoute([r.decoder for r in recorded])
+    rows, passing = route.hits(head, length, sport, dport)
+    for r in recorded:
+        r.given.clear()
+    masks = route.masks(head, length, sport, dport)
+    for r, mask in zip(recorded, masks, strict=True):
+        d = r.decoder
+        admitted = _admitted(d, head, sport, dport)
+        # What it passes is what it passes run on every row, among the rows it was given.
+        alone = type(d).prefilter(d, head, length)
+        assert (mask == (alone & admitted)).all(), ft.decoder_id(d)
+        given = np.concatenate(r.given) if r.given else np.zeros((0, head.shape[1]), np.uint8)
+        assert len(given) == admitted.sum(), ft.decoder_id(d)
+    # The candidate rows, each with the decoders (in order) whose prefilter passed it.
+    assert rows.tolist() == np.flatnonzero(np.logical_or.reduce(masks)).tolist()
+    for j, row in enumerate(rows.tolist()):
+        want = [r.decoder for r, m in zip(recorded, masks, strict=True) if m[row]]
+        assert passing[j] == want
+
+
+def test_a_batch_no_format_could_start_costs_the_declaring_prefilters_nothing() -> None:
+    # Random bytes after "17 03" (a TLS record, as QUIC and TLS payloads begin): no format that
+    # declares its first two bytes is given a row.
+    rng = random.Random(2)
+    payloads = [b"\x17\x03" + rng.randbytes(200) for _ in range(500)]
+    head, length = heads(payloads)
+    ports = np.full(len(payloads), 443, dtype=np.int64)
+    recorded = [Recorded(d) for d in decoders_for("udp")]
+    PrefilterRoute([r.decoder for r in recorded]).masks(head, length, ports, ports)
+    called = {ft.decoder_id(r.decoder) for r in recorded if r.given}
+    declaring = {
+        ft.decoder_id(r.decoder)
+        for r in recorded
+        if r.decoder.first_bytes is not None and r.decoder.second_bytes is not None
+    }
+    assert declaring and not called & declaring
