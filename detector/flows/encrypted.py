@@ -25,6 +25,7 @@ active one makes room.  Nothing here decides severity: the evidence goes to the 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,8 +35,9 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from detector.decode.lut import lut
 from detector.evidence import HostTally, StreamEvidence
-from detector.flows.groups import distinct, group, spread
+from detector.flows.groups import distinct, runs, spread
 from detector.protocols.base import PacketContext, transport_name
 from detector.protocols.correlated import ENCRYPTED_COPY
 
@@ -133,16 +135,12 @@ class Candidate:
     bytes: int = 0
     src_mac: str | None = None
     dst_mac: str | None = None
-    # Per open bin: own bytes, bytes of its endpoints' other traffic.
-    open_own: dict[int, float] = field(default_factory=dict)
-    open_excl: dict[int, npt.NDArray[np.float64]] = field(default_factory=dict)
-    # Closed bins of the endpoints' traffic per series, newest last (for the lagged series).
-    excl_ring: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((RING, WIDTH)))
+    # Its row in the arrays of EncryptedCopies (open bins, rings, running sums).
+    slot: int = -1
     # Running sums over closed bins: 100 ms bins, and sliding 1 s windows of them (a stream
     # tunnel's copies straddle bins as its congestion window lets them through).
     fine: Sums = field(default_factory=lambda: Sums())
     wide: Sums = field(default_factory=lambda: Sums())
-    y_ring: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(WIDE - 1))
     # Per-packet size differences: copy window and control window.
     checked: int = 0
     deltas: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(MAX_DELTA, np.int64))
@@ -207,16 +205,38 @@ def _udp_carrier(head: bytes, ports: set[int]) -> str:
 
 
 class EncryptedCopies:
-    """Byte-rate and size correlation of opaque outbound streams with the span's own traffic."""
+    """Byte-rate and size correlation of opaque outbound streams with the span's own traffic.
+
+    Each candidate owns one row (its slot) of the arrays below, so that a batch, and a run of
+    bins being closed, is worked on for all candidates at once."""
 
     def __init__(self) -> None:
         self.candidates: dict[int, Candidate] = {}
-        # Native bytes per open bin: row 0 all, rows 1.. host buckets.
+        self.free = list(range(MAX_CANDIDATES - 1, -1, -1))  # slots not in use
+        # Per slot: the candidate's directed flow key and its endpoints' host hashes.
+        self.slot_key = np.zeros(MAX_CANDIDATES, np.uint64)
+        self.slot_hosts = np.zeros((MAX_CANDIDATES, 2), np.uint64)
+        # Per open bin: native bytes (row 0 all, rows 1.. host buckets); per slot, the
+        # candidate's own bytes and the bytes of its endpoints' traffic per series.
         self.open_native: dict[int, npt.NDArray[np.float64]] = {}
+        self.open_own: dict[int, npt.NDArray[np.float64]] = {}
+        self.open_excl: dict[int, npt.NDArray[np.float64]] = {}
         self.native_ring = np.zeros((RING, WIDTH))
+        # Closed bins of each candidate's endpoints' traffic per series, and of its own bytes,
+        # newest last (for the lagged series and the 1 s windows).
+        self.excl_ring = np.zeros((MAX_CANDIDATES, RING, WIDTH))
+        self.y_ring = np.zeros((MAX_CANDIDATES, WIDE - 1))
+        # Running sums per slot: a candidate's Sums hold views of its rows.
+        self.sums = {
+            (res, part): np.zeros((MAX_CANDIDATES, *SHAPE))
+            for res in ("fine", "wide")
+            for part in ("sx", "sxx", "sxy")
+        }
         self.closed_through: int | None = None
         self.folded_through: int | None = None  # last bin in the lag rings
         self.newest = -(1 << 62)  # newest bin seen
+        # Addresses of the busiest hosts, by host hash and IP version (bounded).
+        self.host_names: dict[tuple[int, int], str] = {}
         # Who is in each bucket (bounded): bucket → host → bytes.
         self.bucket_hosts: list[dict[str, float]] = [{} for _ in range(HOST_BUCKETS)]
         # Recent native packets for the per-packet test.
@@ -224,6 +244,64 @@ class EncryptedCopies:
         self.ring_len = np.zeros(0, np.int64)
         self.ring_src = np.zeros(0, np.uint64)
         self.ring_dst = np.zeros(0, np.uint64)
+
+    # ------------------------------------------------------------------ candidates
+
+    def _admit(self, c: Candidate) -> None:
+        """Give ``c`` a slot with nothing in it (a candidate of the same key is replaced)."""
+        old = self.candidates.get(c.key)
+        if old is not None:
+            self.free.append(old.slot)
+        slot = self.free.pop()
+        self.excl_ring[slot] = 0.0
+        self.y_ring[slot] = 0.0
+        for arr in self.sums.values():
+            arr[slot] = 0.0
+        for open_bins in (self.open_own, self.open_excl):
+            for row in open_bins.values():
+                row[slot] = 0.0
+        self.slot_key[slot] = c.key
+        self.slot_hosts[slot] = (c.src_h, c.dst_h)
+        c.slot = slot
+        c.fine, c.wide = (
+            Sums(sx=self.sums[res, "sx"][slot], sxx=self.sums[res, "sxx"][slot],
+                 sxy=self.sums[res, "sxy"][slot])
+            for res in ("fine", "wide")
+        )  # fmt: skip
+        self.candidates[c.key] = c
+
+    def slots_of(self, dkey: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Each row's candidate slot, or -1 where its directed flow is no candidate."""
+        slot = np.full(len(dkey), -1, np.int64)
+        if self.candidates:
+            slots = np.array([c.slot for c in self.candidates.values()])
+            keys = self.slot_key[slots]
+            order = np.argsort(keys)
+            rows, at = _find(keys[order], dkey)
+            slot[rows] = slots[order][at]
+        return slot
+
+    def _touching(
+        self, src_h: npt.NDArray[np.uint64], dst_h: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
+        """Pairs (row, slot) of rows from or to either endpoint of a candidate, each once."""
+        slots = np.array([c.slot for c in self.candidates.values()])
+        hosts = self.slot_hosts[slots].reshape(-1)
+        order = np.argsort(hosts)
+        hosts, owner = hosts[order], np.repeat(slots, 2)[order]
+        codes = []
+        for side in (src_h, dst_h):
+            rows, lo = _find(hosts, side)
+            if not len(rows):
+                continue
+            # Candidates may share an endpoint: every one of them, from the first.
+            n = np.searchsorted(hosts, side[rows], side="right") - lo
+            codes.append(np.repeat(rows, n) * MAX_CANDIDATES + owner[_ranges(lo, n)])
+        if not codes:
+            empty = np.zeros(0, np.int64)
+            return empty, empty
+        code = distinct(np.concatenate(codes))
+        return code // MAX_CANDIDATES, code % MAX_CANDIDATES
 
     # ------------------------------------------------------------------ per batch
 
@@ -242,38 +320,48 @@ class EncryptedCopies:
         for cand in admit:
             if len(self.candidates) >= MAX_CANDIDATES:
                 self._make_room(float(ts.max()))
-            self.candidates[cand.key] = cand
+            self._admit(cand)
         if not len(ts):
             return
         bins = np.floor(ts / BIN).astype(np.int64)
         if self.closed_through is None:
             self.closed_through = int(bins.min()) - 1
         fresh = bins > self.closed_through
-        ts, size, dkey, src_h, dst_h, bins = (
-            a[fresh] for a in (ts, size, dkey, src_h, dst_h, bins)
-        )
+        if not fresh.all():
+            ts, size, dkey, src_h, dst_h, bins = (
+                a[fresh] for a in (ts, size, dkey, src_h, dst_h, bins)
+            )
+        if not len(bins):
+            return  # every packet came too late
+        size = size.astype(np.int64, copy=False)
+        ub, inv = spread(bins)
         # Every packet is native traffic, candidates' too (one may be the original of another):
         # each candidate subtracts its own endpoints' traffic below.
-        self._add_native(bins, size, src_h, dst_h, name_of)
-        for c in self.candidates.values():
-            mine = dkey == np.uint64(c.key)
-            if mine.any():
-                self._add_own(c, ts[mine], bins[mine], size[mine])
-            touch = (src_h == c.src_h) | (dst_h == c.src_h) | (src_h == c.dst_h)
-            touch |= dst_h == c.dst_h
-            if touch.any():
-                _add_bucket_sums(c.open_excl, bins[touch], size[touch], src_h[touch], dst_h[touch])
+        self._add_native(ub, inv, size, src_h, dst_h, name_of)
+        slot = self.slots_of(dkey)
+        if self.candidates:
+            self._add_own(ub, inv, ts, size, slot)
+            rows, slots = self._touching(src_h, dst_h)
+            if len(rows):
+                cell = inv[rows] * MAX_CANDIDATES + slots
+                _add_series(self.open_excl, ub, cell, (MAX_CANDIDATES,), size[rows],
+                            src_h[rows], dst_h[rows])  # fmt: skip
         # This batch's packets join the ring first: they may be the originals of its copies.
         self._ring_add(ts, size, src_h, dst_h)
-        for c in self.candidates.values():
-            if c.proto == 6:
-                continue  # a byte stream has no packet boundaries to compare
-            mine = np.nonzero(dkey == np.uint64(c.key))[0]
-            if len(mine) and c.checked < MAX_CHECKS:
-                pick = mine[:: max(1, len(mine) // SAMPLE_PER_BATCH)][:SAMPLE_PER_BATCH]
-                self._sizes(c, ts[pick], size[pick])
-        if len(bins):
-            self.newest = max(self.newest, int(bins.max()))
+        sizing = [
+            c for c in self.candidates.values() if c.proto != 6 and c.checked < MAX_CHECKS
+        ]  # a byte stream has no packet boundaries to compare
+        if sizing and (slot >= 0).any():
+            own = np.nonzero(slot >= 0)[0]
+            own = own[np.argsort(slot[own], kind="stable")]
+            first = np.searchsorted(slot[own], [c.slot for c in sizing])
+            last = np.searchsorted(slot[own], [c.slot for c in sizing], side="right")
+            for c, a, z in zip(sizing, first.tolist(), last.tolist(), strict=True):
+                mine = own[a:z]
+                if len(mine):
+                    pick = mine[:: max(1, len(mine) // SAMPLE_PER_BATCH)][:SAMPLE_PER_BATCH]
+                    self._sizes(c, ts[pick], size[pick])
+        self.newest = max(self.newest, int(ub[-1]))
 
     def settle(self) -> None:
         """Close the bins no packet can still join (called once per batch, after its
@@ -283,36 +371,68 @@ class EncryptedCopies:
 
     def _add_native(
         self,
-        bins: npt.NDArray[np.int64],
+        ub: npt.NDArray[np.int64],
+        inv: npt.NDArray[np.intp],
         size: npt.NDArray[np.int64],
         src_h: npt.NDArray[np.uint64],
         dst_h: npt.NDArray[np.uint64],
         name_of: dict[int, str],
     ) -> None:
-        if not len(bins):
+        _add_series(self.open_native, ub, inv, (), size, src_h, dst_h)
+        if not name_of:
             return
-        _add_bucket_sums(self.open_native, bins, size, src_h, dst_h)
-        # Who is in each bucket: the hosts named this batch, by bytes.
-        for h, name in name_of.items():
+        # Who is in each bucket: the hosts named this batch, by bytes (a packet counts once
+        # for a host, even when it is both its source and its destination).
+        named = np.fromiter(name_of, np.uint64, len(name_of))
+        order = np.argsort(named)
+        ranked = named[order]
+        rows, at = _find(ranked, src_h)
+        sums = np.bincount(at, weights=size[rows], minlength=len(named))
+        rows, at = _find(ranked, dst_h)
+        once = src_h[rows] != dst_h[rows]
+        rows, at = rows[once], at[once]
+        sums += np.bincount(at, weights=size[rows], minlength=len(named))
+        host_bytes = np.empty(len(named))
+        host_bytes[order] = sums
+        for (h, name), b in zip(name_of.items(), host_bytes.tolist(), strict=True):
             bucket = self.bucket_hosts[h % HOST_BUCKETS]
-            sel = (src_h == np.uint64(h)) | (dst_h == np.uint64(h))
-            bucket[name] = bucket.get(name, 0.0) + float(size[sel].sum())
+            bucket[name] = bucket.get(name, 0.0) + b
             if len(bucket) > 4 * MAX_TRACKED:
                 keep = sorted(bucket.items(), key=lambda kv: -kv[1])[: 2 * MAX_TRACKED]
                 self.bucket_hosts[h % HOST_BUCKETS] = dict(keep)
 
     def _add_own(
         self,
-        c: Candidate,
+        ub: npt.NDArray[np.int64],
+        inv: npt.NDArray[np.intp],
         ts: npt.NDArray[np.float64],
-        bins: npt.NDArray[np.int64],
         size: npt.NDArray[np.int64],
+        slot: npt.NDArray[np.int64],
     ) -> None:
-        c.packets += len(ts)
-        c.bytes += int(size.sum())
-        c.last_seen = max(c.last_seen, float(ts.max()))
-        for b, v in zip(*_sum_by(bins, size), strict=True):
-            c.open_own[b] = c.open_own.get(b, 0.0) + v
+        """The candidates' own packets: counts, and bytes per open bin."""
+        own = np.nonzero(slot >= 0)[0]
+        if not len(own):
+            return
+        s, sz = slot[own], size[own]
+        per_bin = np.bincount(
+            inv[own] * MAX_CANDIDATES + s, weights=sz, minlength=len(ub) * MAX_CANDIDATES
+        ).reshape(len(ub), MAX_CANDIDATES)
+        for b, row in zip(ub.tolist(), per_bin, strict=True):
+            have = self.open_own.get(b)
+            if have is None:
+                self.open_own[b] = row
+            else:
+                have += row
+        packets = np.bincount(s, minlength=MAX_CANDIDATES).tolist()
+        sent = np.bincount(s, weights=sz, minlength=MAX_CANDIDATES).tolist()
+        newest = np.full(MAX_CANDIDATES, -np.inf)
+        np.maximum.at(newest, s, ts[own])
+        last = newest.tolist()
+        for c in self.candidates.values():
+            if packets[c.slot]:
+                c.packets += packets[c.slot]
+                c.bytes += int(sent[c.slot])
+                c.last_seen = max(c.last_seen, last[c.slot])
 
     def _ring_add(
         self,
@@ -337,26 +457,30 @@ class EncryptedCopies:
         self, c: Candidate, ts: npt.NDArray[np.float64], size: npt.NDArray[np.int64]
     ) -> None:
         """Size differences to the native packets just before each sampled packet (copy window)
-        and to those of an earlier window (control)."""
-        ring_ts = self.ring_ts
+        and to those of an earlier window (control); each difference once per sampled packet."""
         cuts = np.searchsorted(
-            ring_ts,
+            self.ring_ts,
             np.concatenate([ts - 3 * MATCH_WINDOW, ts - 2 * MATCH_WINDOW, ts - MATCH_WINDOW, ts]),
             side="right",
         ).reshape(4, -1)
-        for k, s in enumerate(size.tolist()):
-            c.checked += 1
-            for lo, hi, hist in (
-                (cuts[2, k], cuts[3, k], c.deltas),
-                (cuts[0, k], cuts[1, k], c.control),
-            ):
-                if hi <= lo:
-                    continue
-                src, dst = self.ring_src[lo:hi], self.ring_dst[lo:hi]
-                other = (src != c.src_h) & (dst != c.src_h) & (src != c.dst_h) & (dst != c.dst_h)
-                d = s - self.ring_len[lo:hi][other]
-                d = distinct(d[(d >= 0) & (d < MAX_DELTA)])
-                hist[d] += 1
+        c.checked += len(ts)
+        src, dst = self.ring_src, self.ring_dst
+        other = (src != c.src_h) & (dst != c.src_h) & (src != c.dst_h) & (dst != c.dst_h)
+        for lo, hi, hist in ((cuts[2], cuts[3], c.deltas), (cuts[0], cuts[1], c.control)):
+            n = np.maximum(hi - lo, 0)
+            # Samples a few at a time: each may look at up to NATIVE_RING packets.
+            ends = np.cumsum(n)
+            a = 0
+            while a < len(n):
+                z = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + NATIVE_RING)))
+                at = _ranges(lo[a:z], n[a:z])
+                sample = np.repeat(np.arange(a, z), n[a:z])
+                keep = other[at]
+                d = size[sample[keep]] - self.ring_len[at[keep]]
+                ok = (d >= 0) & (d < MAX_DELTA)
+                code = distinct(sample[keep][ok] * MAX_DELTA + d[ok])
+                hist += np.bincount(code % MAX_DELTA, minlength=MAX_DELTA)
+                a = z
 
     def _close(self, through: int) -> None:
         """Close every bin up to ``through``: fold it into each candidate's running sums.
@@ -371,26 +495,20 @@ class EncryptedCopies:
             else:
                 # A silence longer than the lags: nothing lagged reaches past it.
                 self.native_ring[:] = 0.0
-                for c in self.candidates.values():
-                    c.excl_ring[:] = 0.0
+                self.excl_ring[:] = 0.0
             end = min(hi + MAX_LAG, through)
             for a in range(lo, end + 1, MAX_BLOCK):
                 self._close_block(a, min(a + MAX_BLOCK - 1, end))
             self.folded_through = end
-        for c in self.candidates.values():
-            _drop_through(c.open_own, through)
-            _drop_through(c.open_excl, through)
-        _drop_through(self.open_native, through)
+        for open_bins in (self.open_native, self.open_own, self.open_excl):
+            _drop_through(open_bins, through)
         self.closed_through = through
 
     def _segments(self, through: int) -> list[list[int]]:
-        """Runs [first, last] of bins up to ``through`` with traffic, native or a candidate's
-        own, that lie within the lags of each other."""
-        data = {b for b in self.open_native if b <= through}
-        for c in self.candidates.values():
-            data.update(b for b in c.open_own if b <= through)
+        """Runs [first, last] of bins up to ``through`` with traffic that lie within the lags
+        of each other (a candidate's own packets are native traffic too)."""
         segments: list[list[int]] = []
-        for b in sorted(data):
+        for b in sorted(b for b in self.open_native if b <= through):
             if segments and b - segments[-1][1] <= MAX_LAG + 1:
                 segments[-1][1] = b
             else:
@@ -400,43 +518,89 @@ class EncryptedCopies:
     def _close_block(self, a: int, z: int) -> None:
         """Fold bins a..z (consecutive) into the running sums, with the lags reaching back into
         the rings of earlier bins."""
-        rows = np.zeros((z - a + 1, WIDTH))
+        n = z - a + 1
+        rows = np.zeros((n, WIDTH))
         for b in range(a, z + 1):
             row = self.open_native.pop(b, None)
             if row is not None:
                 rows[b - a] = row
-        n = len(rows)
         full = np.concatenate([self.native_ring[1:], rows])  # (RING - 1 + n, WIDTH)
         self.native_ring = full[-RING:].copy()
+        cands = list(self.candidates.values())
+        if not cands:
+            return
+        # The candidates' own bytes and endpoints' traffic in these bins, per slot.
+        y = np.zeros((MAX_CANDIDATES, n))
+        excl = np.zeros((MAX_CANDIDATES, n, WIDTH))
+        for b in [b for b in self.open_own if a <= b <= z]:
+            y[:, b - a] = self.open_own.pop(b)
+        for b in [b for b in self.open_excl if a <= b <= z]:
+            excl[:, b - a] = self.open_excl.pop(b)
         bins = np.arange(a, z + 1)
-        for c in self.candidates.values():
-            excl = np.zeros_like(rows)
-            y = np.zeros(n)
-            for b in range(a, z + 1):
-                e = c.open_excl.pop(b, None)
-                if e is not None:
-                    excl[b - a] = e
-                y[b - a] = c.open_own.pop(b, 0.0)
-            cfull = np.concatenate([c.excl_ring[1:], excl])
-            c.excl_ring = cfull[-RING:].copy()
-            yfull = np.concatenate([c.y_ring, y])
-            c.y_ring = yfull[-(WIDE - 1) :].copy()
-            valid = bins >= c.first_bin
-            if not valid.any():
-                continue
-            d = np.maximum(full - cfull, 0.0)
-            # x[i, series, lag]: the native bytes of the bin `lag` bins before bin i.
-            x = sliding_window_view(d, MAX_LAG + 1, axis=0)[-n:, :, ::-1]
-            c.fine.add(y[valid], x[valid])
-            # The same over sliding 1 s windows.
-            cs = np.concatenate([np.zeros((1, WIDTH)), np.cumsum(d, axis=0)])
-            dw = cs[WIDE:] - cs[:-WIDE]
-            xw = sliding_window_view(dw, MAX_LAG + 1, axis=0)[-n:, :, ::-1]
-            ycs = np.concatenate([[0.0], np.cumsum(yfull)])
-            yw = (ycs[WIDE:] - ycs[:-WIDE])[-n:]
-            full_window = bins >= c.first_bin + WIDE - 1
-            if full_window.any():
-                c.wide.add(yw[full_window], xw[full_window])
+        # Candidates a few at a time: the lagged series of one bin are WIDTH × (MAX_LAG + 1).
+        step = max(1, MAX_BLOCK // n)
+        for k in range(0, len(cands), step):
+            self._fold(cands[k : k + step], full, bins, y, excl)
+
+    def _fold(
+        self,
+        cands: list[Candidate],
+        full: npt.NDArray[np.float64],
+        bins: npt.NDArray[np.int64],
+        y_all: npt.NDArray[np.float64],
+        excl_all: npt.NDArray[np.float64],
+    ) -> None:
+        """Bins ``bins`` of ``cands`` into their rings and sums."""
+        n = len(bins)
+        slots = np.array([c.slot for c in cands])
+        first = np.array([c.first_bin for c in cands])
+        cfull = np.concatenate([self.excl_ring[slots, 1:], excl_all[slots]], axis=1)
+        self.excl_ring[slots] = cfull[:, -RING:]
+        y = y_all[slots]
+        yfull = np.concatenate([self.y_ring[slots], y], axis=1)
+        self.y_ring[slots] = yfull[:, -(WIDE - 1) :]
+        valid = bins >= first[:, None]
+        if not valid.any():
+            return
+        d = np.maximum(full - cfull, 0.0)
+        # x[c, i, series, lag]: the native bytes of the bin `lag` bins before bin i.
+        x = sliding_window_view(d, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
+        self._sum(cands, "fine", y, x, valid)
+        # The same over sliding 1 s windows.
+        cs = np.concatenate([np.zeros((len(cands), 1, WIDTH)), np.cumsum(d, axis=1)], axis=1)
+        dw = cs[:, WIDE:] - cs[:, :-WIDE]
+        xw = sliding_window_view(dw, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
+        ycs = np.concatenate([np.zeros((len(cands), 1)), np.cumsum(yfull, axis=1)], axis=1)
+        yw = (ycs[:, WIDE:] - ycs[:, :-WIDE])[:, -n:]
+        self._sum(cands, "wide", yw, xw, bins >= first[:, None] + WIDE - 1)
+
+    def _sum(
+        self,
+        cands: list[Candidate],
+        res: str,
+        y: npt.NDArray[np.float64],
+        x: npt.NDArray[np.float64],
+        take: npt.NDArray[np.bool_],
+    ) -> None:
+        """Add the bins ``take`` of each candidate to its sums of resolution ``res``: those that
+        take every bin all at once (the same arithmetic, candidate by candidate, as Sums.add)."""
+        whole = np.nonzero(take.all(axis=1))[0]
+        if len(whole):
+            yk, xk = y[whole], x[whole]  # copies, each candidate's bins in order
+            slots = np.array([cands[i].slot for i in whole.tolist()])
+            self.sums[res, "sx"][slots] += xk.sum(axis=1)
+            self.sums[res, "sxx"][slots] += (xk * xk).sum(axis=1)
+            self.sums[res, "sxy"][slots] += np.einsum("ci,cijk->cjk", yk, xk)
+            active = (yk > 0).sum(axis=1).tolist()
+            sy, syy = yk.sum(axis=1).tolist(), (yk * yk).sum(axis=1).tolist()
+            for j, i in enumerate(whole.tolist()):
+                s: Sums = getattr(cands[i], res)
+                s.n += y.shape[1]
+                s.active += active[j]
+                s.sy += sy[j]
+                s.syy += syy[j]
+        for i in np.nonzero(take.any(axis=1) & ~take.all(axis=1))[0].tolist():
+            getattr(cands[i], res).add(y[i][take[i]], x[i][take[i]])
 
     def _make_room(self, now: float) -> None:
         """Drop the candidate idle longest, or failing that the one with the fewest bytes."""
@@ -444,6 +608,7 @@ class EncryptedCopies:
             self.candidates.values(), key=lambda c: (c.last_seen > now - 60, c.flow_bytes + c.bytes)
         )
         del self.candidates[victim.key]
+        self.free.append(victim.slot)
 
     # ------------------------------------------------------------------ results
 
@@ -512,40 +677,56 @@ class EncryptedCopies:
         return round(min(1.0, share), 4), start
 
 
-def _add_bucket_sums(
+def _add_series(
     open_bins: dict[int, npt.NDArray[np.float64]],
-    bins: npt.NDArray[np.int64],
+    ub: npt.NDArray[np.int64],
+    cell: npt.NDArray[np.int64],
+    shape: tuple[int, ...],
     size: npt.NDArray[np.int64],
     src_h: npt.NDArray[np.uint64],
     dst_h: npt.NDArray[np.uint64],
 ) -> None:
-    """Add the packets' bytes per bin and host bucket to the open bins they fall in."""
-    ub, per = _bucket_sums(bins, size, src_h, dst_h)
-    for i, b in enumerate(ub.tolist()):
-        row = open_bins.get(b)
-        if row is None:
-            open_bins[b] = per[i]
-        else:
-            row += per[i]
-
-
-def _bucket_sums(
-    bins: npt.NDArray[np.int64],
-    size: npt.NDArray[np.int64],
-    src_h: npt.NDArray[np.uint64],
-    dst_h: npt.NDArray[np.uint64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Bytes per bin: column 0 all, then per host bucket (a packet counts once per bucket)."""
-    bucket_s = (src_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
-    bucket_d = (dst_h % np.uint64(HOST_BUCKETS)).astype(np.int64)
-    ub, inv = spread(bins)
+    """Add the packets' bytes to the open bins ``ub``, each bin an array ``shape`` of series:
+    packet i to row ``cell[i]`` (``len(ub) * shape`` flattened), in series 0 (all) and in those
+    of its hosts' buckets (once per bucket)."""
+    low = np.uint64(HOST_BUCKETS - 1)  # a power of two: the low bits are the bucket
+    bucket_s = (src_h & low).astype(np.int64)
+    bucket_d = (dst_h & low).astype(np.int64)
+    base = cell * WIDTH
     other = bucket_d != bucket_s
-    cells = np.concatenate(
-        [inv * WIDTH, inv * WIDTH + 1 + bucket_s, (inv * WIDTH + 1 + bucket_d)[other]]
-    )
+    cells = np.concatenate([base, base + 1 + bucket_s, (base + 1 + bucket_d)[other]])
     weights = np.concatenate([size, size, size[other]]).astype(np.float64)
-    per = np.bincount(cells, weights=weights, minlength=len(ub) * WIDTH)
-    return ub, per.reshape(len(ub), WIDTH)
+    per = np.bincount(cells, weights=weights, minlength=len(ub) * math.prod(shape) * WIDTH)
+    for b, row in zip(ub.tolist(), per.reshape(len(ub), *shape, WIDTH), strict=True):
+        have = open_bins.get(b)
+        if have is None:
+            open_bins[b] = row
+        else:
+            have += row
+
+
+# Low bits of the hashes that index the membership table of _find.
+FIND_BITS = np.uint64((1 << 12) - 1)
+
+
+def _find(
+    keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The rows of ``values`` found among a few sorted ``keys``, and the first place of each
+    among them.  A table of the keys' low bits passes the few rows worth a binary search
+    (hashes: their low bits are as good as any)."""
+    table = np.zeros(int(FIND_BITS) + 1, np.bool_)
+    table[(keys & FIND_BITS).astype(np.intp)] = True
+    rows = np.nonzero(table[(values & FIND_BITS).astype(np.intp)])[0]
+    at = np.minimum(np.searchsorted(keys, values[rows]), len(keys) - 1)
+    hit = keys[at] == values[rows]
+    return rows[hit], at[hit]
+
+
+def _ranges(start: npt.NDArray[np.intp], length: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The indexes start[i] .. start[i] + length[i] - 1 of every i, one after the other."""
+    ends = np.cumsum(length)
+    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - length - start, length)
 
 
 def _drop_through(bins: dict[int, Any], through: int) -> None:
@@ -554,19 +735,13 @@ def _drop_through(bins: dict[int, Any], through: int) -> None:
         del bins[b]
 
 
-def _sum_by(
-    bins: npt.NDArray[np.int64], size: npt.NDArray[np.int64]
-) -> tuple[list[int], list[float]]:
-    ub, inv = spread(bins)
-    return ub.tolist(), np.bincount(inv, weights=size).tolist()
-
-
 # ---------------------------------------------------------------------- engine glue
 
-OPAQUE_PROTOS = (6, 17, 50)
+OPAQUE_LUT = lut((6, 17, 50))
 READABLE_KINDS = frozenset({"mirror", "intercept", "flow-export"})
 MAX_ADMIT_PER_BATCH = 4
 NAMED_HOSTS_PER_BATCH = 32
+MAX_HOST_NAMES = 4096
 # Packets of a candidate looked at for a record header or banner that names its carrier.
 SNIFF_PACKETS = 64
 
@@ -591,42 +766,72 @@ def observe(
     proto = h.proto[rows]
     out_bytes = counts[fids, 2 + direction]
     out_packets = counts[fids, direction]
-    elig = np.isin(proto, OPAQUE_PROTOS) & (out_bytes >= MIN_BYTES) & (out_packets >= MIN_PACKETS)
-    if len(ec.candidates) and elig.any():
-        have = np.fromiter(ec.candidates, dtype=np.uint64, count=len(ec.candidates))
-        elig &= ~np.isin(dkey, have)
+    eligible = np.nonzero(
+        OPAQUE_LUT[proto] & (out_bytes >= MIN_BYTES) & (out_packets >= MIN_PACKETS)
+    )[0]
+    if len(ec.candidates) and len(eligible):
+        eligible = eligible[ec.slots_of(dkey[eligible]) < 0]
     admit: list[Candidate] = []
-    if elig.any():
-        ukeys, first, _ = group(dkey[elig])
-        where = np.nonzero(elig)[0][first]
-        for key, x in zip(ukeys.tolist()[:MAX_ADMIT_PER_BATCH], where.tolist(), strict=False):
-            st = streams.get(key)
-            known = st.evidence if st is not None else None
-            if known is not None and known.kind in READABLE_KINDS:
-                continue
-            c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
-            c.flow_bytes = int(out_bytes[x])
-            admit.append(c)
+    for key, x in _least_keys(dkey, eligible, MAX_ADMIT_PER_BATCH):
+        st = streams.get(key)
+        known = st.evidence if st is not None else None
+        if known is not None and known.kind in READABLE_KINDS:
+            continue
+        c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
+        c.flow_bytes = int(out_bytes[x])
+        admit.append(c)
     # Name the busiest hosts of the batch (for the tracked hosts of a finding).
-    hosts = np.concatenate([keys.src_host, keys.dst_host])
-    which = np.concatenate([np.arange(len(rows)), np.arange(len(rows))])
-    uh, first, inv = group(hosts)
-    weight = np.bincount(inv, weights=np.concatenate([size, size]))
-    top = np.argsort(-weight)[:NAMED_HOSTS_PER_BATCH]
-    name_of = {
-        int(uh[i]): addr(int(rows[which[first[i]]]), first[i] >= len(rows)) for i in top.tolist()
-    }
+    name_of = {}
+    for host, x in _busiest_hosts(keys, size, NAMED_HOSTS_PER_BATCH):
+        r = int(rows[x % len(rows)])
+        known_as = (host, int(h.ipver[r]))
+        name = ec.host_names.get(known_as)
+        if name is None:
+            if len(ec.host_names) >= MAX_HOST_NAMES:
+                ec.host_names.clear()
+            name = ec.host_names[known_as] = addr(r, x >= len(rows))
+        name_of[host] = name
     ec.add(batch.ts[rows], size, dkey, keys.src_host, keys.dst_host, admit, name_of)
-    for c in ec.candidates.values():
-        # A candidate joined mid-stream: a record or banner at the start of a later segment
-        # names its carrier.
-        if c.carrier in ("tcp", "udp") and c.sniffed < SNIFF_PACKETS:
-            for x in np.nonzero(dkey == np.uint64(c.key))[0][:4].tolist():
-                c.sniffed += 1
-                r = int(rows[x])
-                start = int(batch.offsets[r]) + int(h.pay[r])
-                head = batch.data[start : start + 8].tobytes()
-                c.carrier = carrier_of(c.proto, c.sport, c.dport, head, None)
+    # A candidate joined mid-stream: a record or banner at the start of a later segment names
+    # its carrier.
+    generic = [c for c in ec.candidates.values() if c.carrier in ("tcp", "udp")]
+    sniff = [c for c in generic if c.sniffed < SNIFF_PACKETS]
+    slot = ec.slots_of(dkey) if sniff else dkey[:0]
+    for c in sniff:
+        for x in np.nonzero(slot == c.slot)[0][:4].tolist():
+            c.sniffed += 1
+            r = int(rows[x])
+            start = int(batch.offsets[r]) + int(h.pay[r])
+            head = batch.data[start : start + 8].tobytes()
+            c.carrier = carrier_of(c.proto, c.sport, c.dport, head, None)
+
+
+def _least_keys(
+    keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.intp], n: int
+) -> list[tuple[int, int]]:
+    """The ``n`` least distinct ``keys[rows]``, each with its first row, least first (the first
+    ``n`` groups of ``group``, without sorting every row)."""
+    least = []
+    values = keys[rows]
+    while len(least) < n and len(values):
+        key = values.min()
+        same = values == key
+        least.append((int(key), int(rows[int(np.argmax(same))])))
+        values, rows = values[~same], rows[~same]
+    return least
+
+
+def _busiest_hosts(keys: RowKeys, size: npt.NDArray[np.int64], n: int) -> list[tuple[int, int]]:
+    """The ``n`` hosts with the most bytes in the batch (as sources or destinations), busiest
+    first, each with the first place it is seen in ``[sources, destinations]``."""
+    hosts = np.concatenate([keys.src_host, keys.dst_host])
+    order = np.argsort(hosts)
+    at, length = runs(hosts[order])
+    weight = np.add.reduceat(np.concatenate([size, size])[order].astype(np.float64), at)
+    return [
+        (int(hosts[order[at[i]]]), int(order[at[i] : at[i] + length[i]].min()))
+        for i in np.argsort(-weight)[:n].tolist()
+    ]
 
 
 def _candidate(
