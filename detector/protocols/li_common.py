@@ -129,6 +129,28 @@ def carried_mask(
     return ip_fills_mask(head, length, off) | ether_ip_mask(head, length, off)
 
 
+def carried_masks(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], offsets: tuple[int, ...]
+) -> npt.NDArray[np.bool_]:
+    """``carried_mask`` at each of ``offsets`` (one column each), worked out at once: one pass
+    over a (rows, offsets) matrix costs a quarter of four passes over the rows."""
+    at = np.array(offsets, dtype=np.intp)
+    b0 = head[:, at]
+    rest = length[:, None] - at
+    v4 = _IPV4_START[b0] & (_be16_cols(head, at + 2) == rest)
+    v6 = ((b0 >> 4) == 6) & (_be16_cols(head, at + 4) + 40 == rest)
+    eth = (
+        ((head[:, at + 6] & 1) == 0)
+        & _ETHERTYPE_LUT[_be16_cols(head, at + ETHERNET.type_at)]
+        & (rest >= ETHERNET.header + 20)
+    )
+    return v4 | v6 | eth
+
+
+def _be16_cols(head: npt.NDArray[np.uint8], at: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+    return (head[:, at].astype(np.int64) << 8) | head[:, at + 1]
+
+
 # Longest PDU a stream decoder buffers; a claimed length beyond it means "not this format".
 MAX_PDU = 4 << 20
 # Bytes of a PDU still arriving that must already validate (the prefilter's window).
@@ -136,6 +158,8 @@ PEEK_BYTES = 64
 
 
 _ETHERTYPE_LUT = lut(IP_CARRYING_ETHERTYPES, bits=16)
+# First bytes of an IPv4 header with a legal header length.
+_IPV4_START = lut(range(0x45, 0x50))
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from detector.protocols.base import (
     Transport,
     wireshark,
 )
-from detector.protocols.li_common import be32, carried_mask, hexbytes, inner_link
+from detector.protocols.li_common import be32, carried_masks, hexbytes, inner_link
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,10 +91,8 @@ class PcliDecoder(Decoder):
     ) -> npt.NDArray[np.bool_]:
         secs = be32(head, 4)
         timestamped = (secs >= NTP_MIN) | (secs < ERA1_MAX)
-        mask = carried_mask(head, length, 4) | carried_mask(head, length, 8)
-        return mask | (
-            timestamped & (carried_mask(head, length, 12) | carried_mask(head, length, 20))
-        )
+        at = carried_masks(head, length, (4, 8, 12, 20))
+        return at[:, 0] | at[:, 1] | (timestamped & (at[:, 2] | at[:, 3]))
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         if len(payload) < 4 + 20:
