@@ -34,7 +34,8 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
-from detector.flows.groups import distinct, spread
+from detector.flows.groups import distinct, member, spread
+from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys
 from detector.flows.tcp import TcpBuffer, TcpReassembler
@@ -316,11 +317,7 @@ class Engine:
         encrypted.observe(self.encrypted, batch, h, rows, keys, fids, self.flows.counts,
                           self.streams, v.addr)  # fmt: skip
         dkey = keys.directed
-        known = (
-            np.isin(dkey, self._stream_keys)
-            if len(self._stream_keys)
-            else np.zeros(len(rows), dtype=np.bool_)
-        )
+        known = member(dkey, self._stream_keys)
         # Candidate rows of flows not yet classified (new streams may start in this batch).
         fresh = ~known & ~self._rejects.mask(dkey, v.ts)
         self._folded_rows = []
@@ -398,15 +395,16 @@ class Engine:
     def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
         """Count the rows ``kidx`` of known streams into their streams, and pick the ones to
         decode: (batch row, index in the rows, packets it stands for), in batch order."""
-        dkey, ts = v.keys.directed, v.ts
-        ukeys, inv = np.unique(dkey[kidx], return_inverse=True)
+        ukeys, _, inv = group_keys(v.keys.directed[kidx])
         pk = np.bincount(inv, weights=None if v.weights is None else v.weights[v.rows[kidx]])
         by = np.bincount(inv, weights=v.wire[kidx])
-        first = np.full(len(ukeys), np.inf)
-        last = np.full(len(ukeys), -np.inf)
-        np.minimum.at(first, inv, ts[kidx])
-        np.maximum.at(last, inv, ts[kidx])
-        sec = ts[kidx].astype(np.int64)
+        # Each stream's rows as one slice of ``order``, in batch order.
+        order = np.argsort(inv, kind="stable")
+        cuts = np.concatenate(([0], np.cumsum(np.bincount(inv))))
+        ts = v.ts[kidx[order]]
+        first = np.minimum.reduceat(ts, cuts[:-1])
+        last = np.maximum.reduceat(ts, cuts[:-1])
+        sec = ts.astype(np.int64)
         # Timeline cells per stream: a share of the budget over every stream.
         lim = self.limits
         cells = max(16, min(lim.timeline_seconds, lim.timeline_cells // max(1, len(self.streams))))
@@ -416,12 +414,13 @@ class Engine:
             if st is None:
                 continue  # folded into an aggregate earlier in this batch
             s = st.evidence
-            s.count_seconds(sec[inv == j], cells)
+            a, b = int(cuts[j]), int(cuts[j + 1])
+            s.count_seconds(sec[a:b], cells)
             s.packets += int(pk[j])
             s.bytes += int(by[j])
             s.first_seen = min(s.first_seen, float(first[j]))
             s.last_seen = max(s.last_seen, float(last[j]))
-            decode_rows.extend(self._sample(st, v.rows, kidx[inv == j]))
+            decode_rows.extend(self._sample(st, v.rows, kidx[order[a:b]]))
         decode_rows.sort()
         return decode_rows
 
@@ -454,13 +453,13 @@ class Engine:
         r = rows[ok]
         if not len(r):
             return
-        ranks = rank_np(h.src[r], h.dst[r], h.ipid[r], h.l4h[r])
+        ranks = rank_np(h.src[r], h.dst[r], h.ipid[r], h.l4h[r, :8])  # the rank reads 8 bytes
         pick = ranks < U64(self.copies.keep_below)
         if not pick.any():
             return
         r, ranks, l4len = r[pick], ranks[pick], l4len[ok][pick]
         # Blank what lies past the packet's end (bytes of the next record) before hashing.
-        l4 = h.l4h[r].copy()
+        l4 = h.l4h[r]
         l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
         fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
         eth = batch.linktype[r] == LINK_ETHERNET
@@ -524,7 +523,7 @@ class Engine:
 
     def _rekey(self) -> None:
         """The keys of the streams kept, after some were dropped."""
-        self._stream_keys = np.fromiter(self.streams, dtype=U64, count=len(self.streams))
+        self._stream_keys = np.sort(np.fromiter(self.streams, dtype=U64, count=len(self.streams)))
 
     def _gre(self, payload: bytes, ctx: PacketContext) -> tuple[bytes, tuple[Decoder, ...]] | None:
         g = parse_gre(payload)
@@ -731,7 +730,9 @@ class Engine:
         copies = CopyMatch() if d.kind != "flow-export" else None
         st = Stream(s, t.decoder, t.state, tcp=t.tcp, copies=copies)
         self.streams[s.key] = st
-        self._stream_keys = np.append(self._stream_keys, U64(s.key))
+        key = U64(s.key)
+        at = np.searchsorted(self._stream_keys, key)
+        self._stream_keys = np.insert(self._stream_keys, at, key)  # kept sorted
         return st
 
     def _keep_sample(self, s: StreamEvidence, batch: PacketBatch, r: int) -> None:
