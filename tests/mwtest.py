@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import functools
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 from detector.findings import Report
 from detector.protocols.base import PREFILTER_BYTES
@@ -71,3 +73,18 @@ SAMPLES = sorted(p for p in PCAPS.rglob("*.pcap*") if "bad" not in p.parts)
 def sample_scan(path: Path) -> ScanResult:
     """One scan per sample per test run, shared by the output tests."""
     return scan_paths([str(path)])
+
+
+# Examples per property test in CI; MIRRORWATCH_FUZZ_EXAMPLES=N raises it for a longer local run.
+FUZZ_SCALE = max(1, int(os.environ.get("MIRRORWATCH_FUZZ_EXAMPLES", "1")))
+
+
+def fuzz(examples: int) -> settings:
+    """Settings of a property (fuzz) test: derandomised in CI, new examples in a longer run."""
+    return settings(
+        max_examples=examples * FUZZ_SCALE,
+        derandomize=FUZZ_SCALE == 1,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )

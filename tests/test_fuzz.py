@@ -8,33 +8,19 @@ every crashing input in tests/fuzz_regressions/, which the last test here replay
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import fuzztargets as ft
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from mwtest import heads
+from mwtest import fuzz, heads
 
 from detector.prefilter_route import PrefilterRoute
 from detector.protocols import registry
 from detector.protocols.base import Decoder, StreamDecoder
-
-# Examples per test in CI; the environment variable raises it for a longer local run.
-SCALE = max(1, int(os.environ.get("MIRRORWATCH_FUZZ_EXAMPLES", "1")))
-
-
-def fuzz(examples: int) -> settings:
-    return settings(
-        max_examples=examples * SCALE,
-        derandomize=SCALE == 1,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
 
 
 @st.composite

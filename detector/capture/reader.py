@@ -1,9 +1,9 @@
 """Read pcap and pcapng files (plain, gzip, stdin, directories) as batches of packets.
 
-The reader walks the record chain in one tight Python loop (the only per-packet Python step: each
-record's offset depends on the previous record's length) and hands the engine numpy arrays of
-offsets, lengths, timestamps and link types into a reused block buffer.  Everything after this is
-vectorised per batch.
+The reader walks the record chain (the only per-packet loop: each record's offset depends on the
+previous record's length; compiled where built, see ``walks``) and hands the engine numpy arrays
+of offsets, lengths, timestamps and link types into a reused block buffer.  Everything after this
+is vectorised per batch.
 
 Damaged input never stops the scan silently: a truncated record, a zero-length or oversized
 record, or an unknown block is reported in ``errors`` and reading goes on where it can.
@@ -30,6 +30,8 @@ from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from detector.capture import walks
 
 BLOCK_SIZE = 16 << 20
 # Records per batch at most: a block of tiny packets is yielded in several batches, so the
@@ -537,9 +539,10 @@ class _PcapWalk(_Walk):
         self.linktype = network & 0x0FFFFFFF
         self.rec_hdr = 24 if magic in PATCHED_PCAP else 16
         self.limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
+        self.big = endian == ">"
         self.u32 = struct.Struct(endian + "I").unpack_from
-        self.hdr_dtype = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4"),
-                                   ("incl", endian + "u4"), ("orig", endian + "u4")])  # fmt: skip
+        self.chain = walks.chains()[0]
+        self.columns = _chain_columns(MAX_BATCH_RECORDS)
         self.stats = stats
         self.shift = shift
         # Records walked before this batch, damaged ones included: errors name the record as a
@@ -547,38 +550,35 @@ class _PcapWalk(_Walk):
         self.number = 0
 
     def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
-        buf, end, rec_hdr = blocks.buf, blocks.end, self.rec_hdr
-        offs: list[int] = []
+        buf, end, rec_hdr, most = blocks.buf, blocks.end, self.rec_hdr, MAX_BATCH_RECORDS
+        if len(self.columns[0]) < most:
+            self.columns = _chain_columns(most)
+        offsets, caplen, wirelen, ts = self.columns
+        n = 0  # rows of the columns filled
         while True:
-            pos = self._chain(buf, pos, end, offs)
-            if len(offs) >= MAX_BATCH_RECORDS or pos + rec_hdr > end:
+            pos, n = self.chain(buf, pos, end, rec_hdr, self.limit, self.big, self.unit, n, most,
+                                offsets, caplen, wirelen, ts)  # fmt: skip
+            if n >= most or pos + rec_hdr > end:
                 break
             incl = self.u32(buf, pos + 8)[0]
             if 0 < incl <= self.limit:
                 break  # a whole record that is not all in the block yet
-            pos = self._damaged(blocks, pos, incl, len(offs))
+            pos = self._damaged(blocks, pos, incl, n)
             if pos < 0:
                 pos = -pos - 1
                 break
-        if not offs:
+        if not n:
             return pos, None, False
-        self.number += len(offs)
-        batch = _batch_from_records(buf, offs, rec_hdr, self.hdr_dtype, self.unit, self.linktype)
-        return pos, batch, len(offs) >= MAX_BATCH_RECORDS
-
-    def _chain(self, buf: bytearray, pos: int, end: int, offs: list[int]) -> int:
-        """The hot loop: follow whole, sound records from ``pos``; where it stopped."""
-        u32, limit, rec_hdr = self.u32, self.limit, self.rec_hdr
-        append = offs.append
-        stop = end - rec_hdr
-        while pos <= stop and len(offs) < MAX_BATCH_RECORDS:
-            incl = u32(buf, pos + 8)[0]
-            nxt = pos + rec_hdr + incl
-            if nxt > end or incl > limit or not incl:
-                break
-            append(pos)
-            pos = nxt
-        return pos
+        self.number += n
+        batch = PacketBatch(
+            data=np.frombuffer(buf, dtype=np.uint8),
+            offsets=offsets[:n].copy(),
+            caplen=caplen[:n].copy(),
+            wirelen=wirelen[:n].copy(),
+            ts=ts[:n].copy(),
+            linktype=np.full(n, self.linktype, dtype=np.int32),
+        )
+        return pos, batch, n >= most
 
     def _damaged(self, blocks: _Blocks, pos: int, incl: int, walked: int) -> int:
         """Step over the damaged record at ``pos`` (``walked`` records into the batch): where to
@@ -638,6 +638,12 @@ def _read_pcap(
     yield from _batches(_Blocks(stream, live=live), walk)
 
 
+def _chain_columns(rows: int) -> tuple[walks.Column, walks.Column, walks.Column, walks.Seconds]:
+    """Columns the chain walks fill (offsets, captured and original lengths, seconds), reused
+    from batch to batch: a batch takes a copy of the rows it holds."""
+    return (*(np.empty(rows, dtype=np.int64) for _ in range(3)), np.empty(rows, dtype=np.float64))
+
+
 def _zero_run(buf: bytearray, pos: int, end: int) -> int:
     """How many zero bytes start at ``pos`` (up to ``end``)."""
     data = np.frombuffer(buf, dtype=np.uint8, count=end - pos, offset=pos)
@@ -687,29 +693,6 @@ def _resync_pcap(
             if nxt == end or plausible_record(buf, nxt, end, u32, limit, rec_hdr) is not None:
                 return p
     return -1
-
-
-def _batch_from_records(
-    buf: bytearray,
-    offs: list[int],
-    rec_hdr: int,
-    hdr_dtype: np.dtype,
-    unit: float,
-    linktype: int,
-) -> PacketBatch:
-    data = np.frombuffer(buf, dtype=np.uint8)
-    starts = np.asarray(offs, dtype=np.int64)
-    hdr = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 16, 16), strides=(1, 1))[starts]
-    fields = hdr.copy().view(hdr_dtype).reshape(-1)
-    caplen = fields["incl"].astype(np.int64)
-    return PacketBatch(
-        data=data,
-        offsets=starts + rec_hdr,
-        caplen=caplen,
-        wirelen=np.maximum(fields["orig"].astype(np.int64), caplen),
-        ts=fields["sec"].astype(np.float64) + fields["frac"].astype(np.float64) * unit,
-        linktype=np.full(len(starts), linktype, dtype=np.int32),
-    )
 
 
 # pcapng block types
@@ -768,46 +751,46 @@ class _PcapngWalk(_Walk):
         self._byte_order("<")
         self.seen = 0  # packet blocks walked so far (errors name packets as a reader counts)
         self.last_ts = 0.0  # time of the last packet yielded
+        self.chain = walks.chains()[1]
+        self.starts = np.empty(MAX_BATCH_RECORDS, dtype=np.int64)  # reused from batch to batch
 
     def _byte_order(self, endian: str) -> None:
         self.endian = endian
+        self.big = endian == ">"
         self.head = struct.Struct(endian + "II").unpack_from
         self.fields = np.dtype([(n, endian + "u4") for n in
                                 ("blen", "iface", "tsh", "tsl", "cap", "orig")])  # fmt: skip
 
     def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
-        buf, end = blocks.buf, blocks.end
+        buf, end, most = blocks.buf, blocks.end, MAX_BATCH_RECORDS
         cols = _Columns()
-        epbs: list[int] = []  # enhanced packet blocks of the current run
-        append, head = epbs.append, self.head
+        if len(self.starts) < most:
+            self.starts = np.empty(most, dtype=np.int64)
+        starts, n = self.starts, 0  # enhanced packet blocks of the current run
         last = end - 12  # the last offset a block header can be read at
-        room = MAX_BATCH_RECORDS  # packet blocks the batch can still take
-        while pos <= last and len(epbs) < room:
-            btype, blen = head(buf, pos)
-            nxt = pos + blen
-            if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3 and nxt <= end:
-                append(pos)
-                pos = nxt
-                continue
-            self._enhanced(buf, epbs, cols)
+        room = most  # packet blocks the batch can still take
+        while pos <= last and n < room:
+            pos, n = self.chain(buf, pos, end, self.big, MAX_BLOCK, n, room, starts)
+            if pos > last or n >= room:
+                break
+            self._enhanced(buf, starts[:n], cols)
+            n = 0
             nxt = self._block(blocks, pos, cols)
             if nxt is None:
                 break
-            pos, head, room = nxt, self.head, MAX_BATCH_RECORDS - cols.walked
-        self._enhanced(buf, epbs, cols)
+            pos, room = nxt, most - cols.walked
+        self._enhanced(buf, starts[:n], cols)
         self.seen += cols.walked
         batch = cols.batch(buf, self.last_ts)
         if batch is not None:
             self.last_ts = float(batch.ts[-1])
-        return pos, batch, cols.walked >= MAX_BATCH_RECORDS
+        return pos, batch, cols.walked >= most
 
-    def _enhanced(self, buf: bytearray, epbs: list[int], cols: _Columns) -> None:
-        """The enhanced packet blocks that start at ``epbs`` as columns; ``epbs`` emptied."""
-        if not epbs:
+    def _enhanced(self, buf: bytearray, starts: walks.Column, cols: _Columns) -> None:
+        """The enhanced packet blocks that start at ``starts`` as columns."""
+        if not len(starts):
             return
         data = np.frombuffer(buf, dtype=np.uint8)
-        starts = np.asarray(epbs, dtype=np.int64)
-        epbs.clear()
         window = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 24, 24), strides=(1, 1))
         f = window[starts + 4].copy().view(self.fields).reshape(-1)
         links = np.array([i[0] for i in self.interfaces] or [0], dtype=np.int64)

@@ -1,0 +1,19 @@
+"""The compiled record walk of the capture reader, built where a C compiler is at hand.
+
+``optional=True``: without a compiler (or Python headers) the build of the extension fails,
+setuptools says so, and the package installs with the Python walks it falls back to.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "detector.capture._walk",
+            sources=["detector/capture/_walk.c"],
+            # No fused multiply-add: the compiled walk's timestamps must be the Python walk's bits.
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+            optional=True,
+        )
+    ]
+)
