@@ -4,14 +4,22 @@ A plain module (not conftest.py) so its name cannot clash with the e2e suite's c
 
 from __future__ import annotations
 
+import collections
 import csv
 import functools
 import importlib.util
+import multiprocessing
+import multiprocessing.pool
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -35,6 +43,106 @@ def sample_generator() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+# Long work some tests wait for, by the name of the fixture that waits: conftest.py starts it
+# as soon as the tests are collected, when a selected test uses that fixture.  The suite runs its
+# tests one at a time, so work started early (subprocesses, mostly) runs on the core they leave
+# idle.
+EARLY: dict[str, Callable[[], object]] = {}
+T = TypeVar("T")
+
+
+def early(fixture: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
+    """Register a starter (called once, its result kept) for the fixture of that name."""
+
+    def register(start: Callable[[], T]) -> Callable[[], T]:
+        once = functools.cache(start)
+        EARLY[fixture] = once
+        return once
+
+    return register
+
+
+def _make(call: Callable[[], T]) -> T:
+    return call()
+
+
+class EarlyCalls(Generic[T]):
+    """Calls made one at a time, in the background, from the moment this is made (after the
+    calls of earlier EarlyCalls: one background thread makes them all, so the tests keep a core
+    of their own).  The test that wants them makes the calls still waiting alongside it (two at a
+    time), so a test run on its own loses nothing.  ``python``: calls that compute in Python
+    (which would hold this process's interpreter lock) are made in the background by a worker
+    process, so they must pickle; calls that wait on a subprocess are made by the thread."""
+
+    def __init__(self, calls: Sequence[Callable[[], T]], python: bool = False) -> None:
+        self.python = python
+        self._waiting = collections.deque(enumerate(calls))
+        self._results: list[T | None] = [None] * len(calls)
+        self._errors: list[BaseException] = []
+        self._left = len(calls)
+        self._done = threading.Condition()
+        _BACKGROUND.put(self)
+        if not _WORKER:
+            # A daemon: an interrupted suite does not wait for calls nobody will read.
+            _WORKER.append(threading.Thread(target=_work_in_background, daemon=True))
+            _WORKER[0].start()
+
+    def work(self, make: Callable[[Callable[[], T]], T] = _make) -> None:
+        """Make the calls still waiting, one after the other (by ``make``)."""
+        while True:
+            with self._done:
+                if not self._waiting:
+                    return
+                i, call = self._waiting.popleft()
+            try:
+                self._results[i] = make(call)
+            except BaseException as exc:  # raised again, in the test, by results()
+                self._errors.append(exc)
+            with self._done:
+                self._left -= 1
+                self._done.notify_all()
+
+    def results(self) -> list[T]:
+        self.work()
+        with self._done:
+            self._done.wait_for(lambda: self._left == 0)
+        if self._errors:
+            raise self._errors[0]
+        return cast("list[T]", self._results)
+
+
+_BACKGROUND: queue.SimpleQueue[EarlyCalls[Any]] = queue.SimpleQueue()
+_WORKER: list[threading.Thread] = []
+
+
+def _work_in_background() -> None:
+    pool: multiprocessing.pool.Pool | None = None
+    while True:
+        calls = _BACKGROUND.get()
+        if not calls.python:
+            calls.work()
+            continue
+        if pool is None:
+            pool = multiprocessing.get_context("spawn").Pool(1)
+        calls.work(pool.apply)
+
+
+def run_command(argv: Sequence[str]) -> Callable[[], subprocess.CompletedProcess[str]]:
+    """A command to run as it is, its output kept (for EarlyCalls)."""
+    return functools.partial(subprocess.run, list(argv), capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+
+
+@early("generated_samples")
+def generating_samples() -> tuple[Path, EarlyCalls[subprocess.CompletedProcess[str]]]:
+    """Every sample as ``python pcaps/generate.py`` writes it, into a fresh directory (half the
+    samples by each of two runs, so that a wait for them uses both cores)."""
+    out = Path(tempfile.mkdtemp(prefix="mirrorwatch-samples-"))
+    names = list(sample_generator().SAMPLES)
+    cmd = [sys.executable, str(PCAPS / "generate.py"), "--out", str(out)]
+    return out, EarlyCalls([run_command([*cmd, *names[k::2]]) for k in range(2)])
 
 
 def uplink_capture(out: Path, packets: int) -> Path:
