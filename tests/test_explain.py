@@ -5,12 +5,11 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from mwtest import PCAPS, SAMPLES, sample_scan
+from mwtest import PCAPS, SAMPLES, EarlyCalls, early, run_command, sample_scan
 
 from detector.cli import main
 from detector.explain import (
@@ -233,28 +232,38 @@ def _printed_command(text: str) -> list[str]:
 FINDINGS = [(p, f) for p in SAMPLES for f in sample_scan(p).report.findings]
 
 
-@needs_tshark
-def test_printed_command_selects_exactly_the_findings_packets() -> None:
-    """Run every printed tshark command, as printed, on its sample: it selects the finding's
-    packets, no more, no fewer (both TCP directions, every source port, MACs for plain
-    copies, IP fragments)."""
-    assert len(FINDINGS) > 50
-
-    def one(item: tuple[Path, Finding]) -> tuple[str, int, int, str]:
-        path, f = item
+@early("printed_command_runs")
+def _printed_command_runs() -> EarlyCalls[subprocess.CompletedProcess[str]]:
+    """Every finding's tshark command, as explain prints it, run on its sample (listing the
+    frames it selects), in the order of FINDINGS."""
+    calls = []
+    for path, f in FINDINGS if shutil.which("tshark") else []:
         ev = sample_scan(path).evidence.get(f.id)
         cmd = user_command(
             [str(path)], decode_as_rules(f, ev), preferences(f, ev), display_filter(f)
         )
-        ex_text = "To open it yourself\n  " + shlex.join(cmd)
-        argv = _printed_command(ex_text)
-        proc = subprocess.run(
-            [*argv, "-T", "fields", "-e", "frame.number"], capture_output=True, text=True
-        )
-        return f"{path.name} {f.protocol}", f.packets, len(proc.stdout.split()), proc.stderr
+        argv = _printed_command("To open it yourself\n  " + shlex.join(cmd))
+        calls.append(run_command([*argv, "-T", "fields", "-e", "frame.number"]))
+    return EarlyCalls(calls)
 
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(one, FINDINGS))
+
+@pytest.fixture
+def printed_command_runs() -> list[subprocess.CompletedProcess[str]]:
+    return _printed_command_runs().results()
+
+
+@needs_tshark
+def test_printed_command_selects_exactly_the_findings_packets(
+    printed_command_runs: list[subprocess.CompletedProcess[str]],
+) -> None:
+    """Run every printed tshark command, as printed, on its sample: it selects the finding's
+    packets, no more, no fewer (both TCP directions, every source port, MACs for plain
+    copies, IP fragments)."""
+    assert len(FINDINGS) > 50
+    results = [
+        (f"{path.name} {f.protocol}", f.packets, len(proc.stdout.split()), proc.stderr)
+        for (path, f), proc in zip(FINDINGS, printed_command_runs, strict=True)
+    ]
     wrong = [r for r in results if r[1] != r[2]]
     assert not wrong, wrong
 
