@@ -6,24 +6,26 @@ MANIFEST.tsv role says:
 - mirror: a high or critical mirror or intercept finding of the named protocol;
 - metadata-export: a flow-export finding of the named protocol.
 
-The files are scanned in-process by two worker processes; a file that raises counts as wrong.
+The files are scanned in-process, in chunks, by a worker process from the moment the tests are
+collected, and by the test's own process for the chunks left when it runs; a file that raises
+counts as wrong.
 """
 
 from __future__ import annotations
 
 import csv
-import multiprocessing
+import functools
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from mwtest import REAL, scan
+from mwtest import REAL, EarlyCalls, early, scan
 
 from detector.findings import SEVERITY_ORDER
 
 CORPUS = REAL.parent / "corpus"
-WORKERS = 2
+CHUNK = 64  # files a call scans
 # Real captures whose origin is undocumented ("could be overlay or mirror"): a mirror proven by
 # its evidence (both directions inside one outer direction, nothing back) is right there too.
 UNDOCUMENTED_ORIGIN = "could be overlay or mirror"
@@ -85,11 +87,20 @@ def _scan_one(path: Path) -> tuple[str, list[Summary], str]:
     return str(path), found, ""
 
 
+def _scan_chunk(paths: list[Path]) -> list[tuple[str, list[Summary], str]]:
+    return [_scan_one(p) for p in paths]
+
+
+@early("verdicts")
+def _scanning() -> EarlyCalls[list[tuple[str, list[Summary], str]]]:
+    paths = [p for _, p, *_ in ROWS]
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    return EarlyCalls([functools.partial(_scan_chunk, c) for c in chunks], python=True)
+
+
 @pytest.fixture(scope="module")
 def verdicts() -> dict[str, tuple[list[Summary], str]]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(WORKERS) as pool:
-        done = pool.map(_scan_one, [p for _, p, *_ in ROWS], chunksize=8)
+    done = [one for chunk in _scanning().results() for one in chunk]
     return {path: (found, err) for path, found, err in done}
 
 
