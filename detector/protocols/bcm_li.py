@@ -41,6 +41,7 @@ DIRECTIONS = {KEEPALIVE: "keepalive", DOWNSTREAM: "downstream", UPSTREAM: "upstr
 # Downstream traffic goes to the subscriber (the target).
 CARRIED_DIRECTION = {DOWNSTREAM: "to-target", UPSTREAM: "from-target"}
 PT_IPV4, PT_IPV6, PT_ETHERNET = 5, 6, 7
+PACKET_TYPES = (PT_IPV4, PT_IPV6, PT_ETHERNET)
 SUBTYPES = {1: "single-tagged", 2: "double-tagged", 3: "untagged"}
 
 
@@ -80,7 +81,10 @@ class BcmLiDecoder(Decoder):
     priority: ClassVar[int] = 62
     heuristic: ClassVar[bool] = True
 
-    first_bytes = frozenset(b for b in range(256) if b >> 5 in DIRECTIONS)
+    # A direction and a packet type (the sub-type's first bit either way).
+    first_bytes = frozenset(
+        b for b in range(256) if b >> 5 in DIRECTIONS and (b >> 1) & 0x0F in PACKET_TYPES
+    )
 
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
@@ -101,7 +105,7 @@ class BcmLiDecoder(Decoder):
             return None
         word = int.from_bytes(payload[:HEADER_LEN], "big")
         d, pt, spt, liid = word >> 29, (word >> 25) & 0x0F, (word >> 22) & 0x07, word & 0x3FFFFF
-        if d not in DIRECTIONS or pt not in (PT_IPV4, PT_IPV6, PT_ETHERNET):
+        if d not in DIRECTIONS or pt not in PACKET_TYPES:
             return None
         carried: list[Carried] = []
         if d == KEEPALIVE:
