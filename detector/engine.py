@@ -358,9 +358,12 @@ class Engine:
         cands: list[tuple[int, list[Decoder] | None]] = [
             (x, None) for x in np.nonzero(other)[0].tolist()
         ]
+        # Fresh rows with a payload; the prefilters look at the UDP and the TCP ones.
+        payload = np.flatnonzero(fresh & (v.h.paylen[v.rows] > 0))
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if decoders:
-                cands.extend(self._prefiltered(v, fids, fresh & (p == l4proto), l4proto, decoders))
+                mine = payload[p[payload] == l4proto]
+                cands.extend(self._prefiltered(v, fids, mine, l4proto, decoders))
         cands.sort(key=lambda c: c[0])
         return cands
 
@@ -368,18 +371,20 @@ class Engine:
         self,
         v: _Rows,
         fids: npt.NDArray[np.int64],
-        fresh: npt.NDArray[np.bool_],
+        fresh: npt.NDArray[np.intp],
         l4proto: int,
         decoders: tuple[Decoder, ...],
     ) -> list[tuple[int, list[Decoder]]]:
-        """Fresh UDP or TCP rows with a payload that some decoder's prefilter accepts."""
-        h, rows, dkey = v.h, v.rows, v.keys.directed
+        """Of the fresh UDP or TCP rows with a payload (indices ``fresh``), those that some
+        decoder's prefilter accepts."""
+        h, rows = v.h, v.rows
         det = self.detection
         # Flows whose first payload packets no format accepted are only probed: every format
         # recognised here shows itself in its first packets, unless junk was sent first.
-        loud = self.flows.quiet[fids] < det.quiet_after(l4proto)
-        loud |= probe(dkey, v.ts, det.quiet_probe_stride)
-        sel = np.nonzero(fresh & (h.paylen[rows] > 0) & loud)[0]
+        loud = self.flows.quiet[fids[fresh]] < det.quiet_after(l4proto)
+        hushed = fresh[~loud]
+        loud[~loud] = probe(v.keys.directed[hushed], v.ts[hushed], det.quiet_probe_stride)
+        sel = fresh[loud]
         if not len(sel):
             return []
         self.stats.prefiltered += len(sel)
