@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-import os
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -223,20 +222,6 @@ def _where(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-# Read when no --config is given: $MIRRORWATCH_CONFIG (set but empty: no file), else this path
-# when it exists.
-CONFIG_ENV = "MIRRORWATCH_CONFIG"
-SYSTEM_CONFIG = "/etc/mirrorwatch/mirrorwatch.toml"
-
-
-def default_config_path() -> str | None:
-    """The config file that applies when the command line names none, or None."""
-    env = os.environ.get(CONFIG_ENV)
-    if env is not None:
-        return env or None
-    return SYSTEM_CONFIG if Path(SYSTEM_CONFIG).is_file() else None
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,14 +1,17 @@
 """Typed records that leave the engine: findings and the scan report.
 
-These models are the product's output contract (schema ``mirrorwatch/1``); docs/schema.json is
-generated from them by ``mirrorwatch schema``.
+These records are the product's output contract (schema ``mirrorwatch/1``); docs/schema.json is
+generated from them by ``mirrorwatch schema``.  They are dataclasses that convert their fields
+and write JSON as the equivalent pydantic models do (detector/records.py): writing a report does
+not load pydantic.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from detector.records import Converter, Record, schema
 
 SCHEMA = "mirrorwatch/1"
 # Where the JSON Schema of SCHEMA is published (docs/schema.json is the same document).
@@ -38,14 +41,28 @@ def _no_empty(v: object) -> object:
     return None if v == "" else v
 
 
-class Geo(BaseModel):
+def _session_as_text(v: object) -> object:
+    if isinstance(v, dict):
+        return {str(k): x if isinstance(x, str) else str(x) for k, x in v.items()}
+    return v
+
+
+# Addresses and MACs: "" is none.
+_NO_EMPTY: dict[str, Converter] = {"ip": _no_empty, "mac": _no_empty}
+_BY_ALIAS = {"extra": "forbid", "serialize_by_alias": True, "validate_by_name": True}
+
+
+@dataclass(kw_only=True)
+class Geo(Record):
     """Where an address is, from a MaxMind-format database (``--geoip``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country code")
-    asn: int | None = Field(None, description="Autonomous system number")
-    as_org: str | None = Field(None, description="Autonomous system organisation")
+    country: str | None = field(
+        default=None, metadata=schema(description="ISO 3166-1 alpha-2 country code")
+    )
+    asn: int | None = field(default=None, metadata=schema(description="Autonomous system number"))
+    as_org: str | None = field(
+        default=None, metadata=schema(description="Autonomous system organisation")
+    )
 
     @property
     def label(self) -> str:
@@ -55,16 +72,15 @@ class Geo(BaseModel):
         return ", ".join(p for p in parts if p)
 
 
-class Endpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(kw_only=True)
+class Endpoint(Record):
+    before: ClassVar[dict[str, Converter]] = _NO_EMPTY
 
-    ip: str | None = Field(None, json_schema_extra=_IP_SCHEMA)
+    ip: str | None = field(default=None, metadata=schema(json_schema_extra=_IP_SCHEMA))
     port: int | None = None
-    mac: str | None = Field(None, json_schema_extra=_MAC_SCHEMA)
+    mac: str | None = field(default=None, metadata=schema(json_schema_extra=_MAC_SCHEMA))
     # Only with --geoip: absent otherwise.
     geo: Geo | None = None
-
-    _ip = field_validator("ip", "mac", mode="before")(_no_empty)
 
     @property
     def label(self) -> str:
@@ -76,96 +92,108 @@ class Endpoint(BaseModel):
         return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
-class WatchedHost(BaseModel):
+@dataclass(kw_only=True)
+class WatchedHost(Record):
     """A host whose traffic is inside the stream (or named in its flow records)."""
 
-    model_config = ConfigDict(extra="forbid")
+    before: ClassVar[dict[str, Converter]] = _NO_EMPTY
 
-    ip: str | None = Field(None, json_schema_extra=_IP_SCHEMA)
-    mac: str | None = Field(None, json_schema_extra=_MAC_SCHEMA)
+    ip: str | None = field(default=None, metadata=schema(json_schema_extra=_IP_SCHEMA))
+    mac: str | None = field(default=None, metadata=schema(json_schema_extra=_MAC_SCHEMA))
     packets: int = 0
     bytes: int = 0
-    share: float = Field(0.0, description="Fraction of the stream's carried packets involving it")
+    share: float = field(
+        default=0.0,
+        metadata=schema(description="Fraction of the stream's carried packets involving it"),
+    )
 
-    _ip = field_validator("ip", "mac", mode="before")(_no_empty)
 
-
-class Finding(BaseModel):
+@dataclass(kw_only=True)
+class Finding(Record):
     # Each JSON Lines line is one finding and names its schema, like the report does.
-    model_config = ConfigDict(extra="forbid", serialize_by_alias=True, validate_by_name=True)
+    schema_config: ClassVar[dict[str, Any]] = _BY_ALIAS
+    before: ClassVar[dict[str, Converter]] = {"session": _session_as_text}
 
-    schema_: Literal["mirrorwatch/1"] = Field(SCHEMA, alias="schema")
-    id: str = Field(description="Stable for the same stream: same exporter, collector, format")
+    schema_: Literal["mirrorwatch/1"] = field(default=SCHEMA, metadata=schema(alias="schema"))
+    id: str = field(
+        metadata=schema(description="Stable for the same stream: same exporter, collector, format")
+    )
     kind: FindingKind
     protocol: str
     severity: Severity
-    confidence: float = Field(
-        ge=0.0, le=1.0, description="identification × certainty (docs/how-it-works.md)"
+    confidence: float = field(
+        metadata=schema(
+            ge=0.0, le=1.0, description="identification × certainty (docs/how-it-works.md)"
+        )
     )
-    identification: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="How surely the stream is this format: structure matched, share of packets "
-        "validated, their number, usual port",
+    identification: float = field(
+        default=0.0,
+        metadata=schema(
+            ge=0.0,
+            le=1.0,
+            description="How surely the stream is this format: structure matched, share of "
+            "packets validated, their number, usual port",
+        ),
     )
-    certainty: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="How surely the verdict is right: copies matched to originals, both-way "
-        "inner conversations, copy-only format, targeted pattern, amount of evidence",
+    certainty: float = field(
+        default=0.0,
+        metadata=schema(
+            ge=0.0,
+            le=1.0,
+            description="How surely the verdict is right: copies matched to originals, both-way "
+            "inner conversations, copy-only format, targeted pattern, amount of evidence",
+        ),
     )
     exporter: Endpoint
     collector: Endpoint
-    transport: str = Field(description="udp, tcp, gre, ip/<number>, or l2 for plain copies")
-    first_seen: str = Field(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
-    last_seen: str = Field(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
+    transport: str = field(
+        metadata=schema(description="udp, tcp, gre, ip/<number>, or l2 for plain copies")
+    )
+    first_seen: str = field(
+        metadata=schema(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
+    )
+    last_seen: str = field(
+        metadata=schema(description="ISO 8601 UTC", json_schema_extra=_TIME_SCHEMA)
+    )
     packets: int
     bytes: int
     # Identifiers as strings: one field keeps one type in every finding (a LIID is a number in
     # one format and text in another), which search engines' field mappings need.
-    session: dict[str, str] = Field(default_factory=dict)
-    watched: list[WatchedHost] = Field(default_factory=list)
-    reason_codes: list[str] = Field(
+    session: dict[str, str] = field(default_factory=dict)
+    watched: list[WatchedHost] = field(default_factory=list)
+    reason_codes: list[str] = field(
         default_factory=list,
-        description="Stable code of each reason, in the order of `reasons` (docs/reasons.md)",
+        metadata=schema(
+            description="Stable code of each reason, in the order of `reasons` (docs/reasons.md)"
+        ),
     )
-    reasons: list[str] = Field(
-        default_factory=list, description="Each reason in a sentence, worded from its code"
+    reasons: list[str] = field(
+        default_factory=list,
+        metadata=schema(description="Each reason in a sentence, worded from its code"),
     )
     # Evidence figures behind the verdict (validated share, inner directions, copy match...).
-    evidence: dict[str, int | float | str | bool | list[str] | list[int]] = Field(
+    evidence: dict[str, int | float | str | bool | list[str] | list[int]] = field(
         default_factory=dict
     )
     allow_listed: bool = False
 
-    @field_validator("session", mode="before")
-    @classmethod
-    def _session_as_text(cls, v: object) -> object:
-        if isinstance(v, dict):
-            return {str(k): x if isinstance(x, str) else str(x) for k, x in v.items()}
-        return v
 
-
-class InputSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@dataclass(kw_only=True)
+class InputSummary(Record):
     path: str
     packets: int = 0
     bytes: int = 0
-    errors: list[str] = Field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
-class Report(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        serialize_by_alias=True,
-        validate_by_name=True,
-        json_schema_extra={"$schema": JSON_SCHEMA_DIALECT, "$id": SCHEMA_ID},
-    )
+@dataclass(kw_only=True)
+class Report(Record):
+    schema_config: ClassVar[dict[str, Any]] = {
+        **_BY_ALIAS,
+        "json_schema_extra": {"$schema": JSON_SCHEMA_DIALECT, "$id": SCHEMA_ID},
+    }
 
-    schema_: Literal["mirrorwatch/1"] = Field(SCHEMA, alias="schema")
+    schema_: Literal["mirrorwatch/1"] = field(default=SCHEMA, metadata=schema(alias="schema"))
     version: str
     inputs: list[InputSummary]
     stats: dict[str, int | float | str]

@@ -88,7 +88,6 @@ def scan_paths(
     ctx.link_hosts = folded.hosts
     judged = judge(folded.streams, ctx)
     report = Report(
-        schema="mirrorwatch/1",
         version=__version__,
         inputs=_inputs([i for r in results for i in r.inputs]),
         stats=_stats(folded, workers),

@@ -199,5 +199,5 @@ def test_any_session_or_fact_a_decoder_returns_is_judged_and_shown_bounded() -> 
 
 
 def render_text_of(finding) -> str:
-    report = Report(schema="mirrorwatch/1", version="0", inputs=[], stats={}, findings=[finding])
+    report = Report(version="0", inputs=[], stats={}, findings=[finding])
     return render_text(report) + render_html(report)

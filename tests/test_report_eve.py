@@ -50,7 +50,7 @@ def _finding(**kw: object) -> Finding:
 
 
 def _report(*findings: Finding) -> Report:
-    return Report(schema="mirrorwatch/1", version="t", inputs=[], stats={}, findings=list(findings))
+    return Report(version="t", inputs=[], stats={}, findings=list(findings))
 
 
 @pytest.fixture(scope="module")

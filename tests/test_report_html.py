@@ -79,7 +79,6 @@ def _hostile_report() -> Report:
         evidence={"note": HOSTILE[3], "list": [HOSTILE[0]]},
     )
     return Report(
-        schema="mirrorwatch/1",
         version="0.1.0",
         inputs=[InputSummary(path=HOSTILE[3], packets=50, errors=[HOSTILE[0]])],
         stats={"packets": 500, "first_seen": "2026-01-15T10:00:00Z", "last_seen": HOSTILE[0]},

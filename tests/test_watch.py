@@ -616,7 +616,7 @@ def test_default_config_from_environment_and_etc(
     tmp_path: Path, tzsp_pcap: Path, monkeypatch: pytest.MonkeyPatch,
     in_process: Callable[..., Result],
 ) -> None:  # fmt: skip
-    from detector import config
+    from detector import config_file as config
 
     allow = tmp_path / "mirrorwatch.toml"
     allow.write_text(f'[[expected]]\nprotocol = "tzsp"\ncollector = "{COLLECTOR}"\n')

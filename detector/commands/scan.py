@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from detector.cluster import ClusterError
 from detector.commands.checks import (
     EXIT_USAGE,
     check_inputs,
@@ -86,11 +85,12 @@ def write_report(
 def policy_from(config_path: str | None) -> PolicyContext | None:
     """The policy of a config file (else of the default one, when there is one); a bad file is a
     usage error (exit 2) naming the field."""
-    from detector.config import ConfigError, default_config_path, load_config
+    from detector.config_file import default_config_path
 
     config_path = config_path or default_config_path()
     if config_path is None:
         return None
+    from detector.config import ConfigError, load_config
 
     try:
         return load_config(config_path).policy()
@@ -206,6 +206,11 @@ def scan(
     policy = policy_from(config_path)
     if cluster is not None and "-" in paths:
         raise click.UsageError("standard input cannot be read on a cluster")
+    cluster_errors: tuple[type[Exception], ...] = ()
+    if cluster is not None:
+        from detector.cluster import ClusterError
+
+        cluster_errors = (ClusterError,)
     try:
         result = scan_paths(
             inputs.files,
@@ -214,7 +219,7 @@ def scan(
             jobs=jobs,
             cluster=cluster,
         )
-    except ClusterError as exc:
+    except cluster_errors as exc:
         click.echo(f"mirrorwatch: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     add_geoip(result.report.findings, [*geoip, *config_geoip(config_path)])
