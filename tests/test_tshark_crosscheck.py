@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mwtest import EarlyCalls, early
 
 from detector.decode.frames import parse_carried
 from detector.evidence import StreamEvidence
@@ -137,43 +140,79 @@ def _read(pcap: Path, rules: list[str], prefs: list[str]) -> list[Any]:
     raise AssertionError("unreachable")
 
 
-@pytest.mark.parametrize("name", _samples())
-def test_wireshark_agrees(name: str, tmp_path: Path) -> None:
+def _cross_check(name: str) -> int:
+    """Hold each finding of one sample to Wireshark's reading: the number of findings checked
+    (an AssertionError says the first disagreement)."""
     result = scan_paths([str(PCAPS / name)])
     checked = 0
-    for f in result.report.findings:
-        ev = result.evidence.get(f.id)
-        proto = variant(f, ev)
-        if f.kind not in KINDS or proto not in DISSECTIONS or ev is None or not ev.outer_samples:
+    with tempfile.TemporaryDirectory(prefix="mirrorwatch-crosscheck-") as tmp:
+        for f in result.report.findings:
+            ev = result.evidence.get(f.id)
+            if _cross_check_finding(name, f, ev, Path(tmp)):
+                checked += 1
+    return checked
+
+
+def _cross_check_finding(name: str, f: Finding, ev: StreamEvidence | None, tmp: Path) -> bool:
+    proto = variant(f, ev)
+    if f.kind not in KINDS or proto not in DISSECTIONS or ev is None or not ev.outer_samples:
+        return False
+    spec = FIELDS["pcli" if proto.startswith("pcli") else f.protocol]
+    outer = ev.outer_samples[:PACKETS]
+    pcap = write_capture(tmp / f"{f.id}.pcap", outer)
+    pkts = _read(pcap, decode_as_rules(f, ev), preferences(f, ev))
+    assert len(pkts) == len(outer)
+    marker = DISSECTIONS[proto].layers.split(",")[-1]
+    seen = [p for p in pkts if marker in p]
+    # Over TCP a PDU may end in a later segment; over UDP every datagram is one message.
+    assert seen and (len(seen) == len(pkts) or f.transport == "tcp"), (name, f.protocol)
+    for layer, field, where, key in spec:
+        want = _value(ev, f, where, key)
+        got = _field(seen[0][layer], field)
+        if want is None:
+            # Absent for mirrorwatch (a keep-alive has no XID): Wireshark shows none or zeros.
+            assert got is None or set(str(got)) <= set("0-:."), (name, field, got)
             continue
-        spec = FIELDS["pcli" if proto.startswith("pcli") else f.protocol]
-        outer = ev.outer_samples[:PACKETS]
-        pcap = write_capture(tmp_path / f"{f.id}.pcap", outer)
-        pkts = _read(pcap, decode_as_rules(f, ev), preferences(f, ev))
-        assert len(pkts) == len(outer)
-        marker = DISSECTIONS[proto].layers.split(",")[-1]
-        seen = [p for p in pkts if marker in p]
-        # Over TCP a PDU may end in a later segment; over UDP every datagram is one message.
-        assert seen and (len(seen) == len(pkts) or f.transport == "tcp"), (name, f.protocol)
-        for layer, field, where, key in spec:
-            want = _value(ev, f, where, key)
-            got = _field(seen[0][layer], field)
-            if want is None:
-                # Absent for mirrorwatch (a keep-alive has no XID): Wireshark shows none or zeros.
-                assert got is None or set(str(got)) <= set("0-:."), (name, field, got)
-                continue
-            assert _num(str(got)) == _num(want), (name, layer, field, got, want)
-        if f.kind != "flow-export":
-            times = {ts for ts, _, _ in outer}
-            mine: set[str] = set()
-            for ts, link, data in ev.inner_samples:
-                inner = parse_carried(link, data) if ts in times else None
-                if inner is not None and inner.src and inner.dst:
-                    mine |= {inner.src, inner.dst}
-            theirs = set().union(*(_inner_addresses(p) for p in seen))
-            if mine or theirs:
-                assert theirs == mine, (name, f.protocol)
-                hosts = set(ev.hosts)
-                assert theirs <= hosts
-        checked += 1
-    assert checked, f"no finding of {name} was cross-checked"
+        assert _num(str(got)) == _num(want), (name, layer, field, got, want)
+    if f.kind != "flow-export":
+        times = {ts for ts, _, _ in outer}
+        mine: set[str] = set()
+        for ts, link, data in ev.inner_samples:
+            inner = parse_carried(link, data) if ts in times else None
+            if inner is not None and inner.src and inner.dst:
+                mine |= {inner.src, inner.dst}
+        theirs = set().union(*(_inner_addresses(p) for p in seen))
+        if mine or theirs:
+            assert theirs == mine, (name, f.protocol)
+            hosts = set(ev.hosts)
+            assert theirs <= hosts
+    return True
+
+
+def _outcome(name: str) -> int | Exception:
+    """What one sample's test will say: findings checked, or what went wrong."""
+    try:
+        return _cross_check(name)
+    except Exception as exc:  # said by that sample's test, not by all of them
+        return exc
+
+
+# Every sample is checked in the background (a worker process, then the first of these tests
+# too) from the moment the tests are collected.
+@early("cross_checks")
+def _cross_checking() -> EarlyCalls[int | Exception]:
+    names = _samples() if shutil.which("tshark") else []
+    return EarlyCalls([functools.partial(_outcome, name) for name in names], python=True)
+
+
+@pytest.fixture
+def cross_checks() -> dict[str, int | Exception]:
+    return dict(zip(_samples(), _cross_checking().results(), strict=True))
+
+
+@pytest.mark.parametrize("name", _samples())
+def test_wireshark_agrees(name: str, cross_checks: dict[str, int | Exception]) -> None:
+    outcome = cross_checks[name]
+    if isinstance(outcome, Exception):
+        raise outcome
+    assert outcome, f"no finding of {name} was cross-checked"
