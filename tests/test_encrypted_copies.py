@@ -4,6 +4,8 @@ both sides) must not look like one."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from mwtest import PCAPS, scan
 
@@ -11,6 +13,7 @@ from detector.flows.encrypted import (
     MAX_CANDIDATES,
     Candidate,
     EncryptedCopies,
+    _busiest_hosts,
     carrier_of,
 )
 
@@ -100,3 +103,18 @@ def test_memory_is_bounded_and_late_packets_are_dropped() -> None:
         assert len(ec.open_own) <= 16 and len(ec.open_excl) <= 16
     assert len(ec.ring_ts) <= 8192
     assert ec.verdicts() is not None
+
+
+def test_busiest_hosts_are_ranked_by_bytes_whatever_their_hashes() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.integers(1 << 40, 1 << 62, 40, dtype=np.uint64)
+    # Hashes that differ only in their lowest bits, and hashes far apart.
+    pool = np.concatenate([base, base + np.uint64(1), base ^ np.uint64(6)])
+    for rows in (5, 300, 8192):
+        keys = SimpleNamespace(src_host=rng.choice(pool, rows), dst_host=rng.choice(pool, rows))
+        size = rng.integers(40, 1500, rows)
+        hosts = np.concatenate([keys.src_host, keys.dst_host])
+        uh, first, inv = np.unique(hosts, return_index=True, return_inverse=True)
+        weight = np.bincount(inv, weights=np.concatenate([size, size]))
+        want = [(int(uh[i]), int(first[i])) for i in np.argsort(-weight)[:32]]
+        assert _busiest_hosts(keys, size, 32) == want  # type: ignore[arg-type]

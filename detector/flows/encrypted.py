@@ -72,6 +72,8 @@ MAX_DELTA = 256
 PAD = 16
 NATIVE_RING = 8192
 SAMPLE_PER_BATCH = 128
+# (Sampled packet, native packet) pairs compared at once (bounds the temporary arrays).
+MAX_PAIRS = 1 << 17
 # Sampled packets per candidate after which the size test has seen enough.
 MAX_CHECKS = 256
 # Evidence is handed on from this correlation up (the policy sets the severities).
@@ -466,20 +468,22 @@ class EncryptedCopies:
         c.checked += len(ts)
         src, dst = self.ring_src, self.ring_dst
         other = (src != c.src_h) & (dst != c.src_h) & (src != c.dst_h) & (dst != c.dst_h)
+        # The endpoints' own packets are too long to differ by less than MAX_DELTA from any.
+        lengths = np.where(other, self.ring_len, np.int64(1 << 40))
         for lo, hi, hist in ((cuts[2], cuts[3], c.deltas), (cuts[0], cuts[1], c.control)):
             n = np.maximum(hi - lo, 0)
             # Samples a few at a time: each may look at up to NATIVE_RING packets.
             ends = np.cumsum(n)
             a = 0
             while a < len(n):
-                z = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + NATIVE_RING)))
-                at = _ranges(lo[a:z], n[a:z])
-                sample = np.repeat(np.arange(a, z), n[a:z])
-                keep = other[at]
-                d = size[sample[keep]] - self.ring_len[at[keep]]
-                ok = (d >= 0) & (d < MAX_DELTA)
-                code = distinct(sample[keep][ok] * MAX_DELTA + d[ok])
-                hist += np.bincount(code % MAX_DELTA, minlength=MAX_DELTA)
+                z = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + MAX_PAIRS)))
+                d = np.repeat(size[a:z], n[a:z]) - lengths[_ranges(lo[a:z], n[a:z])]
+                ok = d.view(np.uint64) < MAX_DELTA  # 0 <= d < MAX_DELTA
+                cell = np.repeat(np.arange(z - a) * MAX_DELTA, n[a:z])[ok] + d[ok]
+                # Each difference once per sampled packet.
+                seen = np.zeros((z - a) * MAX_DELTA, np.bool_)
+                seen[cell] = True
+                hist += seen.reshape(z - a, MAX_DELTA).sum(axis=0)
                 a = z
 
     def _close(self, through: int) -> None:
@@ -825,13 +829,18 @@ def _busiest_hosts(keys: RowKeys, size: npt.NDArray[np.int64], n: int) -> list[t
     """The ``n`` hosts with the most bytes in the batch (as sources or destinations), busiest
     first, each with the first place it is seen in ``[sources, destinations]``."""
     hosts = np.concatenate([keys.src_host, keys.dst_host])
-    order = np.argsort(hosts)
-    at, length = runs(hosts[order])
+    # One plain sort of the hashes with each place in their low bits puts every host's places
+    # together, in order, for less than an argsort; hashes that differ only in those bits
+    # (which would leave the hashes out of order) take the argsort.
+    low = np.uint64((1 << max(1, (len(hosts) - 1).bit_length())) - 1)
+    order = (np.sort((hosts & ~low) | np.arange(len(hosts), dtype=np.uint64)) & low).astype(np.intp)
+    ranked = hosts[order]
+    if np.any(ranked[1:] < ranked[:-1]):
+        order = np.argsort(hosts, kind="stable")
+        ranked = hosts[order]
+    at, _ = runs(ranked)
     weight = np.add.reduceat(np.concatenate([size, size])[order].astype(np.float64), at)
-    return [
-        (int(hosts[order[at[i]]]), int(order[at[i] : at[i] + length[i]].min()))
-        for i in np.argsort(-weight)[:n].tolist()
-    ]
+    return [(int(ranked[at[i]]), int(order[at[i]])) for i in np.argsort(-weight)[:n].tolist()]
 
 
 def _candidate(
