@@ -1,0 +1,100 @@
+"""Time the encrypted-copy observer inside a scan: its CPU seconds per batch, and the scan's.
+
+    python bench/observer.py FILE [--rounds 3] [--tree DIR ...]
+
+Each round scans FILE (``-j 1``, in a fresh process) and adds up the CPU seconds (user +
+system) spent in ``encrypted.observe`` (candidates, host names, bytes per bin) and in
+``EncryptedCopies.settle`` (closing bins into the running sums), beside the whole scan's.  With
+several ``--tree`` checkouts of mirrorwatch, rounds are interleaved (every tree once, then
+again) so that drift in the machine's load hits every tree alike; medians are printed last, and
+whether every tree wrote the same findings.  It prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run in the child, with the tree first on its path.
+CHILD = """
+import hashlib, json, resource, sys
+from detector import engine
+from detector.report import renderer
+from detector.scan import scan_paths
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+spent = {"observe": 0.0, "settle": 0.0}
+observe, settle = engine.encrypted.observe, engine.encrypted.EncryptedCopies.settle
+
+def timed_observe(*args):
+    c = cpu()
+    observe(*args)
+    spent["observe"] += cpu() - c
+
+def timed_settle(self):
+    c = cpu()
+    settle(self)
+    spent["settle"] += cpu() - c
+
+engine.encrypted.observe = timed_observe
+engine.encrypted.EncryptedCopies.settle = timed_settle
+c0 = cpu()
+result = scan_paths([sys.argv[1]], None, jobs=1)
+spent["scan"] = cpu() - c0
+findings = renderer("jsonl")(result.report)
+spent["findings"] = hashlib.sha256(findings.encode()).hexdigest()[:16]
+print(json.dumps(spent))
+"""
+
+
+def run_once(tree: Path, path: str) -> dict[str, float | str]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, path],
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    args = ap.parse_args()
+    trees = args.tree or [REPO]
+    runs: dict[Path, list[dict[str, float | str]]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for tree in trees:
+            got = run_once(tree, args.file)
+            runs[tree].append(got)
+            print(
+                f"round {r + 1} {tree}: observe {got['observe']:.3f} s, settle "
+                f"{got['settle']:.3f} s, scan {got['scan']:.3f} s CPU",
+                flush=True,
+            )
+    for tree, got in runs.items():
+        med = {k: statistics.median(float(g[k]) for g in got) for k in ("observe", "settle")}
+        med["scan"] = statistics.median(float(g["scan"]) for g in got)
+        stage = med["observe"] + med["settle"]
+        print(
+            f"median {tree}: observe {med['observe']:.3f} s + settle {med['settle']:.3f} s = "
+            f"{stage:.3f} s of {med['scan']:.3f} s CPU ({100 * stage / med['scan']:.1f} %)"
+        )
+    digests = {g["findings"] for got in runs.values() for g in got}
+    print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")
+
+
+if __name__ == "__main__":
+    main()
