@@ -206,7 +206,10 @@ class _Rejects:
         """Rows of set-aside flows, except the probes."""
         if not self.index.count:
             return np.zeros(len(keys), dtype=np.bool_)
-        return (self.index.lookup(keys) >= 0) & ~probe(keys, ts, self.probe_stride)
+        aside = self.index.lookup(keys) >= 0
+        if aside.any():
+            aside[aside] = ~probe(keys[aside], ts[aside], self.probe_stride)
+        return aside
 
 
 class Engine:
