@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import subprocess
@@ -152,38 +153,66 @@ def test_cli_shows_wireshark_detail_and_command() -> None:
     assert "Wireshark: Analyze > Decode As...: udp.port==31337 -> TZSP" in out
 
 
-@needs_tshark
-@pytest.mark.parametrize(
-    ("name", "protocol", "dissected", "words"),
-    [
-        # Wireshark reads these with explain's rules alone: the user needs no Decode As.
-        ("tzsp-31337.pcap", "tzsp", True, "TZSP:"),
-        ("pcli12.pcap", "pcli", True, "PCLI:"),
-        ("jmirror.pcap", "jmirror", True, "JMIRROR:"),
-        ("psamp.pcap", "psamp", True, "CFLOW:"),
-        ("x2x3-xcc.pcap", "etsi-x2x3", True, "5GLI:"),
-        # These it cannot: said so, with the header bytes mirrorwatch decoded.
-        ("nokia-li.pcap", "nokia-li", False, "Nokia"),
-        ("bcm-li.pcap", "bcm-li", False, "Broadcom"),
-        ("pcap-over-ip.pcap", "pcap-over-ip", False, "pcap stream"),
-    ],
-)
-def test_wireshark_view(name: str, protocol: str, dissected: bool, words: str) -> None:
+VIEWS = [
+    # Wireshark reads these with explain's rules alone: the user needs no Decode As.
+    ("tzsp-31337.pcap", "tzsp", True, "TZSP:"),
+    ("pcli12.pcap", "pcli", True, "PCLI:"),
+    ("jmirror.pcap", "jmirror", True, "JMIRROR:"),
+    ("psamp.pcap", "psamp", True, "CFLOW:"),
+    ("x2x3-xcc.pcap", "etsi-x2x3", True, "5GLI:"),
+    # These it cannot: said so, with the header bytes mirrorwatch decoded.
+    ("nokia-li.pcap", "nokia-li", False, "Nokia"),
+    ("bcm-li.pcap", "bcm-li", False, "Broadcom"),
+    ("pcap-over-ip.pcap", "pcap-over-ip", False, "pcap stream"),
+]
+# What a test of explain's text reads: the text, Wireshark dissected, the finding's transport,
+# mirrorwatch's header sentence, frames carried.
+View = tuple[str, bool, str, str, bool]
+
+
+def _view(name: str, protocol: str) -> View:
     f = _only(name, protocol)
     ev = _scan(name).evidence[f.id]
     ex = explain(f, ev, [str(PCAPS / name)], packets=3)
-    assert ex.dissected is dissected, ex.text
-    assert words in ex.text
-    assert ("Wireshark cannot read this format" in ex.text) is not dissected
-    assert ("Wireshark reads " in ex.text) is dissected
-    if dissected and f.transport == "udp":
-        assert "Wireshark reads 3 of these 3 packet(s)" in ex.text
+    return ex.text, ex.dissected, f.transport, ev.header_example, bool(ev.inner_samples)
+
+
+# explain's tshark and pyshark runs, in the background (a worker process, then the waiting test
+# alongside) from the moment the tests are collected.
+@early("wireshark_views")
+def _viewing() -> EarlyCalls[View]:
+    views = VIEWS if shutil.which("tshark") else []
+    return EarlyCalls([functools.partial(_view, name, protocol) for name, protocol, *_ in views],
+                      python=True)  # fmt: skip
+
+
+@pytest.fixture
+def wireshark_views() -> dict[tuple[str, str], View]:
+    return dict(zip([(n, p) for n, p, *_ in VIEWS], _viewing().results(), strict=True))
+
+
+@needs_tshark
+@pytest.mark.parametrize(("name", "protocol", "dissected", "words"), VIEWS)
+def test_wireshark_view(
+    name: str,
+    protocol: str,
+    dissected: bool,
+    words: str,
+    wireshark_views: dict[tuple[str, str], View],
+) -> None:
+    text, read, transport, header_example, carried = wireshark_views[name, protocol]
+    assert read is dissected, text
+    assert words in text
+    assert ("Wireshark cannot read this format" in text) is not dissected
+    assert ("Wireshark reads " in text) is dissected
+    if dissected and transport == "udp":
+        assert "Wireshark reads 3 of these 3 packet(s)" in text
     if not dissected:
         # The leading bytes as mirrorwatch's header sentence names them, in the hex dump.
-        leading = ev.header_example.split(":")[0]
-        assert f"0000  {leading}" in ex.text, ex.text
-        if ev.inner_samples:
-            assert "frames it carried" in ex.text
+        leading = header_example.split(":")[0]
+        assert f"0000  {leading}" in text, text
+        if carried:
+            assert "frames it carried" in text
 
 
 @needs_tshark
