@@ -1,11 +1,12 @@
 """Time the capture reader alone: the record walk that turns a file into packet batches.
 
-    python bench/walk.py FILE... [--rounds 3] [--tree DIR ...]
+    python bench/walk.py FILE... [--rounds 3] [--tree DIR ...] [--python-walk]
 
 Each round reads every FILE with ``read_batches`` (no engine) in a fresh process and prints the
 CPU seconds (user + system) of the read loop, wall seconds and packets/s.  With several
 ``--tree`` checkouts of mirrorwatch, rounds are interleaved (every tree once, then again) so
-that drift in the machine's load hits every tree alike; medians are printed last.  It prints
+that drift in the machine's load hits every tree alike; medians are printed last.
+``--python-walk`` times each tree a second time with the compiled record walk turned off.  It prints
 figures; it asserts nothing.
 """
 
@@ -41,10 +42,15 @@ print(json.dumps({"packets": packets, "cpu": cpu() - c0, "wall": time.perf_count
 """
 
 
-def run_once(tree: Path, files: list[str]) -> dict[str, float]:
+def run_once(tree: Path, files: list[str], python_walk: bool = False) -> dict[str, float]:
+    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+    if python_walk:
+        env["MIRRORWATCH_PURE_PYTHON"] = "1"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *files],
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-c", CHILD, *(str(Path(f).resolve()) for f in files)],
+        # Run in the tree: ``python -c`` puts the working directory first on the path.
+        cwd=tree,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -57,18 +63,27 @@ def main() -> None:
     ap.add_argument("files", nargs="+")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    ap.add_argument(
+        "--python-walk",
+        action="store_true",
+        help="also time each tree with MIRRORWATCH_PURE_PYTHON=1 (the walk without the compiled "
+        "extension)",
+    )
     args = ap.parse_args()
-    trees = args.tree or [REPO]
-    runs: dict[Path, list[dict[str, float]]] = {t: [] for t in trees}
+    trees = [t.resolve() for t in args.tree or [REPO]]
+    modes = [False, True] if args.python_walk else [False]
+    runs: dict[str, list[dict[str, float]]] = {}
     for r in range(args.rounds):
         for tree in trees:
-            got = run_once(tree, args.files)
-            runs[tree].append(got)
-            print(
-                f"round {r + 1} {tree}: {got['packets']:.0f} packets, cpu {got['cpu']:.3f} s, "
-                f"wall {got['wall']:.3f} s",
-                flush=True,
-            )
+            for python_walk in modes:
+                got = run_once(tree, args.files, python_walk)
+                name = f"{tree}{' (Python walk)' if python_walk else ''}"
+                runs.setdefault(name, []).append(got)
+                print(
+                    f"round {r + 1} {name}: {got['packets']:.0f} packets, "
+                    f"cpu {got['cpu']:.3f} s, wall {got['wall']:.3f} s",
+                    flush=True,
+                )
     for tree, got in runs.items():
         cpu = statistics.median(g["cpu"] for g in got)
         wall = statistics.median(g["wall"] for g in got)
