@@ -32,9 +32,7 @@ table.SALT = table.U64(0x5EED)
 from detector.report import renderer
 from detector.scan import scan_paths
 
-# The process's CPU clock: getrusage splits its total between user and system time by ticks,
-# which misplaces the time of calls a millisecond long.
-cpu = time.process_time
+cpu = time.process_time  # user + system seconds of this process
 
 spent = {"observe": 0.0, "settle": 0.0}
 observe, settle = engine.encrypted.observe, engine.encrypted.EncryptedCopies.settle
@@ -62,7 +60,9 @@ print(json.dumps(spent))
 
 def run_once(tree: Path, path: str) -> dict[str, float | str]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, path],
+        [sys.executable, "-c", CHILD, str(Path(path).resolve())],
+        # Run in the tree: ``python -c`` puts the working directory first on the path.
+        cwd=tree,
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
     args = ap.parse_args()
-    trees = args.tree or [REPO]
+    trees = [t.resolve() for t in args.tree or [REPO]]
     runs: dict[Path, list[dict[str, float | str]]] = {t: [] for t in trees}
     for r in range(args.rounds):
         for tree in trees:
