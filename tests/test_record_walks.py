@@ -287,6 +287,34 @@ def test_pcap_chain_functions_agree(case: tuple) -> None:
     assert got[0] == got[1]
 
 
+@fuzz(300)
+@given(case=pcap_chain_cases(), start=st.integers(0, 60), max_orig=st.sampled_from([48, 1 << 20]))
+def test_pcap_resync_functions_agree(case: tuple, start: int, max_orig: int) -> None:
+    buf, _pos, end, rec_hdr, limit, big = case[:6]
+    start = min(start, len(buf))
+    python = walks.pcap_resync(buf, start, end, rec_hdr, limit, big, max_orig)
+    assert COMPILED.pcap_resync(buf, start, end, rec_hdr, limit, big, max_orig) == python
+
+
+def test_pcap_resync_edges() -> None:
+    """A record that ends exactly at the end, at the last offset a pair can start; an original
+    length exactly at the bound."""
+    record = struct.pack("<IIII", 0, 0, 16, 48) + bytes(16)
+    cases = [
+        (b"\x00" + record, 0, 48),  # the pair would start at end - 32: past the last offset
+        (bytes(3) + record + record, 1, 48),
+        (bytes(3) + record + record, 1, 47),
+    ]
+    found = []
+    for buf, start, max_orig in cases:
+        python = walks.pcap_resync(bytearray(buf), start, len(buf), 16, 64, False, max_orig)
+        found.append(python)
+        assert COMPILED.pcap_resync(bytearray(buf), start, len(buf), 16, 64, False, max_orig) == (
+            python
+        )
+    assert found == [-1, 3, -1]
+
+
 @st.composite
 def pcapng_chain_cases(draw: st.DrawFn) -> tuple:
     """Buffers of blocks whose types and lengths sit on the enhanced-packet walk's edges."""
@@ -337,6 +365,9 @@ def test_compiled_chains_refuse_bounds_outside_their_buffers() -> None:
             COMPILED.pcap_chain(buf, pos, end, 16, 100, False, 1e-6, n, stop_n, *cols)
         with pytest.raises(ValueError):
             COMPILED.pcapng_chain(buf, pos, end, False, 1 << 20, n, stop_n, cols[0])
+    for pos, end, _n, _stop_n in outside[:3]:
+        with pytest.raises(ValueError):
+            COMPILED.pcap_resync(buf, pos, end, 16, 100, False, 1 << 20)
     with pytest.raises(ValueError):  # a record header too short to hold the lengths
         COMPILED.pcap_chain(buf, 0, len(buf), 8, 100, False, 1e-6, 0, 4, *cols)
     # Columns of the wrong type or layout.
@@ -346,7 +377,10 @@ def test_compiled_chains_refuse_bounds_outside_their_buffers() -> None:
             COMPILED.pcap_chain(buf, 0, len(buf), 16, 100, False, 1e-6, 0, 4, column, *cols[1:])
     with pytest.raises(TypeError):
         COMPILED.pcap_chain(buf, 0, len(buf), 16, 100, False, 1e-6, 0, 4, *cols[:3], cols[0])
-    # A start past the end walks nothing.
+    # The sound chain picks up at its first record; a start past the end walks nothing.
+    assert COMPILED.pcap_resync(buf, 0, len(buf), 16, 100, False, 1 << 20) == 0
+    assert COMPILED.pcap_resync(buf, 1, len(buf), 16, 100, False, 1 << 20) == 20
+    assert COMPILED.pcap_resync(buf, 50, 20, 16, 100, False, 1 << 20) == -1
     assert COMPILED.pcap_chain(buf, 50, 20, 16, 100, False, 1e-6, 0, 4, *cols) == (50, 0)
 
 

@@ -197,9 +197,61 @@ pcapng_chain(PyObject *module, PyObject *args)
     return release(views, Py_BuildValue("nn", (Py_ssize_t)p, (Py_ssize_t)row));
 }
 
+/* The captured length of the pcap record whose header starts at p if the header is plausible
+ * (the whole header before end, 0 < captured <= limit, captured <= original <= max_orig),
+ * else -1; the caller keeps end within the buffer. */
+static int64_t
+plausible(const unsigned char *data, int64_t p, int64_t end, int64_t rec_hdr, int64_t limit,
+          int64_t max_orig, int big)
+{
+    if (p + rec_hdr > end)
+        return -1;
+    int64_t incl = u32_at(data + p + 8, big), orig = u32_at(data + p + 12, big);
+    return 0 < incl && incl <= limit && incl <= orig && orig <= max_orig ? incl : -1;
+}
+
+PyDoc_STRVAR(pcap_resync_doc,
+"pcap_resync(buf, start, end, rec_hdr, limit, big, max_orig)\n--\n\n"
+"The first offset from start on where a plausible record header is followed by another (or\n"
+"by end), -1 if there is none before end - 2 * rec_hdr: where a broken chain picks up.");
+
+static PyObject *
+pcap_resync(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    Py_ssize_t start, end, rec_hdr, limit, max_orig;
+    int big;
+    if (!PyArg_ParseTuple(args, "y*nnnnpn:pcap_resync", &views[0], &start, &end, &rec_hdr,
+                          &limit, &big, &max_orig))
+        return NULL;
+    if (rec_hdr < 16 || rec_hdr > 64) {
+        PyErr_Format(PyExc_ValueError, "record header of %zd bytes", rec_hdr);
+        return release(views, NULL);
+    }
+    if (check_bounds(views[0].len, start, end, 0, 0, 0) < 0)
+        return release(views, NULL);
+    const unsigned char *data = views[0].buf;
+    int64_t found = -1, stop = (int64_t)end - 2 * rec_hdr;
+    PyThreadState *state = stop - start >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
+    for (int64_t p = start; p < stop; p++) {
+        int64_t incl = plausible(data, p, end, rec_hdr, limit, max_orig, big);
+        if (incl < 0)
+            continue;
+        int64_t nxt = p + rec_hdr + incl;
+        if (nxt == end || plausible(data, nxt, end, rec_hdr, limit, max_orig, big) >= 0) {
+            found = p;
+            break;
+        }
+    }
+    if (state)
+        PyEval_RestoreThread(state);
+    return release(views, PyLong_FromLongLong(found));
+}
+
 static PyMethodDef methods[] = {
     {"pcap_chain", pcap_chain, METH_VARARGS, pcap_chain_doc},
     {"pcapng_chain", pcapng_chain, METH_VARARGS, pcapng_chain_doc},
+    {"pcap_resync", pcap_resync, METH_VARARGS, pcap_resync_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -541,7 +541,7 @@ class _PcapWalk(_Walk):
         self.limit = max(MAX_CAPLEN, snaplen if snaplen < (1 << 24) else MAX_CAPLEN)
         self.big = endian == ">"
         self.u32 = struct.Struct(endian + "I").unpack_from
-        self.chain = walks.chains()[0]
+        self.chain, _, self.resync = walks.chains()
         self.columns = _chain_columns(MAX_BATCH_RECORDS)
         self.stats = stats
         self.shift = shift
@@ -592,7 +592,7 @@ class _PcapWalk(_Walk):
                 f"captured length {incl} is impossible; resynchronising"
             )
             self.number += 1
-            found = _resync_pcap(buf, pos + 1, end, self.u32, self.limit, rec_hdr)
+            found = self.resync(buf, pos + 1, end, rec_hdr, self.limit, self.big, MAX_ORIG)
             if found >= 0:
                 return found
             return -1 - (max(pos + 1, end - rec_hdr - MAX_CAPLEN) if not blocks.eof else end)
@@ -670,29 +670,11 @@ def plausible_record(
 ) -> int | None:
     """Captured length of the record whose header starts at ``p``, if the header is plausible
     (lengths within bounds, captured not above original), else None."""
-    if p + rec_hdr > end:
-        return None
-    incl = unpack(buf, p + 8)[0]
-    orig = unpack(buf, p + 12)[0]
-    return incl if 0 < incl <= limit and incl <= orig <= MAX_CAPLEN * 4 else None
+    return walks.plausible_length(buf, p, end, unpack, limit, rec_hdr, MAX_ORIG)
 
 
-def _resync_pcap(
-    buf: bytearray,
-    start: int,
-    end: int,
-    u32: Callable[..., tuple[int, ...]],
-    limit: int,
-    rec_hdr: int,
-) -> int:
-    """Find the next offset where two consecutive plausible record headers chain."""
-    for p in range(start, max(start, end - 2 * rec_hdr)):
-        incl = plausible_record(buf, p, end, u32, limit, rec_hdr)
-        if incl is not None:
-            nxt = p + rec_hdr + incl
-            if nxt == end or plausible_record(buf, nxt, end, u32, limit, rec_hdr) is not None:
-                return p
-    return -1
+# The largest original length a plausible record header declares.
+MAX_ORIG = MAX_CAPLEN * 4
 
 
 # pcapng block types
@@ -751,7 +733,7 @@ class _PcapngWalk(_Walk):
         self._byte_order("<")
         self.seen = 0  # packet blocks walked so far (errors name packets as a reader counts)
         self.last_ts = 0.0  # time of the last packet yielded
-        self.chain = walks.chains()[1]
+        self.chain = walks.chains().pcapng_chain
         self.starts = np.empty(MAX_BATCH_RECORDS, dtype=np.int64)  # reused from batch to batch
 
     def _byte_order(self, endian: str) -> None:

@@ -13,6 +13,7 @@ import os
 import struct
 from collections.abc import Callable
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -114,14 +115,52 @@ def pcapng_chain(
     return pos, n + len(starts)
 
 
-PcapChain = Callable[..., tuple[int, int]]
+def plausible_length(
+    buf: bytes | bytearray,
+    p: int,
+    end: int,
+    unpack: Callable[..., tuple[int, ...]],
+    limit: int,
+    rec_hdr: int,
+    max_orig: int,
+) -> int | None:
+    """Captured length of the pcap record whose header starts at ``p``, if the header is
+    plausible (all before ``end``, lengths within bounds, captured not above original)."""
+    if p + rec_hdr > end:
+        return None
+    incl = unpack(buf, p + 8)[0]
+    orig = unpack(buf, p + 12)[0]
+    return incl if 0 < incl <= limit and incl <= orig <= max_orig else None
 
 
-def chains() -> tuple[PcapChain, PcapChain]:
-    """The pcap and pcapng chain walks in use: the compiled ones where built."""
+def pcap_resync(
+    buf: bytearray, start: int, end: int, rec_hdr: int, limit: int, big: bool, max_orig: int
+) -> int:
+    """The first offset from ``start`` on where a plausible record header is followed by
+    another (or by ``end``), -1 if none starts before ``end - 2 * rec_hdr``: where a broken
+    chain picks up."""
+    u32 = _U32[big]
+    for p in range(start, max(start, end - 2 * rec_hdr)):
+        incl = plausible_length(buf, p, end, u32, limit, rec_hdr, max_orig)
+        if incl is not None:
+            nxt = p + rec_hdr + incl
+            after = plausible_length(buf, nxt, end, u32, limit, rec_hdr, max_orig)
+            if nxt == end or after is not None:
+                return p
+    return -1
+
+
+class Walks(NamedTuple):
+    pcap_chain: Callable[..., tuple[int, int]]
+    pcapng_chain: Callable[..., tuple[int, int]]
+    pcap_resync: Callable[..., int]
+
+
+def chains() -> Walks:
+    """The walks in use: the compiled ones where built."""
     if compiled is not None:
-        return compiled.pcap_chain, compiled.pcapng_chain
-    return pcap_chain, pcapng_chain
+        return Walks(compiled.pcap_chain, compiled.pcapng_chain, compiled.pcap_resync)
+    return Walks(pcap_chain, pcapng_chain, pcap_resync)
 
 
 def in_use() -> str:
