@@ -275,8 +275,9 @@ def test_missing_interface_exits_2(in_process: Callable[..., Result]) -> None:
 def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]:
     """A stand-in for tcpdump: announces itself, writes a pcap, prints counters like tcpdump."""
     script = tmp_path / "fake_tcpdump.sh"
-    # `wait` returns at once when a trapped signal arrives; a foreground `sleep` would hold the
-    # trap until it ends, and bash may then take SIGINT as meant for the child alone.
+    # `wait` returns at once when a trapped signal arrives; a foreground command (`sleep`, and
+    # `cat` still writing its last bytes under load) would hold the trap until it ends, and bash
+    # may then take SIGINT as meant for the child alone: the stop then waited for SIGKILL.
     tail = "exit 1" if exit_after else "while :; do sleep 0.05 & wait $!; done"
     # The traps are set before the start line: a counter request may come right after it.
     script.write_text(
@@ -285,7 +286,7 @@ def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]
         'trap \'echo "60 packets captured" >&2; echo "62 packets received by filter" >&2; '
         'echo "2 packets dropped by kernel" >&2; exit 0\' INT\n'
         "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
-        f"cat {pcap}\n{tail}\n"
+        f"cat {pcap} & c=$!\nwhile kill -0 $c 2>/dev/null; do wait $c; done\n{tail}\n"
     )
     return ["bash", str(script)]
 
