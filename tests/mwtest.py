@@ -9,7 +9,6 @@ import csv
 import functools
 import importlib.util
 import multiprocessing
-import multiprocessing.pool
 import os
 import queue
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar, cast
@@ -46,9 +47,9 @@ def sample_generator() -> ModuleType:
 
 
 # Long work some tests wait for, by the name of the fixture that waits: conftest.py starts it
-# as soon as the tests are collected, when a selected test uses that fixture.  The suite runs its
-# tests one at a time, so work started early (subprocesses, mostly) runs on the core they leave
-# idle.
+# with the first unit test when a selected test uses that fixture, and runs those tests last.  The
+# suite runs its tests one at a time, so work started early (subprocesses, mostly) runs on the
+# core they leave idle.
 EARLY: dict[str, Callable[[], object]] = {}
 T = TypeVar("T")
 
@@ -118,15 +119,22 @@ _WORKER: list[threading.Thread] = []
 
 
 def _work_in_background() -> None:
-    pool: multiprocessing.pool.Pool | None = None
+    # An executor rather than a Pool: a worker that dies fails its call (BrokenProcessPool), where
+    # a Pool would wait for its result forever; the next call gets a new worker.
+    worker: list[ProcessPoolExecutor] = []
+
+    def in_worker(call: Callable[[], T]) -> T:
+        if not worker:
+            worker.append(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+        try:
+            return worker[0].submit(call).result()
+        except BrokenProcessPool:
+            worker.clear()
+            raise
+
     while True:
         calls = _BACKGROUND.get()
-        if not calls.python:
-            calls.work()
-            continue
-        if pool is None:
-            pool = multiprocessing.get_context("spawn").Pool(1)
-        calls.work(pool.apply)
+        calls.work(in_worker if calls.python else _make)
 
 
 def run_command(argv: Sequence[str]) -> Callable[[], subprocess.CompletedProcess[str]]:

@@ -6,8 +6,8 @@ MANIFEST.tsv role says:
 - mirror: a high or critical mirror or intercept finding of the named protocol;
 - metadata-export: a flow-export finding of the named protocol.
 
-The files are scanned in-process, in chunks, by a worker process from the moment the tests are
-collected, and by the test's own process for the chunks left when it runs; a file that raises
+The files are scanned in-process, in chunks, by a worker process from the moment the unit tests
+begin, and by the test's own process for the chunks left when it runs; a file that raises
 counts as wrong.
 """
 

@@ -178,7 +178,7 @@ def _view(name: str, protocol: str) -> View:
 
 
 # explain's tshark and pyshark runs, in the background (a worker process, then the waiting test
-# alongside) from the moment the tests are collected.
+# alongside) from the moment the unit tests begin.
 @early("wireshark_views")
 def _viewing() -> EarlyCalls[View]:
     views = VIEWS if shutil.which("tshark") else []

@@ -14,7 +14,7 @@ from mwtest import PCAPS, generating_samples, sample_generator
 
 @pytest.fixture(scope="module")
 def generated_samples() -> Iterator[Path]:
-    """The samples as pcaps/generate.py writes them (started when the tests were collected)."""
+    """The samples as pcaps/generate.py writes them (started with the first unit test)."""
     out, runs = generating_samples()
     try:
         for run in runs.results():

@@ -198,7 +198,7 @@ def _outcome(name: str) -> int | Exception:
 
 
 # Every sample is checked in the background (a worker process, then the first of these tests
-# too) from the moment the tests are collected.
+# too) from the moment the unit tests begin.
 @early("cross_checks")
 def _cross_checking() -> EarlyCalls[int | Exception]:
     names = _samples() if shutil.which("tshark") else []
