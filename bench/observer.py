@@ -13,11 +13,10 @@ the same findings (the flow hashes' salt is fixed).  It prints figures; it asser
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from child import run_in_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,16 +58,7 @@ print(json.dumps(spent))
 
 
 def run_once(tree: Path, path: str) -> dict[str, float | str]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(Path(path).resolve())],
-        # Run in the tree: ``python -c`` puts the working directory first on the path.
-        cwd=tree,
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_tree(tree, CHILD, [str(Path(path).resolve())])
 
 
 def main() -> None:

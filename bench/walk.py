@@ -13,11 +13,10 @@ figures; it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from child import run_in_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,19 +42,8 @@ print(json.dumps({"packets": packets, "cpu": cpu() - c0, "wall": time.perf_count
 
 
 def run_once(tree: Path, files: list[str], python_walk: bool = False) -> dict[str, float]:
-    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
-    if python_walk:
-        env["MIRRORWATCH_PURE_PYTHON"] = "1"
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, *(str(Path(f).resolve()) for f in files)],
-        # Run in the tree: ``python -c`` puts the working directory first on the path.
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    env = {"MIRRORWATCH_PURE_PYTHON": "1"} if python_walk else None
+    return run_in_tree(tree, CHILD, [str(Path(f).resolve()) for f in files], env)
 
 
 def main() -> None:
