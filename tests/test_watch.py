@@ -175,44 +175,6 @@ def test_text_format(tzsp_pcap: Path, in_process: Callable[..., Result]) -> None
     assert "FINAL SUMMARY: 60 packets" in text and "findings: 1 high" in text
 
 
-def test_watch_in_process_gives_back_the_signal_handlers_it_replaced(
-    tzsp_pcap: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A program running watch in-process (or forking workers after it) keeps its own handlers:
-    after a normal end, a usage error and an interrupt alike."""
-
-    def own(signum: int, _frame: object) -> None:
-        raise AssertionError(f"signal {signum} reached the program's own handler")
-
-    saved = {s: signal.getsignal(s) for s in WATCH_SIGNALS}
-    try:
-        for s in WATCH_SIGNALS:
-            signal.signal(s, own)
-        seen: list[dict[int, object]] = []
-
-        def invoke(*args: str) -> Result:
-            r = CliRunner().invoke(main, ["watch", *args])
-            seen.append({s: signal.getsignal(s) for s in WATCH_SIGNALS})
-            return r
-
-        assert invoke("-r", str(tzsp_pcap), "--summary-every", "0").exit_code == 1
-        # A stream that cannot be opened: the captures are started after the handlers.
-        assert invoke("-r", str(tzsp_pcap), "-r", "/nonexistent/capture.pcap").exit_code == 2
-
-        def interrupted(self: LiveWatch) -> list[Finding]:
-            # Where watch stands while reading: its own handlers in place.
-            assert signal.getsignal(signal.SIGTERM) is not own
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(LiveWatch, "run", interrupted)
-        r = invoke("-r", str(tzsp_pcap))
-        assert r.exit_code == 1 and "Aborted" in r.stderr
-        assert seen == [dict.fromkeys(WATCH_SIGNALS, own)] * 3
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
 def test_finding_is_written_before_the_input_ends(tzsp_pcap: Path) -> None:
     """The finding line arrives while the pipe is still open: streamed, not at exit."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
