@@ -34,7 +34,7 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
-from detector.flows.groups import distinct, member, spread
+from detector.flows.groups import distinct, locate, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys
@@ -320,7 +320,7 @@ class Engine:
         encrypted.observe(self.encrypted, batch, h, rows, keys, fids, self.flows.counts,
                           self.streams, v.addr)  # fmt: skip
         dkey = keys.directed
-        known = member(dkey, self._stream_keys)
+        known = locate(self._stream_keys, dkey)[1]
         # Candidate rows of flows not yet classified (new streams may start in this batch).
         fresh = ~known & ~self._rejects.mask(dkey, v.ts)
         self._folded_rows = []

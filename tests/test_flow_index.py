@@ -66,8 +66,10 @@ def test_groups_give_what_np_unique_gives() -> None:
         assert [a.tolist() for a in groups.count(keys)] == [want[0].tolist(), want[3].tolist()]
         # Membership in a sorted set of some of them, and of keys never drawn.
         for members in (keys[: n // 3], keys[:1], keys[:0], np.array([0, 2**64 - 1], dtype=U64)):
-            got_in = groups.member(keys, groups.distinct(members))
+            held = groups.distinct(members)
+            at, got_in = groups.locate(held, keys)
             assert got_in.tolist() == np.isin(keys, members).tolist()
+            assert at.tolist() == np.searchsorted(held, keys).tolist()
     # Integers over a short range (table) and a long one (sort), negative ones too.
     for values in (rng.integers(-5, 40, size=300), rng.integers(0, 2**40, size=300), []):
         values = np.asarray(values, dtype=np.int64)

@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from detector.decode.lut import lut
 from detector.evidence import HostTally, StreamEvidence
-from detector.flows.groups import distinct, runs, spread
+from detector.flows.groups import distinct, locate, runs, spread
 from detector.protocols.base import PacketContext, transport_name
 from detector.protocols.correlated import ENCRYPTED_COPY
 
@@ -722,8 +722,7 @@ def _find(
     table = np.zeros(int(FIND_BITS) + 1, np.bool_)
     table[(keys & FIND_BITS).astype(np.intp)] = True
     rows = np.nonzero(table[(values & FIND_BITS).astype(np.intp)])[0]
-    at = np.minimum(np.searchsorted(keys, values[rows]), len(keys) - 1)
-    hit = keys[at] == values[rows]
+    at, hit = locate(keys, values[rows])
     return rows[hit], at[hit]
 
 

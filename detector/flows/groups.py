@@ -31,13 +31,15 @@ def distinct(values: npt.NDArray) -> npt.NDArray:
     return s[_starts(s)] if len(s) else s
 
 
-def member(values: npt.NDArray, sorted_set: npt.NDArray) -> npt.NDArray[np.bool_]:
-    """Which values are in ``sorted_set`` (sorted, distinct): ``np.isin`` without sorting the
-    values each time."""
-    if not len(sorted_set):
-        return np.zeros(len(values), dtype=np.bool_)
-    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[at] == values
+def locate(
+    sorted_keys: npt.NDArray, values: npt.NDArray
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Where each of ``values`` is, or would go, among ``sorted_keys`` (the first place, where
+    keys repeat), and whether it is there: one binary search, no sort of the values."""
+    at = np.searchsorted(sorted_keys, values)
+    if not len(sorted_keys):
+        return at, np.zeros(len(values), dtype=np.bool_)
+    return at, sorted_keys.take(at, mode="clip") == values
 
 
 def group(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.flows.groups import count, group
+from detector.flows.groups import count, group, locate
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -120,14 +120,10 @@ class KeyIndex:
         self, keys: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
         """Ids of ``keys`` (-1 where absent) and where each is or would go in the sorted keys."""
-        n = len(self.keys)
-        at = np.searchsorted(self.keys, keys)
-        if not n:
+        at, held = locate(self.keys, keys)
+        if not len(self.keys):
             return np.full(len(keys), -1, dtype=np.int64), at
-        probe = np.minimum(at, n - 1)
-        ids = self.ids[probe]
-        ids[self.keys[probe] != keys] = -1
-        return ids, at
+        return np.where(held, self.ids.take(at, mode="clip"), -1), at
 
     def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Ids of ``keys``, -1 where absent."""
@@ -190,11 +186,9 @@ class KeySet:
     def add(self, keys: npt.NDArray[np.uint64]) -> int:
         """Add distinct, sorted ``keys``; returns how many were not held yet."""
         n = len(self.keys)
-        at = np.searchsorted(self.keys, keys)
-        if n:
-            absent = self.keys[np.minimum(at, n - 1)] != keys
-            absent |= at == n
-            keys, at = keys[absent], at[absent]
+        at, held = locate(self.keys, keys)
+        if held.any():
+            keys, at = keys[~held], at[~held]
         if len(keys):
             dest, old = _merge_plan(at, n)
             self.keys = _merged(self.keys, keys, dest, old)
