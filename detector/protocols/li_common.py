@@ -92,7 +92,7 @@ def mirror_header(payload: bytes) -> tuple[int, int, int] | None:
     return None if mhv > 1 else (mhv, word, session_id)
 
 
-def be16(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
+def be16(head: npt.NDArray[np.uint8], col: int | npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
     """Big-endian 16-bit column of a prefilter matrix, widened so arithmetic cannot wrap."""
     return (head[:, col].astype(np.int64) << 8) | head[:, col + 1]
 
@@ -102,18 +102,19 @@ def be32(head: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
 
 
 def ip_fills_mask(
-    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int | npt.NDArray[np.intp]
 ) -> npt.NDArray[np.bool_]:
-    """Rows where an IPv4/IPv6 header at ``off`` has a length ending at the payload's end."""
+    """Rows where an IPv4/IPv6 header at ``off`` has a length ending at the payload's end.  With
+    an array of offsets and the lengths as a column (``length[:, None]``), one column each."""
     b0 = head[:, off]
     rest = length - off
-    v4 = ((b0 >> 4) == 4) & ((b0 & 0x0F) >= 5) & (be16(head, off + 2) == rest)
+    v4 = _IPV4_START[b0] & (be16(head, off + 2) == rest)
     v6 = ((b0 >> 4) == 6) & (be16(head, off + 4) + 40 == rest)
     return v4 | v6
 
 
 def ether_ip_mask(
-    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int | npt.NDArray[np.intp]
 ) -> npt.NDArray[np.bool_]:
     """Rows where an Ethernet header at ``off`` could lead to an IP packet."""
     return (
@@ -124,7 +125,7 @@ def ether_ip_mask(
 
 
 def carried_mask(
-    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int | npt.NDArray[np.intp]
 ) -> npt.NDArray[np.bool_]:
     return ip_fills_mask(head, length, off) | ether_ip_mask(head, length, off)
 
@@ -134,21 +135,7 @@ def carried_masks(
 ) -> npt.NDArray[np.bool_]:
     """``carried_mask`` at each of ``offsets`` (one column each), worked out at once: one pass
     over a (rows, offsets) matrix costs a quarter of four passes over the rows."""
-    at = np.array(offsets, dtype=np.intp)
-    b0 = head[:, at]
-    rest = length[:, None] - at
-    v4 = _IPV4_START[b0] & (_be16_cols(head, at + 2) == rest)
-    v6 = ((b0 >> 4) == 6) & (_be16_cols(head, at + 4) + 40 == rest)
-    eth = (
-        ((head[:, at + 6] & 1) == 0)
-        & _ETHERTYPE_LUT[_be16_cols(head, at + ETHERNET.type_at)]
-        & (rest >= ETHERNET.header + 20)
-    )
-    return v4 | v6 | eth
-
-
-def _be16_cols(head: npt.NDArray[np.uint8], at: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
-    return (head[:, at].astype(np.int64) << 8) | head[:, at + 1]
+    return carried_mask(head, length[:, None], np.array(offsets, dtype=np.intp))
 
 
 # Longest PDU a stream decoder buffers; a claimed length beyond it means "not this format".
