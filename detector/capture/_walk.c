@@ -65,6 +65,18 @@ check_bounds(Py_ssize_t len, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t n, Py_ss
     return 0;
 }
 
+/* A pcap record header is 16 bytes (24 in the patched format): the walks read its lengths at
+ * bytes 8 and 12. */
+static int
+check_rec_hdr(Py_ssize_t rec_hdr)
+{
+    if (rec_hdr < 16 || rec_hdr > 64) {
+        PyErr_Format(PyExc_ValueError, "record header of %zd bytes", rec_hdr);
+        return -1;
+    }
+    return 0;
+}
+
 /* The pcap walk proper, on checked bounds (see pcap_chain); a long one lets go of the
  * interpreter lock (the buffers stay exported, so they cannot move meanwhile). */
 static void
@@ -161,10 +173,8 @@ pcap_chain(PyObject *module, PyObject *args)
         if (items < capacity)
             capacity = items;
     }
-    if (rec_hdr < 16 || rec_hdr > 64) {
-        PyErr_Format(PyExc_ValueError, "record header of %zd bytes", rec_hdr);
+    if (check_rec_hdr(rec_hdr) < 0)
         return release(views, NULL);
-    }
     if (check_bounds(views[0].len, pos, end, n, stop_n, capacity) < 0)
         return release(views, NULL);
     int64_t p = pos, row = n;
@@ -224,10 +234,8 @@ pcap_resync(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*nnnnpn:pcap_resync", &views[0], &start, &end, &rec_hdr,
                           &limit, &big, &max_orig))
         return NULL;
-    if (rec_hdr < 16 || rec_hdr > 64) {
-        PyErr_Format(PyExc_ValueError, "record header of %zd bytes", rec_hdr);
+    if (check_rec_hdr(rec_hdr) < 0)
         return release(views, NULL);
-    }
     if (check_bounds(views[0].len, start, end, 0, 0, 0) < 0)
         return release(views, NULL);
     const unsigned char *data = views[0].buf;
