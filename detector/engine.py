@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -221,6 +222,9 @@ class Engine:
         self.stats = EngineStats()
         self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
+        # Which low 16 bits of a directed key some stream's key has: most rows of a batch are
+        # told apart from the streams by this one lookup, and only the others are searched.
+        self._stream_low = np.zeros(1 << 16, dtype=np.bool_)
         self._rejects = _Rejects(self.detection)
         self.reasm = Reassembler(max_bytes=lim.fragment_bytes, max_pieces=lim.fragment_packets)
         self.tcp = TcpReassembler(lim.tcp_stream_bytes, lim.tcp_total_bytes)
@@ -258,17 +262,24 @@ class Engine:
             return
         st = self.stats
         st.packets += n
-        st.bytes += int(batch.wirelen.sum())
+        total = int(batch.wirelen.sum())
+        st.bytes += total
         ts_min, ts_max = float(batch.ts.min()), float(batch.ts.max())
         st.first_ts = ts_min if st.first_ts is None else min(st.first_ts, ts_min)
         st.last_ts = ts_max if st.last_ts is None else max(st.last_ts, ts_max)
-        secs, inv = spread(batch.ts.astype(np.int64))
-        pk = np.bincount(inv)
-        by = np.bincount(inv, weights=batch.wirelen)
-        for s, p, b in zip(secs.tolist(), pk.tolist(), by.tolist(), strict=True):
+        lo, hi = np.array([ts_min, ts_max]).astype(np.int64).tolist()
+        if lo == hi and ts_min <= ts_max:  # (not NaN)
+            # A batch is a fraction of a second of traffic: most fall in one timeline cell.
+            cells = [(lo, n, total)]
+        else:
+            secs, inv = spread(batch.ts.astype(np.int64))
+            pk = np.bincount(inv)
+            by = np.bincount(inv, weights=batch.wirelen).astype(np.int64)
+            cells = list(zip(secs.tolist(), pk.tolist(), by.tolist(), strict=True))
+        for s, p, b in cells:
             cell = st.timeline.setdefault(s, [0, 0])
             cell[0] += p
-            cell[1] += int(b)
+            cell[1] += b
         keep_secs = self.limits.timeline_seconds
         if len(st.timeline) > keep_secs:
             # Long watches keep the most recent seconds only.
@@ -320,13 +331,12 @@ class Engine:
         encrypted.observe(self.encrypted, batch, h, rows, keys, fids, self.flows.counts,
                           self.streams, v.addr)  # fmt: skip
         dkey = keys.directed
-        known = locate(self._stream_keys, dkey)[1]
-        # Candidate rows of flows not yet classified (new streams may start in this batch).
-        fresh = ~known & ~self._rejects.mask(dkey, v.ts)
+        known = self._known(dkey)
         self._folded_rows = []
         consumed = [
             x
-            for x, passing in self._candidates(v, fids, fresh)
+            # Candidate rows of flows not yet classified (new streams may start in this batch).
+            for x, passing in self._candidates(v, fids, ~known)
             # A flow that became a stream earlier in this batch is counted below.
             if int(dkey[x]) not in self.streams and self._classify(v, x, passing)
         ]
@@ -340,6 +350,15 @@ class Engine:
         if known.any():
             self._decode_known(v, self._schedule(v, np.nonzero(known)[0]))
 
+    def _known(self, dkey: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Rows of the streams kept."""
+        known = np.zeros(len(dkey), dtype=np.bool_)
+        if len(self._stream_keys):
+            maybe = np.flatnonzero(self._stream_low.take(_low16(dkey)))
+            if len(maybe):
+                known[maybe] = locate(self._stream_keys, dkey[maybe])[1]
+        return known
+
     def _account(self, v: _Rows) -> npt.NDArray[np.int64]:
         """Count the rows in the flow table and the hosts table; the rows' flow ids."""
         k = v.keys
@@ -350,25 +369,32 @@ class Engine:
         return fids
 
     def _candidates(
-        self, v: _Rows, fids: npt.NDArray[np.int64], fresh: npt.NDArray[np.bool_]
+        self, v: _Rows, fids: npt.NDArray[np.int64], unknown: npt.NDArray[np.bool_]
     ) -> list[tuple[int, list[Decoder] | None]]:
-        """Fresh rows worth a decode, in row order, each with the decoders whose prefilter
-        passed it (None: the decoders of its GRE type or IP protocol)."""
+        """Rows of flows not kept as streams (``unknown``) worth a decode, in row order, each
+        with the decoders whose prefilter passed it (None: the decoders of its GRE type or IP
+        protocol).  Rows of flows set aside are left out, but for the probes."""
         p = v.h.proto[v.rows]
         # GRE, IP protocols that tunnels use, and any protocol not commonly seen on a link (a
         # private shim straight over IP is looked at by the unknown-encapsulation decoder).
-        other = fresh & ((p == IP_PROTO_GRE) | ~COMMON_IP_LUT[p])
-        cands: list[tuple[int, list[Decoder] | None]] = [
-            (x, None) for x in np.nonzero(other)[0].tolist()
-        ]
-        # Fresh rows with a payload; the prefilters look at the UDP and the TCP ones.
-        payload = np.flatnonzero(fresh & (v.h.paylen[v.rows] > 0))
+        other = self._not_aside(
+            v, np.flatnonzero(unknown & ((p == IP_PROTO_GRE) | ~COMMON_IP_LUT[p]))
+        )
+        cands: list[tuple[int, list[Decoder] | None]] = [(x, None) for x in other.tolist()]
+        # Rows with a payload; the prefilters look at the UDP and the TCP ones.
+        payload = self._not_aside(v, np.flatnonzero(unknown & (v.h.paylen[v.rows] > 0)))
         for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
             if decoders:
                 mine = payload[p[payload] == l4proto]
                 cands.extend(self._prefiltered(v, fids, mine, l4proto, decoders))
         cands.sort(key=lambda c: c[0])
         return cands
+
+    def _not_aside(self, v: _Rows, idx: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """Of the rows ``idx``, those not of a flow set aside (or a probe of one)."""
+        if not len(idx) or not self._rejects.index.count:
+            return idx
+        return idx[~self._rejects.mask(v.keys.directed[idx], v.ts[idx])]
 
     def _prefiltered(
         self,
@@ -532,6 +558,8 @@ class Engine:
     def _rekey(self) -> None:
         """The keys of the streams kept, after some were dropped."""
         self._stream_keys = np.sort(np.fromiter(self.streams, dtype=U64, count=len(self.streams)))
+        self._stream_low[:] = False
+        self._stream_low[_low16(self._stream_keys)] = True
 
     def _gre(self, payload: bytes, ctx: PacketContext) -> tuple[bytes, tuple[Decoder, ...]] | None:
         g = parse_gre(payload)
@@ -741,6 +769,7 @@ class Engine:
         key = U64(s.key)
         at = np.searchsorted(self._stream_keys, key)
         self._stream_keys = np.insert(self._stream_keys, at, key)  # kept sorted
+        self._stream_low[_low16(self._stream_keys[at : at + 1])] = True
         return st
 
     def _keep_sample(self, s: StreamEvidence, batch: PacketBatch, r: int) -> None:
@@ -932,6 +961,12 @@ class Engine:
         for group in [g for g, a in self._aggregates.items() if now - a.evidence.last_seen > idle]:
             gone.append(self._aggregates.pop(group).evidence)
         return gone
+
+
+def _low16(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint16]:
+    """The low 16 bits of each key (a view of every fourth 16-bit word: no arithmetic)."""
+    words = np.ascontiguousarray(keys, dtype=U64).view(np.uint16)
+    return words[0::4] if sys.byteorder == "little" else words[3::4]
 
 
 def _addr(h: Headers, r: int, dst: bool) -> str:

@@ -7,6 +7,8 @@ both are several times slower than numpy's vectorised sort and argsort, which th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -47,9 +49,27 @@ def group(
 ) -> tuple[npt.NDArray, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Distinct keys (sorted), the first row of each, and each row's group: what
     ``np.unique(keys, return_index=True, return_inverse=True)`` gives."""
+    g = sorted_groups(keys)
+    return g.keys, g.first, g.inverse
+
+
+@dataclass(slots=True)
+class Groups:
+    """Rows grouped by key with one sort: the distinct keys (sorted), the first row of each,
+    each row's group, and the rows in key order with where each group's run starts (for
+    ``reduceat`` over any column taken in ``order``)."""
+
+    keys: npt.NDArray
+    first: npt.NDArray[np.intp]
+    inverse: npt.NDArray[np.intp]
+    order: npt.NDArray[np.intp]
+    at: npt.NDArray[np.intp]
+
+
+def sorted_groups(keys: npt.NDArray) -> Groups:
     if not len(keys):
         empty = np.zeros(0, dtype=np.intp)
-        return keys[:0], empty, empty
+        return Groups(keys[:0], empty, empty, empty, empty)
     order = np.argsort(keys)
     s = keys[order]
     start = _starts(s)
@@ -58,7 +78,7 @@ def group(
     first = np.minimum.reduceat(order, at)
     inverse = np.empty(len(keys), dtype=np.intp)
     inverse[order] = np.cumsum(start) - 1
-    return s[at], first, inverse
+    return Groups(s[at], first, inverse, order, at)
 
 
 def spread(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:

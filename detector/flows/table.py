@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.flows.groups import count, group, locate
+from detector.flows.groups import count, locate, sorted_groups
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -254,7 +254,8 @@ class FlowTable:
         new flow."""
         if not len(keys):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ukeys, first_row, inv = group(keys)
+        g = sorted_groups(keys)
+        ukeys, first_row, inv = g.keys, g.first, g.inverse
         uids, added = self.index.lookup_or_add(ukeys)
         n = self.index.count
         if n > len(self.key):
@@ -285,8 +286,8 @@ class FlowTable:
         c[:, 1][uids] += pk[1::2]
         c[:, 2][uids] += by[0::2].astype(np.int64)
         c[:, 3][uids] += by[1::2].astype(np.int64)
-        last = np.full(m, -np.inf)
-        np.maximum.at(last, inv, ts)
+        # The latest time of each flow's rows, over the runs of the grouping sort.
+        last = np.maximum.reduceat(ts[g.order], g.at)
         self.last[uids] = np.maximum(self.last[uids], last)
         self.batches += 1
         self.seen[uids] = self.batches
