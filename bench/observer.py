@@ -1,10 +1,11 @@
-"""Time the encrypted-copy observer inside a scan: its CPU seconds per batch, and the scan's.
+"""Time the encrypted-copy observer and the copy matcher inside a scan, and the whole scan.
 
     python bench/observer.py FILE [--rounds 3] [--tree DIR ...]
 
 Each round scans FILE (``-j 1``, in a fresh process) and adds up the CPU seconds spent in
-``encrypted.observe`` (candidates, host names, bytes per bin) and in ``EncryptedCopies.settle``
-(closing bins into the running sums), beside the whole scan's.  With several ``--tree``
+``encrypted.observe`` (candidates, host names, bytes per bin), in ``EncryptedCopies.settle``
+(closing bins into the running sums) and in ``Engine._natives`` (sampling, fingerprinting and
+remembering native packets for copy matching), beside the whole scan's.  With several ``--tree``
 checkouts of mirrorwatch, rounds are interleaved (every tree once, then again) so that drift in
 the machine's load hits every tree alike; medians are printed last, and whether every tree wrote
 the same findings (the flow hashes' salt is fixed).  It prints figures; it asserts nothing.
@@ -33,8 +34,9 @@ from detector.scan import scan_paths
 
 cpu = time.process_time  # user + system seconds of this process
 
-spent = {"observe": 0.0, "settle": 0.0}
+spent = {"observe": 0.0, "settle": 0.0, "natives": 0.0}
 observe, settle = engine.encrypted.observe, engine.encrypted.EncryptedCopies.settle
+natives = engine.Engine._natives
 
 def timed_observe(*args):
     c = cpu()
@@ -46,7 +48,13 @@ def timed_settle(self):
     settle(self)
     spent["settle"] += cpu() - c
 
+def timed_natives(self, *args):
+    c = cpu()
+    natives(self, *args)
+    spent["natives"] += cpu() - c
+
 engine.encrypted.observe = timed_observe
+engine.Engine._natives = timed_natives
 engine.encrypted.EncryptedCopies.settle = timed_settle
 c0 = cpu()
 result = scan_paths([sys.argv[1]], None, jobs=1)
@@ -75,16 +83,20 @@ def main() -> None:
             runs[tree].append(got)
             print(
                 f"round {r + 1} {tree}: observe {got['observe']:.3f} s, settle "
-                f"{got['settle']:.3f} s, scan {got['scan']:.3f} s CPU",
+                f"{got['settle']:.3f} s, natives {got['natives']:.3f} s, "
+                f"scan {got['scan']:.3f} s CPU",
                 flush=True,
             )
     for tree, got in runs.items():
-        med = {k: statistics.median(float(g[k]) for g in got) for k in ("observe", "settle")}
-        med["scan"] = statistics.median(float(g["scan"]) for g in got)
+        med = {
+            k: statistics.median(float(g.get(k, "nan")) for g in got)
+            for k in ("observe", "settle", "natives", "scan")
+        }
         stage = med["observe"] + med["settle"]
         print(
             f"median {tree}: observe {med['observe']:.3f} s + settle {med['settle']:.3f} s = "
-            f"{stage:.3f} s of {med['scan']:.3f} s CPU ({100 * stage / med['scan']:.1f} %)"
+            f"{stage:.3f} s, natives {med['natives']:.3f} s, of {med['scan']:.3f} s CPU "
+            f"({100 * (stage + med['natives']) / med['scan']:.1f} %)"
         )
     digests = {g["findings"] for got in runs.values() for g in got}
     print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")

@@ -34,7 +34,7 @@ from detector.detection import Detection, probe
 from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
-from detector.flows.fingerprint import L4_BYTES, fingerprint_np, rank_np, sampled_fingerprint
+from detector.flows.fingerprint import sample_natives, sampled_fingerprint
 from detector.flows.groups import distinct, locate, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
@@ -480,27 +480,14 @@ class Engine:
 
     def _natives(self, batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]) -> None:
         """Fingerprint a sample of native packets for copy matching and plain copies."""
-        ok = ~h.fragment[rows] & (h.l4[rows] >= 0)
-        ip_end = np.minimum(batch.caplen[rows], h.l3[rows] + h.iplen[rows])
-        l4len = ip_end - h.l4[rows]
-        ok &= l4len >= 8
-        r = rows[ok]
+        r, ranks, fps = sample_natives(h, batch.caplen, rows, self.copies.keep_below)
         if not len(r):
             return
-        ranks = rank_np(h.src[r], h.dst[r], h.ipid[r], h.l4h[r, :8])  # the rank reads 8 bytes
-        pick = ranks < U64(self.copies.keep_below)
-        if not pick.any():
-            return
-        r, ranks, l4len = r[pick], ranks[pick], l4len[ok][pick]
-        # Blank what lies past the packet's end (bytes of the next record) before hashing.
-        l4 = h.l4h[r]
-        l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
-        fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)
-        eth = batch.linktype[r] == LINK_ETHERNET
-        l2 = gather(batch.data, batch.offsets[r], 12).astype(np.int64)
-        weights6 = 1 << (8 * np.arange(5, -1, -1, dtype=np.int64))
-        l2dst = np.where(eth, l2[:, :6] @ weights6, 0)
-        l2src = np.where(eth, l2[:, 6:12] @ weights6, 0)
+        # The two MAC addresses, each widened to a big-endian 64-bit word.
+        macs = np.zeros((len(r), 2, 8), np.uint8)
+        macs[:, :, 2:] = gather(batch.data, batch.offsets[r], 12).reshape(-1, 2, 6)
+        l2 = np.where((batch.linktype[r] == LINK_ETHERNET)[:, None], macs.view(">u8")[..., 0], 0)
+        l2dst, l2src = l2[:, 0].astype(np.int64), l2[:, 1].astype(np.int64)
 
         def addrs(i: int) -> tuple[str, str]:
             return _addr(h, int(r[i]), False), _addr(h, int(r[i]), True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from mwtest import PCAPS, scan
+from hypothesis import given
+from hypothesis import strategies as st
+from mwtest import PCAPS, fuzz, scan
 from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, raw
 
 from detector.capture.reader import PacketBatch
@@ -15,6 +17,7 @@ from detector.flows.fingerprint import (
     L4_BYTES,
     fingerprint_np,
     rank_np,
+    sample_natives,
     sampled_fingerprint,
 )
 
@@ -52,6 +55,54 @@ def test_vectorised_and_per_packet_fingerprints_agree() -> None:
         picked = (ranks < keep_below).tolist()
         assert [v if k else None for v, k in zip(vec, picked, strict=True)] == one
         assert any(picked)
+
+
+def _sample_gathered(
+    b: PacketBatch, h: object, rows: np.ndarray, keep_below: int
+) -> tuple[list[int], list[int], list[int]]:
+    """The sample as the engine picked it before: every row's fields gathered, then ranked,
+    then the picked rows' L4 bytes blanked past the packet's end and hashed."""
+    l4len = np.minimum(b.caplen[rows], h.l3[rows] + h.iplen[rows]) - h.l4[rows]  # type: ignore[attr-defined]
+    r = rows[~h.fragment[rows] & (h.l4[rows] >= 0) & (l4len >= 8)]  # type: ignore[attr-defined]
+    l4len = np.minimum(b.caplen[r], h.l3[r] + h.iplen[r]) - h.l4[r]  # type: ignore[attr-defined]
+    ranks = rank_np(h.src[r], h.dst[r], h.ipid[r], h.l4h[r, :8])  # type: ignore[attr-defined]
+    pick = ranks < keep_below
+    r, ranks, l4len = r[pick], ranks[pick], l4len[pick]
+    l4 = h.l4h[r]  # type: ignore[attr-defined]
+    l4[np.arange(L4_BYTES)[None, :] >= l4len[:, None]] = 0
+    fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], l4)  # type: ignore[attr-defined]
+    return r.tolist(), ranks.tolist(), fps.tolist()
+
+
+def test_sample_over_batch_columns_matches_the_gathered_sample() -> None:
+    # Short and truncated L4 headers (the bytes after them belong to the next frame),
+    # fragments, IPv6, ICMP and non-IP frames, between whole TCP and UDP packets.
+    from scapy.all import ARP, ICMP
+
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames = []
+    for i in range(48):
+        ip4 = IP(src=f"10.0.{i}.1", dst="10.9.9.9", id=7 * i)
+        frames += [
+            raw(eth / ip4 / TCP(sport=i, dport=443, seq=i) / Raw(b"t" * i)),
+            raw(eth / ip4 / UDP(sport=53, dport=i) / Raw(b"u" * (i % 20))),
+            raw(eth / IPv6(src=f"2001:db8::{i + 1:x}", dst="2001:db8::1") / UDP(dport=i)),
+            raw(eth / ip4 / ICMP(id=i) / Raw(b"i" * (i % 9))),
+            raw(eth / IP(src="10.0.0.1", dst="10.0.0.2", id=i, flags="MF") / UDP() / Raw(b"f")),
+            raw(eth / ip4 / TCP(sport=i, dport=80) / Raw(b"x" * 40))[: 14 + 20 + 8 + i % 16],
+            raw(eth / ARP(psrc="10.0.0.1")),
+        ]
+    b = _batch(frames)
+    h = decode_headers(b)
+    ip_rows = np.nonzero(h.ipver > 0)[0]
+    for rows in (ip_rows, ip_rows[::3], ip_rows[:0]):
+        for keep_below in (16, 4, 1):
+            r, ranks, fps = sample_natives(h, b.caplen, rows, keep_below)
+            assert (r.tolist(), ranks.tolist(), fps.tolist()) == _sample_gathered(
+                b, h, rows, keep_below
+            )
+            if keep_below == 16 and len(rows):
+                assert len(r) > len(rows) // 2
 
 
 def test_fingerprint_ignores_what_routers_change() -> None:
@@ -232,3 +283,32 @@ def test_copies_matched_over_mpls_pppoe_qinq_and_ipv6_extension_links(tmp_path: 
         (f,) = [f for f in scan(path).findings if f.protocol == "tzsp"]
         checked, matched = f.evidence["copies_checked"], f.evidence["copies_matched"]
         assert checked >= 3 and matched == checked, (link, checked, matched)
+
+
+@fuzz(40)
+@given(st.lists(st.lists(st.integers(0, 300), max_size=60), max_size=12), st.integers(1, 50))
+def test_native_index_in_two_parts_gives_the_ids_of_one(
+    batches: list[list[int]], recent_keys: int
+) -> None:
+    # Batches of keys (small, so that they repeat across batches) through the two-part index,
+    # merged every few keys, and through one KeyIndex: the same ids, the same keys added.
+    from detector.flows import copies
+    from detector.flows.table import KeyIndex
+
+    one, two = KeyIndex(), copies._NativeIndex()
+    by_id = np.zeros(0, np.uint64)
+    saved = copies.RECENT_KEYS
+    copies.RECENT_KEYS = recent_keys
+    try:
+        for batch in batches:
+            keys = np.unique(np.array(batch, np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+            want, want_added = one.lookup_or_add(keys)
+            got, got_added = two.lookup_or_add(keys)
+            assert got.tolist() == want.tolist() and got_added.tolist() == want_added.tolist()
+            by_id = np.concatenate([by_id, keys[got_added][np.argsort(got[got_added])]])
+            two.settle(by_id)
+            probe = np.arange(0, 320, 7, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            assert two.lookup(probe).tolist() == one.lookup(probe).tolist()
+            assert two.count == one.count
+    finally:
+        copies.RECENT_KEYS = saved

@@ -35,6 +35,8 @@ PLAIN_UNEXPLAINED = 0.2
 MAX_LEVEL = RANK_BITS
 # Natives added to the sample per second of capture time, at most (the sample narrows past it).
 TARGET_RATE = 6000
+# Natives remembered since the index was last sorted whole, at most (see _NativeIndex).
+RECENT_KEYS = 8192
 
 
 @dataclass
@@ -86,6 +88,55 @@ class _Natives:
     packet: Callable[[int], bytes]
 
 
+class _NativeIndex:
+    """Fingerprints → ids of the natives remembered, in two sorted parts: those of the last
+    rebuild, and those added since.  A batch's new fingerprints are merged into the small recent
+    part; the two are merged once it holds RECENT_KEYS, so a batch costs work in proportion to
+    the recent part, not to everything remembered."""
+
+    def __init__(self) -> None:
+        self.settled = KeyIndex()  # ids 0 .. settled.count - 1
+        self.recent = KeyIndex()  # ids from settled.count on, less settled.count
+
+    @property
+    def count(self) -> int:
+        return self.settled.count + self.recent.count
+
+    def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Ids of ``keys``, -1 where absent."""
+        ids = self.settled.lookup(keys)
+        if self.recent.count:
+            miss = np.nonzero(ids < 0)[0]
+            more = self.recent.lookup(keys[miss])
+            ids[miss] = np.where(more >= 0, more + self.settled.count, -1)
+        return ids
+
+    def lookup_or_add(
+        self, keys: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Ids of distinct ``keys`` (the absent ones get the next ids, in the order given) and
+        which were added."""
+        ids = self.settled.lookup(keys)
+        miss = np.nonzero(ids < 0)[0]
+        more, fresh = self.recent.lookup_or_add(keys[miss])
+        ids[miss] = more + self.settled.count
+        added = np.zeros(len(keys), np.bool_)
+        added[miss] = fresh
+        return ids, added
+
+    def settle(self, keys: npt.NDArray[np.uint64]) -> None:
+        """Merge the recent part into the settled one when it is full; ``keys`` holds every
+        remembered key at its id."""
+        if self.recent.count >= RECENT_KEYS:
+            self.settled.lookup_or_add(keys[self.settled.count : self.count])
+            self.recent = KeyIndex()
+
+    def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
+        """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
+        self.settled.rebuild(keys)
+        self.recent = KeyIndex()
+
+
 class CopyMatcher:
     """Remembered natives live in numpy columns behind a sorted key index, so a batch of
     natives costs a few array operations; Python sees only the rare duplicates."""
@@ -99,7 +150,7 @@ class CopyMatcher:
         self.max_natives = max_natives
         self.max_pending = max_pending
         self.max_plain = max_plain
-        self.index = KeyIndex()
+        self.index = _NativeIndex()
         self.fp = np.zeros(0, dtype=np.uint64)
         self.ts = np.zeros(0, dtype=np.float64)
         self.l2dst = np.zeros(0, dtype=np.int64)
@@ -134,21 +185,30 @@ class CopyMatcher:
         if not len(fps):
             return
         n = _Natives(fps, ranks, ts, l2dst, l2src, wire, addrs, packet)
-        ids = self.index.lookup(fps)
-        known = ids >= 0
-        self._seen_before(n, np.nonzero(known)[0], ids)
-        self._seen_now(n, np.nonzero(~known)[0])
+        # One sort of the batch's fingerprints and one look-up of each distinct one.
+        order = np.argsort(fps)
+        at, lengths = runs(fps[order])
+        ukeys = fps[order[at]]
+        # The sort is not stable: the least row of each run is its packet's first sighting.
+        firsts = np.minimum.reduceat(order, at)
+        ids, added = self.index.lookup_or_add(ukeys)
+        group = np.empty(len(fps), np.intp)
+        group[order] = np.repeat(np.arange(len(at)), lengths)
+        known = np.nonzero(~added[group])[0]
+        self._seen_before(n, known, ids[group[known]])
+        repeated = np.nonzero(added & (lengths > 1))[0].tolist()
+        self._seen_now(n, [order[at[g] : at[g] + lengths[g]] for g in repeated])
+        self._remember(n, ids[added], ukeys[added], firsts[added])
         self._adapt(len(fps), float(ts.min()), float(ts.max()))
         self._prune(float(ts.max()))
 
     def _seen_before(
-        self, n: _Natives, k: npt.NDArray[np.int64], ids: npt.NDArray[np.int64]
+        self, n: _Natives, k: npt.NDArray[np.int64], prev: npt.NDArray[np.int64]
     ) -> None:
-        """Rows ``k`` repeat natives of earlier batches: a second sighting to another L2
-        destination is a copy."""
+        """Rows ``k`` repeat natives of earlier batches (remembered as ``prev``): a second
+        sighting to another L2 destination is a copy."""
         if not len(k):
             return
-        prev = ids[k]
         copy = (
             (n.l2dst[k] != self.l2dst[prev])
             & (n.l2dst[k] != 0)
@@ -158,29 +218,25 @@ class CopyMatcher:
             i, p = int(k[j]), int(prev[j])
             self._duplicate(n, i, (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p])))
 
-    def _seen_now(self, n: _Natives, a: npt.NDArray[np.int64]) -> None:
-        """Rows ``a`` are new: repeats within the batch are compared, first sightings
-        remembered."""
-        if not len(a):
-            return
-        fps, ts, l2dst = n.fps, n.ts, n.l2dst
-        keys = fps[a]
-        order = np.argsort(keys)
-        at, lengths = runs(keys[order])
-        for g in np.nonzero(lengths > 1)[0].tolist():
-            # The sort is not stable: a repeated packet's rows are put back in capture order.
-            rows = a[np.sort(order[at[g] : at[g] + lengths[g]])]
+    def _seen_now(self, n: _Natives, repeated: list[npt.NDArray[np.intp]]) -> None:
+        """Each of ``repeated`` holds the rows of one packet not remembered yet that the batch
+        holds more than once: the later sightings are compared with the first."""
+        ts, l2dst = n.ts, n.l2dst
+        for same in repeated:
+            rows = np.sort(same)  # in capture order
             r0 = int(rows[0])
             for r in rows[1:].tolist():
                 if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
                     self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
-        # Rows ``a`` are in capture order: the least of each run is its first sighting.
-        self._remember(n, keys[order[at]], a[np.minimum.reduceat(order, at)])
 
     def _remember(
-        self, n: _Natives, ukeys: npt.NDArray[np.uint64], firsts: npt.NDArray[np.int64]
+        self,
+        n: _Natives,
+        new_ids: npt.NDArray[np.int64],
+        ukeys: npt.NDArray[np.uint64],
+        firsts: npt.NDArray[np.intp],
     ) -> None:
-        new_ids, _ = self.index.lookup_or_add(ukeys)
+        """Keep the first sightings ``firsts`` of new packets under their ids."""
         count = self.index.count
         if count > len(self.ts):
             # Doubling, but not past the budget: a prune follows a batch that crosses it.
@@ -195,6 +251,7 @@ class CopyMatcher:
         self.l2dst[new_ids] = n.l2dst[firsts]
         self.l2src[new_ids] = n.l2src[firsts]
         self.rank[new_ids] = n.ranks[firsts]
+        self.index.settle(self.fp)
 
     def _adapt(self, kept: int, start: float, end: float) -> None:
         """Narrow the sample when natives arrive faster than TARGET_RATE a second (what is

@@ -14,12 +14,16 @@ every packet is kept; as traffic grows the sample narrows to one packet in 2, 4,
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.decode.frames import InnerPacket
-from detector.flows.table import mix64, word_pairs
+from detector.flows.table import word_pairs
+
+if TYPE_CHECKING:
+    from detector.decode.headers import Headers
 
 # Bytes from the start of the L4 header that enter the fingerprint (ports, sequence numbers or
 # lengths, and the start of the payload).
@@ -38,22 +42,35 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+# Per number of bytes kept (0-8): the mask of a big-endian word that keeps its first bytes.
+_KEEP_BYTES = np.array([((1 << (8 * k)) - 1) << (64 - 8 * k) for k in range(9)], dtype=np.uint64)
+
+
 def _l4_words_np(l4: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     return np.ascontiguousarray(l4[:, :L4_BYTES]).view(">u8").astype(np.uint64)
+
+
+def _word_view(l4h: npt.NDArray[np.uint8]) -> np.ndarray:
+    """The fingerprinted L4 bytes of every row as big-endian words, (n, L4_BYTES // 8): a view
+    of the header window when its rows allow one, else a copy of those bytes."""
+    if l4h.shape[1] % 8 == 0 and l4h.strides[1] == 1:
+        return l4h.view(">u8")[:, : L4_BYTES // 8]
+    return np.ascontiguousarray(l4h[:, :L4_BYTES]).view(">u8")
 
 
 def rank_np(
     src: npt.NDArray[np.uint32],
     dst: npt.NDArray[np.uint32],
     ipid: npt.NDArray[np.int64],
-    l4: npt.NDArray[np.uint8],
+    l4: npt.NDArray[np.uint8] | npt.NDArray[np.uint64],
 ) -> npt.NDArray[np.uint64]:
     """A cheap 4-bit rank of fingerprinted fields that every fingerprinted packet has (the
-    first 8 L4 bytes are always there): sampling keeps ranks below a bound, so copy and original
-    are picked alike and only the picked ones are hashed."""
+    first 8 L4 bytes, or those bytes read as one big-endian word, are always there): sampling
+    keeps ranks below a bound, so copy and original are picked alike and only the picked ones
+    are hashed."""
     u = np.uint64
-    w0 = np.ascontiguousarray(l4[:, :8]).view(">u8").astype(u)[:, 0]
-    x = w0 ^ src[:, 3].astype(u) ^ (dst[:, 3].astype(u) << u(32)) ^ ipid.astype(u)
+    first = l4 if l4.dtype == u else np.ascontiguousarray(l4[:, :8]).view(">u8").astype(u)[:, 0]
+    x = first ^ src[:, 3] ^ (dst[:, 3].astype(u) << u(32)) ^ ipid.astype(u)
     with np.errstate(over="ignore"):
         return (x * u(_M1)) >> u(64 - RANK_BITS)
 
@@ -63,23 +80,58 @@ def fingerprint_np(
     dst: npt.NDArray[np.uint32],
     proto: npt.NDArray[np.int64],
     ipid: npt.NDArray[np.int64],
-    l4: npt.NDArray[np.uint8],
+    l4: npt.NDArray[np.uint8] | npt.NDArray[np.uint64],
 ) -> npt.NDArray[np.uint64]:
     """Fingerprints of many packets: address words (n, 4), protocol, IPv4 id, and (n, 24) bytes
-    from the L4 header on (zero past the end of the packet)."""
-    u = np.uint64
+    from the L4 header on (zero past the end of the packet), or those bytes already read as
+    (n, 3) big-endian words."""
+    words = l4 if l4.dtype == np.uint64 else _l4_words_np(l4)
     s01, s23 = word_pairs(src)
     d01, d23 = word_pairs(dst)
-    words = _l4_words_np(l4)
-    with np.errstate(over="ignore"):
-        h = mix64(s01)
-        h = mix64(h ^ s23)
-        h = mix64(h ^ d01)
-        h = mix64(h ^ d23)
-        h = mix64(h ^ ((proto.astype(u) << u(16)) | ipid.astype(u)))
-        for i in range(L4_BYTES // 8):
-            h = mix64(h ^ words[:, i] * u(_M1))
+    # mix64's steps in place (one array through every round; uint64 arrays wrap silently).
+    h = s01
+    _mix_into(h)
+    for x in (s23, d01, d23, (proto.astype(np.uint64) << _U16) | ipid.astype(np.uint64)):
+        h ^= x
+        _mix_into(h)
+    for i in range(L4_BYTES // 8):
+        h ^= words[:, i] * _UM1
+        _mix_into(h)
     return h
+
+
+_U16, _U27, _U30, _U31 = (np.uint64(k) for k in (16, 27, 30, 31))
+_UM1, _UM2, _UM3 = (np.uint64(m) for m in (_M1, _M2, _M3))
+
+
+def _mix_into(x: npt.NDArray[np.uint64]) -> None:
+    """detector.flows.table.mix64, in place."""
+    x ^= x >> _U30
+    x *= _UM2
+    x ^= x >> _U27
+    x *= _UM3
+    x ^= x >> _U31
+
+
+def sample_natives(
+    h: Headers, caplen: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], keep_below: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Of a batch's IP ``rows``, those in the sample (whole enough to fingerprint, rank below
+    ``keep_below``), with their ranks and fingerprints: what ``rank_np`` and ``fingerprint_np``
+    give for them, with the L4 bytes past each packet's end read as zero.  The rank is worked
+    out over the batch's columns as they are (no gathered copy of every row); only the sampled
+    rows are gathered and hashed."""
+    words = _word_view(h.l4h)
+    rank = rank_np(h.src, h.dst, h.ipid, words[:, 0].astype(np.uint64))
+    l4len = np.minimum(caplen, h.l3 + h.iplen) - h.l4
+    keep = (rank < np.uint64(keep_below)) & (l4len >= 8) & (h.l4 >= 0) & ~h.fragment
+    r = rows[keep[rows]]
+    # Bytes past the packet's end (of the next record) are blanked before hashing.
+    mine = words[r].astype(np.uint64)
+    lengths = np.clip(l4len[r, None] - 8 * np.arange(L4_BYTES // 8), 0, 8)
+    mine &= _KEEP_BYTES[lengths]
+    fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], mine)
+    return r, rank[r], fps
 
 
 def _words(addr: bytes) -> tuple[int, int, int, int]:
