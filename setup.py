@@ -1,7 +1,8 @@
-"""The compiled record walk of the capture reader, built where a C compiler is at hand.
+"""The compiled record walk of the capture reader and the compiled outer header decode, built
+where a C compiler is at hand.
 
-``optional=True``: without a compiler (or Python headers) the build of the extension fails,
-setuptools says so, and the package installs with the Python walks it falls back to.
+``optional=True``: without a compiler (or Python headers) the build of an extension fails,
+setuptools says so, and the package installs with the Python/numpy forms it falls back to.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +15,12 @@ setup(
             # No fused multiply-add: the compiled walk's timestamps must be the Python walk's bits.
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,
-        )
+        ),
+        Extension(
+            "detector.decode._outer",
+            sources=["detector/decode/_outer.c"],
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

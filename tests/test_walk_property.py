@@ -1,23 +1,28 @@
-"""The block walk (a whole batch, numpy) and the scalar walk (one frame) agree on every column.
+"""The block walk (a whole batch, numpy or compiled) and the scalar walk (one frame) agree on
+every column.
 
 Frames of every known link type are built from random layers (VLAN stacks of any depth, QinQ,
 PPPoE, MPLS stacks, IPv4 with options and fragments, IPv6 with extension headers, TCP, UDP,
 SCTP, GRE...), then some are cut short or have bytes overwritten.  Whatever the bytes, the
-columns :func:`decode_headers` gives a row must be what :func:`parse_frame` finds in that frame.
+columns both forms of :func:`decode_headers` give a row must be what :func:`parse_frame` finds in
+that frame.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.capture.reader import PacketBatch
+from detector.decode import headers
 from detector.decode.frames import InnerPacket, parse_frame
-from detector.decode.headers import L4_WINDOW, decode_headers
+from detector.decode.headers import L4_WINDOW, Headers
 from detector.decode.layers import LAYOUT_OF, SHIMS
 
 LINKTYPES = sorted(LAYOUT_OF)
@@ -25,6 +30,16 @@ ETHERTYPES = [0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8, 0x9100, 0x8864, 0x8847, 0x
 PPP_PROTOCOLS = [0x0021, 0x0057, 0xC021, 0x0031]
 IPV6_EXTENSIONS = [0, 43, 44, 51, 60, 135, 139, 140, 253, 50, 59]
 TRANSPORTS = [6, 17, 132, 136, 47, 1, 58, 41, 4, 255]
+# The block walk's forms: numpy, and compiled where the extension is built.
+Decode = Callable[[PacketBatch], Headers]
+FORMS = [
+    pytest.param(headers.decode_headers_numpy, id="numpy"),
+    pytest.param(
+        headers.decode_headers_compiled,
+        id="compiled",
+        marks=pytest.mark.skipif(headers.OUTER is None, reason="the compiled decode is not built"),
+    ),
+]
 
 
 @st.composite
@@ -167,9 +182,9 @@ def _batch(rows: list[tuple[int, bytes]]) -> PacketBatch:
     return batch
 
 
-def _agree(rows: list[tuple[int, bytes]]) -> None:
+def _agree(rows: list[tuple[int, bytes]], decode: Decode) -> None:
     batch = _batch(rows)
-    h = decode_headers(batch)
+    h = decode(batch)
     for i, (linktype, frame) in enumerate(rows):
         l4 = int(h.l4[i])
         room = max(0, min(L4_WINDOW, len(frame) - l4)) if l4 >= 0 else 0
@@ -194,31 +209,34 @@ def mixed_rows(draw: st.DrawFn) -> list[tuple[int, bytes]]:
     return rows
 
 
+@pytest.mark.parametrize("decode", FORMS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mixed_rows())
-def test_block_walk_equals_scalar_walk(rows: list[tuple[int, bytes]]) -> None:
-    _agree(rows)
+def test_block_walk_equals_scalar_walk(decode: Decode, rows: list[tuple[int, bytes]]) -> None:
+    _agree(rows, decode)
 
 
-def test_deep_stacks_walked_to_their_bound() -> None:
+@pytest.mark.parametrize("decode", FORMS)
+def test_deep_stacks_walked_to_their_bound(decode: Decode) -> None:
     """Eight VLAN tags and sixteen MPLS labels are walked; one more of either is not."""
     ip = bytes.fromhex("4500001c000000004011000001020304050607080035003500080000")
     for tags, reached in ((8, True), (9, False)):
         frame = b"\x02" * 12 + b"\x81\x00" + b"\x00\x01\x81\x00" * (tags - 1) + b"\x00\x01\x08\x00"
-        _agree([(1, frame + ip)])
+        _agree([(1, frame + ip)], decode)
         assert (parse_frame(frame + ip, 1) or InnerPacket()).ip_version == (4 if reached else 0)
     for labels, reached in ((16, True), (17, False)):
         stack = b"\x00\x01\x00\x40" * (labels - 1) + b"\x00\x01\x01\x40"
         frame = b"\x02" * 12 + b"\x88\x47" + stack + ip
-        _agree([(1, frame)])
+        _agree([(1, frame)], decode)
         assert (parse_frame(frame, 1) or InnerPacket()).ip_version == (4 if reached else 0)
 
 
-def test_extension_header_longer_than_a_byte_counts() -> None:
+@pytest.mark.parametrize("decode", FORMS)
+def test_extension_header_longer_than_a_byte_counts(decode: Decode) -> None:
     """A hop-by-hop header of (31 + 1) * 8 = 256 bytes: its length is not taken modulo 256."""
     options = bytes([17, 31]) + bytes(254)
     udp = bytes.fromhex("1388003500080000")
     frame = bytes.fromhex("60000000") + struct.pack("!HBB", 264, 0, 64) + bytes(32) + options + udp
-    _agree([(101, frame)])
+    _agree([(101, frame)], decode)
     got = parse_frame(frame, 101)
     assert got is not None and (got.proto, got.l4_offset, got.dport) == (17, 296, 53)

@@ -2,14 +2,24 @@
 
 Every field is a numpy column over the batch.  The walk interprets the layouts declared in
 :mod:`detector.decode.layers` (link headers, VLAN/PPPoE/MPLS shims, IPv6 extension headers) as
-the scalar walk of :mod:`detector.decode.frames` does, stepping only the rows that still need a
-step, so a batch of plain Ethernet/IP needs none.  Only IP fragments are flagged ``slow``: they
-go to :mod:`detector.decode.slowpath` for reassembly.
+the scalar walk of :mod:`detector.decode.frames` does.  Two forms give the same columns bit for
+bit: the compiled one (``_outer.c``, one pass over each row, the layouts handed to it as tables
+built here from :mod:`detector.decode.layers`) where the extension was built, and the numpy one
+otherwise (or with ``MIRRORWATCH_PURE_PYTHON=1``), stepping only the rows that still need a step,
+so a batch of plain Ethernet/IP needs none.  Only IP fragments are flagged ``slow``: they go to
+:mod:`detector.decode.slowpath` for reassembly.
+
+Bytes a gather reads past the end of the batch's buffer are 0 in both forms; bytes past a
+packet's end but within the buffer are those of the next record (``l4h`` is not zeroed).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +51,7 @@ from detector.decode.layers import (
     TRANSPORT_HEADER_LENGTH,
     LinkLayout,
     Shim,
+    ipv6_ext_length,
 )
 from detector.decode.lut import lut
 from detector.protocols.base import PREFILTER_BYTES
@@ -48,6 +59,8 @@ from detector.protocols.base import PREFILTER_BYTES
 __all__ = ["KNOWN_LINKS", "LINK_ETHERNET", "LINK_SLL", "LINK_SLL2"]
 
 L4_WINDOW = 24
+PROTO_TCP, PROTO_UDP = 6, 17
+TCP_HEADER_MIN = 20  # taken when the data offset byte is not captured
 # The layouts as lookup tables over a type or byte column.
 IP_TYPE_LUT = lut(IP_ETHERTYPES, bits=16)
 FAMILY_LUT = lut(IP_FAMILIES)
@@ -77,8 +90,18 @@ def window(data: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
 
 
 def gather(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], width: int) -> np.ndarray:
-    idx = np.minimum(starts, len(data) - width)
-    return window(data, width)[idx]
+    """Row i is data[starts[i] : starts[i] + width] (starts >= 0), 0 past the end of data."""
+    last = len(data) - width
+    if last < 0:
+        data, last = np.concatenate([data, np.zeros(-last, dtype=np.uint8)]), 0
+    rows = window(data, width)[np.minimum(starts, last)]
+    late = np.flatnonzero(starts > last)
+    if len(late):
+        # Rows running off the end (no padding after the last record): the tail, then zeros.
+        tail = np.zeros(2 * width, dtype=np.uint8)
+        tail[:width] = data[last:]
+        rows[late] = window(tail, width)[np.minimum(starts[late] - last, width)]
+    return rows
 
 
 def be16(m: np.ndarray, col: int) -> npt.NDArray[np.int64]:
@@ -121,7 +144,94 @@ class Headers:
     l4h: np.ndarray  # (n, L4_WINDOW) bytes from the L4 header on (not zeroed past the end)
 
 
-def decode_headers(batch: PacketBatch) -> Headers:
+def _built() -> ModuleType | None:
+    try:
+        return importlib.import_module("detector.decode._outer")
+    except ImportError:  # installed without a C compiler: the numpy forms
+        return None
+
+
+# How a layout names what follows, as the compiled walk numbers it.
+_SPACE = {"ethertype": 0, "ppp": 1, "family": 2, "ip": 3, "mpls": 4}
+
+
+def _tables(module: ModuleType) -> Any:
+    """The layouts of :mod:`detector.decode.layers` as the compiled walk reads them, or None
+    if they do not fit its tables (an extension header length that is not
+    ``base + length byte * unit``): the numpy forms are used then."""
+    extensions = []
+    for nh, rule in IPV6_EXT_RULES.items():
+        base = ipv6_ext_length(rule, 0)
+        unit = ipv6_ext_length(rule, 1) - base
+        if any(ipv6_ext_length(rule, b) != base + b * unit for b in range(256)):
+            return None
+        extensions.append((nh, base, unit))
+    return module.tables(
+        [
+            (lt, int(lay.hdlc_prefix), lay.header, lay.type_at, _SPACE[lay.space])
+            for lt, lay in LAYOUT_OF.items()
+        ],
+        [(s.length, s.next_at, _SPACE[s.space], s.max_depth) for s in SHIMS],
+        SHIM_NUMBER.tobytes(),
+        IP_TYPE_LUT.astype(np.uint8).tobytes(),
+        PPP_LUT.astype(np.uint16).tobytes(),
+        NIBBLE_LUT.astype(np.uint16).tobytes(),
+        FAMILY_LUT.astype(np.uint8).tobytes(),
+        PORT_LUT.astype(np.uint8).tobytes(),
+        TRANSPORT_HEADER.tobytes(),
+        extensions,
+        (MAX_SHIM_STEPS, MAX_IPV6_EXT, IPV6_EXT_MIN, IPV6_FRAGMENT, ETH_IPV4, TCP_DATA_OFFSET_AT,
+         TCP_HEADER_MIN, PROTO_TCP, PROTO_UDP, IP_PROTO_GRE),
+    )  # fmt: skip
+
+
+# The compiled forms and the tables of the layouts they read (None where not built).
+OUTER: ModuleType | None = _built()
+_TABLES = _tables(OUTER) if OUTER is not None else None
+if _TABLES is None:
+    OUTER = None
+# Whether decode_headers, payload_heads and flows.table.row_keys use the compiled forms:
+# where built, unless MIRRORWATCH_PURE_PYTHON=1.
+use_compiled = OUTER is not None and os.environ.get("MIRRORWATCH_PURE_PYTHON", "") in ("", "0")
+
+
+def in_use() -> str:
+    """Which header decode is used, in words."""
+    return "compiled" if use_compiled else "numpy"
+
+
+def decode_headers_compiled(batch: PacketBatch) -> Headers:
+    """:func:`decode_headers_numpy`'s columns, from one compiled pass over each row."""
+    assert OUTER is not None, "the compiled header decode is not built"
+    n = len(batch)
+    ints = np.empty((13, n), dtype=np.int64)
+    flags = np.empty((4, n), dtype=np.uint8)
+    addrs = np.empty((2, n, 4), dtype=np.uint32)
+    l4h = np.empty((n, L4_WINDOW), dtype=np.uint8)
+    OUTER.decode(
+        _TABLES,
+        batch.data,
+        np.ascontiguousarray(batch.offsets, dtype=np.int64),
+        np.ascontiguousarray(batch.caplen, dtype=np.int64),
+        np.ascontiguousarray(batch.linktype, dtype=np.int32),
+        ints,
+        flags,
+        addrs,
+        l4h,
+    )
+    l3, proto, ttl, iplen, ipid, l4, sport, dport, tcpflags, tcpseq, udpsum, pay, paylen = ints
+    ipver, slow, unknown_link, fragment = flags
+    return Headers(
+        n=n, l3=l3, ipver=ipver.view(np.int8), slow=slow.view(np.bool_),
+        unknown_link=unknown_link.view(np.bool_), proto=proto, ttl=ttl, iplen=iplen,
+        fragment=fragment.view(np.bool_), ipid=ipid, src=addrs[0], dst=addrs[1], l4=l4,
+        sport=sport, dport=dport, tcpflags=tcpflags, tcpseq=tcpseq, udpsum=udpsum, pay=pay,
+        paylen=paylen, l4h=l4h,
+    )  # fmt: skip
+
+
+def decode_headers_numpy(batch: PacketBatch) -> Headers:
+    """The outer headers of ``batch`` by numpy column operations, one layer at a time."""
     n = len(batch)
     lt = batch.linktype
     single_link = int(lt[0]) if n and (lt == lt[0]).all() else None
@@ -185,7 +295,9 @@ def _link_start(
 
 def _byte(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     """The byte at each of ``at`` (bounded to the buffer: rows too short read a wrong byte,
-    which ``fits`` then discards)."""
+    which ``fits`` then discards; an empty buffer reads zeros)."""
+    if not len(data):
+        return np.zeros(len(at), dtype=np.uint8)
     return data[np.minimum(at, len(data) - 1)]
 
 
@@ -355,7 +467,18 @@ def _transport_layer(batch: PacketBatch, found: _Ip) -> Headers:
     )  # fmt: skip
 
 
-def payload_heads(
+def payload_heads_compiled(
+    batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]
+) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+    """:func:`payload_heads_numpy`, each window copied and blanked in one compiled pass."""
+    assert OUTER is not None, "the compiled header decode is not built"
+    length = h.paylen[rows]
+    head = np.empty((len(rows), PREFILTER_BYTES), dtype=np.uint8)
+    OUTER.payload_heads(batch.data, batch.offsets[rows] + h.pay[rows], length, head)
+    return head, length
+
+
+def payload_heads_numpy(
     batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]
 ) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
     """(len(rows), PREFILTER_BYTES) payload windows, zeroed past each payload's end."""
@@ -368,3 +491,8 @@ def payload_heads(
         part[np.arange(PREFILTER_BYTES)[None, :] >= length[short, None]] = 0
         head[short] = part
     return head, length
+
+
+# The forms the engine uses: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
+decode_headers = decode_headers_compiled if use_compiled else decode_headers_numpy
+payload_heads = payload_heads_compiled if use_compiled else payload_heads_numpy

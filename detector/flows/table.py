@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detector.decode import headers
 from detector.flows.groups import count, locate, sorted_groups
 
 U64 = np.uint64
@@ -77,7 +78,31 @@ class RowKeys:
     directed: npt.NDArray[np.uint64]  # differs between the two directions
 
 
-def row_keys(
+def row_keys_compiled(
+    src: npt.NDArray[np.uint32],
+    dst: npt.NDArray[np.uint32],
+    sport: npt.NDArray[np.int64],
+    dport: npt.NDArray[np.int64],
+    proto: npt.NDArray[np.int64],
+) -> RowKeys:
+    """:func:`row_keys_numpy`'s hashes in one compiled pass over the rows."""
+    assert headers.OUTER is not None, "the compiled row hashes are not built"
+    keys = np.empty((4, len(sport)), dtype=U64)
+    direction = np.empty(len(sport), dtype=np.int8)
+    headers.OUTER.row_keys(
+        int(SALT),
+        np.ascontiguousarray(src, dtype=np.uint32),
+        np.ascontiguousarray(dst, dtype=np.uint32),
+        np.ascontiguousarray(sport, dtype=np.int64),
+        np.ascontiguousarray(dport, dtype=np.int64),
+        np.ascontiguousarray(proto, dtype=np.int64),
+        keys,
+        direction,
+    )
+    return RowKeys(keys[0], keys[1], keys[2], direction, keys[3])
+
+
+def row_keys_numpy(
     src: npt.NDArray[np.uint32],
     dst: npt.NDArray[np.uint32],
     sport: npt.NDArray[np.int64],
@@ -95,6 +120,10 @@ def row_keys(
         flow = mix64(mix64(lo) ^ (hi * _M1) ^ p)
         directed = mix64(a * _M1 ^ b ^ p)
     return RowKeys(hs, hd, flow, (a > b).astype(np.int8), directed)
+
+
+# The hashes of each row: compiled where the header decode is (headers.use_compiled).
+row_keys = row_keys_compiled if headers.use_compiled else row_keys_numpy
 
 
 class KeyIndex:

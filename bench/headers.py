@@ -1,0 +1,92 @@
+"""Time the outer header decode and the row hashing alone, batch by batch.
+
+    python bench/headers.py FILE... [--rounds 3] [--tree DIR ...] [--pure-python]
+
+Each round reads every FILE with ``read_batches`` in a fresh process and, per batch, measures the
+CPU seconds (user + system) of ``decode_headers``, of ``row_keys`` over the IP rows and of
+``payload_heads`` over the rows with a payload, as the engine calls them; reading itself is not
+counted.  With several ``--tree`` checkouts rounds are interleaved (every tree once, then again)
+so that drift in the machine's load hits every tree alike; medians are printed last.
+``--pure-python`` times each tree a second time with the compiled forms turned off
+(``MIRRORWATCH_PURE_PYTHON=1``).  It prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from child import run_in_tree
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run in the child, with the tree first on its path.
+CHILD = """
+import json, sys, time
+import numpy as np
+from detector.capture.reader import InputStats, open_stream, read_batches, reading
+from detector.decode.headers import decode_headers, payload_heads
+from detector.flows.table import row_keys
+
+clock = time.process_time
+packets = 0
+spent = {"decode": 0.0, "keys": 0.0, "heads": 0.0}
+for path in sys.argv[1:]:
+    stats = InputStats(path)
+    stream = open_stream(path)
+    for batch in reading(read_batches(stream, stats), stats):
+        packets += len(batch)
+        c0 = clock()
+        h = decode_headers(batch)
+        c1 = clock()
+        rows = np.nonzero(h.ipver > 0)[0]
+        c2 = clock()
+        row_keys(h.src[rows], h.dst[rows], h.sport[rows], h.dport[rows], h.proto[rows])
+        c3 = clock()
+        picked = rows[h.paylen[rows] > 0]
+        c4 = clock()
+        payload_heads(batch, h, picked)
+        c5 = clock()
+        spent["decode"] += c1 - c0
+        spent["keys"] += c3 - c2
+        spent["heads"] += c5 - c4
+    stream.close()
+print(json.dumps({"packets": packets, **spent}))
+"""
+STAGES = ("decode", "keys", "heads")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    ap.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="also time each tree with MIRRORWATCH_PURE_PYTHON=1 (numpy forms only)",
+    )
+    args = ap.parse_args()
+    trees = [t.resolve() for t in args.tree or [REPO]]
+    modes = [False, True] if args.pure_python else [False]
+    files = [str(Path(f).resolve()) for f in args.files]
+    runs: dict[str, list[dict[str, float]]] = {}
+    for r in range(args.rounds):
+        for tree in trees:
+            for pure in modes:
+                env = {"MIRRORWATCH_PURE_PYTHON": "1"} if pure else None
+                got = run_in_tree(tree, CHILD, files, env)
+                name = f"{tree}{' (pure Python)' if pure else ''}"
+                runs.setdefault(name, []).append(got)
+                figures = ", ".join(f"{s} {got[s]:.3f} s" for s in STAGES)
+                print(f"round {r + 1} {name}: {got['packets']:.0f} packets, cpu {figures}")
+    for name, got in runs.items():
+        med = {s: statistics.median(g[s] for g in got) for s in STAGES}
+        per = 1e9 / got[0]["packets"] if got[0]["packets"] else 0.0
+        figures = ", ".join(f"{s} {med[s]:.3f} s ({med[s] * per:.0f} ns/packet)" for s in STAGES)
+        print(f"median {name}: {figures}, total {sum(med.values()):.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,719 @@
+/* The outer header decode of a batch and its row hashes, compiled.
+ *
+ * decode_headers in headers.py walks a batch of packets link layer -> shims -> IP -> transport
+ * with numpy, one column operation per step over every row; this module walks each row once,
+ * giving the same columns bit for bit.  The layouts it interprets (link headers, shims, IPv6
+ * extension headers, transport header lengths) are not written here: headers.py builds them
+ * from detector/decode/layers.py into a table object (tables()) handed to every call.
+ *
+ * The input is hostile: every byte is read through at() or clamped_at(), which never read
+ * outside the buffer the caller passed, and every position is a signed 64-bit number bounded
+ * by the batch's own lengths (checked on entry), so no sum overflows.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Batches of fewer rows keep the interpreter lock (taking it back costs more). */
+#define RELEASE_FROM 1024
+#define MOST_LAYOUTS 64
+#define MOST_SHIMS 16
+/* Offsets within a table entry (a link header, a shim) above this are refused. */
+#define MOST_FIELD 256
+#define CAPSULE "detector.decode._outer.tables"
+
+/* How a link header or a shim names what follows (the TypeSpace and NextSpace of layers.py). */
+enum space { SPACE_ETHERTYPE = 0, SPACE_PPP = 1, SPACE_FAMILY = 2, SPACE_IP = 3, SPACE_MPLS = 4 };
+
+typedef struct {
+    int64_t linktype, hdlc_prefix, header, type_at, space;
+} layout_t;
+
+typedef struct {
+    int64_t length, next_at, space, max_depth;
+} shim_t;
+
+typedef struct {
+    int nlayouts, nshims;
+    layout_t layouts[MOST_LAYOUTS];  /* one per link type */
+    shim_t shims[MOST_SHIMS + 1];    /* by shim number (1..nshims) */
+    uint8_t shim_number[65536];      /* EtherType -> shim number, 0 for none */
+    uint8_t ip_type[65536];          /* EtherType -> 1 for an IP header */
+    uint16_t ppp[65536];             /* PPP protocol -> EtherType, 0 for none */
+    uint16_t nibble[16];             /* version nibble after MPLS -> EtherType */
+    uint8_t family[256];             /* BSD address family -> 1 for IP */
+    uint8_t ports[256];              /* IP protocol -> 1 for 16-bit ports first */
+    int64_t transport_header[256];   /* IP protocol -> fixed header length */
+    uint8_t ext_on[256];             /* next header -> 1 for an extension header stepped over */
+    int64_t ext_base[256], ext_unit[256];  /* its length: base + length byte * unit */
+    int64_t max_shim_steps, max_ipv6_ext, ipv6_ext_min, ipv6_fragment, ipv4_type;
+    int64_t tcp_data_offset_at, tcp_header_min, proto_tcp, proto_udp, proto_gre;
+} tables_t;
+
+/* The byte at p as a gather reads it: 0 past the buffer's end (p >= 0 always). */
+static inline unsigned
+at(const uint8_t *d, int64_t len, int64_t p)
+{
+    return p < len ? d[p] : 0;
+}
+
+/* The byte at p as headers._byte reads it: the buffer's last byte past its end. */
+static inline unsigned
+clamped_at(const uint8_t *d, int64_t len, int64_t p)
+{
+    return len ? d[p < len ? p : len - 1] : 0;
+}
+
+static inline unsigned
+be16(const uint8_t *d, int64_t len, int64_t p)
+{
+    return (at(d, len, p) << 8) | at(d, len, p + 1);
+}
+
+static inline uint32_t
+be32(const uint8_t *d, int64_t len, int64_t p)
+{
+    return ((uint32_t)be16(d, len, p) << 16) | be16(d, len, p + 2);
+}
+
+/* ---- the tables ---------------------------------------------------------------------------- */
+
+static void
+free_tables(PyObject *capsule)
+{
+    PyMem_Free(PyCapsule_GetPointer(capsule, CAPSULE));
+}
+
+/* A bytes object of exactly `size` bytes copied to `dest`. */
+static int
+copy_table(PyObject *obj, void *dest, Py_ssize_t size, const char *name)
+{
+    if (!PyBytes_Check(obj) || PyBytes_GET_SIZE(obj) != size) {
+        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes", name, size);
+        return -1;
+    }
+    memcpy(dest, PyBytes_AS_STRING(obj), (size_t)size);
+    return 0;
+}
+
+/* The items of a sequence of `width`-tuples of integers, each within [0, most]. */
+static int
+int_rows(PyObject *seq, int width, int64_t *out, Py_ssize_t max_rows, int64_t most,
+         const char *name, Py_ssize_t *rows)
+{
+    PyObject *fast = PySequence_Fast(seq, name);
+    if (!fast)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > max_rows) {
+        PyErr_Format(PyExc_ValueError, "more than %zd %s", max_rows, name);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width) {
+            PyErr_Format(PyExc_ValueError, "%s: each entry is a tuple of %d integers", name,
+                         width);
+            Py_DECREF(fast);
+            return -1;
+        }
+        for (int k = 0; k < width; k++) {
+            long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(row, k));
+            if (v == -1 && PyErr_Occurred()) {
+                Py_DECREF(fast);
+                return -1;
+            }
+            if (v < 0 || v > most) {
+                PyErr_Format(PyExc_ValueError, "%s: %lld is outside 0..%lld", name, v,
+                             (long long)most);
+                Py_DECREF(fast);
+                return -1;
+            }
+            out[i * width + k] = v;
+        }
+    }
+    Py_DECREF(fast);
+    *rows = n;
+    return 0;
+}
+
+PyDoc_STRVAR(tables_doc,
+"tables(layouts, shims, shim_number, ip_type, ppp, nibble, family, ports, transport_header,\n"
+"       extensions, scalars)\n--\n\n"
+"The layouts decode() interprets, checked and packed once.  layouts: (linktype, hdlc_prefix,\n"
+"header, type_at, space) per link type; shims: (length, next_at, space, max_depth) per shim\n"
+"number from 1; the lookup tables as bytes of native uint8 (shim_number, ip_type: 65536;\n"
+"family, ports: 256), uint16 (ppp: 65536, nibble: 16) and int64 (transport_header: 256);\n"
+"extensions: (next_header, base, unit) per IPv6 extension header stepped over (its length is\n"
+"base + length byte * unit); scalars: (max_shim_steps, max_ipv6_ext, ipv6_ext_min,\n"
+"ipv6_fragment, ipv4_type, tcp_data_offset_at, tcp_header_min, proto_tcp, proto_udp,\n"
+"proto_gre).");
+
+static PyObject *
+tables(PyObject *module, PyObject *args)
+{
+    PyObject *layouts, *shims, *shim_number, *ip_type, *ppp, *nibble, *family, *ports,
+        *transport, *extensions, *scalars;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO:tables", &layouts, &shims, &shim_number, &ip_type,
+                          &ppp, &nibble, &family, &ports, &transport, &extensions, &scalars))
+        return NULL;
+    tables_t *t = PyMem_Calloc(1, sizeof(tables_t));
+    if (!t)
+        return PyErr_NoMemory();
+    int64_t rows[MOST_LAYOUTS * 5], ext[256 * 3], sc[10];
+    Py_ssize_t n;
+    if (int_rows(layouts, 5, rows, MOST_LAYOUTS, INT32_MAX, "layouts", &n) < 0)
+        goto fail;
+    t->nlayouts = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        layout_t *l = &t->layouts[i];
+        *l = (layout_t){rows[5 * i], rows[5 * i + 1], rows[5 * i + 2], rows[5 * i + 3],
+                        rows[5 * i + 4]};
+        if (l->header > MOST_FIELD || l->type_at > MOST_FIELD || l->space > SPACE_IP) {
+            PyErr_SetString(PyExc_ValueError, "layouts: a link header out of range");
+            goto fail;
+        }
+    }
+    if (int_rows(shims, 4, rows, MOST_SHIMS, MOST_FIELD, "shims", &n) < 0)
+        goto fail;
+    t->nshims = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        shim_t *s = &t->shims[i + 1];
+        *s = (shim_t){rows[4 * i], rows[4 * i + 1], rows[4 * i + 2], rows[4 * i + 3]};
+        if (s->space != SPACE_ETHERTYPE && s->space != SPACE_PPP && s->space != SPACE_MPLS) {
+            PyErr_SetString(PyExc_ValueError, "shims: unknown next space");
+            goto fail;
+        }
+    }
+    if (copy_table(shim_number, t->shim_number, 65536, "shim_number") < 0 ||
+        copy_table(ip_type, t->ip_type, 65536, "ip_type") < 0 ||
+        copy_table(ppp, t->ppp, 65536 * 2, "ppp") < 0 ||
+        copy_table(nibble, t->nibble, 16 * 2, "nibble") < 0 ||
+        copy_table(family, t->family, 256, "family") < 0 ||
+        copy_table(ports, t->ports, 256, "ports") < 0 ||
+        copy_table(transport, t->transport_header, 256 * 8, "transport_header") < 0)
+        goto fail;
+    for (int i = 0; i < 65536; i++)
+        if (t->shim_number[i] > t->nshims) {
+            PyErr_SetString(PyExc_ValueError, "shim_number names no shim");
+            goto fail;
+        }
+    /* Type 0 stands for "no next layer": it must be neither a shim nor IP. */
+    if (t->shim_number[0] || t->ip_type[0]) {
+        PyErr_SetString(PyExc_ValueError, "type 0 must be neither a shim nor IP");
+        goto fail;
+    }
+    for (int i = 0; i < 256; i++)
+        if (t->transport_header[i] < 0 || t->transport_header[i] > MOST_FIELD) {
+            PyErr_SetString(PyExc_ValueError, "transport_header out of range");
+            goto fail;
+        }
+    if (int_rows(extensions, 3, ext, 256, 1 << 16, "extensions", &n) < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t nh = ext[3 * i];
+        if (nh > 255) {
+            PyErr_SetString(PyExc_ValueError, "extensions: next header above 255");
+            goto fail;
+        }
+        t->ext_on[nh] = 1;
+        t->ext_base[nh] = ext[3 * i + 1];
+        t->ext_unit[nh] = ext[3 * i + 2];
+    }
+    PyObject *one = PyTuple_Pack(1, scalars);
+    if (!one)
+        goto fail;
+    int bad = int_rows(one, 10, sc, 1, 65535, "scalars", &n);
+    Py_DECREF(one);
+    if (bad < 0)
+        goto fail;
+    if (n != 1) {
+        PyErr_SetString(PyExc_ValueError, "scalars: one tuple");
+        goto fail;
+    }
+    t->max_shim_steps = sc[0];
+    t->max_ipv6_ext = sc[1];
+    t->ipv6_ext_min = sc[2];
+    t->ipv6_fragment = sc[3];
+    t->ipv4_type = sc[4];
+    t->tcp_data_offset_at = sc[5];
+    t->tcp_header_min = sc[6];
+    t->proto_tcp = sc[7];
+    t->proto_udp = sc[8];
+    t->proto_gre = sc[9];
+    PyObject *capsule = PyCapsule_New(t, CAPSULE, free_tables);
+    if (!capsule)
+        goto fail;
+    return capsule;
+fail:
+    PyMem_Free(t);
+    return NULL;
+}
+
+/* ---- the decode ---------------------------------------------------------------------------- */
+
+/* The integer columns, in the order of the rows of the int64 block decode() fills. */
+enum { C_L3, C_PROTO, C_TTL, C_IPLEN, C_IPID, C_L4, C_SPORT, C_DPORT, C_TCPFLAGS, C_TCPSEQ,
+       C_UDPSUM, C_PAY, C_PAYLEN, N_INTS };
+/* The byte columns, in the order of the rows of the uint8 block. */
+enum { F_IPVER, F_SLOW, F_UNKNOWN_LINK, F_FRAGMENT, N_FLAGS };
+
+typedef struct {
+    const uint8_t *d;
+    int64_t len;           /* bytes in d */
+    int64_t n;             /* rows */
+    const int64_t *offsets, *caplen;
+    const int32_t *linktype;
+    int64_t *ints;         /* N_INTS rows of n */
+    uint8_t *flags;        /* N_FLAGS rows of n */
+    uint32_t *addrs;       /* src (n, 4) then dst (n, 4) */
+    uint8_t *l4h;          /* (n, window) */
+    int64_t window;
+} batch_t;
+
+/* (position after the link header or -1, type in EtherType space) of a frame of layout `lay`
+ * starting at `start`: the twin of headers._link_start. */
+static void
+link_start(const tables_t *t, const layout_t *lay, const uint8_t *d, int64_t len, int64_t start,
+           int64_t cap, int64_t *pos, int64_t *etype)
+{
+    *pos = -1;
+    *etype = 0;
+    if (!lay)
+        return;
+    int64_t base = 0;
+    if (lay->hdlc_prefix && cap >= 2 && clamped_at(d, len, start) == 0xFF &&
+        clamped_at(d, len, start + 1) == 0x03)
+        base = 2;
+    if (cap < base + lay->header)
+        return;
+    *pos = base + lay->header;
+    int64_t a = start + base + lay->type_at;
+    if (lay->space == SPACE_IP) {
+        *etype = t->ipv4_type;
+    } else if (lay->space == SPACE_FAMILY) {
+        unsigned fam = clamped_at(d, len, a);
+        if (!fam)
+            fam = clamped_at(d, len, a + 3);  /* host byte order of the writer */
+        *etype = t->family[fam] ? t->ipv4_type : 0;
+    } else {
+        unsigned ty = (clamped_at(d, len, a) << 8) | clamped_at(d, len, a + 1);
+        *etype = lay->space == SPACE_PPP ? t->ppp[ty] : ty;
+    }
+}
+
+/* Step over shims from `*pos`: the twin of headers._walk_shims. */
+static void
+walk_shims(const tables_t *t, const uint8_t *d, int64_t len, int64_t start, int64_t cap,
+           int64_t *pos, int64_t *etype)
+{
+    int64_t p = *pos, ty = *etype, run = 0;
+    unsigned prev = 0;
+    for (int64_t step = 0; step < t->max_shim_steps; step++) {
+        unsigned number = t->shim_number[ty];
+        if (!number)
+            break;
+        const shim_t *s = &t->shims[number];
+        run = number == prev ? run : 0;
+        int64_t room = cap - p;
+        if (room < s->length || run >= s->max_depth)
+            break;
+        int64_t q = start + p;
+        if (s->space == SPACE_ETHERTYPE) {
+            ty = be16(d, len, q + s->next_at);
+        } else if (s->space == SPACE_PPP) {
+            ty = t->ppp[be16(d, len, q + s->next_at)];
+        } else if (at(d, len, q + s->next_at) & 1) {  /* MPLS bottom of stack */
+            ty = room > s->length ? t->nibble[at(d, len, q + s->length) >> 4] : 0;
+        }
+        p += s->length;
+        run++;
+        prev = number;
+    }
+    *pos = p;
+    *etype = ty;
+}
+
+static void
+decode_row(const tables_t *t, const batch_t *b, int64_t i, const layout_t *lay)
+{
+    const uint8_t *d = b->d;
+    const int64_t len = b->len, n = b->n, start = b->offsets[i], cap = b->caplen[i];
+    int64_t pos, etype;
+    link_start(t, lay, d, len, start, cap, &pos, &etype);
+    if (t->shim_number[etype])
+        walk_shims(t, d, len, start, cap, &pos, &etype);
+
+    /* IP (headers._ip_layer) */
+    int64_t l3 = t->ip_type[etype] ? pos : -1;
+    const int64_t ip = start + (l3 > 0 ? l3 : 0);
+    const unsigned b0 = at(d, len, ip), nib = b0 >> 4;
+    const int64_t room3 = l3 >= 0 ? cap - l3 : 0, ihl = (int64_t)(b0 & 0x0F) * 4;
+    const int64_t total = be16(d, len, ip + 2);
+    const int v4 = nib == 4 && room3 >= 20 && ihl >= 20 && room3 >= ihl && total >= ihl;
+    const int v6 = !v4 && nib == 6 && room3 >= 40;
+    int64_t iplen = 0, proto = 0, l4 = -1, ttl = 0, ipid = 0;
+    unsigned flags = 0;
+    uint32_t *src = b->addrs + 4 * i, *dst = b->addrs + 4 * (n + i);
+    memset(src, 0, 16);
+    memset(dst, 0, 16);
+    if (v4) {
+        iplen = total;
+        ipid = be16(d, len, ip + 4);
+        flags = be16(d, len, ip + 6);
+        ttl = at(d, len, ip + 8);
+        proto = at(d, len, ip + 9);
+        l4 = l3 + ihl;
+        src[3] = be32(d, len, ip + 12);
+        dst[3] = be32(d, len, ip + 16);
+    } else if (v6) {
+        iplen = (int64_t)be16(d, len, ip + 4) + 40;
+        proto = at(d, len, ip + 6);
+        ttl = at(d, len, ip + 7);
+        l4 = l3 + 40;
+        for (int k = 0; k < 4; k++) {
+            src[k] = be32(d, len, ip + 8 + 4 * k);
+            dst[k] = be32(d, len, ip + 24 + 4 * k);
+        }
+    } else {
+        l3 = -1;
+    }
+    int nonfirst = (flags & 0x1FFF) != 0, more = (flags & 0x2000) != 0;
+
+    /* IPv6 extension headers (headers._ipv6_extensions): one cut short leaves no protocol
+     * and no transport. */
+    if (v6 && t->ext_on[proto]) {
+        for (int64_t k = 0; k < t->max_ipv6_ext; k++) {
+            const int64_t p = l4;
+            if (cap < p + t->ipv6_ext_min) {
+                proto = 0;
+                l4 = -1;
+                break;
+            }
+            const int64_t q = start + p;
+            if (proto == t->ipv6_fragment) {
+                nonfirst = (be16(d, len, q + 2) & 0xFFF8) != 0;
+                more = at(d, len, q + 3) & 1;
+            }
+            const int64_t size = t->ext_base[proto] + (int64_t)at(d, len, q + 1) * t->ext_unit[proto];
+            proto = at(d, len, q);
+            l4 = p + size;
+            if (!t->ext_on[proto])
+                break;
+        }
+    }
+
+    /* Transport (headers._transport_layer) */
+    const int64_t l4at = start + (l4 > 0 ? l4 : 0);
+    uint8_t *w = b->l4h + b->window * i;
+    if (l4at + b->window <= len) {
+        memcpy(w, d + l4at, (size_t)b->window);
+    } else {
+        for (int64_t k = 0; k < b->window; k++)
+            w[k] = (uint8_t)at(d, len, l4at + k);
+    }
+    const int64_t room = cap - l4;
+    const int has_l4 = l4 >= 0 && !nonfirst;
+    const int has_ports = has_l4 && room >= 4;
+    const int ports = has_ports && t->ports[proto];
+    const int gre = has_ports && proto == t->proto_gre;
+    const int tcp = has_l4 && proto == t->proto_tcp;
+    const int full_tcp = tcp && room >= 20;
+    const int udp = has_l4 && proto == t->proto_udp && room >= 8;
+    int64_t pay = -1, paylen = 0;
+    if (has_l4) {
+        int64_t hlen = t->transport_header[proto];
+        if (tcp)
+            hlen = room > t->tcp_data_offset_at
+                       ? (int64_t)(at(d, len, l4at + t->tcp_data_offset_at) >> 4) * 4
+                       : t->tcp_header_min;
+        pay = l4 + hlen;
+        const int64_t end = cap < l3 + iplen ? cap : l3 + iplen;
+        paylen = end - pay > 0 ? end - pay : 0;
+    }
+    int64_t *c = b->ints;
+    c[C_L3 * n + i] = l3;
+    c[C_PROTO * n + i] = proto;
+    c[C_TTL * n + i] = ttl;
+    c[C_IPLEN * n + i] = iplen;
+    c[C_IPID * n + i] = ipid;
+    c[C_L4 * n + i] = l4;
+    c[C_SPORT * n + i] = ports ? be16(d, len, l4at) : 0;
+    c[C_DPORT * n + i] = ports || gre ? be16(d, len, l4at + 2) : 0;
+    c[C_TCPFLAGS * n + i] = full_tcp ? at(d, len, l4at + 13) : 0;
+    c[C_TCPSEQ * n + i] = full_tcp ? be32(d, len, l4at + 4) : 0;
+    c[C_UDPSUM * n + i] = udp ? (int64_t)be16(d, len, l4at + 6) : -1;
+    c[C_PAY * n + i] = pay;
+    c[C_PAYLEN * n + i] = paylen;
+    uint8_t *f = b->flags;
+    f[F_IPVER * n + i] = v4 ? 4 : v6 ? 6 : 0;
+    f[F_SLOW * n + i] = f[F_FRAGMENT * n + i] = nonfirst || more;
+    f[F_UNKNOWN_LINK * n + i] = lay == NULL;
+}
+
+static const layout_t *
+layout_of(const tables_t *t, int64_t linktype)
+{
+    for (int k = 0; k < t->nlayouts; k++)
+        if (t->layouts[k].linktype == linktype)
+            return &t->layouts[k];
+    return NULL;
+}
+
+static void
+decode_rows(const tables_t *t, const batch_t *b)
+{
+    int64_t last_type = -1;
+    const layout_t *lay = NULL;
+    for (int64_t i = 0; i < b->n; i++) {
+        if (b->linktype[i] != last_type) {
+            last_type = b->linktype[i];
+            lay = layout_of(t, last_type);
+        }
+        decode_row(t, b, i, lay);
+    }
+}
+
+/* ---- buffers ------------------------------------------------------------------------------- */
+
+#define MOST_VIEWS 8
+
+static PyObject *
+release(Py_buffer *views, PyObject *result)
+{
+    for (int i = 0; i < MOST_VIEWS; i++)
+        if (views[i].obj)
+            PyBuffer_Release(&views[i]);
+    return result;
+}
+
+/* A C-contiguous buffer of `items` items (any number if negative) of `itemsize` bytes whose
+ * struct format is one of `formats` (the byte order prefix of native order allowed), writable
+ * if asked. */
+static int
+column(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, const char *formats,
+       Py_ssize_t items, const char *name)
+{
+    int want = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, want) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    if (view->itemsize != itemsize || f[0] == '\0' || f[1] != '\0' || !strchr(formats, f[0])) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of %zd-byte items (%s)",
+                     name, itemsize, formats);
+        return -1;
+    }
+    if (items >= 0 && view->len != items * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd items, not %zd", name,
+                     view->len / itemsize, items);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(tables, data, offsets, caplen, linktype, ints, flags, addrs, l4h)\n--\n\n"
+"Decode the outer headers of every packet data[offsets[i] : offsets[i] + caplen[i]] (of link\n"
+"type linktype[i]: int64, int64, int32 columns of n rows) into the columns headers.Headers\n"
+"holds: ints, an int64 (13, n) block (l3, proto, ttl, iplen, ipid, l4, sport, dport,\n"
+"tcpflags, tcpseq, udpsum, pay, paylen); flags, a uint8 (4, n) block (ipver, slow,\n"
+"unknown_link, fragment); addrs, a uint32 (2, n, 4) block (src, dst); l4h, a uint8 (n, w)\n"
+"block of the bytes from the transport header on (bytes past data's end read as 0).");
+
+static PyObject *
+decode(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *capsule, *data, *offsets, *caplen, *linktype, *ints, *flags, *addrs, *l4h;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOO:decode", &capsule, &data, &offsets, &caplen,
+                          &linktype, &ints, &flags, &addrs, &l4h))
+        return NULL;
+    const tables_t *t = PyCapsule_GetPointer(capsule, CAPSULE);
+    if (!t)
+        return NULL;
+    if (PyObject_GetBuffer(data, &views[0], PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (column(offsets, &views[1], 0, 8, "ql", -1, "offsets") < 0)
+        return release(views, NULL);
+    Py_ssize_t n = views[1].len / 8;
+    if (column(caplen, &views[2], 0, 8, "ql", n, "caplen") < 0 ||
+        column(linktype, &views[3], 0, 4, "i", n, "linktype") < 0 ||
+        column(ints, &views[4], 1, 8, "ql", N_INTS * n, "ints") < 0 ||
+        column(flags, &views[5], 1, 1, "B?b", N_FLAGS * n, "flags") < 0 ||
+        column(addrs, &views[6], 1, 4, "I", 8 * n, "addrs") < 0)
+        return release(views, NULL);
+    if (PyObject_GetBuffer(l4h, &views[7], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return release(views, NULL);
+    batch_t b = {
+        .d = views[0].buf, .len = views[0].len, .n = n,
+        .offsets = views[1].buf, .caplen = views[2].buf, .linktype = views[3].buf,
+        .ints = views[4].buf, .flags = views[5].buf, .addrs = views[6].buf,
+        .l4h = views[7].buf, .window = n ? views[7].len / n : 0,
+    };
+    if (n && views[7].len != b.window * n) {
+        PyErr_SetString(PyExc_ValueError, "l4h must hold the same number of bytes per row");
+        return release(views, NULL);
+    }
+    /* The batch's promise (PacketBatch): each packet lies within data.  It also bounds every
+     * position the walk computes far below overflow. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t o = b.offsets[i], c = b.caplen[i];
+        if (o < 0 || c < 0 || o > b.len || c > b.len - o) {
+            PyErr_Format(PyExc_ValueError,
+                         "packet %zd (%lld bytes at %lld) lies outside %lld bytes of data", i,
+                         (long long)c, (long long)o, (long long)b.len);
+            return release(views, NULL);
+        }
+    }
+    PyThreadState *state = n >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
+    decode_rows(t, &b);
+    if (state)
+        PyEval_RestoreThread(state);
+    return release(views, Py_NewRef(Py_None));
+}
+
+/* ---- row hashes ---------------------------------------------------------------------------- */
+
+/* The constants of detector/flows/table.py (splitmix64's finaliser and the golden ratio);
+ * the differential test holds the two forms equal. */
+#define M1 UINT64_C(0x9E3779B97F4A7C15)
+#define M2 UINT64_C(0xBF58476D1CE4E5B9)
+#define M3 UINT64_C(0x94D049BB133111EB)
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * M2;
+    x = (x ^ (x >> 27)) * M3;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t
+address_hash(const uint32_t *w, uint64_t salt)
+{
+    uint64_t hi = ((uint64_t)w[0] << 32) | w[1], lo = ((uint64_t)w[2] << 32) | w[3];
+    return mix64(mix64(hi ^ salt) ^ lo * M1);
+}
+
+PyDoc_STRVAR(row_keys_doc,
+"row_keys(salt, src, dst, sport, dport, proto, keys, direction)\n--\n\n"
+"The hashes of table.row_keys for m rows: src and dst uint32 (m, 4), sport, dport, proto\n"
+"int64 (m); keys a uint64 (4, m) block (src host, dst host, flow, directed), direction int8.");
+
+static PyObject *
+row_keys(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    unsigned long long salt;
+    PyObject *src, *dst, *sport, *dport, *proto, *keys, *direction;
+    if (!PyArg_ParseTuple(args, "KOOOOOOO:row_keys", &salt, &src, &dst, &sport, &dport, &proto,
+                          &keys, &direction))
+        return NULL;
+    if (column(sport, &views[2], 0, 8, "ql", -1, "sport") < 0)
+        return release(views, NULL);
+    Py_ssize_t m = views[2].len / 8;
+    if (column(src, &views[0], 0, 4, "I", 4 * m, "src") < 0 ||
+        column(dst, &views[1], 0, 4, "I", 4 * m, "dst") < 0 ||
+        column(dport, &views[3], 0, 8, "ql", m, "dport") < 0 ||
+        column(proto, &views[4], 0, 8, "ql", m, "proto") < 0 ||
+        column(keys, &views[5], 1, 8, "QLk", 4 * m, "keys") < 0 ||
+        column(direction, &views[6], 1, 1, "b", m, "direction") < 0)
+        return release(views, NULL);
+    const uint32_t *s = views[0].buf, *dd = views[1].buf;
+    const int64_t *sp = views[2].buf, *dp = views[3].buf, *pr = views[4].buf;
+    uint64_t *k = views[5].buf;
+    int8_t *dir = views[6].buf;
+    PyThreadState *state = m >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        uint64_t hs = address_hash(s + 4 * i, salt), hd = address_hash(dd + 4 * i, salt);
+        uint64_t a = mix64(hs ^ (uint64_t)sp[i]), b = mix64(hd ^ (uint64_t)dp[i]);
+        uint64_t p = (uint64_t)pr[i], lo = a < b ? a : b, hi = a < b ? b : a;
+        k[i] = hs;
+        k[m + i] = hd;
+        k[2 * m + i] = mix64(mix64(lo) ^ (hi * M1) ^ p);
+        k[3 * m + i] = mix64((a * M1) ^ b ^ p);
+        dir[i] = a > b;
+    }
+    if (state)
+        PyEval_RestoreThread(state);
+    return release(views, Py_NewRef(Py_None));
+}
+
+/* ---- payload heads ------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(payload_heads_doc,
+"payload_heads(data, starts, lengths, head)\n--\n\n"
+"Row i of head (uint8 (m, w)) gets the first w bytes of data from starts[i] on, zeroed from\n"
+"lengths[i] on (starts, lengths: int64 (m); rows with lengths[i] <= 0 are all zero).");
+
+static PyObject *
+payload_heads(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *data, *starts, *lengths, *head;
+    if (!PyArg_ParseTuple(args, "OOOO:payload_heads", &data, &starts, &lengths, &head))
+        return NULL;
+    if (PyObject_GetBuffer(data, &views[0], PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (column(starts, &views[1], 0, 8, "ql", -1, "starts") < 0)
+        return release(views, NULL);
+    Py_ssize_t m = views[1].len / 8;
+    if (column(lengths, &views[2], 0, 8, "ql", m, "lengths") < 0)
+        return release(views, NULL);
+    if (PyObject_GetBuffer(head, &views[3], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return release(views, NULL);
+    const int64_t width = m ? views[3].len / m : 0;
+    if (m && views[3].len != width * m) {
+        PyErr_SetString(PyExc_ValueError, "head must hold the same number of bytes per row");
+        return release(views, NULL);
+    }
+    const uint8_t *d = views[0].buf;
+    const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
+    uint8_t *out = views[3].buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        uint8_t *row = out + width * i;
+        int64_t keep = ln[i] < width ? ln[i] : width, s = st[i];
+        if (keep <= 0 || s < 0) {
+            memset(row, 0, (size_t)width);
+            continue;
+        }
+        for (int64_t k = 0; k < keep; k++)
+            row[k] = s < len - k ? d[s + k] : 0;
+        memset(row + keep, 0, (size_t)(width - keep));
+    }
+    return release(views, Py_NewRef(Py_None));
+}
+
+static PyMethodDef methods[] = {
+    {"tables", tables, METH_VARARGS, tables_doc},
+    {"decode", decode, METH_VARARGS, decode_doc},
+    {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
+    {"payload_heads", payload_heads, METH_VARARGS, payload_heads_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef outer_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "detector.decode._outer",
+    .m_doc = "The outer header decode and row hashes of a batch, compiled (see headers.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC
+PyInit__outer(void)
+{
+    return PyModuleDef_Init(&outer_module);
+}
