@@ -93,10 +93,10 @@ def test_memory_is_bounded_and_late_packets_are_dropped() -> None:
         keys = rng.integers(1, 5000, n).astype(np.uint64)
         admit = [_cand(int(k), t0) for k in np.unique(keys)[:10]]
         ec.add(ts, rng.integers(40, 1500, n), keys, keys % np.uint64(97), keys + np.uint64(100),
-               admit, {})  # fmt: skip
+               admit, [])  # fmt: skip
         ec.settle()
         # A straggler from long ago changes nothing and raises nothing.
-        ec.add(np.array([0.01]), np.array([100]), keys[:1], keys[:1], keys[:1], [], {})
+        ec.add(np.array([0.01]), np.array([100]), keys[:1], keys[:1], keys[:1], [], [])
         ec.settle()
         assert len(ec.candidates) <= MAX_CANDIDATES
         assert len(ec.open_native) <= 16
@@ -116,5 +116,31 @@ def test_busiest_hosts_are_ranked_by_bytes_whatever_their_hashes() -> None:
         hosts = np.concatenate([keys.src_host, keys.dst_host])
         uh, first, inv = np.unique(hosts, return_index=True, return_inverse=True)
         weight = np.bincount(inv, weights=np.concatenate([size, size]))
-        want = [(int(uh[i]), int(first[i])) for i in np.argsort(-weight)[:32]]
+        want = [(int(uh[i]), int(first[i]), weight[i]) for i in np.argsort(-weight)[:32]]
         assert _busiest_hosts(keys, size, 32) == want  # type: ignore[arg-type]
+
+
+def test_busiest_hosts_bytes_as_ranked_are_those_counted_over_the_rows() -> None:
+    # The bytes _busiest_hosts ranks the hosts by are what the buckets take for them, unless a
+    # packet goes from a host to itself (one packet for that host): then they are counted again.
+    rng = np.random.default_rng(5)
+    pool = rng.integers(1 << 40, 1 << 62, 60, dtype=np.uint64)
+    for self_rows in (0, 7):
+        src, dst = rng.choice(pool, 3000), rng.choice(pool, 3000)
+        apart = src != dst
+        src, dst = src[apart], dst[apart]
+        dst[:self_rows] = src[:self_rows]
+        size = rng.integers(40, 1500, len(src))
+        keys = SimpleNamespace(src_host=src, dst_host=dst)
+        busiest = [
+            (host, (4, 0, 0, 0, host & 0xFFFFFFFF), b)
+            for host, _, b in _busiest_hosts(keys, size, 32)  # type: ignore[arg-type]
+        ]
+        ranked, counted = EncryptedCopies(), EncryptedCopies()
+        ranked._add_busiest(busiest, size, src, dst, True)
+        counted._add_busiest(busiest, size, src, dst, False)
+        if self_rows:
+            assert ranked.bucket_hosts != counted.bucket_hosts
+        else:
+            assert ranked.bucket_hosts == counted.bucket_hosts
+        assert sum(len(b) for b in counted.bucket_hosts) == 32

@@ -26,6 +26,7 @@ active one makes room.  Nothing here decides severity: the evidence goes to the 
 from __future__ import annotations
 
 import math
+import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from detector.decode.frames import ip_str
 from detector.decode.lut import lut
 from detector.evidence import HostTally, StreamEvidence
 from detector.flows.groups import distinct, locate, runs, spread
@@ -81,6 +83,20 @@ REPORT_CORRELATION = 0.5
 MAX_TRACKED = 8
 # Ports of TLS services, for naming a TCP carrier joined after its handshake.
 TLS_PORTS = frozenset({443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 6514, 8443})
+
+# A host as the buckets remember it: IP version and the four address words (IPv4 in the last);
+# its address is written out only for a finding.
+HostAddress = tuple[int, int, int, int, int]
+# One of a batch's busiest hosts: its hash, its address, and its bytes in the batch as source or
+# destination (a packet from a host to itself counted twice).
+Busiest = tuple[int, HostAddress, float]
+
+
+def host_name(host: HostAddress) -> str:
+    """The address of a remembered host, as reports show it."""
+    if host[0] == 4:
+        return ip_str(struct.pack("!I", host[4]))
+    return ip_str(struct.pack("!4I", *host[1:]))
 
 
 @dataclass
@@ -237,10 +253,8 @@ class EncryptedCopies:
         self.closed_through: int | None = None
         self.folded_through: int | None = None  # last bin in the lag rings
         self.newest = -(1 << 62)  # newest bin seen
-        # Addresses of the busiest hosts, by host hash and IP version (bounded).
-        self.host_names: dict[tuple[int, int], str] = {}
         # Who is in each bucket (bounded): bucket → host → bytes.
-        self.bucket_hosts: list[dict[str, float]] = [{} for _ in range(HOST_BUCKETS)]
+        self.bucket_hosts: list[dict[HostAddress, float]] = [{} for _ in range(HOST_BUCKETS)]
         # Recent native packets for the per-packet test.
         self.ring_ts = np.zeros(0)
         self.ring_len = np.zeros(0, np.int64)
@@ -315,31 +329,38 @@ class EncryptedCopies:
         src_h: npt.NDArray[np.uint64],
         dst_h: npt.NDArray[np.uint64],
         admit: list[Candidate],
-        name_of: dict[int, str],
-    ) -> None:
+        busiest: list[Busiest],
+    ) -> npt.NDArray[np.int64]:
         """One batch of IP rows: ``size`` is each packet's IP length; ``admit`` the new
-        candidates the engine found in it; ``name_of`` an address for a few host hashes."""
+        candidates the engine found in it; ``busiest`` its busiest hosts.  Each row's candidate
+        slot (-1 for none) comes back."""
         for cand in admit:
             if len(self.candidates) >= MAX_CANDIDATES:
                 self._make_room(float(ts.max()))
             self._admit(cand)
         if not len(ts):
-            return
+            return np.zeros(0, np.int64)
         bins = np.floor(ts / BIN).astype(np.int64)
         if self.closed_through is None:
             self.closed_through = int(bins.min()) - 1
         fresh = bins > self.closed_through
-        if not fresh.all():
+        every = bool(fresh.all())
+        every_dkey = dkey
+        if not every:
             ts, size, dkey, src_h, dst_h, bins = (
                 a[fresh] for a in (ts, size, dkey, src_h, dst_h, bins)
             )
         if not len(bins):
-            return  # every packet came too late
+            return self.slots_of(every_dkey)  # every packet came too late
         size = size.astype(np.int64, copy=False)
         ub, inv = spread(bins)
         # Every packet is native traffic, candidates' too (one may be the original of another):
         # each candidate subtracts its own endpoints' traffic below.
-        self._add_native(ub, inv, size, src_h, dst_h, name_of)
+        bucket_s, bucket_d = _buckets(src_h), _buckets(dst_h)
+        _add_series(self.open_native, ub, inv, (), size, bucket_s, bucket_d)
+        # The busiest hosts' bytes as ranked are theirs, unless some packets came too late or
+        # went from a host to itself (counted once here).
+        self._add_busiest(busiest, size, src_h, dst_h, every and not (src_h == dst_h).any())
         slot = self.slots_of(dkey)
         if self.candidates:
             self._add_own(ub, inv, ts, size, slot)
@@ -347,7 +368,7 @@ class EncryptedCopies:
             if len(rows):
                 cell = inv[rows] * MAX_CANDIDATES + slots
                 _add_series(self.open_excl, ub, cell, (MAX_CANDIDATES,), size[rows],
-                            src_h[rows], dst_h[rows])  # fmt: skip
+                            bucket_s[rows], bucket_d[rows])  # fmt: skip
         # This batch's packets join the ring first: they may be the originals of its copies.
         self._ring_add(ts, size, src_h, dst_h)
         sizing = [
@@ -364,6 +385,7 @@ class EncryptedCopies:
                     pick = mine[:: max(1, len(mine) // SAMPLE_PER_BATCH)][:SAMPLE_PER_BATCH]
                     self._sizes(c, ts[pick], size[pick])
         self.newest = max(self.newest, int(ub[-1]))
+        return slot if every else self.slots_of(every_dkey)
 
     def settle(self) -> None:
         """Close the bins no packet can still join (called once per batch, after its
@@ -371,34 +393,37 @@ class EncryptedCopies:
         if self.closed_through is not None:
             self._close(self.newest - REORDER_BINS)
 
-    def _add_native(
+    def _add_busiest(
         self,
-        ub: npt.NDArray[np.int64],
-        inv: npt.NDArray[np.intp],
+        busiest: list[Busiest],
         size: npt.NDArray[np.int64],
         src_h: npt.NDArray[np.uint64],
         dst_h: npt.NDArray[np.uint64],
-        name_of: dict[int, str],
+        as_ranked: bool,
     ) -> None:
-        _add_series(self.open_native, ub, inv, (), size, src_h, dst_h)
-        if not name_of:
+        """Who is in each bucket: the busiest hosts of the batch, by bytes (a packet counts once
+        for a host, even when it is both its source and its destination): their bytes as ranked
+        when ``as_ranked``, else counted again over the rows."""
+        if not busiest:
             return
-        # Who is in each bucket: the hosts named this batch, by bytes (a packet counts once
-        # for a host, even when it is both its source and its destination).
-        named = np.fromiter(name_of, np.uint64, len(name_of))
-        order = np.argsort(named)
-        ranked = named[order]
-        rows, at = _find(ranked, src_h)
-        sums = np.bincount(at, weights=size[rows], minlength=len(named))
-        rows, at = _find(ranked, dst_h)
-        once = src_h[rows] != dst_h[rows]
-        rows, at = rows[once], at[once]
-        sums += np.bincount(at, weights=size[rows], minlength=len(named))
-        host_bytes = np.empty(len(named))
-        host_bytes[order] = sums
-        for (h, name), b in zip(name_of.items(), host_bytes.tolist(), strict=True):
+        if as_ranked:
+            host_bytes = [b for _, _, b in busiest]
+        else:
+            named = np.array([h for h, _, _ in busiest], np.uint64)
+            order = np.argsort(named)
+            ranked = named[order]
+            rows, at = _find(ranked, src_h)
+            sums = np.bincount(at, weights=size[rows], minlength=len(named))
+            rows, at = _find(ranked, dst_h)
+            once = src_h[rows] != dst_h[rows]
+            rows, at = rows[once], at[once]
+            sums += np.bincount(at, weights=size[rows], minlength=len(named))
+            by_rank = np.empty(len(named))
+            by_rank[order] = sums
+            host_bytes = by_rank.tolist()
+        for (h, host, _), b in zip(busiest, host_bytes, strict=True):
             bucket = self.bucket_hosts[h % HOST_BUCKETS]
-            bucket[name] = bucket.get(name, 0.0) + b
+            bucket[host] = bucket.get(host, 0.0) + b
             if len(bucket) > 4 * MAX_TRACKED:
                 keep = sorted(bucket.items(), key=lambda kv: -kv[1])[: 2 * MAX_TRACKED]
                 self.bucket_hosts[h % HOST_BUCKETS] = dict(keep)
@@ -446,10 +471,16 @@ class EncryptedCopies:
         """Keep the last NATIVE_RING packets in time order (for window look-ups)."""
         if not len(ts):
             return
-        self.ring_ts = np.concatenate([self.ring_ts, ts])[-NATIVE_RING:]
-        self.ring_len = np.concatenate([self.ring_len, size])[-NATIVE_RING:]
-        self.ring_src = np.concatenate([self.ring_src, src_h])[-NATIVE_RING:]
-        self.ring_dst = np.concatenate([self.ring_dst, dst_h])[-NATIVE_RING:]
+        if len(ts) >= NATIVE_RING:
+            # The batch alone fills the ring: nothing of the ring before it is kept.
+            self.ring_ts, self.ring_len, self.ring_src, self.ring_dst = (
+                a[-NATIVE_RING:].copy() for a in (ts, size, src_h, dst_h)
+            )
+        else:
+            self.ring_ts = np.concatenate([self.ring_ts, ts])[-NATIVE_RING:]
+            self.ring_len = np.concatenate([self.ring_len, size])[-NATIVE_RING:]
+            self.ring_src = np.concatenate([self.ring_src, src_h])[-NATIVE_RING:]
+            self.ring_dst = np.concatenate([self.ring_dst, dst_h])[-NATIVE_RING:]
         if len(ts) > 1 and np.any(np.diff(ts) < 0):
             order = np.argsort(self.ring_ts, kind="stable")
             self.ring_ts, self.ring_len = self.ring_ts[order], self.ring_len[order]
@@ -659,12 +690,8 @@ class EncryptedCopies:
         )
 
     def _tracked(self, series: int) -> list[tuple[str, float]]:
-        if series == 0:
-            merged: dict[str, float] = {}
-            for b in self.bucket_hosts:
-                merged.update(b)
-        else:
-            merged = self.bucket_hosts[series - 1]
+        buckets = self.bucket_hosts if series == 0 else [self.bucket_hosts[series - 1]]
+        merged = {host_name(host): b for bucket in buckets for host, b in bucket.items()}
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
         return ranked[: MAX_TRACKED + 2]
 
@@ -681,26 +708,37 @@ class EncryptedCopies:
         return round(min(1.0, share), 4), start
 
 
+def _buckets(hosts: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+    """Each host's bucket: a power of two of them, so the low bits of its hash."""
+    return (hosts & np.uint64(HOST_BUCKETS - 1)).astype(np.intp)
+
+
 def _add_series(
     open_bins: dict[int, npt.NDArray[np.float64]],
     ub: npt.NDArray[np.int64],
     cell: npt.NDArray[np.int64],
     shape: tuple[int, ...],
     size: npt.NDArray[np.int64],
-    src_h: npt.NDArray[np.uint64],
-    dst_h: npt.NDArray[np.uint64],
+    bucket_s: npt.NDArray[np.intp],
+    bucket_d: npt.NDArray[np.intp],
 ) -> None:
     """Add the packets' bytes to the open bins ``ub``, each bin an array ``shape`` of series:
     packet i to row ``cell[i]`` (``len(ub) * shape`` flattened), in series 0 (all) and in those
     of its hosts' buckets (once per bucket)."""
-    low = np.uint64(HOST_BUCKETS - 1)  # a power of two: the low bits are the bucket
-    bucket_s = (src_h & low).astype(np.int64)
-    bucket_d = (dst_h & low).astype(np.int64)
-    base = cell * WIDTH
-    other = bucket_d != bucket_s
-    cells = np.concatenate([base, base + 1 + bucket_s, (base + 1 + bucket_d)[other]])
-    weights = np.concatenate([size, size, size[other]]).astype(np.float64)
-    per = np.bincount(cells, weights=weights, minlength=len(ub) * math.prod(shape) * WIDTH)
+    cells = len(ub) * math.prod(shape)
+    weight = size.astype(np.float64)
+    base = cell * HOST_BUCKETS
+    # Sums of whole bytes: exact in any order.
+    per = np.empty((cells, WIDTH))
+    per[:, 0] = np.bincount(cell, weights=weight, minlength=cells)
+    per[:, 1:] = (
+        np.bincount(base + bucket_s, weights=weight, minlength=cells * HOST_BUCKETS)
+        + np.bincount(
+            base + bucket_d,
+            weights=np.where(bucket_d != bucket_s, weight, 0.0),
+            minlength=cells * HOST_BUCKETS,
+        )
+    ).reshape(cells, HOST_BUCKETS)
     for b, row in zip(ub.tolist(), per.reshape(len(ub), *shape, WIDTH), strict=True):
         have = open_bins.get(b)
         if have is None:
@@ -744,7 +782,6 @@ OPAQUE_LUT = lut((6, 17, 50))
 READABLE_KINDS = frozenset({"mirror", "intercept", "flow-export"})
 MAX_ADMIT_PER_BATCH = 4
 NAMED_HOSTS_PER_BATCH = 32
-MAX_HOST_NAMES = 4096
 # Packets of a candidate looked at for a record header or banner that names its carrier.
 SNIFF_PACKETS = 64
 
@@ -765,13 +802,14 @@ def observe(
     if not len(rows):
         return
     size = h.iplen[rows]
-    dkey, direction = keys.directed, keys.direction.astype(np.int64)
-    proto = h.proto[rows]
-    out_bytes = counts[fids, 2 + direction]
-    out_packets = counts[fids, direction]
-    eligible = np.nonzero(
-        OPAQUE_LUT[proto] & (out_bytes >= MIN_BYTES) & (out_packets >= MIN_PACKETS)
-    )[0]
+    dkey = keys.directed
+    # The flows' counters column by column (packets, packets back, bytes, bytes back): this
+    # direction's packets of every row, and bytes only of the rows with packets enough.
+    column = counts.ravel(order="F")
+    packets_at = keys.direction.astype(np.int64) * len(counts) + fids
+    eligible = np.nonzero(OPAQUE_LUT[h.proto[rows]] & (column[packets_at] >= MIN_PACKETS))[0]
+    bytes_at = packets_at[eligible] + 2 * len(counts)
+    eligible = eligible[column[bytes_at] >= MIN_BYTES]
     if len(ec.candidates) and len(eligible):
         eligible = eligible[ec.slots_of(dkey[eligible]) < 0]
     admit: list[Candidate] = []
@@ -781,25 +819,23 @@ def observe(
         if known is not None and known.kind in READABLE_KINDS:
             continue
         c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
-        c.flow_bytes = int(out_bytes[x])
+        c.flow_bytes = int(column[packets_at[x] + 2 * len(counts)])
         admit.append(c)
-    # Name the busiest hosts of the batch (for the tracked hosts of a finding).
-    name_of = {}
-    for host, x in _busiest_hosts(keys, size, NAMED_HOSTS_PER_BATCH):
-        r = int(rows[x % len(rows)])
-        known_as = (host, int(h.ipver[r]))
-        name = ec.host_names.get(known_as)
-        if name is None:
-            if len(ec.host_names) >= MAX_HOST_NAMES:
-                ec.host_names.clear()
-            name = ec.host_names[known_as] = addr(r, x >= len(rows))
-        name_of[host] = name
-    ec.add(batch.ts[rows], size, dkey, keys.src_host, keys.dst_host, admit, name_of)
+    # The busiest hosts of the batch (for the tracked hosts of a finding), with their address
+    # words as first seen.
+    top = _busiest_hosts(keys, size, NAMED_HOSTS_PER_BATCH)
+    place = np.array([x for _, x, _ in top], np.int64)
+    r = rows[place % len(rows)]
+    words = np.where((place >= len(rows))[:, None], h.dst[r], h.src[r]).tolist()
+    busiest = [
+        (host, (v, *w), b)
+        for (host, _, b), v, w in zip(top, h.ipver[r].tolist(), words, strict=True)
+    ]
+    slot = ec.add(batch.ts[rows], size, dkey, keys.src_host, keys.dst_host, admit, busiest)
     # A candidate joined mid-stream: a record or banner at the start of a later segment names
     # its carrier.
     generic = [c for c in ec.candidates.values() if c.carrier in ("tcp", "udp")]
     sniff = [c for c in generic if c.sniffed < SNIFF_PACKETS]
-    slot = ec.slots_of(dkey) if sniff else dkey[:0]
     for c in sniff:
         for x in np.nonzero(slot == c.slot)[0][:4].tolist():
             c.sniffed += 1
@@ -824,9 +860,11 @@ def _least_keys(
     return least
 
 
-def _busiest_hosts(keys: RowKeys, size: npt.NDArray[np.int64], n: int) -> list[tuple[int, int]]:
+def _busiest_hosts(
+    keys: RowKeys, size: npt.NDArray[np.int64], n: int
+) -> list[tuple[int, int, float]]:
     """The ``n`` hosts with the most bytes in the batch (as sources or destinations), busiest
-    first, each with the first place it is seen in ``[sources, destinations]``."""
+    first, each with the first place it is seen in ``[sources, destinations]`` and its bytes."""
     hosts = np.concatenate([keys.src_host, keys.dst_host])
     # One plain sort of the hashes with each place in their low bits puts every host's places
     # together, in order, for less than an argsort; hashes that differ only in those bits
@@ -839,7 +877,10 @@ def _busiest_hosts(keys: RowKeys, size: npt.NDArray[np.int64], n: int) -> list[t
         ranked = hosts[order]
     at, _ = runs(ranked)
     weight = np.add.reduceat(np.concatenate([size, size])[order].astype(np.float64), at)
-    return [(int(ranked[at[i]]), int(order[at[i]])) for i in np.argsort(-weight)[:n].tolist()]
+    top = np.argsort(-weight)[:n]
+    return list(
+        zip(ranked[at[top]].tolist(), order[at[top]].tolist(), weight[top].tolist(), strict=True)
+    )
 
 
 def _candidate(
