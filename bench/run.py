@@ -184,7 +184,8 @@ def run_once(tool: Tool, extra: list[int]) -> tuple[float, float, float, str]:
     count in CPU and memory."""
     with tempfile.TemporaryDirectory(prefix="mwbench-") as tmp:
         argv = [a.replace("{tmp}", tmp) for a in tool.argv]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(tool.tree)}
+        # As a user runs it: no thread settings of the bench's own (the command sets its own).
+        env = {**os.environ, "PYTHONPATH": str(tool.tree)}
         extra_cpu = _cpu_seconds(extra)
         start = time.perf_counter()
         proc = subprocess.Popen(

@@ -24,6 +24,11 @@ import click
 
 from detector import __version__
 
+# numpy's OpenBLAS starts a thread per core when numpy is imported, and they spin for a while:
+# 0.1 CPU-second per process for nothing, as the engine makes no BLAS call worth sharing.  A
+# value the user set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 BUG_HINT = (
     "this is a bug in mirrorwatch: please report it with the command line and, if you can, "
     "the input (MIRRORWATCH_DEBUG=1 shows the traceback)"
