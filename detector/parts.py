@@ -15,7 +15,6 @@ not recognise the stream (a TCP handover joined mid-stream, say).
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 import signal
 import struct
@@ -351,6 +350,8 @@ def scan_parts(
     results in capture order."""
     if len(groups) == 1:
         return [result_of(*run_parts(groups[0], progress, detection, limits))]
+    import multiprocessing  # only here: a scan in one process need not load it
+
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(len(groups) - 1, initializer=_default_sigterm)
     try:
