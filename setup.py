@@ -22,5 +22,11 @@ setup(
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,
         ),
+        Extension(
+            "detector.flows._copies",
+            sources=["detector/flows/_copies.c"],
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mwtest import PCAPS, fuzz, scan
@@ -13,11 +14,11 @@ from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, raw
 from detector.capture.reader import PacketBatch
 from detector.decode.frames import parse_ip
 from detector.decode.headers import decode_headers, gather
+from detector.flows import fingerprint
 from detector.flows.fingerprint import (
     L4_BYTES,
     fingerprint_np,
     rank_np,
-    sample_natives,
     sampled_fingerprint,
 )
 
@@ -74,7 +75,11 @@ def _sample_gathered(
     return r.tolist(), ranks.tolist(), fps.tolist()
 
 
-def test_sample_over_batch_columns_matches_the_gathered_sample() -> None:
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
+def test_sample_over_batch_columns_matches_the_gathered_sample(form: str) -> None:
+    if form == "compiled" and fingerprint.COPIES is None:
+        pytest.skip("the compiled copy loops are not built")
+    sample_natives = getattr(fingerprint, f"sample_natives_{form}")
     # Short and truncated L4 headers (the bytes after them belong to the next frame),
     # fragments, IPv6, ICMP and non-IP frames, between whole TCP and UDP packets.
     from scapy.all import ARP, ICMP

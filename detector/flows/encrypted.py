@@ -39,6 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from detector.decode.frames import ip_str
 from detector.decode.lut import lut
 from detector.evidence import HostTally, StreamEvidence
+from detector.flows.fingerprint import COPIES, use_compiled
 from detector.flows.groups import distinct, locate, runs, spread
 from detector.protocols.base import PacketContext, transport_name
 from detector.protocols.correlated import ENCRYPTED_COPY
@@ -501,21 +502,8 @@ class EncryptedCopies:
         other = (src != c.src_h) & (dst != c.src_h) & (src != c.dst_h) & (dst != c.dst_h)
         # The endpoints' own packets are too long to differ by less than MAX_DELTA from any.
         lengths = np.where(other, self.ring_len, np.int64(1 << 40))
-        for lo, hi, hist in ((cuts[2], cuts[3], c.deltas), (cuts[0], cuts[1], c.control)):
-            n = np.maximum(hi - lo, 0)
-            # Samples a few at a time: each may look at up to NATIVE_RING packets.
-            ends = np.cumsum(n)
-            a = 0
-            while a < len(n):
-                z = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + MAX_PAIRS)))
-                d = np.repeat(size[a:z], n[a:z]) - lengths[_ranges(lo[a:z], n[a:z])]
-                ok = d.view(np.uint64) < MAX_DELTA  # 0 <= d < MAX_DELTA
-                cell = np.repeat(np.arange(z - a) * MAX_DELTA, n[a:z])[ok] + d[ok]
-                # Each difference once per sampled packet.
-                seen = np.zeros((z - a) * MAX_DELTA, np.bool_)
-                seen[cell] = True
-                hist += seen.reshape(z - a, MAX_DELTA).sum(axis=0)
-                a = z
+        size_deltas(lengths, size, cuts[2], cuts[3], c.deltas)
+        size_deltas(lengths, size, cuts[0], cuts[1], c.control)
 
     def _close(self, through: int) -> None:
         """Close every bin up to ``through``: fold it into each candidate's running sums.
@@ -762,6 +750,42 @@ def _find(
     rows = np.nonzero(table[(values & FIND_BITS).astype(np.intp)])[0]
     at, hit = locate(keys, values[rows])
     return rows[hit], at[hit]
+
+
+def size_deltas(
+    lengths: npt.NDArray[np.int64],
+    size: npt.NDArray[np.int64],
+    lo: npt.NDArray[np.int64],
+    hi: npt.NDArray[np.int64],
+    hist: npt.NDArray[np.int64],
+    compiled: bool = use_compiled,
+) -> None:
+    """For each sampled packet i, the differences ``size[i] - lengths[j]`` over j in
+    ``lo[i]:hi[i]`` that fall in ``0 .. len(hist) - 1``, each counted once: ``hist[d] += 1``.
+    One compiled loop over the pairs where built (``compiled``), else numpy: the same counts."""
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        column = np.ascontiguousarray
+        COPIES.size_deltas(
+            column(lengths, dtype=np.int64), column(size, dtype=np.int64),
+            column(lo, dtype=np.int64), column(hi, dtype=np.int64), hist,
+        )  # fmt: skip
+        return
+    deltas = len(hist)
+    n = np.maximum(hi - lo, 0)
+    # Samples a few at a time: each may look at up to NATIVE_RING packets.
+    ends = np.cumsum(n)
+    a = 0
+    while a < len(n):
+        z = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + MAX_PAIRS)))
+        d = np.repeat(size[a:z], n[a:z]) - lengths[_ranges(lo[a:z], n[a:z])]
+        ok = d.view(np.uint64) < deltas  # 0 <= d < deltas
+        cell = np.repeat(np.arange(z - a) * deltas, n[a:z])[ok] + d[ok]
+        # Each difference once per sampled packet.
+        seen = np.zeros((z - a) * deltas, np.bool_)
+        seen[cell] = True
+        hist += seen.reshape(z - a, deltas).sum(axis=0)
+        a = z
 
 
 def _ranges(start: npt.NDArray[np.intp], length: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:

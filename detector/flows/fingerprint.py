@@ -9,11 +9,17 @@ per-packet version (carried copies) must agree bit for bit; the tests hold them 
 Sampling on a rank of the fingerprinted fields keeps the same packets on both sides, so memory
 stays bounded without losing matches, and only the sampled packets are hashed.  On a quiet link
 every packet is kept; as traffic grows the sample narrows to one packet in 2, 4, 8, 16.
+
+The sample of a batch is taken by a compiled loop over its rows (``_copies.c``) where it is
+built, otherwise (or with ``MIRRORWATCH_PURE_PYTHON=1``) by numpy over its columns; both give
+the same rows, ranks and fingerprints.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,9 +119,48 @@ def _mix_into(x: npt.NDArray[np.uint64]) -> None:
     x ^= x >> _U31
 
 
-def sample_natives(
+def _built() -> ModuleType | None:
+    try:
+        from detector.flows import _copies
+
+        return _copies
+    except ImportError:  # installed without a C compiler: the numpy forms
+        return None
+
+
+# The compiled loops of copy matching (None where not built), and whether they are used: where
+# built, unless MIRRORWATCH_PURE_PYTHON=1.
+COPIES: ModuleType | None = _built()
+use_compiled = COPIES is not None and os.environ.get("MIRRORWATCH_PURE_PYTHON", "") in ("", "0")
+
+Sample = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
+
+
+def sample_natives_compiled(
     h: Headers, caplen: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], keep_below: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+) -> Sample:
+    """:func:`sample_natives_numpy`'s sample, from one compiled pass over the rows."""
+    assert COPIES is not None, "the compiled copy loops are not built"
+    k = len(rows)
+    out = np.empty(k, np.int64), np.empty(k, np.uint64), np.empty(k, np.uint64)
+    column = np.ascontiguousarray
+    m = COPIES.sample(
+        column(rows, dtype=np.int64),
+        column(h.fragment, dtype=np.bool_),
+        *(column(c, dtype=np.int64) for c in (h.l4, h.l3, h.iplen, caplen, h.ipid, h.proto)),
+        column(h.src, dtype=np.uint32),
+        column(h.dst, dtype=np.uint32),
+        column(h.l4h, dtype=np.uint8),
+        h.l4h.shape[1],
+        keep_below,
+        *out,
+    )
+    return out[0][:m], out[1][:m], out[2][:m]
+
+
+def sample_natives_numpy(
+    h: Headers, caplen: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], keep_below: int
+) -> Sample:
     """Of a batch's IP ``rows``, those in the sample (whole enough to fingerprint, rank below
     ``keep_below``), with their ranks and fingerprints: what ``rank_np`` and ``fingerprint_np``
     give for them, with the L4 bytes past each packet's end read as zero.  The rank is worked
@@ -132,6 +177,10 @@ def sample_natives(
     mine &= _KEEP_BYTES[lengths]
     fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], mine)
     return r, rank[r], fps
+
+
+# The form the engine uses.
+sample_natives = sample_natives_compiled if use_compiled else sample_natives_numpy
 
 
 def _words(addr: bytes) -> tuple[int, int, int, int]:

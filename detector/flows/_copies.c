@@ -1,0 +1,233 @@
+/* Copy matching's per-row loops, compiled: the sample of native packets with their
+ * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
+ * size test (detector/flows/encrypted.py).
+ *
+ * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
+ * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
+ * packets, so every row index and every window is checked against the buffers the caller
+ * passed, and arithmetic on them is done in unsigned 64 bits (wrapping as numpy's does).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define M1 0x9E3779B97F4A7C15ULL
+#define M2 0xBF58476D1CE4E5B9ULL
+#define M3 0x94D049BB133111EBULL
+#define RANK_BITS 4
+/* Bytes from the start of the L4 header that enter the fingerprint. */
+#define L4_BYTES 24
+/* Size differences counted at most (a bitmap of them per sampled packet). */
+#define MOST_DELTAS 1024
+
+/* The buffers a call holds: released together whichever way the call ends. */
+#define MOST_VIEWS 16
+
+static PyObject *
+release(Py_buffer *views, PyObject *result)
+{
+    for (int i = 0; i < MOST_VIEWS; i++)
+        if (views[i].obj)
+            PyBuffer_Release(&views[i]);
+    return result;
+}
+
+/* A C-contiguous buffer of items of `size` bytes whose format is one of `kinds` (struct
+ * codes, such as "ql" for a numpy int64 array); its length in items goes to *items. */
+static int
+column(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *kinds, int writable,
+       Py_ssize_t *items, const char *name)
+{
+    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    if (view->itemsize != size || f[0] == '\0' || f[1] != '\0' || !strchr(kinds, f[0])) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of %zd-byte items (%s)",
+                     name, size, kinds);
+        return -1;
+    }
+    *items = view->len / size;
+    return 0;
+}
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * M2;
+    x = (x ^ (x >> 27)) * M3;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t
+be64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = (x << 8) | p[i];
+    return x;
+}
+
+PyDoc_STRVAR(sample_doc,
+"sample(rows, fragment, l4, l3, iplen, caplen, ipid, proto, src, dst, l4h, width, keep_below,\n"
+"       out_rows, out_ranks, out_fps)\n"
+"--\n\n"
+"Of the batch rows `rows`, those whole enough to fingerprint (not a fragment, at least 8 L4\n"
+"bytes) whose rank is below keep_below, in order, to out_rows, with their ranks and\n"
+"fingerprints (the L4 bytes past the packet's end read as zero). Columns have one item per\n"
+"batch row (src and dst four address words, l4h `width` bytes). Returns how many.");
+
+static PyObject *
+sample(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    PyObject *o[14];
+    Py_ssize_t width, keep_below, len[14];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOnnOOO:sample", &o[0], &o[1], &o[2], &o[3], &o[4],
+                          &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &width, &keep_below,
+                          &o[11], &o[12], &o[13]))
+        return NULL;
+    static const char *names[14] = {"rows",  "fragment", "l4",       "l3",        "iplen",
+                                     "caplen", "ipid",   "proto",    "src",       "dst",
+                                     "l4h",  "out_rows", "out_ranks", "out_fps"};
+    static const Py_ssize_t sizes[14] = {8, 1, 8, 8, 8, 8, 8, 8, 4, 4, 1, 8, 8, 8};
+    static const char *kinds[14] = {"ql", "?B", "ql", "ql", "ql", "ql", "ql",
+                                    "ql", "IL", "IL", "B",  "ql", "QL", "QL"};
+    for (int i = 0; i < 14; i++)
+        if (column(o[i], &v[i], sizes[i], kinds[i], i >= 11, &len[i], names[i]) < 0)
+            return release(v, NULL);
+    Py_ssize_t k = len[0];
+    if (width < L4_BYTES || len[10] % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "l4h rows must hold at least 24 bytes");
+        return release(v, NULL);
+    }
+    Py_ssize_t n = len[10] / width;
+    for (int i = 1; i <= 7; i++)
+        if (len[i] != n) {
+            PyErr_Format(PyExc_ValueError, "%s has %zd items for %zd rows", names[i], len[i], n);
+            return release(v, NULL);
+        }
+    if (len[8] != 4 * n || len[9] != 4 * n || len[11] < k || len[12] < k || len[13] < k) {
+        PyErr_SetString(PyExc_ValueError, "address or output columns do not fit the rows");
+        return release(v, NULL);
+    }
+    const int64_t *rows = v[0].buf, *l4 = v[2].buf, *l3 = v[3].buf, *iplen = v[4].buf;
+    const int64_t *caplen = v[5].buf, *ipid = v[6].buf, *proto = v[7].buf;
+    const unsigned char *fragment = v[1].buf, *l4h = v[10].buf;
+    const uint32_t *src = v[8].buf, *dst = v[9].buf;
+    int64_t *out_rows = v[11].buf;
+    uint64_t *out_ranks = v[12].buf, *out_fps = v[13].buf;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t r = rows[i];
+        if (r < 0 || r >= n) {
+            PyErr_Format(PyExc_IndexError, "row %lld is outside a batch of %zd rows",
+                         (long long)r, n);
+            return release(v, NULL);
+        }
+        if (fragment[r] || l4[r] < 0)
+            continue;
+        uint64_t end = (uint64_t)l3[r] + (uint64_t)iplen[r];
+        if ((int64_t)end > caplen[r])
+            end = (uint64_t)caplen[r];
+        int64_t l4len = (int64_t)(end - (uint64_t)l4[r]);
+        if (l4len < 8)
+            continue;
+        const unsigned char *w = l4h + r * width;
+        const uint32_t *s = src + 4 * r, *d = dst + 4 * r;
+        uint64_t x = be64(w) ^ s[3] ^ ((uint64_t)d[3] << 32) ^ (uint64_t)ipid[r];
+        uint64_t rank = (x * M1) >> (64 - RANK_BITS);
+        if (rank >= (uint64_t)keep_below)
+            continue;
+        uint64_t h = mix64(((uint64_t)s[0] << 32) | s[1]);
+        h = mix64(h ^ (((uint64_t)s[2] << 32) | s[3]));
+        h = mix64(h ^ (((uint64_t)d[0] << 32) | d[1]));
+        h = mix64(h ^ (((uint64_t)d[2] << 32) | d[3]));
+        h = mix64(h ^ (((uint64_t)proto[r] << 16) | (uint64_t)ipid[r]));
+        for (int word = 0; word < L4_BYTES / 8; word++) {
+            int64_t kept = l4len - 8 * word;
+            uint64_t mask = kept >= 8 ? ~0ULL : kept <= 0 ? 0 : ~0ULL << (64 - 8 * kept);
+            h = mix64(h ^ (be64(w + 8 * word) & mask) * M1);
+        }
+        out_rows[m] = r;
+        out_ranks[m] = rank;
+        out_fps[m] = h;
+        m++;
+    }
+    return release(v, PyLong_FromSsize_t(m));
+}
+
+PyDoc_STRVAR(size_deltas_doc,
+"size_deltas(lengths, sizes, lo, hi, hist)\n"
+"--\n\n"
+"For each sampled packet i, the differences d = sizes[i] - lengths[j] over j in\n"
+"[lo[i], hi[i]) with 0 <= d < len(hist), each counted once: hist[d] += 1.");
+
+static PyObject *
+size_deltas(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    PyObject *o[5];
+    Py_ssize_t len[5];
+    if (!PyArg_ParseTuple(args, "OOOOO:size_deltas", &o[0], &o[1], &o[2], &o[3], &o[4]))
+        return NULL;
+    static const char *names[5] = {"lengths", "sizes", "lo", "hi", "hist"};
+    for (int i = 0; i < 5; i++)
+        if (column(o[i], &v[i], 8, "ql", i == 4, &len[i], names[i]) < 0)
+            return release(v, NULL);
+    if (len[2] != len[1] || len[3] != len[1] || len[4] > MOST_DELTAS) {
+        PyErr_SetString(PyExc_ValueError, "sizes, lo and hi differ in length, or hist is long");
+        return release(v, NULL);
+    }
+    const int64_t *lengths = v[0].buf, *sizes = v[1].buf, *lo = v[2].buf, *hi = v[3].buf;
+    int64_t *hist = v[4].buf;
+    uint64_t deltas = (uint64_t)len[4];
+    for (Py_ssize_t i = 0; i < len[1]; i++) {
+        if (lo[i] < 0 || hi[i] > len[0]) {
+            PyErr_Format(PyExc_IndexError, "window %lld..%lld is outside %zd lengths",
+                         (long long)lo[i], (long long)hi[i], len[0]);
+            return release(v, NULL);
+        }
+        uint64_t seen[MOST_DELTAS / 64] = {0};
+        uint64_t size = (uint64_t)sizes[i];
+        for (int64_t j = lo[i]; j < hi[i]; j++) {
+            uint64_t d = size - (uint64_t)lengths[j];
+            if (d < deltas)
+                seen[d >> 6] |= 1ULL << (d & 63);
+        }
+        for (uint64_t d = 0; d < deltas; d++)
+            hist[d] += (seen[d >> 6] >> (d & 63)) & 1;
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
+static PyMethodDef methods[] = {
+    {"sample", sample, METH_VARARGS, sample_doc},
+    {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef copies_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "detector.flows._copies",
+    .m_doc = "Copy matching's per-row loops, compiled (see fingerprint.py and encrypted.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC
+PyInit__copies(void)
+{
+    return PyModuleDef_Init(&copies_module);
+}

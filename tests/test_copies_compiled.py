@@ -1,0 +1,144 @@
+"""The compiled loops of copy matching are the numpy ones.
+
+The sample of native packets (rows, ranks, fingerprints) must be identical whichever form takes
+it: from decoded frames of every link type, cut short, overwritten or replaced by random bytes,
+with random bytes between them (what a short packet's L4 window reads past its end), and from
+columns no decoder would give (negative offsets, lengths past the capture, fragments).  The
+size differences of the encrypted-copy test likewise, with windows that are empty or reversed.
+Rows or windows outside the columns passed are refused.  The CI run is derandomised;
+``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws new ones.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mwtest import PCAPS, fuzz
+from test_outer_compiled import laid_out
+
+from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
+from detector.decode.headers import decode_headers_numpy
+from detector.flows import fingerprint
+from detector.flows.encrypted import MAX_DELTA, size_deltas
+from detector.flows.fingerprint import sample_natives_compiled, sample_natives_numpy
+
+pytestmark = pytest.mark.skipif(
+    fingerprint.COPIES is None,
+    reason="the compiled copy loops are not built (pip install -e . with a C compiler and the "
+    "Python headers builds them)",
+)
+
+
+def same_sample(h: object, caplen: np.ndarray, rows: np.ndarray, keep_below: int) -> int:
+    want = sample_natives_numpy(h, caplen, rows, keep_below)  # type: ignore[arg-type]
+    got = sample_natives_compiled(h, caplen, rows, keep_below)  # type: ignore[arg-type]
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+    return len(got[0])
+
+
+@fuzz(40)
+@given(laid_out(), st.integers(0, 17), st.integers(1, 3))
+def test_sample_of_decoded_frames(batch: PacketBatch, keep_below: int, stride: int) -> None:
+    h = decode_headers_numpy(batch)
+    ip = np.nonzero(h.ipver > 0)[0]
+    for rows in (ip, ip[::stride], np.arange(len(batch))):
+        same_sample(h, batch.caplen, rows, keep_below)
+
+
+@fuzz(100)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300))
+def test_sample_of_columns_no_decoder_gives(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+
+    def wild(low: int, high: int) -> np.ndarray:
+        # Mostly plausible values, some extreme ones.
+        v = rng.integers(low, high, n, dtype=np.int64)
+        extreme = rng.random(n) < 0.1
+        v[extreme] = rng.choice([-(2**62), -1, 0, 2**31, 2**62], int(extreme.sum()))
+        return v
+
+    h = SimpleNamespace(
+        fragment=rng.random(n) < 0.2, l4=wild(-2, 80), l3=wild(-1, 40), iplen=wild(0, 1600),
+        ipid=wild(0, 65536), proto=wild(0, 256),
+        src=rng.integers(0, 2**32, (n, 4), dtype=np.uint32),
+        dst=rng.integers(0, 2**32, (n, 4), dtype=np.uint32),
+        l4h=rng.integers(0, 256, (n, 24), dtype=np.uint8),
+    )  # fmt: skip
+    caplen = wild(0, 1600)
+    rows = rng.integers(0, n, rng.integers(0, 2 * n), dtype=np.int64)
+    for keep_below in (1, 5, 16):
+        same_sample(h, caplen, rows, keep_below)
+
+
+def _first_batch(name: str) -> PacketBatch:
+    path = str(PCAPS / name)
+    return next(read_batches(open_stream(path), InputStats(path)))
+
+
+def test_sample_of_a_real_capture_keeps_its_rows() -> None:
+    batch = _first_batch("tee-copies.pcap")
+    h = decode_headers_numpy(batch)
+    ip = np.nonzero(h.ipver > 0)[0]
+    assert same_sample(h, batch.caplen, ip, 16) == len(ip) > 20
+    assert 0 < same_sample(h, batch.caplen, ip, 2) < len(ip)
+
+
+def test_rows_outside_the_batch_are_refused() -> None:
+    batch = _first_batch("tee-copies.pcap")
+    h = decode_headers_numpy(batch)
+    for rows in ([len(batch)], [-1]):
+        with pytest.raises(IndexError):
+            sample_natives_compiled(h, batch.caplen, np.array(rows), 16)
+    columns = ("fragment", "l4", "l3", "iplen", "ipid", "proto", "src", "dst")
+    short = SimpleNamespace(**{k: getattr(h, k) for k in columns}, l4h=h.l4h[:, :16])
+    with pytest.raises(ValueError):
+        sample_natives_compiled(short, batch.caplen, np.arange(len(batch)), 16)  # type: ignore[arg-type]
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 400), st.integers(0, 60))
+def test_size_deltas(seed: int, m: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 1600, m, dtype=np.int64)
+    lengths[rng.random(m) < 0.2] = 1 << 40  # the endpoints' own packets
+    sizes = rng.integers(0, 1600, k, dtype=np.int64)
+    lo = rng.integers(0, m + 1, k, dtype=np.int64)
+    hi = np.where(rng.random(k) < 0.8, rng.integers(lo, m + 1), rng.integers(0, m + 1, k))
+    want = rng.integers(0, 5, MAX_DELTA, dtype=np.int64)
+    got = want.copy()
+    size_deltas(lengths, sizes, lo, hi, want, compiled=False)
+    size_deltas(lengths, sizes, lo, hi, got, compiled=True)
+    assert got.tolist() == want.tolist()
+
+
+def test_windows_outside_the_lengths_are_refused() -> None:
+    lengths, hist = np.arange(10, dtype=np.int64), np.zeros(MAX_DELTA, np.int64)
+    one = np.array([5])
+    for lo, hi in ((-1, 3), (2, 11)):
+        with pytest.raises(IndexError):
+            size_deltas(lengths, one, np.array([lo]), np.array([hi]), hist, compiled=True)
+    with pytest.raises(TypeError):
+        size_deltas(lengths, one, one, one, hist.astype(np.int32), compiled=True)
+
+
+def test_copy_loops_are_compiled_unless_told_not_to() -> None:
+    """MIRRORWATCH_PURE_PYTHON=1 makes the engine sample natives and count size differences
+    with numpy; by default, where the extension is built, compiled."""
+    code = (
+        "from detector.flows import encrypted, fingerprint as f; "
+        "print(f.sample_natives.__name__, encrypted.size_deltas.__defaults__[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MIRRORWATCH_PURE_PYTHON"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    env["MIRRORWATCH_PURE_PYTHON"] = "1"
+    pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert plain.stdout.split() == ["sample_natives_compiled", "True"]
+    assert pure.stdout.split() == ["sample_natives_numpy", "False"]
