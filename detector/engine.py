@@ -38,7 +38,7 @@ from detector.flows.fingerprint import sample_natives, sampled_fingerprint
 from detector.flows.groups import distinct, locate, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
-from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys
+from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import route_for
@@ -324,7 +324,7 @@ class Engine:
     ) -> None:
         """Account, fingerprint and follow the IP rows of one batch: new streams are looked for
         among the candidate rows, rows of known streams are counted and some decoded."""
-        keys = row_keys(h.src[rows], h.dst[rows], h.sport[rows], h.dport[rows], h.proto[rows])
+        keys = row_keys_at(h, rows)
         v = _Rows(batch, h, rows, keys, weights, batch.ts[rows], batch.wirelen[rows])
         fids = self._account(v)
         self._natives(batch, h, rows)

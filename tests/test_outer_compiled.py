@@ -81,10 +81,12 @@ def same_headers(a: Headers, b: Headers) -> None:
 def same_keys(batch: PacketBatch, h: Headers) -> None:
     rows = np.nonzero(h.ipver > 0)[0]
     args = (h.src[rows], h.dst[rows], h.sport[rows], h.dport[rows], h.proto[rows])
-    a, b = row_keys_numpy(*args), row_keys_compiled(*args)
-    for name in ("src_host", "dst_host", "flow", "direction", "directed"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    a = row_keys_numpy(*args)
+    in_place = row_keys_compiled(h.src, h.dst, h.sport, h.dport, h.proto, rows)
+    for b in (row_keys_compiled(*args), in_place):
+        for name in ("src_host", "dst_host", "flow", "direction", "directed"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype and np.array_equal(x, y), name
     every = np.arange(len(batch))
     for got, want in zip(
         payload_heads_compiled(batch, h, every), payload_heads_numpy(batch, h, every), strict=True
@@ -209,9 +211,13 @@ def test_compiled_forms_check_their_columns() -> None:
     keys, direction = np.empty((4, 3), dtype=np.uint64), np.empty(3, dtype=np.int8)
     words, ports = np.zeros((3, 4), dtype=np.uint32), np.zeros(3, dtype=np.int64)
     with pytest.raises(ValueError, match="keys"):
-        outer.row_keys(1, words, words, ports, ports, ports, keys[:3], direction)
+        outer.row_keys(1, None, words, words, ports, ports, ports, keys[:3], direction)
     with pytest.raises(ValueError, match="src"):
-        outer.row_keys(1, words[:2], words, ports, ports, ports, keys, direction)
+        outer.row_keys(1, None, words[:2], words, ports, ports, ports, keys, direction)
+    for row in (3, -1):
+        with pytest.raises(IndexError, match=f"row {row} of 3 rows"):
+            rows = np.array([0, row, 1], dtype=np.int64)
+            outer.row_keys(1, rows, words, words, ports, ports, ports, keys, direction)
 
 
 def test_deep_stacks_and_extension_chains() -> None:

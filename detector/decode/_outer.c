@@ -17,6 +17,8 @@
 
 /* Batches of fewer rows keep the interpreter lock (taking it back costs more). */
 #define RELEASE_FROM 1024
+/* How many rows ahead the walk asks for a row's first bytes. */
+#define PREFETCH_AHEAD 8
 #define MOST_LAYOUTS 64
 #define MOST_SHIMS 16
 /* Offsets within a table entry (a link header, a shim) above this are refused. */
@@ -468,6 +470,13 @@ decode_rows(const tables_t *t, const batch_t *b)
     int64_t last_type = -1;
     const layout_t *lay = NULL;
     for (int64_t i = 0; i < b->n; i++) {
+        if (i + PREFETCH_AHEAD < b->n) {
+            /* The headers of a row a few rows on, fetched while this one is walked (the rows
+             * of a batch lie far apart, beyond what the hardware guesses). */
+            const uint8_t *next = b->d + b->offsets[i + PREFETCH_AHEAD];
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+        }
         if (b->linktype[i] != last_type) {
             last_type = b->linktype[i];
             lay = layout_of(t, last_type);
@@ -600,43 +609,56 @@ address_hash(const uint32_t *w, uint64_t salt)
 }
 
 PyDoc_STRVAR(row_keys_doc,
-"row_keys(salt, src, dst, sport, dport, proto, keys, direction)\n--\n\n"
-"The hashes of table.row_keys for m rows: src and dst uint32 (m, 4), sport, dport, proto\n"
-"int64 (m); keys a uint64 (4, m) block (src host, dst host, flow, directed), direction int8.");
+"row_keys(salt, rows, src, dst, sport, dport, proto, keys, direction)\n--\n\n"
+"The hashes of table.row_keys for the rows `rows` (int64 (m), each below n; None: all n\n"
+"rows in order) of src and dst (uint32 (n, 4)), sport, dport and proto (int64 (n)): keys gets\n"
+"a uint64 (4, m) block (src host, dst host, flow, directed), direction int8 (m).");
 
 static PyObject *
 row_keys(PyObject *module, PyObject *args)
 {
     Py_buffer views[MOST_VIEWS] = {{0}};
     unsigned long long salt;
-    PyObject *src, *dst, *sport, *dport, *proto, *keys, *direction;
-    if (!PyArg_ParseTuple(args, "KOOOOOOO:row_keys", &salt, &src, &dst, &sport, &dport, &proto,
-                          &keys, &direction))
+    PyObject *rows, *src, *dst, *sport, *dport, *proto, *keys, *direction;
+    if (!PyArg_ParseTuple(args, "KOOOOOOOO:row_keys", &salt, &rows, &src, &dst, &sport, &dport,
+                          &proto, &keys, &direction))
         return NULL;
     if (column(sport, &views[2], 0, 8, "ql", -1, "sport") < 0)
         return release(views, NULL);
-    Py_ssize_t m = views[2].len / 8;
-    if (column(src, &views[0], 0, 4, "I", 4 * m, "src") < 0 ||
-        column(dst, &views[1], 0, 4, "I", 4 * m, "dst") < 0 ||
-        column(dport, &views[3], 0, 8, "ql", m, "dport") < 0 ||
-        column(proto, &views[4], 0, 8, "ql", m, "proto") < 0 ||
-        column(keys, &views[5], 1, 8, "QLk", 4 * m, "keys") < 0 ||
+    Py_ssize_t n = views[2].len / 8, m = n;
+    if (rows != Py_None) {
+        if (column(rows, &views[7], 0, 8, "ql", -1, "rows") < 0)
+            return release(views, NULL);
+        m = views[7].len / 8;
+    }
+    if (column(src, &views[0], 0, 4, "I", 4 * n, "src") < 0 ||
+        column(dst, &views[1], 0, 4, "I", 4 * n, "dst") < 0 ||
+        column(dport, &views[3], 0, 8, "ql", n, "dport") < 0 ||
+        column(proto, &views[4], 0, 8, "ql", n, "proto") < 0 ||
+        column(keys, &views[5], 1, 8, "QL", 4 * m, "keys") < 0 ||
         column(direction, &views[6], 1, 1, "b", m, "direction") < 0)
         return release(views, NULL);
+    const int64_t *at_rows = views[7].buf;
+    for (Py_ssize_t j = 0; at_rows && j < m; j++)
+        if (at_rows[j] < 0 || at_rows[j] >= n) {
+            PyErr_Format(PyExc_IndexError, "row %lld of %zd rows", (long long)at_rows[j], n);
+            return release(views, NULL);
+        }
     const uint32_t *s = views[0].buf, *dd = views[1].buf;
     const int64_t *sp = views[2].buf, *dp = views[3].buf, *pr = views[4].buf;
     uint64_t *k = views[5].buf;
     int8_t *dir = views[6].buf;
     PyThreadState *state = m >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t j = 0; j < m; j++) {
+        const int64_t i = at_rows ? at_rows[j] : j;
         uint64_t hs = address_hash(s + 4 * i, salt), hd = address_hash(dd + 4 * i, salt);
         uint64_t a = mix64(hs ^ (uint64_t)sp[i]), b = mix64(hd ^ (uint64_t)dp[i]);
         uint64_t p = (uint64_t)pr[i], lo = a < b ? a : b, hi = a < b ? b : a;
-        k[i] = hs;
-        k[m + i] = hd;
-        k[2 * m + i] = mix64(mix64(lo) ^ (hi * M1) ^ p);
-        k[3 * m + i] = mix64((a * M1) ^ b ^ p);
-        dir[i] = a > b;
+        k[j] = hs;
+        k[m + j] = hd;
+        k[2 * m + j] = mix64(mix64(lo) ^ (hi * M1) ^ p);
+        k[3 * m + j] = mix64((a * M1) ^ b ^ p);
+        dir[j] = a > b;
     }
     if (state)
         PyEval_RestoreThread(state);
@@ -681,8 +703,12 @@ payload_heads(PyObject *module, PyObject *args)
             memset(row, 0, (size_t)width);
             continue;
         }
-        for (int64_t k = 0; k < keep; k++)
-            row[k] = s < len - k ? d[s + k] : 0;
+        if (s <= len - keep) {
+            memcpy(row, d + s, (size_t)keep);
+        } else {
+            for (int64_t k = 0; k < keep; k++)
+                row[k] = s < len - k ? d[s + k] : 0;
+        }
         memset(row + keep, 0, (size_t)(width - keep));
     }
     return release(views, Py_NewRef(Py_None));

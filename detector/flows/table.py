@@ -84,13 +84,17 @@ def row_keys_compiled(
     sport: npt.NDArray[np.int64],
     dport: npt.NDArray[np.int64],
     proto: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.intp] | None = None,
 ) -> RowKeys:
-    """:func:`row_keys_numpy`'s hashes in one compiled pass over the rows."""
+    """:func:`row_keys_numpy`'s hashes in one compiled pass over the rows (of the rows ``rows``
+    of the columns, read where they are, if given)."""
     assert headers.OUTER is not None, "the compiled row hashes are not built"
-    keys = np.empty((4, len(sport)), dtype=U64)
-    direction = np.empty(len(sport), dtype=np.int8)
+    m = len(sport) if rows is None else len(rows)
+    keys = np.empty((4, m), dtype=U64)
+    direction = np.empty(m, dtype=np.int8)
     headers.OUTER.row_keys(
         int(SALT),
+        None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         np.ascontiguousarray(src, dtype=np.uint32),
         np.ascontiguousarray(dst, dtype=np.uint32),
         np.ascontiguousarray(sport, dtype=np.int64),
@@ -124,6 +128,13 @@ def row_keys_numpy(
 
 # The hashes of each row: compiled where the header decode is (headers.use_compiled).
 row_keys = row_keys_compiled if headers.use_compiled else row_keys_numpy
+
+
+def row_keys_at(h: headers.Headers, rows: npt.NDArray[np.intp]) -> RowKeys:
+    """The hashes of the rows ``rows`` of a batch's decoded headers."""
+    if headers.use_compiled:  # read in place: no gathered copies of the rows' columns
+        return row_keys_compiled(h.src, h.dst, h.sport, h.dport, h.proto, rows)
+    return row_keys_numpy(h.src[rows], h.dst[rows], h.sport[rows], h.dport[rows], h.proto[rows])
 
 
 class KeyIndex:
