@@ -26,7 +26,12 @@ from test_outer_compiled import laid_out
 from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
 from detector.decode.headers import decode_headers_numpy
 from detector.flows import fingerprint
-from detector.flows.encrypted import MAX_DELTA, size_deltas
+from detector.flows.encrypted import (
+    MAX_DELTA,
+    _host_bytes_compiled,
+    _host_bytes_numpy,
+    size_deltas,
+)
 from detector.flows.fingerprint import sample_natives_compiled, sample_natives_numpy
 
 pytestmark = pytest.mark.skipif(
@@ -127,6 +132,28 @@ def test_windows_outside_the_lengths_are_refused() -> None:
             size_deltas(lengths, one, np.array([lo]), np.array([hi]), hist, compiled=True)
     with pytest.raises(TypeError):
         size_deltas(lengths, one, one, one, hist.astype(np.int32), compiled=True)
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 3000), st.integers(1, 5000))
+def test_host_bytes(seed: int, n: int, distinct: int) -> None:
+    # Few or many hosts, hashes apart only in their low or high bits, the largest values.
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**64, distinct, dtype=np.uint64, endpoint=False)
+    pool[: distinct // 3] &= np.uint64(0xFFFF)
+    pool[-1] = np.uint64(2**64 - 1)
+    keys = SimpleNamespace(src_host=rng.choice(pool, n), dst_host=rng.choice(pool, n))
+    size = rng.integers(0, 65536, n, dtype=np.int64)
+    want = _host_bytes_numpy(keys, size)  # type: ignore[arg-type]
+    got = _host_bytes_compiled(keys, size)  # type: ignore[arg-type]
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+
+
+def test_host_columns_that_differ_in_length_are_refused() -> None:
+    keys = SimpleNamespace(src_host=np.zeros(4, np.uint64), dst_host=np.zeros(3, np.uint64))
+    with pytest.raises(ValueError):
+        _host_bytes_compiled(keys, np.zeros(4, np.int64))  # type: ignore[arg-type]
 
 
 def test_copy_loops_are_compiled_unless_told_not_to() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from mwtest import PCAPS, scan
 
 from detector.flows.encrypted import (
+    COPIES,
     MAX_CANDIDATES,
     Candidate,
     EncryptedCopies,
@@ -110,14 +111,19 @@ def test_busiest_hosts_are_ranked_by_bytes_whatever_their_hashes() -> None:
     base = rng.integers(1 << 40, 1 << 62, 40, dtype=np.uint64)
     # Hashes that differ only in their lowest bits, and hashes far apart.
     pool = np.concatenate([base, base + np.uint64(1), base ^ np.uint64(6)])
-    for rows in (5, 300, 8192):
+    # Sizes of every value, and one size only (weights that tie: equal ones in hash order).
+    for rows, sizes in ((5, 1500), (300, 1500), (8192, 1500), (300, 41), (8192, 41)):
         keys = SimpleNamespace(src_host=rng.choice(pool, rows), dst_host=rng.choice(pool, rows))
-        size = rng.integers(40, 1500, rows)
+        size = rng.integers(40, sizes, rows)
         hosts = np.concatenate([keys.src_host, keys.dst_host])
         uh, first, inv = np.unique(hosts, return_index=True, return_inverse=True)
         weight = np.bincount(inv, weights=np.concatenate([size, size]))
-        want = [(int(uh[i]), int(first[i]), weight[i]) for i in np.argsort(-weight)[:32]]
-        assert _busiest_hosts(keys, size, 32) == want  # type: ignore[arg-type]
+        # Equal bytes: the host seen first first.
+        top = np.lexsort((first, -weight))[:32]
+        want = [(int(uh[i]), int(first[i]), weight[i]) for i in top]
+        assert _busiest_hosts(keys, size, 32, compiled=False) == want  # type: ignore[arg-type]
+        if COPIES is not None:
+            assert _busiest_hosts(keys, size, 32, compiled=True) == want  # type: ignore[arg-type]
 
 
 def test_busiest_hosts_bytes_as_ranked_are_those_counted_over_the_rows() -> None:
@@ -144,3 +150,7 @@ def test_busiest_hosts_bytes_as_ranked_are_those_counted_over_the_rows() -> None
         else:
             assert ranked.bucket_hosts == counted.bucket_hosts
         assert sum(len(b) for b in counted.bucket_hosts) == 32
+        # Every packet of the batch too late: the hosts ranked over it take no bytes.
+        late = EncryptedCopies()
+        late._add_busiest(busiest, size[:0], src[:0], dst[:0], False)
+        assert {b for bucket in late.bucket_hosts for b in bucket.values()} == {0.0}

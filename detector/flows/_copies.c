@@ -1,6 +1,6 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
  * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
- * size test (detector/flows/encrypted.py).
+ * size test and the bytes of a batch's hosts (detector/flows/encrypted.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
@@ -54,6 +54,24 @@ column(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *kinds, int w
     return 0;
 }
 
+/* The call's arguments: `count` columns (items of sizes[i] bytes, or 8 without sizes; from
+ * writable_from on written to), then `extra` more arguments the caller reads. */
+static int
+columns(PyObject *args, Py_ssize_t count, Py_ssize_t extra, const char *const *names,
+        const char *const *kinds, const Py_ssize_t *sizes, Py_ssize_t writable_from,
+        Py_buffer *v, Py_ssize_t *len)
+{
+    if (PyTuple_GET_SIZE(args) != count + extra) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments", count + extra);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (column(PyTuple_GET_ITEM(args, i), &v[i], sizes ? sizes[i] : 8, kinds[i],
+                   i >= writable_from, &len[i], names[i]) < 0)
+            return -1;
+    return 0;
+}
+
 static inline uint64_t
 mix64(uint64_t x)
 {
@@ -72,8 +90,8 @@ be64(const unsigned char *p)
 }
 
 PyDoc_STRVAR(sample_doc,
-"sample(rows, fragment, l4, l3, iplen, caplen, ipid, proto, src, dst, l4h, width, keep_below,\n"
-"       out_rows, out_ranks, out_fps)\n"
+"sample(rows, fragment, l4, l3, iplen, caplen, ipid, proto, src, dst, l4h, out_rows,\n"
+"       out_ranks, out_fps, width, keep_below)\n"
 "--\n\n"
 "Of the batch rows `rows`, those whole enough to fingerprint (not a fragment, at least 8 L4\n"
 "bytes) whose rank is below keep_below, in order, to out_rows, with their ranks and\n"
@@ -84,21 +102,19 @@ static PyObject *
 sample(PyObject *module, PyObject *args)
 {
     Py_buffer v[MOST_VIEWS] = {{0}};
-    PyObject *o[14];
-    Py_ssize_t width, keep_below, len[14];
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOnnOOO:sample", &o[0], &o[1], &o[2], &o[3], &o[4],
-                          &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &width, &keep_below,
-                          &o[11], &o[12], &o[13]))
-        return NULL;
-    static const char *names[14] = {"rows",  "fragment", "l4",       "l3",        "iplen",
-                                     "caplen", "ipid",   "proto",    "src",       "dst",
-                                     "l4h",  "out_rows", "out_ranks", "out_fps"};
+    Py_ssize_t len[14];
+    static const char *const names[14] = {"rows",     "fragment",  "l4",     "l3",    "iplen",
+                                          "caplen",   "ipid",      "proto",  "src",   "dst",
+                                          "l4h",      "out_rows",  "out_ranks", "out_fps"};
     static const Py_ssize_t sizes[14] = {8, 1, 8, 8, 8, 8, 8, 8, 4, 4, 1, 8, 8, 8};
-    static const char *kinds[14] = {"ql", "?B", "ql", "ql", "ql", "ql", "ql",
-                                    "ql", "IL", "IL", "B",  "ql", "QL", "QL"};
-    for (int i = 0; i < 14; i++)
-        if (column(o[i], &v[i], sizes[i], kinds[i], i >= 11, &len[i], names[i]) < 0)
-            return release(v, NULL);
+    static const char *const kinds[14] = {"ql", "?B", "ql", "ql", "ql", "ql", "ql",
+                                          "ql", "IL", "IL", "B",  "ql", "QL", "QL"};
+    if (columns(args, 14, 2, names, kinds, sizes, 11, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t width = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 14));
+    Py_ssize_t keep_below = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 15));
+    if (PyErr_Occurred())
+        return release(v, NULL);
     Py_ssize_t k = len[0];
     if (width < L4_BYTES || len[10] % width != 0) {
         PyErr_SetString(PyExc_ValueError, "l4h rows must hold at least 24 bytes");
@@ -170,14 +186,11 @@ static PyObject *
 size_deltas(PyObject *module, PyObject *args)
 {
     Py_buffer v[MOST_VIEWS] = {{0}};
-    PyObject *o[5];
     Py_ssize_t len[5];
-    if (!PyArg_ParseTuple(args, "OOOOO:size_deltas", &o[0], &o[1], &o[2], &o[3], &o[4]))
-        return NULL;
-    static const char *names[5] = {"lengths", "sizes", "lo", "hi", "hist"};
-    for (int i = 0; i < 5; i++)
-        if (column(o[i], &v[i], 8, "ql", i == 4, &len[i], names[i]) < 0)
-            return release(v, NULL);
+    static const char *const names[5] = {"lengths", "sizes", "lo", "hi", "hist"};
+    static const char *const kinds[5] = {"ql", "ql", "ql", "ql", "ql"};
+    if (columns(args, 5, 0, names, kinds, NULL, 4, v, len) < 0)
+        return release(v, NULL);
     if (len[2] != len[1] || len[3] != len[1] || len[4] > MOST_DELTAS) {
         PyErr_SetString(PyExc_ValueError, "sizes, lo and hi differ in length, or hist is long");
         return release(v, NULL);
@@ -204,9 +217,67 @@ size_deltas(PyObject *module, PyObject *args)
     return release(v, Py_NewRef(Py_None));
 }
 
+PyDoc_STRVAR(host_bytes_doc,
+"host_bytes(src, dst, size, out_hosts, out_first, out_bytes)\n"
+"--\n\n"
+"The distinct hosts of [src, dst] (64-bit hashes, each row's pair) in the order first seen,\n"
+"each with that place in [src, dst] and the sum of size over its places (row i's size for\n"
+"place i and place n + i). Returns how many.");
+
+static PyObject *
+host_bytes(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    static const char *const names[6] = {"src",       "dst",       "size",
+                                         "out_hosts", "out_first", "out_bytes"};
+    static const char *const kinds[6] = {"QL", "QL", "ql", "QL", "ql", "d"};
+    if (columns(args, 6, 0, names, kinds, NULL, 3, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t n = len[0];
+    if (len[1] != n || len[2] != n || len[3] < 2 * n || len[4] < 2 * n || len[5] < 2 * n) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
+        return release(v, NULL);
+    }
+    /* Open addressing over at least four slots a place: the hashes are salted, so no sender
+     * can choose hosts that collide here. */
+    int bits = 2;
+    while (((Py_ssize_t)1 << bits) < 4 * n)
+        bits++;
+    size_t slots = (size_t)1 << bits;
+    int64_t *id_of = PyMem_Malloc(slots * sizeof(int64_t));
+    if (!id_of)
+        return release(v, PyErr_NoMemory());
+    for (size_t i = 0; i < slots; i++)
+        id_of[i] = -1;
+    const uint64_t *src = v[0].buf, *dst = v[1].buf;
+    const int64_t *size = v[2].buf;
+    uint64_t *hosts = v[3].buf;
+    int64_t *first = v[4].buf;
+    double *bytes = v[5].buf;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t x = 0; x < 2 * n; x++) {
+        uint64_t host = x < n ? src[x] : dst[x - n];
+        size_t at = (size_t)((host * M1) >> (64 - bits));
+        while (id_of[at] >= 0 && hosts[id_of[at]] != host)
+            at = (at + 1) & (slots - 1);
+        if (id_of[at] < 0) {
+            id_of[at] = k;
+            hosts[k] = host;
+            first[k] = x;
+            bytes[k] = 0.0;
+            k++;
+        }
+        bytes[id_of[at]] += (double)size[x < n ? x : x - n];
+    }
+    PyMem_Free(id_of);
+    return release(v, PyLong_FromSsize_t(k));
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, sample_doc},
     {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
+    {"host_bytes", host_bytes, METH_VARARGS, host_bytes_doc},
     {NULL, NULL, 0, NULL},
 };
 

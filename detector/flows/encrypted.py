@@ -264,19 +264,13 @@ class EncryptedCopies:
 
     # ------------------------------------------------------------------ candidates
 
-    def _admit(self, c: Candidate) -> None:
-        """Give ``c`` a slot with nothing in it (a candidate of the same key is replaced)."""
+    def _admit(self, c: Candidate) -> int:
+        """Give ``c`` a slot (a candidate of the same key is replaced); the slot, to be
+        cleared by _clear."""
         old = self.candidates.get(c.key)
         if old is not None:
             self.free.append(old.slot)
         slot = self.free.pop()
-        self.excl_ring[slot] = 0.0
-        self.y_ring[slot] = 0.0
-        for arr in self.sums.values():
-            arr[slot] = 0.0
-        for open_bins in (self.open_own, self.open_excl):
-            for row in open_bins.values():
-                row[slot] = 0.0
         self.slot_key[slot] = c.key
         self.slot_hosts[slot] = (c.src_h, c.dst_h)
         c.slot = slot
@@ -286,6 +280,18 @@ class EncryptedCopies:
             for res in ("fine", "wide")
         )  # fmt: skip
         self.candidates[c.key] = c
+        return slot
+
+    def _clear(self, slots: list[int]) -> None:
+        """Empty the rows of ``slots`` (given to new candidates) in every array."""
+        at = np.array(slots)
+        self.excl_ring[at] = 0.0
+        self.y_ring[at] = 0.0
+        for arr in self.sums.values():
+            arr[at] = 0.0
+        for open_bins in (self.open_own, self.open_excl):
+            for row in open_bins.values():
+                row[at] = 0.0
 
     def slots_of(self, dkey: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Each row's candidate slot, or -1 where its directed flow is no candidate."""
@@ -335,10 +341,13 @@ class EncryptedCopies:
         """One batch of IP rows: ``size`` is each packet's IP length; ``admit`` the new
         candidates the engine found in it; ``busiest`` its busiest hosts.  Each row's candidate
         slot (-1 for none) comes back."""
-        for cand in admit:
-            if len(self.candidates) >= MAX_CANDIDATES:
-                self._make_room(float(ts.max()))
-            self._admit(cand)
+        if admit:
+            given = []
+            for cand in admit:
+                if len(self.candidates) >= MAX_CANDIDATES:
+                    self._make_room(float(ts.max()))
+                given.append(self._admit(cand))
+            self._clear(given)
         if not len(ts):
             return np.zeros(0, np.int64)
         bins = np.floor(ts / BIN).astype(np.int64)
@@ -413,8 +422,10 @@ class EncryptedCopies:
             named = np.array([h for h, _, _ in busiest], np.uint64)
             order = np.argsort(named)
             ranked = named[order]
+            # (float sums: bincount of no rows at all would give integers)
+            sums = np.zeros(len(named))
             rows, at = _find(ranked, src_h)
-            sums = np.bincount(at, weights=size[rows], minlength=len(named))
+            sums += np.bincount(at, weights=size[rows], minlength=len(named))
             rows, at = _find(ranked, dst_h)
             once = src_h[rows] != dst_h[rows]
             rows, at = rows[once], at[once]
@@ -885,10 +896,40 @@ def _least_keys(
 
 
 def _busiest_hosts(
-    keys: RowKeys, size: npt.NDArray[np.int64], n: int
+    keys: RowKeys, size: npt.NDArray[np.int64], n: int, compiled: bool = use_compiled
 ) -> list[tuple[int, int, float]]:
     """The ``n`` hosts with the most bytes in the batch (as sources or destinations), busiest
-    first, each with the first place it is seen in ``[sources, destinations]`` and its bytes."""
+    first (equal bytes in the order first seen), each with the first place it is seen in
+    ``[sources, destinations]`` and its bytes."""
+    hosts, first, weight = (_host_bytes_compiled if compiled else _host_bytes_numpy)(keys, size)
+    # A stable sort of every host's bytes, but only the hosts as heavy as the n-th are sorted.
+    if len(weight) > n > 0:
+        heavy = np.nonzero(weight >= np.partition(weight, len(weight) - n)[len(weight) - n])[0]
+    else:
+        heavy = np.arange(len(weight))
+    top = heavy[np.argsort(-weight[heavy], kind="stable")][:n]
+    return list(zip(hosts[top].tolist(), first[top].tolist(), weight[top].tolist(), strict=True))
+
+
+HostBytes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+
+
+def _host_bytes_compiled(keys: RowKeys, size: npt.NDArray[np.int64]) -> HostBytes:
+    """The batch's distinct hosts in the order first seen in ``[sources, destinations]``, with
+    that place and their bytes: one compiled pass with a table of the hosts."""
+    assert COPIES is not None, "the compiled copy loops are not built"
+    places = 2 * len(size)
+    out = np.empty(places, np.uint64), np.empty(places, np.int64), np.empty(places)
+    column = np.ascontiguousarray
+    k = COPIES.host_bytes(
+        column(keys.src_host, dtype=np.uint64), column(keys.dst_host, dtype=np.uint64),
+        column(size, dtype=np.int64), *out,
+    )  # fmt: skip
+    return out[0][:k], out[1][:k], out[2][:k]
+
+
+def _host_bytes_numpy(keys: RowKeys, size: npt.NDArray[np.int64]) -> HostBytes:
+    """:func:`_host_bytes_compiled`'s hosts, by sorting."""
     hosts = np.concatenate([keys.src_host, keys.dst_host])
     # One plain sort of the hashes with each place in their low bits puts every host's places
     # together, in order, for less than an argsort; hashes that differ only in those bits
@@ -901,10 +942,12 @@ def _busiest_hosts(
         ranked = hosts[order]
     at, _ = runs(ranked)
     weight = np.add.reduceat(np.concatenate([size, size])[order].astype(np.float64), at)
-    top = np.argsort(-weight)[:n]
-    return list(
-        zip(ranked[at[top]].tolist(), order[at[top]].tolist(), weight[top].tolist(), strict=True)
-    )
+    # Hosts by the first place each is seen at (the least of its places).
+    first = order[at]
+    by_place = np.full(len(hosts), -1, np.intp)
+    by_place[first] = np.arange(len(at))
+    seen = by_place[by_place >= 0]
+    return ranked[at][seen], first[seen].astype(np.int64), weight[seen]
 
 
 def _candidate(

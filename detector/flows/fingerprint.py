@@ -151,9 +151,9 @@ def sample_natives_compiled(
         column(h.src, dtype=np.uint32),
         column(h.dst, dtype=np.uint32),
         column(h.l4h, dtype=np.uint8),
+        *out,
         h.l4h.shape[1],
         keep_below,
-        *out,
     )
     return out[0][:m], out[1][:m], out[2][:m]
 
