@@ -35,13 +35,13 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import sample_natives, sampled_fingerprint
-from detector.flows.groups import distinct, locate, spread
+from detector.flows.groups import count, distinct, locate, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
-from detector.prefilter_route import route_for
+from detector.prefilter_route import PrefilterRoute, payload_leads, route_for
 from detector.protocols import registry
 from detector.protocols.base import (
     Decoded,
@@ -241,6 +241,7 @@ class Engine:
         self.ip_table = registry.ip_decoders()
         # Tried on GRE types and IP protocols no known decoder claims.
         self.fallback = tuple(d for d in self.udp_decoders if d.fallback)
+        self._routes: dict[int, tuple[tuple[Decoder, ...], PrefilterRoute]] = {}
         self.copies = CopyMatcher(lim.copy_natives, lim.copy_pending, lim.plain_copies)
         self.encrypted = encrypted.EncryptedCopies()
         self._last_expire = 0.0
@@ -406,25 +407,57 @@ class Engine:
     ) -> list[tuple[int, list[Decoder]]]:
         """Of the fresh UDP or TCP rows with a payload (indices ``fresh``), those that some
         decoder's prefilter accepts."""
-        h, rows = v.h, v.rows
         det = self.detection
         # Flows whose first payload packets no format accepted are only probed: every format
-        # recognised here shows itself in its first packets, unless junk was sent first.
+        # recognised here shows itself in its first packets, unless junk was sent first.  Most
+        # rows are of such quiet flows: one lookup of their flow's count, and the probe.
         loud = self.flows.quiet[fids[fresh]] < det.quiet_after(l4proto)
         hushed = fresh[~loud]
-        loud[~loud] = probe(v.keys.directed[hushed], v.ts[hushed], det.quiet_probe_stride)
-        sel = fresh[loud]
+        probes = hushed[probe(v.keys.directed[hushed], v.ts[hushed], det.quiet_probe_stride)]
+        young = fresh[loud]
+        hits, passing = self._route(v, np.concatenate([young, probes]), decoders)
+        # The young flows' payloads no prefilter accepted are counted (the probed flows are
+        # quiet already).
+        missed = young[~np.isin(young, hits, assume_unique=True)] if len(hits) else young
+        if len(missed):
+            self.flows.add_quiet(*count(fids[missed]))
+        return list(zip(hits.tolist(), passing, strict=True))
+
+    def _route_of(self, decoders: tuple[Decoder, ...]) -> PrefilterRoute:
+        """The route of one transport's decoders (kept: looking it up by the tuple of decoders
+        hashes every decoder)."""
+        kept = self._routes.get(id(decoders))
+        if kept is None or kept[0] is not decoders:
+            kept = self._routes[id(decoders)] = (decoders, route_for(decoders))
+        return kept[1]
+
+    def _route(
+        self, v: _Rows, sel: npt.NDArray[np.intp], decoders: tuple[Decoder, ...]
+    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+        """The rows ``sel`` (UDP or TCP rows with a payload) that some decoder's prefilter
+        accepts, ascending, each with the decoders that accepted it."""
         if not len(sel):
-            return []
+            return sel, []
+        h = v.h
         self.stats.prefiltered += len(sel)
-        picked = rows[sel]
-        head, length = payload_heads(v.batch, h, picked)
-        hits, passing = route_for(decoders).hits(head, length, h.sport[picked], h.dport[picked])
-        quiet = np.ones(len(sel), dtype=np.bool_)
-        quiet[hits] = False
-        self.flows.add_quiet(fids[sel[quiet]])
+        picked = v.rows[sel]
+        batch = v.batch
+        length = h.paylen[picked]
+        route = self._route_of(decoders)
+        lead = (
+            None  # read from the windows, which every row needs
+            if route.everywhere
+            else payload_leads(batch.data, batch.offsets[picked] + h.pay[picked], length)
+        )
+
+        def heads(at: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
+            return payload_heads(batch, h, picked[at])[0]
+
+        hits, passing = route.hits_by_lead(lead, length, h.sport[picked], h.dport[picked], heads)
         self.stats.candidates += len(hits)
-        return list(zip(sel[hits].tolist(), passing, strict=True))
+        # In row order (the rows were given flow by flow).
+        order = np.argsort(sel[hits])
+        return sel[hits][order], [passing[j] for j in order.tolist()]
 
     def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
         """Count the rows ``kidx`` of known streams into their streams, and pick the ones to

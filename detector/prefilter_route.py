@@ -15,13 +15,15 @@ formats looked for on their own ports, two lookups by port clear the bits of the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.flows.groups import distinct
 from detector.protocols.base import Decoder
 
 PORTS = 1 << 16
@@ -107,8 +109,10 @@ class PrefilterRoute:
         none = np.zeros(len(head), dtype=np.bool_)
         none.flags.writeable = False  # shared by every decoder given no row
         out: list[npt.NDArray[np.bool_]] = [none] * len(self.decoders)
-        for i, mask in self.passed(head, length, sport, dport):
-            out[i] = mask
+        heads = functools.partial(head.take, axis=0)
+        for i, rows in self._passed(_leads_of(head), length, sport, dport, heads):
+            out[i] = np.zeros(len(head), dtype=np.bool_)
+            out[i][rows] = True
         return out
 
     def hits(
@@ -119,51 +123,77 @@ class PrefilterRoute:
         dport: npt.NDArray[np.int64],
     ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
         """The rows some prefilter passes, in order, each with the decoders that passed it."""
-        passed = list(self.passed(head, length, sport, dport))
-        if not passed:
-            return np.zeros(0, dtype=np.intp), []
-        anyhit = passed[0][1].copy()
-        for _, mask in passed[1:]:
-            anyhit |= mask
-        rows = np.flatnonzero(anyhit)
-        by_row: list[list[Decoder]] = [[] for _ in range(len(rows))]
-        # Decoders in order, so each row's list keeps the decoders' order.
-        for i, mask in sorted(passed, key=lambda p: p[0]):
-            d = self.decoders[i]
-            for j in np.flatnonzero(mask[rows]).tolist():
-                by_row[j].append(d)
-        return rows, by_row
+        heads = functools.partial(head.take, axis=0)
+        return self.hits_by_lead(_leads_of(head), length, sport, dport, heads)
 
-    def passed(
+    def hits_by_lead(
         self,
-        head: npt.NDArray[np.uint8],
+        lead: npt.NDArray[np.intp] | None,
         length: npt.NDArray[np.int64],
         sport: npt.NDArray[np.int64],
         dport: npt.NDArray[np.int64],
-    ) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:
-        """(decoder index, mask of the rows its prefilter passes) for each decoder whose
+        heads: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.uint8]],
+    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+        """As ``hits``, from the rows' first two bytes (``payload_leads``): the payload windows
+        are asked of ``heads`` (rows -> windows) only for rows some prefilter is given.  Without
+        ``lead`` (a route with prefilters that take every row, which need every window) it is
+        read from the windows."""
+        passed = sorted(self._passed(lead, length, sport, dport, heads), key=lambda p: p[0])
+        if not passed:
+            return np.zeros(0, dtype=np.intp), []
+        rows = distinct(np.concatenate([r for _, r in passed]))
+        by_row: list[list[Decoder]] = [[] for _ in range(len(rows))]
+        # Decoders in order, so each row's list keeps the decoders' order.
+        for i, passing in passed:
+            d = self.decoders[i]
+            for j in np.searchsorted(rows, passing).tolist():
+                by_row[j].append(d)
+        return rows, by_row
+
+    def _passed(
+        self,
+        lead: npt.NDArray[np.intp] | None,
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+        heads: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.uint8]],
+    ) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+        """(decoder index, the rows its prefilter passes, ascending) for each decoder whose
         prefilter passes some row."""
+        n = len(length)
+        if not n:
+            return
+        head = None
+        if lead is None or self.everywhere:
+            given = np.arange(n)
+            head = heads(given)
+            lead = _leads_of(head)
+        bits = [self._bits(w, lead, sport, dport) for w in range(self.words)]
+        if head is None:
+            # Only rows some route may take need their payload window.
+            some = bits[0] != 0
+            for b in bits[1:]:
+                some |= b != 0
+            given = np.flatnonzero(some)
+            if not len(given):
+                return
+            bits = [b[given] for b in bits]
+            head, length = heads(given), length[given]
         for members in self.everywhere:
             for i in members:
                 mask = self.decoders[i].prefilter(head, length)
                 if mask.any():
-                    yield i, mask
-        if not self.routes or not len(head):
-            return
-        lead = (head[:, 0].astype(np.intp) << 8) | head[:, 1]
-        bits = [self._bits(w, lead, sport, dport) for w in range(self.words)]
+                    yield i, given[mask]
         present = [np.bitwise_or.reduce(b) for b in bits]
         for word, flag, members in self.routes:
             if not present[word] & flag:
                 continue
-            rows = np.flatnonzero(bits[word] & flag)
-            sub_head, sub_length = head[rows], length[rows]
+            at = np.flatnonzero(bits[word] & flag)
+            sub_head, sub_length = head[at], length[at]
             for i in members:
                 passed = self.decoders[i].prefilter(sub_head, sub_length)
                 if passed.any():
-                    mask = np.zeros(len(head), dtype=np.bool_)
-                    mask[rows[passed]] = True
-                    yield i, mask
+                    yield i, given[at[passed]]
 
     def _bits(
         self,
@@ -178,6 +208,29 @@ class PrefilterRoute:
             table = self.ports[word]
             bits &= self.port_free[word] | np.take(table, sport) | np.take(table, dport)
         return bits
+
+
+def _leads_of(head: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
+    """The first two bytes of each payload window as one big-endian number."""
+    if not len(head):
+        return np.zeros(0, dtype=np.intp)
+    return (head[:, 0].astype(np.intp) << 8) | head[:, 1]
+
+
+def payload_leads(
+    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """The first two payload bytes of each row (payloads at ``starts`` in ``data``) as one
+    big-endian number, as ``payload_heads`` windows read them: 0 past the payload's end or the
+    data's.  The 16-bit column that routes a row."""
+    end = len(data)
+    if not end:
+        return np.zeros(len(starts), dtype=np.intp)
+    first = np.where((length >= 1) & (starts < end), data.take(np.minimum(starts, end - 1)), 0)
+    second = np.where(
+        (length >= 2) & (starts + 1 < end), data.take(np.minimum(starts + 1, end - 1)), 0
+    )
+    return (first.astype(np.intp) << 8) | second
 
 
 @cache

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 
 import fuzztargets as ft
@@ -11,8 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from mwtest import heads
+from scapy.all import IP, UDP, Ether, raw
 
-from detector.prefilter_route import PrefilterRoute
+from detector.capture.reader import PacketBatch
+from detector.decode.headers import decode_headers, payload_heads
+from detector.prefilter_route import PrefilterRoute, payload_leads
 from detector.protocols.base import Decoder
 from detector.protocols.registry import decoders_for
 
@@ -100,3 +104,37 @@ def test_a_batch_no_format_could_start_costs_the_declaring_prefilters_nothing() 
         if r.decoder.first_bytes is not None and r.decoder.second_bytes is not None
     }
     assert declaring and not called & declaring
+
+
+def test_the_routing_column_is_read_from_the_packets_as_the_windows_are() -> None:
+    payloads, sport, dport = _rows(400, seed=8)
+    payloads += [b"", b"\x30"]
+    frames = [_udp_frame(p) for p in payloads]
+    batch = PacketBatch.of_frames(frames, ts=np.zeros(len(frames)))
+    h = decode_headers(batch)
+    rows = np.arange(len(frames))
+    head, length = payload_heads(batch, h, rows)
+    assert (length == [len(p) for p in payloads]).all()
+    lead = payload_leads(batch.data, batch.offsets + h.pay, length)
+    assert (lead == (head[:, 0].astype(np.intp) << 8) | head[:, 1]).all()
+    # A payload of one byte that ends the buffer (no padding after the last record).
+    bare = dataclasses.replace(batch, data=np.frombuffer(b"".join(frames[-1:]), np.uint8))
+    bare = dataclasses.replace(bare, offsets=bare.offsets[-1:] * 0, caplen=bare.caplen[-1:])
+    end = payload_leads(bare.data, bare.offsets + h.pay[-1:], length[-1:])
+    assert end.tolist() == [0x3000]
+    # Routed by that column, with the windows asked for only where a prefilter is given them.
+    asked: list[int] = []
+
+    def windows(at: np.ndarray) -> np.ndarray:
+        asked.append(len(at))
+        return head[at]
+
+    route = PrefilterRoute(decoders_for("tcp"))
+    rows_by_lead, passing_by_lead = route.hits_by_lead(lead, length, sport, dport, windows)
+    rows_by_head, passing_by_head = route.hits(head, length, sport, dport)
+    assert rows_by_lead.tolist() == rows_by_head.tolist() and passing_by_lead == passing_by_head
+    assert sum(asked) < len(payloads)
+
+
+def _udp_frame(payload: bytes) -> bytes:
+    return raw(Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / UDP(sport=1, dport=2) / payload)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.decode import headers
-from detector.flows.groups import count, locate, sorted_groups
+from detector.flows.groups import locate, sorted_groups
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -334,10 +334,10 @@ class FlowTable:
         self.peak_flows = max(self.peak_flows, n)
         return uids[inv], first_row[added]
 
-    def add_quiet(self, fids: npt.NDArray[np.int64]) -> None:
-        """Count payload packets that no prefilter accepted, per flow (saturating)."""
-        ids, counts = count(fids)
-        self.quiet[ids] = np.minimum(self.quiet[ids].astype(np.int64) + counts, 255)
+    def add_quiet(self, ids: npt.NDArray[np.int64], counts: npt.NDArray[np.intp]) -> None:
+        """Count payload packets that no prefilter accepted, ``counts`` of each of the flows
+        ``ids`` (distinct), saturating."""
+        self.quiet[ids] = np.minimum(self.quiet[ids].astype(np.intp) + counts, 255)
 
     def full(self) -> bool:
         return self.index.count >= self.max_flows
