@@ -35,7 +35,7 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import sample_natives, sampled_fingerprint
-from detector.flows.groups import count, distinct, locate, spread
+from detector.flows.groups import distinct, locate, ranked, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys_at
@@ -405,22 +405,51 @@ class Engine:
         l4proto: int,
         decoders: tuple[Decoder, ...],
     ) -> list[tuple[int, list[Decoder]]]:
-        """Of the fresh UDP or TCP rows with a payload (indices ``fresh``), those that some
-        decoder's prefilter accepts."""
+        """Of the fresh UDP or TCP rows with a payload (indices ``fresh``, ascending), those
+        that some decoder's prefilter accepts."""
         det = self.detection
-        # Flows whose first payload packets no format accepted are only probed: every format
-        # recognised here shows itself in its first packets, unless junk was sent first.  Most
-        # rows are of such quiet flows: one lookup of their flow's count, and the probe.
-        loud = self.flows.quiet[fids[fresh]] < det.quiet_after(l4proto)
-        hushed = fresh[~loud]
-        probes = hushed[probe(v.keys.directed[hushed], v.ts[hushed], det.quiet_probe_stride)]
-        young = fresh[loud]
-        hits, passing = self._route(v, np.concatenate([young, probes]), decoders)
-        # The young flows' payloads no prefilter accepted are counted (the probed flows are
-        # quiet already).
-        missed = young[~np.isin(young, hits, assume_unique=True)] if len(hits) else young
-        if len(missed):
-            self.flows.add_quiet(*count(fids[missed]))
+        after = det.quiet_after(l4proto)
+        quiet = self.flows.quiet
+        # A flow's payload packets that no format accepted are counted; past `quiet_after` of
+        # them its packets are only probed: every format recognised here shows itself in its
+        # first packets, unless junk was sent first.  Most rows are of flows past it, and cost
+        # this one lookup of their flow's count.
+        young = quiet[fids[fresh]] < after
+        old = fresh[~young]
+        # The young flows' rows, flow by flow (each flow's in batch order): each flow's first
+        # rows are looked at, as many as it has left before it is quiet, wherever the batch
+        # ends; the others are probed.
+        runs = ranked(fids[fresh[young]])
+        rows = fresh[young][runs.order]
+        flows = fids[rows[runs.at]]
+        loud = runs.rank < np.repeat(after - quiet[flows].astype(np.intp), runs.lengths)
+        later = np.flatnonzero(~loud)
+        probed = np.concatenate([old, rows[later]])
+        probes = probe(v.keys.directed[probed], v.ts[probed], det.quiet_probe_stride)
+        hits, passing = self._route(v, np.concatenate([rows[loud], probed[probes]]), decoders)
+        if not len(rows):
+            return list(zip(hits.tolist(), passing, strict=True))
+        looked = loud
+        looked[later[probes[len(old) :]]] = True
+        hit = np.zeros(len(rows), dtype=np.bool_)
+        if len(hits):
+            place = np.full(len(v.rows), -1, dtype=np.intp)
+            place[rows] = np.arange(len(rows))
+            at = place[hits]
+            hit[at[at >= 0]] = True
+            # A payload some prefilter accepted is not a quiet one: the flow's rows that were
+            # counted on to make it quiet are looked at as well (all of them, in one more pass).
+            more = np.repeat(np.logical_or.reduceat(hit, runs.at), runs.lengths) & ~looked
+            if more.any():
+                extra, extra_passing = self._route(v, rows[more], decoders)
+                looked |= more
+                hit[place[extra]] = True
+                every = [*passing, *extra_passing]
+                order = np.argsort(np.concatenate([hits, extra]))
+                hits = np.concatenate([hits, extra])[order]
+                passing = [every[j] for j in order.tolist()]
+        missed = (looked & ~hit).astype(np.intp)
+        self.flows.add_quiet(flows, np.add.reduceat(missed, runs.at))
         return list(zip(hits.tolist(), passing, strict=True))
 
     def _route_of(self, decoders: tuple[Decoder, ...]) -> PrefilterRoute:

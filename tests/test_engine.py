@@ -40,18 +40,52 @@ def _tzsp(i: int) -> bytes:
 def test_quiet_flows_are_only_probed() -> None:
     rng = random.Random(3)
     engine = Engine()
+    det = Detection()
     for b in range(4):
         frames = [_udp(5000, 443, bytes(rng.randrange(256) for _ in range(200))) for _ in range(50)]
         engine.process(_batch(frames, 100.0 + b))
-    # The first batch is looked at; after it the flow is known to be quiet and only probed:
-    # about one packet in the stride (flow keys are salted per process, so the number varies
-    # around 150 / stride; three times that is out of reach of chance).
-    probes = engine.stats.prefiltered - 50
-    assert 0 < probes <= 150 * 3 // Detection().quiet_probe_stride
+    # The flow's first packets are looked at, as many as quiet_after_udp, though all of them
+    # came in one batch; after them the flow is quiet and only probed: about one packet in the
+    # stride (flow keys are salted per process, so the number varies around 192 / stride;
+    # three times that is out of reach of chance).
+    probes = engine.stats.prefiltered - det.quiet_after_udp
+    assert 0 < probes <= 192 * 3 // det.quiet_probe_stride
     assert not engine.streams
     # A stream on another flow is still found at once.
     engine.process(_batch([_tzsp(i) for i in range(20)], 200.0))
     assert [st.evidence.protocol for st in engine.streams.values()] == ["tzsp"]
+
+
+def test_the_packets_looked_at_do_not_depend_on_where_batches_end() -> None:
+    # Seven flows of TLS-like records, which no prefilter accepts.
+    rng = random.Random(6)
+    frames = [_udp(5000 + i % 7, 443, b"\x17\x03\x03" + rng.randbytes(100)) for i in range(700)]
+    ts = 100.0 + np.arange(len(frames)) * 0.001
+    looked = []
+    for per_batch in (len(frames), 100, 7, 1):
+        engine = Engine()
+        for a in range(0, len(frames), per_batch):
+            engine.process(
+                PacketBatch.of_frames(frames[a : a + per_batch], ts=ts[a : a + per_batch])
+            )
+        looked.append(engine.stats.prefiltered)
+    # The same probes in every engine of this process (the same salted keys and times).
+    assert len(set(looked)) == 1
+    assert looked[0] < 7 * Detection().quiet_after_udp + 700 * 3 // Detection().quiet_probe_stride
+
+
+def test_a_packet_some_prefilter_accepted_does_not_count_toward_quiet() -> None:
+    # One batch: a TZSP-looking packet that fails validation, then payloads no format knows,
+    # one fewer than make the flow quiet, then a real copy.  The accepted packet is not a quiet
+    # one, so the copy comes before the flow is quiet: looked at, not only probed.
+    rng = random.Random(4)
+    junk = _udp(40000, 37008, b"\x01\x00\x00\x01\x01" + bytes(12) + b"\x12\x34" + bytes(40))
+    noise = [_udp(40000, 37008, b"\xee" + rng.randbytes(80)) for _ in range(7)]
+    for _ in range(20):  # were the copy only probed, it would be missed 15 times in 16
+        engine = Engine()
+        engine.process(_batch([junk, *noise, _tzsp(0)], 100.0))
+        assert [st.evidence.protocol for st in engine.streams.values()] == ["tzsp"]
+        assert engine.flows.quiet[0] == len(noise)
 
 
 def test_expired_streams_leave_with_their_evidence() -> None:

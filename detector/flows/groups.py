@@ -81,6 +81,30 @@ def sorted_groups(keys: npt.NDArray) -> Groups:
     return Groups(s[at], first, inverse, order, at)
 
 
+@dataclass(slots=True)
+class Ranked:
+    """Rows grouped by key, each group's rows in row order: the rows in that order, where each
+    group starts in it and its length, and each of its rows' rank in its group."""
+
+    order: npt.NDArray[np.intp]
+    at: npt.NDArray[np.intp]
+    lengths: npt.NDArray[np.intp]
+    rank: npt.NDArray[np.intp]
+
+
+def ranked(keys: npt.NDArray[np.int64]) -> Ranked:
+    """Of non-negative keys (ids well below 2**63 / len(keys)): a stable grouping by one plain
+    sort of key * len + row, several times faster than a stable argsort."""
+    n = len(keys)
+    rows = np.arange(n)
+    if not n:
+        return Ranked(rows, rows, rows, rows)
+    s = np.sort(keys.astype(np.int64) * n + rows)
+    order = s % n
+    at, lengths = runs(s // n)
+    return Ranked(order, at, lengths, rows - np.repeat(at, lengths))
+
+
 def spread(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
     """Distinct integers (sorted) and each row's group, as ``np.unique(values,
     return_inverse=True)``; values within a few times their count of each other (seconds or
