@@ -59,8 +59,10 @@ from detector.protocols.templates import FieldBudget, TemplateCache
 # Exports written as logs, whose record rate is set against the span's new flows.
 LOG_EXPORTS = registry.logs()
 IP_PROTO_GRE = 47
-# Packets worked on at once (a 16 MiB block holds up to a million tiny ones).
-MAX_BATCH_ROWS = 8_192
+# Packets worked on at once (a 16 MiB block holds up to a million tiny ones): a block of
+# average packets (about 20,000) in one batch, as every stage's per-batch cost (a few hundred
+# numpy calls) is paid per batch; the per-batch columns stay a few MiB.
+MAX_BATCH_ROWS = 32_768
 # Exporters named per aggregate stream (the busiest).
 TOP_EXPORTERS = 8
 # Protocols every link carries that are never an encapsulation (ICMP, IGMP, TCP, UDP, ICMPv6,
