@@ -83,11 +83,14 @@ class PrefilterRoute:
         ports = np.zeros((self.words, PORTS), dtype=np.uint64)
         self.port_free = np.zeros(self.words, dtype=np.uint64)
         self.routes: list[tuple[int, np.uint64, list[int]]] = []
+        # Each word's table as (first byte, second byte): a route's bit is set in the rows of
+        # its first bytes, at its second bytes.
+        by_bytes = self.leads.reshape(self.words, 256, 256)
         for n, (facts, members) in enumerate(picky):
             word, bit = divmod(n, WORD_BITS)
             flag = np.uint64(1 << bit)
-            pairs = np.outer(_byte_table(facts.firsts), _byte_table(facts.seconds)).reshape(-1)
-            self.leads[word, pairs] |= flag
+            seconds = np.where(_byte_table(facts.seconds), flag, np.uint64(0))
+            by_bytes[word, np.flatnonzero(_byte_table(facts.firsts))] |= seconds[None, :]
             if facts.only_on is None:
                 self.port_free[word] |= flag
             else:
