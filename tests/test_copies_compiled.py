@@ -28,6 +28,7 @@ from detector.decode.headers import decode_headers_numpy
 from detector.flows import fingerprint
 from detector.flows.encrypted import (
     MAX_DELTA,
+    _find,
     _host_bytes_compiled,
     _host_bytes_numpy,
     size_deltas,
@@ -154,6 +155,24 @@ def test_host_columns_that_differ_in_length_are_refused() -> None:
     keys = SimpleNamespace(src_host=np.zeros(4, np.uint64), dst_host=np.zeros(3, np.uint64))
     with pytest.raises(ValueError):
         _host_bytes_compiled(keys, np.zeros(4, np.int64))  # type: ignore[arg-type]
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 60), st.integers(0, 3000))
+def test_find(seed: int, k: int, n: int) -> None:
+    # Keys that repeat (candidates sharing an endpoint), apart only in their high bits or
+    # alike in their low ones, values mostly not among them.
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 2**64, k, dtype=np.uint64, endpoint=False)
+    keys[: k // 3] = (keys[: k // 3] << np.uint64(40)) | np.uint64(7)
+    keys = np.sort(np.concatenate([keys, keys[: k // 4]]))
+    values = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    if k:
+        pick = rng.random(n) < 0.3
+        values[pick] = rng.choice(keys, int(pick.sum()))
+    want, got = _find(keys, values, compiled=False), _find(keys, values, compiled=True)
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
 
 
 def test_copy_loops_are_compiled_unless_told_not_to() -> None:

@@ -1,6 +1,7 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
  * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
- * size test and the bytes of a batch's hosts (detector/flows/encrypted.py).
+ * size test, the bytes of a batch's hosts and the rows of a few keys
+ * (detector/flows/encrypted.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
@@ -70,6 +71,24 @@ columns(PyObject *args, Py_ssize_t count, Py_ssize_t extra, const char *const *n
                    i >= writable_from, &len[i], names[i]) < 0)
             return -1;
     return 0;
+}
+
+/* An open-addressing table of places for `count` 64-bit keys: a power of two of slots, at
+ * least four a key (2^*bits of them), every one empty (-1); NULL with MemoryError set.  The
+ * slot of key h is (h * M1) >> (64 - *bits), then the next ones. */
+static int64_t *
+places_table(Py_ssize_t count, int *bits)
+{
+    *bits = 4;
+    while (((Py_ssize_t)1 << *bits) < 4 * count)
+        (*bits)++;
+    size_t slots = (size_t)1 << *bits;
+    int64_t *table = PyMem_Malloc(slots * sizeof(int64_t));
+    if (!table)
+        return (int64_t *)PyErr_NoMemory();
+    for (size_t i = 0; i < slots; i++)
+        table[i] = -1;
+    return table;
 }
 
 static inline uint64_t
@@ -239,17 +258,12 @@ host_bytes(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
         return release(v, NULL);
     }
-    /* Open addressing over at least four slots a place: the hashes are salted, so no sender
-     * can choose hosts that collide here. */
-    int bits = 2;
-    while (((Py_ssize_t)1 << bits) < 4 * n)
-        bits++;
-    size_t slots = (size_t)1 << bits;
-    int64_t *id_of = PyMem_Malloc(slots * sizeof(int64_t));
+    /* The hashes are salted: no sender can choose hosts that collide here. */
+    int bits;
+    int64_t *id_of = places_table(2 * n, &bits);
     if (!id_of)
-        return release(v, PyErr_NoMemory());
-    for (size_t i = 0; i < slots; i++)
-        id_of[i] = -1;
+        return release(v, NULL);
+    size_t slots = (size_t)1 << bits;
     const uint64_t *src = v[0].buf, *dst = v[1].buf;
     const int64_t *size = v[2].buf;
     uint64_t *hosts = v[3].buf;
@@ -274,10 +288,61 @@ host_bytes(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(k));
 }
 
+PyDoc_STRVAR(find_doc,
+"find(keys, values, out_rows, out_at)\n"
+"--\n\n"
+"The places i of values found among keys (64-bit keys, sorted), in order, to out_rows, each\n"
+"with the first place of its value among the keys to out_at. Returns how many.");
+
+static PyObject *
+find(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[4];
+    static const char *const names[4] = {"keys", "values", "out_rows", "out_at"};
+    static const char *const kinds[4] = {"QL", "QL", "ql", "ql"};
+    if (columns(args, 4, 0, names, kinds, NULL, 2, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t k = len[0], n = len[1];
+    if (len[2] < n || len[3] < n) {
+        PyErr_SetString(PyExc_ValueError, "output columns do not fit the values");
+        return release(v, NULL);
+    }
+    /* A value probes at most as many slots as there are keys, whatever they are. */
+    int bits;
+    int64_t *at_of = places_table(k, &bits);
+    if (!at_of)
+        return release(v, NULL);
+    size_t slots = (size_t)1 << bits;
+    const uint64_t *keys = v[0].buf, *values = v[1].buf;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        size_t at = (size_t)((keys[i] * M1) >> (64 - bits));
+        while (at_of[at] >= 0 && keys[at_of[at]] != keys[i])
+            at = (at + 1) & (slots - 1);
+        if (at_of[at] < 0)
+            at_of[at] = i; /* the first place of a key that repeats */
+    }
+    int64_t *out_rows = v[2].buf, *out_at = v[3].buf;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t at = (size_t)((values[i] * M1) >> (64 - bits));
+        while (at_of[at] >= 0 && keys[at_of[at]] != values[i])
+            at = (at + 1) & (slots - 1);
+        if (at_of[at] >= 0) {
+            out_rows[m] = i;
+            out_at[m] = at_of[at];
+            m++;
+        }
+    }
+    PyMem_Free(at_of);
+    return release(v, PyLong_FromSsize_t(m));
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, sample_doc},
     {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
     {"host_bytes", host_bytes, METH_VARARGS, host_bytes_doc},
+    {"find", find, METH_VARARGS, find_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -751,11 +751,18 @@ FIND_BITS = np.uint64((1 << 12) - 1)
 
 
 def _find(
-    keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]
+    keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64], compiled: bool = use_compiled
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """The rows of ``values`` found among a few sorted ``keys``, and the first place of each
-    among them.  A table of the keys' low bits passes the few rows worth a binary search
-    (hashes: their low bits are as good as any)."""
+    among them: one compiled pass with a table of the keys where built (``compiled``), else a
+    table of the keys' low bits passes the few rows worth a binary search (hashes: their low
+    bits are as good as any)."""
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        out = np.empty(len(values), np.intp), np.empty(len(values), np.intp)
+        column = np.ascontiguousarray
+        m = COPIES.find(column(keys, dtype=np.uint64), column(values, dtype=np.uint64), *out)
+        return out[0][:m], out[1][:m]
     table = np.zeros(int(FIND_BITS) + 1, np.bool_)
     table[(keys & FIND_BITS).astype(np.intp)] = True
     rows = np.nonzero(table[(values & FIND_BITS).astype(np.intp)])[0]
