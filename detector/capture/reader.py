@@ -385,15 +385,15 @@ _SPARE: list[tuple[bytearray, list[int]]] = []
 
 def _spare_block() -> tuple[bytearray, list[int]]:
     """The spare block if no batch still looks into it (numpy views of a bytearray are exports,
-    and an exported bytearray cannot be resized), else a new one; zeros throughout, as new."""
+    and an exported bytearray cannot be resized), else a new one.  Bytes before ``written[0]`` may
+    be an earlier input's: the first fill zeroes those it does not overwrite, so the input sees
+    a new block (zeroing all of them first took as long as reading a small file)."""
     try:
         buf, written = _SPARE.pop()
         buf.append(0)
         del buf[-1]
     except (IndexError, BufferError):
         return bytearray(BLOCK_SIZE + PAD), [0]
-    np.frombuffer(buf, dtype=np.uint8, count=written[0])[:] = 0
-    written[0] = 0
     return buf, written
 
 
@@ -422,6 +422,8 @@ class _Blocks:
         self.live = live
         self.stream = stream
         self.buf, self.written = _spare_block()
+        self.spare = self.buf
+        self.first = True  # the first fill zeroes what an earlier input left past its end
         self.view = memoryview(self.buf)
         # When the read is over (its generator ends or is dropped), the block may serve the next.
         weakref.finalize(self, _keep_spare, self.buf, self.view, self.written)
@@ -433,6 +435,7 @@ class _Blocks:
         self.consumed = 0  # file offset of buf[0]
         self.buf[: len(initial)] = initial
         self.end = len(initial)
+        self.written[0] = max(self.written[0], self.end)
         # gzip: read one inflated piece at a time (a readinto that meets damage loses all it
         # had read), and watch how far the input inflates.
         self.gzip = stream if isinstance(stream, gzip.GzipFile) else None
@@ -469,6 +472,12 @@ class _Blocks:
             self.end += got
             if self.live:
                 break
+        if self.buf is not self.spare:
+            return  # a buffer grown for one large record: new, and not kept for the next input
+        if self.first and self.written[0] > self.end:
+            np.frombuffer(self.buf, dtype=np.uint8, count=self.written[0])[self.end :] = 0
+            self.written[0] = self.end
+        self.first = False
         self.written[0] = max(self.written[0], self.end)
 
     def end_at(self, pos: int) -> None:
