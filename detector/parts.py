@@ -220,6 +220,7 @@ class _Slice(io.RawIOBase):
         self.f.seek(start)
         size = os.path.getsize(path)
         self.left = min(size, size if end is None else end) - start
+        self.position = 0  # bytes of the stream read: how far the part has been read
 
     def readable(self) -> bool:
         return True
@@ -229,10 +230,14 @@ class _Slice(io.RawIOBase):
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]
             self.head = self.head[n:]
-            return n
-        n = self.f.readinto(memoryview(b)[: max(0, min(len(b), self.left))])
-        self.left -= n or 0
-        return n or 0
+        else:
+            n = self.f.readinto(memoryview(b)[: max(0, min(len(b), self.left))]) or 0
+            self.left -= n
+        self.position += n
+        return n
+
+    def tell(self) -> int:
+        return self.position
 
     def close(self) -> None:
         self.f.close()

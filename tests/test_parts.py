@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from mwtest import PCAPS, uplink_capture
 
 from detector import parts, scan
+from detector.capture import reader
 from detector.cli import main
 from detector.scan import auto_jobs, scan_paths
 
@@ -35,6 +36,22 @@ def test_cut_falls_on_a_record_boundary(uplink: Path, monkeypatch: pytest.Monkey
         seen.append(inputs[0].packets)
     whole = scan_paths([str(uplink)]).report.stats["packets"]
     assert sum(seen) == whole and min(seen) > 0.3 * whole
+
+
+def test_a_part_tells_how_far_it_has_been_read(
+    uplink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress of a part read in this process (the first of a file cut for -j 2) moves with
+    its blocks and ends at the part's size, not at zero until the end."""
+    monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 1 << 20)
+    reader.release_blocks()  # a spare block of another size must not serve this read
+    ((first,), _) = parts.plan([str(uplink)], 2)
+    told: list[int] = []
+    parts.run_parts([first], told.append)
+    size = first.end - first.start
+    assert len(told) > 3 and told == sorted(told)
+    assert 0 < told[0] < size // 2 and size <= told[-1] <= size + 24
 
 
 def test_two_workers_report_what_one_engine_does(
