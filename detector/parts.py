@@ -361,9 +361,11 @@ def scan_parts(
     pool = ctx.Pool(len(groups) - 1, initializer=_default_sigterm)
     try:
         pending = [pool.apply_async(_worker, (g, detection, limits)) for g in groups[1:]]
+        # No more tasks: each worker ends as soon as it has sent its result, while this
+        # process is still reading, instead of being told to once every result is in.
+        pool.close()
         first = result_of(*run_parts(groups[0], progress, detection, limits))
         results = [first, *(p.get() for p in pending)]
-        pool.close()  # the workers end on their own once their queue is closed
         pool.join()
         return results
     finally:
