@@ -46,6 +46,8 @@ from detector.engine import Engine, EngineStats
 from detector.evidence import StreamEvidence
 from detector.flows.groups import distinct
 from detector.limits import Limits
+from detector.prefilter_route import route_for
+from detector.protocols import registry
 
 # Files smaller than this are not worth a second process.
 SPLIT_MIN_BYTES = 64 << 20
@@ -357,6 +359,7 @@ def scan_parts(
         return [result_of(*run_parts(groups[0], progress, detection, limits))]
     import multiprocessing  # only here: a scan in one process need not load it
 
+    _build_shared()
     ctx = multiprocessing.get_context("fork")
     pool = ctx.Pool(len(groups) - 1, initializer=_default_sigterm)
     try:
@@ -370,6 +373,14 @@ def scan_parts(
         return results
     finally:
         pool.terminate()
+
+
+def _build_shared() -> None:
+    """Build what every engine builds on first use and never changes (the prefilter routes of
+    UDP and TCP) before the workers are forked: they inherit it instead of each building its
+    own, 20 ms of CPU apiece."""
+    for transport in ("udp", "tcp"):
+        route_for(registry.decoders_for(transport))
 
 
 def _default_sigterm() -> None:
