@@ -13,14 +13,16 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from click.decorators import FC
 
-from detector.capture.reader import Inputs, find_inputs
 from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.report.safe import safe_text
+
+if TYPE_CHECKING:  # the reader loads numpy: not for a command's --help
+    from detector.capture.reader import Inputs
 
 # Exit statuses of every command: nothing to report, a finding at or above --fail-on, a usage
 # error or an input that could not be read.
@@ -40,6 +42,8 @@ def check_inputs(paths: list[str], quiet: bool = False) -> Inputs:
     listed on stderr."""
     if paths.count("-") > 1:
         fail("standard input (-) can be read only once")
+    from detector.capture.reader import Inputs, find_inputs
+
     found = Inputs()
     for p in paths:
         if p != "-" and not os.path.exists(p):

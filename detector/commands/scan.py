@@ -19,11 +19,11 @@ from detector.commands.checks import (
     severity_status,
     write_atomic,
 )
-from detector.findings import Finding, Report
-from detector.policy.verdict import PolicyContext
 from detector.report import RENDERERS, renderer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine and its numpy load when a scan runs, not for --help
+    from detector.findings import Finding, Report
+    from detector.policy.verdict import PolicyContext
     from detector.scan import ScanResult
 
 
