@@ -18,7 +18,7 @@
 /* Batches of fewer rows keep the interpreter lock (taking it back costs more). */
 #define RELEASE_FROM 1024
 /* How many rows ahead the walk asks for a row's first bytes. */
-#define PREFETCH_AHEAD 8
+#define PREFETCH_AHEAD 24
 #define MOST_LAYOUTS 64
 #define MOST_SHIMS 16
 /* Offsets within a table entry (a link header, a shim) above this are refused. */
