@@ -1,6 +1,6 @@
 """Time the encrypted-copy observer and the copy matcher inside a scan, and the whole scan.
 
-    python bench/observer.py FILE [--rounds 3] [--tree DIR ...]
+    python bench/observer.py FILE [--rounds 3] [--tree DIR ...] [--batch-rows N]
 
 Each round scans FILE (``-j 1``, in a fresh process) and adds up the CPU seconds spent in
 ``encrypted.observe`` (candidates, host names, bytes per bin), in ``EncryptedCopies.settle``
@@ -8,7 +8,9 @@ Each round scans FILE (``-j 1``, in a fresh process) and adds up the CPU seconds
 remembering native packets for copy matching), beside the whole scan's.  With several ``--tree``
 checkouts of mirrorwatch, rounds are interleaved (every tree once, then again) so that drift in
 the machine's load hits every tree alike; medians are printed last, and whether every tree wrote
-the same findings (the flow hashes' salt is fixed).  It prints figures; it asserts nothing.
+the same findings (the flow hashes' salt is fixed).  ``--batch-rows`` gives every tree the same
+largest batch (``engine.MAX_BATCH_ROWS``), so that trees that cut batches differently are
+compared on the same batches.  It prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = """
 import hashlib, json, sys, time
 from detector import engine
+if sys.argv[2] != "0":
+    engine.MAX_BATCH_ROWS = int(sys.argv[2])
 from detector.flows import table
 
 # One salt for every run: the findings of different trees can be compared.
@@ -65,8 +69,8 @@ print(json.dumps(spent))
 """
 
 
-def run_once(tree: Path, path: str) -> dict[str, float | str]:
-    return run_in_tree(tree, CHILD, [str(Path(path).resolve())])
+def run_once(tree: Path, path: str, batch_rows: int) -> dict[str, float | str]:
+    return run_in_tree(tree, CHILD, [str(Path(path).resolve()), str(batch_rows)])
 
 
 def main() -> None:
@@ -74,12 +78,15 @@ def main() -> None:
     ap.add_argument("file")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    ap.add_argument(
+        "--batch-rows", type=int, default=0, help="the largest batch in every tree (0: its own)"
+    )
     args = ap.parse_args()
     trees = [t.resolve() for t in args.tree or [REPO]]
     runs: dict[Path, list[dict[str, float | str]]] = {t: [] for t in trees}
     for r in range(args.rounds):
         for tree in trees:
-            got = run_once(tree, args.file)
+            got = run_once(tree, args.file, args.batch_rows)
             runs[tree].append(got)
             print(
                 f"round {r + 1} {tree}: observe {got['observe']:.3f} s, settle "

@@ -258,12 +258,23 @@ host_bytes(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
         return release(v, NULL);
     }
-    /* The hashes are salted: no sender can choose hosts that collide here. */
-    int bits;
-    int64_t *id_of = places_table(2 * n, &bits);
-    if (!id_of)
-        return release(v, NULL);
+    /* Open addressing, each slot holding its host, id and bytes (one cache line to reach per
+     * place), at least two slots a place.  The hashes are salted: no sender can choose hosts
+     * that collide here. */
+    struct slot {
+        uint64_t host;
+        int64_t id;
+        double bytes;
+    };
+    int bits = 4;
+    while (((Py_ssize_t)1 << bits) < 4 * n)
+        bits++;
     size_t slots = (size_t)1 << bits;
+    struct slot *table = PyMem_Malloc(slots * sizeof(struct slot));
+    if (!table)
+        return release(v, PyErr_NoMemory());
+    for (size_t i = 0; i < slots; i++)
+        table[i].id = -1;
     const uint64_t *src = v[0].buf, *dst = v[1].buf;
     const int64_t *size = v[2].buf;
     uint64_t *hosts = v[3].buf;
@@ -273,18 +284,20 @@ host_bytes(PyObject *module, PyObject *args)
     for (Py_ssize_t x = 0; x < 2 * n; x++) {
         uint64_t host = x < n ? src[x] : dst[x - n];
         size_t at = (size_t)((host * M1) >> (64 - bits));
-        while (id_of[at] >= 0 && hosts[id_of[at]] != host)
+        while (table[at].id >= 0 && table[at].host != host)
             at = (at + 1) & (slots - 1);
-        if (id_of[at] < 0) {
-            id_of[at] = k;
+        if (table[at].id < 0) {
+            table[at] = (struct slot){host, k, 0.0};
             hosts[k] = host;
             first[k] = x;
-            bytes[k] = 0.0;
             k++;
         }
-        bytes[id_of[at]] += (double)size[x < n ? x : x - n];
+        table[at].bytes += (double)size[x < n ? x : x - n];
     }
-    PyMem_Free(id_of);
+    for (size_t i = 0; i < slots; i++)
+        if (table[i].id >= 0)
+            bytes[table[i].id] = table[i].bytes;
+    PyMem_Free(table);
     return release(v, PyLong_FromSsize_t(k));
 }
 
