@@ -352,7 +352,9 @@ class FlowTable:
         live = self.last[:n] >= now - self.idle_timeout
         kept = np.zeros(n, dtype=np.bool_)
         if keep:
-            kept = np.isin(self.key[:n], np.fromiter(keep, dtype=U64, count=len(keep)))
+            # The kept keys' rows, by the index (not a pass over every flow per kept key).
+            ids = self.index.lookup(np.fromiter(keep, dtype=U64, count=len(keep)))
+            kept[ids[ids >= 0]] = True
             live |= kept
         if live.all() and n < self.max_flows:
             return 0
@@ -401,8 +403,8 @@ def _most_recent(
     room: int,
 ) -> npt.NDArray[np.int64]:
     """The ``room`` rows first in the order: kept rows, then latest ``seen``, then latest
-    ``last``, then lowest row; as ``np.lexsort((-last, -seen, ~kept))[:room]`` but sorting
-    only the rows tied at the cut instead of all of them."""
+    ``last``, then lowest row (in no order); the rows of ``np.lexsort((-last, -seen,
+    ~kept))[:room]`` but partitioning at the cut instead of sorting."""
     rows = np.nonzero(~kept)[0]
     need = room - (len(kept) - len(rows))
     if need <= 0 or need >= len(rows):
@@ -410,5 +412,14 @@ def _most_recent(
     s = seen[rows]
     cut = np.partition(s, len(s) - need)[len(s) - need]  # the need-th latest batch
     above, tied = rows[s > cut], rows[s == cut]
-    tied = tied[np.argsort(-last[tied], kind="stable")][: need - len(above)]
+    take = need - len(above)
+    if take < len(tied):
+        # Of the flows of the cut batch, the latest by time (the least rows among equals).
+        late = -last[tied]
+        edge = np.partition(late, take - 1)[take - 1]
+        if np.isnan(edge):
+            tied = tied[np.argsort(late, kind="stable")][:take]
+        else:
+            before = tied[late < edge]
+            tied = np.concatenate([before, tied[late == edge][: take - len(before)]])
     return np.concatenate([np.nonzero(kept)[0], above, tied])
