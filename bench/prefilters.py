@@ -1,0 +1,112 @@
+"""Time the format prefilters inside a scan, decoder by decoder, and the whole scan.
+
+    python bench/prefilters.py FILE [--rounds 3] [--tree DIR ...] [--top 12]
+
+Each round scans FILE (``-j 1``, in a fresh process) and adds up the CPU seconds spent in
+``PrefilterRoute._passed`` (routing the UDP and TCP payload rows and running the prefilters) and
+in each decoder's ``prefilter``, with the rows each was given, beside the whole scan's.  With
+several ``--tree`` checkouts of mirrorwatch, rounds are interleaved (every tree once, then again)
+so that drift in the machine's load hits every tree alike; medians are printed last, and whether
+every tree wrote the same findings (the flow hashes' salt is fixed).  It prints figures; it
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from child import run_in_tree
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run in the child, with the tree first on its path.
+CHILD = """
+import hashlib, json, sys, time
+from detector import prefilter_route
+from detector.flows import table
+
+# One salt for every run: the findings of different trees can be compared.
+table.SALT = table.U64(0x5EED)
+from detector.protocols.registry import all_decoders
+from detector.report import renderer
+from detector.scan import scan_paths
+
+cpu = time.process_time  # user + system seconds of this process
+spent = {"passed": 0.0}
+rows = {}
+
+def timed(cls, original):
+    def prefilter(self, head, length):
+        c = cpu()
+        out = original(self, head, length)
+        spent[cls.__name__] = spent.get(cls.__name__, 0.0) + cpu() - c
+        rows[cls.__name__] = rows.get(cls.__name__, 0) + len(length)
+        return out
+    return prefilter
+
+for cls in {type(d) for d in all_decoders() if d.transport in ("udp", "tcp")}:
+    if "prefilter" in vars(cls):
+        cls.prefilter = timed(cls, vars(cls)["prefilter"])
+
+passed = prefilter_route.PrefilterRoute._passed
+
+def timed_passed(self, *args):
+    c = cpu()
+    out = list(passed(self, *args))
+    spent["passed"] += cpu() - c
+    return iter(out)
+
+prefilter_route.PrefilterRoute._passed = timed_passed
+c0 = cpu()
+result = scan_paths([sys.argv[1]], None, jobs=1)
+spent["scan"] = cpu() - c0
+findings = renderer("jsonl")(result.report)
+spent["findings"] = hashlib.sha256(findings.encode()).hexdigest()[:16]
+spent["rows"] = rows
+print(json.dumps(spent))
+"""
+
+TOTALS = ("scan", "passed")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    ap.add_argument("--top", type=int, default=12, help="decoders shown, costliest first")
+    args = ap.parse_args()
+    trees = [t.resolve() for t in args.tree or [REPO]]
+    runs: dict[Path, list[dict]] = {t: [] for t in trees}
+    path = str(Path(args.file).resolve())
+    for r in range(args.rounds):
+        for tree in trees:
+            got = run_in_tree(tree, CHILD, [path])
+            runs[tree].append(got)
+            own = sum(v for k, v in got.items() if isinstance(v, float) and k not in TOTALS)
+            print(
+                f"round {r + 1} {tree}: prefilters {own:.3f} s, routing and prefilters "
+                f"{got['passed']:.3f} s, scan {got['scan']:.3f} s CPU",
+                flush=True,
+            )
+    for tree, got in runs.items():
+        names = {k for g in got for k, v in g.items() if isinstance(v, float)}
+        med = {k: statistics.median(float(g.get(k, 0.0)) for g in got) for k in names}
+        own = sum(v for k, v in med.items() if k not in TOTALS)
+        print(
+            f"median {tree}: prefilters {own:.3f} s, routing and prefilters "
+            f"{med['passed']:.3f} s, of {med['scan']:.3f} s CPU "
+            f"({100 * med['passed'] / med['scan']:.1f} %)"
+        )
+        costly = sorted((k for k in med if k not in TOTALS), key=lambda k: -med[k])
+        for name in costly[: args.top]:
+            given = got[0]["rows"].get(name, 0)
+            print(f"    {name:28} {med[name]:.3f} s  {given:>9,} rows")
+    digests = {g["findings"] for got in runs.values() for g in got}
+    print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")
+
+
+if __name__ == "__main__":
+    main()
