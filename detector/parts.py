@@ -20,7 +20,7 @@ import signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,10 @@ from detector.flows.groups import distinct
 from detector.limits import Limits
 from detector.prefilter_route import route_for
 from detector.protocols import registry
+
+if TYPE_CHECKING:  # multiprocessing is loaded only where a scan forks workers
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 # Files smaller than this are not worth a second process.
 SPLIT_MIN_BYTES = 64 << 20
@@ -343,8 +347,21 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
     )
 
 
-def _worker(parts: list[Part], detection: Detection | None, limits: Limits | None) -> PartResult:
-    return result_of(*run_parts(parts, None, detection, limits))
+def _worker(
+    send: Connection, parts: list[Part], detection: Detection | None, limits: Limits | None
+) -> None:
+    """A forked worker: reads ``parts`` and sends its result, or the error that stopped it."""
+    _default_sigterm()
+    try:
+        out: tuple[bool, object] = (True, result_of(*run_parts(parts, None, detection, limits)))
+    except Exception as exc:
+        out = (False, exc)
+    try:
+        send.send(out)
+    except Exception as exc:  # the error itself did not pickle: its text will do
+        send.send((False, ScanFault(f"{type(exc).__name__}: {exc}")))
+    finally:
+        send.close()
 
 
 def scan_parts(
@@ -361,18 +378,41 @@ def scan_parts(
 
     _build_shared()
     ctx = multiprocessing.get_context("fork")
-    pool = ctx.Pool(len(groups) - 1, initializer=_default_sigterm)
+    # One forked process and one pipe per group rather than a Pool: no task to pickle, no
+    # handler threads in this process, and a worker that dies fails the scan instead of
+    # leaving it waiting for a result forever.
+    workers: list[tuple[BaseProcess, Connection]] = []
     try:
-        pending = [pool.apply_async(_worker, (g, detection, limits)) for g in groups[1:]]
-        # No more tasks: each worker ends as soon as it has sent its result, while this
-        # process is still reading, instead of being told to once every result is in.
-        pool.close()
-        first = result_of(*run_parts(groups[0], progress, detection, limits))
-        results = [first, *(p.get() for p in pending)]
-        pool.join()
+        for group in groups[1:]:
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(send, group, detection, limits), daemon=True)
+            proc.start()
+            send.close()
+            workers.append((proc, receive))
+        results = [result_of(*run_parts(groups[0], progress, detection, limits))]
+        for proc, receive in workers:
+            results.append(_result_from(proc, receive))
         return results
     finally:
-        pool.terminate()
+        for proc, receive in workers:
+            receive.close()
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+
+
+def _result_from(proc: BaseProcess, receive: Connection) -> PartResult:
+    """The result a worker sent; the error that stopped it is raised here."""
+    try:
+        ok, out = receive.recv()
+    except EOFError:
+        proc.join()
+        raise ScanFault(
+            f"a worker process ended without its result (exit status {proc.exitcode})"
+        ) from None
+    if not ok:
+        raise out  # type: ignore[misc]
+    return out  # type: ignore[return-value]
 
 
 def _build_shared() -> None:
@@ -385,7 +425,7 @@ def _build_shared() -> None:
 
 def _default_sigterm() -> None:
     """A forked worker inherits its parent's signal handlers: where the embedding program
-    catches SIGTERM (watch does, in-process), the pool's terminate could not end the worker."""
+    catches SIGTERM (watch does, in-process), terminate could not end the worker."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,32 @@ def test_two_workers_report_what_one_engine_does(
         c1, c2 = f.evidence.get("carried_packets", 0), g.evidence.get("carried_packets", 0)
         assert abs(float(c1) - float(c2)) <= 0.25 * max(float(c1), 1.0)
     assert [i.packets for i in one.inputs] == [i.packets for i in two.inputs]
+
+
+def _failing_in_workers(how: str) -> Callable[..., object]:
+    """``parts.run_parts`` that fails in a forked worker only (``how``: "raise" or "die")."""
+    parent, real = os.getpid(), parts.run_parts
+
+    def run(*args: object, **kwargs: object) -> object:
+        if os.getpid() != parent:
+            if how == "die":
+                os._exit(3)
+            raise parts.ScanFault("worker fault")
+        return real(*args, **kwargs)
+
+    return run
+
+
+@pytest.mark.parametrize(("how", "said"), [("raise", "worker fault"), ("die", "exit status 3")])
+def test_a_worker_that_fails_or_dies_fails_the_scan(
+    how: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its error reaches the caller; a worker that ends without a result does not leave the
+    scan waiting for one."""
+    monkeypatch.setattr(parts, "run_parts", _failing_in_workers(how))
+    tzsp = parts.Part(str(PCAPS / "tzsp.pcap"))
+    with pytest.raises(parts.ScanFault, match=said):
+        parts.scan_parts([[tzsp], [tzsp]])
 
 
 def test_compressed_inputs_are_read_whole_and_pcapng_is_cut(
