@@ -18,6 +18,8 @@ from mwtest import REAL, heads
 from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.decode.frames import IPV6_NEXT_HEADERS
 from detector.decode.headers import decode_headers
+from detector.protocols.li_common import IP_CARRYING_ETHERTYPES
+from detector.protocols.pcli import ERA1_MAX, NTP_MIN, PcliDecoder
 from detector.protocols.unknown_encap import MAX_OFFSET, UnknownEncapsulation
 
 
@@ -101,4 +103,64 @@ def test_unknown_encapsulation_prefilter_is_its_statement() -> None:
     stated = [unknown_encapsulation_stated(head[i], int(length[i])) for i in range(len(head))]
     assert mask.tolist() == stated
     # The edges are reached: headers that fit are passed, and random bytes almost never are.
+    assert 100 < sum(stated) < len(payloads) // 2
+
+
+def carried_stated(row: np.ndarray, length: int, off: int) -> bool:
+    """At ``off``: an IPv4 header (0x45-0x4f) whose total length, or an IPv6 header whose
+    payload length and 40, is what is left of the payload; or an Ethernet header with a
+    unicast source, an EtherType that leads to IP and room for an IP header after it."""
+    rest = length - off
+    if 0x45 <= row[off] <= 0x4F and _be16(row, off + 2) == rest:
+        return True
+    if row[off] >> 4 == 6 and _be16(row, off + 4) + 40 == rest:
+        return True
+    ethernet_ip = _be16(row, off + 12) in IP_CARRYING_ETHERTYPES.tolist()
+    return row[off + 6] & 1 == 0 and ethernet_ip and rest >= 14 + 20
+
+
+def pcli_stated(row: np.ndarray, length: int) -> bool:
+    """A packet or frame carried after 4 or 8 header bytes, or after 12 or 20 when the NTP
+    seconds at 4 are in range."""
+    secs = (_be16(row, 4) << 16) | _be16(row, 6)
+    timestamped = secs >= NTP_MIN or secs < ERA1_MAX
+    return any(
+        carried_stated(row, length, off) and (off < 12 or timestamped) for off in (4, 8, 12, 20)
+    )
+
+
+def carried_near_edges(offsets: tuple[int, ...], seed: int) -> list[bytes]:
+    """Headers of every kind at each of ``offsets``, lengths right or one off, in payloads on
+    either side of 256-byte boundaries, with timestamps in and out of range."""
+    rng = random.Random(seed)
+    out = []
+    for off in offsets:
+        for size in (off + 3, off + 20, off + 34, off + 60, 255 + off, 256 + off, 300, 1500):
+            for slip in (-256, -1, 0, 1):
+                rest = (size - off + slip) & 0xFFFF
+                for carried in (
+                    b"\x45\x00" + rest.to_bytes(2, "big"),
+                    b"\x60\x00\x00\x00" + ((rest - 40) & 0xFFFF).to_bytes(2, "big"),
+                    rng.randbytes(6) + b"\x02" + rng.randbytes(5) + b"\x08\x00",
+                    rng.randbytes(6) + b"\x03" + rng.randbytes(5) + b"\x86\xdd",
+                ):
+                    for stamp in (b"\xe8\x00\x00\x00", b"\x90\x00\x00\x00"):
+                        body = bytearray(rng.randbytes(max(size, off + len(carried))))
+                        body[4:8] = stamp
+                        body[off : off + len(carried)] = carried
+                        out.append(bytes(body[:size]))
+    return out
+
+
+def test_pcli_prefilter_is_its_statement() -> None:
+    payloads = [
+        *seed_payloads(),
+        *real_payloads(),
+        *random_payloads(4000, 5),
+        *carried_near_edges((4, 8, 12, 20), 6),
+    ]
+    head, length = heads(payloads)
+    mask = PcliDecoder().prefilter(head, length)
+    stated = [pcli_stated(head[i], int(length[i])) for i in range(len(head))]
+    assert mask.tolist() == stated
     assert 100 < sum(stated) < len(payloads) // 2

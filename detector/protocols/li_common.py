@@ -138,6 +138,24 @@ def carried_masks(
     return carried_mask(head, length[:, None], np.array(offsets, dtype=np.intp))
 
 
+def carried_may_start(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], offsets: tuple[int, ...]
+) -> npt.NDArray[np.bool_]:
+    """Rows where ``carried_mask`` may hold at one of ``offsets``: an IPv4 or IPv6 first byte
+    with the high byte of a length field that fits what is left of the payload, or an EtherType
+    that can lead to IP.  A necessary condition read from single bytes, which a random row
+    meets at one offset in a few dozen: the full test then runs on the few rows that meet it."""
+    maybe = np.zeros(len(head), dtype=np.bool_)
+    for off in offsets:
+        rest = length - off
+        first = head[:, off]
+        # The high byte of the rest (negative or past 0xffff: no byte, as no 16-bit field).
+        maybe |= _IPV4_START[first] & (head[:, off + 2] == rest >> 8)
+        maybe |= ((first >> 4) == 6) & (head[:, off + 4] == (rest - 40) >> 8)
+        maybe |= _ETHERTYPE_LUT[be16(head, off + ETHERNET.type_at)]
+    return maybe
+
+
 # Longest PDU a stream decoder buffers; a claimed length beyond it means "not this format".
 MAX_PDU = 4 << 20
 # Bytes of a PDU still arriving that must already validate (the prefilter's window).

@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -27,10 +29,15 @@ from detector.protocols.base import (
     Transport,
     wireshark,
 )
-from detector.protocols.li_common import be32, carried_masks, hexbytes, inner_link
+from detector.protocols.li_common import (
+    be32,
+    carried_masks,
+    carried_may_start,
+    hexbytes,
+    inner_link,
+)
 
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
 # Seconds between the NTP epoch (1900) and the Unix epoch (1970).
@@ -41,6 +48,8 @@ NTP_MIN = NTP_UNIX_OFFSET + 946_684_800
 ERA1_MAX = 24 * 365 * 86_400
 
 HEADER_LENS = (20, 12, 4, 8)  # tried in this order: timestamped forms first
+# The header lengths in the prefilter's order: untimed forms, then timestamped ones.
+OFFSETS = (4, 8, 12, 20)
 VARIANT = {4: "pcli", 8: "pcli8", 12: "pcli12", 20: "pcli20"}
 NTP = struct.Struct("!II")
 
@@ -89,10 +98,17 @@ class PcliDecoder(Decoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(len(head), dtype=np.bool_)
+        # A cheap guard first: the few rows whose bytes could start a carried packet.
+        rows = np.flatnonzero(carried_may_start(head, length, OFFSETS))
+        if not len(rows):
+            return mask
+        head, length = head[rows], length[rows]
         secs = be32(head, 4)
         timestamped = (secs >= NTP_MIN) | (secs < ERA1_MAX)
-        at = carried_masks(head, length, (4, 8, 12, 20))
-        return at[:, 0] | at[:, 1] | (timestamped & (at[:, 2] | at[:, 3]))
+        at = carried_masks(head, length, OFFSETS)
+        mask[rows] = at[:, 0] | at[:, 1] | (timestamped & (at[:, 2] | at[:, 3]))
+        return mask
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         if len(payload) < 4 + 20:
