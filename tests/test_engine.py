@@ -7,12 +7,14 @@ import pickle
 import random
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from mwtest import PCAPS
 from scapy.all import IP, TCP, UDP, Ether, Raw, raw, rdpcap
 
 from detector.capture.reader import PacketBatch
 from detector.detection import Detection
-from detector.engine import Engine
+from detector.engine import Engine, median
 
 
 def _batch(frames: list[bytes], t0: float) -> PacketBatch:
@@ -136,3 +138,18 @@ def test_an_expired_stream_gives_back_its_templates_tcp_bytes_and_samples() -> N
     gone = engine.expire_streams(now=float(ts.max()) + 1000, idle=60)
     assert len(gone) >= 3 and not engine.streams
     assert engine.template_fields.used == engine.tcp.total == engine.samples.used == 0
+
+
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, width=64), st.sampled_from([0.0, -0.0, 1e-6])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_copy_delay_median_is_numpys(delays: list[float]) -> None:
+    """The copy delay's median is numpy's, bit for bit (NaN where numpy gives NaN)."""
+    with np.errstate(all="ignore"):
+        want = float(np.median(np.array(delays, dtype=np.float64)))
+    got = median(delays)
+    assert (np.isnan(got) and np.isnan(want)) or got == want
