@@ -257,8 +257,11 @@ class StreamEvidence:
         return parsed
 
     def _sessions(self, session: dict[str, object]) -> None:
+        sessions = self.sessions
         for k, v in session.items():
-            c = self.sessions.setdefault(k, Counter())
+            c = sessions.get(k)
+            if c is None:
+                c = sessions[k] = Counter()
             if not (isinstance(v, int) and abs(v) < FACT_NUMBER_MAX):
                 v = fact_text(v)  # whatever a decoder took from the wire, shown bounded
             if len(c) < MAX_FACT_VALUES or v in c:
@@ -282,18 +285,24 @@ class StreamEvidence:
         return inner
 
     def _records(self, records: list[RecordedFlow], weight: float) -> None:
-        for r in records[:200]:
-            self.records += 1
+        if not records:
+            return
+        hosts = self.record_hosts
+        taken = records[:200]
+        self.records += len(taken)
+        for r in taken:
+            # Counters from a record are taken as sent, within reason (a damaged record can
+            # claim anything).
+            packets = min(r.packets, COUNTER_MAX) * weight
+            size = min(r.bytes, COUNTER_MAX) * weight
             for ip in (r.src, r.dst):
-                t = self.record_hosts.get(ip)
+                t = hosts.get(ip)
                 if t is None:
-                    if len(self.record_hosts) >= MAX_HOSTS:
+                    if len(hosts) >= MAX_HOSTS:
                         continue
-                    t = self.record_hosts[ip] = HostTally()
-                # Counters from a record are taken as sent, within reason (a damaged record
-                # can claim anything).
-                t.packets += min(r.packets, COUNTER_MAX) * weight
-                t.bytes += min(r.bytes, COUNTER_MAX) * weight
+                    t = hosts[ip] = HostTally()
+                t.packets += packets
+                t.bytes += size
 
     def _header_facts(self, inner: InnerPacket) -> None:
         """Count what the carried headers say of themselves: checksum right, zero or wrong, a
@@ -304,15 +313,33 @@ class StreamEvidence:
             self.carried_checks["group_source_mac"] += 1
 
     def _fact(self, k: str, v: object) -> None:
-        values = v if isinstance(v, list) else [v]
-        c = self.facts.setdefault(k, Counter())
-        for x in values[:MAX_FACT_VALUES]:
+        c = self.facts.get(k)
+        if c is None:
+            c = self.facts[k] = Counter()
+        if isinstance(v, list):
+            for x in v[:MAX_FACT_VALUES]:
+                self._fact_value(k, c, x)
+        else:
+            self._fact_value(k, c, v)
+
+    def _fact_value(self, k: str, c: Counter[str], x: object) -> None:
+        # The usual values (a short string, a small int) take the short way to what fact_text
+        # would make of them.
+        if type(x) is str and len(x) <= FACT_TEXT_MAX:
+            s = x
+        elif type(x) is int and -FACT_NUMBER_MAX < x < FACT_NUMBER_MAX:
+            self._range(k, x)
+            s = str(x)
+        else:
             if isinstance(x, int | float) and not isinstance(x, bool) and abs(x) < FACT_NUMBER_MAX:
-                self.fact_min[k] = min(self.fact_min.get(k, x), x)
-                self.fact_max[k] = max(self.fact_max.get(k, x), x)
+                self._range(k, x)
             s = fact_text(x)
-            if len(c) < MAX_FACT_VALUES or s in c:
-                c[s] += 1
+        if len(c) < MAX_FACT_VALUES or s in c:
+            c[s] += 1
+
+    def _range(self, k: str, x: float) -> None:
+        self.fact_min[k] = min(self.fact_min.get(k, x), x)
+        self.fact_max[k] = max(self.fact_max.get(k, x), x)
 
     def _inner(self, inner: InnerPacket, size: int, weight: float) -> None:
         for ip, mac in ((inner.src, inner.src_mac), (inner.dst, inner.dst_mac)):
