@@ -9,10 +9,7 @@
  * The input is hostile: every read is checked against the buffer the caller passed, and every
  * position is a signed 64-bit number that cannot overflow (a record length is at most 2^32 - 1).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "../_columns.h"
 
 /* Walks shorter than this many bytes keep the interpreter lock (taking it back costs more). */
 #define RELEASE_FROM (1 << 16)
@@ -23,28 +20,6 @@ u32_at(const unsigned char *p, int big)
     if (big)
         return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
     return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
-}
-
-/* A writable, C-contiguous buffer of 8-byte items of kind 'i' (signed integers) or 'f'
- * (doubles), such as a numpy int64 or float64 array; its length in items goes to *items. */
-static int
-column(PyObject *obj, Py_buffer *view, char kind, Py_ssize_t *items, const char *name)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
-    int ok = view->itemsize == 8 && f[0] != '\0' && f[1] == '\0' &&
-             (kind == 'f' ? f[0] == 'd' : (f[0] == 'q' || f[0] == 'l'));
-    if (!ok) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %s array", name,
-                     kind == 'f' ? "float64" : "int64");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    *items = view->len / 8;
-    return 0;
 }
 
 /* Check the walk's bounds: 0 <= pos, end <= len, 0 <= n <= stop_n <= capacity. */
@@ -134,18 +109,6 @@ walk_pcapng(const unsigned char *data, int64_t *pos, int64_t end, int big, int64
     *row = r;
 }
 
-/* The buffers a call holds: released together whichever way the call ends. */
-#define MOST_VIEWS 5
-
-static PyObject *
-release(Py_buffer *views, PyObject *result)
-{
-    for (int i = 0; i < MOST_VIEWS; i++)
-        if (views[i].obj)
-            PyBuffer_Release(&views[i]);
-    return result;
-}
-
 PyDoc_STRVAR(pcap_chain_doc,
 "pcap_chain(buf, pos, end, rec_hdr, limit, big, unit, n, stop_n, offsets, caplen, wirelen, ts)\n"
 "--\n\n"
@@ -167,9 +130,9 @@ pcap_chain(PyObject *module, PyObject *args)
                           &cols[3]))
         return NULL;
     for (int i = 0; i < 4; i++) {
-        Py_ssize_t items;
-        if (column(cols[i], &views[i + 1], i == 3 ? 'f' : 'i', &items, names[i]) < 0)
+        if (column(cols[i], &views[i + 1], 1, 8, i == 3 ? "d" : "ql", -1, names[i]) < 0)
             return release(views, NULL);
+        Py_ssize_t items = views[i + 1].len / 8;
         if (items < capacity)
             capacity = items;
     }
@@ -198,8 +161,9 @@ pcapng_chain(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*nnpnnnO:pcapng_chain", &views[0], &pos, &end, &big,
                           &max_block, &n, &stop_n, &offsets))
         return NULL;
-    if (column(offsets, &views[1], 'i', &capacity, "offsets") < 0)
+    if (column(offsets, &views[1], 1, 8, "ql", -1, "offsets") < 0)
         return release(views, NULL);
+    capacity = views[1].len / 8;
     if (check_bounds(views[0].len, pos, end, n, stop_n, capacity) < 0)
         return release(views, NULL);
     int64_t p = pos, row = n;

@@ -10,10 +10,7 @@
  * outside the buffer the caller passed, and every position is a signed 64-bit number bounded
  * by the batch's own lengths (checked on entry), so no sum overflows.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "../_columns.h"
 
 /* Batches of fewer rows keep the interpreter lock (taking it back costs more). */
 #define RELEASE_FROM 1024
@@ -485,45 +482,6 @@ decode_rows(const tables_t *t, const batch_t *b)
     }
 }
 
-/* ---- buffers ------------------------------------------------------------------------------- */
-
-#define MOST_VIEWS 8
-
-static PyObject *
-release(Py_buffer *views, PyObject *result)
-{
-    for (int i = 0; i < MOST_VIEWS; i++)
-        if (views[i].obj)
-            PyBuffer_Release(&views[i]);
-    return result;
-}
-
-/* A C-contiguous buffer of `items` items (any number if negative) of `itemsize` bytes whose
- * struct format is one of `formats` (the byte order prefix of native order allowed), writable
- * if asked. */
-static int
-column(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, const char *formats,
-       Py_ssize_t items, const char *name)
-{
-    int want = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, want) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
-    if (view->itemsize != itemsize || f[0] == '\0' || f[1] != '\0' || !strchr(formats, f[0])) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of %zd-byte items (%s)",
-                     name, itemsize, formats);
-        return -1;
-    }
-    if (items >= 0 && view->len != items * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s holds %zd items, not %zd", name,
-                     view->len / itemsize, items);
-        return -1;
-    }
-    return 0;
-}
-
 PyDoc_STRVAR(decode_doc,
 "decode(tables, data, offsets, caplen, linktype, ints, flags, addrs, l4h)\n--\n\n"
 "Decode the outer headers of every packet data[offsets[i] : offsets[i] + caplen[i]] (of link\n"
@@ -586,20 +544,6 @@ decode(PyObject *module, PyObject *args)
 }
 
 /* ---- row hashes ---------------------------------------------------------------------------- */
-
-/* The constants of detector/flows/table.py (splitmix64's finaliser and the golden ratio);
- * the differential test holds the two forms equal. */
-#define M1 UINT64_C(0x9E3779B97F4A7C15)
-#define M2 UINT64_C(0xBF58476D1CE4E5B9)
-#define M3 UINT64_C(0x94D049BB133111EB)
-
-static inline uint64_t
-mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * M2;
-    x = (x ^ (x >> 27)) * M3;
-    return x ^ (x >> 31);
-}
 
 static inline uint64_t
 address_hash(const uint32_t *w, uint64_t salt)

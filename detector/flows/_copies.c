@@ -8,52 +8,13 @@
  * packets, so every row index and every window is checked against the buffers the caller
  * passed, and arithmetic on them is done in unsigned 64 bits (wrapping as numpy's does).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "../_columns.h"
 
-#define M1 0x9E3779B97F4A7C15ULL
-#define M2 0xBF58476D1CE4E5B9ULL
-#define M3 0x94D049BB133111EBULL
 #define RANK_BITS 4
 /* Bytes from the start of the L4 header that enter the fingerprint. */
 #define L4_BYTES 24
 /* Size differences counted at most (a bitmap of them per sampled packet). */
 #define MOST_DELTAS 1024
-
-/* The buffers a call holds: released together whichever way the call ends. */
-#define MOST_VIEWS 16
-
-static PyObject *
-release(Py_buffer *views, PyObject *result)
-{
-    for (int i = 0; i < MOST_VIEWS; i++)
-        if (views[i].obj)
-            PyBuffer_Release(&views[i]);
-    return result;
-}
-
-/* A C-contiguous buffer of items of `size` bytes whose format is one of `kinds` (struct
- * codes, such as "ql" for a numpy int64 array); its length in items goes to *items. */
-static int
-column(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *kinds, int writable,
-       Py_ssize_t *items, const char *name)
-{
-    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
-    if (view->itemsize != size || f[0] == '\0' || f[1] != '\0' || !strchr(kinds, f[0])) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of %zd-byte items (%s)",
-                     name, size, kinds);
-        return -1;
-    }
-    *items = view->len / size;
-    return 0;
-}
 
 /* The call's arguments: `count` columns (items of sizes[i] bytes, or 8 without sizes; from
  * writable_from on written to), then `extra` more arguments the caller reads. */
@@ -67,9 +28,13 @@ columns(PyObject *args, Py_ssize_t count, Py_ssize_t extra, const char *const *n
         return -1;
     }
     for (Py_ssize_t i = 0; i < count; i++)
-        if (column(PyTuple_GET_ITEM(args, i), &v[i], sizes ? sizes[i] : 8, kinds[i],
-                   i >= writable_from, &len[i], names[i]) < 0)
+    {
+        Py_ssize_t size = sizes ? sizes[i] : 8;
+        if (column(PyTuple_GET_ITEM(args, i), &v[i], i >= writable_from, size, kinds[i], -1,
+                   names[i]) < 0)
             return -1;
+        len[i] = v[i].len / size;
+    }
     return 0;
 }
 
@@ -89,14 +54,6 @@ places_table(Py_ssize_t count, int *bits)
     for (size_t i = 0; i < slots; i++)
         table[i] = -1;
     return table;
-}
-
-static inline uint64_t
-mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * M2;
-    x = (x ^ (x >> 27)) * M3;
-    return x ^ (x >> 31);
 }
 
 static inline uint64_t
