@@ -9,7 +9,6 @@ Python forms even where the compiled ones are built.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from types import ModuleType
@@ -18,22 +17,14 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from detector.compiled import PURE_PYTHON, built
+
 Column = npt.NDArray[np.int64]
 Seconds = npt.NDArray[np.float64]
 
 
-def _load() -> ModuleType | None:
-    if os.environ.get("MIRRORWATCH_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from detector.capture import _walk  # type: ignore[attr-defined]
-    except ImportError:  # installed without a C compiler: the Python walks
-        return None
-    return _walk
-
-
 # The compiled walks, or None; the reader looks here each time it opens an input.
-compiled: ModuleType | None = _load()
+compiled: ModuleType | None = None if PURE_PYTHON else built("detector.capture._walk")
 
 _U32 = {False: struct.Struct("<I").unpack_from, True: struct.Struct(">I").unpack_from}
 _HEAD = {False: struct.Struct("<II").unpack_from, True: struct.Struct(">II").unpack_from}

@@ -15,8 +15,6 @@ packet's end but within the buffer are those of the next record (``l4h`` is not 
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
+from detector.compiled import PURE_PYTHON, built
 from detector.decode.layers import (
     ETH_IPV4,
     EXT_AH,
@@ -144,13 +143,6 @@ class Headers:
     l4h: np.ndarray  # (n, L4_WINDOW) bytes from the L4 header on (not zeroed past the end)
 
 
-def _built() -> ModuleType | None:
-    try:
-        return importlib.import_module("detector.decode._outer")
-    except ImportError:  # installed without a C compiler: the numpy forms
-        return None
-
-
 # How a layout names what follows, as the compiled walk numbers it.
 _SPACE = {"ethertype": 0, "ppp": 1, "family": 2, "ip": 3, "mpls": 4}
 
@@ -186,13 +178,13 @@ def _tables(module: ModuleType) -> Any:
 
 
 # The compiled forms and the tables of the layouts they read (None where not built).
-OUTER: ModuleType | None = _built()
+OUTER: ModuleType | None = built("detector.decode._outer")
 _TABLES = _tables(OUTER) if OUTER is not None else None
 if _TABLES is None:
     OUTER = None
 # Whether decode_headers, payload_heads and flows.table.row_keys use the compiled forms:
 # where built, unless MIRRORWATCH_PURE_PYTHON=1.
-use_compiled = OUTER is not None and os.environ.get("MIRRORWATCH_PURE_PYTHON", "") in ("", "0")
+use_compiled = OUTER is not None and not PURE_PYTHON
 
 
 def in_use() -> str:

@@ -17,7 +17,6 @@ the same rows, ranks and fingerprints.
 
 from __future__ import annotations
 
-import os
 import struct
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from detector.compiled import PURE_PYTHON, built
 from detector.decode.frames import InnerPacket
 from detector.flows.table import word_pairs
 
@@ -119,19 +119,10 @@ def _mix_into(x: npt.NDArray[np.uint64]) -> None:
     x ^= x >> _U31
 
 
-def _built() -> ModuleType | None:
-    try:
-        from detector.flows import _copies
-
-        return _copies
-    except ImportError:  # installed without a C compiler: the numpy forms
-        return None
-
-
 # The compiled loops of copy matching (None where not built), and whether they are used: where
 # built, unless MIRRORWATCH_PURE_PYTHON=1.
-COPIES: ModuleType | None = _built()
-use_compiled = COPIES is not None and os.environ.get("MIRRORWATCH_PURE_PYTHON", "") in ("", "0")
+COPIES: ModuleType | None = built("detector.flows._copies")
+use_compiled = COPIES is not None and not PURE_PYTHON
 
 Sample = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
 
