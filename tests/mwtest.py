@@ -153,6 +153,19 @@ def generating_samples() -> tuple[Path, EarlyCalls[subprocess.CompletedProcess[s
     return out, EarlyCalls([run_command([*cmd, *names[k::2]]) for k in range(2)])
 
 
+def printed_with_and_without_pure_python(code: str) -> tuple[str, str]:
+    """What ``python -c code`` prints in a fresh process: without MIRRORWATCH_PURE_PYTHON, and
+    with it set to 1 (the compiled forms are chosen once, at import)."""
+    env = {k: v for k, v in os.environ.items() if k != "MIRRORWATCH_PURE_PYTHON"}
+    printed = []
+    for pure in (False, True):
+        if pure:
+            env["MIRRORWATCH_PURE_PYTHON"] = "1"
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        printed.append(run.stdout.strip())
+    return printed[0], printed[1]
+
+
 def uplink_capture(out: Path, packets: int) -> Path:
     """A synthetic uplink capture from bench/make_capture.py (mirror streams, flow export)."""
     subprocess.run(

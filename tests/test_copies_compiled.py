@@ -11,16 +11,13 @@ Rows or windows outside the columns passed are refused.  The CI run is derandomi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mwtest import PCAPS, fuzz
+from mwtest import PCAPS, fuzz, printed_with_and_without_pure_python
 from test_outer_compiled import laid_out
 
 from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
@@ -182,9 +179,6 @@ def test_copy_loops_are_compiled_unless_told_not_to() -> None:
         "from detector.flows import encrypted, fingerprint as f; "
         "print(f.sample_natives.__name__, encrypted.size_deltas.__defaults__[0])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "MIRRORWATCH_PURE_PYTHON"}
-    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    env["MIRRORWATCH_PURE_PYTHON"] = "1"
-    pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert plain.stdout.split() == ["sample_natives_compiled", "True"]
-    assert pure.stdout.split() == ["sample_natives_numpy", "False"]
+    plain, pure = printed_with_and_without_pure_python(code)
+    assert plain.split() == ["sample_natives_compiled", "True"]
+    assert pure.split() == ["sample_natives_numpy", "False"]

@@ -12,15 +12,11 @@ derandomised; ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mwtest import FUZZ_SCALE, PCAPS, REAL, fuzz
+from mwtest import FUZZ_SCALE, PCAPS, REAL, fuzz, printed_with_and_without_pure_python
 from test_walk_property import LINKTYPES, frames
 
 from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches, reading
@@ -276,8 +272,4 @@ def test_decode_is_compiled_unless_told_not_to() -> None:
     """MIRRORWATCH_PURE_PYTHON=1 makes the engine decode with numpy; by default, where the
     extension is built, it decodes compiled."""
     code = "from detector.decode import headers; print(headers.in_use())"
-    env = {k: v for k, v in os.environ.items() if k != "MIRRORWATCH_PURE_PYTHON"}
-    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    env["MIRRORWATCH_PURE_PYTHON"] = "1"
-    pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert (plain.stdout.strip(), pure.stdout.strip()) == ("compiled", "numpy")
+    assert printed_with_and_without_pure_python(code) == ("compiled", "numpy")

@@ -11,32 +11,22 @@ compiled ones must refuse bounds outside their buffers.  The CI run is derandomi
 
 from __future__ import annotations
 
-import importlib
 import io
-import os
 import struct
-import subprocess
-import sys
 from types import ModuleType
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mwtest import fuzz
+from mwtest import fuzz, printed_with_and_without_pure_python
 
 from detector.capture import reader, walks
 from detector.capture.reader import PCAP_MAGICS, CaptureError, InputStats, read_batches
+from detector.compiled import built
 
-
-def _compiled() -> ModuleType | None:
-    try:  # imported directly: MIRRORWATCH_PURE_PYTHON only steers the reader
-        return importlib.import_module("detector.capture._walk")
-    except ImportError:
-        return None
-
-
-COMPILED = _compiled()
+# Imported directly: MIRRORWATCH_PURE_PYTHON only steers the reader.
+COMPILED = built("detector.capture._walk")
 pytestmark = pytest.mark.skipif(
     COMPILED is None,
     reason="the compiled record walk is not built (pip install -e . with a C compiler and the "
@@ -388,8 +378,4 @@ def test_the_reader_uses_the_compiled_walks_unless_told_not_to() -> None:
     """MIRRORWATCH_PURE_PYTHON=1 makes the reader walk in Python; by default, where the
     extension is built, it walks compiled."""
     code = "from detector.capture import walks; print(walks.in_use())"
-    env = {k: v for k, v in os.environ.items() if k != "MIRRORWATCH_PURE_PYTHON"}
-    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    env["MIRRORWATCH_PURE_PYTHON"] = "1"
-    pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert (plain.stdout.strip(), pure.stdout.strip()) == ("compiled", "Python")
+    assert printed_with_and_without_pure_python(code) == ("compiled", "Python")
