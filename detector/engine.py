@@ -41,7 +41,7 @@ from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
-from detector.prefilter_route import PrefilterRoute, payload_leads, route_for
+from detector.prefilter_route import payload_leads, route_for
 from detector.protocols import registry
 from detector.protocols.base import (
     Decoded,
@@ -243,7 +243,6 @@ class Engine:
         self.ip_table = registry.ip_decoders()
         # Tried on GRE types and IP protocols no known decoder claims.
         self.fallback = tuple(d for d in self.udp_decoders if d.fallback)
-        self._routes: dict[int, tuple[tuple[Decoder, ...], PrefilterRoute]] = {}
         self.copies = CopyMatcher(lim.copy_natives, lim.copy_pending, lim.plain_copies)
         self.encrypted = encrypted.EncryptedCopies()
         self._last_expire = 0.0
@@ -454,14 +453,6 @@ class Engine:
         self.flows.add_quiet(flows, np.add.reduceat(missed, runs.at))
         return list(zip(hits.tolist(), passing, strict=True))
 
-    def _route_of(self, decoders: tuple[Decoder, ...]) -> PrefilterRoute:
-        """The route of one transport's decoders (kept: looking it up by the tuple of decoders
-        hashes every decoder)."""
-        kept = self._routes.get(id(decoders))
-        if kept is None or kept[0] is not decoders:
-            kept = self._routes[id(decoders)] = (decoders, route_for(decoders))
-        return kept[1]
-
     def _route(
         self, v: _Rows, sel: npt.NDArray[np.intp], decoders: tuple[Decoder, ...]
     ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
@@ -474,7 +465,7 @@ class Engine:
         picked = v.rows[sel]
         batch = v.batch
         length = h.paylen[picked]
-        route = self._route_of(decoders)
+        route = route_for(decoders)
         lead = (
             None  # read from the windows, which every row needs
             if route.everywhere
