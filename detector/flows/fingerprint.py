@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from detector.compiled import PURE_PYTHON, built
 from detector.decode.frames import InnerPacket
-from detector.flows.table import word_pairs
+from detector.flows.table import mix64_into, word_pairs
 
 if TYPE_CHECKING:
     from detector.decode.headers import Headers
@@ -96,27 +96,18 @@ def fingerprint_np(
     d01, d23 = word_pairs(dst)
     # mix64's steps in place (one array through every round; uint64 arrays wrap silently).
     h = s01
-    _mix_into(h)
+    mix64_into(h)
     for x in (s23, d01, d23, (proto.astype(np.uint64) << _U16) | ipid.astype(np.uint64)):
         h ^= x
-        _mix_into(h)
+        mix64_into(h)
     for i in range(L4_BYTES // 8):
         h ^= words[:, i] * _UM1
-        _mix_into(h)
+        mix64_into(h)
     return h
 
 
-_U16, _U27, _U30, _U31 = (np.uint64(k) for k in (16, 27, 30, 31))
-_UM1, _UM2, _UM3 = (np.uint64(m) for m in (_M1, _M2, _M3))
-
-
-def _mix_into(x: npt.NDArray[np.uint64]) -> None:
-    """detector.flows.table.mix64, in place."""
-    x ^= x >> _U30
-    x *= _UM2
-    x ^= x >> _U27
-    x *= _UM3
-    x ^= x >> _U31
+_U16 = np.uint64(16)
+_UM1 = np.uint64(_M1)
 
 
 # The compiled loops of copy matching (None where not built), and whether they are used: where

@@ -31,12 +31,24 @@ SALT = U64(int.from_bytes(os.urandom(8), "little"))
 _LITTLE = sys.byteorder == "little"
 
 
+_S27, _S30, _S31 = U64(27), U64(30), U64(31)
+
+
 def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """splitmix64 finaliser: a cheap, well-spread 64-bit hash of a 64-bit value."""
+    out = np.array(x, dtype=U64)  # a copy
+    mix64_into(out)
+    return out
+
+
+def mix64_into(x: npt.NDArray[np.uint64]) -> None:
+    """:func:`mix64` in place: one array through every step (uint64 arrays wrap silently)."""
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> U64(30))) * _M2
-        x = (x ^ (x >> U64(27))) * _M3
-        return x ^ (x >> U64(31))
+        x ^= x >> _S30
+        x *= _M2
+        x ^= x >> _S27
+        x *= _M3
+        x ^= x >> _S31
 
 
 def word_pairs(
