@@ -66,7 +66,7 @@ def _high(rest: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
 
 def _length_high_bytes_fit(
     head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
+) -> npt.NDArray[np.intp]:
     """Places (row * (MAX_OFFSET + 1) + offset) where an IPv4 (0x45-0x4f) or IPv6 (0x6_)
     header could start whose length field's high byte fits what is left of the payload.  A
     necessary condition of the exact test in ``prefilter``, worked out on bytes: about one random
