@@ -1,17 +1,23 @@
-"""Run a timing snippet in a fresh Python process inside a given mirrorwatch checkout."""
+"""What the stage benchmarks share: a timing snippet run in a fresh Python process inside a
+given mirrorwatch checkout, the --rounds/--tree arguments, and rounds interleaved over trees."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+Figures = dict[str, Any]
 
 
 def run_in_tree(
     tree: Path, code: str, args: list[str], env: dict[str, str] | None = None
-) -> dict[str, Any]:
+) -> Figures:
     """Run ``python -c code args...`` with ``tree`` first on the path; the JSON object the
     snippet prints last."""
     out = subprocess.run(
@@ -24,3 +30,36 @@ def run_in_tree(
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tree_arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser (described by the first paragraph of ``doc``) with what every stage benchmark
+    takes: --rounds, and --tree for each checkout to compare (this one if none)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
+    return ap
+
+
+def trees_of(args: argparse.Namespace) -> list[Path]:
+    return [t.resolve() for t in args.tree or [REPO]]
+
+
+def interleaved(
+    rounds: int, runs: dict[str, Callable[[], Figures]], show: Callable[[Figures], str]
+) -> dict[str, list[Figures]]:
+    """Each of ``runs`` once per round, in turn (drift in the machine's load hits every run
+    alike), each result printed as ``show`` words it; every result, by run."""
+    got: dict[str, list[Figures]] = {name: [] for name in runs}
+    for r in range(rounds):
+        for name, run in runs.items():
+            figures = run()
+            got[name].append(figures)
+            print(f"round {r + 1} {name}: {show(figures)}", flush=True)
+    return got
+
+
+def print_findings_identical(results: Iterable[list[Figures]]) -> None:
+    """Whether every run wrote the same findings (their digest under "findings")."""
+    digests = {g["findings"] for got in results for g in got}
+    print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")

@@ -14,13 +14,11 @@ printed last.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import statistics
 from pathlib import Path
 
-from child import run_in_tree
-
-REPO = Path(__file__).resolve().parent.parent
+from child import interleaved, run_in_tree, tree_arguments, trees_of
 
 # Run in the child, with the tree first on its path.
 CHILD = """
@@ -65,30 +63,30 @@ STAGES = ("decode", "keys", "heads")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tree_arguments(__doc__)
     ap.add_argument("files", nargs="+")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
     ap.add_argument(
         "--pure-python",
         action="store_true",
         help="also time each tree with MIRRORWATCH_PURE_PYTHON=1 (numpy forms only)",
     )
     args = ap.parse_args()
-    trees = [t.resolve() for t in args.tree or [REPO]]
-    modes = [False, True] if args.pure_python else [False]
     files = [str(Path(f).resolve()) for f in args.files]
-    runs: dict[str, list[dict[str, float]]] = {}
-    for r in range(args.rounds):
-        for tree in trees:
-            for pure in modes:
-                env = {"MIRRORWATCH_PURE_PYTHON": "1"} if pure else None
-                got = run_in_tree(tree, CHILD, files, env)
-                name = f"{tree}{' (pure Python)' if pure else ''}"
-                runs.setdefault(name, []).append(got)
-                figures = ", ".join(f"{s} {got[s]:.3f} s" for s in STAGES)
-                print(f"round {r + 1} {name}: {got['packets']:.0f} packets, cpu {figures}")
-    for name, got in runs.items():
+    runs = {
+        f"{tree}{' (pure Python)' if pure else ''}": functools.partial(
+            run_in_tree, tree, CHILD, files, {"MIRRORWATCH_PURE_PYTHON": "1"} if pure else None
+        )
+        for tree in trees_of(args)
+        for pure in ([False, True] if args.pure_python else [False])
+    }
+    got_all = interleaved(
+        args.rounds,
+        runs,
+        lambda got: (
+            f"{got['packets']:.0f} packets, cpu " + ", ".join(f"{s} {got[s]:.3f} s" for s in STAGES)
+        ),
+    )
+    for name, got in got_all.items():
         med = {s: statistics.median(g[s] for g in got) for s in STAGES}
         per = 1e9 / got[0]["packets"] if got[0]["packets"] else 0.0
         figures = ", ".join(f"{s} {med[s]:.3f} s ({med[s] * per:.0f} ns/packet)" for s in STAGES)

@@ -15,13 +15,18 @@ compared on the same batches.  It prints figures; it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import statistics
 from pathlib import Path
 
-from child import run_in_tree
-
-REPO = Path(__file__).resolve().parent.parent
+from child import (
+    Figures,
+    interleaved,
+    print_findings_identical,
+    run_in_tree,
+    tree_arguments,
+    trees_of,
+)
 
 # Run in the child, with the tree first on its path.
 CHILD = """
@@ -69,32 +74,30 @@ print(json.dumps(spent))
 """
 
 
-def run_once(tree: Path, path: str, batch_rows: int) -> dict[str, float | str]:
+def run_once(tree: Path, path: str, batch_rows: int) -> Figures:
     return run_in_tree(tree, CHILD, [str(Path(path).resolve()), str(batch_rows)])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tree_arguments(__doc__)
     ap.add_argument("file")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
     ap.add_argument(
         "--batch-rows", type=int, default=0, help="the largest batch in every tree (0: its own)"
     )
     args = ap.parse_args()
-    trees = [t.resolve() for t in args.tree or [REPO]]
-    runs: dict[Path, list[dict[str, float | str]]] = {t: [] for t in trees}
-    for r in range(args.rounds):
-        for tree in trees:
-            got = run_once(tree, args.file, args.batch_rows)
-            runs[tree].append(got)
-            print(
-                f"round {r + 1} {tree}: observe {got['observe']:.3f} s, settle "
-                f"{got['settle']:.3f} s, natives {got['natives']:.3f} s, "
-                f"scan {got['scan']:.3f} s CPU",
-                flush=True,
-            )
-    for tree, got in runs.items():
+    runs = {
+        str(tree): functools.partial(run_once, tree, args.file, args.batch_rows)
+        for tree in trees_of(args)
+    }
+    got_all = interleaved(
+        args.rounds,
+        runs,
+        lambda got: (
+            f"observe {got['observe']:.3f} s, settle {got['settle']:.3f} s, natives "
+            f"{got['natives']:.3f} s, scan {got['scan']:.3f} s CPU"
+        ),
+    )
+    for tree, got in got_all.items():
         med = {
             k: statistics.median(float(g.get(k, "nan")) for g in got)
             for k in ("observe", "settle", "natives", "scan")
@@ -105,8 +108,7 @@ def main() -> None:
             f"{stage:.3f} s, natives {med['natives']:.3f} s, of {med['scan']:.3f} s CPU "
             f"({100 * (stage + med['natives']) / med['scan']:.1f} %)"
         )
-    digests = {g["findings"] for got in runs.values() for g in got}
-    print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")
+    print_findings_identical(got_all.values())
 
 
 if __name__ == "__main__":

@@ -13,13 +13,18 @@ asserts nothing.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import statistics
 from pathlib import Path
 
-from child import run_in_tree
-
-REPO = Path(__file__).resolve().parent.parent
+from child import (
+    Figures,
+    interleaved,
+    print_findings_identical,
+    run_in_tree,
+    tree_arguments,
+    trees_of,
+)
 
 # Run in the child, with the tree first on its path.
 CHILD = """
@@ -71,32 +76,33 @@ print(json.dumps(spent))
 TOTALS = ("scan", "passed")
 
 
+def _own(got: Figures) -> float:
+    """The prefilters' own seconds: every figure but the totals."""
+    return sum(v for k, v in got.items() if isinstance(v, float) and k not in TOTALS)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tree_arguments(__doc__)
     ap.add_argument("file")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
     ap.add_argument("--top", type=int, default=12, help="decoders shown, costliest first")
     args = ap.parse_args()
-    trees = [t.resolve() for t in args.tree or [REPO]]
-    runs: dict[Path, list[dict]] = {t: [] for t in trees}
     path = str(Path(args.file).resolve())
-    for r in range(args.rounds):
-        for tree in trees:
-            got = run_in_tree(tree, CHILD, [path])
-            runs[tree].append(got)
-            own = sum(v for k, v in got.items() if isinstance(v, float) and k not in TOTALS)
-            print(
-                f"round {r + 1} {tree}: prefilters {own:.3f} s, routing and prefilters "
-                f"{got['passed']:.3f} s, scan {got['scan']:.3f} s CPU",
-                flush=True,
-            )
-    for tree, got in runs.items():
+    runs = {
+        str(tree): functools.partial(run_in_tree, tree, CHILD, [path]) for tree in trees_of(args)
+    }
+    got_all = interleaved(
+        args.rounds,
+        runs,
+        lambda got: (
+            f"prefilters {_own(got):.3f} s, routing and prefilters "
+            f"{got['passed']:.3f} s, scan {got['scan']:.3f} s CPU"
+        ),
+    )
+    for tree, got in got_all.items():
         names = {k for g in got for k, v in g.items() if isinstance(v, float)}
         med = {k: statistics.median(float(g.get(k, 0.0)) for g in got) for k in names}
-        own = sum(v for k, v in med.items() if k not in TOTALS)
         print(
-            f"median {tree}: prefilters {own:.3f} s, routing and prefilters "
+            f"median {tree}: prefilters {_own(med):.3f} s, routing and prefilters "
             f"{med['passed']:.3f} s, of {med['scan']:.3f} s CPU "
             f"({100 * med['passed'] / med['scan']:.1f} %)"
         )
@@ -104,8 +110,7 @@ def main() -> None:
         for name in costly[: args.top]:
             given = got[0]["rows"].get(name, 0)
             print(f"    {name:28} {med[name]:.3f} s  {given:>9,} rows")
-    digests = {g["findings"] for got in runs.values() for g in got}
-    print("findings identical across trees and rounds:", "yes" if len(digests) == 1 else "NO")
+    print_findings_identical(got_all.values())
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ figures; it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import statistics
 from pathlib import Path
 
-from child import run_in_tree
-
-REPO = Path(__file__).resolve().parent.parent
+from child import Figures, interleaved, run_in_tree, tree_arguments, trees_of
 
 # Run in the child, with the tree first on its path.
 CHILD = """
@@ -41,16 +39,14 @@ print(json.dumps({"packets": packets, "cpu": cpu() - c0, "wall": time.perf_count
 """
 
 
-def run_once(tree: Path, files: list[str], python_walk: bool = False) -> dict[str, float]:
+def run_once(tree: Path, files: list[str], python_walk: bool = False) -> Figures:
     env = {"MIRRORWATCH_PURE_PYTHON": "1"} if python_walk else None
     return run_in_tree(tree, CHILD, [str(Path(f).resolve()) for f in files], env)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tree_arguments(__doc__)
     ap.add_argument("files", nargs="+")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tree", action="append", type=Path, help="a mirrorwatch checkout")
     ap.add_argument(
         "--python-walk",
         action="store_true",
@@ -58,21 +54,21 @@ def main() -> None:
         "extension)",
     )
     args = ap.parse_args()
-    trees = [t.resolve() for t in args.tree or [REPO]]
-    modes = [False, True] if args.python_walk else [False]
-    runs: dict[str, list[dict[str, float]]] = {}
-    for r in range(args.rounds):
-        for tree in trees:
-            for python_walk in modes:
-                got = run_once(tree, args.files, python_walk)
-                name = f"{tree}{' (Python walk)' if python_walk else ''}"
-                runs.setdefault(name, []).append(got)
-                print(
-                    f"round {r + 1} {name}: {got['packets']:.0f} packets, "
-                    f"cpu {got['cpu']:.3f} s, wall {got['wall']:.3f} s",
-                    flush=True,
-                )
-    for tree, got in runs.items():
+    runs = {
+        f"{tree}{' (Python walk)' if python_walk else ''}": functools.partial(
+            run_once, tree, args.files, python_walk
+        )
+        for tree in trees_of(args)
+        for python_walk in ([False, True] if args.python_walk else [False])
+    }
+    got_all = interleaved(
+        args.rounds,
+        runs,
+        lambda got: (
+            f"{got['packets']:.0f} packets, cpu {got['cpu']:.3f} s, wall {got['wall']:.3f} s"
+        ),
+    )
+    for tree, got in got_all.items():
         cpu = statistics.median(g["cpu"] for g in got)
         wall = statistics.median(g["wall"] for g in got)
         pps = got[0]["packets"] / wall if wall else 0.0
