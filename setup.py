@@ -7,29 +7,19 @@ setuptools says so, and the package installs with the Python/numpy forms it fall
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "detector.capture._walk",
-            sources=["detector/capture/_walk.c"],
-            depends=["detector/_columns.h"],
-            # No fused multiply-add: the compiled walk's timestamps must be the Python walk's bits.
-            extra_compile_args=["-O2", "-ffp-contract=off"],
-            optional=True,
-        ),
-        Extension(
-            "detector.decode._outer",
-            sources=["detector/decode/_outer.c"],
-            depends=["detector/_columns.h"],
-            extra_compile_args=["-O2", "-ffp-contract=off"],
-            optional=True,
-        ),
-        Extension(
-            "detector.flows._copies",
-            sources=["detector/flows/_copies.c"],
-            depends=["detector/_columns.h"],
-            extra_compile_args=["-O2", "-ffp-contract=off"],
-            optional=True,
-        ),
-    ]
-)
+
+def compiled(module: str) -> Extension:
+    """The optional extension ``detector.<module>``, from ``detector/<module>.c``."""
+    path = "detector/" + module.replace(".", "/")
+    return Extension(
+        "detector." + module,
+        sources=[path + ".c"],
+        depends=["detector/_columns.h"],
+        # No fused multiply-add: the compiled forms' floating-point results (the walk's
+        # timestamps) must be the Python forms' bits.
+        extra_compile_args=["-O2", "-ffp-contract=off"],
+        optional=True,
+    )
+
+
+setup(ext_modules=[compiled(m) for m in ("capture._walk", "decode._outer", "flows._copies")])
