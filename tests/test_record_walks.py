@@ -131,14 +131,18 @@ def pcapng_files(draw: st.DrawFn) -> bytes:
     return draw(mutations(bytes(out)))
 
 
-def _read_all(data: bytes, compiled: ModuleType | None, block: int, per_batch: int) -> dict:
-    """Everything a read gives: columns and packets of every batch, errors, or the refusal."""
+def _read_all(
+    data: bytes, compiled: ModuleType | None, block: int, per_batch: int, piece: int = 1 << 30
+) -> dict:
+    """Everything a read gives: columns and packets of every batch, errors, or the refusal
+    (each block read ``piece`` bytes at a time)."""
     batches: list[tuple[list[object], ...]] = []
     stats = InputStats("mem")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(walks, "compiled", compiled)
         mp.setattr(reader, "BLOCK_SIZE", block)
         mp.setattr(reader, "MAX_BATCH_RECORDS", per_batch)
+        mp.setattr(reader, "READ_PIECE", piece)
         reader.release_blocks()  # a spare block of another size must not serve this read
         refused = None
         try:
@@ -185,6 +189,26 @@ def test_pcap_files_read_the_same(data: bytes, block: int, per_batch: int) -> No
 @given(data=pcapng_files(), block=BLOCKS, per_batch=PER_BATCH)
 def test_pcapng_files_read_the_same(data: bytes, block: int, per_batch: int) -> None:
     _same_read(data, block, per_batch)
+
+
+@fuzz(150)
+@given(
+    data=pcap_files(),
+    block=BLOCKS,
+    per_batch=PER_BATCH,
+    piece=st.sampled_from([1, 5, 16, 17, 100, 1000]),
+    native=st.booleans(),
+)
+def test_pcap_records_walked_as_pieces_arrive_read_the_same(
+    data: bytes, block: int, per_batch: int, piece: int, native: bool
+) -> None:
+    """A classic pcap block is walked as each piece of it is read (while its bytes are in the
+    cache): whatever the piece size, every batch, packet and error is what a walk of the whole
+    block gives, damaged records included."""
+    compiled = COMPILED if native else None
+    assert _read_all(data, compiled, block, per_batch, piece) == _read_all(
+        data, compiled, block, per_batch
+    )
 
 
 @fuzz(50)
