@@ -1,5 +1,6 @@
-"""The compiled record walk of the capture reader, outer header decode and copy matching loops,
-built where a C compiler is at hand (detector/_columns.h holds what they share).
+"""The compiled record walk of the capture reader, outer header decode, copy matching loops and
+flow table accounting, built where a C compiler is at hand (detector/_columns.h holds what they
+share).
 
 ``optional=True``: without a compiler (or Python headers) the build of an extension fails,
 setuptools says so, and the package installs with the Python/numpy forms it falls back to.
@@ -22,4 +23,6 @@ def compiled(module: str) -> Extension:
     )
 
 
-setup(ext_modules=[compiled(m) for m in ("capture._walk", "decode._outer", "flows._copies")])
+MODULES = ("capture._walk", "decode._outer", "flows._copies", "flows._table")
+
+setup(ext_modules=[compiled(m) for m in MODULES])

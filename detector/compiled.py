@@ -1,4 +1,4 @@
-"""The optional compiled extensions (``_walk``, ``_outer``, ``_copies``).
+"""The optional compiled extensions (``_walk``, ``_outer``, ``_copies``, ``_table``).
 
 Each is built by ``pip install`` where a C compiler and the Python headers are at hand, and each
 has a Python/numpy twin that gives the same results.  ``MIRRORWATCH_PURE_PYTHON=1`` in the

@@ -35,10 +35,10 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import sample_natives, sampled_fingerprint
-from detector.flows.groups import distinct, locate, ranked, spread
 from detector.flows.groups import group as group_keys
+from detector.flows.groups import locate, ranked, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
-from detector.flows.table import U64, FlowTable, KeyIndex, KeySet, RowKeys, row_keys_at
+from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, key_set, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
 from detector.prefilter_route import payload_leads, route_for
@@ -220,7 +220,7 @@ class Engine:
         self.limits = lim = limits or Limits()
         self.detection = detection or Detection()
         self.flows = FlowTable(max_flows=lim.flows)
-        self.hosts = KeySet()
+        self.hosts = key_set()
         self.stats = EngineStats()
         self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
@@ -291,7 +291,7 @@ class Engine:
             # Distinct hosts are counted exactly up to here; past it (checked before a batch,
             # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
-            self.hosts = KeySet()
+            self.hosts = key_set()
         self._process(batch, weights=None)
         self.encrypted.settle()
 
@@ -366,8 +366,7 @@ class Engine:
         k = v.keys
         fids, new_rows = self.flows.update(k.flow, k.direction, v.h.proto[v.rows], v.wire, v.ts)
         # A host is first seen in a flow that is new: only those rows can add one.
-        hosts = distinct(np.concatenate([k.src_host[new_rows], k.dst_host[new_rows]]))
-        self.hosts.add(hosts)
+        self.hosts.add_rows(k.src_host, k.dst_host, new_rows)
         return fids
 
     def _candidates(

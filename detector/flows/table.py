@@ -1,9 +1,11 @@
 """Bidirectional flow table kept in numpy columns, updated once per batch.
 
-Rows are hashed to 64-bit flow keys (direction-normalised); a sorted index maps keys to dense
-flow ids, so Python work per batch is a handful of numpy calls, not a loop over packets or
-flows.  Idle flows are evicted by rebuilding the index from the live flows, so memory follows
-the number of concurrent flows, not the length of the capture.
+Rows are hashed to 64-bit flow keys (direction-normalised); an index maps keys to dense flow
+ids.  Where the compiled module is built, a batch is accounted in one compiled pass over its
+rows with an open-addressing hash index (``_table.c``); otherwise (or with
+``MIRRORWATCH_PURE_PYTHON=1``) a sorted index and a handful of numpy calls per batch do it, with
+the same ids and counters.  Idle flows are evicted by rebuilding the index from the live flows,
+so memory follows the number of concurrent flows, not the length of the capture.
 
 Every hash starts from a salt drawn when the process starts (worker processes are forked and
 share it): the hashes are invertible, so without the salt a sender could choose addresses whose
@@ -15,12 +17,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.compiled import PURE_PYTHON, built
 from detector.decode import headers
-from detector.flows.groups import locate, sorted_groups
+from detector.flows.groups import distinct, locate, sorted_groups
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -246,6 +250,128 @@ class KeySet:
             self.keys = _merged(self.keys, keys, dest, old)
         return len(keys)
 
+    def add_rows(
+        self, a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64]
+    ) -> int:
+        """Add the keys ``a[rows]`` and ``b[rows]``; returns how many were not held yet."""
+        return self.add(distinct(np.concatenate([a[rows], b[rows]])))
+
+
+# The compiled flow accounting and hash index (None where not built), and whether the flow
+# table and the host set use them: where built, unless MIRRORWATCH_PURE_PYTHON=1.
+TABLE: ModuleType | None = built("detector.flows._table")
+use_compiled = TABLE is not None and not PURE_PYTHON
+
+# Slots an index starts with (16 bytes each): a small table costs little, and it doubles as
+# keys come, up to twice the keys its owner's budget lets it hold.
+_FIRST_SLOTS = 1024
+
+
+def _slots_for(keys: int, slots: int) -> int:
+    """Slots (a power of two, at least ``slots``) to hold ``keys`` at most half full."""
+    while slots < 2 * keys:
+        slots *= 2
+    return slots
+
+
+class SlotIndex:
+    """uint64 keys → dense ids 0..count-1, in an open-addressing hash table of (key, id + 1)
+    slots worked on by the compiled module; the keys themselves are held by id in a column of
+    the owner (the flow table's keys), from which the table is rebuilt when it grows.
+
+    The table is never more than half full, so a probe is short and always ends; its size
+    follows the keys held, which the owner's budget bounds (flows: the table's limit and one
+    batch of new flows past it)."""
+
+    def __init__(self) -> None:
+        self.slots = np.zeros((_FIRST_SLOTS, 2), dtype=U64)
+        self.count = 0
+
+    @property
+    def cap(self) -> int:
+        """Keys the table holds room for."""
+        return len(self.slots) // 2
+
+    def _compiled(self) -> ModuleType:
+        assert TABLE is not None, "the compiled flow table is not built"
+        return TABLE
+
+    def room(self, held: npt.NDArray[np.uint64], more: int) -> None:
+        """Room for ``more`` keys past those held (``held[:count]``, by id)."""
+        size = _slots_for(self.count + more, len(self.slots))
+        if size > len(self.slots):
+            self.slots = np.empty((size, 2), dtype=U64)
+            self._compiled().build(self.slots, held[: self.count])
+
+    def lookup(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Ids of ``keys``, -1 where absent."""
+        ids = np.empty(len(keys), dtype=np.int64)
+        self._compiled().lookup(self.slots, np.ascontiguousarray(keys, dtype=U64), ids, self.count)
+        return ids
+
+    def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
+        """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
+        size = _slots_for(len(keys), len(self.slots))
+        if size > len(self.slots):
+            self.slots = np.empty((size, 2), dtype=U64)
+        self._compiled().build(self.slots, np.ascontiguousarray(keys, dtype=U64))
+        self.count = len(keys)
+
+
+class SlotSet:
+    """:class:`KeySet` over a compiled hash table: the keys are held in the order they came."""
+
+    def __init__(self) -> None:
+        self.index = SlotIndex()
+        self.held = np.zeros(_FIRST_SLOTS // 2, dtype=U64)
+
+    @property
+    def count(self) -> int:
+        return self.index.count
+
+    @property
+    def cap(self) -> int:
+        """Keys the array holds room for."""
+        return len(self.held)
+
+    @property
+    def keys(self) -> npt.NDArray[np.uint64]:
+        return self.held[: self.index.count]
+
+    def _room(self, more: int) -> None:
+        need = self.index.count + more
+        if need > len(self.held):
+            self.held = _resize(self.held, max(need, 2 * len(self.held)))
+        self.index.room(self.held, more)
+
+    def add(self, keys: npt.NDArray[np.uint64]) -> int:
+        """Add ``keys`` (in any order, repeated or not); returns how many were not held yet."""
+        before = self.index.count
+        self._room(len(keys))
+        self._add(keys, None)
+        return self.index.count - before
+
+    def add_rows(
+        self, a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64]
+    ) -> int:
+        """Add the keys ``a[rows]`` and ``b[rows]``; returns how many were not held yet."""
+        before = self.index.count
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        self._room(2 * len(rows))
+        self._add(a, rows)
+        self._add(b, rows)
+        return self.index.count - before
+
+    def _add(self, keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64] | None) -> None:
+        ix = self.index
+        column = np.ascontiguousarray(keys, dtype=U64)
+        ix.count = ix._compiled().add(ix.slots, self.held, column, rows, ix.count)
+
+
+def key_set() -> KeySet | SlotSet:
+    """An empty set of keys: the compiled form where it is used."""
+    return SlotSet() if use_compiled else KeySet()
+
 
 def _merge_plan(
     at: npt.NDArray[np.intp], n: int
@@ -271,8 +397,12 @@ def _merged(
 class FlowTable:
     """Per-flow, per-direction packet and byte counters with first/last times."""
 
-    def __init__(self, idle_timeout: float = 120.0, max_flows: int = 65_536) -> None:
-        self.index = KeyIndex()
+    def __init__(
+        self, idle_timeout: float = 120.0, max_flows: int = 65_536, compiled: bool | None = None
+    ) -> None:
+        # The compiled accounting where it is used (``compiled`` chooses, for the tests).
+        self.compiled = use_compiled if compiled is None else compiled
+        self.index: KeyIndex | SlotIndex = SlotIndex() if self.compiled else KeyIndex()
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
         self.key = np.zeros(0, dtype=U64)
@@ -306,22 +436,39 @@ class FlowTable:
         new flow."""
         if not len(keys):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if isinstance(self.index, SlotIndex):  # one compiled pass over the rows
+            index = self.index
+            m, n = len(keys), index.count
+            # Room for every row to start a flow: the pass adds them without stopping.
+            self._room(n + m)
+            index.room(self.key, m)
+            ids = np.empty(m, dtype=np.int64)
+            new_rows = np.empty(m, dtype=np.int64)
+            self.batches += 1
+            column = np.ascontiguousarray
+            added = index._compiled().update(
+                index.slots, column(keys, dtype=U64), column(direction, dtype=np.int8),
+                column(proto, dtype=np.int64), column(wire, dtype=np.int64),
+                column(ts, dtype=np.float64), self.key, self.proto, self.quiet, self.first,
+                self.last, self.seen, self.counts.T, ids, new_rows, n, self.batches,
+            )  # fmt: skip
+            index.count = n + added
+            self.total_flows += added
+            self.peak_flows = max(self.peak_flows, index.count)
+            return ids, new_rows[:added]
         g = sorted_groups(keys)
         ukeys, first_row, inv = g.keys, g.first, g.inverse
-        uids, added = self.index.lookup_or_add(ukeys)
+        # New flows are numbered in the order their first rows come (as the compiled form,
+        # which reads the rows in order, numbers them).
+        appear = np.argsort(first_row)
+        uids = np.empty(len(ukeys), dtype=np.int64)
+        uids[appear], added_in_order = self.index.lookup_or_add(ukeys[appear])
+        added = np.empty(len(ukeys), dtype=np.bool_)
+        added[appear] = added_in_order
         n = self.index.count
-        if n > len(self.key):
-            grow = max(n, 2 * len(self.key), 1024)
-            self.key = _resize(self.key, grow)
-            self.proto = _resize(self.proto, grow)
-            self.quiet = _resize(self.quiet, grow)
-            self.first = _resize(self.first, grow)
-            self.last = _resize(self.last, grow)
-            self.seen = _resize(self.seen, grow)
-            self.counts = _resize(self.counts, grow)
-        new = uids[added]
+        self._room(n)
+        new, rows = uids[added], first_row[added]
         if len(new):
-            rows = first_row[added]
             self.key[new] = ukeys[added]
             self.proto[new] = proto[rows]
             self.quiet[new] = 0
@@ -344,7 +491,20 @@ class FlowTable:
         self.batches += 1
         self.seen[uids] = self.batches
         self.peak_flows = max(self.peak_flows, n)
-        return uids[inv], first_row[added]
+        # The ids of the new flows follow their first rows: in row order, these are in id order.
+        return uids[inv], np.sort(rows)
+
+    def _room(self, n: int) -> None:
+        """Room in the columns for ``n`` flows (zeros past the flows held)."""
+        if n > len(self.key):
+            grow = max(n, 2 * len(self.key), 1024)
+            self.key = _resize(self.key, grow)
+            self.proto = _resize(self.proto, grow)
+            self.quiet = _resize(self.quiet, grow)
+            self.first = _resize(self.first, grow)
+            self.last = _resize(self.last, grow)
+            self.seen = _resize(self.seen, grow)
+            self.counts = _resize(self.counts, grow)
 
     def add_quiet(self, ids: npt.NDArray[np.int64], counts: npt.NDArray[np.intp]) -> None:
         """Count payload packets that no prefilter accepted, ``counts`` of each of the flows
@@ -389,7 +549,10 @@ class FlowTable:
         # Rows past them are taken by new flows, which add to their counters and last time.
         self.counts[k:n] = 0
         self.last[k:n] = 0.0
-        self.index.keep(idx)
+        if isinstance(self.index, SlotIndex):
+            self.index.rebuild(self.key[:k])
+        else:
+            self.index.keep(idx)
         return n - k
 
     def counters(self, key: int) -> tuple[int, int, int, int] | None:

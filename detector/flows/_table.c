@@ -1,0 +1,367 @@
+/* The flow table's accounting of a batch, compiled (detector/flows/table.py): an
+ * open-addressing index of 64-bit keys, and one pass over a batch's rows that looks up or adds
+ * each row's flow and adds to its counters; the same index for the set of distinct hosts.
+ *
+ * The index is a numpy array of slots, each two uint64 words: a key and its id + 1 (0: an
+ * empty slot).  The ids are dense (0 .. count - 1) and name the rows of the columns the caller
+ * keeps (the flow table's key column, the host set's keys).  The caller sizes it (a power of two
+ * of slots, at least twice the keys it may hold after the call) from its counts, which its
+ * configured budgets bound: a call that could fill it more than half is refused, so every probe
+ * meets an empty slot, and no probe sequence is longer than the slots.  Keys are salted hashes a
+ * sender cannot choose, and they are mixed once more before taking the slot, so keys that share
+ * their low bits do not share slots.
+ *
+ * Each function gives what the numpy form beside it gives (the tests compare them): new keys are
+ * numbered in the order of their first rows.  Every id and row read is checked against the
+ * buffers passed.
+ */
+#include "../_columns.h"
+
+#define EMPTY 0
+
+/* The slots of a call: a buffer of uint64 pairs whose count is a power of two. */
+struct slots {
+    uint64_t *pair; /* pair[2 * s]: the key of slot s; pair[2 * s + 1]: its id + 1 */
+    uint64_t mask;
+    Py_ssize_t size;
+};
+
+static int
+slots_of(Py_buffer *view, struct slots *t)
+{
+    Py_ssize_t size = view->len / (Py_ssize_t)(2 * sizeof(uint64_t));
+    if (size < 1 || (size & (size - 1)) || view->len != size * 2 * (Py_ssize_t)sizeof(uint64_t)) {
+        PyErr_SetString(PyExc_ValueError, "slots must be a power of two of uint64 pairs");
+        return -1;
+    }
+    t->pair = view->buf;
+    t->mask = (uint64_t)size - 1;
+    t->size = size;
+    return 0;
+}
+
+/* Whether `count` keys may be held in the slots (at most half of them taken). */
+static int
+fits(const struct slots *t, Py_ssize_t count)
+{
+    if (count < 0 || count > t->size / 2) {
+        PyErr_Format(PyExc_ValueError, "%zd keys do not fit in %zd slots at most half full", count,
+                     t->size);
+        return 0;
+    }
+    return 1;
+}
+
+/* The slot of `key`, or of the empty slot where it would go.  At most half the slots are taken,
+ * so one is met within t->size steps; the loop is bounded by it all the same. */
+static inline uint64_t
+probe(const struct slots *t, uint64_t key)
+{
+    uint64_t s = mix64(key) & t->mask;
+    for (Py_ssize_t step = 0; step < t->size; step++) {
+        const uint64_t *p = t->pair + 2 * s;
+        if (p[1] == EMPTY || p[0] == key)
+            return s;
+        s = (s + 1) & t->mask;
+    }
+    return s; /* not reached: fits() keeps half the slots empty */
+}
+
+/* The id of the key in slot s (-1 if empty), checked against the `count` ids in use. */
+static inline int64_t
+id_at(const struct slots *t, uint64_t s, Py_ssize_t count)
+{
+    uint64_t held = t->pair[2 * s + 1];
+    if (held == EMPTY)
+        return -1;
+    if (held > (uint64_t)count)
+        return -2;
+    return (int64_t)(held - 1);
+}
+
+static PyObject *
+corrupt(Py_buffer *v)
+{
+    PyErr_SetString(PyExc_ValueError, "the slots name an id past the keys held");
+    return release(v, NULL);
+}
+
+/* One column argument: its name, struct formats and item size. */
+struct spec {
+    const char *name, *kinds;
+    Py_ssize_t size;
+};
+
+#define U64_COLUMN(name) {name, "QL", 8}
+#define I64_COLUMN(name) {name, "ql", 8}
+
+/* The call's arguments: `ncols` columns as `specs` says, the first one the slots (from
+ * writable_from on written to; the one at none_ok, if any, may be None: its view stays empty
+ * and its length is -1), then `nints` integers to ints. */
+static int
+arguments(PyObject *args, Py_ssize_t ncols, const struct spec *specs, Py_ssize_t writable_from,
+          Py_ssize_t none_ok, Py_ssize_t nints, Py_buffer *v, Py_ssize_t *len, Py_ssize_t *ints,
+          struct slots *t)
+{
+    if (PyTuple_GET_SIZE(args) != ncols + nints) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments", ncols + nints);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nints; i++) {
+        ints[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, ncols + i));
+        if (ints[i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        PyObject *obj = PyTuple_GET_ITEM(args, i);
+        if (i == none_ok && obj == Py_None) {
+            len[i] = -1;
+            continue;
+        }
+        if (column(obj, &v[i], i >= writable_from, specs[i].size, specs[i].kinds, -1,
+                   specs[i].name) < 0)
+            return -1;
+        len[i] = v[i].len / specs[i].size;
+    }
+    return slots_of(&v[0], t);
+}
+
+PyDoc_STRVAR(build_doc,
+"build(slots, keys)\n"
+"--\n\n"
+"Empty the slots, then hold the keys (distinct), key i with id i.");
+
+static PyObject *
+build(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[2];
+    static const struct spec specs[2] = {U64_COLUMN("slots"), U64_COLUMN("keys")};
+    struct slots t;
+    if (arguments(args, 2, specs, 0, -1, 0, v, len, NULL, &t) < 0 || !fits(&t, len[1]))
+        return release(v, NULL);
+    const uint64_t *keys = v[1].buf;
+    memset(t.pair, 0, (size_t)t.size * 2 * sizeof(uint64_t));
+    for (Py_ssize_t i = 0; i < len[1]; i++) {
+        uint64_t s = probe(&t, keys[i]);
+        if (t.pair[2 * s + 1] != EMPTY) {
+            PyErr_SetString(PyExc_ValueError, "the keys repeat");
+            return release(v, NULL);
+        }
+        t.pair[2 * s] = keys[i];
+        t.pair[2 * s + 1] = (uint64_t)i + 1;
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
+PyDoc_STRVAR(lookup_doc,
+"lookup(slots, keys, out_ids, count)\n"
+"--\n\n"
+"The id of each key to out_ids, -1 where it is not held (`count` keys are).");
+
+static PyObject *
+lookup(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[3];
+    static const struct spec specs[3] = {U64_COLUMN("slots"), U64_COLUMN("keys"),
+                                         I64_COLUMN("out_ids")};
+    Py_ssize_t count;
+    struct slots t;
+    if (arguments(args, 3, specs, 2, -1, 1, v, len, &count, &t) < 0 || !fits(&t, count))
+        return release(v, NULL);
+    if (len[2] != len[1]) {
+        PyErr_SetString(PyExc_ValueError, "out_ids must have one item per key");
+        return release(v, NULL);
+    }
+    const uint64_t *keys = v[1].buf;
+    int64_t *ids = v[2].buf;
+    for (Py_ssize_t i = 0; i < len[1]; i++) {
+        int64_t id = id_at(&t, probe(&t, keys[i]), count);
+        if (id == -2)
+            return corrupt(v);
+        ids[i] = id;
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
+/* numpy's maximum of two float64: NaN if either is. */
+static inline double
+maximum(double a, double b)
+{
+    return (a >= b || a != a) ? a : b;
+}
+
+PyDoc_STRVAR(update_doc,
+"update(slots, keys, direction, proto, wire, ts, key, proto_of, quiet, first, last, seen,\n"
+"       counts, out_ids, out_new, count, batch)\n"
+"--\n\n"
+"Account a batch's rows in a flow table of `count` flows: each row's flow key is looked up, or\n"
+"added with the next id (key, proto_of, quiet, first of its first row; its counters and last\n"
+"time as they are, zero); its flow's packets and bytes of the row's direction (0 or 1) grow by\n"
+"one and the row's wire length, its last time becomes the latest of it and the row's, its seen\n"
+"batch `batch`.  The flow columns have room for count + the rows (counts: the four columns\n"
+"packets 0, packets 1, bytes 0, bytes 1 one after the other); the slots for twice that.  Each\n"
+"row's id to out_ids; the rows that added a flow, in order, to out_new.  Returns how many\n"
+"flows were added.");
+
+static PyObject *
+update(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[15];
+    enum { SLOTS, KEYS, DIRECTION, PROTO, WIRE, TS, KEY, PROTO_OF, QUIET, FIRST, LAST, SEEN,
+           COUNTS, OUT_IDS, OUT_NEW };
+    static const struct spec specs[15] = {
+        U64_COLUMN("slots"), U64_COLUMN("keys"), {"direction", "b", 1}, I64_COLUMN("proto"),
+        I64_COLUMN("wire"), {"ts", "d", 8}, U64_COLUMN("key"), {"proto_of", "h", 2},
+        {"quiet", "B", 1}, {"first", "d", 8}, {"last", "d", 8}, I64_COLUMN("seen"),
+        I64_COLUMN("counts"), I64_COLUMN("out_ids"), I64_COLUMN("out_new")};
+    Py_ssize_t ints[2];
+    struct slots t;
+    if (arguments(args, 15, specs, KEY, -1, 2, v, len, ints, &t) < 0)
+        return release(v, NULL);
+    Py_ssize_t count = ints[0], batch = ints[1];
+    Py_ssize_t m = len[KEYS], cap = len[KEY];
+    for (int i = DIRECTION; i <= TS; i++)
+        if (len[i] != m)
+            goto unequal;
+    if (len[OUT_IDS] != m || len[OUT_NEW] != m)
+        goto unequal;
+    for (int i = PROTO_OF; i <= SEEN; i++)
+        if (len[i] != cap)
+            goto unequal;
+    if (len[COUNTS] != 4 * cap)
+        goto unequal;
+    if (count < 0 || count > cap || m > cap - count) {
+        PyErr_Format(PyExc_ValueError, "the flow columns hold %zd flows: no room for %zd + %zd",
+                     cap, count, m);
+        return release(v, NULL);
+    }
+    if (!fits(&t, count + m))
+        return release(v, NULL);
+    const int8_t *direction = v[DIRECTION].buf;
+    for (Py_ssize_t r = 0; r < m; r++)
+        if (direction[r] != 0 && direction[r] != 1) {
+            PyErr_SetString(PyExc_ValueError, "a direction is neither 0 nor 1");
+            return release(v, NULL);
+        }
+    const uint64_t *keys = v[KEYS].buf;
+    const int64_t *proto = v[PROTO].buf, *wire = v[WIRE].buf;
+    const double *ts = v[TS].buf;
+    uint64_t *key = v[KEY].buf;
+    int16_t *proto_of = v[PROTO_OF].buf;
+    uint8_t *quiet = v[QUIET].buf;
+    double *first = v[FIRST].buf, *last = v[LAST].buf;
+    int64_t *seen = v[SEEN].buf, *counts = v[COUNTS].buf;
+    int64_t *out_ids = v[OUT_IDS].buf, *out_new = v[OUT_NEW].buf;
+    Py_ssize_t n = count, added = 0;
+    for (Py_ssize_t r = 0; r < m; r++) {
+        uint64_t s = probe(&t, keys[r]);
+        int64_t id = id_at(&t, s, n);
+        if (id == -2)
+            return corrupt(v);
+        if (id < 0) {
+            id = n++;
+            t.pair[2 * s] = keys[r];
+            t.pair[2 * s + 1] = (uint64_t)id + 1;
+            key[id] = keys[r];
+            proto_of[id] = (int16_t)proto[r]; /* wraps as numpy's cast does */
+            quiet[id] = 0;
+            first[id] = ts[r];
+            out_new[added++] = r;
+        }
+        out_ids[r] = id;
+        int d = direction[r];
+        counts[d * cap + id] += 1;
+        counts[(2 + d) * cap + id] = (int64_t)((uint64_t)counts[(2 + d) * cap + id]
+                                               + (uint64_t)wire[r]);
+        last[id] = maximum(last[id], ts[r]);
+        seen[id] = batch;
+    }
+    return release(v, PyLong_FromSsize_t(added));
+unequal:
+    PyErr_SetString(PyExc_ValueError,
+                    "the row columns must have one item per key, the flow columns one per flow");
+    return release(v, NULL);
+}
+
+PyDoc_STRVAR(add_doc,
+"add(slots, held, keys, rows, count)\n"
+"--\n\n"
+"Add keys[rows] (all keys where rows is None) to a set of `count` keys, whose keys are\n"
+"held[0 .. count - 1] and whose slots give each its place there; the new ones go to held in\n"
+"order.  Returns the count after.");
+
+static PyObject *
+add(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[4];
+    static const struct spec specs[4] = {U64_COLUMN("slots"), U64_COLUMN("held"),
+                                         U64_COLUMN("keys"), I64_COLUMN("rows")};
+    Py_ssize_t count;
+    struct slots t;
+    if (arguments(args, 4, specs, 0, 3, 1, v, len, &count, &t) < 0)
+        return release(v, NULL);
+    Py_ssize_t nkeys = len[2], m = len[3] < 0 ? nkeys : len[3], cap = len[1];
+    if (count < 0 || count > cap || m > cap - count) {
+        PyErr_Format(PyExc_ValueError, "the set holds %zd keys: no room for %zd + %zd", cap,
+                     count, m);
+        return release(v, NULL);
+    }
+    if (!fits(&t, count + m))
+        return release(v, NULL);
+    uint64_t *held = v[1].buf;
+    const uint64_t *keys = v[2].buf;
+    const int64_t *rows = len[3] < 0 ? NULL : v[3].buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t r = rows ? rows[i] : i;
+        if (r < 0 || r >= nkeys) {
+            PyErr_Format(PyExc_IndexError, "row %lld is not one of the %zd keys", (long long)r,
+                         nkeys);
+            return release(v, NULL);
+        }
+        uint64_t s = probe(&t, keys[r]);
+        int64_t id = id_at(&t, s, count);
+        if (id == -2)
+            return corrupt(v);
+        if (id < 0) {
+            t.pair[2 * s] = keys[r];
+            t.pair[2 * s + 1] = (uint64_t)count + 1;
+            held[count++] = keys[r];
+        }
+    }
+    return release(v, PyLong_FromSsize_t(count));
+}
+
+static PyMethodDef methods[] = {
+    {"build", build, METH_VARARGS, build_doc},
+    {"lookup", lookup, METH_VARARGS, lookup_doc},
+    {"update", update, METH_VARARGS, update_doc},
+    {"add", add, METH_VARARGS, add_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot module_slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef table_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "detector.flows._table",
+    .m_doc = "The flow table's and host set's hash index and batch accounting, compiled "
+             "(see table.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__table(void)
+{
+    return PyModuleDef_Init(&table_module);
+}
