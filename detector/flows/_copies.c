@@ -216,16 +216,16 @@ host_bytes(PyObject *module, PyObject *args)
         return release(v, NULL);
     }
     /* Open addressing, each slot holding its host, id and bytes (one cache line to reach per
-     * place), at least two slots a place.  The hashes are salted: no sender can choose hosts
-     * that collide here. */
+     * place).  The table starts small and doubles whenever it is half full: a batch holds far
+     * fewer hosts than places, and a table sized for every place to differ would be reached
+     * mostly outside the cache.  The hashes are salted: no sender can choose hosts that collide
+     * here. */
     struct slot {
         uint64_t host;
         int64_t id;
         double bytes;
     };
-    int bits = 4;
-    while (((Py_ssize_t)1 << bits) < 4 * n)
-        bits++;
+    int bits = 10;
     size_t slots = (size_t)1 << bits;
     struct slot *table = PyMem_Malloc(slots * sizeof(struct slot));
     if (!table)
@@ -244,6 +244,33 @@ host_bytes(PyObject *module, PyObject *args)
         while (table[at].id >= 0 && table[at].host != host)
             at = (at + 1) & (slots - 1);
         if (table[at].id < 0) {
+            if ((size_t)(k + 1) > slots / 2) {
+                /* Half full: move every host to a table twice the size, then look again. */
+                int wider_bits = bits + 1;
+                size_t wider = (size_t)1 << wider_bits;
+                struct slot *grown = PyMem_Malloc(wider * sizeof(struct slot));
+                if (!grown) {
+                    PyMem_Free(table);
+                    return release(v, PyErr_NoMemory());
+                }
+                for (size_t i = 0; i < wider; i++)
+                    grown[i].id = -1;
+                for (size_t i = 0; i < slots; i++) {
+                    if (table[i].id < 0)
+                        continue;
+                    size_t to = (size_t)((table[i].host * M1) >> (64 - wider_bits));
+                    while (grown[to].id >= 0)
+                        to = (to + 1) & (wider - 1);
+                    grown[to] = table[i];
+                }
+                PyMem_Free(table);
+                table = grown;
+                bits = wider_bits;
+                slots = wider;
+                at = (size_t)((host * M1) >> (64 - bits));
+                while (table[at].id >= 0)
+                    at = (at + 1) & (slots - 1);
+            }
             table[at] = (struct slot){host, k, 0.0};
             hosts[k] = host;
             first[k] = x;
