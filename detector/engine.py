@@ -330,8 +330,9 @@ class Engine:
         v = _Rows(batch, h, rows, keys, weights, batch.ts[rows], batch.wirelen[rows])
         fids = self._account(v)
         self._natives(batch, h, rows)
-        encrypted.observe(self.encrypted, batch, h, rows, keys, fids, self.flows.counts,
-                          self.streams, v.addr)  # fmt: skip
+        encrypted.observe(
+            self.encrypted, batch, h, rows, keys, fids, self.flows.counts, self.streams
+        )
         dkey = keys.directed
         known = self._known(dkey)
         self._folded_rows = []

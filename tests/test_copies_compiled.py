@@ -4,7 +4,8 @@ The sample of native packets (rows, ranks, fingerprints) must be identical which
 it: from decoded frames of every link type, cut short, overwritten or replaced by random bytes,
 with random bytes between them (what a short packet's L4 window reads past its end), and from
 columns no decoder would give (negative offsets, lengths past the capture, fragments).  The
-size differences of the encrypted-copy test likewise, with windows that are empty or reversed.
+size differences of the encrypted-copy test likewise, with windows that are empty or reversed,
+and a batch's bytes per open bin with its candidates' rows (shared and repeated endpoints).
 Rows or windows outside the columns passed are refused.  The CI run is derandomised;
 ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws new ones.
 """
@@ -24,10 +25,12 @@ from detector.capture.reader import InputStats, PacketBatch, open_stream, read_b
 from detector.decode.headers import decode_headers_numpy
 from detector.flows import fingerprint
 from detector.flows.encrypted import (
+    MAX_CANDIDATES,
     MAX_DELTA,
     _find,
     _host_bytes_compiled,
     _host_bytes_numpy,
+    batch_series,
     size_deltas,
 )
 from detector.flows.fingerprint import sample_natives_compiled, sample_natives_numpy
@@ -172,13 +175,69 @@ def test_find(seed: int, k: int, n: int) -> None:
         assert w.dtype == g.dtype and w.tolist() == g.tolist()
 
 
+def _series_inputs(seed: int, n: int, bins: int, k: int) -> tuple[object, ...]:
+    """A batch's columns and ``k`` candidates: hosts and keys that repeat, that differ only in
+    their high or low bits, endpoints shared between candidates or a candidate's two alike."""
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**64, 40, dtype=np.uint64, endpoint=False)
+    pool[:10] &= np.uint64(0xFFFF)
+    pool[10:20] = (pool[10:20] << np.uint64(48)) | np.uint64(5)
+    src, dst = rng.choice(pool, n), rng.choice(pool, n)
+    dkey = rng.choice(pool, n) ^ rng.integers(0, 2, n, dtype=np.uint64)
+    slots = rng.permutation(MAX_CANDIDATES)[:k].astype(np.int64)
+    keys = rng.choice(np.unique(np.concatenate([dkey, pool])), k, replace=False)
+    ends = rng.choice(pool, (k, 2))
+    alike = rng.random(k) < 0.2
+    ends[alike, 1] = ends[alike, 0]
+    order = np.argsort(keys)
+    hosts = ends.reshape(-1)
+    by_host = np.argsort(hosts, kind="stable")
+    inv = rng.integers(0, bins, n).astype(np.intp)
+    size = rng.integers(0, 65536, n, dtype=np.int64)
+    return (bins, inv, size, src, dst, dkey, keys[order], slots[order], hosts[by_host],
+            np.repeat(slots, 2)[by_host])  # fmt: skip
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 3000), st.integers(1, 4), st.integers(0, 24))
+def test_batch_series(seed: int, n: int, bins: int, k: int) -> None:
+    args = _series_inputs(seed, n, bins, k)
+    want = batch_series(*args, compiled=False)  # type: ignore[arg-type]
+    got = batch_series(*args, compiled=True)  # type: ignore[arg-type]
+    assert want.touched == got.touched
+    for name in ("native", "own", "excl", "slot"):
+        w, g = getattr(want, name), getattr(got, name)
+        assert w.dtype == g.dtype and w.shape == g.shape and w.tolist() == g.tolist(), name
+
+
+def test_batch_series_refuses_what_does_not_fit() -> None:
+    args = list(_series_inputs(3, 50, 2, 5))
+    bad_bin = args[:]
+    bad_bin[1] = np.where(np.arange(50) == 7, 2, args[1])  # a bin past the last
+    with pytest.raises(IndexError):
+        batch_series(*bad_bin, compiled=True)  # type: ignore[arg-type]
+    unsorted = args[:]
+    unsorted[6] = args[6][::-1].copy()
+    with pytest.raises(ValueError):
+        batch_series(*unsorted, compiled=True)  # type: ignore[arg-type]
+    no_slot = args[:]
+    no_slot[9] = np.where(np.arange(10) == 3, MAX_CANDIDATES, args[9])
+    with pytest.raises(ValueError):
+        batch_series(*no_slot, compiled=True)  # type: ignore[arg-type]
+    short = args[:]
+    short[2] = args[2][:-1]
+    with pytest.raises(ValueError):
+        batch_series(*short, compiled=True)  # type: ignore[arg-type]
+
+
 def test_copy_loops_are_compiled_unless_told_not_to() -> None:
     """MIRRORWATCH_PURE_PYTHON=1 makes the engine sample natives and count size differences
     with numpy; by default, where the extension is built, compiled."""
     code = (
         "from detector.flows import encrypted, fingerprint as f; "
-        "print(f.sample_natives.__name__, encrypted.size_deltas.__defaults__[0])"
+        "print(f.sample_natives.__name__, encrypted.size_deltas.__defaults__[0], "
+        "encrypted.batch_series.__defaults__[0])"
     )
     plain, pure = printed_with_and_without_pure_python(code)
-    assert plain.split() == ["sample_natives_compiled", "True"]
-    assert pure.split() == ["sample_natives_numpy", "False"]
+    assert plain.split() == ["sample_natives_compiled", "True", "True"]
+    assert pure.split() == ["sample_natives_numpy", "False", "False"]

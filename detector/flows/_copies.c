@@ -1,7 +1,7 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
  * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
- * size test, the bytes of a batch's hosts and the rows of a few keys
- * (detector/flows/encrypted.py).
+ * size test, the bytes of a batch's hosts, the rows of a few keys and a batch's bytes per open
+ * bin (detector/flows/encrypted.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
@@ -54,6 +54,36 @@ places_table(Py_ssize_t count, int *bits)
     for (size_t i = 0; i < slots; i++)
         table[i] = -1;
     return table;
+}
+
+/* The first place of `key` among the sorted `keys` (indexed by `at_of`, from index_keys), or
+ * -1. */
+static inline int64_t
+place_of(const uint64_t *keys, const int64_t *at_of, int bits, uint64_t key)
+{
+    size_t slots = (size_t)1 << bits;
+    size_t at = (size_t)((key * M1) >> (64 - bits));
+    while (at_of[at] >= 0 && keys[at_of[at]] != key)
+        at = (at + 1) & (slots - 1);
+    return at_of[at];
+}
+
+/* A places_table of the sorted `keys`: each distinct key to its first place. */
+static int64_t *
+index_keys(const uint64_t *keys, Py_ssize_t k, int *bits)
+{
+    int64_t *at_of = places_table(k, bits);
+    if (!at_of)
+        return NULL;
+    size_t slots = (size_t)1 << *bits;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        size_t at = (size_t)((keys[i] * M1) >> (64 - *bits));
+        while (at_of[at] >= 0 && keys[at_of[at]] != keys[i])
+            at = (at + 1) & (slots - 1);
+        if (at_of[at] < 0)
+            at_of[at] = i; /* the first place of a key that repeats */
+    }
+    return at_of;
 }
 
 static inline uint64_t
@@ -306,28 +336,18 @@ find(PyObject *module, PyObject *args)
         return release(v, NULL);
     }
     /* A value probes at most as many slots as there are keys, whatever they are. */
+    const uint64_t *keys = v[0].buf, *values = v[1].buf;
     int bits;
-    int64_t *at_of = places_table(k, &bits);
+    int64_t *at_of = index_keys(keys, k, &bits);
     if (!at_of)
         return release(v, NULL);
-    size_t slots = (size_t)1 << bits;
-    const uint64_t *keys = v[0].buf, *values = v[1].buf;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        size_t at = (size_t)((keys[i] * M1) >> (64 - bits));
-        while (at_of[at] >= 0 && keys[at_of[at]] != keys[i])
-            at = (at + 1) & (slots - 1);
-        if (at_of[at] < 0)
-            at_of[at] = i; /* the first place of a key that repeats */
-    }
     int64_t *out_rows = v[2].buf, *out_at = v[3].buf;
     Py_ssize_t m = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        size_t at = (size_t)((values[i] * M1) >> (64 - bits));
-        while (at_of[at] >= 0 && keys[at_of[at]] != values[i])
-            at = (at + 1) & (slots - 1);
-        if (at_of[at] >= 0) {
+        int64_t at = place_of(keys, at_of, bits, values[i]);
+        if (at >= 0) {
             out_rows[m] = i;
-            out_at[m] = at_of[at];
+            out_at[m] = at;
             m++;
         }
     }
@@ -335,11 +355,133 @@ find(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(m));
 }
 
+/* The slots (a bit each) of the candidates one of whose endpoints is `host`. */
+static inline uint64_t
+owners(const uint64_t *hosts, const int64_t *host_slots, Py_ssize_t h, const int64_t *at_of,
+       int bits, uint64_t host)
+{
+    uint64_t mask = 0;
+    for (int64_t i = place_of(hosts, at_of, bits, host); i >= 0 && i < h && hosts[i] == host; i++)
+        mask |= 1ULL << host_slots[i];
+    return mask;
+}
+
+PyDoc_STRVAR(series_doc,
+"series(inv, size, src, dst, dkey, keys, key_slots, hosts, host_slots, native, own, excl,\n"
+"       slot, candidates, buckets)\n"
+"--\n\n"
+"The bytes of one batch's rows per open bin (row i in bin inv[i]): to native[bin] (series 0\n"
+"all, then 1 + the bucket of each of its hosts, once per bucket), and for the candidates: each\n"
+"row's slot (that of its directed key among the sorted keys, -1 for none) to slot, its bytes\n"
+"to own[bin, slot], and to excl[bin, s] (series as native's) for every candidate s one of\n"
+"whose endpoints (sorted hosts) is its source or destination. Buckets: the low bits of a\n"
+"host. Sums of whole bytes, exact in any order. Returns how many (row, candidate) pairs went\n"
+"to excl.");
+
+static PyObject *
+series(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[13];
+    static const char *const names[13] = {"inv",  "size",       "src",    "dst", "dkey",
+                                          "keys", "key_slots",  "hosts",  "host_slots",
+                                          "native", "own",      "excl",   "slot"};
+    static const char *const kinds[13] = {"ql", "ql", "QL", "QL", "QL", "QL", "ql",
+                                          "QL", "ql", "d",  "d",  "d",  "ql"};
+    if (columns(args, 13, 2, names, kinds, NULL, 9, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t cands = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 13));
+    Py_ssize_t buckets = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 14));
+    if (PyErr_Occurred())
+        return release(v, NULL);
+    if (cands < 1 || cands > 64 || buckets < 1 || (buckets & (buckets - 1))) {
+        PyErr_SetString(PyExc_ValueError, "1-64 candidates and a power of two of buckets");
+        return release(v, NULL);
+    }
+    Py_ssize_t n = len[0], k = len[5], h = len[7], width = 1 + buckets;
+    Py_ssize_t bins = len[9] / width;
+    if (len[1] != n || len[2] != n || len[3] != n || len[4] != n || len[12] != n ||
+        len[6] != k || len[8] != h || len[9] != bins * width || len[10] != bins * cands ||
+        len[11] != bins * cands * width) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the rows, bins or candidates");
+        return release(v, NULL);
+    }
+    const int64_t *inv = v[0].buf, *size = v[1].buf, *key_slots = v[6].buf;
+    const int64_t *host_slots = v[8].buf;
+    const uint64_t *src = v[2].buf, *dst = v[3].buf, *dkey = v[4].buf, *keys = v[5].buf;
+    const uint64_t *hosts = v[7].buf;
+    double *native = v[9].buf, *own = v[10].buf, *excl = v[11].buf;
+    int64_t *slot = v[12].buf;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (key_slots[i] < 0 || key_slots[i] >= cands || (i && keys[i] < keys[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "keys unsorted or a slot out of range");
+            return release(v, NULL);
+        }
+    for (Py_ssize_t i = 0; i < h; i++)
+        if (host_slots[i] < 0 || host_slots[i] >= cands || (i && hosts[i] < hosts[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "hosts unsorted or a slot out of range");
+            return release(v, NULL);
+        }
+    int key_bits, host_bits;
+    int64_t *key_at = index_keys(keys, k, &key_bits);
+    if (!key_at)
+        return release(v, NULL);
+    int64_t *host_at = index_keys(hosts, h, &host_bits);
+    if (!host_at) {
+        PyMem_Free(key_at);
+        return release(v, NULL);
+    }
+    uint64_t low = (uint64_t)buckets - 1;
+    Py_ssize_t touched = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t b = inv[i];
+        if (b < 0 || b >= bins) {
+            PyErr_Format(PyExc_IndexError, "bin %lld is outside %zd bins", (long long)b, bins);
+            touched = -1;
+            break;
+        }
+        double w = (double)size[i];
+        Py_ssize_t bs = 1 + (Py_ssize_t)(src[i] & low), bd = 1 + (Py_ssize_t)(dst[i] & low);
+        double *row = native + b * width;
+        row[0] += w;
+        row[bs] += w;
+        if (bd != bs)
+            row[bd] += w;
+        int64_t s = -1;
+        if (k) {
+            int64_t at = place_of(keys, key_at, key_bits, dkey[i]);
+            if (at >= 0) {
+                s = key_slots[at];
+                own[b * cands + s] += w;
+            }
+        }
+        slot[i] = s;
+        if (!h)
+            continue;
+        uint64_t mask = owners(hosts, host_slots, h, host_at, host_bits, src[i]) |
+                        owners(hosts, host_slots, h, host_at, host_bits, dst[i]);
+        for (; mask; mask &= mask - 1) {
+            double *e = excl + (b * cands + __builtin_ctzll(mask)) * width;
+            e[0] += w;
+            e[bs] += w;
+            if (bd != bs)
+                e[bd] += w;
+            touched++;
+        }
+    }
+    PyMem_Free(key_at);
+    PyMem_Free(host_at);
+    if (touched < 0)
+        return release(v, NULL);
+    return release(v, PyLong_FromSsize_t(touched));
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, sample_doc},
     {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
     {"host_bytes", host_bytes, METH_VARARGS, host_bytes_doc},
     {"find", find, METH_VARARGS, find_doc},
+    {"series", series, METH_VARARGS, series_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,10 +25,9 @@ active one makes room.  Nothing here decides severity: the evidence goes to the 
 
 from __future__ import annotations
 
-import math
 import struct
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,13 +156,14 @@ class Candidate:
     # Its row in the arrays of EncryptedCopies (open bins, rings, running sums).
     slot: int = -1
     # Running sums over closed bins: 100 ms bins, and sliding 1 s windows of them (a stream
-    # tunnel's copies straddle bins as its congestion window lets them through).
-    fine: Sums = field(default_factory=lambda: Sums())
-    wide: Sums = field(default_factory=lambda: Sums())
+    # tunnel's copies straddle bins as its congestion window lets them through).  These and
+    # the size differences are views of its slot's rows, given when it is admitted.
+    fine: Sums = field(init=False, repr=False)
+    wide: Sums = field(init=False, repr=False)
     # Per-packet size differences: copy window and control window.
     checked: int = 0
-    deltas: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(MAX_DELTA, np.int64))
-    control: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(MAX_DELTA, np.int64))
+    deltas: npt.NDArray[np.int64] = field(init=False, repr=False)
+    control: npt.NDArray[np.int64] = field(init=False, repr=False)
     samples: list[tuple[float, int, bytes]] = field(default_factory=list)
     sniffed: int = 0
 
@@ -251,6 +251,14 @@ class EncryptedCopies:
             for res in ("fine", "wide")
             for part in ("sx", "sxx", "sxy")
         }
+        # Size differences per slot (copy window, control window).
+        self.deltas = np.zeros((2, MAX_CANDIDATES, MAX_DELTA), np.int64)
+        # The candidates' directed flow keys, sorted, and the slot of each; their endpoints'
+        # hosts, sorted, and the slot of each (None: the candidates changed since).
+        self._by_key: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
+        self._by_host: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
+        # Addresses as reports show them, of hosts that became candidates' endpoints (bounded).
+        self.names: dict[HostAddress, str] = {}
         self.closed_through: int | None = None
         self.folded_through: int | None = None  # last bin in the lag rings
         self.newest = -(1 << 62)  # newest bin seen
@@ -279,7 +287,9 @@ class EncryptedCopies:
                  sxy=self.sums[res, "sxy"][slot])
             for res in ("fine", "wide")
         )  # fmt: skip
+        c.deltas, c.control = self.deltas[0, slot], self.deltas[1, slot]
         self.candidates[c.key] = c
+        self._by_key = self._by_host = None
         return slot
 
     def _clear(self, slots: list[int]) -> None:
@@ -287,6 +297,7 @@ class EncryptedCopies:
         at = np.array(slots)
         self.excl_ring[at] = 0.0
         self.y_ring[at] = 0.0
+        self.deltas[:, at] = 0
         for arr in self.sums.values():
             arr[at] = 0.0
         for open_bins in (self.open_own, self.open_excl):
@@ -295,36 +306,25 @@ class EncryptedCopies:
 
     def slots_of(self, dkey: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Each row's candidate slot, or -1 where its directed flow is no candidate."""
-        slot = np.full(len(dkey), -1, np.int64)
-        if self.candidates:
-            slots = np.array([c.slot for c in self.candidates.values()])
+        return _slots(*self._keys_sorted(), dkey)
+
+    def _keys_sorted(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """The candidates' directed flow keys, sorted, and the slot of each."""
+        if self._by_key is None:
+            slots = np.array([c.slot for c in self.candidates.values()], np.int64)
             keys = self.slot_key[slots]
             order = np.argsort(keys)
-            rows, at = _find(keys[order], dkey)
-            slot[rows] = slots[order][at]
-        return slot
+            self._by_key = keys[order], slots[order]
+        return self._by_key
 
-    def _touching(
-        self, src_h: npt.NDArray[np.uint64], dst_h: npt.NDArray[np.uint64]
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
-        """Pairs (row, slot) of rows from or to either endpoint of a candidate, each once."""
-        slots = np.array([c.slot for c in self.candidates.values()])
-        hosts = self.slot_hosts[slots].reshape(-1)
-        order = np.argsort(hosts)
-        hosts, owner = hosts[order], np.repeat(slots, 2)[order]
-        codes = []
-        for side in (src_h, dst_h):
-            rows, lo = _find(hosts, side)
-            if not len(rows):
-                continue
-            # Candidates may share an endpoint: every one of them, from the first.
-            n = np.searchsorted(hosts, side[rows], side="right") - lo
-            codes.append(np.repeat(rows, n) * MAX_CANDIDATES + owner[_ranges(lo, n)])
-        if not codes:
-            empty = np.zeros(0, np.int64)
-            return empty, empty
-        code = distinct(np.concatenate(codes))
-        return code // MAX_CANDIDATES, code % MAX_CANDIDATES
+    def _hosts_sorted(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """The candidates' endpoints' hosts (two a candidate), sorted, and the slot of each."""
+        if self._by_host is None:
+            slots = np.array([c.slot for c in self.candidates.values()], np.int64)
+            hosts = self.slot_hosts[slots].reshape(-1)
+            order = np.argsort(hosts)
+            self._by_host = hosts[order], np.repeat(slots, 2)[order]
+        return self._by_host
 
     # ------------------------------------------------------------------ per batch
 
@@ -365,20 +365,18 @@ class EncryptedCopies:
         size = size.astype(np.int64, copy=False)
         ub, inv = spread(bins)
         # Every packet is native traffic, candidates' too (one may be the original of another):
-        # each candidate subtracts its own endpoints' traffic below.
-        bucket_s, bucket_d = _buckets(src_h), _buckets(dst_h)
-        _add_series(self.open_native, ub, inv, (), size, bucket_s, bucket_d)
+        # each candidate subtracts its own endpoints' traffic (excl).
+        keys, hosts = self._keys_sorted(), self._hosts_sorted()
+        got = batch_series(len(ub), inv, size, src_h, dst_h, dkey, *keys, *hosts)
+        _add_bins(self.open_native, ub, got.native)
         # The busiest hosts' bytes as ranked are theirs, unless some packets came too late or
         # went from a host to itself (counted once here).
         self._add_busiest(busiest, size, src_h, dst_h, every and not (src_h == dst_h).any())
-        slot = self.slots_of(dkey)
+        slot = got.slot
         if self.candidates:
-            self._add_own(ub, inv, ts, size, slot)
-            rows, slots = self._touching(src_h, dst_h)
-            if len(rows):
-                cell = inv[rows] * MAX_CANDIDATES + slots
-                _add_series(self.open_excl, ub, cell, (MAX_CANDIDATES,), size[rows],
-                            bucket_s[rows], bucket_d[rows])  # fmt: skip
+            self._add_own(ub, ts, size, slot, got.own)
+            if got.touched:
+                _add_bins(self.open_excl, ub, got.excl)
         # This batch's packets join the ring first: they may be the originals of its copies.
         self._ring_add(ts, size, src_h, dst_h)
         sizing = [
@@ -443,25 +441,17 @@ class EncryptedCopies:
     def _add_own(
         self,
         ub: npt.NDArray[np.int64],
-        inv: npt.NDArray[np.intp],
         ts: npt.NDArray[np.float64],
         size: npt.NDArray[np.int64],
         slot: npt.NDArray[np.int64],
+        per_bin: npt.NDArray[np.float64],
     ) -> None:
-        """The candidates' own packets: counts, and bytes per open bin."""
+        """The candidates' own packets: counts, and bytes per open bin (``per_bin``)."""
         own = np.nonzero(slot >= 0)[0]
         if not len(own):
             return
         s, sz = slot[own], size[own]
-        per_bin = np.bincount(
-            inv[own] * MAX_CANDIDATES + s, weights=sz, minlength=len(ub) * MAX_CANDIDATES
-        ).reshape(len(ub), MAX_CANDIDATES)
-        for b, row in zip(ub.tolist(), per_bin, strict=True):
-            have = self.open_own.get(b)
-            if have is None:
-                self.open_own[b] = row
-            else:
-                have += row
+        _add_bins(self.open_own, ub, per_bin)
         packets = np.bincount(s, minlength=MAX_CANDIDATES).tolist()
         sent = np.bincount(s, weights=sz, minlength=MAX_CANDIDATES).tolist()
         newest = np.full(MAX_CANDIDATES, -np.inf)
@@ -643,6 +633,7 @@ class EncryptedCopies:
         )
         del self.candidates[victim.key]
         self.free.append(victim.slot)
+        self._by_key = self._by_host = None
 
     # ------------------------------------------------------------------ results
 
@@ -712,19 +703,15 @@ def _buckets(hosts: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
     return (hosts & np.uint64(HOST_BUCKETS - 1)).astype(np.intp)
 
 
-def _add_series(
-    open_bins: dict[int, npt.NDArray[np.float64]],
-    ub: npt.NDArray[np.int64],
+def _per_bin(
+    cells: int,
     cell: npt.NDArray[np.int64],
-    shape: tuple[int, ...],
     size: npt.NDArray[np.int64],
     bucket_s: npt.NDArray[np.intp],
     bucket_d: npt.NDArray[np.intp],
-) -> None:
-    """Add the packets' bytes to the open bins ``ub``, each bin an array ``shape`` of series:
-    packet i to row ``cell[i]`` (``len(ub) * shape`` flattened), in series 0 (all) and in those
-    of its hosts' buckets (once per bucket)."""
-    cells = len(ub) * math.prod(shape)
+) -> npt.NDArray[np.float64]:
+    """The packets' bytes per cell, (cells, WIDTH): packet i to row ``cell[i]``, in series 0
+    (all) and in those of its hosts' buckets (once per bucket)."""
     weight = size.astype(np.float64)
     base = cell * HOST_BUCKETS
     # Sums of whole bytes: exact in any order.
@@ -738,12 +725,121 @@ def _add_series(
             minlength=cells * HOST_BUCKETS,
         )
     ).reshape(cells, HOST_BUCKETS)
-    for b, row in zip(ub.tolist(), per.reshape(len(ub), *shape, WIDTH), strict=True):
+    return per
+
+
+def _add_bins(
+    open_bins: dict[int, npt.NDArray[np.float64]],
+    ub: npt.NDArray[np.int64],
+    per: npt.NDArray[np.float64],
+) -> None:
+    """Add ``per[i]`` to the open bin ``ub[i]`` of each i."""
+    for b, row in zip(ub.tolist(), per, strict=True):
         have = open_bins.get(b)
         if have is None:
             open_bins[b] = row
         else:
             have += row
+
+
+@dataclass(slots=True)
+class BatchSeries:
+    """One batch's bytes per open bin (``ub``, in order): of all its packets (``native``, per
+    series), of each candidate's own packets (``own``, per slot), and of the packets from or to
+    each candidate's endpoints (``excl``, per slot and series; ``touched`` (row, candidate)
+    pairs went there); and each row's candidate slot, -1 for none."""
+
+    native: npt.NDArray[np.float64]  # (bins, WIDTH)
+    own: npt.NDArray[np.float64]  # (bins, MAX_CANDIDATES)
+    excl: npt.NDArray[np.float64]  # (bins, MAX_CANDIDATES, WIDTH)
+    slot: npt.NDArray[np.int64]
+    touched: int
+
+
+def batch_series(
+    bins: int,
+    inv: npt.NDArray[np.intp],
+    size: npt.NDArray[np.int64],
+    src_h: npt.NDArray[np.uint64],
+    dst_h: npt.NDArray[np.uint64],
+    dkey: npt.NDArray[np.uint64],
+    keys: npt.NDArray[np.uint64],
+    key_slots: npt.NDArray[np.int64],
+    hosts: npt.NDArray[np.uint64],
+    host_slots: npt.NDArray[np.int64],
+    compiled: bool = use_compiled,
+) -> BatchSeries:
+    """The series of a batch's rows (row i in bin ``inv[i]``), given the candidates' directed
+    keys and their endpoints' hosts, each sorted beside its slot: one compiled pass over the
+    rows where built (``compiled``), else numpy; the same sums (of whole bytes: exact in any
+    order)."""
+    own = np.zeros((bins, MAX_CANDIDATES))
+    excl = np.zeros((bins, MAX_CANDIDATES, WIDTH))
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        native = np.zeros((bins, WIDTH))
+        slot = np.empty(len(inv), np.int64)
+        column = np.ascontiguousarray
+        touched = COPIES.series(
+            column(inv, dtype=np.int64), column(size, dtype=np.int64),
+            *(column(c, dtype=np.uint64) for c in (src_h, dst_h, dkey, keys)),
+            column(key_slots, dtype=np.int64), column(hosts, dtype=np.uint64),
+            column(host_slots, dtype=np.int64), native, own, excl, slot,
+            MAX_CANDIDATES, HOST_BUCKETS,
+        )  # fmt: skip
+        return BatchSeries(native, own, excl, slot, touched)
+    bucket_s, bucket_d = _buckets(src_h), _buckets(dst_h)
+    native = _per_bin(bins, inv, size, bucket_s, bucket_d)
+    slot = _slots(keys, key_slots, dkey, compiled=False)
+    mine = np.nonzero(slot >= 0)[0]
+    if len(mine):
+        cell = inv[mine] * MAX_CANDIDATES + slot[mine]
+        own = np.bincount(cell, weights=size[mine], minlength=bins * MAX_CANDIDATES)
+        own = own.reshape(bins, MAX_CANDIDATES)
+    rows, slots = _touching(hosts, host_slots, src_h, dst_h)
+    if len(rows):
+        cell = inv[rows] * MAX_CANDIDATES + slots
+        excl = _per_bin(bins * MAX_CANDIDATES, cell, size[rows], bucket_s[rows], bucket_d[rows])
+        excl = excl.reshape(bins, MAX_CANDIDATES, WIDTH)
+    return BatchSeries(native, own, excl, slot, len(rows))
+
+
+def _slots(
+    keys: npt.NDArray[np.uint64],
+    key_slots: npt.NDArray[np.int64],
+    dkey: npt.NDArray[np.uint64],
+    compiled: bool = use_compiled,
+) -> npt.NDArray[np.int64]:
+    """Each row's slot: that of its directed key among the sorted candidates' ``keys``, or -1
+    where it is none of them."""
+    slot = np.full(len(dkey), -1, np.int64)
+    if len(keys):
+        rows, at = _find(keys, dkey, compiled)
+        slot[rows] = key_slots[at]
+    return slot
+
+
+def _touching(
+    hosts: npt.NDArray[np.uint64],
+    owner: npt.NDArray[np.int64],
+    src_h: npt.NDArray[np.uint64],
+    dst_h: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
+    """Pairs (row, slot) of rows from or to either endpoint of a candidate (``hosts``, sorted,
+    of the candidates ``owner``), each once, in order."""
+    codes = []
+    for side in (src_h, dst_h):
+        rows, lo = _find(hosts, side, compiled=False)
+        if not len(rows):
+            continue
+        # Candidates may share an endpoint: every one of them, from the first.
+        n = np.searchsorted(hosts, side[rows], side="right") - lo
+        codes.append(np.repeat(rows, n) * MAX_CANDIDATES + owner[_ranges(lo, n)])
+    if not codes:
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    code = distinct(np.concatenate(codes))
+    return code // MAX_CANDIDATES, code % MAX_CANDIDATES
 
 
 # Low bits of the hashes that index the membership table of _find.
@@ -837,7 +933,6 @@ def observe(
     fids: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
     streams: Mapping[int, Stream],
-    addr: Callable[[int, bool], str],
 ) -> None:
     """Feed one batch of IP rows (the engine's columns) to ``ec``: admit new candidates, name the
     busiest hosts, and add every packet's size and time."""
@@ -860,7 +955,7 @@ def observe(
         known = st.evidence if st is not None else None
         if known is not None and known.kind in READABLE_KINDS:
             continue
-        c = _candidate(batch, h, int(rows[x]), key, keys, x, known, addr)
+        c = _candidate(batch, h, int(rows[x]), key, keys, x, known, ec.names)
         c.flow_bytes = int(column[packets_at[x] + 2 * len(counts)])
         admit.append(c)
     # The busiest hosts of the batch (for the tracked hosts of a finding), with their address
@@ -957,6 +1052,22 @@ def _host_bytes_numpy(keys: RowKeys, size: npt.NDArray[np.int64]) -> HostBytes:
     return ranked[at][seen], first[seen].astype(np.int64), weight[seen]
 
 
+# Addresses kept written out for new candidates, at most (the same flows come back often).
+MAX_NAMES = 4096
+
+
+def _name(names: dict[HostAddress, str], h: Headers, r: int, dst: bool) -> str:
+    """The source or destination address of batch row ``r`` as reports show it, written out
+    once per host while ``names`` keeps it."""
+    host: HostAddress = (int(h.ipver[r]), *(h.dst if dst else h.src)[r].tolist())
+    name = names.get(host)
+    if name is None:
+        if len(names) >= MAX_NAMES:
+            names.clear()
+        name = names[host] = host_name(host)
+    return name
+
+
 def _candidate(
     batch: PacketBatch,
     h: Headers,
@@ -965,7 +1076,7 @@ def _candidate(
     keys: RowKeys,
     x: int,
     known: StreamEvidence | None,
-    addr: Callable[[int, bool], str],
+    names: dict[HostAddress, str],
 ) -> Candidate:
     o = int(batch.offsets[r])
     start = o + int(h.pay[r]) if int(h.proto[r]) in (6, 17) else o + int(h.l4[r])
@@ -975,8 +1086,8 @@ def _candidate(
     ts = float(batch.ts[r])
     c = Candidate(
         key=key,
-        src=addr(r, False),
-        dst=addr(r, True),
+        src=_name(names, h, r, False),
+        dst=_name(names, h, r, True),
         sport=sport,
         dport=dport,
         proto=proto,
