@@ -19,6 +19,14 @@
 
 #define EMPTY 0
 
+/* Rows ahead whose memory a pass asks for while working on a row. */
+#define AHEAD 8
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 /* The slots of a call: a buffer of uint64 pairs whose count is a power of two. */
 struct slots {
     uint64_t *pair; /* pair[2 * s]: the key of slot s; pair[2 * s + 1]: its id + 1 */
@@ -255,8 +263,13 @@ update(PyObject *module, PyObject *args)
     double *first = v[FIRST].buf, *last = v[LAST].buf;
     int64_t *seen = v[SEEN].buf, *counts = v[COUNTS].buf;
     int64_t *out_ids = v[OUT_IDS].buf, *out_new = v[OUT_NEW].buf;
+    /* Two passes, each asking for the memory of the row AHEAD rows on while it works on this
+     * one (a batch's flows are spread over tables larger than the caches): the flows' ids,
+     * then their counters. */
     Py_ssize_t n = count, added = 0;
     for (Py_ssize_t r = 0; r < m; r++) {
+        if (r + AHEAD < m)
+            PREFETCH(t.pair + 2 * (mix64(keys[r + AHEAD]) & t.mask));
         uint64_t s = probe(&t, keys[r]);
         int64_t id = id_at(&t, s, n);
         if (id == -2)
@@ -272,6 +285,17 @@ update(PyObject *module, PyObject *args)
             out_new[added++] = r;
         }
         out_ids[r] = id;
+    }
+    for (Py_ssize_t r = 0; r < m; r++) {
+        if (r + AHEAD < m) {
+            int64_t ahead = out_ids[r + AHEAD];
+            int d = direction[r + AHEAD];
+            PREFETCH(counts + d * cap + ahead);
+            PREFETCH(counts + (2 + d) * cap + ahead);
+            PREFETCH(last + ahead);
+            PREFETCH(seen + ahead);
+        }
+        int64_t id = out_ids[r];
         int d = direction[r];
         counts[d * cap + id] += 1;
         counts[(2 + d) * cap + id] = (int64_t)((uint64_t)counts[(2 + d) * cap + id]
