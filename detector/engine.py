@@ -219,8 +219,8 @@ class Engine:
     def __init__(self, limits: Limits | None = None, detection: Detection | None = None) -> None:
         self.limits = lim = limits or Limits()
         self.detection = detection or Detection()
-        self.flows = FlowTable(max_flows=lim.flows)
-        self.hosts = key_set()
+        self.flows = FlowTable(max_flows=lim.flows, batch_rows=MAX_BATCH_ROWS)
+        self.hosts = key_set(lim.hosts)
         self.stats = EngineStats()
         self.streams: dict[int, Stream] = {}
         self._stream_keys = np.zeros(0, dtype=U64)
@@ -291,7 +291,7 @@ class Engine:
             # Distinct hosts are counted exactly up to here; past it (checked before a batch,
             # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
-            self.hosts = key_set()
+            self.hosts = key_set(self.limits.hosts)
         self._process(batch, weights=None)
         self.encrypted.settle()
 

@@ -144,10 +144,11 @@ def test_batches_and_evictions_give_the_same_table(data: st.DataObject) -> None:
 def test_tables_at_the_edge_of_growing_and_full_of_colliding_keys() -> None:
     """Batches that fill the hash table to exactly half, then one key more, all of whose keys
     take one run of slots; then an eviction that keeps a few, and the same keys again."""
-    slots = len(SlotIndex().slots)
+    slots = 1024
     pool = [unmix64(i << 32) for i in range(1, slots + 2)]  # every one's first slot is 0
     c = FlowTable(1.0, 10 * slots, compiled=True)
     p = FlowTable(1.0, 10 * slots, compiled=False)
+    c.index = SlotIndex(slots // 2)  # smaller than the limit asks for: it grows past half full
     ones = np.ones(len(pool), dtype=np.int64)
     half = slots // 2
     for part, size in (
@@ -180,7 +181,8 @@ def test_tables_at_the_edge_of_growing_and_full_of_colliding_keys() -> None:
 def test_host_sets_hold_the_same_keys(
     pool: list[int], sizes: list[tuple[int, bool]], data: st.DataObject
 ) -> None:
-    c, p = SlotSet(), KeySet()
+    # Made for fewer keys than come (it grows), or for enough.
+    c, p = SlotSet(data.draw(st.sampled_from([1, 40, 1024]))), KeySet()
     keys = np.array(pool, dtype=U64)
     rng = np.random.default_rng(len(pool))
     for size, rows_of_two in sizes:
@@ -268,6 +270,11 @@ def test_calls_that_do_not_fit_are_refused() -> None:
         )  # fmt: skip
 
     assert update(np.zeros(m, np.int8)) == m
+    f = flows
+    for rows in ([1, 1], [2, 0], [0, 9], [-1]):
+        with pytest.raises(ValueError, match="ascend"):
+            t.keep(np.zeros((16, 2), dtype=U64), np.array(rows, np.int64), f.key, f.proto,
+                   f.quiet, f.first, f.last, f.seen, f.counts.T, 5)  # fmt: skip
     with pytest.raises(ValueError, match="neither 0 nor 1"):
         update(np.array([0, 1, 2, 0, 0], np.int8))
     with pytest.raises(ValueError, match="no room"):

@@ -75,6 +75,13 @@ probe(const struct slots *t, uint64_t key)
     return s; /* not reached: fits() keeps half the slots empty */
 }
 
+/* Ask for the memory of the slot where the probe of `key` starts. */
+static inline void
+ask(const struct slots *t, uint64_t key)
+{
+    PREFETCH(t->pair + 2 * (mix64(key) & t->mask));
+}
+
 /* The id of the key in slot s (-1 if empty), checked against the `count` ids in use. */
 static inline int64_t
 id_at(const struct slots *t, uint64_t s, Py_ssize_t count)
@@ -134,6 +141,25 @@ arguments(PyObject *args, Py_ssize_t ncols, const struct spec *specs, Py_ssize_t
     return slots_of(&v[0], t);
 }
 
+/* Empty the slots, then hold `n` keys (distinct), key i with id i. */
+static int
+hold(struct slots *t, const uint64_t *keys, Py_ssize_t n)
+{
+    memset(t->pair, 0, (size_t)t->size * 2 * sizeof(uint64_t));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            ask(t, keys[i + AHEAD]);
+        uint64_t s = probe(t, keys[i]);
+        if (t->pair[2 * s + 1] != EMPTY) {
+            PyErr_SetString(PyExc_ValueError, "the keys repeat");
+            return -1;
+        }
+        t->pair[2 * s] = keys[i];
+        t->pair[2 * s + 1] = (uint64_t)i + 1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(build_doc,
 "build(slots, keys)\n"
 "--\n\n"
@@ -148,17 +174,8 @@ build(PyObject *module, PyObject *args)
     struct slots t;
     if (arguments(args, 2, specs, 0, -1, 0, v, len, NULL, &t) < 0 || !fits(&t, len[1]))
         return release(v, NULL);
-    const uint64_t *keys = v[1].buf;
-    memset(t.pair, 0, (size_t)t.size * 2 * sizeof(uint64_t));
-    for (Py_ssize_t i = 0; i < len[1]; i++) {
-        uint64_t s = probe(&t, keys[i]);
-        if (t.pair[2 * s + 1] != EMPTY) {
-            PyErr_SetString(PyExc_ValueError, "the keys repeat");
-            return release(v, NULL);
-        }
-        t.pair[2 * s] = keys[i];
-        t.pair[2 * s + 1] = (uint64_t)i + 1;
-    }
+    if (hold(&t, v[1].buf, len[1]) < 0)
+        return release(v, NULL);
     return release(v, Py_NewRef(Py_None));
 }
 
@@ -185,6 +202,8 @@ lookup(PyObject *module, PyObject *args)
     const uint64_t *keys = v[1].buf;
     int64_t *ids = v[2].buf;
     for (Py_ssize_t i = 0; i < len[1]; i++) {
+        if (i + AHEAD < len[1])
+            ask(&t, keys[i + AHEAD]);
         int64_t id = id_at(&t, probe(&t, keys[i]), count);
         if (id == -2)
             return corrupt(v);
@@ -269,7 +288,7 @@ update(PyObject *module, PyObject *args)
     Py_ssize_t n = count, added = 0;
     for (Py_ssize_t r = 0; r < m; r++) {
         if (r + AHEAD < m)
-            PREFETCH(t.pair + 2 * (mix64(keys[r + AHEAD]) & t.mask));
+            ask(&t, keys[r + AHEAD]);
         uint64_t s = probe(&t, keys[r]);
         int64_t id = id_at(&t, s, n);
         if (id == -2)
@@ -310,6 +329,76 @@ unequal:
     return release(v, NULL);
 }
 
+PyDoc_STRVAR(keep_doc,
+"keep(slots, rows, key, proto_of, quiet, first, last, seen, counts, count)\n"
+"--\n\n"
+"Keep only the flows `rows` (ascending) of a flow table of `count` flows: each moves down to\n"
+"its place in rows in every column (counts: the four counter columns one after the other),\n"
+"the counters and last times past them up to `count` become zero, and the slots hold the\n"
+"kept keys under their new ids.");
+
+static PyObject *
+keep(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[9];
+    enum { SLOTS, ROWS, KEY, PROTO_OF, QUIET, FIRST, LAST, SEEN, COUNTS };
+    static const struct spec specs[9] = {
+        U64_COLUMN("slots"), I64_COLUMN("rows"), U64_COLUMN("key"), {"proto_of", "h", 2},
+        {"quiet", "B", 1}, {"first", "d", 8}, {"last", "d", 8}, I64_COLUMN("seen"),
+        I64_COLUMN("counts")};
+    Py_ssize_t count;
+    struct slots t;
+    if (arguments(args, 9, specs, KEY, -1, 1, v, len, &count, &t) < 0)
+        return release(v, NULL);
+    Py_ssize_t k = len[ROWS], cap = len[KEY];
+    for (int i = PROTO_OF; i <= SEEN; i++)
+        if (len[i] != cap)
+            goto unequal;
+    if (len[COUNTS] != 4 * cap)
+        goto unequal;
+    if (count < 0 || count > cap || !fits(&t, k)) {
+        PyErr_SetString(PyExc_ValueError, "the flows do not fit the columns or the slots");
+        return release(v, NULL);
+    }
+    const int64_t *rows = v[ROWS].buf;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (rows[i] < (i ? rows[i - 1] + 1 : 0) || rows[i] >= count) {
+            PyErr_SetString(PyExc_ValueError, "the rows kept must ascend within the flows");
+            return release(v, NULL);
+        }
+    uint64_t *key = v[KEY].buf;
+    int16_t *proto_of = v[PROTO_OF].buf;
+    uint8_t *quiet = v[QUIET].buf;
+    double *first = v[FIRST].buf, *last = v[LAST].buf;
+    int64_t *seen = v[SEEN].buf, *counts = v[COUNTS].buf;
+    /* rows[i] >= i: each flow moves down, over one already moved or evicted; column by
+     * column, each one read and written in order. */
+#define MOVE_DOWN(column)                          \
+    for (Py_ssize_t i = 0; i < k; i++)             \
+        (column)[i] = (column)[rows[i]];
+    MOVE_DOWN(key);
+    MOVE_DOWN(proto_of);
+    MOVE_DOWN(quiet);
+    MOVE_DOWN(first);
+    MOVE_DOWN(last);
+    MOVE_DOWN(seen);
+    for (int j = 0; j < 4; j++) {
+        MOVE_DOWN(counts + j * cap);
+        /* Rows past them are taken by new flows, which add to their counters. */
+        memset(counts + j * cap + k, 0, (size_t)(count - k) * sizeof(int64_t));
+    }
+#undef MOVE_DOWN
+    for (Py_ssize_t i = k; i < count; i++)
+        last[i] = 0.0; /* and take the latest of their times and this */
+    if (hold(&t, key, k) < 0)
+        return release(v, NULL);
+    return release(v, Py_NewRef(Py_None));
+unequal:
+    PyErr_SetString(PyExc_ValueError, "the flow columns must have one item per flow");
+    return release(v, NULL);
+}
+
 PyDoc_STRVAR(add_doc,
 "add(slots, held, keys, rows, count)\n"
 "--\n\n"
@@ -340,6 +429,9 @@ add(PyObject *module, PyObject *args)
     const uint64_t *keys = v[2].buf;
     const int64_t *rows = len[3] < 0 ? NULL : v[3].buf;
     for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t ahead = i + AHEAD < m ? (rows ? rows[i + AHEAD] : i + AHEAD) : -1;
+        if (ahead >= 0 && ahead < nkeys)
+            ask(&t, keys[ahead]);
         int64_t r = rows ? rows[i] : i;
         if (r < 0 || r >= nkeys) {
             PyErr_Format(PyExc_IndexError, "row %lld is not one of the %zd keys", (long long)r,
@@ -363,6 +455,7 @@ static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, build_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"update", update, METH_VARARGS, update_doc},
+    {"keep", keep, METH_VARARGS, keep_doc},
     {"add", add, METH_VARARGS, add_doc},
     {NULL, NULL, 0, NULL},
 };

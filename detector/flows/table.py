@@ -262,9 +262,8 @@ class KeySet:
 TABLE: ModuleType | None = built("detector.flows._table")
 use_compiled = TABLE is not None and not PURE_PYTHON
 
-# Slots an index starts with (16 bytes each): a small table costs little, and it doubles as
-# keys come, up to twice the keys its owner's budget lets it hold.
-_FIRST_SLOTS = 1024
+# Slots an index has at least (16 bytes each).
+_FEWEST_SLOTS = 16
 
 
 def _slots_for(keys: int, slots: int) -> int:
@@ -279,12 +278,13 @@ class SlotIndex:
     slots worked on by the compiled module; the keys themselves are held by id in a column of
     the owner (the flow table's keys), from which the table is rebuilt when it grows.
 
-    The table is never more than half full, so a probe is short and always ends; its size
-    follows the keys held, which the owner's budget bounds (flows: the table's limit and one
-    batch of new flows past it)."""
+    The table is never more than half full, so a probe is short and always ends.  It is made
+    for the ``keys`` its owner's budget lets it hold (flows: the table's limit and one batch of
+    new flows past it), so that it need not grow (it grows if ever asked for more)."""
 
-    def __init__(self) -> None:
-        self.slots = np.zeros((_FIRST_SLOTS, 2), dtype=U64)
+    def __init__(self, keys: int) -> None:
+        # Zeros from the system: pages no key has touched take no memory.
+        self.slots = np.zeros((_slots_for(keys, _FEWEST_SLOTS), 2), dtype=U64)
         self.count = 0
 
     @property
@@ -309,21 +309,25 @@ class SlotIndex:
         self._compiled().lookup(self.slots, np.ascontiguousarray(keys, dtype=U64), ids, self.count)
         return ids
 
-    def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
-        """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""
-        size = _slots_for(len(keys), len(self.slots))
-        if size > len(self.slots):
-            self.slots = np.empty((size, 2), dtype=U64)
-        self._compiled().build(self.slots, np.ascontiguousarray(keys, dtype=U64))
-        self.count = len(keys)
+    def keep(
+        self, rows: npt.NDArray[np.int64], key: npt.NDArray[np.uint64], *columns: np.ndarray
+    ) -> None:
+        """Keep only the flows ``rows`` (ascending) of a flow table whose key column is ``key``
+        and whose other columns are ``columns``: each moves down to its place in ``rows``
+        (its new id), in every column, and the table holds their keys under those ids."""
+        self._compiled().keep(
+            self.slots, np.ascontiguousarray(rows, dtype=np.int64), key, *columns, self.count
+        )
+        self.count = len(rows)
 
 
 class SlotSet:
-    """:class:`KeySet` over a compiled hash table: the keys are held in the order they came."""
+    """:class:`KeySet` over a compiled hash table, made for the ``budget`` of keys its owner
+    holds at most: the keys are held in the order they came."""
 
-    def __init__(self) -> None:
-        self.index = SlotIndex()
-        self.held = np.zeros(_FIRST_SLOTS // 2, dtype=U64)
+    def __init__(self, budget: int) -> None:
+        self.index = SlotIndex(budget)
+        self.held = np.zeros(budget, dtype=U64)
 
     @property
     def count(self) -> int:
@@ -368,9 +372,10 @@ class SlotSet:
         ix.count = ix._compiled().add(ix.slots, self.held, column, rows, ix.count)
 
 
-def key_set() -> KeySet | SlotSet:
-    """An empty set of keys: the compiled form where it is used."""
-    return SlotSet() if use_compiled else KeySet()
+def key_set(budget: int) -> KeySet | SlotSet:
+    """An empty set of keys (made for ``budget`` of them): the compiled form where it is
+    used."""
+    return SlotSet(budget) if use_compiled else KeySet()
 
 
 def _merge_plan(
@@ -398,11 +403,19 @@ class FlowTable:
     """Per-flow, per-direction packet and byte counters with first/last times."""
 
     def __init__(
-        self, idle_timeout: float = 120.0, max_flows: int = 65_536, compiled: bool | None = None
+        self,
+        idle_timeout: float = 120.0,
+        max_flows: int = 65_536,
+        batch_rows: int = 32_768,
+        compiled: bool | None = None,
     ) -> None:
-        # The compiled accounting where it is used (``compiled`` chooses, for the tests).
+        # The compiled accounting where it is used (``compiled`` chooses, for the tests).  The
+        # table holds up to max_flows flows before a batch, and that batch's new flows: at
+        # most ``batch_rows``.
         self.compiled = use_compiled if compiled is None else compiled
-        self.index: KeyIndex | SlotIndex = SlotIndex() if self.compiled else KeyIndex()
+        self.index: KeyIndex | SlotIndex = (
+            SlotIndex(max_flows + batch_rows) if self.compiled else KeyIndex()
+        )
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
         self.key = np.zeros(0, dtype=U64)
@@ -539,6 +552,10 @@ class FlowTable:
             live[order] = True
         idx = np.nonzero(live)[0]
         k = len(idx)
+        if isinstance(self.index, SlotIndex):  # the same moves, and the hash rebuilt from them
+            self.index.keep(idx, self.key, self.proto, self.quiet, self.first, self.last,
+                            self.seen, self.counts.T)  # fmt: skip
+            return n - k
         # The live flows move down in place (idx[i] >= i); the arrays keep their size, so the
         # next batches' new flows need no new arrays.
         for column in (self.key, self.proto, self.quiet, self.first, self.last, self.seen):
@@ -549,10 +566,7 @@ class FlowTable:
         # Rows past them are taken by new flows, which add to their counters and last time.
         self.counts[k:n] = 0
         self.last[k:n] = 0.0
-        if isinstance(self.index, SlotIndex):
-            self.index.rebuild(self.key[:k])
-        else:
-            self.index.keep(idx)
+        self.index.keep(idx)
         return n - k
 
     def counters(self, key: int) -> tuple[int, int, int, int] | None:
