@@ -296,7 +296,8 @@ class Engine:
         self.encrypted.settle()
 
     def _process(self, batch: PacketBatch, weights: npt.NDArray[np.int64] | None) -> None:
-        h = decode_headers(batch)
+        # Decoded as the reader walked the rows, where it could.
+        h = batch.decoded if isinstance(batch.decoded, Headers) else decode_headers(batch)
         slow_rows = np.nonzero(h.slow)[0]
         whole: list[Reassembled] = []
         if len(slow_rows):
@@ -1063,7 +1064,8 @@ def plain_copy_stream(pc: PlainCopies) -> StreamEvidence:
 
 
 def _rows(batch: PacketBatch, a: int, b: int) -> PacketBatch:
-    """Packets a..b-1 of a batch (views, sharing its bytes)."""
+    """Packets a..b-1 of a batch (views, sharing its bytes and its decoded headers)."""
+    h = batch.decoded
     return PacketBatch(
         data=batch.data,
         offsets=batch.offsets[a:b],
@@ -1071,6 +1073,7 @@ def _rows(batch: PacketBatch, a: int, b: int) -> PacketBatch:
         wirelen=batch.wirelen[a:b],
         ts=batch.ts[a:b],
         linktype=batch.linktype[a:b],
+        decoded=h.rows(a, b) if isinstance(h, Headers) else None,
     )
 
 

@@ -40,7 +40,7 @@ from detector.capture.reader import (
     release_blocks,
 )
 from detector.capture.sections import sections_at
-from detector.decode.headers import KNOWN_LINKS
+from detector.decode.headers import KNOWN_LINKS, early_decode
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
 from detector.evidence import StreamEvidence
@@ -304,7 +304,8 @@ def _read_part(
     """Feed the packets of ``part`` to ``engine``, counting them in ``stats``."""
     stream, window = open_part(part)
     try:
-        for batch in reading(read_batches(stream, stats, window=window), stats):
+        batches = read_batches(stream, stats, window=window, early=early_decode())
+        for batch in reading(batches, stats):
             stats.took(batch, KNOWN_LINKS)
             try:
                 engine.process(batch)

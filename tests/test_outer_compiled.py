@@ -12,6 +12,9 @@ derandomised; ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws 
 
 from __future__ import annotations
 
+import io
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,6 +22,7 @@ from hypothesis import strategies as st
 from mwtest import FUZZ_SCALE, PCAPS, REAL, fuzz, printed_with_and_without_pure_python
 from test_walk_property import LINKTYPES, frames
 
+from detector.capture import reader
 from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches, reading
 from detector.decode import headers
 from detector.decode.frames import InnerPacket, parse_frame
@@ -151,20 +155,164 @@ CAPTURES = sorted(
 )
 
 
-def test_every_batch_of_the_samples_and_public_captures() -> None:
-    """Real bytes, read as the scan reads them: Ethernet, Linux cooked (v1 and v2), raw IP."""
+class CountedEarlyDecode(headers.EarlyDecode):
+    """The decode of rows as they are read, counting the rows it decoded before their batch was
+    complete (a test that never gets there tests nothing)."""
+
+    early_rows = 0
+
+    def finish(self, batch: PacketBatch) -> Headers | None:
+        CountedEarlyDecode.early_rows += self.done
+        return super().finish(batch)
+
+
+def test_every_batch_of_the_samples_and_public_captures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real bytes, read as the scan reads them (the rows of classic pcap files decoded as the
+    reader walks them, a piece of a block at a time): Ethernet, Linux cooked (v1 and v2), raw
+    IP."""
     if not REAL.is_dir():
         pytest.skip(f"{REAL} is absent: only the samples in pcaps/ are compared")
+    monkeypatch.setattr(reader, "READ_PIECE", 4096)
+    monkeypatch.setattr(headers, "_EARLY_ROWS", 1)
+    CountedEarlyDecode.early_rows = 0
     links: set[int] = set()
     for path in CAPTURES:
         stats = InputStats(str(path))
         with open_stream(str(path)) as stream:
-            for batch in reading(read_batches(stream, stats), stats):
+            batches = read_batches(stream, stats, early=CountedEarlyDecode())
+            for batch in reading(batches, stats):
                 h = decode_headers_numpy(batch)
                 same_headers(decode_headers_compiled(batch), h)
+                if batch.decoded is not None:
+                    same_headers(batch.decoded, h)
                 same_keys(batch, h)
                 links.update(batch.linktype.tolist())
     assert {1, 101, 113, 276} <= links
+    assert CountedEarlyDecode.early_rows > 10_000
+
+
+def _pcap(linktype: int, frames: list[bytes]) -> bytes:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for i, frame in enumerate(frames):
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+    return b"".join(out)
+
+
+@fuzz(15)
+@given(
+    st.sampled_from(LINKTYPES).flatmap(
+        # (A record of no bytes is damage, skipped by the reader.)
+        lambda lt: st.tuples(
+            st.just(lt), st.lists(frames(lt).filter(bool), min_size=1, max_size=12)
+        )
+    ),
+    st.sampled_from([1, 64, 1000, 5000]),
+    st.sampled_from([5, 65_536]),
+)
+def test_rows_decoded_as_they_are_read_equal_the_decode_of_their_batch(
+    drawn: tuple[int, list[bytes]], piece: int, per_batch: int
+) -> None:
+    """Rows decoded while their block is still being read (once DECODE_REACH bytes past them
+    are in), the batch's other rows when it is complete: every column is what a decode of the
+    whole batch gives, whatever the piece size, the blocks and the batches."""
+    linktype, drawn_frames = drawn
+    one = sum(len(f) + 16 for f in drawn_frames)
+    # Enough records for rows to be decoded before their 64 KiB block is complete.
+    data = _pcap(linktype, drawn_frames * (3 * (1 << 16) // one + 1))
+    CountedEarlyDecode.early_rows = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader, "BLOCK_SIZE", 1 << 16)
+        mp.setattr(reader, "READ_PIECE", piece)
+        mp.setattr(reader, "MAX_BATCH_RECORDS", per_batch)
+        mp.setattr(headers, "_EARLY_ROWS", 1)
+        reader.release_blocks()  # a spare block of another size must not serve this read
+        stats = InputStats("mem")
+        rows = 0
+        for batch in read_batches(io.BytesIO(data), stats, early=CountedEarlyDecode()):
+            assert isinstance(batch.decoded, Headers)
+            same_headers(batch.decoded, decode_headers_numpy(batch))
+            rows += len(batch)
+        reader.release_blocks()
+    assert rows == len(drawn_frames) * (3 * (1 << 16) // one + 1)
+    assert per_batch < 64 or CountedEarlyDecode.early_rows > 0
+
+
+@fuzz(60)
+@given(
+    st.sampled_from(LINKTYPES).flatmap(lambda lt: st.tuples(st.just(lt), frames(lt))),
+    st.binary(min_size=64, max_size=64),
+    st.binary(min_size=64, max_size=64),
+)
+def test_no_decode_reads_past_its_reach(
+    drawn: tuple[int, bytes], tail_a: bytes, tail_b: bytes
+) -> None:
+    """A row's columns depend on no byte past DECODE_REACH from its start, whatever follows it:
+    what lets a row be decoded before the rest of its block is read."""
+    linktype, frame = drawn
+    reach = headers.DECODE_REACH
+    decoded = []
+    for tail in (tail_a, tail_b):
+        # The frame, whatever its capture says of the bytes after it, then other bytes.
+        body = (frame + bytes(range(256)) * (reach // 256 + 1))[:reach]
+        data = np.frombuffer(body + tail * 300, dtype=np.uint8)
+        batch = PacketBatch(
+            data=data,
+            offsets=np.zeros(2, dtype=np.int64),
+            caplen=np.array([len(frame), reach + 1000], dtype=np.int64),
+            wirelen=np.array([len(frame), reach + 1000], dtype=np.int64),
+            ts=np.zeros(2),
+            linktype=np.full(2, linktype, dtype=np.int32),
+        )
+        decoded.append(decode_headers_numpy(batch))
+    same_headers(*decoded)
+
+
+def test_the_reach_covers_the_longest_extension_chain() -> None:
+    """An IPv6 header followed by as many extension headers of the longest length as the decode
+    steps over, then TCP: its transport window lies within DECODE_REACH of the frame's start."""
+    ext = 0  # hop-by-hop options, whose length byte counts 8-byte units after the first 8
+    chain = b""
+    for k in range(headers.MAX_IPV6_EXT):
+        nxt = 6 if k == headers.MAX_IPV6_EXT - 1 else ext
+        chain += bytes([nxt, 255]) + bytes(2046)
+    tcp = struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 5 << 4, 0x18, 5, 0, 0)
+    ip6 = struct.pack("!IHBB", 6 << 28, len(chain) + len(tcp), ext, 64) + bytes(32)
+    frame = bytes(12) + b"\x86\xdd" + ip6 + chain + tcp
+    batch = PacketBatch.of_frames([frame], [0.0])
+    h = decode_headers_numpy(batch)
+    assert h.proto[0] == 6 and h.sport[0] == 1 and h.dport[0] == 2
+    assert h.l4[0] + headers.L4_WINDOW <= headers.DECODE_REACH
+
+
+def test_a_range_of_rows_is_decoded_into_larger_blocks_and_nothing_else() -> None:
+    """decode(..., first, stop) writes rows first..stop-1 of blocks holding more rows, the same
+    as a decode of the whole batch, and leaves the other rows as they were; bad ranges are
+    refused."""
+    path = PCAPS / "tzsp.pcap"
+    stats = InputStats(str(path))
+    with open_stream(str(path)) as stream:
+        batch = next(iter(read_batches(stream, stats)))
+    whole = decode_headers_compiled(batch)
+    n = len(batch)
+    m = n + 9  # rows the blocks hold
+    blocks = [
+        np.full((13, m), -7, np.int64),
+        np.full((4, m), 7, np.uint8),
+        np.full((2, m, 4), 7, np.uint32),
+        np.full((m, headers.L4_WINDOW), 7, np.uint8),
+    ]
+    cols = (batch.data, batch.offsets, batch.caplen, batch.linktype)
+    assert headers.OUTER is not None
+    headers.OUTER.decode(headers._TABLES, *cols, *blocks, 2, n - 1)
+    got = headers._headers_of(n, tuple(blocks))  # type: ignore[arg-type]
+    for name in headers._COLUMNS:
+        x, y = getattr(got, name), getattr(whole, name)
+        assert np.array_equal(x[2 : n - 1], y[2 : n - 1]), name
+    assert (blocks[0][:, :2] == -7).all() and (blocks[0][:, n - 1 :] == -7).all()
+    assert (blocks[3][:2] == 7).all() and (blocks[3][n - 1 :] == 7).all()
+    for first, stop in ((-1, 2), (3, 2), (0, n + 1), (0, n + 10)):
+        with pytest.raises(ValueError, match="rows"):
+            headers.OUTER.decode(headers._TABLES, *cols, *blocks, first, stop)
 
 
 def test_last_row_at_the_very_end_of_the_buffer() -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -72,6 +72,8 @@ class PacketBatch:
     wirelen: npt.NDArray[np.int64]
     ts: npt.NDArray[np.float64]
     linktype: npt.NDArray[np.int32]
+    # What the reader's caller made of the rows as they were walked (see RowsWalked), or None.
+    decoded: object = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -316,17 +318,22 @@ WHOLE = Window()
 
 
 def read_batches(
-    stream: BinaryIO, stats: InputStats, live: bool = False, window: Window = WHOLE
+    stream: BinaryIO,
+    stats: InputStats,
+    live: bool = False,
+    window: Window = WHOLE,
+    early: RowsWalked | None = None,
 ) -> Iterator[PacketBatch]:
     """Yield batches from a pcap or pcapng stream; problems go to ``stats.errors``.
 
     With ``live`` (a capture pipe), a batch is yielded as soon as any records are complete.
+    ``early`` is given the rows of a classic pcap as they are walked.
     """
     head = _read_exact(stream, 4)
     if len(head) < 4:
         raise CaptureError(f"{stats.path}: empty or too short to be a capture file")
     if head in PCAP_MAGICS:
-        yield from _read_pcap(stream, head, stats, live, window)
+        yield from _read_pcap(stream, head, stats, live, window, early)
     elif head == PCAPNG_SHB:
         yield from _read_pcapng(stream, head, stats, live, window)
     else:
@@ -502,6 +509,31 @@ class _Blocks:
             self.view = memoryview(bigger)
 
 
+class WalkedColumns(NamedTuple):
+    """The columns a walk fills, rows 0 .. n - 1 of them walked so far, and the block's bytes."""
+
+    data: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]
+    caplen: npt.NDArray[np.int64]
+    linktype: npt.NDArray[np.int32]
+
+
+class RowsWalked(Protocol):
+    """Work the caller of a reader does on the rows of a batch as soon as they are walked, while
+    their bytes are still in the processor's cache; what it made goes with the batch
+    (``PacketBatch.decoded``)."""
+
+    def begin(self, capacity: int) -> None:
+        """A batch of at most ``capacity`` rows begins."""
+
+    def walked(self, columns: WalkedColumns, rows: int, end: int) -> None:
+        """Rows 0 .. rows - 1 of the columns are walked and the block's bytes are read up to
+        ``end`` (the bytes past it are not yet the input's)."""
+
+    def finish(self, batch: PacketBatch) -> object:
+        """The batch is complete: what goes with it."""
+
+
 class _Walk:
     """How one format turns the bytes of a block into a batch (see ``_batches``)."""
 
@@ -554,7 +586,14 @@ PATCHED_PCAP = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 class _PcapWalk(_Walk):
     """Classic pcap: one link type, a chain of record headers."""
 
-    def __init__(self, magic: bytes, header: bytes, stats: InputStats, shift: int) -> None:
+    def __init__(
+        self,
+        magic: bytes,
+        header: bytes,
+        stats: InputStats,
+        shift: int,
+        early: RowsWalked | None = None,
+    ) -> None:
         endian, self.unit = PCAP_MAGICS[magic]
         _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", header)
         self.linktype = network & 0x0FFFFFFF
@@ -571,11 +610,18 @@ class _PcapWalk(_Walk):
         self.number = 0
         # Where the walk begun while the block filled stands: (offset, rows filled).
         self.early = (0, 0)
+        self.rows_walked = early
+        self.links = np.zeros(0, dtype=np.int32)  # the link type column the rows walked are given
 
     def begin(self) -> Callable[[bytearray, int], None]:
-        if len(self.columns[0]) < MAX_BATCH_RECORDS:
-            self.columns = _chain_columns(MAX_BATCH_RECORDS)
+        most = MAX_BATCH_RECORDS
+        if len(self.columns[0]) < most:
+            self.columns = _chain_columns(most)
         self.early = (0, 0)
+        if self.rows_walked is not None:
+            if len(self.links) != len(self.columns[0]):
+                self.links = np.full(len(self.columns[0]), self.linktype, dtype=np.int32)
+            self.rows_walked.begin(most)
         return self._arrived
 
     def _arrived(self, buf: bytearray, end: int) -> None:
@@ -585,6 +631,10 @@ class _PcapWalk(_Walk):
         offsets, caplen, wirelen, ts = self.columns
         self.early = self.chain(buf, pos, end, self.rec_hdr, self.limit, self.big, self.unit,
                                 n, MAX_BATCH_RECORDS, offsets, caplen, wirelen, ts)  # fmt: skip
+        if self.rows_walked is not None and self.early[1] > n:
+            data = np.frombuffer(buf, dtype=np.uint8)
+            columns = WalkedColumns(data, offsets, caplen, self.links)
+            self.rows_walked.walked(columns, self.early[1], end)
 
     def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
         buf, end, rec_hdr, most = blocks.buf, blocks.end, self.rec_hdr, MAX_BATCH_RECORDS
@@ -618,6 +668,8 @@ class _PcapWalk(_Walk):
             ts=ts[:n].copy(),
             linktype=np.full(n, self.linktype, dtype=np.int32),
         )
+        if self.rows_walked is not None:
+            batch.decoded = self.rows_walked.finish(batch)
         return pos, batch, n >= most
 
     def _damaged(self, blocks: _Blocks, pos: int, incl: int, walked: int) -> int:
@@ -669,12 +721,17 @@ class _PcapWalk(_Walk):
 
 
 def _read_pcap(
-    stream: BinaryIO, magic: bytes, stats: InputStats, live: bool, window: Window
+    stream: BinaryIO,
+    magic: bytes,
+    stats: InputStats,
+    live: bool,
+    window: Window,
+    early: RowsWalked | None = None,
 ) -> Iterator[PacketBatch]:
     header = _read_exact(stream, 20)
     if len(header) < 20:
         raise CaptureError(f"{stats.path}: pcap file header is truncated")
-    walk = _PcapWalk(magic, header, stats, window.shift)
+    walk = _PcapWalk(magic, header, stats, window.shift, early)
     yield from _batches(_Blocks(stream, live=live), walk)
 
 

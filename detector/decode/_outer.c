@@ -262,13 +262,14 @@ enum { F_IPVER, F_SLOW, F_UNKNOWN_LINK, F_FRAGMENT, N_FLAGS };
 typedef struct {
     const uint8_t *d;
     int64_t len;           /* bytes in d */
-    int64_t n;             /* rows */
+    int64_t first, n;      /* the rows decoded: first .. n - 1 */
+    int64_t stride;        /* rows the output blocks hold (at least n) */
     const int64_t *offsets, *caplen;
     const int32_t *linktype;
-    int64_t *ints;         /* N_INTS rows of n */
-    uint8_t *flags;        /* N_FLAGS rows of n */
-    uint32_t *addrs;       /* src (n, 4) then dst (n, 4) */
-    uint8_t *l4h;          /* (n, window) */
+    int64_t *ints;         /* N_INTS rows of stride */
+    uint8_t *flags;        /* N_FLAGS rows of stride */
+    uint32_t *addrs;       /* src (stride, 4) then dst (stride, 4) */
+    uint8_t *l4h;          /* (stride, window) */
     int64_t window;
 } batch_t;
 
@@ -339,7 +340,7 @@ static void
 decode_row(const tables_t *t, const batch_t *b, int64_t i, const layout_t *lay)
 {
     const uint8_t *d = b->d;
-    const int64_t len = b->len, n = b->n, start = b->offsets[i], cap = b->caplen[i];
+    const int64_t len = b->len, n = b->stride, start = b->offsets[i], cap = b->caplen[i];
     int64_t pos, etype;
     link_start(t, lay, d, len, start, cap, &pos, &etype);
     if (t->shim_number[etype])
@@ -466,7 +467,7 @@ decode_rows(const tables_t *t, const batch_t *b)
 {
     int64_t last_type = -1;
     const layout_t *lay = NULL;
-    for (int64_t i = 0; i < b->n; i++) {
+    for (int64_t i = b->first; i < b->n; i++) {
         if (i + PREFETCH_AHEAD < b->n) {
             /* The headers of a row a few rows on, fetched while this one is walked (the rows
              * of a batch lie far apart, beyond what the hardware guesses). */
@@ -483,22 +484,26 @@ decode_rows(const tables_t *t, const batch_t *b)
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode(tables, data, offsets, caplen, linktype, ints, flags, addrs, l4h)\n--\n\n"
+"decode(tables, data, offsets, caplen, linktype, ints, flags, addrs, l4h, first=0, stop=n)\n--\n\n"
 "Decode the outer headers of every packet data[offsets[i] : offsets[i] + caplen[i]] (of link\n"
 "type linktype[i]: int64, int64, int32 columns of n rows) into the columns headers.Headers\n"
-"holds: ints, an int64 (13, n) block (l3, proto, ttl, iplen, ipid, l4, sport, dport,\n"
-"tcpflags, tcpseq, udpsum, pay, paylen); flags, a uint8 (4, n) block (ipver, slow,\n"
-"unknown_link, fragment); addrs, a uint32 (2, n, 4) block (src, dst); l4h, a uint8 (n, w)\n"
-"block of the bytes from the transport header on (bytes past data's end read as 0).");
+"holds: ints, an int64 (13, m) block (l3, proto, ttl, iplen, ipid, l4, sport, dport,\n"
+"tcpflags, tcpseq, udpsum, pay, paylen); flags, a uint8 (4, m) block (ipver, slow,\n"
+"unknown_link, fragment); addrs, a uint32 (2, m, 4) block (src, dst); l4h, a uint8 (m, w)\n"
+"block of the bytes from the transport header on (bytes past data's end read as 0).  Only\n"
+"the rows first .. stop - 1 are decoded (and written); the blocks hold m >= stop rows, m = n\n"
+"when first and stop are not given.");
 
 static PyObject *
 decode(PyObject *module, PyObject *args)
 {
     Py_buffer views[MOST_VIEWS] = {{0}};
     PyObject *capsule, *data, *offsets, *caplen, *linktype, *ints, *flags, *addrs, *l4h;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOO:decode", &capsule, &data, &offsets, &caplen,
-                          &linktype, &ints, &flags, &addrs, &l4h))
+    Py_ssize_t first = 0, stop = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOO|nn:decode", &capsule, &data, &offsets, &caplen,
+                          &linktype, &ints, &flags, &addrs, &l4h, &first, &stop))
         return NULL;
+    const int ranged = PyTuple_GET_SIZE(args) > 9;
     const tables_t *t = PyCapsule_GetPointer(capsule, CAPSULE);
     if (!t)
         return NULL;
@@ -509,25 +514,35 @@ decode(PyObject *module, PyObject *args)
     Py_ssize_t n = views[1].len / 8;
     if (column(caplen, &views[2], 0, 8, "ql", n, "caplen") < 0 ||
         column(linktype, &views[3], 0, 4, "i", n, "linktype") < 0 ||
-        column(ints, &views[4], 1, 8, "ql", N_INTS * n, "ints") < 0 ||
-        column(flags, &views[5], 1, 1, "B?b", N_FLAGS * n, "flags") < 0 ||
-        column(addrs, &views[6], 1, 4, "I", 8 * n, "addrs") < 0)
+        column(ints, &views[4], 1, 8, "ql", ranged ? -1 : N_INTS * n, "ints") < 0)
+        return release(views, NULL);
+    /* Rows the output blocks hold: n, or as many as ints holds for a range of rows. */
+    const Py_ssize_t m = ranged ? views[4].len / 8 / N_INTS : n;
+    if (column(flags, &views[5], 1, 1, "B?b", N_FLAGS * m, "flags") < 0 ||
+        column(addrs, &views[6], 1, 4, "I", 8 * m, "addrs") < 0)
         return release(views, NULL);
     if (PyObject_GetBuffer(l4h, &views[7], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
         return release(views, NULL);
+    if (!ranged || stop < 0)
+        stop = n;
+    if (views[4].len != N_INTS * 8 * m || first < 0 || stop < first || stop > n || stop > m) {
+        PyErr_Format(PyExc_ValueError, "rows %zd to %zd are not within %zd rows and blocks of %zd",
+                     first, stop, n, m);
+        return release(views, NULL);
+    }
     batch_t b = {
-        .d = views[0].buf, .len = views[0].len, .n = n,
+        .d = views[0].buf, .len = views[0].len, .first = first, .n = stop, .stride = m,
         .offsets = views[1].buf, .caplen = views[2].buf, .linktype = views[3].buf,
         .ints = views[4].buf, .flags = views[5].buf, .addrs = views[6].buf,
-        .l4h = views[7].buf, .window = n ? views[7].len / n : 0,
+        .l4h = views[7].buf, .window = m ? views[7].len / m : 0,
     };
-    if (n && views[7].len != b.window * n) {
+    if (m && views[7].len != b.window * m) {
         PyErr_SetString(PyExc_ValueError, "l4h must hold the same number of bytes per row");
         return release(views, NULL);
     }
     /* The batch's promise (PacketBatch): each packet lies within data.  It also bounds every
      * position the walk computes far below overflow. */
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = first; i < stop; i++) {
         int64_t o = b.offsets[i], c = b.caplen[i];
         if (o < 0 || c < 0 || o > b.len || c > b.len - o) {
             PyErr_Format(PyExc_ValueError,
@@ -536,7 +551,7 @@ decode(PyObject *module, PyObject *args)
             return release(views, NULL);
         }
     }
-    PyThreadState *state = n >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
+    PyThreadState *state = stop - first >= RELEASE_FROM ? PyEval_SaveThread() : NULL;
     decode_rows(t, &b);
     if (state)
         PyEval_RestoreThread(state);

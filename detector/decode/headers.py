@@ -15,14 +15,14 @@ packet's end but within the buffer are those of the next record (``l4h`` is not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.capture.reader import PacketBatch
+from detector.capture.reader import PacketBatch, WalkedColumns
 from detector.compiled import PURE_PYTHON, built
 from detector.decode.layers import (
     ETH_IPV4,
@@ -142,6 +142,13 @@ class Headers:
     paylen: npt.NDArray[np.int64]  # captured payload bytes (bounded by the IP length)
     l4h: np.ndarray  # (n, L4_WINDOW) bytes from the L4 header on (not zeroed past the end)
 
+    def rows(self, a: int, b: int) -> Headers:
+        """Rows a..b-1 (views)."""
+        return Headers(n=b - a, **{f: getattr(self, f)[a:b] for f in _COLUMNS})
+
+
+_COLUMNS = [f.name for f in fields(Headers) if f.name != "n"]
+
 
 # How a layout names what follows, as the compiled walk numbers it.
 _SPACE = {"ethertype": 0, "ppp": 1, "family": 2, "ip": 3, "mpls": 4}
@@ -195,31 +202,102 @@ def in_use() -> str:
 def decode_headers_compiled(batch: PacketBatch) -> Headers:
     """:func:`decode_headers_numpy`'s columns, from one compiled pass over each row."""
     assert OUTER is not None, "the compiled header decode is not built"
-    n = len(batch)
-    ints = np.empty((13, n), dtype=np.int64)
-    flags = np.empty((4, n), dtype=np.uint8)
-    addrs = np.empty((2, n, 4), dtype=np.uint32)
-    l4h = np.empty((n, L4_WINDOW), dtype=np.uint8)
+    blocks = _blocks(len(batch))
     OUTER.decode(
         _TABLES,
         batch.data,
         np.ascontiguousarray(batch.offsets, dtype=np.int64),
         np.ascontiguousarray(batch.caplen, dtype=np.int64),
         np.ascontiguousarray(batch.linktype, dtype=np.int32),
-        ints,
-        flags,
-        addrs,
-        l4h,
+        *blocks,
     )
-    l3, proto, ttl, iplen, ipid, l4, sport, dport, tcpflags, tcpseq, udpsum, pay, paylen = ints
-    ipver, slow, unknown_link, fragment = flags
+    return _headers_of(len(batch), blocks)
+
+
+# The blocks the compiled decode fills: int64 columns, byte columns, addresses, L4 windows.
+_Blocks = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint32], np.ndarray]
+
+
+def _blocks(rows: int) -> _Blocks:
+    return (
+        np.empty((13, rows), dtype=np.int64),
+        np.empty((4, rows), dtype=np.uint8),
+        np.empty((2, rows, 4), dtype=np.uint32),
+        np.empty((rows, L4_WINDOW), dtype=np.uint8),
+    )
+
+
+def _headers_of(n: int, blocks: _Blocks) -> Headers:
+    """The Headers of the first ``n`` rows of the compiled decode's blocks (views)."""
+    ints, flags, addrs, l4h = blocks
+    l3, proto, ttl, iplen, ipid, l4, sport, dport, tcpflags, tcpseq, udpsum, pay, paylen = ints[
+        :, :n
+    ]
+    ipver, slow, unknown_link, fragment = flags[:, :n]
     return Headers(
         n=n, l3=l3, ipver=ipver.view(np.int8), slow=slow.view(np.bool_),
         unknown_link=unknown_link.view(np.bool_), proto=proto, ttl=ttl, iplen=iplen,
-        fragment=fragment.view(np.bool_), ipid=ipid, src=addrs[0], dst=addrs[1], l4=l4,
+        fragment=fragment.view(np.bool_), ipid=ipid, src=addrs[0, :n], dst=addrs[1, :n], l4=l4,
         sport=sport, dport=dport, tcpflags=tcpflags, tcpseq=tcpseq, udpsum=udpsum, pay=pay,
-        paylen=paylen, l4h=l4h,
+        paylen=paylen, l4h=l4h[:n],
     )  # fmt: skip
+
+
+# How far past a packet's first byte the header decode may read, whatever the bytes say: the
+# longest link header, every shim, an IPv6 header with the longest extension chain, and the
+# transport window.  A row is decoded the same once this much past its start is in the buffer.
+DECODE_REACH = (
+    2
+    + max(max(lay.header, lay.type_at + 4) for lay in LAYOUT_OF.values())
+    + MAX_SHIM_STEPS * max(max(s.length, s.next_at + 2) for s in SHIMS)
+    + max(60, 40 + MAX_IPV6_EXT * max(ipv6_ext_length(r, 255) for r in IPV6_EXT_RULES.values()))
+    + L4_WINDOW
+)
+# Fewer rows than this are left for the next call (each call costs a few microseconds).
+_EARLY_ROWS = 64
+
+
+class EarlyDecode:
+    """The compiled header decode of a batch's rows as a reader walks them, while their bytes
+    are still in the processor's cache (:class:`detector.capture.reader.RowsWalked`): decoded
+    after a whole 16 MiB block, every header is fetched from memory again.  A row is decoded
+    once :data:`DECODE_REACH` bytes past its start have been read, so it reads the same bytes as
+    a decode of the whole batch; the batch's rows left are decoded when it is complete."""
+
+    def __init__(self) -> None:
+        self.blocks: _Blocks | None = None
+        self.done = 0  # rows decoded
+
+    def begin(self, capacity: int) -> None:
+        self.blocks = _blocks(capacity)
+        self.done = 0
+
+    def walked(self, columns: WalkedColumns, rows: int, end: int) -> None:
+        if self.blocks is None:
+            return
+        # Offsets rise row by row: the rows whose reach lies within what has been read.
+        at = columns.offsets[self.done : rows]
+        ready = self.done + int(np.searchsorted(at, end - DECODE_REACH, side="right"))
+        if ready - self.done >= _EARLY_ROWS:
+            assert OUTER is not None
+            OUTER.decode(_TABLES, *columns, *self.blocks, self.done, ready)
+            self.done = ready
+
+    def finish(self, batch: PacketBatch) -> Headers | None:
+        blocks, self.blocks = self.blocks, None
+        n = len(batch)
+        if blocks is None or len(blocks[3]) < n:
+            return None
+        if self.done < n:
+            assert OUTER is not None
+            OUTER.decode(_TABLES, batch.data, batch.offsets, batch.caplen, batch.linktype,
+                         *blocks, self.done, n)  # fmt: skip
+        return _headers_of(n, blocks)
+
+
+def early_decode() -> EarlyDecode | None:
+    """A decode of rows as they are read, where the compiled decode is in use."""
+    return EarlyDecode() if use_compiled else None
 
 
 def decode_headers_numpy(batch: PacketBatch) -> Headers:
