@@ -296,8 +296,10 @@ class Engine:
         self.encrypted.settle()
 
     def _process(self, batch: PacketBatch, weights: npt.NDArray[np.int64] | None) -> None:
-        # Decoded as the reader walked the rows, where it could.
+        # Decoded as the reader walked the rows, where it could; let go of with this batch (the
+        # reader decodes the next one while the caller still holds this one).
         h = batch.decoded if isinstance(batch.decoded, Headers) else decode_headers(batch)
+        batch.decoded = None
         slow_rows = np.nonzero(h.slow)[0]
         whole: list[Reassembled] = []
         if len(slow_rows):

@@ -421,3 +421,22 @@ def test_decode_is_compiled_unless_told_not_to() -> None:
     extension is built, it decodes compiled."""
     code = "from detector.decode import headers; print(headers.in_use())"
     assert printed_with_and_without_pure_python(code) == ("compiled", "numpy")
+
+
+def test_the_engine_lets_go_of_the_headers_decoded_with_a_batch() -> None:
+    """The reader decodes the next batch's rows while its caller still holds the last batch: the
+    engine uses the headers decoded with a batch and drops them, so two batches' header blocks
+    are not kept at once."""
+    from detector.engine import Engine
+
+    path = PCAPS / "tzsp.pcap"
+    stats = InputStats(str(path))
+    engine = Engine()
+    packets = 0
+    with open_stream(str(path)) as stream:
+        for batch in read_batches(stream, stats, early=headers.EarlyDecode()):
+            assert isinstance(batch.decoded, Headers)
+            engine.process(batch)
+            assert batch.decoded is None
+            packets += len(batch)
+    assert packets and engine.stats.packets == packets
