@@ -440,3 +440,29 @@ def test_the_engine_lets_go_of_the_headers_decoded_with_a_batch() -> None:
             assert batch.decoded is None
             packets += len(batch)
     assert packets and engine.stats.packets == packets
+
+
+def test_header_blocks_are_filled_again_only_once_nothing_looks_into_them() -> None:
+    """The early decode fills the last batch's blocks again (no new pages to fault in) when no
+    view of them is left, and new ones while a view of the last batch's headers is still held."""
+    path = PCAPS / "tzsp.pcap"
+    stats = InputStats(str(path))
+    with open_stream(str(path)) as stream:
+        batch = next(iter(read_batches(stream, stats)))
+    early = headers.EarlyDecode()
+    early.begin(len(batch))
+    first = early.finish(batch)
+    assert first is not None
+    before = decode_headers_numpy(batch)
+    kept = first.src  # a view of the blocks, still held
+    blocks = early.spare
+    del first
+    early.begin(len(batch))
+    assert early.blocks is not None and early.blocks[0] is not blocks[0]  # type: ignore[index]
+    assert np.array_equal(kept, before.src)
+    second = early.finish(batch)
+    del kept, second
+    blocks = early.spare
+    early.begin(len(batch))
+    assert early.blocks is blocks
+    same_headers(early.finish(batch), before)  # type: ignore[arg-type]
