@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from detector.flows import groups
-from detector.flows.table import SALT, U64, KeyIndex, KeySet, _most_recent, address_hash, mix64
+from detector.flows import groups, table
+from detector.flows.table import (
+    SALT,
+    U64,
+    FlowTable,
+    KeyIndex,
+    KeySet,
+    _most_recent,
+    address_hash,
+    mix64,
+)
+
+NEEDS_TABLE = pytest.mark.skipif(table.TABLE is None, reason="the compiled flow table is not built")
 
 
 def _check(index: KeyIndex, expected: dict[int, int], absent: np.ndarray) -> None:
@@ -111,3 +123,20 @@ def test_address_hash_is_the_salted_hash_of_the_address_words() -> None:
         want = mix64(first ^ ((a[:, 2] << U64(32)) | a[:, 3]) * U64(0x9E3779B97F4A7C15))
     assert address_hash(addr).tolist() == want.tolist()
     assert address_hash(addr[::2]).tolist() == want[::2].tolist()  # a strided view too
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=NEEDS_TABLE)])
+def test_columns_grow_no_further_than_the_flows_a_table_can_hold(compiled: bool) -> None:
+    """A table of at most 1,000 flows, given batches of up to 300 new ones: its columns hold
+    room for the flows it can hold before an eviction (1,300), not the next power of two."""
+    table = FlowTable(max_flows=1000, batch_rows=300, compiled=compiled)
+    rng = np.random.default_rng(5)
+    for second in range(12):
+        keys = rng.integers(1, 1 << 62, 300, dtype=np.uint64)
+        ts = np.full(300, float(second))
+        table.update(keys, np.zeros(300, np.int8), np.full(300, 17), np.full(300, 60), ts)
+        if table.full():
+            table.expire(float(second))
+        assert len(table) <= 1300
+        assert len(table.key) <= 1300
+    assert table.total_flows == 3600

@@ -418,6 +418,8 @@ class FlowTable:
         )
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
+        # Flows the columns ever need room for (doubling past it would hold memory no flow uses).
+        self.most = max_flows + batch_rows
         self.key = np.zeros(0, dtype=U64)
         self.proto = np.zeros(0, dtype=np.int16)
         # Payload packets of the flow that no format's prefilter accepted (saturates at 255).
@@ -510,7 +512,7 @@ class FlowTable:
     def _room(self, n: int) -> None:
         """Room in the columns for ``n`` flows (zeros past the flows held)."""
         if n > len(self.key):
-            grow = max(n, 2 * len(self.key), 1024)
+            grow = max(n, min(2 * len(self.key), self.most), 1024)
             self.key = _resize(self.key, grow)
             self.proto = _resize(self.proto, grow)
             self.quiet = _resize(self.quiet, grow)
