@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -32,6 +33,36 @@ def run_in_tree(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# A stage benchmark's child: the flow hashes' salt fixed (the findings of different trees can be
+# compared), its timers set up (they add CPU seconds to ``spent``), one scan ``-j 1`` of the file
+# given, and ``spent`` printed with the scan's CPU seconds and a digest of its findings.
+_SCAN_BEFORE = """
+import hashlib, json, sys, time
+from detector.flows import table
+
+table.SALT = table.U64(0x5EED)
+from detector.report import renderer
+from detector.scan import scan_paths
+
+cpu = time.process_time  # user + system seconds of this process
+spent = {}
+"""
+_SCAN_AFTER = """
+c0 = cpu()
+result = scan_paths([sys.argv[1]], None, jobs=1)
+spent["scan"] = cpu() - c0
+findings = renderer("jsonl")(result.report)
+spent["findings"] = hashlib.sha256(findings.encode()).hexdigest()[:16]
+print(json.dumps(spent))
+"""
+
+
+def timed_scan(timers: str) -> str:
+    """The code of a child that times a scan with ``timers`` (Python that wraps what it
+    times and adds to ``spent``) in place."""
+    return _SCAN_BEFORE + timers + _SCAN_AFTER
+
+
 def tree_arguments(doc: str) -> argparse.ArgumentParser:
     """A parser (described by the first paragraph of ``doc``) with what every stage benchmark
     takes: --rounds, and --tree for each checkout to compare (this one if none)."""
@@ -57,6 +88,11 @@ def interleaved(
             got[name].append(figures)
             print(f"round {r + 1} {name}: {show(figures)}", flush=True)
     return got
+
+
+def medians(got: list[Figures], names: Iterable[str]) -> dict[str, float]:
+    """The median over the rounds of each figure named (NaN where a round lacks it)."""
+    return {k: statistics.median(float(g.get(k, "nan")) for g in got) for k in names}
 
 
 def print_findings_identical(results: Iterable[list[Figures]]) -> None:

@@ -16,34 +16,26 @@ compared on the same batches.  It prints figures; it asserts nothing.
 from __future__ import annotations
 
 import functools
-import statistics
 from pathlib import Path
 
 from child import (
     Figures,
     interleaved,
+    medians,
     print_findings_identical,
     run_in_tree,
+    timed_scan,
     tree_arguments,
     trees_of,
 )
 
 # Run in the child, with the tree first on its path.
-CHILD = """
-import hashlib, json, sys, time
+CHILD = timed_scan("""
 from detector import engine
+
 if sys.argv[2] != "0":
     engine.MAX_BATCH_ROWS = int(sys.argv[2])
-from detector.flows import table
-
-# One salt for every run: the findings of different trees can be compared.
-table.SALT = table.U64(0x5EED)
-from detector.report import renderer
-from detector.scan import scan_paths
-
-cpu = time.process_time  # user + system seconds of this process
-
-spent = {"observe": 0.0, "settle": 0.0, "natives": 0.0}
+spent.update(observe=0.0, settle=0.0, natives=0.0)
 observe, settle = engine.encrypted.observe, engine.encrypted.EncryptedCopies.settle
 natives = engine.Engine._natives
 
@@ -65,13 +57,7 @@ def timed_natives(self, *args):
 engine.encrypted.observe = timed_observe
 engine.Engine._natives = timed_natives
 engine.encrypted.EncryptedCopies.settle = timed_settle
-c0 = cpu()
-result = scan_paths([sys.argv[1]], None, jobs=1)
-spent["scan"] = cpu() - c0
-findings = renderer("jsonl")(result.report)
-spent["findings"] = hashlib.sha256(findings.encode()).hexdigest()[:16]
-print(json.dumps(spent))
-"""
+""")
 
 
 def run_once(tree: Path, path: str, batch_rows: int) -> Figures:
@@ -98,10 +84,7 @@ def main() -> None:
         ),
     )
     for tree, got in got_all.items():
-        med = {
-            k: statistics.median(float(g.get(k, "nan")) for g in got)
-            for k in ("observe", "settle", "natives", "scan")
-        }
+        med = medians(got, ("observe", "settle", "natives", "scan"))
         stage = med["observe"] + med["settle"]
         print(
             f"median {tree}: observe {med['observe']:.3f} s + settle {med['settle']:.3f} s = "

@@ -59,6 +59,9 @@ IE_IP_TOTAL_LEN, IE_FRAME_SIZE = 224, 312
 IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION = 313, 314
 IE_FRAME_SECTION, IE_MPLS_SECTION = 315, 316
 PACKET_SECTIONS = (IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION, IE_FRAME_SECTION, IE_MPLS_SECTION)
+SAMPLING_ELEMENTS = frozenset(
+    {IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL, IE_PKT_INTERVAL, IE_PKT_SPACE}
+)
 WANTED = frozenset(
     {
         IE_OCTETS, IE_PACKETS, IE_PROTO, IE_SPORT, IE_SRC4, IE_DPORT, IE_DST4, IE_SRC6, IE_DST6,
@@ -93,6 +96,8 @@ class Template:
     min_len: int = 0
     # For fixed-length templates: offset and length of each wanted element in a record.
     offsets: tuple[tuple[int, int, int], ...] = ()
+    # Some field is a PSAMP packet section (its records carry packet bytes).
+    sections: bool = False
 
 
 def make_template(tid: int, fields: list[tuple[int, int]], scope_count: int = 0) -> Template:
@@ -106,7 +111,13 @@ def make_template(tid: int, fields: list[tuple[int, int]], scope_count: int = 0)
                 offsets.append((key, pos, length))
             pos += length
     return Template(
-        tid, tuple(fields), scope_count, None if var else min_len, min_len, tuple(offsets)
+        tid,
+        tuple(fields),
+        scope_count,
+        None if var else min_len,
+        min_len,
+        tuple(offsets),
+        any(key in PACKET_SECTIONS for key, _ in fields),
     )
 
 
@@ -280,6 +291,36 @@ def _uint(b: bytes | None) -> int:
     return int.from_bytes(b, "big") if b and len(b) <= MAX_UINT_BYTES else 0
 
 
+def _uint_column(
+    rows: npt.NDArray[np.uint8], place: tuple[int, int] | None
+) -> npt.NDArray[np.uint64]:
+    """:func:`_uint` of one element in every record (rows of fixed-length records): 0 where
+    it is absent, empty or wider than unsigned64."""
+    out = np.zeros(len(rows), dtype=np.uint64)
+    if place is None or not 0 < place[1] <= MAX_UINT_BYTES:
+        return out
+    o, size = place
+    wide = np.zeros((len(rows), MAX_UINT_BYTES), dtype=np.uint8)
+    wide[:, MAX_UINT_BYTES - size :] = rows[:, o : o + size]
+    return wide.view(">u8")[:, 0].astype(np.uint64)
+
+
+def _addr_column(
+    rows: npt.NDArray[np.uint8], at: dict[int, tuple[int, int]], v4: int, v6: int
+) -> list[str] | None:
+    """:func:`_addr` of every record: one length per template, so the element it reads (or
+    None) is the same for all of them."""
+    place = at.get(v4)
+    if place is not None and place[1] == 4:
+        o = place[0]
+        return [f"{a}.{b}.{c}.{d}" for a, b, c, d in rows[:, o : o + 4].tolist()]
+    place = at.get(v6)
+    if place is not None and place[1] == 16:
+        raw = rows[:, place[0] : place[0] + 16].tobytes()
+        return [ip_str(raw[i : i + 16]) for i in range(0, len(raw), 16)]
+    return None
+
+
 def _addr(row: dict[int, bytes], v4: int, v6: int) -> str | None:
     b = row.get(v4)
     if b is not None and len(b) == 4:
@@ -375,6 +416,17 @@ class SetWalk:
             self.missing_template_ids.append(sid)
             return
         keep = max(0, MAX_RECORDS - len(self.records) - len(self.carried))
+        if t.fixed_len and not t.sections:
+            # Records of one length and no packet sections: counted by arithmetic and read as
+            # columns, not one dict per record.
+            count = (e - s) // t.fixed_len
+            self.walk_left = max(0, self.walk_left - count)
+            if t.scope_count:
+                self.options_records += count
+            else:
+                self.data_records += count
+            self._absorb_columns(t, data, s, min(count, keep))
+            return
         count, rows, cut = read_records(t, data, s, e, keep, self.walk_left)
         self.walk_left = max(0, self.walk_left - count)
         self.sets_not_walked += cut
@@ -384,6 +436,52 @@ class SetWalk:
             self.data_records += count
         for row in rows:
             self._absorb(row)
+
+    def _absorb_columns(self, t: Template, data: bytes, start: int, n: int) -> None:
+        """What ``_absorb`` takes from each of ``n`` fixed-length records from ``start``, read
+        a column per wanted element."""
+        if n <= 0:
+            return
+        rows = np.frombuffer(data, np.uint8, n * (t.fixed_len or 0), start).reshape(n, -1)
+        # A duplicated element is read from its last place, as a row's dict keeps it.
+        at = {k: (o, size) for k, o, size in t.offsets}
+
+        def uint(key: int) -> npt.NDArray[np.uint64]:
+            return _uint_column(rows, at.get(key))
+
+        if not self.sampling_interval and not at.keys().isdisjoint(SAMPLING_ELEMENTS):
+            interval = np.where(
+                (counted := uint(IE_SAMPLING_INTERVAL)) != 0,
+                counted,
+                uint(IE_SAMPLER_RANDOM_INTERVAL),
+            )
+            pkt_int = uint(IE_PKT_INTERVAL)
+            # The first record that says something sets it (as ``_absorb`` reads them in turn).
+            first = np.flatnonzero((interval != 0) | (pkt_int != 0))
+            if len(first):
+                i = int(first[0])
+                self.sampling_interval = int(interval[i]) or (
+                    (int(pkt_int[i]) + int(uint(IE_PKT_SPACE)[i])) // int(pkt_int[i])
+                )
+        src = _addr_column(rows, at, IE_SRC4, IE_SRC6)
+        dst = _addr_column(rows, at, IE_DST4, IE_DST6)
+        if src is None or dst is None:
+            return
+        packets, octets = uint(IE_PACKETS), uint(IE_OCTETS)
+        packets = np.where(packets != 0, packets, uint(IE_PACKETS_TOTAL))
+        octets = np.where(octets != 0, octets, uint(IE_OCTETS_TOTAL))
+        self.records.extend(
+            map(
+                RecordedFlow,
+                src,
+                dst,
+                uint(IE_PROTO).tolist(),
+                uint(IE_SPORT).tolist(),
+                uint(IE_DPORT).tolist(),
+                packets.tolist(),
+                octets.tolist(),
+            )
+        )
 
     def _absorb(self, row: dict[int, bytes]) -> None:
         if not self.sampling_interval:
