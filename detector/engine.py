@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import PacketBatch
+from detector.decode.carried import MIN_BATCH
 from detector.decode.frames import ip_str, mac_str
 from detector.decode.headers import (
     LINK_ETHERNET,
@@ -53,6 +54,7 @@ from detector.protocols.base import (
     transport_name,
 )
 from detector.protocols.correlated import TEE_COPY
+from detector.protocols.framed import CarriedFrameDecoder, check_together
 from detector.protocols.gre import fill_context, parse_gre
 from detector.protocols.templates import FieldBudget, TemplateCache
 
@@ -169,6 +171,20 @@ class _Trial:
     rest: list[Decoded] = field(default_factory=list)
     tcp: TcpBuffer | None = None
     score: float = 0.0
+
+
+@dataclass(slots=True)
+class _Known:
+    """A chosen row of a known stream: batch row, outer facts, the payload its decoder gets
+    (None: a GRE header that does not parse) and the packets it stands for; what its check
+    found, once checked."""
+
+    st: Stream
+    r: int
+    ctx: PacketContext
+    payload: bytes | None
+    weight: float
+    found: Decoded | Reject | None = None
 
 
 def _synthetic_key(group: Group) -> int:
@@ -764,34 +780,63 @@ class Engine:
 
     def _decode_known(self, v: _Rows, items: list[tuple[int, int, float]]) -> None:
         """Decode the chosen rows of known streams, each standing for ``weight`` packets."""
+        known: list[_Known] = []
         for r, x, weight in items:
             st = self.streams[int(v.keys.directed[x])]
-            s = st.evidence
             ctx = v.context(r)
             payload = self._payload(v.batch, v.h, r)
-            if s.transport == "gre":
+            body: bytes | None = payload
+            if st.evidence.transport == "gre":
                 got = self._gre(payload, ctx)
-                if got is None:
-                    s.decoded += 1
-                    s.rejects["gre-header"] += 1
-                    continue
-                payload = got[0]
-            if isinstance(st.decoder, StreamDecoder):
-                if self._tcp_feed(st, int(v.h.tcpseq[r]), payload, ctx) or payload:
-                    self._keep_sample(s, v.batch, r)
-                continue
-            if v.weights is not None:
-                weight *= float(v.weights[r])
-                s.fragments += int(v.weights[r])
-            found = self._check(st.decoder, payload, ctx, st.state)
-            if not isinstance(found, Decoded):
-                s.decoded += 1
-                s.rejects[found.reason if isinstance(found, Reject) else "invalid"] += 1
-                continue
-            # A stream may be renamed by what it turns out to carry (IPFIX → PSAMP).
-            s.protocol = st.decoder.stream_protocol(s.protocol, found)
-            self._add(st, found, weight, ctx.ts)
-            self._keep_sample(s, v.batch, r)
+                body = None if got is None else got[0]
+            known.append(_Known(st, r, ctx, body, weight))
+        self._check_together(known)
+        for k in known:
+            self._decoded_known(v, k)
+
+    def _check_together(self, known: list[_Known]) -> None:
+        """Check the packets of the streams whose decoder's checks end in a carried frame
+        together (their frames parsed as one batch); the others are checked one by one."""
+        mine: list[_Known] = []
+        checks: list[tuple[CarriedFrameDecoder, bytes, PacketContext, object | None]] = []
+        for k in known:
+            d = k.st.decoder
+            if k.payload is not None and isinstance(d, CarriedFrameDecoder):
+                mine.append(k)
+                checks.append((d, k.payload, k.ctx, k.st.state))
+        if len(mine) < MIN_BATCH:
+            return
+        try:
+            found = check_together(checks)
+        except Exception:
+            return  # checked one by one, where a fault is counted against its packet
+        for k, f in zip(mine, found, strict=True):
+            k.found = f
+
+    def _decoded_known(self, v: _Rows, k: _Known) -> None:
+        """One chosen row of a known stream, its check done or still to do."""
+        st, r, ctx, payload, weight = k.st, k.r, k.ctx, k.payload, k.weight
+        s = st.evidence
+        if payload is None:
+            s.decoded += 1
+            s.rejects["gre-header"] += 1
+            return
+        if isinstance(st.decoder, StreamDecoder):
+            if self._tcp_feed(st, int(v.h.tcpseq[r]), payload, ctx) or payload:
+                self._keep_sample(s, v.batch, r)
+            return
+        if v.weights is not None:
+            weight *= float(v.weights[r])
+            s.fragments += int(v.weights[r])
+        found = k.found if k.found is not None else self._check(st.decoder, payload, ctx, st.state)
+        if not isinstance(found, Decoded):
+            s.decoded += 1
+            s.rejects[found.reason if isinstance(found, Reject) else "invalid"] += 1
+            return
+        # A stream may be renamed by what it turns out to carry (IPFIX → PSAMP).
+        s.protocol = st.decoder.stream_protocol(s.protocol, found)
+        self._add(st, found, weight, ctx.ts)
+        self._keep_sample(s, v.batch, r)
 
     def _new_stream(
         self, v: _Rows, x: int, t: _Trial, ctx: PacketContext, transport: str

@@ -23,6 +23,7 @@ from detector.protocols.base import (
     Reject,
     wireshark,
 )
+from detector.protocols.framed import CarriedFrameDecoder, FrameToCheck
 from detector.protocols.gre import FLAG_SEQ, GreMirrorDecoder
 
 GRE_ERSPAN = 0x88BE
@@ -60,38 +61,46 @@ def _spec(erspan_type: int, sid: int) -> ProtocolSpec:
 ERSPAN_1, ERSPAN_2, ERSPAN_3 = _spec(1, 2), _spec(2, 3), _spec(3, 4)
 
 
-class ErspanType1(GreMirrorDecoder):
+class ErspanType1(GreMirrorDecoder, CarriedFrameDecoder):
     name = "erspan-1"
     emits = (ERSPAN_1,)
     gre_types = frozenset({GRE_ERSPAN})
     priority = 20
 
-    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
+    def read(
+        self, payload: bytes, ctx: PacketContext, state: object | None
+    ) -> Decoded | Reject | FrameToCheck:
         if ctx.gre_flags & FLAG_SEQ:
             return Reject("sequence-bit")
-        frame = carried_frame("ethernet", bytes(payload))
-        if frame is None:
-            return Reject("carried-frame")
-        return Decoded(
-            protocol=self.name,
-            kind=self.kind,
-            header=(
-                f"GRE protocol 88 be, flags 0x{ctx.gre_flags:04x} (S clear): ERSPAN type I, "
-                f"no ERSPAN header; Ethernet frame follows ({payload[:14].hex(' ')})"
-            ),
-            carried=[Carried("ethernet", bytes(payload), parsed=frame)],
-            facts={"version": 0},
-            header_len=0,
-        )
+        data = bytes(payload)
+
+        def finish(frame: InnerPacket | None) -> Decoded | Reject:
+            if frame is None:
+                return Reject("carried-frame")
+            return Decoded(
+                protocol=self.name,
+                kind=self.kind,
+                header=(
+                    f"GRE protocol 88 be, flags 0x{ctx.gre_flags:04x} (S clear): ERSPAN type "
+                    f"I, no ERSPAN header; Ethernet frame follows ({payload[:14].hex(' ')})"
+                ),
+                carried=[Carried("ethernet", data, parsed=frame)],
+                facts={"version": 0},
+                header_len=0,
+            )
+
+        return FrameToCheck("ethernet", data, finish)
 
 
-class ErspanType2(GreMirrorDecoder):
+class ErspanType2(GreMirrorDecoder, CarriedFrameDecoder):
     name = "erspan-2"
     emits = (ERSPAN_2,)
     gre_types = frozenset({GRE_ERSPAN, GRE_ERSPAN_SONIC})
     priority = 20
 
-    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
+    def read(
+        self, payload: bytes, ctx: PacketContext, state: object | None
+    ) -> Decoded | Reject | FrameToCheck:
         if len(payload) < TYPE2.size:
             return Reject("short")
         if ctx.gre_proto != GRE_ERSPAN_SONIC and not ctx.gre_flags & FLAG_SEQ:
@@ -100,9 +109,24 @@ class ErspanType2(GreMirrorDecoder):
         if w0 >> 12 != VERSION_II:
             return Reject("version")
         inner = bytes(payload[TYPE2.size :])
-        frame = carried_frame("ethernet", inner)
-        if frame is None:
-            return Reject("carried-frame")
+
+        def finish(frame: InnerPacket | None) -> Decoded | Reject:
+            if frame is None:
+                return Reject("carried-frame")
+            return self._decoded(payload, ctx, w0, w1, w2, inner, frame)
+
+        return FrameToCheck("ethernet", inner, finish)
+
+    def _decoded(
+        self,
+        payload: bytes,
+        ctx: PacketContext,
+        w0: int,
+        w1: int,
+        w2: int,
+        inner: bytes,
+        frame: InnerPacket,
+    ) -> Decoded:
         vlan, cos, en, trunc = w0 & 0x0FFF, w1 >> 13, (w1 >> 11) & 3, (w1 >> 10) & 1
         session_id, index = w1 & 0x3FF, w2 & 0xFFFFF
         return Decoded(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.decode.frames import carried_frame, mac_str
+from detector.decode.frames import InnerPacket, mac_str
 from detector.decode.lut import lut
 from detector.protocols.base import (
     Carried,
@@ -27,6 +27,7 @@ from detector.protocols.base import (
     Reject,
     wireshark,
 )
+from detector.protocols.framed import CarriedFrameDecoder, FrameToCheck
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -46,6 +47,8 @@ ENCAP_80211 = 18
 ENCAP_PRISM = 119
 ENCAP_RADIOTAP = 126
 ENCAP_AVS = 127
+# Encapsulations whose frame ``carried_frame`` checks, and the link it is checked as.
+FRAME_LINKS: dict[int, InnerLink] = {ENCAP_ETHERNET: "ethernet", ENCAP_RAW_IP: "ip"}
 ENCAP_NAMES = {
     ENCAP_NONE: "none",
     ENCAP_ETHERNET: "Ethernet",
@@ -143,11 +146,8 @@ def _radio_header_len(encap: int, data: bytes) -> int | None:
 
 
 def _carried(encap: int, data: bytes) -> tuple[Carried, float] | None:
-    """The carried frame and the match strength, or None when it is not what encap says."""
-    if encap in (ENCAP_ETHERNET, ENCAP_RAW_IP):
-        link: InnerLink = "ethernet" if encap == ENCAP_ETHERNET else "ip"
-        inner = carried_frame(link, data)
-        return None if inner is None else (Carried(link, data, parsed=inner), 1.0)
+    """The carried frame and the match strength, or None when it is not what encap says
+    (Ethernet and raw IP frames are checked by ``carried_frame``, not here)."""
     if encap == ENCAP_80211:
         return (Carried("ieee80211", data), 1.0) if _ieee80211_plausible(data) else None
     if encap in RADIO_ENCAPS:
@@ -189,7 +189,7 @@ TZSP = ProtocolSpec(
 )
 
 
-class Tzsp(Decoder):
+class Tzsp(CarriedFrameDecoder):
     name = "tzsp"
     emits = (TZSP,)
     kind = "mirror"
@@ -211,7 +211,9 @@ class Tzsp(Decoder):
             & (length >= HEADER.size)
         )
 
-    def check(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | Reject:
+    def read(
+        self, payload: bytes, ctx: PacketContext, state: object | None
+    ) -> Decoded | Reject | FrameToCheck:
         if len(payload) < HEADER.size:
             return Reject("short")
         version, ptype, encap = HEADER.unpack_from(payload)
@@ -238,6 +240,16 @@ class Tzsp(Decoder):
             if rest:
                 return Reject("bytes-after-control")
             return self._decoded(header, session, facts, 0.5, tags.end)
+        if encap in FRAME_LINKS:
+            link = FRAME_LINKS[encap]
+
+            def finish(inner: InnerPacket | None) -> Decoded | Reject:
+                if inner is None:
+                    return Reject("carried-frame")
+                carried = Carried(link, rest, orig_len=tags.orig_len, parsed=inner)
+                return self._decoded(header, session, facts, 1.0, tags.end, [carried])
+
+            return FrameToCheck(link, rest, finish)
         found = _carried(encap, rest) if encap != ENCAP_NONE else None
         if found is None:
             return Reject("carried-frame")
