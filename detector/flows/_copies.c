@@ -245,15 +245,14 @@ host_bytes(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
         return release(v, NULL);
     }
-    /* Open addressing, each slot holding its host, id and bytes (one cache line to reach per
-     * place).  The table starts small and doubles whenever it is half full: a batch holds far
-     * fewer hosts than places, and a table sized for every place to differ would be reached
-     * mostly outside the cache.  The hashes are salted: no sender can choose hosts that collide
-     * here. */
+    /* Open addressing, each slot holding a host and its id (its bytes are summed in place in
+     * out_bytes).  The table starts small and doubles whenever it is half full: a batch holds
+     * far fewer hosts than places, and a table sized for every place to differ would be
+     * reached mostly outside the cache.  The hashes are salted: no sender can choose hosts
+     * that collide here. */
     struct slot {
         uint64_t host;
         int64_t id;
-        double bytes;
     };
     int bits = 10;
     size_t slots = (size_t)1 << bits;
@@ -301,16 +300,14 @@ host_bytes(PyObject *module, PyObject *args)
                 while (table[at].id >= 0)
                     at = (at + 1) & (slots - 1);
             }
-            table[at] = (struct slot){host, k, 0.0};
+            table[at] = (struct slot){host, k};
+            bytes[k] = 0.0;
             hosts[k] = host;
             first[k] = x;
             k++;
         }
-        table[at].bytes += (double)size[x < n ? x : x - n];
+        bytes[table[at].id] += (double)size[x < n ? x : x - n];
     }
-    for (size_t i = 0; i < slots; i++)
-        if (table[i].id >= 0)
-            bytes[table[i].id] = table[i].bytes;
     PyMem_Free(table);
     return release(v, PyLong_FromSsize_t(k));
 }
@@ -365,6 +362,9 @@ owners(const uint64_t *hosts, const int64_t *host_slots, Py_ssize_t h, const int
         mask |= 1ULL << host_slots[i];
     return mask;
 }
+
+/* Whether the 4096-bit `filter` has the bit of the low 12 bits of `x`. */
+#define MAY_HOLD(filter, x) (((filter)[((x) >> 6) & 63] >> ((x) & 63)) & 1)
 
 PyDoc_STRVAR(series_doc,
 "series(inv, size, src, dst, dkey, keys, key_slots, hosts, host_slots, native, own, excl,\n"
@@ -431,6 +431,13 @@ series(PyObject *module, PyObject *args)
         PyMem_Free(key_at);
         return release(v, NULL);
     }
+    /* Most rows are of no candidate: a bit per low 12 bits of the (salted) keys and hosts
+     * tells them apart before any probing. */
+    uint64_t key_filter[64] = {0}, host_filter[64] = {0};
+    for (Py_ssize_t i = 0; i < k; i++)
+        key_filter[(keys[i] >> 6) & 63] |= 1ULL << (keys[i] & 63);
+    for (Py_ssize_t i = 0; i < h; i++)
+        host_filter[(hosts[i] >> 6) & 63] |= 1ULL << (hosts[i] & 63);
     uint64_t low = (uint64_t)buckets - 1;
     Py_ssize_t touched = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -448,7 +455,7 @@ series(PyObject *module, PyObject *args)
         if (bd != bs)
             row[bd] += w;
         int64_t s = -1;
-        if (k) {
+        if (MAY_HOLD(key_filter, dkey[i])) {
             int64_t at = place_of(keys, key_at, key_bits, dkey[i]);
             if (at >= 0) {
                 s = key_slots[at];
@@ -456,10 +463,11 @@ series(PyObject *module, PyObject *args)
             }
         }
         slot[i] = s;
-        if (!h)
-            continue;
-        uint64_t mask = owners(hosts, host_slots, h, host_at, host_bits, src[i]) |
-                        owners(hosts, host_slots, h, host_at, host_bits, dst[i]);
+        uint64_t mask = 0;
+        if (MAY_HOLD(host_filter, src[i]))
+            mask = owners(hosts, host_slots, h, host_at, host_bits, src[i]);
+        if (MAY_HOLD(host_filter, dst[i]))
+            mask |= owners(hosts, host_slots, h, host_at, host_bits, dst[i]);
         for (; mask; mask &= mask - 1) {
             double *e = excl + (b * cands + __builtin_ctzll(mask)) * width;
             e[0] += w;
