@@ -25,6 +25,7 @@ active one makes room.  Nothing here decides severity: the evidence goes to the 
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
 from collections.abc import Mapping
@@ -223,6 +224,10 @@ def _udp_carrier(head: bytes, ports: set[int]) -> str:
     return next((name for port, name in UDP_CARRIER_PORTS if port in ports), "udp")
 
 
+# The running sums of a Sums beside the counts.
+SUMS = ("sx", "sxx", "sxy")
+
+
 class EncryptedCopies:
     """Byte-rate and size correlation of opaque outbound streams with the span's own traffic.
 
@@ -241,16 +246,20 @@ class EncryptedCopies:
         self.open_own: dict[int, npt.NDArray[np.float64]] = {}
         self.open_excl: dict[int, npt.NDArray[np.float64]] = {}
         self.native_ring = np.zeros((RING, WIDTH))
-        # Closed bins of each candidate's endpoints' traffic per series, and of its own bytes,
-        # newest last (for the lagged series and the 1 s windows).
-        self.excl_ring = np.zeros((MAX_CANDIDATES, RING, WIDTH))
-        self.y_ring = np.zeros((MAX_CANDIDATES, WIDE - 1))
-        # Running sums per slot: a candidate's Sums hold views of its rows.
-        self.sums = {
-            (res, part): np.zeros((MAX_CANDIDATES, *SHAPE))
-            for res in ("fine", "wide")
-            for part in ("sx", "sxx", "sxy")
-        }
+        # What a new candidate starts from zero, per slot in one row of floats (one write
+        # empties a slot), as views: closed bins of its endpoints' traffic per series and of its
+        # own bytes, newest last (for the lagged series and the 1 s windows), and its running
+        # sums (a candidate's Sums hold views of its rows).
+        sums = [(res, part) for res in ("fine", "wide") for part in SUMS]
+        shapes = [(RING, WIDTH), (WIDE - 1,)] + [SHAPE] * len(sums)
+        ends = np.cumsum([0] + [math.prod(shape) for shape in shapes]).tolist()
+        self.slot_floats = np.zeros((MAX_CANDIDATES, ends[-1]))
+        views = [
+            self.slot_floats[:, a:z].reshape(MAX_CANDIDATES, *shape)
+            for a, z, shape in zip(ends[:-1], ends[1:], shapes, strict=True)
+        ]
+        self.excl_ring, self.y_ring = views[:2]
+        self.sums = dict(zip(sums, views[2:], strict=True))
         # Size differences per slot (copy window, control window).
         self.deltas = np.zeros((2, MAX_CANDIDATES, MAX_DELTA), np.int64)
         # The candidates' directed flow keys, sorted, and the slot of each; their endpoints'
@@ -264,11 +273,27 @@ class EncryptedCopies:
         self.newest = -(1 << 62)  # newest bin seen
         # Who is in each bucket (bounded): bucket → host → bytes.
         self.bucket_hosts: list[dict[HostAddress, float]] = [{} for _ in range(HOST_BUCKETS)]
-        # Recent native packets for the per-packet test.
-        self.ring_ts = np.zeros(0)
-        self.ring_len = np.zeros(0, np.int64)
-        self.ring_src = np.zeros(0, np.uint64)
-        self.ring_dst = np.zeros(0, np.uint64)
+        # Recent native packets for the per-packet test, in time order: rows of time (the bits
+        # of a float64), IP length, source and destination host; the packets are columns
+        # ring_at[0]:ring_at[1] (room for a ring's worth more before they move to the front).
+        self.ring = np.zeros((4, 2 * NATIVE_RING), np.uint64)
+        self.ring_at = (0, 0)
+
+    @property
+    def ring_ts(self) -> npt.NDArray[np.float64]:
+        return self.ring[0, slice(*self.ring_at)].view(np.float64)
+
+    @property
+    def ring_len(self) -> npt.NDArray[np.int64]:
+        return self.ring[1, slice(*self.ring_at)].view(np.int64)
+
+    @property
+    def ring_src(self) -> npt.NDArray[np.uint64]:
+        return self.ring[2, slice(*self.ring_at)]
+
+    @property
+    def ring_dst(self) -> npt.NDArray[np.uint64]:
+        return self.ring[3, slice(*self.ring_at)]
 
     # ------------------------------------------------------------------ candidates
 
@@ -295,11 +320,8 @@ class EncryptedCopies:
     def _clear(self, slots: list[int]) -> None:
         """Empty the rows of ``slots`` (given to new candidates) in every array."""
         at = np.array(slots)
-        self.excl_ring[at] = 0.0
-        self.y_ring[at] = 0.0
+        self.slot_floats[at] = 0.0
         self.deltas[:, at] = 0
-        for arr in self.sums.values():
-            arr[at] = 0.0
         for open_bins in (self.open_own, self.open_excl):
             for row in open_bins.values():
                 row[at] = 0.0
@@ -471,22 +493,26 @@ class EncryptedCopies:
         dst_h: npt.NDArray[np.uint64],
     ) -> None:
         """Keep the last NATIVE_RING packets in time order (for window look-ups)."""
-        if not len(ts):
+        n = len(ts)
+        if not n:
             return
-        if len(ts) >= NATIVE_RING:
+        u = np.uint64
+        new = np.stack([ts.view(u), size.view(u), src_h, dst_h])[:, -NATIVE_RING:]
+        a, b = self.ring_at
+        if n >= NATIVE_RING:
             # The batch alone fills the ring: nothing of the ring before it is kept.
-            self.ring_ts, self.ring_len, self.ring_src, self.ring_dst = (
-                a[-NATIVE_RING:].copy() for a in (ts, size, src_h, dst_h)
-            )
-        else:
-            self.ring_ts = np.concatenate([self.ring_ts, ts])[-NATIVE_RING:]
-            self.ring_len = np.concatenate([self.ring_len, size])[-NATIVE_RING:]
-            self.ring_src = np.concatenate([self.ring_src, src_h])[-NATIVE_RING:]
-            self.ring_dst = np.concatenate([self.ring_dst, dst_h])[-NATIVE_RING:]
-        if len(ts) > 1 and np.any(np.diff(ts) < 0):
-            order = np.argsort(self.ring_ts, kind="stable")
-            self.ring_ts, self.ring_len = self.ring_ts[order], self.ring_len[order]
-            self.ring_src, self.ring_dst = self.ring_src[order], self.ring_dst[order]
+            a, b = 0, 0
+        elif b + n > self.ring.shape[1]:
+            # Out of room: the packets still kept move to the front.
+            keep = min(b - a, NATIVE_RING - n)
+            self.ring[:, :keep] = self.ring[:, b - keep : b]
+            a, b = 0, keep
+        self.ring[:, b : b + new.shape[1]] = new
+        b += new.shape[1]
+        self.ring_at = a, b = max(a, b - NATIVE_RING), b
+        if n > 1 and (ts[1:] < ts[:-1]).any():
+            kept = self.ring[:, a:b]
+            kept[:] = kept[:, np.argsort(kept[0].view(np.float64), kind="stable")]
 
     def _sizes(
         self, c: Candidate, ts: npt.NDArray[np.float64], size: npt.NDArray[np.int64]
@@ -973,8 +999,9 @@ def observe(
     # its carrier.
     generic = [c for c in ec.candidates.values() if c.carrier in ("tcp", "udp")]
     sniff = [c for c in generic if c.sniffed < SNIFF_PACKETS]
+    own = np.flatnonzero(slot >= 0) if sniff else slot[:0]
     for c in sniff:
-        for x in np.nonzero(slot == c.slot)[0][:4].tolist():
+        for x in own[slot[own] == c.slot][:4].tolist():
             c.sniffed += 1
             r = int(rows[x])
             start = int(batch.offsets[r]) + int(h.pay[r])
