@@ -26,7 +26,6 @@ from detector.decode.headers import (
     LINK_ETHERNET,
     Headers,
     decode_headers,
-    gather,
     payload_heads,
 )
 from detector.decode.lut import lut
@@ -35,7 +34,7 @@ from detector.detection import Detection, probe
 from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
-from detector.flows.fingerprint import sample_natives, sampled_fingerprint
+from detector.flows.fingerprint import l2_words, sample_natives, sampled_fingerprint
 from detector.flows.groups import group as group_keys
 from detector.flows.groups import locate, ranked, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
@@ -557,11 +556,7 @@ class Engine:
         r, ranks, fps = sample_natives(h, batch.caplen, rows, self.copies.keep_below)
         if not len(r):
             return
-        # The two MAC addresses, each widened to a big-endian 64-bit word.
-        macs = np.zeros((len(r), 2, 8), np.uint8)
-        macs[:, :, 2:] = gather(batch.data, batch.offsets[r], 12).reshape(-1, 2, 6)
-        l2 = np.where((batch.linktype[r] == LINK_ETHERNET)[:, None], macs.view(">u8")[..., 0], 0)
-        l2dst, l2src = l2[:, 0].astype(np.int64), l2[:, 1].astype(np.int64)
+        l2dst, l2src = l2_words(batch, r)
 
         def addrs(i: int) -> tuple[str, str]:
             return _addr(h, int(r[i]), False), _addr(h, int(r[i]), True)

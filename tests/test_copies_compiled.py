@@ -22,8 +22,9 @@ from mwtest import PCAPS, fuzz, printed_with_and_without_pure_python
 from test_outer_compiled import laid_out
 
 from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
-from detector.decode.headers import decode_headers_numpy
-from detector.flows import fingerprint
+from detector.decode.headers import LINK_ETHERNET, decode_headers_numpy
+from detector.flows import copies, fingerprint
+from detector.flows.copies import _NativeIndex
 from detector.flows.encrypted import (
     MAX_CANDIDATES,
     MAX_DELTA,
@@ -33,7 +34,7 @@ from detector.flows.encrypted import (
     batch_series,
     size_deltas,
 )
-from detector.flows.fingerprint import sample_natives_compiled, sample_natives_numpy
+from detector.flows.fingerprint import l2_words, sample_natives_compiled, sample_natives_numpy
 
 pytestmark = pytest.mark.skipif(
     fingerprint.COPIES is None,
@@ -95,6 +96,26 @@ def test_sample_of_a_real_capture_keeps_its_rows() -> None:
     ip = np.nonzero(h.ipver > 0)[0]
     assert same_sample(h, batch.caplen, ip, 16) == len(ip) > 20
     assert 0 < same_sample(h, batch.caplen, ip, 2) < len(ip)
+
+
+@fuzz(60)
+@given(laid_out(), st.integers(0, 2**32 - 1))
+def test_l2_words(batch: PacketBatch, seed: int) -> None:
+    # Rows of every link type, some Ethernet rows whose 12 bytes run past the end of the data.
+    rng = np.random.default_rng(seed)
+    n = len(batch)
+    tail = rng.integers(1, 256, int(rng.integers(0, 20)), dtype=np.uint8)
+    batch.data = np.concatenate([batch.data, tail])
+    late = rng.random(n) < 0.3
+    batch.offsets = np.where(late, len(batch.data) - rng.integers(0, 14, n), batch.offsets)
+    batch.offsets = np.maximum(batch.offsets, 0)
+    batch.linktype = np.where(late, LINK_ETHERNET, batch.linktype).astype(np.int32)
+    rows = rng.integers(0, n, rng.integers(0, 2 * n + 1))
+    want, got = l2_words(batch, rows, compiled=False), l2_words(batch, rows, compiled=True)
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+    with pytest.raises(IndexError):
+        l2_words(batch, np.array([n]), compiled=True)
 
 
 def test_rows_outside_the_batch_are_refused() -> None:
@@ -228,6 +249,51 @@ def test_batch_series_refuses_what_does_not_fit() -> None:
     short[2] = args[2][:-1]
     with pytest.raises(ValueError):
         batch_series(*short, compiled=True)  # type: ignore[arg-type]
+
+
+@fuzz(60)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_native_index(seed: int, batches: int) -> None:
+    # Batches of sorted fingerprints, new and seen before (in either part of the index), the
+    # recent part merged into the settled one once it holds a few hundred keys, everything
+    # rebuilt now and then: the compiled and numpy forms give the same ids and hold the same
+    # index.
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**64, 3000, dtype=np.uint64, endpoint=False)
+    pool[:500] &= np.uint64(0xFFF)
+    pool[-1] = np.uint64(2**64 - 1)
+    pool = np.unique(pool)
+    numpy_form, compiled_form = _NativeIndex(), _NativeIndex()
+    remembered = np.zeros(0, np.uint64)  # every key at its id
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(copies, "RECENT_KEYS", 300)
+        for _ in range(batches):
+            keys = np.unique(rng.choice(pool, int(rng.integers(0, 300))))
+            want_ids, want_added = numpy_form.lookup_or_add(keys, compiled=False)
+            ids, added = compiled_form.lookup_or_add(keys, compiled=True)
+            assert ids.dtype == want_ids.dtype and ids.tolist() == want_ids.tolist()
+            assert added.dtype == want_added.dtype and added.tolist() == want_added.tolist()
+            remembered = np.concatenate([remembered, keys[added]])
+            rebuild = rng.random() < 0.05
+            for index in (numpy_form, compiled_form):
+                if rebuild:
+                    index.rebuild(remembered)
+                else:
+                    index.settle(remembered)
+            for part in ("settled", "recent"):
+                a, b = getattr(numpy_form, part), getattr(compiled_form, part)
+                assert a.count == b.count
+                assert a.keys.tolist() == b.keys.tolist() and a.ids.tolist() == b.ids.tolist()
+            probe = rng.choice(pool, 50)
+            assert numpy_form.lookup(probe).tolist() == compiled_form.lookup(probe).tolist()
+
+
+def test_native_index_refuses_keys_out_of_order() -> None:
+    index = _NativeIndex()
+    with pytest.raises(ValueError):
+        index.lookup_or_add(np.array([5, 3], np.uint64), compiled=True)
+    with pytest.raises(ValueError):
+        index.lookup_or_add(np.array([3, 3], np.uint64), compiled=True)
 
 
 def test_copy_loops_are_compiled_unless_told_not_to() -> None:

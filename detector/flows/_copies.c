@@ -1,7 +1,8 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
  * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
  * size test, the bytes of a batch's hosts, the rows of a few keys and a batch's bytes per open
- * bin (detector/flows/encrypted.py).
+ * bin (detector/flows/encrypted.py), and the index of the natives remembered
+ * (detector/flows/copies.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
@@ -484,12 +485,156 @@ series(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(touched));
 }
 
+/* Where `key` is, or would go, among the sorted `keys[0:n]` (the first place). */
+static inline Py_ssize_t
+lower_bound(const uint64_t *keys, Py_ssize_t n, uint64_t key)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+PyDoc_STRVAR(index_add_doc,
+"index_add(settled_keys, settled_ids, recent_keys, recent_ids, keys, out_ids, out_added,\n"
+"          out_keys, out_recent_ids)\n"
+"--\n\n"
+"Look up the sorted distinct `keys` in a two-part index (each part sorted keys beside their\n"
+"ids; the recent part's ids count from len(settled_keys)), adding the absent ones to the\n"
+"recent part with the next ids in key order: each key's id to out_ids and whether it was\n"
+"added to out_added, the recent part with the added keys merged in to out_keys and\n"
+"out_recent_ids. Returns the recent part's new length.");
+
+static PyObject *
+index_add(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[9];
+    static const char *const names[9] = {"settled_keys", "settled_ids", "recent_keys",
+                                         "recent_ids",   "keys",        "out_ids",
+                                         "out_added",    "out_keys",    "out_recent_ids"};
+    static const char *const kinds[9] = {"QL", "ql", "QL", "ql", "QL", "ql", "?B", "QL", "ql"};
+    static const Py_ssize_t sizes[9] = {8, 8, 8, 8, 8, 8, 1, 8, 8};
+    if (columns(args, 9, 0, names, kinds, sizes, 5, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t s = len[0], r = len[2], n = len[4];
+    if (len[1] != s || len[3] != r || len[5] != n || len[6] != n || len[7] < r + n ||
+        len[8] < r + n) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the index or the keys");
+        return release(v, NULL);
+    }
+    const uint64_t *settled = v[0].buf, *recent = v[2].buf, *keys = v[4].buf;
+    const int64_t *settled_ids = v[1].buf, *recent_ids = v[3].buf;
+    int64_t *ids = v[5].buf, *merged_ids = v[8].buf;
+    unsigned char *added = v[6].buf;
+    uint64_t *merged = v[7].buf;
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (keys[i] <= keys[i - 1]) {
+            PyErr_SetString(PyExc_ValueError, "keys must be sorted and distinct");
+            return release(v, NULL);
+        }
+    /* The keys ascend: each is searched for among the recent keys from where the one before
+     * it was. */
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0, at = 0; i < n; i++) {
+        Py_ssize_t p = lower_bound(settled, s, keys[i]);
+        added[i] = 0;
+        if (p < s && settled[p] == keys[i]) {
+            ids[i] = settled_ids[p];
+            continue;
+        }
+        at += lower_bound(recent + at, r - at, keys[i]);
+        if (at < r && recent[at] == keys[i]) {
+            ids[i] = recent_ids[at] + s;
+            continue;
+        }
+        ids[i] = s + r + m;
+        added[i] = 1;
+        m++;
+    }
+    /* The recent part and the added keys (ascending, ids r, r + 1, ...), merged. */
+    Py_ssize_t a = 0, o = 0, j = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!added[i])
+            continue;
+        for (; a < r && recent[a] < keys[i]; a++, o++) {
+            merged[o] = recent[a];
+            merged_ids[o] = recent_ids[a];
+        }
+        merged[o] = keys[i];
+        merged_ids[o] = r + j;
+        o++;
+        j++;
+    }
+    for (; a < r; a++, o++) {
+        merged[o] = recent[a];
+        merged_ids[o] = recent_ids[a];
+    }
+    return release(v, PyLong_FromSsize_t(o));
+}
+
+PyDoc_STRVAR(l2_words_doc,
+"l2_words(data, offsets, linktype, rows, out_dst, out_src, ethernet)\n"
+"--\n\n"
+"The destination and source MAC addresses of the batch rows `rows`, each as a big-endian\n"
+"number: the first 12 bytes from the row's offset in data (bytes past its end read as zero),\n"
+"0 where the row's link type is not `ethernet`.");
+
+static PyObject *
+l2_words(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    static const char *const names[6] = {"data", "offsets", "linktype", "rows", "out_dst",
+                                         "out_src"};
+    static const char *const kinds[6] = {"B", "ql", "il", "ql", "ql", "ql"};
+    static const Py_ssize_t sizes[6] = {1, 8, 4, 8, 8, 8};
+    if (columns(args, 6, 1, names, kinds, sizes, 4, v, len) < 0)
+        return release(v, NULL);
+    long ethernet = PyLong_AsLong(PyTuple_GET_ITEM(args, 6));
+    if (PyErr_Occurred())
+        return release(v, NULL);
+    Py_ssize_t n = len[1], k = len[3];
+    if (len[2] != n || len[4] != k || len[5] != k) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
+        return release(v, NULL);
+    }
+    const unsigned char *data = v[0].buf;
+    const int64_t *offsets = v[1].buf, *rows = v[3].buf;
+    const int32_t *linktype = v[2].buf;
+    int64_t *out_dst = v[4].buf, *out_src = v[5].buf;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t r = rows[i];
+        if (r < 0 || r >= n || offsets[r] < 0) {
+            PyErr_Format(PyExc_IndexError, "row %lld is outside a batch of %zd rows or before "
+                         "its data", (long long)r, n);
+            return release(v, NULL);
+        }
+        uint64_t words[2] = {0, 0};
+        if (linktype[r] == ethernet)
+            for (int b = 0; b < 12; b++) {
+                uint64_t at = (uint64_t)offsets[r] + (uint64_t)b;
+                words[b / 6] = (words[b / 6] << 8) | (at < (uint64_t)len[0] ? data[at] : 0);
+            }
+        out_dst[i] = (int64_t)words[0];
+        out_src[i] = (int64_t)words[1];
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, sample_doc},
     {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
     {"host_bytes", host_bytes, METH_VARARGS, host_bytes_doc},
     {"find", find, METH_VARARGS, find_doc},
     {"series", series, METH_VARARGS, series_doc},
+    {"index_add", index_add, METH_VARARGS, index_add_doc},
+    {"l2_words", l2_words, METH_VARARGS, l2_words_doc},
     {NULL, NULL, 0, NULL},
 };
 

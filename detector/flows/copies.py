@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from detector.flows.fingerprint import RANK_BITS
+from detector.flows.fingerprint import COPIES, RANK_BITS, use_compiled
 from detector.flows.groups import runs
 from detector.flows.table import KeyIndex
 
@@ -112,16 +112,33 @@ class _NativeIndex:
         return ids
 
     def lookup_or_add(
-        self, keys: npt.NDArray[np.uint64]
+        self, keys: npt.NDArray[np.uint64], compiled: bool = use_compiled
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """Ids of distinct ``keys`` (the absent ones get the next ids, in the order given) and
-        which were added."""
+        """Ids of ``keys``, sorted and distinct (the absent ones get the next ids, in order),
+        and which were added: one compiled pass where built (``compiled``), else numpy."""
+        if compiled:
+            return self._lookup_or_add_compiled(keys)
         ids = self.settled.lookup(keys)
         miss = np.nonzero(ids < 0)[0]
         more, fresh = self.recent.lookup_or_add(keys[miss])
         ids[miss] = more + self.settled.count
         added = np.zeros(len(keys), np.bool_)
         added[miss] = fresh
+        return ids, added
+
+    def _lookup_or_add_compiled(
+        self, keys: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        recent, room = self.recent, self.recent.count + len(keys)
+        ids, added = np.empty(len(keys), np.int64), np.empty(len(keys), np.bool_)
+        merged_keys, merged_ids = np.empty(room, np.uint64), np.empty(room, np.int64)
+        column = np.ascontiguousarray
+        count = COPIES.index_add(
+            self.settled.keys, self.settled.ids, recent.keys, recent.ids,
+            column(keys, dtype=np.uint64), ids, added, merged_keys, merged_ids,
+        )  # fmt: skip
+        recent.keys, recent.ids, recent.count = merged_keys[:count], merged_ids[:count], count
         return ids, added
 
     def settle(self, keys: npt.NDArray[np.uint64]) -> None:

@@ -26,9 +26,11 @@ import numpy.typing as npt
 
 from detector.compiled import PURE_PYTHON, built
 from detector.decode.frames import InnerPacket
+from detector.decode.headers import LINK_ETHERNET, gather
 from detector.flows.table import mix64_into, word_pairs
 
 if TYPE_CHECKING:
+    from detector.capture.reader import PacketBatch
     from detector.decode.headers import Headers
 
 # Bytes from the start of the L4 header that enter the fingerprint (ports, sequence numbers or
@@ -163,6 +165,30 @@ def sample_natives_numpy(
 
 # The form the engine uses.
 sample_natives = sample_natives_compiled if use_compiled else sample_natives_numpy
+
+
+def l2_words(
+    batch: PacketBatch, rows: npt.NDArray[np.int64], compiled: bool = use_compiled
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The destination and source MAC addresses of the batch ``rows`` as big-endian numbers (0
+    where the link is not Ethernet), for telling a copy's L2 destination from its original's:
+    one compiled pass where built (``compiled``), else numpy."""
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        out = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+        column = np.ascontiguousarray
+        COPIES.l2_words(
+            column(batch.data, dtype=np.uint8), column(batch.offsets, dtype=np.int64),
+            column(batch.linktype, dtype=np.int32), column(rows, dtype=np.int64), *out,
+            LINK_ETHERNET,
+        )  # fmt: skip
+        return out
+    # The two MAC addresses, each widened to a big-endian 64-bit word.
+    macs = np.zeros((len(rows), 2, 8), np.uint8)
+    macs[:, :, 2:] = gather(batch.data, batch.offsets[rows], 12).reshape(-1, 2, 6)
+    ethernet = (batch.linktype[rows] == LINK_ETHERNET)[:, None]
+    l2 = np.where(ethernet, macs.view(">u8")[..., 0], 0)
+    return l2[:, 0].astype(np.int64), l2[:, 1].astype(np.int64)
 
 
 def _words(addr: bytes) -> tuple[int, int, int, int]:
