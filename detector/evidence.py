@@ -319,6 +319,18 @@ class StreamEvidence:
         if isinstance(v, list):
             for x in v[:MAX_FACT_VALUES]:
                 self._fact_value(k, c, x)
+        elif type(v) is int and -FACT_NUMBER_MAX < v < FACT_NUMBER_MAX:
+            # The usual value, a small int, counted here (what _fact_value does with it).
+            low, high = self.fact_min.get(k), self.fact_max.get(k)
+            if low is None or v < low:
+                self.fact_min[k] = v
+            if high is None or v > high:
+                self.fact_max[k] = v
+            s = str(v)
+            if s in c:
+                c[s] += 1
+            elif len(c) < MAX_FACT_VALUES:
+                c[s] = 1
         else:
             self._fact_value(k, c, v)
 

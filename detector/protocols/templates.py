@@ -59,9 +59,11 @@ IE_IP_TOTAL_LEN, IE_FRAME_SIZE = 224, 312
 IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION = 313, 314
 IE_FRAME_SECTION, IE_MPLS_SECTION = 315, 316
 PACKET_SECTIONS = (IE_IP_HEADER_SECTION, IE_IP_PAYLOAD_SECTION, IE_FRAME_SECTION, IE_MPLS_SECTION)
-SAMPLING_ELEMENTS = frozenset(
-    {IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL, IE_PKT_INTERVAL, IE_PKT_SPACE}
-)
+# The elements of a record's sampling interval, and of a RecordedFlow, in the order read.
+SAMPLING_KEYS = (IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL, IE_PKT_INTERVAL, IE_PKT_SPACE)
+RECORD_KEYS = (IE_PROTO, IE_SPORT, IE_DPORT, IE_PACKETS, IE_PACKETS_TOTAL, IE_OCTETS,
+               IE_OCTETS_TOTAL)  # fmt: skip
+SAMPLING_ELEMENTS = frozenset(SAMPLING_KEYS)
 WANTED = frozenset(
     {
         IE_OCTETS, IE_PACKETS, IE_PROTO, IE_SPORT, IE_SRC4, IE_DPORT, IE_DST4, IE_SRC6, IE_DST6,
@@ -291,18 +293,18 @@ def _uint(b: bytes | None) -> int:
     return int.from_bytes(b, "big") if b and len(b) <= MAX_UINT_BYTES else 0
 
 
-def _uint_column(
-    rows: npt.NDArray[np.uint8], place: tuple[int, int] | None
-) -> npt.NDArray[np.uint64]:
-    """:func:`_uint` of one element in every record (rows of fixed-length records): 0 where
-    it is absent, empty or wider than unsigned64."""
-    out = np.zeros(len(rows), dtype=np.uint64)
-    if place is None or not 0 < place[1] <= MAX_UINT_BYTES:
-        return out
-    o, size = place
-    wide = np.zeros((len(rows), MAX_UINT_BYTES), dtype=np.uint8)
-    wide[:, MAX_UINT_BYTES - size :] = rows[:, o : o + size]
-    return wide.view(">u8")[:, 0].astype(np.uint64)
+def _uint_columns(
+    rows: npt.NDArray[np.uint8], places: list[tuple[int, int] | None]
+) -> list[npt.NDArray[np.uint64]]:
+    """:func:`_uint` of elements at ``places`` (offset, length) in every record (rows of
+    fixed-length records), a column each: 0 where one is absent, empty or wider than
+    unsigned64."""
+    wide = np.zeros((len(places), len(rows), MAX_UINT_BYTES), dtype=np.uint8)
+    for j, place in enumerate(places):
+        if place is not None and 0 < place[1] <= MAX_UINT_BYTES:
+            o, size = place
+            wide[j, :, MAX_UINT_BYTES - size :] = rows[:, o : o + size]
+    return list(wide.view(">u8")[..., 0].astype(np.uint64))
 
 
 def _addr_column(
@@ -446,38 +448,35 @@ class SetWalk:
         # A duplicated element is read from its last place, as a row's dict keeps it.
         at = {k: (o, size) for k, o, size in t.offsets}
 
-        def uint(key: int) -> npt.NDArray[np.uint64]:
-            return _uint_column(rows, at.get(key))
-
         if not self.sampling_interval and not at.keys().isdisjoint(SAMPLING_ELEMENTS):
-            interval = np.where(
-                (counted := uint(IE_SAMPLING_INTERVAL)) != 0,
-                counted,
-                uint(IE_SAMPLER_RANDOM_INTERVAL),
+            counted, at_random, pkt_int, space = _uint_columns(
+                rows, [at.get(k) for k in SAMPLING_KEYS]
             )
-            pkt_int = uint(IE_PKT_INTERVAL)
+            interval = np.where(counted != 0, counted, at_random)
             # The first record that says something sets it (as ``_absorb`` reads them in turn).
             first = np.flatnonzero((interval != 0) | (pkt_int != 0))
             if len(first):
                 i = int(first[0])
                 self.sampling_interval = int(interval[i]) or (
-                    (int(pkt_int[i]) + int(uint(IE_PKT_SPACE)[i])) // int(pkt_int[i])
+                    (int(pkt_int[i]) + int(space[i])) // int(pkt_int[i])
                 )
         src = _addr_column(rows, at, IE_SRC4, IE_SRC6)
         dst = _addr_column(rows, at, IE_DST4, IE_DST6)
         if src is None or dst is None:
             return
-        packets, octets = uint(IE_PACKETS), uint(IE_OCTETS)
-        packets = np.where(packets != 0, packets, uint(IE_PACKETS_TOTAL))
-        octets = np.where(octets != 0, octets, uint(IE_OCTETS_TOTAL))
+        proto, sport, dport, packets, all_packets, octets, all_octets = _uint_columns(
+            rows, [at.get(k) for k in RECORD_KEYS]
+        )
+        packets = np.where(packets != 0, packets, all_packets)
+        octets = np.where(octets != 0, octets, all_octets)
         self.records.extend(
             map(
                 RecordedFlow,
                 src,
                 dst,
-                uint(IE_PROTO).tolist(),
-                uint(IE_SPORT).tolist(),
-                uint(IE_DPORT).tolist(),
+                proto.tolist(),
+                sport.tolist(),
+                dport.tolist(),
                 packets.tolist(),
                 octets.tolist(),
             )
