@@ -306,7 +306,7 @@ class Engine:
             # Distinct hosts are counted exactly up to here; past it (checked before a batch,
             # so that the table never grows past its budget), the count restarts.
             self._hosts_before += self.hosts.count
-            self.hosts = key_set(self.limits.hosts)
+            self.hosts.clear()
         self._process(batch, weights=None)
         self.encrypted.settle()
 

@@ -195,6 +195,10 @@ def test_host_sets_hold_the_same_keys(
         else:
             assert c.add(a) == p.add(np.unique(a))
         assert sorted(c.keys.tolist()) == p.keys.tolist() and c.count == p.count
+        if data.draw(st.integers(0, 4)) == 0:  # the count restarts
+            c.clear()
+            p.clear()
+            assert c.count == p.count == 0 and not len(c.keys)
 
 
 def _engine_tables(path: str, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> tuple:

@@ -256,6 +256,9 @@ class KeySet:
         """Add the keys ``a[rows]`` and ``b[rows]``; returns how many were not held yet."""
         return self.add(distinct(np.concatenate([a[rows], b[rows]])))
 
+    def clear(self) -> None:
+        self.keys = self.keys[:0]
+
 
 # The compiled flow accounting and hash index (None where not built), and whether the flow
 # table and the host set use them: where built, unless MIRRORWATCH_PURE_PYTHON=1.
@@ -365,6 +368,12 @@ class SlotSet:
         self._add(a, rows)
         self._add(b, rows)
         return self.index.count - before
+
+    def clear(self) -> None:
+        """Hold no key, in the memory already taken (new pages would be zeroed by the system
+        as each is first touched, one at a time)."""
+        self.index.slots.fill(0)
+        self.index.count = 0
 
     def _add(self, keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64] | None) -> None:
         ix = self.index
