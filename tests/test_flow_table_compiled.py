@@ -254,11 +254,16 @@ def test_calls_that_do_not_fit_are_refused() -> None:
     assert ids.tolist() == [2, 3, -1]
     with pytest.raises(ValueError, match="past the keys held"):
         t.lookup(slots, np.array([3], dtype=U64), ids[:1], 2)  # slots name ids 2 and 3
-    held = np.zeros(4, dtype=U64)
+    zero = np.zeros(1, dtype=np.uint8)
     with pytest.raises(IndexError):
-        t.add(np.zeros((16, 2), dtype=U64), held, keys[:3], np.array([0, 3]), 0)
-    with pytest.raises(ValueError, match="no room"):
-        t.add(np.zeros((16, 2), dtype=U64), held, keys, None, 0)
+        t.add(np.zeros(16, dtype=U64), zero, keys[:3], np.array([0, 3]), 0)
+    with pytest.raises(ValueError, match="half full"):
+        t.add(np.zeros(16, dtype=U64), zero, keys, None, 0)  # 9 keys in 16 slots
+    with pytest.raises(ValueError, match="power of two"):
+        t.add(np.zeros(12, dtype=U64), zero, keys[:2], None, 0)
+    assert zero[0] == 0  # a call refused adds nothing
+    assert t.add(np.zeros(16, dtype=U64), zero, keys[:3], None, 0) == 3  # 0, 1, 2
+    assert zero[0] == 1
 
     m = 5
     flows = FlowTable(compiled=True)

@@ -1,15 +1,15 @@
 /* The flow table's accounting of a batch, compiled (detector/flows/table.py): an
  * open-addressing index of 64-bit keys, and one pass over a batch's rows that looks up or adds
- * each row's flow and adds to its counters; the same index for the set of distinct hosts.
+ * each row's flow and adds to its counters; eviction's moves and the index rebuilt from the
+ * kept keys; and the set of distinct hosts, an open-addressing table of the keys themselves.
  *
  * The index is a numpy array of slots, each two uint64 words: a key and its id + 1 (0: an
- * empty slot).  The ids are dense (0 .. count - 1) and name the rows of the columns the caller
- * keeps (the flow table's key column, the host set's keys).  The caller sizes it (a power of two
- * of slots, at least twice the keys it may hold after the call) from its counts, which its
- * configured budgets bound: a call that could fill it more than half is refused, so every probe
- * meets an empty slot, and no probe sequence is longer than the slots.  Keys are salted hashes a
- * sender cannot choose, and they are mixed once more before taking the slot, so keys that share
- * their low bits do not share slots.
+ * empty slot).  The ids are dense (0 .. count - 1) and name the rows of the flow table's
+ * columns.  The caller sizes the tables (a power of two of slots, at least twice the keys they
+ * may hold after the call) from its configured budgets: a call that could fill one more than
+ * half is refused, so every probe meets an empty slot, and no probe sequence is longer than
+ * the slots.  Keys are salted hashes a sender cannot choose, and they are mixed once more
+ * before taking the slot, so keys that share their low bits do not share slots.
  *
  * Each function gives what the numpy form beside it gives (the tests compare them): new keys are
  * numbered in the order of their first rows.  Every id and row read is checked against the
@@ -110,9 +110,9 @@ struct spec {
 #define U64_COLUMN(name) {name, "QL", 8}
 #define I64_COLUMN(name) {name, "ql", 8}
 
-/* The call's arguments: `ncols` columns as `specs` says, the first one the slots (from
- * writable_from on written to; the one at none_ok, if any, may be None: its view stays empty
- * and its length is -1), then `nints` integers to ints. */
+/* The call's arguments: `ncols` columns as `specs` says, the first one the slots (read to t,
+ * if given; from writable_from on written to; the one at none_ok, if any, may be None: its
+ * view stays empty and its length is -1), then `nints` integers to ints. */
 static int
 arguments(PyObject *args, Py_ssize_t ncols, const struct spec *specs, Py_ssize_t writable_from,
           Py_ssize_t none_ok, Py_ssize_t nints, Py_buffer *v, Py_ssize_t *len, Py_ssize_t *ints,
@@ -138,7 +138,7 @@ arguments(PyObject *args, Py_ssize_t ncols, const struct spec *specs, Py_ssize_t
             return -1;
         len[i] = v[i].len / specs[i].size;
     }
-    return slots_of(&v[0], t);
+    return t ? slots_of(&v[0], t) : 0;
 }
 
 /* Empty the slots, then hold `n` keys (distinct), key i with id i. */
@@ -399,53 +399,77 @@ unequal:
     return release(v, NULL);
 }
 
+/* A set's table: a power of two of uint64 slots, each a key or 0 (empty; the key 0 is held
+ * apart), at most half of them taken. */
+struct set {
+    uint64_t *slot;
+    uint64_t mask;
+    Py_ssize_t size;
+};
+
+static int
+set_of(Py_buffer *view, struct set *t)
+{
+    Py_ssize_t size = view->len / (Py_ssize_t)sizeof(uint64_t);
+    if (size < 2 || (size & (size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "a set's table must be a power of two of uint64");
+        return -1;
+    }
+    t->slot = view->buf;
+    t->mask = (uint64_t)size - 1;
+    t->size = size;
+    return 0;
+}
+
 PyDoc_STRVAR(add_doc,
-"add(slots, held, keys, rows, count)\n"
+"add(table, zero, keys, rows, count)\n"
 "--\n\n"
-"Add keys[rows] (all keys where rows is None) to a set of `count` keys, whose keys are\n"
-"held[0 .. count - 1] and whose slots give each its place there; the new ones go to held in\n"
-"order.  Returns the count after.");
+"Add keys[rows] (all keys where rows is None) to a set of `count` keys: the keys but 0 in\n"
+"`table` (a power of two of uint64 slots, 0 where empty), the key 0 in zero[0] (1 if held).\n"
+"At most half the slots may be taken after the call.  Returns the count after.");
 
 static PyObject *
 add(PyObject *module, PyObject *args)
 {
     Py_buffer v[MOST_VIEWS] = {{0}};
     Py_ssize_t len[4];
-    static const struct spec specs[4] = {U64_COLUMN("slots"), U64_COLUMN("held"),
+    static const struct spec specs[4] = {U64_COLUMN("table"), {"zero", "B", 1},
                                          U64_COLUMN("keys"), I64_COLUMN("rows")};
     Py_ssize_t count;
-    struct slots t;
-    if (arguments(args, 4, specs, 0, 3, 1, v, len, &count, &t) < 0)
+    struct set t;
+    if (arguments(args, 4, specs, 0, 3, 1, v, len, &count, NULL) < 0 || set_of(&v[0], &t) < 0)
         return release(v, NULL);
-    Py_ssize_t nkeys = len[2], m = len[3] < 0 ? nkeys : len[3], cap = len[1];
-    if (count < 0 || count > cap || m > cap - count) {
-        PyErr_Format(PyExc_ValueError, "the set holds %zd keys: no room for %zd + %zd", cap,
-                     count, m);
+    Py_ssize_t nkeys = len[2], m = len[3] < 0 ? nkeys : len[3];
+    if (len[1] != 1 || count < 0 || count > t.size / 2 || m > t.size / 2 - count) {
+        PyErr_Format(PyExc_ValueError, "%zd + %zd keys do not fit in %zd slots at most half full",
+                     count, m, t.size);
         return release(v, NULL);
     }
-    if (!fits(&t, count + m))
-        return release(v, NULL);
-    uint64_t *held = v[1].buf;
+    uint8_t *zero = v[1].buf;
     const uint64_t *keys = v[2].buf;
     const int64_t *rows = len[3] < 0 ? NULL : v[3].buf;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t ahead = i + AHEAD < m ? (rows ? rows[i + AHEAD] : i + AHEAD) : -1;
-        if (ahead >= 0 && ahead < nkeys)
-            ask(&t, keys[ahead]);
-        int64_t r = rows ? rows[i] : i;
-        if (r < 0 || r >= nkeys) {
-            PyErr_Format(PyExc_IndexError, "row %lld is not one of the %zd keys", (long long)r,
-                         nkeys);
+    for (Py_ssize_t i = 0; rows && i < m; i++)
+        if (rows[i] < 0 || rows[i] >= nkeys) {
+            PyErr_Format(PyExc_IndexError, "row %lld is not one of the %zd keys",
+                         (long long)rows[i], nkeys);
             return release(v, NULL);
         }
-        uint64_t s = probe(&t, keys[r]);
-        int64_t id = id_at(&t, s, count);
-        if (id == -2)
-            return corrupt(v);
-        if (id < 0) {
-            t.pair[2 * s] = keys[r];
-            t.pair[2 * s + 1] = (uint64_t)count + 1;
-            held[count++] = keys[r];
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (i + AHEAD < m)
+            PREFETCH(t.slot + (mix64(keys[rows ? rows[i + AHEAD] : i + AHEAD]) & t.mask));
+        uint64_t key = keys[rows ? rows[i] : i];
+        if (key == 0) {
+            count += !*zero;
+            *zero = 1;
+            continue;
+        }
+        /* Half the slots are empty: one is met within t.size steps. */
+        uint64_t s = mix64(key) & t.mask;
+        for (Py_ssize_t step = 0; step < t.size && t.slot[s] && t.slot[s] != key; step++)
+            s = (s + 1) & t.mask;
+        if (!t.slot[s]) {
+            t.slot[s] = key;
+            count++;
         }
     }
     return release(v, PyLong_FromSsize_t(count));

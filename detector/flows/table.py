@@ -325,60 +325,65 @@ class SlotIndex:
 
 
 class SlotSet:
-    """:class:`KeySet` over a compiled hash table, made for the ``budget`` of keys its owner
-    holds at most: the keys are held in the order they came."""
+    """:class:`KeySet` over a compiled open-addressing table of the keys themselves (0 where
+    empty, the key 0 held apart), made for the ``budget`` of keys its owner holds at most (it
+    grows if ever asked for more)."""
 
     def __init__(self, budget: int) -> None:
-        self.index = SlotIndex(budget)
-        self.held = np.zeros(budget, dtype=U64)
-
-    @property
-    def count(self) -> int:
-        return self.index.count
+        # Zeros from the system: pages no key has touched take no memory.
+        self.table = np.zeros(_slots_for(budget, _FEWEST_SLOTS), dtype=U64)
+        self.zero = np.zeros(1, dtype=np.uint8)  # 1: the key 0 is held
+        self.count = 0
 
     @property
     def cap(self) -> int:
-        """Keys the array holds room for."""
-        return len(self.held)
+        """Keys the table holds room for."""
+        return len(self.table) // 2
 
     @property
     def keys(self) -> npt.NDArray[np.uint64]:
-        return self.held[: self.index.count]
+        """The keys held (in no order)."""
+        held = self.table[self.table != 0]
+        return np.append(held, U64(0)) if self.zero[0] else held
 
-    def _room(self, more: int) -> None:
-        need = self.index.count + more
-        if need > len(self.held):
-            self.held = _resize(self.held, max(need, 2 * len(self.held)))
-        self.index.room(self.held, more)
+    def clear(self) -> None:
+        """Hold no key, in the memory already taken (new pages would be zeroed by the system
+        as each is first touched, one at a time)."""
+        self.table.fill(0)
+        self.zero[0] = 0
+        self.count = 0
 
     def add(self, keys: npt.NDArray[np.uint64]) -> int:
         """Add ``keys`` (in any order, repeated or not); returns how many were not held yet."""
-        before = self.index.count
+        before = self.count
         self._room(len(keys))
         self._add(keys, None)
-        return self.index.count - before
+        return self.count - before
 
     def add_rows(
         self, a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64]
     ) -> int:
         """Add the keys ``a[rows]`` and ``b[rows]``; returns how many were not held yet."""
-        before = self.index.count
+        before = self.count
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         self._room(2 * len(rows))
         self._add(a, rows)
         self._add(b, rows)
-        return self.index.count - before
+        return self.count - before
 
-    def clear(self) -> None:
-        """Hold no key, in the memory already taken (new pages would be zeroed by the system
-        as each is first touched, one at a time)."""
-        self.index.slots.fill(0)
-        self.index.count = 0
+    def _room(self, more: int) -> None:
+        size = _slots_for(self.count + more, len(self.table))
+        if size > len(self.table):
+            held = self.keys
+            self.table = np.zeros(size, dtype=U64)
+            self.zero[0] = 0
+            self.count = 0
+            self._add(held, None)
 
     def _add(self, keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64] | None) -> None:
-        ix = self.index
+        assert TABLE is not None, "the compiled flow table is not built"
         column = np.ascontiguousarray(keys, dtype=U64)
-        ix.count = ix._compiled().add(ix.slots, self.held, column, rows, ix.count)
+        self.count = TABLE.add(self.table, self.zero, column, rows, self.count)
 
 
 def key_set(budget: int) -> KeySet | SlotSet:
