@@ -213,12 +213,15 @@ def sampled_fingerprint(data: bytes, inner: InnerPacket, keep_below: int) -> int
     l4 = bytes(data[inner.l4_offset : min(end, inner.l4_offset + L4_BYTES)])
     if len(l4) < 8:
         return None
-    words = [w for (w,) in struct.iter_unpack("!Q", l4.ljust(L4_BYTES, b"\0"))]
-    s, d = _words(bytes(src)), _words(bytes(dst))
     ipid = inner.ip_id if inner.ip_version == 4 else 0
-    x = words[0] ^ s[3] ^ (d[3] << 32) ^ ipid
+    # The rank from the first L4 word and the low address words first: most packets are not
+    # in the sample, and need no more.
+    low = int.from_bytes(src[-4:], "big"), int.from_bytes(dst[-4:], "big")
+    x = int.from_bytes(l4[:8], "big") ^ low[0] ^ (low[1] << 32) ^ ipid
     if ((x * _M1) & _MASK) >> (64 - RANK_BITS) >= keep_below:
         return None
+    words = [w for (w,) in struct.iter_unpack("!Q", l4.ljust(L4_BYTES, b"\0"))]
+    s, d = _words(bytes(src)), _words(bytes(dst))
     h = _mix((s[0] << 32) | s[1])
     h = _mix(h ^ ((s[2] << 32) | s[3]))
     h = _mix(h ^ ((d[0] << 32) | d[1]))
