@@ -19,10 +19,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 # A batch's columns and blocks (up to 32,768 rows: 8 bytes, 4 hashes or 4 address words a
 # row) come from the heap, reused batch after batch: in a mapping of their own each is faulted
 # in page by page every batch (at 256 KiB, a capture of tiny packets spent a third of its CPU
-# on page faults; 2 MiB, with 8 MiB of free heap top kept, takes 70 % of those faults away for
-# 13 MiB more at peak).
+# on page faults; 2 MiB takes 60 % of those faults away for 6 MiB more at peak).  Keeping more
+# free heap top than 4 MiB would take more faults away, but that is memory each process holds.
 MMAP_THRESHOLD = 2 << 20
-TRIM_THRESHOLD = 8 << 20
+TRIM_THRESHOLD = 4 << 20
 
 
 def steady_heap() -> bool:
