@@ -51,7 +51,7 @@ def near_plain(draw: st.DrawFn, link: str) -> bytes:
     return frame
 
 
-@fuzz(12)
+@fuzz(8)
 @given(st.sampled_from(sorted(LINKTYPE)), st.data())
 def test_frames_of_any_shape(link: str, data: st.DataObject) -> None:
     shapes = st.one_of(frames(LINKTYPE[link]), near_plain(link))
@@ -79,7 +79,8 @@ def plain_frames() -> list[bytes]:
 
 
 def test_plain_frames_are_read_from_columns() -> None:
-    batch = plain_frames()
+    batch = plain_frames() * 4  # enough to be read as one batch
+    assert len(batch) >= MIN_BATCH
     got = carried_frames("ethernet", batch)
     assert got == one_by_one("ethernet", batch)
     checks = {g.checksum for g in got if g is not None}
@@ -89,6 +90,7 @@ def test_plain_frames_are_read_from_columns() -> None:
     laid = PacketBatch.of_frames(batch, [0.0] * len(batch), linktype=1)
     assert _Plain(laid, "ethernet").rows.all()
     raw = [f[14:] for f in batch if f[12:14] != b"\x81\x00"]
+    assert len(raw) >= MIN_BATCH
     assert carried_frames("ip", raw) == one_by_one("ip", raw)
     assert _Plain(PacketBatch.of_frames(raw, [0.0] * len(raw), linktype=101), "ip").rows.all()
 
@@ -115,7 +117,7 @@ def mirror_payloads(draw: st.DrawFn) -> tuple[Decoder, bytes, PacketContext]:
     return ErspanType2(), head + frame, ctx
 
 
-@fuzz(12)
+@fuzz(8)
 @given(st.lists(mirror_payloads(), min_size=MIN_BATCH, max_size=2 * MIN_BATCH))
 def test_mirror_packets_checked_together(
     checks: list[tuple[Decoder, bytes, PacketContext]],
