@@ -121,3 +121,17 @@ def test_columns_of_a_sampled_export() -> None:
     ]
     assert walk.sampling_interval == 50 and walk.data_records == 2
     assert walk == one_by_one(fields, data, 4, 0)
+
+
+def test_a_template_of_empty_fields_reads_no_record() -> None:
+    """A template whose every field is zero bytes long (a sender may declare one) describes
+    records that cannot be told apart: its data sets hold none, and reading them is no fault."""
+    fields = [(IE_SRC4, 0), (IE_DST4, 0), (IE_OCTETS, 0)]
+    t = make_template(TID, fields)
+    assert t.fixed_len == 0
+    assert read_records(t, bytes(40), 0, 40, MAX_RECORDS) == (0, [], False)
+    cache = TemplateCache()
+    walk = SetWalk()
+    walk.add_template(cache, DOMAIN, t)
+    walk.data_set(cache, DOMAIN, TID, bytes(40), 0, 40)
+    assert walk.data_records == 0 and walk.records == []

@@ -254,7 +254,7 @@ def read_records(
     rows: list[dict[int, bytes]] = []
     if t.fixed_len is not None:
         if t.fixed_len == 0:
-            return 0, rows
+            return 0, rows, False  # records of no bytes: none can be told apart
         count = (end - start) // t.fixed_len
         for i in range(min(count, keep)):
             base = start + i * t.fixed_len
