@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mwtest import FUZZ_SCALE, PCAPS, REAL, fuzz, printed_with_and_without_pure_python
+from test_reader import _pcap
 from test_walk_property import LINKTYPES, frames
 
 from detector.capture import reader
@@ -191,13 +192,6 @@ def test_every_batch_of_the_samples_and_public_captures(monkeypatch: pytest.Monk
     assert CountedEarlyDecode.early_rows > 10_000
 
 
-def _pcap(linktype: int, frames: list[bytes]) -> bytes:
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
-    for i, frame in enumerate(frames):
-        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
-    return b"".join(out)
-
-
 @fuzz(15)
 @given(
     st.sampled_from(LINKTYPES).flatmap(
@@ -218,7 +212,7 @@ def test_rows_decoded_as_they_are_read_equal_the_decode_of_their_batch(
     linktype, drawn_frames = drawn
     one = sum(len(f) + 16 for f in drawn_frames)
     # Enough records for rows to be decoded before their 64 KiB block is complete.
-    data = _pcap(linktype, drawn_frames * (3 * (1 << 16) // one + 1))
+    data = _pcap(drawn_frames * (3 * (1 << 16) // one + 1), link=linktype)
     CountedEarlyDecode.early_rows = 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(reader, "BLOCK_SIZE", 1 << 16)

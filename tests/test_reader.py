@@ -30,10 +30,10 @@ def _read(data: bytes, live: bool = False) -> tuple[list[list[bytes]], InputStat
 
 
 def _pcap(records: list[bytes], magic: int = 0xA1B2C3D4, endian: str = "<", link: int = 1) -> bytes:
-    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, link)
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, link)]
     for i, r in enumerate(records):
-        out += struct.pack(endian + "IIII", 1700000000 + i, 500, len(r), len(r)) + r
-    return out
+        out.append(struct.pack(endian + "IIII", 1700000000 + i, 500, len(r), len(r)) + r)
+    return b"".join(out)
 
 
 def test_pcap_fields_and_order() -> None:

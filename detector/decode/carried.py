@@ -26,8 +26,9 @@ from detector.decode.frames import (
     InnerPacket,
     carried_frame,
     ip_str,
+    ones_complement_sum_np,
 )
-from detector.decode.headers import decode_headers, gather
+from detector.decode.headers import be16, decode_headers, gather
 from detector.decode.layers import ETH_IPV4, ETH_IPV6, LINK_ETHERNET, LINK_RAW
 
 # Below this many frames the batch's fixed cost (some forty numpy calls, about 0.15 ms) is more
@@ -67,9 +68,9 @@ class _Plain:
         n, size = len(head), batch.caplen
         self.ethernet = ethernet = link == "ethernet"
         if ethernet:
-            etype = _be16(head, 12)
+            etype = be16(head, 12)
             tagged = (etype == VLAN_TPID) & (size >= 18)
-            inner_type = np.where(tagged, _be16(head, 16), etype)
+            inner_type = np.where(tagged, be16(head, 16), etype)
             l3 = np.where(tagged, 18, 14)
         else:
             inner_type = np.zeros(n, dtype=np.int64)
@@ -88,7 +89,7 @@ class _Plain:
         # the IP packet's own length.
         need = np.where(tcp, 20, 8)
         l4 = l3 + np.where(v6, 40, 20)
-        total = np.where(v6, _be16(ip, 4) + 40, _be16(ip, 2))
+        total = np.where(v6, be16(ip, 4) + 40, be16(ip, 2))
         self.rows = rows = (
             (v4 | v6)
             & (tcp | (proto == 17))
@@ -98,7 +99,7 @@ class _Plain:
             & (h.proto == proto)
             & (h.l4 == l4)
             # Not a fragment (IPv4 flags and offset; IPv6 has no extension header here).
-            & (v6 | (_be16(ip, 6) & 0x3FFF == 0))
+            & (v6 | (be16(ip, 6) & 0x3FFF == 0))
             & ~h.fragment
         )
         r = np.flatnonzero(rows)
@@ -114,13 +115,13 @@ class _Plain:
         # TCP: the header length its data offset says; UDP: 8 bytes.
         tcp_offset = (np.where(v6, ip[:, 52], ip[:, 32]) >> 4).astype(np.int64) * 4
         payload = self.l4 + np.where(self.tcp, tcp_offset, 8)
-        ip_id = np.where(v6, 0, _be16(ip, 4))
+        ip_id = np.where(v6, 0, be16(ip, 4))
         checksum = np.where(v6, -1, _checksum_state(ip))
         if self.ethernet:
             dst_macs = [m.hex(":") for m in _rows_bytes(head[:, :6])]
             src_macs = [m.hex(":") for m in _rows_bytes(head[:, 6:12])]
             group = (head[:, 6] & 1).astype(np.bool_).tolist()
-            ids = (_be16(head, 14) & 0x0FFF).tolist()
+            ids = (be16(head, 14) & 0x0FFF).tolist()
             vlan = [v if t else None for v, t in zip(ids, self.tagged.tolist(), strict=True)]
             ethertype = self.inner_type.tolist()
         else:
@@ -154,18 +155,11 @@ class _Plain:
         return out
 
 
-def _be16(m: npt.NDArray[np.uint8], col: int) -> npt.NDArray[np.int64]:
-    """The big-endian 16-bit word at column ``col`` of each row."""
-    return (m[:, col].astype(np.int64) << 8) | m[:, col + 1]
-
-
 def _checksum_state(ip: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     """Per row, the index in ``CHECKSUM_STATES`` of what the 20-byte IPv4 header at the start of
     the row says of its checksum (only rows that hold one are meant)."""
     words = ip[:, :20].astype(np.int64)
-    total = ((words[:, 0::2] << 8) | words[:, 1::2]).sum(axis=1)
-    for _ in range(3):
-        total = (total & 0xFFFF) + (total >> 16)
+    total = ones_complement_sum_np((words[:, 0::2] << 8) | words[:, 1::2])
     zero = (ip[:, 10] == 0) & (ip[:, 11] == 0)
     return np.where(total == 0xFFFF, 2, np.where(zero, 1, 0))
 

@@ -422,22 +422,17 @@ class SetWalk:
             # Records of one length and no packet sections: counted by arithmetic and read as
             # columns, not one dict per record.
             count = (e - s) // t.fixed_len
-            self.walk_left = max(0, self.walk_left - count)
-            if t.scope_count:
-                self.options_records += count
-            else:
-                self.data_records += count
             self._absorb_columns(t, data, s, min(count, keep))
-            return
-        count, rows, cut = read_records(t, data, s, e, keep, self.walk_left)
+        else:
+            count, rows, cut = read_records(t, data, s, e, keep, self.walk_left)
+            self.sets_not_walked += cut
+            for row in rows:
+                self._absorb(row)
         self.walk_left = max(0, self.walk_left - count)
-        self.sets_not_walked += cut
         if t.scope_count:
             self.options_records += count
         else:
             self.data_records += count
-        for row in rows:
-            self._absorb(row)
 
     def _absorb_columns(self, t: Template, data: bytes, start: int, n: int) -> None:
         """What ``_absorb`` takes from each of ``n`` fixed-length records from ``start``, read
