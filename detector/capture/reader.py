@@ -609,7 +609,7 @@ class _PcapWalk(_Walk):
         # reader counts.
         self.number = 0
         # Where the walk begun while the block filled stands: (offset, rows filled).
-        self.early = (0, 0)
+        self.ahead = (0, 0)
         self.rows_walked = early
         self.links = np.zeros(0, dtype=np.int32)  # the link type column the rows walked are given
 
@@ -617,7 +617,7 @@ class _PcapWalk(_Walk):
         most = MAX_BATCH_RECORDS
         if len(self.columns[0]) < most:
             self.columns = _chain_columns(most)
-        self.early = (0, 0)
+        self.ahead = (0, 0)
         if self.rows_walked is not None:
             if len(self.links) != len(self.columns[0]):
                 self.links = np.full(len(self.columns[0]), self.linktype, dtype=np.int32)
@@ -627,24 +627,22 @@ class _PcapWalk(_Walk):
     def _arrived(self, buf: bytearray, end: int) -> None:
         """Walk the sound, whole records read so far (the chain stops where ``walk`` takes over:
         a damaged or partial record, or the batch full)."""
-        pos, n = self.early
+        pos, n = self.ahead
         offsets, caplen, wirelen, ts = self.columns
-        self.early = self.chain(buf, pos, end, self.rec_hdr, self.limit, self.big, self.unit,
+        self.ahead = self.chain(buf, pos, end, self.rec_hdr, self.limit, self.big, self.unit,
                                 n, MAX_BATCH_RECORDS, offsets, caplen, wirelen, ts)  # fmt: skip
-        if self.rows_walked is not None and self.early[1] > n:
+        if self.rows_walked is not None and self.ahead[1] > n:
             data = np.frombuffer(buf, dtype=np.uint8)
             columns = WalkedColumns(data, offsets, caplen, self.links)
-            self.rows_walked.walked(columns, self.early[1], end)
+            self.rows_walked.walked(columns, self.ahead[1], end)
 
     def walk(self, blocks: _Blocks, pos: int) -> tuple[int, PacketBatch | None, bool]:
         buf, end, rec_hdr, most = blocks.buf, blocks.end, self.rec_hdr, MAX_BATCH_RECORDS
-        if len(self.columns[0]) < most:
-            self.columns = _chain_columns(most)
-        offsets, caplen, wirelen, ts = self.columns
+        offsets, caplen, wirelen, ts = self.columns  # sized by ``begin``
         n = 0  # rows of the columns filled
         if pos == 0:
-            pos, n = self.early  # walked while the block filled
-        self.early = (0, 0)
+            pos, n = self.ahead  # walked while the block filled
+        self.ahead = (0, 0)
         while True:
             pos, n = self.chain(buf, pos, end, rec_hdr, self.limit, self.big, self.unit, n, most,
                                 offsets, caplen, wirelen, ts)  # fmt: skip

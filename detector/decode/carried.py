@@ -26,6 +26,7 @@ from detector.decode.frames import (
     InnerPacket,
     carried_frame,
     ip_str,
+    mac_str,
     ones_complement_sum_np,
 )
 from detector.decode.headers import be16, decode_headers, gather
@@ -118,8 +119,8 @@ class _Plain:
         ip_id = np.where(v6, 0, be16(ip, 4))
         checksum = np.where(v6, -1, _checksum_state(ip))
         if self.ethernet:
-            dst_macs = [m.hex(":") for m in _rows_bytes(head[:, :6])]
-            src_macs = [m.hex(":") for m in _rows_bytes(head[:, 6:12])]
+            dst_macs = [mac_str(m) for m in _rows_bytes(head[:, :6])]
+            src_macs = [mac_str(m) for m in _rows_bytes(head[:, 6:12])]
             group = (head[:, 6] & 1).astype(np.bool_).tolist()
             ids = (be16(head, 14) & 0x0FFF).tolist()
             vlan = [v if t else None for v, t in zip(ids, self.tagged.tolist(), strict=True)]

@@ -216,10 +216,12 @@ def decode_headers_compiled(batch: PacketBatch) -> Headers:
 
 
 # The blocks the compiled decode fills: int64 columns, byte columns, addresses, L4 windows.
-_Blocks = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint32], np.ndarray]
+_DecodeBlocks = tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint32], np.ndarray
+]
 
 
-def _blocks(rows: int) -> _Blocks:
+def _blocks(rows: int) -> _DecodeBlocks:
     return (
         np.empty((13, rows), dtype=np.int64),
         np.empty((4, rows), dtype=np.uint8),
@@ -228,7 +230,7 @@ def _blocks(rows: int) -> _Blocks:
     )
 
 
-def _headers_of(n: int, blocks: _Blocks) -> Headers:
+def _headers_of(n: int, blocks: _DecodeBlocks) -> Headers:
     """The Headers of the first ``n`` rows of the compiled decode's blocks (views)."""
     ints, flags, addrs, l4h = blocks
     l3, proto, ttl, iplen, ipid, l4, sport, dport, tcpflags, tcpseq, udpsum, pay, paylen = ints[
@@ -266,11 +268,11 @@ class EarlyDecode:
     a decode of the whole batch; the batch's rows left are decoded when it is complete."""
 
     def __init__(self) -> None:
-        self.blocks: _Blocks | None = None
+        self.blocks: _DecodeBlocks | None = None
         self.done = 0  # rows decoded
         # The blocks of the last batch: filled again once nothing looks into them (new blocks
         # for every batch cost a page fault per 4 KiB touched, ~1,000 per batch).
-        self.spare: _Blocks | None = None
+        self.spare: _DecodeBlocks | None = None
 
     def begin(self, capacity: int) -> None:
         spare, self.spare = self.spare, None
@@ -303,7 +305,7 @@ class EarlyDecode:
         return _headers_of(n, blocks)
 
 
-def _unused(blocks: _Blocks) -> bool:
+def _unused(blocks: _DecodeBlocks) -> bool:
     """No array but ``blocks`` itself refers to its arrays (no view of them is left)."""
     # Each is referred to by the tuple, and by getrefcount's own argument.
     return all(sys.getrefcount(blocks[k]) == 2 for k in range(len(blocks)))
