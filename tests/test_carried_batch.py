@@ -13,6 +13,7 @@ examples and draws new ones.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import struct
 
 from hypothesis import given
@@ -24,7 +25,7 @@ from test_walk_property import frames
 
 from detector.capture.reader import PacketBatch
 from detector.decode.carried import MIN_BATCH, _Plain, carried_frames
-from detector.decode.frames import carried_frame
+from detector.decode.frames import carried_frame, ip_str
 from detector.protocols.base import Decoder, PacketContext
 from detector.protocols.erspan import ErspanType1, ErspanType2
 from detector.protocols.framed import check_together
@@ -126,3 +127,26 @@ def test_mirror_packets_checked_together(
     alone: the same verdicts, headers, facts and carried frames."""
     together = check_together([(d, p, c, None) for d, p, c in checks])  # type: ignore[misc]
     assert together == [d.check(p, c, None) for d, p, c in checks]
+
+
+# IPv6 addresses whose words are mostly zero or all ones (where the text compresses runs and,
+# for the first five words zero, where the C library would write an IPv4 tail), and any.
+_WORDS = st.sampled_from([0, 0, 0, 1, 0xFFFF, 0x102, 0xDB8])
+_IPV6 = st.one_of(
+    st.binary(min_size=16, max_size=16),
+    st.lists(st.one_of(_WORDS, st.integers(0, 0xFFFF)), min_size=8, max_size=8).map(
+        lambda w: struct.pack("!8H", *w)
+    ),
+)
+
+
+@fuzz(4)
+@given(_IPV6)
+def test_ipv6_addresses_are_written_as_ipaddress_writes_them(raw: bytes) -> None:
+    assert ip_str(raw) == str(ipaddress.IPv6Address(raw))
+
+
+def test_ipv6_addresses_with_an_ipv4_tail_are_written_as_ipaddress_writes_them() -> None:
+    for text in ("::ffff:1.2.3.4", "::1.2.3.4", "::ffff:0:102:304", "::1", "::", "1::", "1::1"):
+        raw = ipaddress.IPv6Address(text).packed
+        assert ip_str(raw) == str(ipaddress.IPv6Address(raw))
