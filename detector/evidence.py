@@ -288,15 +288,18 @@ class StreamEvidence:
         if not records:
             return
         hosts = self.record_hosts
+        tally = hosts.get
         taken = records[:200]
         self.records += len(taken)
         for r in taken:
             # Counters from a record are taken as sent, within reason (a damaged record can
-            # claim anything).
-            packets = min(r.packets, COUNTER_MAX) * weight
-            size = min(r.bytes, COUNTER_MAX) * weight
+            # claim anything): min(n, COUNTER_MAX), written out (a call per record costs).
+            packets, size = r.packets, r.bytes
+            packets = (COUNTER_MAX if packets > COUNTER_MAX else packets) * weight
+            size = (COUNTER_MAX if size > COUNTER_MAX else size) * weight
+            # Both ends (the same tally twice when they are one host).
             for ip in (r.src, r.dst):
-                t = hosts.get(ip)
+                t = tally(ip)
                 if t is None:
                     if len(hosts) >= MAX_HOSTS:
                         continue

@@ -9,6 +9,7 @@ fields we read (IPFIX reused the v9 numbers 1-127), so one walker serves both.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.decode.frames import ethernet_valid, ip_str, ipv4_valid, ipv6_valid
+from detector.decode.frames import OCTET_TEXT, ethernet_valid, ip_str, ipv4_valid, ipv6_valid
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -299,12 +300,31 @@ def _uint_columns(
     """:func:`_uint` of elements at ``places`` (offset, length) in every record (rows of
     fixed-length records), a column each: 0 where one is absent, empty or wider than
     unsigned64."""
-    wide = np.zeros((len(places), len(rows), MAX_UINT_BYTES), dtype=np.uint8)
+    # Every element's bytes gathered at once, right-aligned in eight (zeros before them).
+    at, keep = _uint_gather(tuple(places))
+    wide = rows.take(at, axis=1)
+    wide *= keep
+    return list(wide.view(">u8").astype(np.uint64).T)
+
+
+@functools.lru_cache(maxsize=256)
+def _uint_gather(
+    places: tuple[tuple[int, int] | None, ...],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint8]]:
+    """For :func:`_uint_columns`: the row byte read into each of the eight bytes of each
+    element's number, and 1 where it is one of the element's bytes (0: a leading zero).  One
+    pair per template's wanted elements, made when first met."""
+    at = np.zeros(len(places) * MAX_UINT_BYTES, dtype=np.intp)
+    keep = np.zeros(len(at), dtype=np.uint8)
     for j, place in enumerate(places):
         if place is not None and 0 < place[1] <= MAX_UINT_BYTES:
             o, size = place
-            wide[j, :, MAX_UINT_BYTES - size :] = rows[:, o : o + size]
-    return list(wide.view(">u8")[..., 0].astype(np.uint64))
+            end = (j + 1) * MAX_UINT_BYTES
+            at[end - size : end] = np.arange(o, o + size)
+            keep[end - size : end] = 1
+    at.setflags(write=False)
+    keep.setflags(write=False)
+    return at, keep
 
 
 def _addr_column(
@@ -314,8 +334,10 @@ def _addr_column(
     None) is the same for all of them."""
     place = at.get(v4)
     if place is not None and place[1] == 4:
-        o = place[0]
-        return [f"{a}.{b}.{c}.{d}" for a, b, c, d in rows[:, o : o + 4].tolist()]
+        o, text = place[0], OCTET_TEXT
+        return [
+            f"{text[a]}.{text[b]}.{text[c]}.{text[d]}" for a, b, c, d in rows[:, o : o + 4].tolist()
+        ]
     place = at.get(v6)
     if place is not None and place[1] == 16:
         raw = rows[:, place[0] : place[0] + 16].tobytes()
