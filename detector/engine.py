@@ -345,7 +345,10 @@ class Engine:
         """Account, fingerprint and follow the IP rows of one batch: new streams are looked for
         among the candidate rows, rows of known streams are counted and some decoded."""
         keys = row_keys_at(h, rows)
-        v = _Rows(batch, h, rows, keys, weights, batch.ts[rows], batch.wirelen[rows])
+        if len(rows) == len(batch):  # every row is IP (the usual batch): no gathered copies
+            v = _Rows(batch, h, rows, keys, weights, batch.ts, batch.wirelen)
+        else:
+            v = _Rows(batch, h, rows, keys, weights, batch.ts[rows], batch.wirelen[rows])
         fids = self._account(v)
         self._natives(batch, h, rows)
         encrypted.observe(
@@ -383,7 +386,8 @@ class Engine:
     def _account(self, v: _Rows) -> npt.NDArray[np.int64]:
         """Count the rows in the flow table and the hosts table; the rows' flow ids."""
         k = v.keys
-        fids, new_rows = self.flows.update(k.flow, k.direction, v.h.proto[v.rows], v.wire, v.ts)
+        proto = v.h.proto if len(v.rows) == len(v.batch) else v.h.proto[v.rows]
+        fids, new_rows = self.flows.update(k.flow, k.direction, proto, v.wire, v.ts)
         # A host is first seen in a flow that is new: only those rows can add one.
         self.hosts.add_rows(k.src_host, k.dst_host, new_rows)
         return fids
@@ -775,11 +779,21 @@ class Engine:
 
     def _decode_known(self, v: _Rows, items: list[tuple[int, int, float]]) -> None:
         """Decode the chosen rows of known streams, each standing for ``weight`` packets."""
+        if not items:
+            return
+        rows, xs, weights = zip(*items, strict=True)
         known: list[_Known] = []
-        for r, x, weight in items:
-            st = self.streams[int(v.keys.directed[x])]
-            ctx = v.context(r)
-            payload = self._payload(v.batch, v.h, r)
+        # The rows' outer facts and payload bounds read per batch, not one number at a time.
+        for r, key, ctx, (start, end), weight in zip(
+            rows,
+            v.keys.directed[list(xs)].tolist(),
+            _contexts(v, rows),
+            _payload_bounds(v.batch, v.h, rows),
+            weights,
+            strict=True,
+        ):
+            st = self.streams[key]
+            payload = v.batch.data[start:end].tobytes()
             body: bytes | None = payload
             if st.evidence.transport == "gre":
                 got = self._gre(payload, ctx)
@@ -1071,6 +1085,60 @@ def _addr(h: Headers, r: int, dst: bool) -> str:
     if int(h.ipver[r]) == 4:
         return ip_str(struct.pack("!I", int(words[3])))
     return ip_str(struct.pack("!4I", *(int(w) for w in words)))
+
+
+def _contexts(v: _Rows, rows: Sequence[int]) -> list[PacketContext]:
+    """``v.context(r)`` of each batch row ``r``, its columns read once for all the rows (a
+    stream's rows share their addresses: each is written once)."""
+    h, at = v.h, np.array(rows, dtype=np.intp)
+    proto = h.proto[at].tolist()
+    texts: dict[tuple[int, ...], str] = {}
+
+    def addresses(words: npt.NDArray[np.uint32]) -> list[str]:
+        out = []
+        for four, w in zip(h.ipver[at].tolist(), words[at].tolist(), strict=True):
+            k = (w[3],) if four == 4 else tuple(w)
+            text = texts.get(k)
+            if text is None:
+                packed = struct.pack("!I", w[3]) if four == 4 else struct.pack("!4I", *w)
+                text = texts[k] = ip_str(packed)
+            out.append(text)
+        return out
+
+    return [
+        PacketContext(
+            src=src,
+            dst=dst,
+            sport=sport,
+            dport=dport if p != IP_PROTO_GRE else 0,
+            ttl=ttl,
+            ts=ts,
+            udp_checksum=udpsum if p == 17 else None,
+            ip_proto=p,
+        )
+        for src, dst, sport, dport, ttl, ts, udpsum, p in zip(
+            addresses(h.src),
+            addresses(h.dst),
+            h.sport[at].tolist(),
+            h.dport[at].tolist(),
+            h.ttl[at].tolist(),
+            v.batch.ts[at].tolist(),
+            h.udpsum[at].tolist(),
+            proto,
+            strict=True,
+        )
+    ]
+
+
+def _payload_bounds(batch: PacketBatch, h: Headers, rows: Sequence[int]) -> list[list[int]]:
+    """Where ``Engine._payload`` of each batch row ``r`` starts and ends in ``batch.data``."""
+    at = np.array(rows, dtype=np.intp)
+    o = batch.offsets[at]
+    # UDP and TCP decoders get the L4 payload; GRE and IP-protocol decoders the IP payload.
+    l4 = np.isin(h.proto[at], (6, 17))
+    start = o + np.where(l4, h.pay[at], h.l4[at])
+    end = o + np.minimum(batch.caplen[at], h.l3[at] + h.iplen[at])
+    return np.stack([start, end], axis=1).tolist()
 
 
 def _mac(v: int) -> str:

@@ -9,12 +9,15 @@ import random
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from mwtest import PCAPS
+from mwtest import PCAPS, fuzz
 from scapy.all import IP, TCP, UDP, Ether, Raw, raw, rdpcap
+from test_walk_property import frames
 
-from detector.capture.reader import PacketBatch
+from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
+from detector.decode.headers import decode_headers
 from detector.detection import Detection
-from detector.engine import Engine, median
+from detector.engine import Engine, _contexts, _payload_bounds, _Rows, median
+from detector.flows.table import row_keys_at
 
 
 def _batch(frames: list[bytes], t0: float) -> PacketBatch:
@@ -153,3 +156,41 @@ def test_copy_delay_median_is_numpys(delays: list[float]) -> None:
         want = float(np.median(np.array(delays, dtype=np.float64)))
     got = median(delays)
     assert (np.isnan(got) and np.isnan(want)) or got == want
+
+
+def _rows_of(batch: PacketBatch) -> tuple[_Rows, list[int]]:
+    h = decode_headers(batch)
+    rows = np.flatnonzero(h.ipver > 0)
+    v = _Rows(batch, h, rows, row_keys_at(h, rows), None, batch.ts[rows], batch.wirelen[rows])
+    return v, rows.tolist()
+
+
+def _same_as_row_by_row(v: _Rows, rows: list[int]) -> None:
+    """The outer facts and payloads of a batch's known rows, read per batch, are those read one
+    row at a time (as a candidate row is)."""
+    batch, h = v.batch, v.h
+    assert _contexts(v, rows) == [v.context(r) for r in rows]
+    engine = Engine()
+    payloads = [batch.data[a:b].tobytes() for a, b in _payload_bounds(batch, h, rows)]
+    assert payloads == [engine._payload(batch, h, r) for r in rows]
+
+
+def test_known_rows_are_read_per_batch_as_row_by_row_in_every_sample() -> None:
+    for path in sorted(PCAPS.glob("*.pcap")):
+        with open_stream(str(path)) as stream:
+            for batch in read_batches(stream, InputStats(str(path))):
+                _same_as_row_by_row(*_rows_of(batch))
+
+
+@fuzz(8)
+@given(st.sampled_from([1, 101]), st.data())
+def test_known_rows_of_any_shape_are_read_per_batch_as_row_by_row(
+    linktype: int, data: st.DataObject
+) -> None:
+    frames_drawn = data.draw(st.lists(frames(linktype), min_size=1, max_size=40))
+    batch = PacketBatch.of_frames(
+        frames_drawn, ts=np.arange(len(frames_drawn)) * 0.5, linktype=linktype
+    )
+    v, rows = _rows_of(batch)
+    # Rows in any order and repeated, as a batch's chosen rows may be.
+    _same_as_row_by_row(v, data.draw(st.lists(st.sampled_from(rows), max_size=60)) if rows else [])
