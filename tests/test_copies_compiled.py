@@ -28,10 +28,14 @@ from detector.flows.copies import _NativeIndex
 from detector.flows.encrypted import (
     MAX_CANDIDATES,
     MAX_DELTA,
+    RING,
+    SLOT_ENDS,
+    WIDTH,
     _find,
     _host_bytes_compiled,
     _host_bytes_numpy,
     batch_series,
+    fold,
     size_deltas,
 )
 from detector.flows.fingerprint import l2_words, sample_natives_compiled, sample_natives_numpy
@@ -167,9 +171,11 @@ def test_host_bytes(seed: int, n: int, distinct: int) -> None:
     keys = SimpleNamespace(src_host=rng.choice(pool, n), dst_host=rng.choice(pool, n))
     size = rng.integers(0, 65536, n, dtype=np.int64)
     want = _host_bytes_numpy(keys, size)  # type: ignore[arg-type]
-    got = _host_bytes_compiled(keys, size)  # type: ignore[arg-type]
-    for w, g in zip(want, got, strict=True):
-        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+    # The compiled table sized for no host, for a few, or for every place.
+    for expect in (0, distinct // 7, 2 * n):
+        got = _host_bytes_compiled(keys, size, expect)  # type: ignore[arg-type]
+        for w, g in zip(want, got, strict=True):
+            assert w.dtype == g.dtype and w.tolist() == g.tolist()
 
 
 def test_host_columns_that_differ_in_length_are_refused() -> None:
@@ -251,6 +257,54 @@ def test_batch_series_refuses_what_does_not_fit() -> None:
         batch_series(*short, compiled=True)  # type: ignore[arg-type]
 
 
+def _fold_inputs(seed: int, n: int, k: int) -> tuple[object, ...]:
+    """Bins of bytes whose sums round (whole numbers up to 2**52 beside small ones, so that the
+    order of the additions shows), rings and sums already under way, and ``k`` candidates
+    counted from before, within or after the ``n`` bins."""
+    rng = np.random.default_rng(seed)
+
+    def bytes_of(shape: tuple[int, ...]) -> np.ndarray:
+        scale = rng.choice([1, 1 << 12, 1 << 30], shape)
+        values = (rng.integers(0, 1 << 22, shape) * scale).astype(np.float64)
+        values[rng.random(shape) < 0.3] = 0.0
+        return values
+
+    full = bytes_of((RING - 1 + n, WIDTH))
+    floats = bytes_of((MAX_CANDIDATES, SLOT_ENDS[-1]))
+    excl = bytes_of((MAX_CANDIDATES, n, WIDTH)) * (rng.random((MAX_CANDIDATES, 1, 1)) < 0.7)
+    y = bytes_of((MAX_CANDIDATES, n))
+    slots = rng.permutation(MAX_CANDIDATES)[:k].astype(np.int64)
+    a = int(rng.integers(-(10**6), 10**12))
+    first = a + rng.integers(-30, n + 12, k)
+    return full, floats, excl, y, slots, first, a
+
+
+@fuzz(100)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3, 7, 8, 9, 17, 40, 129, 300]),
+       st.integers(0, MAX_CANDIDATES))  # fmt: skip
+def test_fold(seed: int, n: int, k: int) -> None:
+    full, floats, excl, y, slots, first, a = _fold_inputs(seed, n, k)
+    want, got = floats.copy(), floats.copy()  # type: ignore[attr-defined]
+    fold(full, want, excl, y, slots, first, a, compiled=False)  # type: ignore[arg-type]
+    fold(full, got, excl, y, slots, first, a, compiled=True)  # type: ignore[arg-type]
+    # Bit for bit: the same additions in the same order.
+    assert got.tobytes() == want.tobytes()
+    untouched = np.setdiff1d(np.arange(MAX_CANDIDATES), slots)  # type: ignore[arg-type]
+    assert (got[untouched] == floats[untouched]).all()  # type: ignore[index]
+
+
+def test_fold_refuses_what_does_not_fit() -> None:
+    full, floats, excl, y, slots, first, a = _fold_inputs(7, 3, 5)
+    with pytest.raises(IndexError):
+        fold(full, floats, excl, y, np.array([MAX_CANDIDATES]), first[:1], a, compiled=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        fold(full[:-1], floats, excl, y, slots, first, a, compiled=True)  # type: ignore[index]
+    with pytest.raises(ValueError):
+        fold(full, floats, excl[:, :-1], y, slots, first, a, compiled=True)  # type: ignore[index]
+    with pytest.raises(ValueError):
+        fold(full[: RING - 1], floats, excl, y, slots, first, a, compiled=True)  # type: ignore[index]
+
+
 @fuzz(60)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40))
 def test_native_index(seed: int, batches: int) -> None:
@@ -275,11 +329,11 @@ def test_native_index(seed: int, batches: int) -> None:
             assert added.dtype == want_added.dtype and added.tolist() == want_added.tolist()
             remembered = np.concatenate([remembered, keys[added]])
             rebuild = rng.random() < 0.05
-            for index in (numpy_form, compiled_form):
+            for index, compiled in ((numpy_form, False), (compiled_form, True)):
                 if rebuild:
                     index.rebuild(remembered)
                 else:
-                    index.settle(remembered)
+                    index.settle(remembered, compiled=compiled)
             for part in ("settled", "recent"):
                 a, b = getattr(numpy_form, part), getattr(compiled_form, part)
                 assert a.count == b.count
@@ -294,6 +348,9 @@ def test_native_index_refuses_keys_out_of_order() -> None:
         index.lookup_or_add(np.array([5, 3], np.uint64), compiled=True)
     with pytest.raises(ValueError):
         index.lookup_or_add(np.array([3, 3], np.uint64), compiled=True)
+    keys, ids = np.arange(4, dtype=np.uint64), np.arange(4, dtype=np.int64)
+    with pytest.raises(ValueError):  # no room for both parts
+        fingerprint.COPIES.index_merge(keys, ids, keys, ids, keys, ids)  # type: ignore[union-attr]
 
 
 def test_copy_loops_are_compiled_unless_told_not_to() -> None:

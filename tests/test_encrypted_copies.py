@@ -121,9 +121,14 @@ def test_busiest_hosts_are_ranked_by_bytes_whatever_their_hashes() -> None:
         # Equal bytes: the host seen first first.
         top = np.lexsort((first, -weight))[:32]
         want = [(int(uh[i]), int(first[i]), weight[i]) for i in top]
-        assert _busiest_hosts(keys, size, 32, compiled=False) == want  # type: ignore[arg-type]
+        distinct = len(uh)
+        got = _busiest_hosts(keys, size, 32, compiled=False)  # type: ignore[arg-type]
+        assert got == (want, distinct)
         if COPIES is not None:
-            assert _busiest_hosts(keys, size, 32, compiled=True) == want  # type: ignore[arg-type]
+            # The table sized for none, for as many, or for far more hosts: the same hosts.
+            for expect in (0, distinct, 50 * distinct):
+                got = _busiest_hosts(keys, size, 32, compiled=True, expect=expect)  # type: ignore[arg-type]
+                assert got == (want, distinct)
 
 
 def test_busiest_hosts_bytes_as_ranked_are_those_counted_over_the_rows() -> None:
@@ -140,7 +145,7 @@ def test_busiest_hosts_bytes_as_ranked_are_those_counted_over_the_rows() -> None
         keys = SimpleNamespace(src_host=src, dst_host=dst)
         busiest = [
             (host, (4, 0, 0, 0, host & 0xFFFFFFFF), b)
-            for host, _, b in _busiest_hosts(keys, size, 32)  # type: ignore[arg-type]
+            for host, _, b in _busiest_hosts(keys, size, 32)[0]  # type: ignore[arg-type]
         ]
         ranked, counted = EncryptedCopies(), EncryptedCopies()
         ranked._add_busiest(busiest, size, src, dst, True)

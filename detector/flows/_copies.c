@@ -1,8 +1,8 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
  * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
  * size test, the bytes of a batch's hosts, the rows of a few keys and a batch's bytes per open
- * bin (detector/flows/encrypted.py), and the index of the natives remembered
- * (detector/flows/copies.py).
+ * bin (detector/flows/encrypted.py), and the index of the natives remembered, its look-ups
+ * and additions and the merge of its two parts (detector/flows/copies.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded
@@ -225,11 +225,12 @@ size_deltas(PyObject *module, PyObject *args)
 }
 
 PyDoc_STRVAR(host_bytes_doc,
-"host_bytes(src, dst, size, out_hosts, out_first, out_bytes)\n"
+"host_bytes(src, dst, size, out_hosts, out_first, out_bytes, expect)\n"
 "--\n\n"
 "The distinct hosts of [src, dst] (64-bit hashes, each row's pair) in the order first seen,\n"
 "each with that place in [src, dst] and the sum of size over its places (row i's size for\n"
-"place i and place n + i). Returns how many.");
+"place i and place n + i). Returns how many. `expect` (how many hosts there may be, say the\n"
+"previous batch's) sizes the table at first; what comes out is the same whatever it is.");
 
 static PyObject *
 host_bytes(PyObject *module, PyObject *args)
@@ -239,7 +240,10 @@ host_bytes(PyObject *module, PyObject *args)
     static const char *const names[6] = {"src",       "dst",       "size",
                                          "out_hosts", "out_first", "out_bytes"};
     static const char *const kinds[6] = {"QL", "QL", "ql", "QL", "ql", "d"};
-    if (columns(args, 6, 0, names, kinds, NULL, 3, v, len) < 0)
+    if (columns(args, 6, 1, names, kinds, NULL, 3, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t expect = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 6));
+    if (PyErr_Occurred())
         return release(v, NULL);
     Py_ssize_t n = len[0];
     if (len[1] != n || len[2] != n || len[3] < 2 * n || len[4] < 2 * n || len[5] < 2 * n) {
@@ -247,15 +251,20 @@ host_bytes(PyObject *module, PyObject *args)
         return release(v, NULL);
     }
     /* Open addressing, each slot holding a host and its id (its bytes are summed in place in
-     * out_bytes).  The table starts small and doubles whenever it is half full: a batch holds
-     * far fewer hosts than places, and a table sized for every place to differ would be
-     * reached mostly outside the cache.  The hashes are salted: no sender can choose hosts
-     * that collide here. */
+     * out_bytes).  The table starts with room for the hosts expected (three slots a host) and
+     * doubles whenever it is half full: a batch holds far fewer hosts than places, and a table
+     * sized for every place to differ would be reached mostly outside the cache, while one
+     * that grows from small spends its time in long probes and moves.  The hashes are salted:
+     * no sender can choose hosts that collide here. */
     struct slot {
         uint64_t host;
         int64_t id;
     };
+    if (expect > 2 * n)
+        expect = 2 * n;
     int bits = 10;
+    while (bits < 40 && ((Py_ssize_t)1 << bits) < 3 * expect)
+        bits++;
     size_t slots = (size_t)1 << bits;
     struct slot *table = PyMem_Malloc(slots * sizeof(struct slot));
     if (!table)
@@ -578,6 +587,237 @@ index_add(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(o));
 }
 
+PyDoc_STRVAR(index_merge_doc,
+"index_merge(settled_keys, settled_ids, recent_keys, recent_ids, out_keys, out_ids)\n"
+"--\n\n"
+"The two parts of an index (each sorted keys beside their ids; the recent part's ids count\n"
+"from len(settled_keys), none of its keys in the settled part) as one: the keys merged in\n"
+"order to out_keys, each beside its id to out_ids (a settled key before an equal recent one).");
+
+static PyObject *
+index_merge(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    static const char *const names[6] = {"settled_keys", "settled_ids", "recent_keys",
+                                         "recent_ids",   "out_keys",    "out_ids"};
+    static const char *const kinds[6] = {"QL", "ql", "QL", "ql", "QL", "ql"};
+    if (columns(args, 6, 0, names, kinds, NULL, 4, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t s = len[0], r = len[2];
+    if (len[1] != s || len[3] != r || len[4] != s + r || len[5] != s + r) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the two parts");
+        return release(v, NULL);
+    }
+    const uint64_t *settled = v[0].buf, *recent = v[2].buf;
+    const int64_t *settled_ids = v[1].buf, *recent_ids = v[3].buf;
+    uint64_t *merged = v[4].buf;
+    int64_t *merged_ids = v[5].buf;
+    Py_ssize_t a = 0, b = 0, o = 0;
+    while (a < s || b < r) {
+        if (b >= r || (a < s && settled[a] <= recent[b])) {
+            merged[o] = settled[a];
+            merged_ids[o++] = settled_ids[a++];
+        } else {
+            merged[o] = recent[b];
+            merged_ids[o++] = recent_ids[b++] + s;
+        }
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
+/* numpy's pairwise summation of `n` doubles (what it gives for the sum of a contiguous row):
+ * fewer than eight one after the other, up to 128 in eight running sums joined in pairs (the
+ * rest added after), more as two halves summed apart. */
+static double
+pairwise_sum(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = a[j];
+        Py_ssize_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++)
+                r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    Py_ssize_t half = n / 2;
+    half -= half % 8;
+    return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
+}
+
+/* The first of `n` bins a, a + 1, ... that is at least first + offset (n if none), without
+ * overflow whatever the bin numbers. */
+static Py_ssize_t
+first_taken(int64_t first, int64_t offset, int64_t a, Py_ssize_t n)
+{
+    if (first >= a) {
+        uint64_t ahead = (uint64_t)first - (uint64_t)a;
+        if (ahead >= (uint64_t)n || (uint64_t)offset >= (uint64_t)n - ahead)
+            return n;
+        return (Py_ssize_t)(ahead + (uint64_t)offset);
+    }
+    uint64_t behind = (uint64_t)a - (uint64_t)first;
+    return behind >= (uint64_t)offset ? 0 : (Py_ssize_t)((uint64_t)offset - behind);
+}
+
+/* Add bins i0 .. n - 1 of a candidate's bytes y and lagged series x(i, series, lag) (read
+ * from `series`: row `top + i - lag`) to its running sums and counts, as numpy does: each sum
+ * over the bins one bin after the other, then added to the running one; the bytes' sums
+ * pairwise. `part` holds 3 * width * lags doubles, `squares` n. */
+static void
+add_bins(const double *y, const double *series, Py_ssize_t top, Py_ssize_t i0, Py_ssize_t n,
+         Py_ssize_t width, Py_ssize_t lags, double *sums, double *counts, double *part,
+         double *squares)
+{
+    Py_ssize_t cells = width * lags;
+    double *sx = part, *sxx = part + cells, *sxy = part + 2 * cells;
+    for (Py_ssize_t c = 0; c < 3 * cells; c++)
+        part[c] = 0.0;
+    Py_ssize_t active = 0;
+    for (Py_ssize_t i = i0; i < n; i++) {
+        double yi = y[i];
+        active += yi > 0;
+        squares[i - i0] = yi * yi;
+        for (Py_ssize_t lag = 0; lag < lags; lag++) {
+            const double *row = series + (top + i - lag) * width;
+            for (Py_ssize_t j = 0; j < width; j++) {
+                double x = row[j];
+                Py_ssize_t c = j * lags + lag;
+                sx[c] += x;
+                sxx[c] += x * x;
+                sxy[c] += yi * x;
+            }
+        }
+    }
+    for (Py_ssize_t c = 0; c < 3 * cells; c++)
+        sums[c] += part[c];
+    counts[0] += (double)(n - i0);
+    counts[1] += (double)active;
+    counts[2] += pairwise_sum(y + i0, n - i0);
+    counts[3] += pairwise_sum(squares, n - i0);
+}
+
+PyDoc_STRVAR(fold_doc,
+"fold(full, floats, excl_new, y_new, slots, first, a, ring, wide, lags, width)\n"
+"--\n\n"
+"Fold n closed bins a .. a + n - 1 into the rows of `floats` (one a slot) of the candidates\n"
+"`slots`. full: the native bytes per series (width of them) of the ring - 1 bins before and of\n"
+"these, (ring - 1 + n, width); excl_new and y_new: per slot, the bins' bytes of its endpoints'\n"
+"traffic per series and its own, (slots, n, width) and (slots, n). A slot's row holds its\n"
+"endpoints' ring (ring, width) and its own bytes' (wide - 1), then the running sums x, x*x\n"
+"and y*x of the 0.1 s bins and of the sliding windows of `wide` bins, each (width, lags),\n"
+"then the counts (bins, bins with bytes, sum of y, of y*y) of each. x at lag k is the native\n"
+"bytes less the endpoints' (not below zero) k bins before; a candidate's bins count from its\n"
+"bin `first`, its windows' from its bin first + wide - 1. The same sums, added in the same\n"
+"order, as the numpy form.");
+
+static PyObject *
+fold(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    static const char *const names[6] = {"full", "floats", "excl_new", "y_new", "slots",
+                                         "first"};
+    static const char *const kinds[6] = {"d", "d", "d", "d", "ql", "ql"};
+    if (columns(args, 6, 5, names, kinds, NULL, 1, v, len) < 0)
+        return release(v, NULL);
+    int64_t a = PyLong_AsLongLong(PyTuple_GET_ITEM(args, 6));
+    Py_ssize_t ring = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 7));
+    Py_ssize_t wide = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 8));
+    Py_ssize_t lags = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 9));
+    Py_ssize_t width = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 10));
+    if (PyErr_Occurred())
+        return release(v, NULL);
+    /* The lags reach back into the ring, and so do the windows (ring = lags - 1 + wide). */
+    if (width < 1 || width > 1024 || wide < 2 || lags < 1 || lags > 1024 ||
+        ring != lags - 1 + wide || len[0] % width != 0 || len[0] / width < ring) {
+        PyErr_SetString(PyExc_ValueError, "the ring, lags, windows or series do not fit");
+        return release(v, NULL);
+    }
+    Py_ssize_t t = len[0] / width, n = t - (ring - 1), cells = width * lags;
+    Py_ssize_t row = ring * width + (wide - 1) + 6 * cells + 8;
+    Py_ssize_t slots = len[1] / row, k = len[4];
+    if (len[1] != slots * row || len[2] != slots * n * width || len[3] != slots * n ||
+        len[5] != k) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the slots or the bins");
+        return release(v, NULL);
+    }
+    const double *full = v[0].buf, *excl_new = v[2].buf, *y_new = v[3].buf;
+    double *floats = v[1].buf;
+    const int64_t *slot_of = v[4].buf, *first = v[5].buf;
+    for (Py_ssize_t c = 0; c < k; c++)
+        if (slot_of[c] < 0 || slot_of[c] >= slots) {
+            PyErr_Format(PyExc_IndexError, "slot %lld is outside %zd slots",
+                         (long long)slot_of[c], slots);
+            return release(v, NULL);
+        }
+    /* Per candidate: its endpoints' series over the ring and the bins (then the natives less
+     * them), their running sums (t + 1) and the windows' (t + 1 - wide), its own bytes over its
+     * ring and the bins and their running sums, the windows', the sums over the bins, y*y. */
+    Py_ssize_t scratch = 2 * t * width + 2 * (t + 1) * width + (wide - 1 + n) + (wide + n) + n +
+                         3 * cells + n;
+    double *work = PyMem_Malloc((size_t)scratch * sizeof(double));
+    if (!work)
+        return release(v, PyErr_NoMemory());
+    double *excl = work, *d = excl + t * width, *cs = d + t * width, *dw = cs + (t + 1) * width;
+    double *yfull = dw + (t + 1) * width, *ycs = yfull + (wide - 1 + n), *yw = ycs + (wide + n);
+    double *part = yw + n, *squares = part + 3 * cells;
+    for (Py_ssize_t c = 0; c < k; c++) {
+        double *mine = floats + slot_of[c] * row;
+        double *excl_ring = mine, *y_ring = mine + ring * width;
+        double *sums = y_ring + (wide - 1), *counts = sums + 6 * cells;
+        /* The rings move on by n bins. */
+        memcpy(excl, excl_ring + width, (size_t)((ring - 1) * width) * sizeof(double));
+        memcpy(excl + (ring - 1) * width, excl_new + slot_of[c] * n * width,
+               (size_t)(n * width) * sizeof(double));
+        memcpy(excl_ring, excl + (t - ring) * width, (size_t)(ring * width) * sizeof(double));
+        memcpy(yfull, y_ring, (size_t)(wide - 1) * sizeof(double));
+        memcpy(yfull + wide - 1, y_new + slot_of[c] * n, (size_t)n * sizeof(double));
+        memcpy(y_ring, yfull + n, (size_t)(wide - 1) * sizeof(double));
+        Py_ssize_t fine_from = first_taken(first[c], 0, a, n);
+        if (fine_from >= n)
+            continue; /* no bin of its own yet (nor any window) */
+        for (Py_ssize_t i = 0; i < t * width; i++) {
+            double x = full[i] - excl[i];
+            d[i] = x > 0.0 ? x : 0.0;
+        }
+        const double *y = yfull + (wide - 1);
+        add_bins(y, d, ring - 1, fine_from, n, width, lags, sums, counts, part, squares);
+        Py_ssize_t wide_from = first_taken(first[c], wide - 1, a, n);
+        if (wide_from >= n)
+            continue;
+        /* Windows of `wide` bins as differences of running sums, as numpy's cumsum gives. */
+        for (Py_ssize_t j = 0; j < width; j++)
+            cs[j] = 0.0;
+        for (Py_ssize_t i = 0; i < t; i++)
+            for (Py_ssize_t j = 0; j < width; j++)
+                cs[(i + 1) * width + j] = cs[i * width + j] + d[i * width + j];
+        for (Py_ssize_t i = 0; i + wide <= t; i++)
+            for (Py_ssize_t j = 0; j < width; j++)
+                dw[i * width + j] = cs[(i + wide) * width + j] - cs[i * width + j];
+        ycs[0] = 0.0;
+        for (Py_ssize_t i = 0; i < wide - 1 + n; i++)
+            ycs[i + 1] = ycs[i] + yfull[i];
+        for (Py_ssize_t i = 0; i < n; i++)
+            yw[i] = ycs[i + wide] - ycs[i];
+        add_bins(yw, dw, lags - 1, wide_from, n, width, lags, sums + 3 * cells, counts + 4,
+                 part, squares);
+    }
+    PyMem_Free(work);
+    return release(v, Py_NewRef(Py_None));
+}
+
 PyDoc_STRVAR(l2_words_doc,
 "l2_words(data, offsets, linktype, rows, out_dst, out_src, ethernet)\n"
 "--\n\n"
@@ -634,6 +874,8 @@ static PyMethodDef methods[] = {
     {"find", find, METH_VARARGS, find_doc},
     {"series", series, METH_VARARGS, series_doc},
     {"index_add", index_add, METH_VARARGS, index_add_doc},
+    {"index_merge", index_merge, METH_VARARGS, index_merge_doc},
+    {"fold", fold, METH_VARARGS, fold_doc},
     {"l2_words", l2_words, METH_VARARGS, l2_words_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -141,12 +141,25 @@ class _NativeIndex:
         recent.keys, recent.ids, recent.count = merged_keys[:count], merged_ids[:count], count
         return ids, added
 
-    def settle(self, keys: npt.NDArray[np.uint64]) -> None:
+    def settle(self, keys: npt.NDArray[np.uint64], compiled: bool = use_compiled) -> None:
         """Merge the recent part into the settled one when it is full; ``keys`` holds every
-        remembered key at its id."""
-        if self.recent.count >= RECENT_KEYS:
-            self.settled.lookup_or_add(keys[self.settled.count : self.count])
-            self.recent = KeyIndex()
+        remembered key at its id.  Both parts are sorted already: one compiled merge where
+        built (``compiled``), else the settled part adds the recent keys in the order of their
+        ids."""
+        if self.recent.count < RECENT_KEYS:
+            return
+        settled, recent = self.settled, self.recent
+        if compiled:
+            assert COPIES is not None, "the compiled copy loops are not built"
+            total = settled.count + recent.count
+            merged_keys, merged_ids = np.empty(total, np.uint64), np.empty(total, np.int64)
+            COPIES.index_merge(
+                settled.keys, settled.ids, recent.keys, recent.ids, merged_keys, merged_ids
+            )
+            settled.keys, settled.ids, settled.count = merged_keys, merged_ids, total
+        else:
+            settled.lookup_or_add(keys[settled.count : self.count])
+        self.recent = KeyIndex()
 
     def rebuild(self, keys: npt.NDArray[np.uint64]) -> None:
         """Keep only ``keys`` (distinct), numbered 0..len-1 in the given order."""

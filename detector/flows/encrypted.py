@@ -100,34 +100,36 @@ def host_name(host: HostAddress) -> str:
     return ip_str(struct.pack("!4I", *host[1:]))
 
 
-@dataclass
 class Sums:
     """Running sums for Pearson correlation of one candidate's bytes (y) with each native
-    series (x) at each lag: fixed size whatever the length of the capture."""
+    series (x) at each lag: fixed size whatever the length of the capture.  They are views of
+    the candidate's slot row (see ``slot_views``), which ``fold`` adds bins to for every
+    candidate at once."""
 
-    n: int = 0
-    active: int = 0
-    sy: float = 0.0
-    syy: float = 0.0
-    sx: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(SHAPE))
-    sxx: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(SHAPE))
-    sxy: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(SHAPE))
+    __slots__ = ("counts", "sx", "sxx", "sxy")
 
-    def add(self, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64]) -> None:
-        """``y`` (bins,), ``x`` (bins, series, lags)."""
-        self.n += len(y)
-        self.active += int((y > 0).sum())
-        self.sy += float(y.sum())
-        self.syy += float((y * y).sum())
-        self.sx += x.sum(axis=0)
-        self.sxx += (x * x).sum(axis=0)
-        self.sxy += np.einsum("i,ijk->jk", y, x)
+    def __init__(
+        self,
+        counts: npt.NDArray[np.float64],
+        sx: npt.NDArray[np.float64],
+        sxx: npt.NDArray[np.float64],
+        sxy: npt.NDArray[np.float64],
+    ) -> None:
+        self.counts, self.sx, self.sxx, self.sxy = counts, sx, sxx, sxy
+
+    # The counts, read from the row: bins, bins in which the candidate sent bytes, the sum of
+    # its bytes per bin and of their squares.
+    n = property(lambda self: int(self.counts[0]))
+    active = property(lambda self: int(self.counts[1]))
+    sy = property(lambda self: float(self.counts[2]))
+    syy = property(lambda self: float(self.counts[3]))
 
     def correlation(self) -> npt.NDArray[np.float64]:
         n = float(max(self.n, 1))
-        vy = self.syy - self.sy * self.sy / n
+        sy, syy = self.sy, self.syy
+        vy = syy - sy * sy / n
         vx = self.sxx - self.sx * self.sx / n
-        cov = self.sxy - self.sx * self.sy / n
+        cov = self.sxy - self.sx * sy / n
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where((vx > 0) & (vy > 0), cov / np.sqrt(np.maximum(vx * vy, 1e-12)), 0.0)
 
@@ -226,6 +228,27 @@ def _udp_carrier(head: bytes, ports: set[int]) -> str:
 
 # The running sums of a Sums beside the counts.
 SUMS = ("sx", "sxx", "sxy")
+RESOLUTIONS = ("fine", "wide")
+# A slot's row of floats, part by part: the closed bins of its endpoints' traffic per series
+# (the lag ring) and of its own bytes (for the 1 s windows), newest last; its running sums per
+# resolution; then its counts per resolution (bins, active bins, sum of y, sum of y*y).  The
+# compiled fold reads the row in this order.
+SLOT_PARTS: list[tuple[object, tuple[int, ...]]] = [
+    ("excl_ring", (RING, WIDTH)),
+    ("y_ring", (WIDE - 1,)),
+    *(((res, part), SHAPE) for res in RESOLUTIONS for part in SUMS),
+    *(((res, "counts"), (4,)) for res in RESOLUTIONS),
+]
+SLOT_ENDS = np.cumsum([0] + [math.prod(shape) for _, shape in SLOT_PARTS]).tolist()
+
+
+def slot_views(floats: npt.NDArray[np.float64]) -> dict[object, npt.NDArray[np.float64]]:
+    """The parts of every slot's row of ``floats`` (one row a slot), as views."""
+    rows = len(floats)
+    return {
+        name: floats[:, a:z].reshape(rows, *shape)
+        for (name, shape), a, z in zip(SLOT_PARTS, SLOT_ENDS[:-1], SLOT_ENDS[1:], strict=True)
+    }
 
 
 class EncryptedCopies:
@@ -247,19 +270,9 @@ class EncryptedCopies:
         self.open_excl: dict[int, npt.NDArray[np.float64]] = {}
         self.native_ring = np.zeros((RING, WIDTH))
         # What a new candidate starts from zero, per slot in one row of floats (one write
-        # empties a slot), as views: closed bins of its endpoints' traffic per series and of its
-        # own bytes, newest last (for the lagged series and the 1 s windows), and its running
-        # sums (a candidate's Sums hold views of its rows).
-        sums = [(res, part) for res in ("fine", "wide") for part in SUMS]
-        shapes = [(RING, WIDTH), (WIDE - 1,)] + [SHAPE] * len(sums)
-        ends = np.cumsum([0] + [math.prod(shape) for shape in shapes]).tolist()
-        self.slot_floats = np.zeros((MAX_CANDIDATES, ends[-1]))
-        views = [
-            self.slot_floats[:, a:z].reshape(MAX_CANDIDATES, *shape)
-            for a, z, shape in zip(ends[:-1], ends[1:], shapes, strict=True)
-        ]
-        self.excl_ring, self.y_ring = views[:2]
-        self.sums = dict(zip(sums, views[2:], strict=True))
+        # empties a slot), as views (see SLOT_PARTS): a candidate's Sums hold views of its row.
+        self.slot_floats = np.zeros((MAX_CANDIDATES, SLOT_ENDS[-1]))
+        self.views = slot_views(self.slot_floats)
         # Size differences per slot (copy window, control window).
         self.deltas = np.zeros((2, MAX_CANDIDATES, MAX_DELTA), np.int64)
         # The candidates' directed flow keys, sorted, and the slot of each; their endpoints'
@@ -278,6 +291,8 @@ class EncryptedCopies:
         # ring_at[0]:ring_at[1] (room for a ring's worth more before they move to the front).
         self.ring = np.zeros((4, 2 * NATIVE_RING), np.uint64)
         self.ring_at = (0, 0)
+        # Distinct hosts of the last batch (the next one likely has as many).
+        self.batch_hosts = 0
 
     @property
     def ring_ts(self) -> npt.NDArray[np.float64]:
@@ -308,10 +323,9 @@ class EncryptedCopies:
         self.slot_hosts[slot] = (c.src_h, c.dst_h)
         c.slot = slot
         c.fine, c.wide = (
-            Sums(sx=self.sums[res, "sx"][slot], sxx=self.sums[res, "sxx"][slot],
-                 sxy=self.sums[res, "sxy"][slot])
-            for res in ("fine", "wide")
-        )  # fmt: skip
+            Sums(*(self.views[res, part][slot] for part in ("counts", *SUMS)))
+            for res in RESOLUTIONS
+        )
         c.deltas, c.control = self.deltas[0, slot], self.deltas[1, slot]
         self.candidates[c.key] = c
         self._by_key = self._by_host = None
@@ -496,8 +510,6 @@ class EncryptedCopies:
         n = len(ts)
         if not n:
             return
-        u = np.uint64
-        new = np.stack([ts.view(u), size.view(u), src_h, dst_h])[:, -NATIVE_RING:]
         a, b = self.ring_at
         if n >= NATIVE_RING:
             # The batch alone fills the ring: nothing of the ring before it is kept.
@@ -507,8 +519,12 @@ class EncryptedCopies:
             keep = min(b - a, NATIVE_RING - n)
             self.ring[:, :keep] = self.ring[:, b - keep : b]
             a, b = 0, keep
-        self.ring[:, b : b + new.shape[1]] = new
-        b += new.shape[1]
+        # Only the batch's last NATIVE_RING packets can be kept, each column in its ring row.
+        m = min(n, NATIVE_RING)
+        u = np.uint64
+        for row, column in enumerate((ts.view(u), size.view(u), src_h, dst_h)):
+            self.ring[row, b : b + m] = column[n - m :]
+        b += m
         self.ring_at = a, b = max(a, b - NATIVE_RING), b
         if n > 1 and (ts[1:] < ts[:-1]).any():
             kept = self.ring[:, a:b]
@@ -545,7 +561,7 @@ class EncryptedCopies:
             else:
                 # A silence longer than the lags: nothing lagged reaches past it.
                 self.native_ring[:] = 0.0
-                self.excl_ring[:] = 0.0
+                self.views["excl_ring"][:] = 0.0
             end = min(hi + MAX_LAG, through)
             for a in range(lo, end + 1, MAX_BLOCK):
                 self._close_block(a, min(a + MAX_BLOCK - 1, end))
@@ -586,71 +602,9 @@ class EncryptedCopies:
             y[:, b - a] = self.open_own.pop(b)
         for b in [b for b in self.open_excl if a <= b <= z]:
             excl[:, b - a] = self.open_excl.pop(b)
-        bins = np.arange(a, z + 1)
-        # Candidates a few at a time: the lagged series of one bin are WIDTH × (MAX_LAG + 1).
-        step = max(1, MAX_BLOCK // n)
-        for k in range(0, len(cands), step):
-            self._fold(cands[k : k + step], full, bins, y, excl)
-
-    def _fold(
-        self,
-        cands: list[Candidate],
-        full: npt.NDArray[np.float64],
-        bins: npt.NDArray[np.int64],
-        y_all: npt.NDArray[np.float64],
-        excl_all: npt.NDArray[np.float64],
-    ) -> None:
-        """Bins ``bins`` of ``cands`` into their rings and sums."""
-        n = len(bins)
-        slots = np.array([c.slot for c in cands])
-        first = np.array([c.first_bin for c in cands])
-        cfull = np.concatenate([self.excl_ring[slots, 1:], excl_all[slots]], axis=1)
-        self.excl_ring[slots] = cfull[:, -RING:]
-        y = y_all[slots]
-        yfull = np.concatenate([self.y_ring[slots], y], axis=1)
-        self.y_ring[slots] = yfull[:, -(WIDE - 1) :]
-        valid = bins >= first[:, None]
-        if not valid.any():
-            return
-        d = np.maximum(full - cfull, 0.0)
-        # x[c, i, series, lag]: the native bytes of the bin `lag` bins before bin i.
-        x = sliding_window_view(d, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
-        self._sum(cands, "fine", y, x, valid)
-        # The same over sliding 1 s windows.
-        cs = np.concatenate([np.zeros((len(cands), 1, WIDTH)), np.cumsum(d, axis=1)], axis=1)
-        dw = cs[:, WIDE:] - cs[:, :-WIDE]
-        xw = sliding_window_view(dw, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
-        ycs = np.concatenate([np.zeros((len(cands), 1)), np.cumsum(yfull, axis=1)], axis=1)
-        yw = (ycs[:, WIDE:] - ycs[:, :-WIDE])[:, -n:]
-        self._sum(cands, "wide", yw, xw, bins >= first[:, None] + WIDE - 1)
-
-    def _sum(
-        self,
-        cands: list[Candidate],
-        res: str,
-        y: npt.NDArray[np.float64],
-        x: npt.NDArray[np.float64],
-        take: npt.NDArray[np.bool_],
-    ) -> None:
-        """Add the bins ``take`` of each candidate to its sums of resolution ``res``: those that
-        take every bin all at once (the same arithmetic, candidate by candidate, as Sums.add)."""
-        whole = np.nonzero(take.all(axis=1))[0]
-        if len(whole):
-            yk, xk = y[whole], x[whole]  # copies, each candidate's bins in order
-            slots = np.array([cands[i].slot for i in whole.tolist()])
-            self.sums[res, "sx"][slots] += xk.sum(axis=1)
-            self.sums[res, "sxx"][slots] += (xk * xk).sum(axis=1)
-            self.sums[res, "sxy"][slots] += np.einsum("ci,cijk->cjk", yk, xk)
-            active = (yk > 0).sum(axis=1).tolist()
-            sy, syy = yk.sum(axis=1).tolist(), (yk * yk).sum(axis=1).tolist()
-            for j, i in enumerate(whole.tolist()):
-                s: Sums = getattr(cands[i], res)
-                s.n += y.shape[1]
-                s.active += active[j]
-                s.sy += sy[j]
-                s.syy += syy[j]
-        for i in np.nonzero(take.any(axis=1) & ~take.all(axis=1))[0].tolist():
-            getattr(cands[i], res).add(y[i][take[i]], x[i][take[i]])
+        slots = np.array([c.slot for c in cands], np.int64)
+        first = np.array([c.first_bin for c in cands], np.int64)
+        fold(full, self.slot_floats, excl, y, slots, first, a)
 
     def _make_room(self, now: float) -> None:
         """Drop the candidate idle longest, or failing that the one with the fewest bytes."""
@@ -934,6 +888,105 @@ def _ranges(start: npt.NDArray[np.intp], length: npt.NDArray[np.intp]) -> npt.ND
     return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - length - start, length)
 
 
+def fold(
+    full: npt.NDArray[np.float64],
+    floats: npt.NDArray[np.float64],
+    excl_new: npt.NDArray[np.float64],
+    y_new: npt.NDArray[np.float64],
+    slots: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+    a: int,
+    compiled: bool = use_compiled,
+) -> None:
+    """Fold n closed bins ``a`` .. ``a + n - 1`` into the rows of ``floats`` (see SLOT_PARTS) of
+    the candidates in ``slots``, each counted from its bin ``first`` (its 1 s windows from the
+    tenth): their rings move on, and the bins go into their running sums and counts.  ``full``
+    holds the native bytes per series of the RING - 1 bins before and of these; ``excl_new``
+    and ``y_new`` per slot the bins' bytes of its endpoints' traffic per series and its own.
+    One compiled pass over the candidates where built (``compiled``), else numpy a few
+    candidates at a time: the same sums, added in the same order."""
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        column = np.ascontiguousarray
+        COPIES.fold(
+            column(full, dtype=np.float64), floats, column(excl_new, dtype=np.float64),
+            column(y_new, dtype=np.float64), column(slots, dtype=np.int64),
+            column(first, dtype=np.int64), a, RING, WIDE, MAX_LAG + 1, WIDTH,
+        )  # fmt: skip
+        return
+    views = slot_views(floats)
+    n = len(full) - (RING - 1)
+    bins = np.arange(a, a + n)
+    # The lagged series of one bin are WIDTH × (MAX_LAG + 1).
+    step = max(1, MAX_BLOCK // n)
+    for k in range(0, len(slots), step):
+        _fold_numpy(views, full, bins, y_new, excl_new, slots[k : k + step], first[k : k + step])
+
+
+def _fold_numpy(
+    views: dict[object, npt.NDArray[np.float64]],
+    full: npt.NDArray[np.float64],
+    bins: npt.NDArray[np.int64],
+    y_all: npt.NDArray[np.float64],
+    excl_all: npt.NDArray[np.float64],
+    slots: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+) -> None:
+    """:func:`fold` of the candidates ``slots``, with numpy."""
+    n = len(bins)
+    excl_ring, y_ring = views["excl_ring"], views["y_ring"]
+    cfull = np.concatenate([excl_ring[slots, 1:], excl_all[slots]], axis=1)
+    excl_ring[slots] = cfull[:, -RING:]
+    y = y_all[slots]
+    yfull = np.concatenate([y_ring[slots], y], axis=1)
+    y_ring[slots] = yfull[:, -(WIDE - 1) :]
+    valid = bins >= first[:, None]
+    if not valid.any():
+        return
+    d = np.maximum(full - cfull, 0.0)
+    # x[c, i, series, lag]: the native bytes of the bin `lag` bins before bin i.
+    x = sliding_window_view(d, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
+    _sum_numpy(views, "fine", slots, y, x, valid)
+    # The same over sliding 1 s windows.
+    cs = np.concatenate([np.zeros((len(slots), 1, WIDTH)), np.cumsum(d, axis=1)], axis=1)
+    dw = cs[:, WIDE:] - cs[:, :-WIDE]
+    xw = sliding_window_view(dw, MAX_LAG + 1, axis=1)[:, -n:, :, ::-1]
+    ycs = np.concatenate([np.zeros((len(slots), 1)), np.cumsum(yfull, axis=1)], axis=1)
+    yw = (ycs[:, WIDE:] - ycs[:, :-WIDE])[:, -n:]
+    _sum_numpy(views, "wide", slots, yw, xw, bins >= first[:, None] + WIDE - 1)
+
+
+def _sum_numpy(
+    views: dict[object, npt.NDArray[np.float64]],
+    res: str,
+    slots: npt.NDArray[np.int64],
+    y: npt.NDArray[np.float64],
+    x: npt.NDArray[np.float64],
+    take: npt.NDArray[np.bool_],
+) -> None:
+    """Add the bins ``take`` of each candidate to its sums and counts of resolution ``res``:
+    those that take every bin all at once, the others one by one; the sums over the bins
+    first, then added to the running ones."""
+    sums, counts = [views[res, part] for part in SUMS], views[res, "counts"]
+    whole = np.nonzero(take.all(axis=1))[0]
+    if len(whole):
+        yk, xk = y[whole], x[whole]  # copies, each candidate's bins in order
+        at = slots[whole]
+        sums[0][at] += xk.sum(axis=1)
+        sums[1][at] += (xk * xk).sum(axis=1)
+        sums[2][at] += np.einsum("ci,cijk->cjk", yk, xk)
+        counts[at, 0] += y.shape[1]
+        counts[at, 1] += (yk > 0).sum(axis=1)
+        counts[at, 2] += yk.sum(axis=1)
+        counts[at, 3] += (yk * yk).sum(axis=1)
+    for i in np.nonzero(take.any(axis=1) & ~take.all(axis=1))[0].tolist():
+        yi, xi, at = y[i][take[i]], x[i][take[i]], slots[i]
+        sums[0][at] += xi.sum(axis=0)
+        sums[1][at] += (xi * xi).sum(axis=0)
+        sums[2][at] += np.einsum("i,ijk->jk", yi, xi)
+        counts[at] += (len(yi), int((yi > 0).sum()), float(yi.sum()), float((yi * yi).sum()))
+
+
 def _drop_through(bins: dict[int, Any], through: int) -> None:
     """Forget the open bins up to ``through`` (they are closed)."""
     for b in [b for b in bins if b <= through]:
@@ -986,7 +1039,7 @@ def observe(
         admit.append(c)
     # The busiest hosts of the batch (for the tracked hosts of a finding), with their address
     # words as first seen.
-    top = _busiest_hosts(keys, size, NAMED_HOSTS_PER_BATCH)
+    top, ec.batch_hosts = _busiest_hosts(keys, size, NAMED_HOSTS_PER_BATCH, expect=ec.batch_hosts)
     place = np.array([x for _, x, _ in top], np.int64)
     r = rows[place % len(rows)]
     words = np.where((place >= len(rows))[:, None], h.dst[r], h.src[r]).tolist()
@@ -1025,34 +1078,44 @@ def _least_keys(
 
 
 def _busiest_hosts(
-    keys: RowKeys, size: npt.NDArray[np.int64], n: int, compiled: bool = use_compiled
-) -> list[tuple[int, int, float]]:
+    keys: RowKeys,
+    size: npt.NDArray[np.int64],
+    n: int,
+    compiled: bool = use_compiled,
+    expect: int = 0,
+) -> tuple[list[tuple[int, int, float]], int]:
     """The ``n`` hosts with the most bytes in the batch (as sources or destinations), busiest
     first (equal bytes in the order first seen), each with the first place it is seen in
-    ``[sources, destinations]`` and its bytes."""
-    hosts, first, weight = (_host_bytes_compiled if compiled else _host_bytes_numpy)(keys, size)
+    ``[sources, destinations]`` and its bytes; and how many hosts the batch has (``expect``,
+    the previous batch's, sizes the compiled pass's table)."""
+    if compiled:
+        hosts, first, weight = _host_bytes_compiled(keys, size, expect)
+    else:
+        hosts, first, weight = _host_bytes_numpy(keys, size)
     # A stable sort of every host's bytes, but only the hosts as heavy as the n-th are sorted.
     if len(weight) > n > 0:
         heavy = np.nonzero(weight >= np.partition(weight, len(weight) - n)[len(weight) - n])[0]
     else:
         heavy = np.arange(len(weight))
     top = heavy[np.argsort(-weight[heavy], kind="stable")][:n]
-    return list(zip(hosts[top].tolist(), first[top].tolist(), weight[top].tolist(), strict=True))
+    busiest = zip(hosts[top].tolist(), first[top].tolist(), weight[top].tolist(), strict=True)
+    return list(busiest), len(hosts)
 
 
 HostBytes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 
-def _host_bytes_compiled(keys: RowKeys, size: npt.NDArray[np.int64]) -> HostBytes:
+def _host_bytes_compiled(keys: RowKeys, size: npt.NDArray[np.int64], expect: int = 0) -> HostBytes:
     """The batch's distinct hosts in the order first seen in ``[sources, destinations]``, with
-    that place and their bytes: one compiled pass with a table of the hosts."""
+    that place and their bytes: one compiled pass with a table of the hosts, first sized for
+    ``expect`` of them."""
     assert COPIES is not None, "the compiled copy loops are not built"
     places = 2 * len(size)
     out = np.empty(places, np.uint64), np.empty(places, np.int64), np.empty(places)
     column = np.ascontiguousarray
     k = COPIES.host_bytes(
         column(keys.src_host, dtype=np.uint64), column(keys.dst_host, dtype=np.uint64),
-        column(size, dtype=np.int64), *out,
+        column(size, dtype=np.int64), *out, expect,
     )  # fmt: skip
     return out[0][:k], out[1][:k], out[2][:k]
 
