@@ -35,8 +35,8 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import l2_words, sample_natives, sampled_fingerprint
+from detector.flows.groups import distinct, locate, ranked, spread
 from detector.flows.groups import group as group_keys
-from detector.flows.groups import locate, ranked, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, key_set, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
@@ -394,7 +394,7 @@ class Engine:
 
     def _candidates(
         self, v: _Rows, fids: npt.NDArray[np.int64], unknown: npt.NDArray[np.bool_]
-    ) -> list[tuple[int, list[Decoder] | None]]:
+    ) -> list[tuple[int, Sequence[Decoder] | None]]:
         """Rows of flows not kept as streams (``unknown``) worth a decode, in row order, each
         with the decoders whose prefilter passed it (None: the decoders of its GRE type or IP
         protocol).  Rows of flows set aside are left out, but for the probes."""
@@ -404,14 +404,14 @@ class Engine:
         other = self._not_aside(
             v, np.flatnonzero(unknown & ((p == IP_PROTO_GRE) | ~COMMON_IP_LUT[p]))
         )
-        cands: list[tuple[int, list[Decoder] | None]] = [(x, None) for x in other.tolist()]
+        cands: list[tuple[int, Sequence[Decoder] | None]] = [(x, None) for x in other.tolist()]
         # Rows with a payload; the prefilters look at the UDP and the TCP ones.
-        payload = self._not_aside(v, np.flatnonzero(unknown & (v.h.paylen[v.rows] > 0)))
-        for l4proto, decoders in ((17, self.udp_decoders), (6, self.tcp_decoders)):
-            if decoders:
-                mine = payload[p[payload] == l4proto]
-                cands.extend(self._prefiltered(v, fids, mine, l4proto, decoders))
-        cands.sort(key=lambda c: c[0])
+        routed = lut(n for n, ds in ((17, self.udp_decoders), (6, self.tcp_decoders)) if ds)
+        payload = self._not_aside(v, np.flatnonzero(unknown & (v.h.paylen[v.rows] > 0) & routed[p]))
+        if len(payload):
+            cands.extend(self._prefiltered(v, fids, payload, p))
+            if len(other):
+                cands.sort(key=lambda c: c[0])
         return cands
 
     def _not_aside(self, v: _Rows, idx: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
@@ -425,83 +425,115 @@ class Engine:
         v: _Rows,
         fids: npt.NDArray[np.int64],
         fresh: npt.NDArray[np.intp],
-        l4proto: int,
-        decoders: tuple[Decoder, ...],
-    ) -> list[tuple[int, list[Decoder]]]:
-        """Of the fresh UDP or TCP rows with a payload (indices ``fresh``, ascending), those
-        that some decoder's prefilter accepts."""
+        p: npt.NDArray[np.int64],
+    ) -> list[tuple[int, Sequence[Decoder]]]:
+        """Of the fresh UDP and TCP rows with a payload (indices ``fresh``, ascending; ``p``
+        the rows' IP protocols), those that some decoder's prefilter accepts, ascending."""
         det = self.detection
-        after = det.quiet_after(l4proto)
         quiet = self.flows.quiet
         # A flow's payload packets that no format accepted are counted; past `quiet_after` of
         # them its packets are only probed: every format recognised here shows itself in its
         # first packets, unless junk was sent first.  Most rows are of flows past it, and cost
         # this one lookup of their flow's count.
-        young = quiet[fids[fresh]] < after
+        after_udp, after_tcp = det.quiet_after(17), det.quiet_after(6)
+        fresh_fids = fids[fresh]
+        after: int | npt.NDArray[np.intp] = after_udp
+        if after_udp != after_tcp:
+            after = np.where(p[fresh] == 6, after_tcp, after_udp)
+        young = quiet[fresh_fids] < after
         old = fresh[~young]
         # The young flows' rows, flow by flow (each flow's in batch order): each flow's first
         # rows are looked at, as many as it has left before it is quiet, wherever the batch
         # ends; the others are probed.
-        runs = ranked(fids[fresh[young]])
-        rows = fresh[young][runs.order]
-        flows = fids[rows[runs.at]]
-        loud = runs.rank < np.repeat(after - quiet[flows].astype(np.intp), runs.lengths)
+        runs = ranked(fresh_fids[young])
+        in_flow_order = np.flatnonzero(young)[runs.order]
+        rows = fresh[in_flow_order]
+        firsts = in_flow_order[runs.at]
+        flows = fresh_fids[firsts]
+        budget = after if isinstance(after, int) else after[firsts]
+        loud = runs.rank < np.repeat(budget - quiet[flows].astype(np.intp), runs.lengths)
         later = np.flatnonzero(~loud)
         probed = np.concatenate([old, rows[later]])
         probes = probe(v.keys.directed[probed], v.ts[probed], det.quiet_probe_stride)
-        hits, passing = self._route(v, np.concatenate([rows[loud], probed[probes]]), decoders)
+        hits, passing = self._route(v, np.concatenate([rows[loud], probed[probes]]), p)
         if not len(rows):
             return list(zip(hits.tolist(), passing, strict=True))
         looked = loud
         looked[later[probes[len(old) :]]] = True
-        hit = np.zeros(len(rows), dtype=np.bool_)
         if len(hits):
-            place = np.full(len(v.rows), -1, dtype=np.intp)
-            place[rows] = np.arange(len(rows))
-            at = place[hits]
-            hit[at[at >= 0]] = True
+            hit_rows = np.zeros(len(v.rows), dtype=np.bool_)
+            hit_rows[hits] = True
+            hit = hit_rows[rows]
             # A payload some prefilter accepted is not a quiet one: the flow's rows that were
             # counted on to make it quiet are looked at as well (all of them, in one more pass).
-            more = np.repeat(np.logical_or.reduceat(hit, runs.at), runs.lengths) & ~looked
+            hit_flows = distinct(np.searchsorted(runs.at, np.flatnonzero(hit), side="right") - 1)
+            more = np.zeros(len(rows), dtype=np.bool_)
+            for start, size in zip(
+                runs.at[hit_flows].tolist(), runs.lengths[hit_flows].tolist(), strict=True
+            ):
+                more[start : start + size] = True
+            more &= ~looked
             if more.any():
-                extra, extra_passing = self._route(v, rows[more], decoders)
+                extra, extra_passing = self._route(v, rows[more], p)
                 looked |= more
-                hit[place[extra]] = True
+                hit_rows[extra] = True
+                hit = hit_rows[rows]
                 every = [*passing, *extra_passing]
                 order = np.argsort(np.concatenate([hits, extra]))
                 hits = np.concatenate([hits, extra])[order]
                 passing = [every[j] for j in order.tolist()]
-        missed = (looked & ~hit).astype(np.intp)
-        self.flows.add_quiet(flows, np.add.reduceat(missed, runs.at))
+            looked &= ~hit
+        # Each flow's rows looked at in vain: differences of the running count at its run's ends.
+        missed = np.concatenate(([0], np.cumsum(looked)))
+        self.flows.add_quiet(flows, missed[runs.at + runs.lengths] - missed[runs.at])
         return list(zip(hits.tolist(), passing, strict=True))
 
     def _route(
-        self, v: _Rows, sel: npt.NDArray[np.intp], decoders: tuple[Decoder, ...]
-    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
-        """The rows ``sel`` (UDP or TCP rows with a payload) that some decoder's prefilter
-        accepts, ascending, each with the decoders that accepted it."""
+        self, v: _Rows, sel: npt.NDArray[np.intp], p: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.intp], list[Sequence[Decoder]]]:
+        """The rows ``sel`` (UDP and TCP rows with a payload; ``p`` the rows' IP protocols)
+        that some decoder's prefilter accepts, ascending, each with the decoders that accepted
+        it."""
         if not len(sel):
             return sel, []
         h = v.h
         self.stats.prefiltered += len(sel)
-        picked = v.rows[sel]
+        # In batch order, the payloads are read in the order they lie in the batch's buffer.
+        sel = np.sort(sel)
         batch = v.batch
-        length = h.paylen[picked]
-        route = route_for(decoders)
-        lead = (
-            None  # read from the windows, which every row needs
-            if route.everywhere
-            else payload_leads(batch.data, batch.offsets[picked] + h.pay[picked], length)
-        )
+        found: list[npt.NDArray[np.intp]] = []
+        passing: list[Sequence[Decoder]] = []
+        is_tcp = p[sel] == 6
+        for mine, decoders in ((sel[~is_tcp], self.udp_decoders), (sel[is_tcp], self.tcp_decoders)):
+            if not len(mine):
+                continue
+            picked = v.rows[mine]
+            length = h.paylen[picked]
+            route = route_for(decoders)
+            lead = (
+                None  # read from the windows, which every row needs
+                if route.everywhere
+                else payload_leads(batch.data, batch.offsets[picked] + h.pay[picked], length)
+            )
 
-        def heads(at: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
-            return payload_heads(batch, h, picked[at])[0]
+            def heads(
+                at: npt.NDArray[np.intp], picked: npt.NDArray[np.int64] = picked
+            ) -> npt.NDArray[np.uint8]:
+                return payload_heads(batch, h, picked[at])[0]
 
-        hits, passing = route.hits_by_lead(lead, length, h.sport[picked], h.dport[picked], heads)
-        self.stats.candidates += len(hits)
-        # In row order (the rows were given flow by flow).
-        order = np.argsort(sel[hits])
-        return sel[hits][order], [passing[j] for j in order.tolist()]
+            hits, by_row = route.hits_by_lead(lead, length, h.sport[picked], h.dport[picked], heads)
+            if len(hits):
+                found.append(mine[hits])
+                passing.extend(by_row)
+        if not found:
+            return sel[:0], []
+        self.stats.candidates += len(passing)
+        if len(found) == 1:
+            return found[0], passing
+        # UDP and TCP rows, in row order.
+        rows = np.concatenate(found)
+        order = np.argsort(rows)
+        return rows[order], [passing[j] for j in order.tolist()]
 
     def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
         """Count the rows ``kidx`` of known streams into their streams, and pick the ones to
