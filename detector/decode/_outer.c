@@ -9,6 +9,11 @@
  * The input is hostile: every byte is read through at() or clamped_at(), which never read
  * outside the buffer the caller passed, and every position is a signed 64-bit number bounded
  * by the batch's own lengths (checked on entry), so no sum overflows.
+ *
+ * It also holds the carried-packet tests of the payload prefilters that look at every UDP
+ * payload (li_common.carried_bits, unknown_encap.carried_within): each window is read once
+ * instead of once per numpy column operation.  Their windows are fixed-width rows whose width
+ * is checked against every offset read.
  */
 #include "../_columns.h"
 
@@ -673,11 +678,150 @@ payload_heads(PyObject *module, PyObject *args)
     return release(views, Py_NewRef(Py_None));
 }
 
+/* ---- the carried-packet tests of the payload prefilters --------------------------------------- */
+
+/* A prefilter window matrix and its rows' payload lengths: m rows of `width` bytes (m the
+ * number of lengths, returned; -1 with an exception set on a mismatch). */
+static Py_ssize_t
+windows(PyObject *head, PyObject *lengths, Py_ssize_t width, Py_buffer *head_view,
+        Py_buffer *length_view)
+{
+    if (column(lengths, length_view, 0, 8, "ql", -1, "lengths") < 0)
+        return -1;
+    const Py_ssize_t m = length_view->len / 8;
+    if (column(head, head_view, 0, 1, "B", -1, "head") < 0)
+        return -1;
+    if (width < 0 || head_view->len != m * width) {
+        PyErr_SetString(PyExc_ValueError, "head must hold width bytes for each length");
+        return -1;
+    }
+    return m;
+}
+
+static inline unsigned
+row16(const uint8_t *row, int64_t p)
+{
+    return ((unsigned)row[p] << 8) | row[p + 1];
+}
+
+PyDoc_STRVAR(carried_at_doc,
+"carried_at(head, width, lengths, offsets, ipv4_start, ethertypes, ether_room, out)\n--\n\n"
+"For each row i of head (uint8, width bytes a row, lengths int64 (m)) and offset o = offsets[j]\n"
+"(int64 (k), 0 <= o <= width - 14), out[i * k + j] (uint8) gets bit 0 where an IPv4 header\n"
+"(first byte in ipv4_start, bool (256)) whose total length, or an IPv6 header whose payload\n"
+"length and 40, is lengths[i] - o starts at o; bit 1 where an Ethernet header with a unicast\n"
+"source and an EtherType in ethertypes (bool (65536)) starts at o, with lengths[i] - o >=\n"
+"ether_room (li_common.ip_fills_mask and ether_ip_mask).");
+
+static PyObject *
+carried_at(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *head, *lengths, *offsets, *ipv4_start, *ethertypes, *out;
+    Py_ssize_t width;
+    long long ether_room;
+    if (!PyArg_ParseTuple(args, "OnOOOOLO:carried_at", &head, &width, &lengths, &offsets,
+                          &ipv4_start, &ethertypes, &ether_room, &out))
+        return NULL;
+    const Py_ssize_t m = windows(head, lengths, width, &views[2], &views[0]);
+    if (m < 0 || column(offsets, &views[1], 0, 8, "ql", -1, "offsets") < 0)
+        return release(views, NULL);
+    const Py_ssize_t k = views[1].len / 8;
+    if (column(ipv4_start, &views[3], 0, 1, "?B", 256, "ipv4_start") < 0
+        || column(ethertypes, &views[4], 0, 1, "?B", 65536, "ethertypes") < 0
+        || column(out, &views[5], 1, 1, "?B", m * k, "out") < 0)
+        return release(views, NULL);
+    const int64_t *len = views[0].buf, *offs = views[1].buf;
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (offs[j] < 0 || offs[j] > width - 14) {
+            PyErr_SetString(PyExc_ValueError, "an offset leaves no room for an Ethernet header");
+            return release(views, NULL);
+        }
+    const uint8_t *h = views[2].buf, *v4 = views[3].buf, *eth = views[4].buf;
+    uint8_t *o = views[5].buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const uint8_t *row = h + width * i;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const int64_t off = offs[j], rest = len[i] - off;
+            const unsigned first = row[off];
+            unsigned bits = 0;
+            if ((v4[first] && (int64_t)row16(row, off + 2) == rest)
+                || ((first >> 4) == 6 && (int64_t)row16(row, off + 4) + 40 == rest))
+                bits |= 1;
+            if ((row[off + 6] & 1) == 0 && eth[row16(row, off + 12)] && rest >= ether_room)
+                bits |= 2;
+            o[i * k + j] = (uint8_t)bits;
+        }
+    }
+    return release(views, Py_NewRef(Py_None));
+}
+
+PyDoc_STRVAR(ip_within_doc,
+"ip_within(head, width, lengths, most_offset, ipv4_start, next_headers, out)\n--\n\n"
+"out[i] (bool (m)) is True where some offset o <= most_offset (most_offset + 20 <= width) of\n"
+"row i of head (uint8, width bytes a row) starts an IPv4 header (first byte in ipv4_start,\n"
+"bool (256)) with a right checksum whose total length is lengths[i] - o, or an IPv6 header\n"
+"(next header in next_headers, bool (256), hop limit above 0) whose payload length, 8 or\n"
+"more, and 40 are lengths[i] - o; lengths[i] - o is 20 or more (the unknown-encapsulation\n"
+"prefilter).");
+
+static PyObject *
+ip_within(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *head, *lengths, *ipv4_start, *next_headers, *out;
+    Py_ssize_t width, most;
+    if (!PyArg_ParseTuple(args, "OnOnOOO:ip_within", &head, &width, &lengths, &most, &ipv4_start,
+                          &next_headers, &out))
+        return NULL;
+    const Py_ssize_t m = windows(head, lengths, width, &views[1], &views[0]);
+    if (m < 0
+        || column(ipv4_start, &views[2], 0, 1, "?B", 256, "ipv4_start") < 0
+        || column(next_headers, &views[3], 0, 1, "?B", 256, "next_headers") < 0
+        || column(out, &views[4], 1, 1, "?B", m, "out") < 0)
+        return release(views, NULL);
+    if (most < 0 || most > width - 20) {
+        PyErr_SetString(PyExc_ValueError, "most_offset leaves no room for an IPv4 header");
+        return release(views, NULL);
+    }
+    const int64_t *len = views[0].buf;
+    const uint8_t *h = views[1].buf, *v4 = views[2].buf, *next = views[3].buf;
+    uint8_t *o = views[4].buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const uint8_t *row = h + width * i;
+        const int64_t length = len[i];
+        /* What is left from the last offset searched is 20 bytes or more. */
+        const int64_t last = length - 20 < most ? length - 20 : most;
+        uint8_t found = 0;
+        for (int64_t off = 0; off <= last && !found; off++) {
+            const unsigned first = row[off];
+            const int64_t rest = length - off, field = row16(row, off + 4);
+            /* The length fields first: they rarely match, and then the rest is read. */
+            const int maybe4 = (int64_t)row16(row, off + 2) == rest && v4[first];
+            const int maybe6 = field + 40 == rest && (first >> 4) == 6;
+            if (__builtin_expect(maybe4, 0)) {
+                uint32_t sum = 0;
+                for (int w = 0; w < 20; w += 2)
+                    sum += row16(row, off + w);
+                while (sum > 0xFFFF)
+                    sum = (sum & 0xFFFF) + (sum >> 16);
+                found = sum == 0xFFFF;
+            } else if (__builtin_expect(maybe6, 0)) {
+                found = field >= 8 && next[row[off + 6]] && row[off + 7] > 0;
+            }
+        }
+        o[i] = found;
+    }
+    return release(views, Py_NewRef(Py_None));
+}
+
 static PyMethodDef methods[] = {
     {"tables", tables, METH_VARARGS, tables_doc},
     {"decode", decode, METH_VARARGS, decode_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {"payload_heads", payload_heads, METH_VARARGS, payload_heads_doc},
+    {"carried_at", carried_at, METH_VARARGS, carried_at_doc},
+    {"ip_within", ip_within, METH_VARARGS, ip_within_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -691,7 +835,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef outer_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "detector.decode._outer",
-    .m_doc = "The outer header decode and row hashes of a batch, compiled (see headers.py).",
+    .m_doc = "The outer header decode, row hashes and prefilter tests of a batch, compiled.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

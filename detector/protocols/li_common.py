@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.decode import headers
 from detector.decode.frames import (
     CHECKSUM_RIGHT,
     ethernet_valid,
@@ -136,6 +137,40 @@ def carried_masks(
     """``carried_mask`` at each of ``offsets`` (one column each), worked out at once: one pass
     over a (rows, offsets) matrix costs a quarter of four passes over the rows."""
     return carried_mask(head, length[:, None], np.array(offsets, dtype=np.intp))
+
+
+def carried_bits_numpy(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], offsets: tuple[int, ...]
+) -> npt.NDArray[np.uint8]:
+    """At each of ``offsets`` (one column each): bit 0 where ``ip_fills_mask`` holds, bit 1
+    where ``ether_ip_mask`` does."""
+    at = np.array(offsets, dtype=np.intp)
+    ip = ip_fills_mask(head, length[:, None], at).astype(np.uint8)
+    return ip | (ether_ip_mask(head, length[:, None], at).astype(np.uint8) << 1)
+
+
+def carried_bits_compiled(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], offsets: tuple[int, ...]
+) -> npt.NDArray[np.uint8]:
+    """:func:`carried_bits_numpy`, each row read once in a compiled pass."""
+    assert headers.OUTER is not None, "the compiled header decode is not built"
+    out = np.empty((len(head), len(offsets)), dtype=np.uint8)
+    headers.OUTER.carried_at(
+        np.ascontiguousarray(head, dtype=np.uint8),
+        head.shape[1],
+        np.ascontiguousarray(length, dtype=np.int64),
+        np.array(offsets, dtype=np.int64),
+        _IPV4_START,
+        _ETHERTYPE_LUT,
+        ETHERNET.header + 20,
+        out,
+    )
+    return out
+
+
+# The form the prefilters use: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
+carried_compiled = headers.use_compiled
+carried_bits = carried_bits_compiled if carried_compiled else carried_bits_numpy
 
 
 def carried_may_start(

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from detector.decode import headers
 from detector.decode.frames import (
     ETH_IPV4,
     ETH_IPV6,
@@ -56,6 +57,8 @@ def find_carried(payload: bytes) -> tuple[int, InnerLink, int] | None:
 
 
 _NEXT_LUT = lut(sorted(IPV6_NEXT_HEADERS))
+# First bytes of an IPv4 header with options or none (version 4, header length 5-15).
+_IPV4_FIRST = lut(range(0x45, 0x50))
 
 
 def _high(rest: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
@@ -69,9 +72,10 @@ def _length_high_bytes_fit(
 ) -> npt.NDArray[np.intp]:
     """Places (row * (MAX_OFFSET + 1) + offset) where an IPv4 (0x45-0x4f) or IPv6 (0x6_)
     header could start whose length field's high byte fits what is left of the payload.  A
-    necessary condition of the exact test in ``prefilter``, worked out on bytes: about one random
-    byte in ten starts an IP header, but only about one in a hundred has such a high byte, so
-    the exact test is left with a few candidates instead of a tenth of the window."""
+    necessary condition of the exact test in ``carried_within_numpy``, worked out on bytes:
+    about one random byte in ten starts an IP header, but only about one in a hundred has such a
+    high byte, so the exact test is left with a few candidates instead of a tenth of the
+    window."""
     span = MAX_OFFSET + 1
     # What is left of the payload from offset k is length - k, k in [0, MAX_OFFSET]: its high
     # byte is one of two neighbours.
@@ -85,6 +89,66 @@ def _length_high_bytes_fit(
     v6 &= (head[:, 4 : 4 + span] - v6_low) <= (v6_high - v6_low)
     v4 |= v6
     return np.flatnonzero(v4)
+
+
+def carried_within_numpy(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Rows where an offset up to MAX_OFFSET starts an IPv4 header (checksum right) or an
+    IPv6 header (plausible next header and hop limit) whose length ends where the payload
+    does: the prefilter of :class:`UnknownEncapsulation`."""
+    # Sparse: look only where a byte could start an IPv4 (0x45-0x4f) or IPv6 (0x6_) header,
+    # then check the length field there against what is left of the payload.  The bytes
+    # are read from the flat window (np.take): far cheaper than 2-D fancy indexing.
+    width, span = head.shape[1], MAX_OFFSET + 1
+    flat = np.ascontiguousarray(head).reshape(-1)
+    at = _length_high_bytes_fit(head, length)
+    rows = at // span
+    ks = at - rows * span
+    pos = rows * width + ks
+    is4 = np.take(flat, pos) < 0x60
+    at = pos + np.where(is4, 2, 4)
+    field = (np.take(flat, at).astype(np.int64) << 8) | np.take(flat, at + 1)
+    remaining = length[rows] - ks
+    ok = (field + np.where(is4, 0, 40) == remaining) & (remaining >= 20)
+    hit = np.nonzero(ok)[0]
+    rows, ks, pos, is4, field = rows[hit], ks[hit], pos[hit], is4[hit], field[hit]
+    # IPv6 hits: a plausible next header and hop limit, and room for an L4 header.
+    last = rows * width + width - 1
+    nh = np.take(flat, np.minimum(pos + 6, last))
+    hop = np.take(flat, np.minimum(pos + 7, last))
+    ok = is4 | (_NEXT_LUT[nh] & (hop > 0) & (field >= 8))
+    # IPv4 hits must also have a right header checksum (one's-complement sum of the ten
+    # header words is 0xffff); the 20 bytes are inside the window for every offset searched.
+    v4 = np.nonzero(ok & is4)[0]
+    if len(v4):
+        hdr = np.take(flat, pos[v4, None] + np.arange(20)[None, :]).astype(np.int64)
+        ok[v4] = ones_complement_sum_np(hdr[:, 0::2] << 8 | hdr[:, 1::2]) == 0xFFFF
+    mask = np.zeros(len(head), dtype=np.bool_)
+    mask[rows[ok]] = True
+    return mask
+
+
+def carried_within_compiled(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """:func:`carried_within_numpy`, each row read once in a compiled pass."""
+    assert headers.OUTER is not None, "the compiled header decode is not built"
+    out = np.empty(len(head), dtype=np.bool_)
+    headers.OUTER.ip_within(
+        np.ascontiguousarray(head, dtype=np.uint8),
+        head.shape[1],
+        np.ascontiguousarray(length, dtype=np.int64),
+        MAX_OFFSET,
+        _IPV4_FIRST,
+        _NEXT_LUT,
+        out,
+    )
+    return out
+
+
+# The form the prefilter uses: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
+carried_within = carried_within_compiled if headers.use_compiled else carried_within_numpy
 
 
 UNKNOWN_ENCAPSULATION = ProtocolSpec(
@@ -111,36 +175,7 @@ class UnknownEncapsulation(Decoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        # Sparse: look only where a byte could start an IPv4 (0x45-0x4f) or IPv6 (0x6_) header,
-        # then check the length field there against what is left of the payload.  The bytes
-        # are read from the flat window (np.take): far cheaper than 2-D fancy indexing.
-        width, span = head.shape[1], MAX_OFFSET + 1
-        flat = np.ascontiguousarray(head).reshape(-1)
-        at = _length_high_bytes_fit(head, length)
-        rows = at // span
-        ks = at - rows * span
-        pos = rows * width + ks
-        is4 = np.take(flat, pos) < 0x60
-        at = pos + np.where(is4, 2, 4)
-        field = (np.take(flat, at).astype(np.int64) << 8) | np.take(flat, at + 1)
-        remaining = length[rows] - ks
-        ok = (field + np.where(is4, 0, 40) == remaining) & (remaining >= 20)
-        hit = np.nonzero(ok)[0]
-        rows, ks, pos, is4, field = rows[hit], ks[hit], pos[hit], is4[hit], field[hit]
-        # IPv6 hits: a plausible next header and hop limit, and room for an L4 header.
-        last = rows * width + width - 1
-        nh = np.take(flat, np.minimum(pos + 6, last))
-        hop = np.take(flat, np.minimum(pos + 7, last))
-        ok = is4 | (_NEXT_LUT[nh] & (hop > 0) & (field >= 8))
-        # IPv4 hits must also have a right header checksum (one's-complement sum of the ten
-        # header words is 0xffff); the 20 bytes are inside the window for every offset searched.
-        v4 = np.nonzero(ok & is4)[0]
-        if len(v4):
-            hdr = np.take(flat, pos[v4, None] + np.arange(20)[None, :]).astype(np.int64)
-            ok[v4] = ones_complement_sum_np(hdr[:, 0::2] << 8 | hdr[:, 1::2]) == 0xFFFF
-        mask = np.zeros(len(head), dtype=np.bool_)
-        mask[rows[ok]] = True
-        return mask
+        return carried_within(head, length)
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         found = find_carried(payload)
