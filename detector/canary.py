@@ -95,7 +95,7 @@ def label(finding: Finding, ev: StreamEvidence, key: bytes | None = None) -> boo
 # --------------------------------------------------------------------------- crafting
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False, frozen=True)
 class Outer:
     """One crafted outer payload: over UDP to ``port``, or GRE (``port`` None)."""
 

@@ -20,7 +20,7 @@ from detector.flows.table import U64
 _SPREAD = U64(0x9E3779B97F4A7C15)
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Detection:
     # Every packet of a new stream is decoded up to this many, then a sample...
     full_decode: int = 128

@@ -72,7 +72,7 @@ TOP_EXPORTERS = 8
 COMMON_IP_LUT = lut([1, 2, 6, 17, 47, 58, 59, 89, 103, 112, 132])
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class EngineStats:
     packets: int = 0
     bytes: int = 0
@@ -114,7 +114,7 @@ class EngineStats:
         }
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class _Group:
     """Streams kept apart in one budget group (one format toward one collector, or one
     tunnel format between two hosts), and how often each folded flow came back."""
@@ -123,7 +123,7 @@ class _Group:
     returns: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Rows:
     """The IP rows of one batch being worked on: their batch rows, flow keys, times, wire
     lengths and, for reassembled datagrams, the packets each stands for."""
@@ -159,7 +159,7 @@ class _Rows:
         return 1 if self.weights is None else int(self.weights[r])
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Trial:
     """One decoder's try at a candidate packet: what it found, the state it learnt and, for a
     byte stream, the reassembly buffer and the PDUs after the first."""
@@ -172,7 +172,7 @@ class _Trial:
     score: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Known:
     """A chosen row of a known stream: batch row, outer facts, the payload its decoder gets
     (None: a GRE header that does not parse) and the packets it stands for; what its check

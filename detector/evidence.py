@@ -101,7 +101,7 @@ def fact_text(x: object) -> str:
     return s if len(s) <= FACT_TEXT_MAX else s[:FACT_TEXT_MAX] + "…"
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class HostTally:
     packets: float = 0.0
     bytes: float = 0.0
@@ -110,7 +110,7 @@ class HostTally:
     named_by_mac: bool = False
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class StreamEvidence:
     """Everything known about one stream; folded into a Finding by the policy."""
 

@@ -42,7 +42,7 @@ def steady_heap() -> bool:
     )
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Limits:
     # Streams (one direction of an outer flow recognised as a format) held with their evidence.
     streams: int = 2048

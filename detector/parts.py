@@ -63,7 +63,7 @@ class ScanFault(Exception):
     """The engine failed on an input (a bug): the message names the input and the packet."""
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Part:
     """Bytes [start, end) of one input; start 0 and end None mean the whole input."""
 
@@ -75,7 +75,7 @@ class Part:
     head: bytes = b""
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class PartResult:
     """What one worker's engine saw, in a form that pickles and folds."""
 
@@ -430,7 +430,7 @@ def _default_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Folded:
     streams: list[StreamEvidence]
     stats: EngineStats

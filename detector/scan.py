@@ -20,7 +20,7 @@ ProgressFn = Callable[[int, int], None]
 MAX_AUTO_JOBS = 8
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class ScanResult:
     report: Report
     # True when an input could not be read at all (exit status 2).

@@ -12,7 +12,7 @@ from detector.evidence import StreamEvidence
 MAX_BINS = 600
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Timeline:
     """Packets per fixed interval, as the engine counted them.
 

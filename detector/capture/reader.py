@@ -62,7 +62,7 @@ PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class PacketBatch:
     """Packets read from one block: ``data[offsets[i] : offsets[i] + caplen[i]]`` is packet i."""
 
@@ -102,7 +102,7 @@ class PacketBatch:
         return self.data[o : o + int(self.caplen[i])].tobytes()
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class InputStats:
     path: str
     packets: int = 0
@@ -277,7 +277,7 @@ def capture_magic(path: str | Path) -> str | None:
     return "pcapng" if head == PCAPNG_SHB else None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Inputs:
     """What a list of paths holds: capture files to read, and files of directories skipped."""
 
@@ -304,7 +304,7 @@ def expand_paths(paths: list[str]) -> list[str]:
     return find_inputs(paths).files
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(repr=False, eq=False, frozen=True, slots=True)
 class Window:
     """Where the records of a stream lie in their file, when the stream is one part of it: the
     headers the part needs (the file header; the section header and interface descriptions in

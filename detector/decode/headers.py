@@ -117,7 +117,7 @@ def be32(m: np.ndarray, col: int) -> npt.NDArray[np.int64]:
     )
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Headers:
     """Decoded outer headers of one batch, one row per packet."""
 
@@ -447,7 +447,7 @@ def _next_type(
     return np.where(bottom, after, etype)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Ip:
     """The IP layer of a batch, before the transport header is read."""
 

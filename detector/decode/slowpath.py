@@ -18,7 +18,7 @@ from detector.decode.layers import IPV6_FRAGMENT, be16_at, ipv6_chain
 MAX_IP_LENGTH = 0xFFFF
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class _Pending:
     first_ts: float
     pieces: dict[int, bytes] = field(default_factory=dict)
@@ -34,7 +34,7 @@ class _Pending:
 PIECE_OVERHEAD = 96
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Reassembled:
     ts: float
     wire: int
@@ -135,7 +135,7 @@ class Reassembler:
         self.pieces -= len(entry.pieces)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Fragment:
     key: tuple[object, ...]  # which datagram: version, addresses, protocol, identification
     offset: int

@@ -64,7 +64,7 @@ class PlainCopies:
         return any((b, a) in self.pairs for a, b in self.pairs)
 
 
-@dataclass(eq=False)
+@dataclass(repr=False, eq=False)
 class CopyMatch:
     """Copy matching results for one stream (the stream holds it; copies waiting for their
     original hold it too, so a stream that is gone meanwhile is no error)."""
@@ -74,7 +74,7 @@ class CopyMatch:
     delays: list[float] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class _Natives:
     """One batch of sampled native packets, as ``CopyMatcher.add_natives`` was given them."""
 

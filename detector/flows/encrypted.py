@@ -134,7 +134,7 @@ class Sums:
             return np.where((vx > 0) & (vy > 0), cov / np.sqrt(np.maximum(vx * vy, 1e-12)), 0.0)
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Candidate:
     key: int
     src: str
@@ -171,7 +171,7 @@ class Candidate:
     sniffed: int = 0
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Verdict:
     """What one candidate's numbers say (the policy decides what it means)."""
 
@@ -722,7 +722,7 @@ def _add_bins(
             have += row
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class BatchSeries:
     """One batch's bytes per open bin (``ub``, in order): of all its packets (``native``, per
     series), of each candidate's own packets (``own``, per slot), and of the packets from or to

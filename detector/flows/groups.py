@@ -53,7 +53,7 @@ def group(
     return g.keys, g.first, g.inverse
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Groups:
     """Rows grouped by key with one sort: the distinct keys (sorted), the first row of each,
     each row's group, and the rows in key order with where each group's run starts (for
@@ -81,7 +81,7 @@ def sorted_groups(keys: npt.NDArray) -> Groups:
     return Groups(s[at], first, inverse, order, at)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Ranked:
     """Rows grouped by key, each group's rows in row order: the rows in that order, where each
     group starts in it and its length, and each of its rows' rank in its group."""

@@ -32,7 +32,7 @@ def release_state(state: object | None) -> None:
         state.release()
 
 
-@dataclass(eq=False)
+@dataclass(repr=False, eq=False)
 class Stream:
     """What the engine keeps for one stream it follows; the evidence is what it hands on."""
 
@@ -68,7 +68,7 @@ class Stream:
         samples.used -= self.evidence.sample_bytes()
 
 
-@dataclass(eq=False)
+@dataclass(repr=False, eq=False)
 class Aggregate:
     """The streams of one budget group past its limit, as one stream, with the exporters that
     sent them."""

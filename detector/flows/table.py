@@ -83,7 +83,7 @@ def endpoint_hash(
     return mix64(addr_h ^ port.astype(U64))
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class RowKeys:
     """The hashes the engine needs for each row, computed once per batch."""
 

@@ -27,7 +27,7 @@ def _rel(a: int, b: int) -> int:
     return d - MOD if d >= MOD // 2 else d
 
 
-@dataclass(eq=False)
+@dataclass(repr=False, eq=False)
 class TcpBuffer:
     """One direction of one connection: where it is, and the segments that wait for a gap."""
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from detector.findings import Finding
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False, frozen=True)
 class Reason:
     code: str
     params: dict[str, Any] = field(default_factory=dict)

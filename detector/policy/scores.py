@@ -46,7 +46,7 @@ TARGETED_BONUS = 0.05
 EVIDENCE_FLOOR = 0.6
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Scores:
     identification: float
     certainty: float

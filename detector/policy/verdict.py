@@ -49,7 +49,7 @@ ENCRYPTED_COPY = correlated.ENCRYPTED_COPY.name
 TEE_COPY = correlated.TEE_COPY.name
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Thresholds:
     """Tunable numbers of the verdicts (overridable from the config file)."""
 
@@ -95,7 +95,7 @@ class Thresholds:
     capture_time_slack: float = 3600.0
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class PolicyContext:
     thresholds: Thresholds = field(default_factory=Thresholds)
     # What the engine looks at and when a stream is judged at all (detector.detection).
@@ -238,7 +238,7 @@ def _never_leaves(s: StreamEvidence) -> bool:
 # ---------------------------------------------------------------------------------- features
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False, frozen=True)
 class Features:
     """The numbers from a stream's evidence that its verdict is decided from."""
 
@@ -272,7 +272,7 @@ Evidence = dict[str, int | float | str | bool | list[str] | list[int]]
 INITIAL_SEVERITY = {"mirror": "high", "intercept": "critical", "flow-export": "medium"}
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Verdict:
     """A verdict being reached: kind and severity so far, the reasons (codes and their figures)
     and the evidence figures the finding shows."""

@@ -19,7 +19,7 @@ MAX_HEADER = 10
 MAX_LENGTH_OCTETS = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(repr=False, eq=False, frozen=True, slots=True)
 class Tlv:
     cls: int
     constructed: bool

@@ -17,7 +17,7 @@ from detector.decode.frames import InnerPacket, carried_frame
 from detector.protocols.base import Decoded, Decoder, InnerLink, PacketContext, Reject
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class FrameToCheck:
     """A check that waits for its carried frame: the link the format says it is, its bytes,
     and what the check makes of it parsed (None: it is not a frame of that link)."""

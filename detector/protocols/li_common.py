@@ -202,7 +202,7 @@ _ETHERTYPE_LUT = lut(IP_CARRYING_ETHERTYPES, bits=16)
 _IPV4_START = lut(range(0x45, 0x50))
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class StreamState:
     """Reassembly buffer of one TCP direction, and what the format learnt from earlier PDUs."""
 

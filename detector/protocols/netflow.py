@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 MAX_COUNT = 30
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(repr=False, eq=False, frozen=True, slots=True)
 class Layout:
     header: int
     record: int

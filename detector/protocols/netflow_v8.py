@@ -38,7 +38,7 @@ HEADER = struct.Struct("!HHIIIIBBBBI")
 PAYLOAD_ROOM = 1500 - 20 - 8 - HEADER.size
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(repr=False, eq=False, frozen=True, slots=True)
 class Scheme:
     name: str
     record: int  # bytes per record

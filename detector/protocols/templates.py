@@ -86,7 +86,7 @@ def plausible_secs_col(secs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     return (secs >= MIN_UNIX_SECS) & (secs < MAX_UNIX_SECS)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(repr=False, eq=False, slots=True, frozen=True)
 class Template:
     tid: int
     # (key, length) per field; key is the element id, plus enterprise << 16 for enterprise

@@ -83,7 +83,7 @@ _TYPES_LUT = lut(PREFILTER_TYPES)
 _ENCAPS_LUT = lut(PREFILTER_ENCAPS)
 
 
-@dataclass(slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Tags:
     numbers: list[int] = field(default_factory=list)
     end: int = 0  # offset just past the END tag
