@@ -63,51 +63,68 @@ _IP4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _IP6 = r"[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+"
 _IP = rf"(?:{_IP4}|{_IP6})"
 
+
+class _Lazy:
+    """A pattern compiled on its first search: the connection-log patterns below take
+    milliseconds to compile, at every start, and most captures carry no connection log."""
+
+    __slots__ = ("_compiled", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern)
+        return self._compiled.search(text)
+
+
 # RouterOS: "proto TCP (SYN), 10.0.0.5:51234->1.2.3.4:443" and "[2001:db8::5]:51234->[...]:443".
-_ROUTEROS = re.compile(
+_ROUTEROS = _Lazy(
     rf"proto (\w+)(?: \([^)]*\))?, \[?({_IP4}|{_IP6}?)\]?:(\d+)->\[?({_IP4}|{_IP6}?)\]?:(\d+)"
 )
-_ROUTEROS_NOPORT = re.compile(rf"proto (\w+)(?: \([^)]*\))?, ({_IP4})->({_IP4})")
+_ROUTEROS_NOPORT = _Lazy(rf"proto (\w+)(?: \([^)]*\))?, ({_IP4})->({_IP4})")
 # iptables/nftables LOG, ulogd2 LOGEMU and NFCT (ORIG: ... REPLY: ...): the first tuple.
-_KV_SRC = re.compile(rf"\bSRC=({_IP})\s")
-_KV_DST = re.compile(rf"\bDST=({_IP})\s")
-_KV_PROTO = re.compile(r"\bPROTO=(\w+)")
-_KV_SPT = re.compile(r"\bSPT=(\d+)")
-_KV_DPT = re.compile(r"\bDPT=(\d+)")
+_KV_SRC = _Lazy(rf"\bSRC=({_IP})\s")
+_KV_DST = _Lazy(rf"\bDST=({_IP})\s")
+_KV_PROTO = _Lazy(r"\bPROTO=(\w+)")
+_KV_SPT = _Lazy(r"\bSPT=(\d+)")
+_KV_DPT = _Lazy(r"\bDPT=(\d+)")
 # conntrack -E style, lower case.
-_CT = re.compile(rf"\b(tcp|udp|icmp|sctp)\s+\d+\s+(?:\d+\s+)?(?:\w+\s+)?src=({_IP}) dst=({_IP})")
-_CT_PORTS = re.compile(r"\bsport=(\d+) dport=(\d+)")
+_CT = _Lazy(rf"\b(tcp|udp|icmp|sctp)\s+\d+\s+(?:\d+\s+)?(?:\w+\s+)?src=({_IP}) dst=({_IP})")
+_CT_PORTS = _Lazy(r"\bsport=(\d+) dport=(\d+)")
 # ulogd2 JSON output.
 _JSON_FIELD = {
-    k: re.compile(rf'"{k}"\s*:\s*"?([0-9A-Fa-f:.]+)"?')
+    k: _Lazy(rf'"{k}"\s*:\s*"?([0-9A-Fa-f:.]+)"?')
     for k in ("src_ip", "dest_ip", "src_port", "dest_port", "ip.protocol")
 }
 # Cisco ASA / FTD connection built/teardown and translations.
-_ASA = re.compile(
+_ASA = _Lazy(
     r"%(?:ASA|FTD|PIX)-\d-(30201[3-8]|30201[0-2]|302020|302021): (Built|Teardown) "
     rf"(?:(inbound|outbound) )?(TCP|UDP|ICMP|GRE|SCTP) connection \S+ "
     rf"for [^:\s]+:({_IP})/(\d+)(?: \([^)]*\))? to [^:\s]+:({_IP})/(\d+)"
 )
 # Cisco IOS "ip nat log translations syslog".
-_IPNAT = re.compile(
+_IPNAT = _Lazy(
     rf"%IPNAT-\d-(?:CREATED|DELETED): (tcp|udp|icmp) ({_IP4}):(\d+) ({_IP4}):(\d+) "
     rf"({_IP4}):(\d+) ({_IP4}):(\d+)"
 )
 # Cisco IOS zone firewall audit trail.
-_IOS_FW = re.compile(
+_IOS_FW = _Lazy(
     rf"%FW-\d-SESS_AUDIT_TRAIL(?:_START)?: \w+ (tcp|udp|icmp) session: initiator "
     rf"\(({_IP4}):(\d+)\) -- responder \(({_IP4}):(\d+)\)"
 )
 # Juniper SRX, text ("session created 10.0.0.5/51234->1.2.3.4/443 ...") and structured data.
-_JUNOS_TEXT = re.compile(
+_JUNOS_TEXT = _Lazy(
     rf"RT_FLOW_SESSION_(?:CREATE|CLOSE|DENY)\S*: session \w+ ({_IP})/(\d+)->({_IP})/(\d+)"
     r"(?:.*? (\d{1,3}) [\w-]+ [\w-]+ [\w-]+)?"
 )
 _JUNOS_SD = {
-    k: re.compile(rf'\b{k}="([^"]*)"')
+    k: _Lazy(rf'\b{k}="([^"]*)"')
     for k in ("source-address", "source-port", "destination-address", "destination-port")
 }
-_JUNOS_PROTO = re.compile(r'\bprotocol-id="(\d+)"')
+_JUNOS_PROTO = _Lazy(r'\bprotocol-id="(\d+)"')
 
 
 def _ip(text: str) -> str | None:
