@@ -19,7 +19,6 @@ SCHEMA_ID = "https://mirrorwatch.invalid/schema/mirrorwatch-1.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-SEVERITY_ORDER: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 FindingKind = Literal["mirror", "intercept", "flow-export", "tunnel"]
 
 # JSON Schema of an address field: an IPv4 or IPv6 address, or null where there is none (plain

@@ -370,11 +370,16 @@ def scan_parts(
     progress: Callable[[int], None] | None = None,
     detection: Detection | None = None,
     limits: Limits | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[PartResult]:
     """Run each group in its own process (the first in this one, reporting ``progress``),
-    results in capture order."""
+    results in capture order.  ``meanwhile`` runs in this process once its group is read,
+    while the workers may still be reading theirs."""
     if len(groups) == 1:
-        return [result_of(*run_parts(groups[0], progress, detection, limits))]
+        results = [result_of(*run_parts(groups[0], progress, detection, limits))]
+        if meanwhile is not None:
+            meanwhile()
+        return results
     import multiprocessing  # only here: a scan in one process need not load it
 
     _build_shared()
@@ -391,6 +396,8 @@ def scan_parts(
             send.close()
             workers.append((proc, receive))
         results = [result_of(*run_parts(groups[0], progress, detection, limits))]
+        if meanwhile is not None:
+            meanwhile()
         for proc, receive in workers:
             results.append(_result_from(proc, receive))
         return results

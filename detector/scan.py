@@ -6,14 +6,19 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from detector import __version__
 from detector.capture.reader import InputStats, expand_paths
-from detector.evidence import StreamEvidence
-from detector.findings import InputSummary, Report
 from detector.parts import SPLIT_MIN_BYTES, Folded, PartResult, can_cut, fold, plan, scan_parts
-from detector.policy.verdict import PolicyContext, _iso, judge
-from detector.timeline import Timeline, build_timeline
+
+if TYPE_CHECKING:  # loaded once the packets are read (``_load_verdicts``)
+    from detector.detection import Detection
+    from detector.evidence import StreamEvidence
+    from detector.findings import InputSummary, Report
+    from detector.limits import Limits
+    from detector.policy.verdict import PolicyContext
+    from detector.timeline import Timeline
 
 ProgressFn = Callable[[int, int], None]
 # Worker processes -j auto starts at most (more parts cost memory and fold work).
@@ -82,8 +87,13 @@ def scan_paths(
     files = expand_paths(paths)
     if jobs is None:
         jobs = auto_jobs(files)
+    detection, limits = (policy.detection, policy.limits) if policy else (None, None)
+    results, workers = _run(files, detection, limits, progress, jobs, cluster)
+    from detector.findings import Report
+    from detector.policy.verdict import PolicyContext, judge
+    from detector.timeline import build_timeline
+
     ctx = policy or PolicyContext()
-    results, workers = _run(files, ctx, progress, jobs, cluster)
     folded = fold(results)
     ctx.link_hosts = folded.hosts
     judged = judge(folded.streams, ctx)
@@ -98,9 +108,19 @@ def scan_paths(
     return ScanResult(report, unreadable, evidence, build_timeline(folded.stats.timeline, evidence))
 
 
+def _load_verdicts() -> None:
+    """Load what only the verdicts and the report need: a worker never does, and this process
+    loads it once its own part is read, while the workers finish theirs, rather than before
+    any packet is read."""
+    import detector.findings
+    import detector.policy.verdict
+    import detector.timeline  # noqa: F401
+
+
 def _run(
     files: list[str],
-    ctx: PolicyContext,
+    detection: Detection | None,
+    limits: Limits | None,
     progress: ProgressFn | None,
     jobs: int,
     cluster: str | None,
@@ -112,12 +132,12 @@ def _run(
 
         groups = cluster_plan(files)
         done = None if progress is None else lambda n: progress(n, total)
-        return scan_on_cluster(cluster, groups, done, ctx.detection, ctx.limits), len(groups)
+        return scan_on_cluster(cluster, groups, done, detection, limits), len(groups)
     groups = plan(files, jobs)
     # The first group is read in this process: its share of the bytes stands for the whole.
     share = len(groups)
     done = None if progress is None else lambda n: progress(n * share, total)
-    return scan_parts(groups, done, ctx.detection, ctx.limits), len(groups)
+    return scan_parts(groups, done, detection, limits, _load_verdicts), len(groups)
 
 
 def _stats(folded: Folded, workers: int) -> dict[str, int | float | str]:
@@ -134,6 +154,8 @@ def _stats(folded: Folded, workers: int) -> dict[str, int | float | str]:
         "workers": workers,
     }
     if st.first_ts is not None and st.last_ts is not None:
+        from detector.policy.verdict import _iso
+
         out["first_seen"] = _iso(st.first_ts)
         out["last_seen"] = _iso(st.last_ts)
     return out
@@ -154,6 +176,8 @@ def _inputs(stats: list[InputStats]) -> list[InputSummary]:
 
 
 def _summary(s: InputStats) -> InputSummary:
+    from detector.findings import InputSummary
+
     return InputSummary(path=s.path, packets=s.packets, bytes=s.bytes, errors=s.errors)
 
 

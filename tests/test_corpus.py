@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from mwtest import REAL, EarlyCalls, early, scan
 
-from detector.findings import SEVERITY_ORDER
+from detector.severity import SEVERITY_ORDER
 
 CORPUS = REAL.parent / "corpus"
 CHUNK = 64  # files a call scans

@@ -12,12 +12,13 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
 from detector.evidence import StreamEvidence
-from detector.findings import SEVERITY_ORDER, Finding
+from detector.findings import Finding
 from detector.policy.verdict import PolicyContext, Thresholds, decide
 from detector.protocols.base import Decoded, PacketContext
 from detector.protocols.jmirror import JmirrorDecoder
 from detector.protocols.pcap_over_ip import PcapOverIpDecoder
 from detector.protocols.rpcap import RpcapStreamDecoder
+from detector.severity import SEVERITY_ORDER
 
 
 def alarms(name: str) -> list[Finding]:

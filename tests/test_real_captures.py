@@ -7,7 +7,7 @@ import csv
 import pytest
 from mwtest import REAL, scan
 
-from detector.findings import SEVERITY_ORDER
+from detector.severity import SEVERITY_ORDER
 
 
 def _manifest() -> list[dict[str, str]]:

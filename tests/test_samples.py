@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mwtest import PCAPS, expected_samples, scan
 
-from detector.findings import SEVERITY_ORDER
 from detector.protocols import registry
+from detector.severity import SEVERITY_ORDER
 
 SAMPLES = expected_samples()
 

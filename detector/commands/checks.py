@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 from click.decorators import FC
 
-from detector.findings import SEVERITY_ORDER, Finding, Report
 from detector.report.safe import safe_text
+from detector.severity import SEVERITY_ORDER
 
-if TYPE_CHECKING:  # the reader loads numpy: not for a command's --help
+if TYPE_CHECKING:  # the reader loads numpy, the report's records are needed once a scan is read
     from detector.capture.reader import Inputs
+    from detector.findings import Finding, Report
 
 # Exit statuses of every command: nothing to report, a finding at or above --fail-on, a usage
 # error or an input that could not be read.

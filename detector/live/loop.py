@@ -21,13 +21,14 @@ from typing import Any
 from detector.capture.reader import READ_ERRORS, CaptureError
 from detector.decode.headers import KNOWN_LINKS
 from detector.engine import Engine
-from detector.findings import SEVERITY_ORDER, Finding
+from detector.findings import Finding
 from detector.live.evidence import EvidenceStore
 from detector.live.metrics import Metrics, Snapshot
 from detector.live.output import EventWriter, finding_brief
 from detector.live.source import Notice, Source
 from detector.live.tracker import FindingTracker
 from detector.policy.verdict import PolicyContext, judge
+from detector.severity import SEVERITY_ORDER
 
 # Findings listed by id in each summary (the rest are counted).
 SUMMARY_FINDINGS = 100

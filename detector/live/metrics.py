@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from detector.findings import SEVERITY_ORDER
+from detector.severity import SEVERITY_ORDER
 
 
 @dataclass

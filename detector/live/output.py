@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from detector.evidence import StreamEvidence
-from detector.findings import SEVERITY_ORDER, Finding
+from detector.findings import Finding
 from detector.live.source import Notice
 from detector.live.tracker import Change
 from detector.report.safe import json_line_safe, safe_lines
 from detector.report.text import TITLES, format_finding
+from detector.severity import SEVERITY_ORDER
 
 FORMATS = ("text", "jsonl", "eve")
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detector.findings import SEVERITY_ORDER, Finding
+from detector.findings import Finding
+from detector.severity import SEVERITY_ORDER
 
 # Hosts at the top of a finding's watched list that an escalation is about.
 TOP_WATCHED = 5

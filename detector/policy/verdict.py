@@ -17,12 +17,13 @@ from itertools import islice
 from detector import canary
 from detector.detection import Detection
 from detector.evidence import HostTally, StreamEvidence
-from detector.findings import SEVERITY_ORDER, Endpoint, Finding, WatchedHost
+from detector.findings import Endpoint, Finding, WatchedHost
 from detector.limits import Limits
 from detector.policy.reasons import Reason, add
 from detector.policy.scores import Scores, certainty, identification
 from detector.protocols import correlated, registry
 from detector.protocols.base import PacketContext
+from detector.severity import SEVERITY_ORDER
 
 # Formats whose packets are copies by construction: nothing else is ever sent that way.
 COPY_BY_CONSTRUCTION = registry.with_role("copy")

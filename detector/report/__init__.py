@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from detector.findings import Report
+if TYPE_CHECKING:  # the records load when a report is written, not when a command starts
+    from detector.findings import Report
 
-Renderer = Callable[[Report], str]
+Renderer = Callable[["Report"], str]
 
 # format name → "module:function"; modules are imported on use so unused formats cost nothing.
 RENDERERS: dict[str, str] = {

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from detector.evidence import StreamEvidence
-from detector.findings import SEVERITY_ORDER, Endpoint, Finding, Report, WatchedHost
+from detector.findings import Endpoint, Finding, Report, WatchedHost
 from detector.report.safe import safe_text, utc_datetime
+from detector.severity import SEVERITY_ORDER
 from detector.timeline import Timeline
 
 BINS = 60  # timeline resolution when the engine gives no per-interval counts

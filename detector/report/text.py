@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from detector.findings import SEVERITY_ORDER, Finding, Report
+from detector.findings import Finding, Report
 from detector.report.safe import safe_lines, safe_text
+from detector.severity import SEVERITY_ORDER
 
 TITLES = {
     "critical": "CRITICAL",
