@@ -34,7 +34,7 @@ from detector.detection import Detection, probe
 from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
-from detector.flows.fingerprint import l2_words, sample_natives, sampled_fingerprint
+from detector.flows.fingerprint import sample_natives, sampled_fingerprint
 from detector.flows.groups import distinct, locate, ranked, spread
 from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
@@ -589,10 +589,9 @@ class Engine:
 
     def _natives(self, batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64]) -> None:
         """Fingerprint a sample of native packets for copy matching and plain copies."""
-        r, ranks, fps = sample_natives(h, batch.caplen, rows, self.copies.keep_below)
+        r, ranks, fps, l2dst, l2src = sample_natives(batch, h, rows, self.copies.keep_below)
         if not len(r):
             return
-        l2dst, l2src = l2_words(batch, r)
 
         def addrs(i: int) -> tuple[str, str]:
             return _addr(h, int(r[i]), False), _addr(h, int(r[i]), True)

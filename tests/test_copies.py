@@ -102,7 +102,7 @@ def test_sample_over_batch_columns_matches_the_gathered_sample(form: str) -> Non
     ip_rows = np.nonzero(h.ipver > 0)[0]
     for rows in (ip_rows, ip_rows[::3], ip_rows[:0]):
         for keep_below in (16, 4, 1):
-            r, ranks, fps = sample_natives(h, b.caplen, rows, keep_below)
+            r, ranks, fps, _, _ = sample_natives(b, h, rows, keep_below)
             assert (r.tolist(), ranks.tolist(), fps.tolist()) == _sample_gathered(
                 b, h, rows, keep_below
             )

@@ -28,6 +28,8 @@ from detector.flows.copies import _NativeIndex
 from detector.flows.encrypted import (
     MAX_CANDIDATES,
     MAX_DELTA,
+    MIN_BYTES,
+    MIN_PACKETS,
     RING,
     SLOT_ENDS,
     WIDTH,
@@ -35,10 +37,13 @@ from detector.flows.encrypted import (
     _host_bytes_compiled,
     _host_bytes_numpy,
     batch_series,
+    bin_groups,
+    eligible_rows,
     fold,
     size_deltas,
 )
-from detector.flows.fingerprint import l2_words, sample_natives_compiled, sample_natives_numpy
+from detector.flows.fingerprint import sample_natives_compiled, sample_natives_numpy
+from detector.flows.groups import spread
 
 pytestmark = pytest.mark.skipif(
     fingerprint.COPIES is None,
@@ -47,21 +52,38 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def same_sample(h: object, caplen: np.ndarray, rows: np.ndarray, keep_below: int) -> int:
-    want = sample_natives_numpy(h, caplen, rows, keep_below)  # type: ignore[arg-type]
-    got = sample_natives_compiled(h, caplen, rows, keep_below)  # type: ignore[arg-type]
+def same_sample(batch: object, h: object, rows: np.ndarray, keep_below: int) -> int:
+    want = sample_natives_numpy(batch, h, rows, keep_below)  # type: ignore[arg-type]
+    got = sample_natives_compiled(batch, h, rows, keep_below)  # type: ignore[arg-type]
     for w, g in zip(want, got, strict=True):
         assert w.dtype == g.dtype and w.tolist() == g.tolist()
     return len(got[0])
 
 
+def _running_off(batch: PacketBatch, rng: np.random.Generator) -> PacketBatch:
+    """``batch`` with random bytes after its data and some of its rows moved to its last bytes
+    (their link headers run past the end) or given another link type."""
+    n = len(batch)
+    tail = rng.integers(1, 256, int(rng.integers(0, 20)), dtype=np.uint8)
+    data = np.concatenate([batch.data, tail])
+    late = rng.random(n) < 0.3
+    offsets = np.maximum(np.where(late, len(data) - rng.integers(0, 14, n), batch.offsets), 0)
+    linktype = np.where(late, LINK_ETHERNET, batch.linktype).astype(np.int32)
+    other = rng.random(n) < 0.2
+    linktype[other] = rng.choice([0, 101, 113, 127], int(other.sum()))
+    return PacketBatch(data, offsets, batch.caplen, batch.wirelen, batch.ts, linktype)
+
+
 @fuzz(40)
-@given(laid_out(), st.integers(0, 17), st.integers(1, 3))
-def test_sample_of_decoded_frames(batch: PacketBatch, keep_below: int, stride: int) -> None:
+@given(laid_out(), st.integers(0, 17), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_sample_of_decoded_frames(
+    batch: PacketBatch, keep_below: int, stride: int, seed: int
+) -> None:
     h = decode_headers_numpy(batch)
     ip = np.nonzero(h.ipver > 0)[0]
-    for rows in (ip, ip[::stride], np.arange(len(batch))):
-        same_sample(h, batch.caplen, rows, keep_below)
+    for b in (batch, _running_off(batch, np.random.default_rng(seed))):
+        for rows in (ip, ip[::stride], np.arange(len(batch))):
+            same_sample(b, h, rows, keep_below)
 
 
 @fuzz(100)
@@ -83,10 +105,14 @@ def test_sample_of_columns_no_decoder_gives(seed: int, n: int) -> None:
         dst=rng.integers(0, 2**32, (n, 4), dtype=np.uint32),
         l4h=rng.integers(0, 256, (n, 24), dtype=np.uint8),
     )  # fmt: skip
-    caplen = wild(0, 1600)
+    data = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8)
+    batch = SimpleNamespace(
+        caplen=wild(0, 1600), data=data, offsets=rng.integers(0, len(data) + 40, n),
+        linktype=rng.choice(np.array([1, 1, 101, 0], np.int32), n),
+    )  # fmt: skip
     rows = rng.integers(0, n, rng.integers(0, 2 * n), dtype=np.int64)
     for keep_below in (1, 5, 16):
-        same_sample(h, caplen, rows, keep_below)
+        same_sample(batch, h, rows, keep_below)
 
 
 def _first_batch(name: str) -> PacketBatch:
@@ -98,28 +124,15 @@ def test_sample_of_a_real_capture_keeps_its_rows() -> None:
     batch = _first_batch("tee-copies.pcap")
     h = decode_headers_numpy(batch)
     ip = np.nonzero(h.ipver > 0)[0]
-    assert same_sample(h, batch.caplen, ip, 16) == len(ip) > 20
-    assert 0 < same_sample(h, batch.caplen, ip, 2) < len(ip)
-
-
-@fuzz(60)
-@given(laid_out(), st.integers(0, 2**32 - 1))
-def test_l2_words(batch: PacketBatch, seed: int) -> None:
-    # Rows of every link type, some Ethernet rows whose 12 bytes run past the end of the data.
-    rng = np.random.default_rng(seed)
-    n = len(batch)
-    tail = rng.integers(1, 256, int(rng.integers(0, 20)), dtype=np.uint8)
-    batch.data = np.concatenate([batch.data, tail])
-    late = rng.random(n) < 0.3
-    batch.offsets = np.where(late, len(batch.data) - rng.integers(0, 14, n), batch.offsets)
-    batch.offsets = np.maximum(batch.offsets, 0)
-    batch.linktype = np.where(late, LINK_ETHERNET, batch.linktype).astype(np.int32)
-    rows = rng.integers(0, n, rng.integers(0, 2 * n + 1))
-    want, got = l2_words(batch, rows, compiled=False), l2_words(batch, rows, compiled=True)
-    for w, g in zip(want, got, strict=True):
-        assert w.dtype == g.dtype and w.tolist() == g.tolist()
-    with pytest.raises(IndexError):
-        l2_words(batch, np.array([n]), compiled=True)
+    assert same_sample(batch, h, ip, 16) == len(ip) > 20
+    assert 0 < same_sample(batch, h, ip, 2) < len(ip)
+    # Its MAC addresses as the link header holds them.
+    got = sample_natives_compiled(batch, h, ip, 16)
+    first = batch.data[int(batch.offsets[ip[0]]) :][:12].tobytes()
+    assert (int(got[3][0]), int(got[4][0])) == (
+        int.from_bytes(first[:6], "big"),
+        int.from_bytes(first[6:], "big"),
+    )
 
 
 def test_rows_outside_the_batch_are_refused() -> None:
@@ -127,11 +140,70 @@ def test_rows_outside_the_batch_are_refused() -> None:
     h = decode_headers_numpy(batch)
     for rows in ([len(batch)], [-1]):
         with pytest.raises(IndexError):
-            sample_natives_compiled(h, batch.caplen, np.array(rows), 16)
+            sample_natives_compiled(batch, h, np.array(rows), 16)
     columns = ("fragment", "l4", "l3", "iplen", "ipid", "proto", "src", "dst")
     short = SimpleNamespace(**{k: getattr(h, k) for k in columns}, l4h=h.l4h[:, :16])
     with pytest.raises(ValueError):
-        sample_natives_compiled(short, batch.caplen, np.arange(len(batch)), 16)  # type: ignore[arg-type]
+        sample_natives_compiled(batch, short, np.arange(len(batch)), 16)  # type: ignore[arg-type]
+    before = PacketBatch(
+        batch.data, batch.offsets - 10**6, batch.caplen, batch.wirelen, batch.ts, batch.linktype
+    )
+    ip = np.nonzero(h.ipver > 0)[0]
+    for form in (sample_natives_compiled, sample_natives_numpy):
+        with pytest.raises(IndexError):
+            form(before, h, ip, 16)
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400), st.sampled_from([1, 3, 100, 1700, 2**70]))
+def test_bin_groups(seed: int, n: int, span: int) -> None:
+    # Bins close together, as far apart as the table allows or just past it, and the least and
+    # greatest bins of all (their range does not fit 64 bits).
+    rng = np.random.default_rng(seed)
+    base = int(rng.integers(-(2**62), 2**62))
+    if span > 2**63:
+        bins = rng.choice(np.array([-(2**63), 2**63 - 1, 0, base], np.int64), n)
+    else:
+        bins = base + rng.integers(0, span, n)
+    want, got = spread(bins), bin_groups(bins, compiled=True)
+    for w, g in zip(want, got, strict=True):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+
+
+def _eligible_inputs(seed: int, n: int, flows: int) -> tuple[np.ndarray, ...]:
+    """A batch's rows (some left out, some twice), their flows and directions, and counters
+    on both sides of the thresholds."""
+    rng = np.random.default_rng(seed)
+    proto = rng.choice(np.array([6, 17, 50, 1, 47, 0, 255]), n).astype(np.int64)
+    rows = rng.integers(0, n, int(rng.integers(0, 2 * n + 1))) if n else np.zeros(0, np.int64)
+    direction = rng.integers(0, 2, len(rows)).astype(np.int8)
+    fids = rng.integers(0, flows, len(rows))
+    counters = np.stack(
+        [rng.integers(MIN_PACKETS - 2, MIN_PACKETS + 2, flows) for _ in range(2)]
+        + [rng.integers(MIN_BYTES - 2, MIN_BYTES + 2, flows) for _ in range(2)],
+        axis=1,
+    ).ravel(order="F")
+    return rows, proto, direction, fids, counters
+
+
+@fuzz(150)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 500), st.integers(1, 50))
+def test_eligible_rows(seed: int, n: int, flows: int) -> None:
+    args = _eligible_inputs(seed, n, flows)
+    want = eligible_rows(*args, compiled=False)  # type: ignore[arg-type]
+    got = eligible_rows(*args, compiled=True)  # type: ignore[arg-type]
+    assert want.dtype == got.dtype and want.tolist() == got.tolist()
+
+
+def test_eligible_rows_outside_the_columns_are_refused() -> None:
+    rows, proto, direction, fids, counters = _eligible_inputs(3, 40, 5)
+    for bad_rows, bad_fids in ((rows + 40, fids), (rows, fids + 5), (rows, fids - 5)):
+        with pytest.raises(IndexError):
+            eligible_rows(bad_rows, proto, direction, bad_fids, counters, compiled=True)
+    with pytest.raises(ValueError):
+        eligible_rows(rows, proto, direction + 1, fids, counters, compiled=True)
+    with pytest.raises(ValueError):
+        eligible_rows(rows, proto, direction, fids, counters[:-1], compiled=True)
 
 
 @fuzz(150)

@@ -1,5 +1,5 @@
 /* Copy matching's per-row loops, compiled: the sample of native packets with their
- * fingerprints (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
+ * fingerprints and link addresses (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
  * size test, the bytes of a batch's hosts, the rows of a few keys and a batch's bytes per open
  * bin (detector/flows/encrypted.py), and the index of the natives remembered, its look-ups
  * and additions and the merge of its two parts (detector/flows/copies.py).
@@ -96,30 +96,48 @@ be64(const unsigned char *p)
     return x;
 }
 
+/* The destination and source MAC addresses of an Ethernet frame at `offset` in `data` (of
+ * `size` bytes), each as a big-endian number, the bytes past the end of the data read as zero. */
+static inline void
+mac_words(const unsigned char *data, uint64_t size, uint64_t offset, int64_t *dst, int64_t *src)
+{
+    uint64_t words[2] = {0, 0};
+    for (int b = 0; b < 12; b++) {
+        uint64_t at = offset + (uint64_t)b;
+        words[b / 6] = (words[b / 6] << 8) | (at < size ? data[at] : 0);
+    }
+    *dst = (int64_t)words[0];
+    *src = (int64_t)words[1];
+}
+
 PyDoc_STRVAR(sample_doc,
-"sample(rows, fragment, l4, l3, iplen, caplen, ipid, proto, src, dst, l4h, out_rows,\n"
-"       out_ranks, out_fps, width, keep_below)\n"
+"sample(rows, fragment, l4, l3, iplen, caplen, ipid, proto, src, dst, l4h, data, offsets,\n"
+"       linktype, out, width, keep_below, ethernet)\n"
 "--\n\n"
 "Of the batch rows `rows`, those whole enough to fingerprint (not a fragment, at least 8 L4\n"
-"bytes) whose rank is below keep_below, in order, to out_rows, with their ranks and\n"
-"fingerprints (the L4 bytes past the packet's end read as zero). Columns have one item per\n"
-"batch row (src and dst four address words, l4h `width` bytes). Returns how many.");
+"bytes) whose rank is below keep_below, in order, to out[0], with their ranks to out[1],\n"
+"their fingerprints (the L4 bytes past the packet's end read as zero) to out[2], and their\n"
+"destination and source MAC addresses as big-endian numbers to out[3] and out[4] (the first\n"
+"12 bytes from the row's offset in data, bytes past its end read as zero; 0 where the row's\n"
+"link type is not `ethernet`). Columns have one item per batch row (src and dst four address\n"
+"words, l4h `width` bytes); out is (5, len(rows)). Returns how many.");
 
 static PyObject *
 sample(PyObject *module, PyObject *args)
 {
     Py_buffer v[MOST_VIEWS] = {{0}};
-    Py_ssize_t len[14];
-    static const char *const names[14] = {"rows",     "fragment",  "l4",     "l3",    "iplen",
-                                          "caplen",   "ipid",      "proto",  "src",   "dst",
-                                          "l4h",      "out_rows",  "out_ranks", "out_fps"};
-    static const Py_ssize_t sizes[14] = {8, 1, 8, 8, 8, 8, 8, 8, 4, 4, 1, 8, 8, 8};
-    static const char *const kinds[14] = {"ql", "?B", "ql", "ql", "ql", "ql", "ql",
-                                          "ql", "IL", "IL", "B",  "ql", "QL", "QL"};
-    if (columns(args, 14, 2, names, kinds, sizes, 11, v, len) < 0)
+    Py_ssize_t len[15];
+    static const char *const names[15] = {"rows",  "fragment", "l4",   "l3",      "iplen",
+                                          "caplen", "ipid",    "proto", "src",    "dst",
+                                          "l4h",   "data",     "offsets", "linktype", "out"};
+    static const Py_ssize_t sizes[15] = {8, 1, 8, 8, 8, 8, 8, 8, 4, 4, 1, 1, 8, 4, 8};
+    static const char *const kinds[15] = {"ql", "?B", "ql", "ql", "ql", "ql", "ql", "ql",
+                                          "IL", "IL", "B",  "B",  "ql", "il", "QL"};
+    if (columns(args, 15, 3, names, kinds, sizes, 14, v, len) < 0)
         return release(v, NULL);
-    Py_ssize_t width = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 14));
-    Py_ssize_t keep_below = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 15));
+    Py_ssize_t width = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 15));
+    Py_ssize_t keep_below = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 16));
+    long ethernet = PyLong_AsLong(PyTuple_GET_ITEM(args, 17));
     if (PyErr_Occurred())
         return release(v, NULL);
     Py_ssize_t k = len[0];
@@ -133,16 +151,21 @@ sample(PyObject *module, PyObject *args)
             PyErr_Format(PyExc_ValueError, "%s has %zd items for %zd rows", names[i], len[i], n);
             return release(v, NULL);
         }
-    if (len[8] != 4 * n || len[9] != 4 * n || len[11] < k || len[12] < k || len[13] < k) {
-        PyErr_SetString(PyExc_ValueError, "address or output columns do not fit the rows");
+    if (len[8] != 4 * n || len[9] != 4 * n || len[12] != n || len[13] != n || len[14] != 5 * k) {
+        PyErr_SetString(PyExc_ValueError, "address, link or output columns do not fit the rows");
         return release(v, NULL);
     }
     const int64_t *rows = v[0].buf, *l4 = v[2].buf, *l3 = v[3].buf, *iplen = v[4].buf;
     const int64_t *caplen = v[5].buf, *ipid = v[6].buf, *proto = v[7].buf;
-    const unsigned char *fragment = v[1].buf, *l4h = v[10].buf;
+    const int64_t *offsets = v[12].buf;
+    const int32_t *linktype = v[13].buf;
+    const unsigned char *fragment = v[1].buf, *l4h = v[10].buf, *data = v[11].buf;
     const uint32_t *src = v[8].buf, *dst = v[9].buf;
-    int64_t *out_rows = v[11].buf;
-    uint64_t *out_ranks = v[12].buf, *out_fps = v[13].buf;
+    uint64_t *out = v[14].buf;
+    int64_t *out_rows = (int64_t *)out;
+    uint64_t *out_ranks = out + k, *out_fps = out + 2 * k;
+    int64_t *out_dst = (int64_t *)(out + 3 * k), *out_src = (int64_t *)(out + 4 * k);
+    uint64_t size = (uint64_t)len[11];
     Py_ssize_t m = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         int64_t r = rows[i];
@@ -151,7 +174,12 @@ sample(PyObject *module, PyObject *args)
                          (long long)r, n);
             return release(v, NULL);
         }
-        if (fragment[r] || l4[r] < 0)
+        /* The rank first: most rows are not in the sample, and need nothing else read. */
+        const unsigned char *w = l4h + r * width;
+        const uint32_t *s = src + 4 * r, *d = dst + 4 * r;
+        uint64_t x = be64(w) ^ s[3] ^ ((uint64_t)d[3] << 32) ^ (uint64_t)ipid[r];
+        uint64_t rank = (x * M1) >> (64 - RANK_BITS);
+        if (rank >= (uint64_t)keep_below || fragment[r] || l4[r] < 0)
             continue;
         uint64_t end = (uint64_t)l3[r] + (uint64_t)iplen[r];
         if ((int64_t)end > caplen[r])
@@ -159,12 +187,15 @@ sample(PyObject *module, PyObject *args)
         int64_t l4len = (int64_t)(end - (uint64_t)l4[r]);
         if (l4len < 8)
             continue;
-        const unsigned char *w = l4h + r * width;
-        const uint32_t *s = src + 4 * r, *d = dst + 4 * r;
-        uint64_t x = be64(w) ^ s[3] ^ ((uint64_t)d[3] << 32) ^ (uint64_t)ipid[r];
-        uint64_t rank = (x * M1) >> (64 - RANK_BITS);
-        if (rank >= (uint64_t)keep_below)
-            continue;
+        if (offsets[r] < 0) {
+            PyErr_Format(PyExc_IndexError, "row %lld starts before the batch's data",
+                         (long long)r);
+            return release(v, NULL);
+        }
+        if (linktype[r] == ethernet)
+            mac_words(data, size, (uint64_t)offsets[r], &out_dst[m], &out_src[m]);
+        else
+            out_dst[m] = out_src[m] = 0;
         uint64_t h = mix64(((uint64_t)s[0] << 32) | s[1]);
         h = mix64(h ^ (((uint64_t)s[2] << 32) | s[3]));
         h = mix64(h ^ (((uint64_t)d[0] << 32) | d[1]));
@@ -181,6 +212,108 @@ sample(PyObject *module, PyObject *args)
         m++;
     }
     return release(v, PyLong_FromSsize_t(m));
+}
+
+PyDoc_STRVAR(eligible_doc,
+"eligible(rows, proto, direction, fids, counters, opaque, out, min_packets, min_bytes)\n"
+"--\n\n"
+"The places i of the batch rows `rows` whose IP protocol (proto, one per batch row) is one of\n"
+"`opaque` (256 flags) and whose flow fids[i] has sent, in the row's direction (0 or 1), at\n"
+"least min_packets packets and min_bytes bytes, in order, to out. counters: the flows'\n"
+"counters column by column (packets, packets back, bytes, bytes back). Returns how many.");
+
+static PyObject *
+eligible(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[7];
+    static const char *const names[7] = {"rows", "proto", "direction", "fids",
+                                         "counters", "opaque", "out"};
+    static const Py_ssize_t sizes[7] = {8, 8, 1, 8, 8, 1, 8};
+    static const char *const kinds[7] = {"ql", "ql", "bB", "ql", "ql", "?B", "ql"};
+    if (columns(args, 7, 2, names, kinds, sizes, 6, v, len) < 0)
+        return release(v, NULL);
+    int64_t min_packets = PyLong_AsLongLong(PyTuple_GET_ITEM(args, 7));
+    int64_t min_bytes = PyLong_AsLongLong(PyTuple_GET_ITEM(args, 8));
+    if (PyErr_Occurred())
+        return release(v, NULL);
+    Py_ssize_t k = len[0], n = len[1], flows = len[4] / 4;
+    if (len[2] != k || len[3] != k || len[4] != 4 * flows || len[5] != 256 || len[6] < k) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the rows or the flows");
+        return release(v, NULL);
+    }
+    const int64_t *rows = v[0].buf, *proto = v[1].buf, *fids = v[3].buf, *counters = v[4].buf;
+    const signed char *direction = v[2].buf;
+    const unsigned char *opaque = v[5].buf;
+    int64_t *out = v[6].buf;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t r = rows[i], fid = fids[i];
+        if (r < 0 || r >= n || fid < 0 || fid >= flows) {
+            PyErr_Format(PyExc_IndexError, "row %lld or flow %lld is outside the columns",
+                         (long long)r, (long long)fid);
+            return release(v, NULL);
+        }
+        if (proto[r] < 0 || proto[r] > 255 || (direction[i] != 0 && direction[i] != 1)) {
+            PyErr_SetString(PyExc_ValueError, "an IP protocol or a direction out of range");
+            return release(v, NULL);
+        }
+        const int64_t *sent = counters + direction[i] * flows + fid;
+        if (opaque[proto[r]] && sent[0] >= min_packets && sent[2 * flows] >= min_bytes)
+            out[m++] = i;
+    }
+    return release(v, PyLong_FromSsize_t(m));
+}
+
+PyDoc_STRVAR(spread_doc,
+"spread(values, out_distinct, out_group)\n"
+"--\n\n"
+"The distinct values (sorted) to out_distinct and each one's group (its place among them) to\n"
+"out_group, as numpy.unique(values, return_inverse=True) gives them, by a table over their\n"
+"range: only for values within 4 * len(values) + 64 of each other (time bins of a batch);\n"
+"-1 for others (nothing written), else how many distinct values.");
+
+static PyObject *
+spread(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[3];
+    static const char *const names[3] = {"values", "out_distinct", "out_group"};
+    static const char *const kinds[3] = {"ql", "ql", "ql"};
+    if (columns(args, 3, 0, names, kinds, NULL, 1, v, len) < 0)
+        return release(v, NULL);
+    Py_ssize_t n = len[0];
+    if (len[1] < n || len[2] < n) {
+        PyErr_SetString(PyExc_ValueError, "output columns do not fit the values");
+        return release(v, NULL);
+    }
+    if (!n)
+        return release(v, PyLong_FromSsize_t(0));
+    const int64_t *values = v[0].buf;
+    int64_t *distinct = v[1].buf, *group = v[2].buf;
+    int64_t lo = values[0], hi = values[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        lo = values[i] < lo ? values[i] : lo;
+        hi = values[i] > hi ? values[i] : hi;
+    }
+    uint64_t span = (uint64_t)hi - (uint64_t)lo; /* less one; no overflow */
+    if (span >= (uint64_t)(4 * n + 64))
+        return release(v, PyLong_FromSsize_t(-1));
+    int64_t *place = PyMem_Calloc((size_t)span + 1, sizeof(int64_t));
+    if (!place)
+        return release(v, PyErr_NoMemory());
+    for (Py_ssize_t i = 0; i < n; i++)
+        place[(uint64_t)values[i] - (uint64_t)lo] = 1;
+    Py_ssize_t k = 0;
+    for (uint64_t d = 0; d <= span; d++)
+        if (place[d]) {
+            distinct[k] = (int64_t)((uint64_t)lo + d);
+            place[d] = k++;
+        }
+    for (Py_ssize_t i = 0; i < n; i++)
+        group[i] = place[(uint64_t)values[i] - (uint64_t)lo];
+    PyMem_Free(place);
+    return release(v, PyLong_FromSsize_t(k));
 }
 
 PyDoc_STRVAR(size_deltas_doc,
@@ -496,6 +629,24 @@ series(PyObject *module, PyObject *args)
 
 /* Where `key` is, or would go, among the sorted `keys[0:n]` (the first place). */
 static inline Py_ssize_t
+lower_bound(const uint64_t *keys, Py_ssize_t n, uint64_t key);
+
+/* lower_bound of `key` among keys[at:n], for keys looked up in ascending order from where the
+ * one before went: strides that double from `at`, then a binary search within the last one
+ * (a batch's keys land a few places apart in a large index, and stay near in the cache). */
+static inline Py_ssize_t
+lower_bound_from(const uint64_t *keys, Py_ssize_t n, Py_ssize_t at, uint64_t key)
+{
+    Py_ssize_t step = 1, lo = at;
+    while (lo + step <= n && keys[lo + step - 1] < key) {
+        lo += step;
+        step *= 2;
+    }
+    Py_ssize_t hi = lo + step - 1 < n ? lo + step - 1 : n;
+    return lo + lower_bound(keys + lo, hi - lo, key);
+}
+
+static inline Py_ssize_t
 lower_bound(const uint64_t *keys, Py_ssize_t n, uint64_t key)
 {
     Py_ssize_t lo = 0, hi = n;
@@ -547,17 +698,16 @@ index_add(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "keys must be sorted and distinct");
             return release(v, NULL);
         }
-    /* The keys ascend: each is searched for among the recent keys from where the one before
-     * it was. */
+    /* The keys ascend: each is searched for in both parts from where the one before it was. */
     Py_ssize_t m = 0;
-    for (Py_ssize_t i = 0, at = 0; i < n; i++) {
-        Py_ssize_t p = lower_bound(settled, s, keys[i]);
+    for (Py_ssize_t i = 0, at = 0, p = 0; i < n; i++) {
+        p = lower_bound_from(settled, s, p, keys[i]);
         added[i] = 0;
         if (p < s && settled[p] == keys[i]) {
             ids[i] = settled_ids[p];
             continue;
         }
-        at += lower_bound(recent + at, r - at, keys[i]);
+        at = lower_bound_from(recent, r, at, keys[i]);
         if (at < r && recent[at] == keys[i]) {
             ids[i] = recent_ids[at] + s;
             continue;
@@ -818,57 +968,10 @@ fold(PyObject *module, PyObject *args)
     return release(v, Py_NewRef(Py_None));
 }
 
-PyDoc_STRVAR(l2_words_doc,
-"l2_words(data, offsets, linktype, rows, out_dst, out_src, ethernet)\n"
-"--\n\n"
-"The destination and source MAC addresses of the batch rows `rows`, each as a big-endian\n"
-"number: the first 12 bytes from the row's offset in data (bytes past its end read as zero),\n"
-"0 where the row's link type is not `ethernet`.");
-
-static PyObject *
-l2_words(PyObject *module, PyObject *args)
-{
-    Py_buffer v[MOST_VIEWS] = {{0}};
-    Py_ssize_t len[6];
-    static const char *const names[6] = {"data", "offsets", "linktype", "rows", "out_dst",
-                                         "out_src"};
-    static const char *const kinds[6] = {"B", "ql", "il", "ql", "ql", "ql"};
-    static const Py_ssize_t sizes[6] = {1, 8, 4, 8, 8, 8};
-    if (columns(args, 6, 1, names, kinds, sizes, 4, v, len) < 0)
-        return release(v, NULL);
-    long ethernet = PyLong_AsLong(PyTuple_GET_ITEM(args, 6));
-    if (PyErr_Occurred())
-        return release(v, NULL);
-    Py_ssize_t n = len[1], k = len[3];
-    if (len[2] != n || len[4] != k || len[5] != k) {
-        PyErr_SetString(PyExc_ValueError, "columns do not fit the rows");
-        return release(v, NULL);
-    }
-    const unsigned char *data = v[0].buf;
-    const int64_t *offsets = v[1].buf, *rows = v[3].buf;
-    const int32_t *linktype = v[2].buf;
-    int64_t *out_dst = v[4].buf, *out_src = v[5].buf;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        int64_t r = rows[i];
-        if (r < 0 || r >= n || offsets[r] < 0) {
-            PyErr_Format(PyExc_IndexError, "row %lld is outside a batch of %zd rows or before "
-                         "its data", (long long)r, n);
-            return release(v, NULL);
-        }
-        uint64_t words[2] = {0, 0};
-        if (linktype[r] == ethernet)
-            for (int b = 0; b < 12; b++) {
-                uint64_t at = (uint64_t)offsets[r] + (uint64_t)b;
-                words[b / 6] = (words[b / 6] << 8) | (at < (uint64_t)len[0] ? data[at] : 0);
-            }
-        out_dst[i] = (int64_t)words[0];
-        out_src[i] = (int64_t)words[1];
-    }
-    return release(v, Py_NewRef(Py_None));
-}
-
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, sample_doc},
+    {"eligible", eligible, METH_VARARGS, eligible_doc},
+    {"spread", spread, METH_VARARGS, spread_doc},
     {"size_deltas", size_deltas, METH_VARARGS, size_deltas_doc},
     {"host_bytes", host_bytes, METH_VARARGS, host_bytes_doc},
     {"find", find, METH_VARARGS, find_doc},
@@ -876,7 +979,6 @@ static PyMethodDef methods[] = {
     {"index_add", index_add, METH_VARARGS, index_add_doc},
     {"index_merge", index_merge, METH_VARARGS, index_merge_doc},
     {"fold", fold, METH_VARARGS, fold_doc},
-    {"l2_words", l2_words, METH_VARARGS, l2_words_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.flows.fingerprint import COPIES, RANK_BITS, use_compiled
-from detector.flows.groups import runs
 from detector.flows.table import KeyIndex
 
 # Natives are remembered this long (seconds of capture time) for matching.
@@ -217,17 +216,22 @@ class CopyMatcher:
         n = _Natives(fps, ranks, ts, l2dst, l2src, wire, addrs, packet)
         # One sort of the batch's fingerprints and one look-up of each distinct one.
         order = np.argsort(fps)
-        at, lengths = runs(fps[order])
+        ranked = fps[order]
+        at = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
+        lengths = _lengths(at, len(fps))
         ukeys = fps[order[at]]
         # The sort is not stable: the least row of each run is its packet's first sighting.
         firsts = np.minimum.reduceat(order, at)
         ids, added = self.index.lookup_or_add(ukeys)
         group = np.empty(len(fps), np.intp)
-        group[order] = np.repeat(np.arange(len(at)), lengths)
+        ranked_group = np.repeat(np.arange(len(at)), lengths)
+        group[order] = ranked_group
         known = np.nonzero(~added[group])[0]
         self._seen_before(n, known, ids[group[known]])
-        repeated = np.nonzero(added & (lengths > 1))[0].tolist()
-        self._seen_now(n, [order[at[g] : at[g] + lengths[g]] for g in repeated])
+        # The rows of packets new to the index that the batch holds more than once.
+        repeated = np.repeat(added & (lengths > 1), lengths)
+        if repeated.any():
+            self._seen_now(n, order[repeated], ranked_group[repeated])
         self._remember(n, ids[added], ukeys[added], firsts[added])
         self._adapt(len(fps), float(ts.min()), float(ts.max()))
         self._prune(float(ts.max()))
@@ -248,16 +252,23 @@ class CopyMatcher:
             i, p = int(k[j]), int(prev[j])
             self._duplicate(n, i, (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p])))
 
-    def _seen_now(self, n: _Natives, repeated: list[npt.NDArray[np.intp]]) -> None:
-        """Each of ``repeated`` holds the rows of one packet not remembered yet that the batch
-        holds more than once: the later sightings are compared with the first."""
+    def _seen_now(
+        self, n: _Natives, rows: npt.NDArray[np.intp], packet: npt.NDArray[np.intp]
+    ) -> None:
+        """``rows`` are of packets not remembered yet that the batch holds more than once
+        (``packet`` tells them apart): the later sightings of each are compared with its first,
+        packet by packet and in capture order."""
+        order = np.lexsort((rows, packet))
+        rows, packet = rows[order], packet[order]
+        starts = np.flatnonzero(np.concatenate([[True], packet[1:] != packet[:-1]]))
+        first = np.repeat(rows[starts], _lengths(starts, len(rows)))
+        later = np.ones(len(rows), np.bool_)
+        later[starts] = False
         ts, l2dst = n.ts, n.l2dst
-        for same in repeated:
-            rows = np.sort(same)  # in capture order
-            r0 = int(rows[0])
-            for r in rows[1:].tolist():
-                if l2dst[r] != l2dst[r0] and l2dst[r] and ts[r] - ts[r0] <= TEE_WINDOW:
-                    self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
+        copy = later & (l2dst[rows] != l2dst[first]) & (l2dst[rows] != 0)
+        copy &= ts[rows] - ts[first] <= TEE_WINDOW
+        for r, r0 in zip(rows[copy].tolist(), first[copy].tolist(), strict=True):
+            self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
 
     def _remember(
         self,
@@ -391,6 +402,15 @@ class CopyMatcher:
         self.rank = self.rank[idx].copy()
         self.index.rebuild(self.fp)
         self.pending = [p for p in self.pending if p[1] >= now - WINDOW]
+
+
+def _lengths(at: npt.NDArray[np.intp], n: int) -> npt.NDArray[np.intp]:
+    """The lengths of the runs of ``n`` rows that start at ``at`` (ascending, the first 0):
+    ``np.diff(at, append=n)`` without its cost in a call made every batch."""
+    lengths = np.empty_like(at)
+    lengths[:-1] = at[1:] - at[:-1]
+    lengths[-1:] = n - at[-1:]
+    return lengths
 
 
 def _resize(a: np.ndarray, n: int) -> np.ndarray:

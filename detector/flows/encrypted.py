@@ -379,27 +379,30 @@ class EncryptedCopies:
         slot (-1 for none) comes back."""
         if admit:
             given = []
+            now = float(ts.max()) if len(self.candidates) + len(admit) > MAX_CANDIDATES else 0.0
             for cand in admit:
                 if len(self.candidates) >= MAX_CANDIDATES:
-                    self._make_room(float(ts.max()))
+                    self._make_room(now)
                 given.append(self._admit(cand))
             self._clear(given)
         if not len(ts):
             return np.zeros(0, np.int64)
         bins = np.floor(ts / BIN).astype(np.int64)
+        ub, inv = bin_groups(bins)
         if self.closed_through is None:
-            self.closed_through = int(bins.min()) - 1
-        fresh = bins > self.closed_through
-        every = bool(fresh.all())
+            self.closed_through = int(ub[0]) - 1
+        # Every packet in an open bin (the least bin is open), or some came too late.
+        every = int(ub[0]) > self.closed_through
         every_dkey = dkey
         if not every:
+            fresh = bins > self.closed_through
             ts, size, dkey, src_h, dst_h, bins = (
                 a[fresh] for a in (ts, size, dkey, src_h, dst_h, bins)
             )
-        if not len(bins):
-            return self.slots_of(every_dkey)  # every packet came too late
+            if not len(bins):
+                return self.slots_of(every_dkey)  # every packet came too late
+            ub, inv = bin_groups(bins)
         size = size.astype(np.int64, copy=False)
-        ub, inv = spread(bins)
         # Every packet is native traffic, candidates' too (one may be the original of another):
         # each candidate subtracts its own endpoints' traffic (excl).
         keys, hosts = self._keys_sorted(), self._hosts_sorted()
@@ -784,6 +787,21 @@ def batch_series(
     return BatchSeries(native, own, excl, slot, len(rows))
 
 
+def bin_groups(
+    bins: npt.NDArray[np.int64], compiled: bool = use_compiled
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """The distinct ``bins`` (sorted) and each row's place among them, as ``groups.spread``
+    gives them: by one compiled pass over a table of their range where built (``compiled``) and
+    the range is short, else by ``spread``."""
+    if compiled and len(bins):
+        assert COPIES is not None, "the compiled copy loops are not built"
+        distinct_bins, group = np.empty(len(bins), np.int64), np.empty(len(bins), np.intp)
+        k = COPIES.spread(np.ascontiguousarray(bins, dtype=np.int64), distinct_bins, group)
+        if k >= 0:
+            return distinct_bins[:k], group
+    return spread(bins)
+
+
 def _slots(
     keys: npt.NDArray[np.uint64],
     key_slots: npt.NDArray[np.int64],
@@ -1019,13 +1037,9 @@ def observe(
         return
     size = h.iplen[rows]
     dkey = keys.directed
-    # The flows' counters column by column (packets, packets back, bytes, bytes back): this
-    # direction's packets of every row, and bytes only of the rows with packets enough.
+    # The flows' counters column by column (packets, packets back, bytes, bytes back).
     column = counts.ravel(order="F")
-    packets_at = keys.direction.astype(np.int64) * len(counts) + fids
-    eligible = np.nonzero(OPAQUE_LUT[h.proto[rows]] & (column[packets_at] >= MIN_PACKETS))[0]
-    bytes_at = packets_at[eligible] + 2 * len(counts)
-    eligible = eligible[column[bytes_at] >= MIN_BYTES]
+    eligible = eligible_rows(rows, h.proto, keys.direction, fids, column)
     if len(ec.candidates) and len(eligible):
         eligible = eligible[ec.slots_of(dkey[eligible]) < 0]
     admit: list[Candidate] = []
@@ -1035,7 +1049,7 @@ def observe(
         if known is not None and known.kind in READABLE_KINDS:
             continue
         c = _candidate(batch, h, int(rows[x]), key, keys, x, known, ec.names)
-        c.flow_bytes = int(column[packets_at[x] + 2 * len(counts)])
+        c.flow_bytes = int(column[(2 + int(keys.direction[x])) * len(counts) + int(fids[x])])
         admit.append(c)
     # The busiest hosts of the batch (for the tracked hosts of a finding), with their address
     # words as first seen.
@@ -1060,6 +1074,36 @@ def observe(
             start = int(batch.offsets[r]) + int(h.pay[r])
             head = batch.data[start : start + 8].tobytes()
             c.carrier = carrier_of(c.proto, c.sport, c.dport, head, None)
+
+
+def eligible_rows(
+    rows: npt.NDArray[np.int64],
+    proto: npt.NDArray[np.int64],
+    direction: npt.NDArray[np.int8],
+    fids: npt.NDArray[np.int64],
+    counters: npt.NDArray[np.int64],
+    compiled: bool = use_compiled,
+) -> npt.NDArray[np.intp]:
+    """The places of the batch ``rows`` (IP protocol ``proto``, a column of the batch) that
+    could be candidates: an opaque protocol, and a flow (``fids``, whose ``counters`` are given
+    column by column: packets, packets back, bytes, bytes back) that has sent MIN_PACKETS and
+    MIN_BYTES in the row's ``direction``.  One compiled pass where built (``compiled``), else
+    numpy."""
+    if compiled:
+        assert COPIES is not None, "the compiled copy loops are not built"
+        out = np.empty(len(rows), np.intp)
+        column = np.ascontiguousarray
+        m = COPIES.eligible(
+            column(rows, dtype=np.int64), column(proto, dtype=np.int64),
+            column(direction, dtype=np.int8), column(fids, dtype=np.int64),
+            column(counters, dtype=np.int64), OPAQUE_LUT, out, MIN_PACKETS, MIN_BYTES,
+        )  # fmt: skip
+        return out[:m]
+    flows = len(counters) // 4
+    # This direction's packets of every row, and bytes only of the rows with packets enough.
+    packets_at = direction.astype(np.int64) * flows + fids
+    eligible = np.nonzero(OPAQUE_LUT[proto[rows]] & (counters[packets_at] >= MIN_PACKETS))[0]
+    return eligible[counters[packets_at[eligible] + 2 * flows] >= MIN_BYTES]
 
 
 def _least_keys(

@@ -117,42 +117,55 @@ _UM1 = np.uint64(_M1)
 COPIES: ModuleType | None = built("detector.flows._copies")
 use_compiled = COPIES is not None and not PURE_PYTHON
 
-Sample = tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
+# A batch's sampled rows, their ranks and fingerprints, and their destination and source MAC
+# addresses as numbers (0 off Ethernet).
+Sample = tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]
 
 
 def sample_natives_compiled(
-    h: Headers, caplen: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], keep_below: int
+    batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64], keep_below: int
 ) -> Sample:
-    """:func:`sample_natives_numpy`'s sample, from one compiled pass over the rows."""
+    """:func:`sample_natives_numpy`'s sample, from one compiled pass over the rows (the link
+    headers of the sampled ones read after it, fetched into the cache meanwhile)."""
     assert COPIES is not None, "the compiled copy loops are not built"
-    k = len(rows)
-    out = np.empty(k, np.int64), np.empty(k, np.uint64), np.empty(k, np.uint64)
+    out = np.empty((5, len(rows)), np.uint64)
     column = np.ascontiguousarray
     m = COPIES.sample(
         column(rows, dtype=np.int64),
         column(h.fragment, dtype=np.bool_),
-        *(column(c, dtype=np.int64) for c in (h.l4, h.l3, h.iplen, caplen, h.ipid, h.proto)),
+        *(column(c, dtype=np.int64) for c in (h.l4, h.l3, h.iplen, batch.caplen, h.ipid, h.proto)),
         column(h.src, dtype=np.uint32),
         column(h.dst, dtype=np.uint32),
         column(h.l4h, dtype=np.uint8),
-        *out,
+        column(batch.data, dtype=np.uint8),
+        column(batch.offsets, dtype=np.int64),
+        column(batch.linktype, dtype=np.int32),
+        out,
         h.l4h.shape[1],
         keep_below,
+        LINK_ETHERNET,
     )
-    return out[0][:m], out[1][:m], out[2][:m]
+    signed = out.view(np.int64)
+    return signed[0, :m], out[1, :m], out[2, :m], signed[3, :m], signed[4, :m]
 
 
 def sample_natives_numpy(
-    h: Headers, caplen: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], keep_below: int
+    batch: PacketBatch, h: Headers, rows: npt.NDArray[np.int64], keep_below: int
 ) -> Sample:
     """Of a batch's IP ``rows``, those in the sample (whole enough to fingerprint, rank below
-    ``keep_below``), with their ranks and fingerprints: what ``rank_np`` and ``fingerprint_np``
-    give for them, with the L4 bytes past each packet's end read as zero.  The rank is worked
-    out over the batch's columns as they are (no gathered copy of every row); only the sampled
-    rows are gathered and hashed."""
+    ``keep_below``), with their ranks, fingerprints and MAC addresses: what ``rank_np``,
+    ``fingerprint_np`` and ``l2_words`` give for them, with the L4 bytes past each packet's end
+    read as zero.  The rank is worked out over the batch's columns as they are (no gathered
+    copy of every row); only the sampled rows are gathered and hashed."""
     words = _word_view(h.l4h)
     rank = rank_np(h.src, h.dst, h.ipid, words[:, 0].astype(np.uint64))
-    l4len = np.minimum(caplen, h.l3 + h.iplen) - h.l4
+    l4len = np.minimum(batch.caplen, h.l3 + h.iplen) - h.l4
     keep = (rank < np.uint64(keep_below)) & (l4len >= 8) & (h.l4 >= 0) & ~h.fragment
     r = rows[keep[rows]]
     # Bytes past the packet's end (of the next record) are blanked before hashing.
@@ -160,7 +173,7 @@ def sample_natives_numpy(
     lengths = np.clip(l4len[r, None] - 8 * np.arange(L4_BYTES // 8), 0, 8)
     mine &= _KEEP_BYTES[lengths]
     fps = fingerprint_np(h.src[r], h.dst[r], h.proto[r], h.ipid[r], mine)
-    return r, rank[r], fps
+    return r, rank[r], fps, *l2_words(batch, r)
 
 
 # The form the engine uses.
@@ -168,21 +181,13 @@ sample_natives = sample_natives_compiled if use_compiled else sample_natives_num
 
 
 def l2_words(
-    batch: PacketBatch, rows: npt.NDArray[np.int64], compiled: bool = use_compiled
+    batch: PacketBatch, rows: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The destination and source MAC addresses of the batch ``rows`` as big-endian numbers (0
-    where the link is not Ethernet), for telling a copy's L2 destination from its original's:
-    one compiled pass where built (``compiled``), else numpy."""
-    if compiled:
-        assert COPIES is not None, "the compiled copy loops are not built"
-        out = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
-        column = np.ascontiguousarray
-        COPIES.l2_words(
-            column(batch.data, dtype=np.uint8), column(batch.offsets, dtype=np.int64),
-            column(batch.linktype, dtype=np.int32), column(rows, dtype=np.int64), *out,
-            LINK_ETHERNET,
-        )  # fmt: skip
-        return out
+    where the link is not Ethernet, bytes past the end of the data read as zero), for telling
+    a copy's L2 destination from its original's."""
+    if len(rows) and int(batch.offsets[rows].min()) < 0:
+        raise IndexError("a row starts before the batch's data")
     # The two MAC addresses, each widened to a big-endian 64-bit word.
     macs = np.zeros((len(rows), 2, 8), np.uint8)
     macs[:, :, 2:] = gather(batch.data, batch.offsets[rows], 12).reshape(-1, 2, 6)
