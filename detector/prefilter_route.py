@@ -23,11 +23,15 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
+from detector.decode import headers
 from detector.flows.groups import distinct
 from detector.protocols.base import Decoder
 
 PORTS = 1 << 16
 LEADS = 1 << 16  # values of the first two payload bytes, read as one big-endian number
+# A column of 16-bit values (payload leads, ports), and each route's rows (PrefilterRoute.grouped).
+Column = npt.NDArray[np.int64]
+Grouped = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], list[int]]
 # Routes per table word (a transport with more routes gets more words).
 WORD_BITS = 64
 
@@ -168,35 +172,74 @@ class PrefilterRoute:
             return
         head = None
         if lead is None or self.everywhere:
-            given = np.arange(n)
-            head = heads(given)
+            head = heads(np.arange(n))
             lead = _leads_of(head)
-        bits = [self._bits(w, lead, sport, dport) for w in range(self.words)]
+        given, placed, cuts = self.grouped(lead, sport, dport, every_row=head is not None)
         if head is None:
             # Only rows some route may take need their payload window.
-            some = bits[0] != 0
-            for b in bits[1:]:
-                some |= b != 0
-            given = np.flatnonzero(some)
             if not len(given):
                 return
-            bits = [b[given] for b in bits]
             head, length = heads(given), length[given]
         for members in self.everywhere:
             for i in members:
                 mask = self.decoders[i].prefilter(head, length)
                 if mask.any():
                     yield i, given[mask]
-        present = [np.bitwise_or.reduce(b) for b in bits]
-        for word, flag, members in self.routes:
-            if not present[word] & flag:
+        for (_, _, members), start, end in zip(self.routes, cuts, cuts[1:], strict=False):
+            if start == end:
                 continue
-            at = np.flatnonzero(bits[word] & flag)
+            at = placed[start:end]
             sub_head, sub_length = head[at], length[at]
             for i in members:
                 passed = self.decoders[i].prefilter(sub_head, sub_length)
                 if passed.any():
                     yield i, given[at[passed]]
+
+    def grouped_numpy(self, lead: Column, sport: Column, dport: Column, every_row: bool) -> Grouped:
+        """The rows some route may take (every row with ``every_row``), in order; each route's
+        rows as places among those, route after route; where each route's places begin (one
+        more for the end).  One table lookup per word, then one selection per route."""
+        bits = [self._bits(w, lead, sport, dport) for w in range(self.words)]
+        if every_row:
+            given = np.arange(len(lead))
+        else:
+            some = bits[0] != 0
+            for b in bits[1:]:
+                some |= b != 0
+            given = np.flatnonzero(some)
+            bits = [b[given] for b in bits]
+        present = [np.bitwise_or.reduce(b) if len(b) else np.uint64(0) for b in bits]
+        places, cuts = [np.zeros(0, dtype=np.intp)], [0]
+        for word, flag, _ in self.routes:
+            at = np.flatnonzero(bits[word] & flag) if present[word] & flag else places[0]
+            places.append(at)
+            cuts.append(cuts[-1] + len(at))
+        return given, np.concatenate(places), cuts
+
+    def grouped_compiled(
+        self, lead: Column, sport: Column, dport: Column, every_row: bool
+    ) -> Grouped:
+        """:meth:`grouped_numpy` in two compiled passes over the rows."""
+        assert headers.OUTER is not None, "the compiled header decode is not built"
+        given = np.empty(len(lead), dtype=np.intp)
+        cuts = np.empty(len(self.routes) + 1, dtype=np.int64)
+        count, placed = headers.OUTER.route_rows(
+            np.ascontiguousarray(lead, dtype=np.int64),
+            np.ascontiguousarray(sport, dtype=np.int64),
+            np.ascontiguousarray(dport, dtype=np.int64),
+            self.leads,
+            self.ports,
+            self.port_free,
+            len(self.routes),
+            every_row,
+            given,
+            cuts,
+        )
+        return given[:count], np.frombuffer(placed, dtype=np.intp), cuts.tolist()
+
+    # The form the prefilters' routing uses: compiled where built, unless
+    # MIRRORWATCH_PURE_PYTHON=1.
+    grouped = grouped_compiled if headers.use_compiled else grouped_numpy
 
     def _bits(
         self,
@@ -220,20 +263,40 @@ def _leads_of(head: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
     return (head[:, 0].astype(np.intp) << 8) | head[:, 1]
 
 
-def payload_leads(
+def payload_leads_numpy(
     data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.intp]:
     """The first two payload bytes of each row (payloads at ``starts`` in ``data``) as one
     big-endian number, as ``payload_heads`` windows read them: 0 past the payload's end or the
-    data's.  The 16-bit column that routes a row."""
+    data's (or for a negative start).  The 16-bit column that routes a row."""
     end = len(data)
     if not end:
         return np.zeros(len(starts), dtype=np.intp)
-    first = np.where((length >= 1) & (starts < end), data.take(np.minimum(starts, end - 1)), 0)
+    inside = (starts >= 0) & (starts < end)
+    first = np.where(inside & (length >= 1), data.take(np.clip(starts, 0, end - 1)), 0)
     second = np.where(
-        (length >= 2) & (starts + 1 < end), data.take(np.minimum(starts + 1, end - 1)), 0
+        inside & (length >= 2) & (starts + 1 < end), data.take(np.clip(starts + 1, 0, end - 1)), 0
     )
     return (first.astype(np.intp) << 8) | second
+
+
+def payload_leads_compiled(
+    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """:func:`payload_leads_numpy` in one compiled pass over the rows."""
+    assert headers.OUTER is not None, "the compiled header decode is not built"
+    lead = np.empty(len(starts), dtype=np.intp)
+    headers.OUTER.payload_leads(
+        data,
+        np.ascontiguousarray(starts, dtype=np.int64),
+        np.ascontiguousarray(length, dtype=np.int64),
+        lead,
+    )
+    return lead
+
+
+# The form the engine uses: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
+payload_leads = payload_leads_compiled if headers.use_compiled else payload_leads_numpy
 
 
 @cache

@@ -631,6 +631,32 @@ row_keys(PyObject *module, PyObject *args)
 
 /* ---- payload heads ------------------------------------------------------------------------- */
 
+/* Parses (data, starts, lengths, out) by `format`: the batch's bytes and its rows' payload
+ * starts and lengths (views 0-2) and the output array (*out); the number of rows, or -1 with an
+ * exception set. */
+static Py_ssize_t
+payload_columns(PyObject *args, const char *format, Py_buffer *views, PyObject **out)
+{
+    PyObject *data, *starts, *lengths;
+    if (!PyArg_ParseTuple(args, format, &data, &starts, &lengths, out))
+        return -1;
+    if (PyObject_GetBuffer(data, &views[0], PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (column(starts, &views[1], 0, 8, "ql", -1, "starts") < 0)
+        return -1;
+    const Py_ssize_t m = views[1].len / 8;
+    return column(lengths, &views[2], 0, 8, "ql", m, "lengths") < 0 ? -1 : m;
+}
+
+/* The rows' payloads lie far apart in the batch: the one PREFETCH_AHEAD rows on is asked for
+ * while row i is read. */
+static inline void
+prefetch_ahead(const uint8_t *d, int64_t len, const int64_t *st, Py_ssize_t m, Py_ssize_t i)
+{
+    if (i + PREFETCH_AHEAD < m && st[i + PREFETCH_AHEAD] >= 0 && st[i + PREFETCH_AHEAD] < len)
+        __builtin_prefetch(d + st[i + PREFETCH_AHEAD]);
+}
+
 PyDoc_STRVAR(payload_heads_doc,
 "payload_heads(data, starts, lengths, head)\n--\n\n"
 "Row i of head (uint8 (m, w)) gets the first w bytes of data from starts[i] on, zeroed from\n"
@@ -640,15 +666,9 @@ static PyObject *
 payload_heads(PyObject *module, PyObject *args)
 {
     Py_buffer views[MOST_VIEWS] = {{0}};
-    PyObject *data, *starts, *lengths, *head;
-    if (!PyArg_ParseTuple(args, "OOOO:payload_heads", &data, &starts, &lengths, &head))
-        return NULL;
-    if (PyObject_GetBuffer(data, &views[0], PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    if (column(starts, &views[1], 0, 8, "ql", -1, "starts") < 0)
-        return release(views, NULL);
-    Py_ssize_t m = views[1].len / 8;
-    if (column(lengths, &views[2], 0, 8, "ql", m, "lengths") < 0)
+    PyObject *head;
+    const Py_ssize_t m = payload_columns(args, "OOOO:payload_heads", views, &head);
+    if (m < 0)
         return release(views, NULL);
     if (PyObject_GetBuffer(head, &views[3], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
         return release(views, NULL);
@@ -663,6 +683,7 @@ payload_heads(PyObject *module, PyObject *args)
     for (Py_ssize_t i = 0; i < m; i++) {
         uint8_t *row = out + width * i;
         int64_t keep = ln[i] < width ? ln[i] : width, s = st[i];
+        prefetch_ahead(d, len, st, m, i);
         if (keep <= 0 || s < 0) {
             memset(row, 0, (size_t)width);
             continue;
@@ -676,6 +697,148 @@ payload_heads(PyObject *module, PyObject *args)
         memset(row + keep, 0, (size_t)(width - keep));
     }
     return release(views, Py_NewRef(Py_None));
+}
+
+PyDoc_STRVAR(payload_leads_doc,
+"payload_leads(data, starts, lengths, lead)\n--\n\n"
+"lead[i] (int64 (m)) gets the first two bytes of data from starts[i] on as one big-endian\n"
+"number, as payload_heads reads them: a byte at or past lengths[i], past data's end, or of a\n"
+"negative start reads as 0 (starts, lengths: int64 (m)).");
+
+static PyObject *
+payload_leads(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *lead;
+    const Py_ssize_t m = payload_columns(args, "OOOO:payload_leads", views, &lead);
+    if (m < 0 || column(lead, &views[3], 1, 8, "ql", m, "lead") < 0)
+        return release(views, NULL);
+    const uint8_t *d = views[0].buf;
+    const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
+    int64_t *out = views[3].buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const int64_t s = st[i];
+        prefetch_ahead(d, len, st, m, i);
+        unsigned first = 0, second = 0;
+        if (s >= 0) {
+            if (ln[i] >= 1)
+                first = at(d, len, s);
+            if (ln[i] >= 2)
+                second = at(d, len, s + 1);
+        }
+        out[i] = (int64_t)((first << 8) | second);
+    }
+    return release(views, Py_NewRef(Py_None));
+}
+
+/* The routes of word w that row i may take: by its lead, and by its ports where a route has
+ * ports of its own (by_port NULL: no route has). */
+static inline uint64_t
+route_bits(const uint64_t *by_lead, const uint64_t *by_port, const uint64_t *free_of,
+           Py_ssize_t w, int64_t lead, const int64_t *sp, const int64_t *dp, Py_ssize_t i)
+{
+    uint64_t bits = by_lead[w * 65536 + lead];
+    if (by_port)
+        bits &= free_of[w] | by_port[w * 65536 + sp[i]] | by_port[w * 65536 + dp[i]];
+    return bits;
+}
+
+PyDoc_STRVAR(route_rows_doc,
+"route_rows(lead, sport, dport, leads, ports, port_free, routes, every_row, given, cuts)\n--\n\n"
+"The rows each prefilter route is given (prefilter_route.PrefilterRoute).  Row i may take\n"
+"route r (bit r % 64 of word r // 64) where that bit is set in leads[word * 65536 + lead[i]]\n"
+"and in port_free[word] | ports[word * 65536 + sport[i]] | ports[word * 65536 + dport[i]]\n"
+"(ports None: in every port).  given (int64 (m)) gets the rows that may take some route, in\n"
+"order (every row with every_row); returns their number and, as bytes of int64, each route's\n"
+"rows as places in given, route after route, each route's ascending; cuts (int64 (routes+1))\n"
+"gets where each route's places begin.  lead, sport, dport: int64 (m), each in [0, 65535].");
+
+static PyObject *
+route_rows(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *lead, *sport, *dport, *leads, *ports, *port_free, *given, *cuts;
+    Py_ssize_t routes;
+    int every_row;
+    if (!PyArg_ParseTuple(args, "OOOOOOnpOO:route_rows", &lead, &sport, &dport, &leads, &ports,
+                          &port_free, &routes, &every_row, &given, &cuts))
+        return NULL;
+    if (column(lead, &views[0], 0, 8, "ql", -1, "lead") < 0)
+        return release(views, NULL);
+    const Py_ssize_t m = views[0].len / 8;
+    if (column(port_free, &views[5], 0, 8, "QL", -1, "port_free") < 0)
+        return release(views, NULL);
+    const Py_ssize_t words = views[5].len / 8;
+    if (routes < 0 || routes > words * 64) {
+        PyErr_SetString(PyExc_ValueError, "the words hold no such number of routes");
+        return release(views, NULL);
+    }
+    /* The ports are read only with a port table. */
+    const int by_ports = ports != Py_None;
+    if ((by_ports
+         && (column(sport, &views[1], 0, 8, "ql", m, "sport") < 0
+             || column(dport, &views[2], 0, 8, "ql", m, "dport") < 0
+             || column(ports, &views[4], 0, 8, "QL", words * 65536, "ports") < 0))
+        || column(leads, &views[3], 0, 8, "QL", words * 65536, "leads") < 0
+        || column(given, &views[6], 1, 8, "ql", m, "given") < 0
+        || column(cuts, &views[7], 1, 8, "ql", routes + 1, "cuts") < 0)
+        return release(views, NULL);
+    const int64_t *ld = views[0].buf, *sp = views[1].buf, *dp = views[2].buf;
+    const uint64_t *by_lead = views[3].buf, *by_port = by_ports ? views[4].buf : NULL;
+    const uint64_t *free_of = views[5].buf;
+    int64_t *gv = views[6].buf, *cut = views[7].buf;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (ld[i] < 0 || ld[i] > 0xFFFF
+            || (by_port && (sp[i] < 0 || sp[i] > 0xFFFF || dp[i] < 0 || dp[i] > 0xFFFF))) {
+            PyErr_SetString(PyExc_ValueError, "a lead or a port is not a 16-bit value");
+            return release(views, NULL);
+        }
+    /* Two passes over the rows: count each route's rows, then place them. */
+    memset(cut, 0, (size_t)(routes + 1) * 8);
+    Py_ssize_t g = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int some = 0;
+        for (Py_ssize_t w = 0; w < words; w++) {
+            uint64_t bits = route_bits(by_lead, by_port, free_of, w, ld[i], sp, dp, i);
+            some |= bits != 0;
+            for (; bits; bits &= bits - 1) {
+                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
+                if (r < routes)
+                    cut[r + 1]++;
+            }
+        }
+        if (some || every_row)
+            gv[g++] = i;
+    }
+    for (Py_ssize_t r = 0; r < routes; r++)
+        cut[r + 1] += cut[r];
+    PyObject *placed = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(cut[routes] * 8));
+    if (!placed)
+        return release(views, NULL);
+    int64_t *out = (int64_t *)PyBytes_AS_STRING(placed);
+    int64_t *next = PyMem_Malloc((size_t)(routes + 1) * 8);
+    if (!next) {
+        Py_DECREF(placed);
+        return release(views, PyErr_NoMemory());
+    }
+    memcpy(next, cut, (size_t)(routes + 1) * 8);
+    Py_ssize_t place = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int some = 0;
+        for (Py_ssize_t w = 0; w < words; w++) {
+            uint64_t bits = route_bits(by_lead, by_port, free_of, w, ld[i], sp, dp, i);
+            some |= bits != 0;
+            for (; bits; bits &= bits - 1) {
+                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
+                if (r < routes)
+                    out[next[r]++] = place;
+            }
+        }
+        if (some || every_row)
+            place++;
+    }
+    PyMem_Free(next);
+    return release(views, Py_BuildValue("nN", g, placed));
 }
 
 /* ---- the carried-packet tests of the payload prefilters --------------------------------------- */
@@ -820,6 +983,8 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, decode_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {"payload_heads", payload_heads, METH_VARARGS, payload_heads_doc},
+    {"payload_leads", payload_leads, METH_VARARGS, payload_leads_doc},
+    {"route_rows", route_rows, METH_VARARGS, route_rows_doc},
     {"carried_at", carried_at, METH_VARARGS, carried_at_doc},
     {"ip_within", ip_within, METH_VARARGS, ip_within_doc},
     {NULL, NULL, 0, NULL},
