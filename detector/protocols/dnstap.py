@@ -18,12 +18,13 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from detector.decode.frames import ip_str
 from detector.protocols.base import Decoded, Kind, ProtocolSpec, RecordedFlow
 from detector.protocols.li_common import FramedStreamDecoder, StreamState, be32, hexbytes
 
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
 CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
@@ -160,19 +161,18 @@ class DnstapDecoder(FramedStreamDecoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        control = (
-            (be32(head, 0) == 0)
-            & (be32(head, 4) >= 4)
-            & (be32(head, 4) <= MAX_CONTROL)
-            & (be32(head, 8) >= 1)
-            & (be32(head, 8) <= 5)
-        )
+        frame, size = be32(head, 0), be32(head, 4)
+        control = (frame == 0) & (size >= 4) & (size <= MAX_CONTROL)
+        rows = np.flatnonzero(control)
+        if len(rows):
+            kind = be32(head[rows], 8)
+            control[rows] = (kind >= 1) & (kind <= 5)
         # A data frame (a connection joined after its start): length, then the Dnstap message,
         # whose encoders write identity (field 1), version (2) or message (14) first.
         first = head[:, 4]
         data = (
-            (be32(head, 0) >= 16)
-            & (be32(head, 0) < MAX_FRAME)
+            (frame >= 16)
+            & (frame < MAX_FRAME)
             & ((first == 0x0A) | (first == 0x12) | (first == 0x72))
         )
         return control | data

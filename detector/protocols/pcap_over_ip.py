@@ -17,6 +17,7 @@ from detector.protocols.base import Carried, Decoded, Kind, ProtocolSpec
 from detector.protocols.li_common import (
     FramedStreamDecoder,
     StreamState,
+    be32,
     hexbytes,
     link_for_linktype,
 )
@@ -33,6 +34,8 @@ PCAP_MAGICS: dict[bytes, tuple[bool, bool, int]] = {
     bytes.fromhex("34cdb2a1"): (True, False, 24),  # Kuznetzov's patched libpcap
     bytes.fromhex("a1b2cd34"): (False, False, 24),
 }
+# The magics as the prefilter reads them: big-endian words of the first four bytes.
+_MAGIC_WORDS = tuple(int.from_bytes(m, "big") for m in PCAP_MAGICS)
 PCAPNG_SHB = bytes.fromhex("0a0d0d0a")
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 PCAP_HEADER_LEN = 24
@@ -90,10 +93,11 @@ class PcapOverIpDecoder(FramedStreamDecoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        magic = head[:, :4].astype(np.int64)
-        word = (magic[:, 0] << 24) | (magic[:, 1] << 16) | (magic[:, 2] << 8) | magic[:, 3]
-        known = np.array([int.from_bytes(m, "big") for m in PCAP_MAGICS], dtype=np.int64)
-        return np.isin(word, known) | (word == SHB)
+        word = be32(head, 0)
+        found = word == SHB
+        for magic in _MAGIC_WORDS:
+            found |= word == magic
+        return found
 
     # -- framing ---------------------------------------------------------------------------
 
