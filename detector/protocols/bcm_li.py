@@ -24,11 +24,10 @@ from detector.protocols.base import (
     Transport,
 )
 from detector.protocols.li_common import (
+    carried_kinds,
     ether_fills,
-    ether_ip_mask,
     hexbytes,
     ip_fills,
-    ip_fills_mask,
 )
 
 if TYPE_CHECKING:
@@ -91,9 +90,9 @@ class BcmLiDecoder(Decoder):
     ) -> npt.NDArray[np.bool_]:
         d = head[:, 0] >> 5
         pt = (head[:, 0] >> 1) & 0x0F
+        ip, ethernet = carried_kinds(head, length, HEADER_LEN)
         data = ((d == DOWNSTREAM) | (d == UPSTREAM)) & (
-            ((pt == PT_ETHERNET) & ether_ip_mask(head, length, HEADER_LEN))
-            | (((pt == PT_IPV4) | (pt == PT_IPV6)) & ip_fills_mask(head, length, HEADER_LEN))
+            ((pt == PT_ETHERNET) & ethernet) | (((pt == PT_IPV4) | (pt == PT_IPV6)) & ip)
         )
         keepalive = (
             (d == KEEPALIVE) & (pt >= PT_IPV4) & (pt <= PT_ETHERNET) & (length == HEADER_LEN)

@@ -24,9 +24,9 @@ from detector.protocols.base import (
 )
 from detector.protocols.li_common import (
     MIRROR_HEADER,
+    carried_kinds,
     hexbytes,
     ip_fills,
-    ip_fills_mask,
     mirror_header,
 )
 
@@ -65,7 +65,7 @@ class JmirrorDecoder(Decoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        return ((head[:, 0] >> 6) <= 1) & ip_fills_mask(head, length, HEADER_LEN)
+        return ((head[:, 0] >> 6) <= 1) & carried_kinds(head, length, HEADER_LEN)[0]
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         found = mirror_header(payload)

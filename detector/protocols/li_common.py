@@ -173,6 +173,16 @@ carried_compiled = headers.use_compiled
 carried_bits = carried_bits_compiled if carried_compiled else carried_bits_numpy
 
 
+def carried_kinds(
+    head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], off: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``ip_fills_mask`` and ``ether_ip_mask`` at ``off``, in one compiled pass where built."""
+    if carried_compiled:
+        bits = carried_bits_compiled(head, length, (off,))[:, 0]
+        return (bits & 1) != 0, (bits & 2) != 0
+    return ip_fills_mask(head, length, off), ether_ip_mask(head, length, off)
+
+
 def carried_may_start(
     head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64], offsets: tuple[int, ...]
 ) -> npt.NDArray[np.bool_]:

@@ -24,7 +24,7 @@ from detector.protocols.base import (
 )
 from detector.protocols.li_common import (
     MIRROR_HEADER,
-    carried_mask,
+    carried_kinds,
     hexbytes,
     inner_link,
     mirror_header,
@@ -62,7 +62,8 @@ class NokiaLiDecoder(Decoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        return ((head[:, 0] >> 6) <= 1) & carried_mask(head, length, HEADER_LEN)
+        ip, ethernet = carried_kinds(head, length, HEADER_LEN)
+        return ((head[:, 0] >> 6) <= 1) & (ip | ethernet)
 
     def decode(self, payload: bytes, ctx: PacketContext, state: object | None) -> Decoded | None:
         found = mirror_header(payload)
