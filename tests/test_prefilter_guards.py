@@ -18,6 +18,7 @@ from mwtest import REAL, heads
 from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.decode.frames import IPV6_NEXT_HEADERS
 from detector.decode.headers import decode_headers
+from detector.protocols import peekremote
 from detector.protocols.li_common import IP_CARRYING_ETHERTYPES
 from detector.protocols.pcli import ERA1_MAX, NTP_MIN, PcliDecoder
 from detector.protocols.unknown_encap import MAX_OFFSET, UnknownEncapsulation
@@ -164,3 +165,61 @@ def test_pcli_prefilter_is_its_statement() -> None:
     stated = [pcli_stated(head[i], int(length[i])) for i in range(len(head))]
     assert mask.tolist() == stated
     assert 100 < sum(stated) < len(payloads) // 2
+
+
+def peekremote_stated(row: np.ndarray, length: int) -> bool:
+    """The new header's magic 00 ff ab cd; or a legacy header: reserved flag and status bits
+    clear, a channel from 1 to MAX_CHANNEL, the low bits of byte 20 clear, and the frame after
+    the 20 header bytes as long as the packet length, the packet length and an FCS, or a
+    slice length that is not zero."""
+    if bytes(row[:4]) == b"\x00\xff\xab\xcd":
+        return True
+    frame = length - 20
+    packet, sliced = _be16(row, 2), _be16(row, 4)
+    return (
+        row[6] & 0xF8 == 0
+        and row[7] & 0xB3 == 0
+        and 1 <= row[17] <= peekremote.MAX_CHANNEL
+        and row[20] & 0x03 == 0
+        and frame in (packet, packet + 4, sliced if sliced else -1)
+    )
+
+
+def peekremote_near_edges(seed: int) -> list[bytes]:
+    """New and legacy headers, their reserved bits, channel and lengths right or one off."""
+    rng = random.Random(seed)
+    out = []
+    for size in (20, 21, 24, 63, 64, 65, 300, 1500):
+        for _ in range(30):
+            body = bytearray(rng.randbytes(size))
+            if rng.random() < 0.2:
+                body[:4] = b"\x00\xff\xab\xcd"[: min(4, size)]
+            if size > 20:
+                # Reserved bits all clear, or just one of them set.
+                body[6] = (body[6] & 0x07) | rng.choice([0, 0, 0x08, 0x40, 0x80])
+                body[7] = (body[7] & 0x4C) | rng.choice([0, 0, 0x01, 0x02, 0x10, 0x20, 0x80])
+                body[17] = rng.choice([0, 1, 233, 234, rng.randrange(256)])
+                body[20] &= rng.choice([0xFC, 0xFF])
+                frame = size - 20 + rng.choice([-1, 0, 0, 1])
+                field = rng.choice([2, 4])
+                body[field : field + 2] = (
+                    (frame - rng.choice([0, 4]) * (field == 2)).to_bytes(2, "big")
+                    if frame >= 4
+                    else b"\0\0"
+                )
+            out.append(bytes(body))
+    return out
+
+
+def test_peekremote_prefilter_is_its_statement() -> None:
+    payloads = [
+        *seed_payloads(),
+        *real_payloads(),
+        *random_payloads(4000, 7),
+        *peekremote_near_edges(8),
+    ]
+    head, length = heads(payloads)
+    mask = peekremote.PeekremoteDecoder().prefilter(head, length)
+    stated = [peekremote_stated(head[i], int(length[i])) for i in range(len(head))]
+    assert mask.tolist() == stated
+    assert 20 < sum(stated) < len(payloads) // 2

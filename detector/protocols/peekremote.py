@@ -40,6 +40,9 @@ LEGACY_HEADER_LEN = 20
 LEGACY = struct.Struct("!bbHHBBQBBBB")
 FLAGS_RESERVED = 0xF8
 STATUS_RESERVED = 0xB3
+# The magic and the reserved bits of bytes 6-7 as words in this machine's byte order.
+_MAGIC_WORD = np.frombuffer(MAGIC, dtype=np.uint32)[0]
+_RESERVED_WORD = np.frombuffer(bytes([FLAGS_RESERVED, STATUS_RESERVED]), dtype=np.uint16)[0]
 # Shortest 802.11 frame (ACK: frame control, duration, RA) plus FCS.
 MIN_FRAME = 10 + FCS_LEN
 MAX_CHANNEL = 233
@@ -100,12 +103,15 @@ class PeekremoteDecoder(Decoder):
     def prefilter(
         self, head: npt.NDArray[np.uint8], length: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        new = (head[:, 0] == 0) & (head[:, 1] == 0xFF) & (head[:, 2] == 0xAB) & (head[:, 3] == 0xCD)
+        # Every row looks here: the magic and the reserved bits are read as one 32-bit and one
+        # 16-bit word of each window (one operation each instead of one per byte).
+        words = np.ascontiguousarray(head, dtype=np.uint8)
+        if words.shape[1] % 4:
+            words = np.pad(words, ((0, 0), (0, -words.shape[1] % 4)))
+        new = words.view(np.uint32)[:, 0] == _MAGIC_WORD
         # Legacy headers have no magic.  Cheap guard first: their reserved flag and status bits
         # are clear (about one random row in a thousand), and only those rows get the rest.
-        maybe = np.flatnonzero(
-            ((head[:, 6] & FLAGS_RESERVED) | (head[:, 7] & STATUS_RESERVED)) == 0
-        )
+        maybe = np.flatnonzero((words.view(np.uint16)[:, 3] & _RESERVED_WORD) == 0)
         if len(maybe):
             new[maybe] |= _legacy_rows(head[maybe], length[maybe])
         return new
