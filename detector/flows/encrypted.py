@@ -373,10 +373,10 @@ class EncryptedCopies:
         dst_h: npt.NDArray[np.uint64],
         admit: list[Candidate],
         busiest: list[Busiest],
-    ) -> npt.NDArray[np.int64]:
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
         """One batch of IP rows: ``size`` is each packet's IP length; ``admit`` the new
         candidates the engine found in it; ``busiest`` its busiest hosts.  Each row's candidate
-        slot (-1 for none) comes back."""
+        slot (-1 for none) comes back, and the rows that have one."""
         if admit:
             given = []
             now = float(ts.max()) if len(self.candidates) + len(admit) > MAX_CANDIDATES else 0.0
@@ -386,7 +386,7 @@ class EncryptedCopies:
                 given.append(self._admit(cand))
             self._clear(given)
         if not len(ts):
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.intp)
         bins = np.floor(ts / BIN).astype(np.int64)
         ub, inv = bin_groups(bins)
         if self.closed_through is None:
@@ -399,8 +399,9 @@ class EncryptedCopies:
             ts, size, dkey, src_h, dst_h, bins = (
                 a[fresh] for a in (ts, size, dkey, src_h, dst_h, bins)
             )
-            if not len(bins):
-                return self.slots_of(every_dkey)  # every packet came too late
+            if not len(bins):  # every packet came too late
+                slot = self.slots_of(every_dkey)
+                return slot, np.flatnonzero(slot >= 0)
             ub, inv = bin_groups(bins)
         size = size.astype(np.int64, copy=False)
         # Every packet is native traffic, candidates' too (one may be the original of another):
@@ -412,8 +413,11 @@ class EncryptedCopies:
         # went from a host to itself (counted once here).
         self._add_busiest(busiest, size, src_h, dst_h, every and not (src_h == dst_h).any())
         slot = got.slot
+        # The candidates' own rows (most rows are no candidate's).
+        own = np.flatnonzero(slot >= 0) if self.candidates else slot[:0]
         if self.candidates:
-            self._add_own(ub, ts, size, slot, got.own)
+            if len(own):
+                self._add_own(ub, ts, size, slot, own, got.own)
             if got.touched:
                 _add_bins(self.open_excl, ub, got.excl)
         # This batch's packets join the ring first: they may be the originals of its copies.
@@ -421,18 +425,20 @@ class EncryptedCopies:
         sizing = [
             c for c in self.candidates.values() if c.proto != 6 and c.checked < MAX_CHECKS
         ]  # a byte stream has no packet boundaries to compare
-        if sizing and (slot >= 0).any():
-            own = np.nonzero(slot >= 0)[0]
-            own = own[np.argsort(slot[own], kind="stable")]
-            first = np.searchsorted(slot[own], [c.slot for c in sizing])
-            last = np.searchsorted(slot[own], [c.slot for c in sizing], side="right")
+        if sizing and len(own):
+            by_slot = own[np.argsort(slot[own], kind="stable")]
+            first = np.searchsorted(slot[by_slot], [c.slot for c in sizing])
+            last = np.searchsorted(slot[by_slot], [c.slot for c in sizing], side="right")
             for c, a, z in zip(sizing, first.tolist(), last.tolist(), strict=True):
-                mine = own[a:z]
+                mine = by_slot[a:z]
                 if len(mine):
                     pick = mine[:: max(1, len(mine) // SAMPLE_PER_BATCH)][:SAMPLE_PER_BATCH]
                     self._sizes(c, ts[pick], size[pick])
         self.newest = max(self.newest, int(ub[-1]))
-        return slot if every else self.slots_of(every_dkey)
+        if not every:
+            slot = self.slots_of(every_dkey)
+            own = np.flatnonzero(slot >= 0)
+        return slot, own
 
     def settle(self) -> None:
         """Close the bins no packet can still join (called once per batch, after its
@@ -483,12 +489,11 @@ class EncryptedCopies:
         ts: npt.NDArray[np.float64],
         size: npt.NDArray[np.int64],
         slot: npt.NDArray[np.int64],
+        own: npt.NDArray[np.intp],
         per_bin: npt.NDArray[np.float64],
     ) -> None:
-        """The candidates' own packets: counts, and bytes per open bin (``per_bin``)."""
-        own = np.nonzero(slot >= 0)[0]
-        if not len(own):
-            return
+        """The candidates' own packets (rows ``own``): counts, and bytes per open bin
+        (``per_bin``)."""
         s, sz = slot[own], size[own]
         _add_bins(self.open_own, ub, per_bin)
         packets = np.bincount(s, minlength=MAX_CANDIDATES).tolist()
@@ -1061,12 +1066,11 @@ def observe(
         (host, (v, *w), b)
         for (host, _, b), v, w in zip(top, h.ipver[r].tolist(), words, strict=True)
     ]
-    slot = ec.add(batch.ts[rows], size, dkey, keys.src_host, keys.dst_host, admit, busiest)
+    slot, own = ec.add(batch.ts[rows], size, dkey, keys.src_host, keys.dst_host, admit, busiest)
     # A candidate joined mid-stream: a record or banner at the start of a later segment names
     # its carrier.
     generic = [c for c in ec.candidates.values() if c.carrier in ("tcp", "udp")]
     sniff = [c for c in generic if c.sniffed < SNIFF_PACKETS]
-    own = np.flatnonzero(slot >= 0) if sniff else slot[:0]
     for c in sniff:
         for x in own[slot[own] == c.slot][:4].tolist():
             c.sniffed += 1
