@@ -7,12 +7,12 @@ thresholds live here (and in the config), none in the decoders.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 
 from detector import canary
 from detector.detection import Detection
@@ -198,11 +198,21 @@ def _is_group_address(name: str, t: HostTally) -> bool:
     return ip.is_multicast or ip.is_unspecified or str(ip) == "255.255.255.255"
 
 
+def _busiest(kv: tuple[str, HostTally]) -> tuple[float, float, str]:
+    return -kv[1].packets, -kv[1].bytes, kv[0]
+
+
 def _watched(table: dict[str, HostTally], total: float) -> list[WatchedHost]:
-    ranked = sorted(table.items(), key=lambda kv: (-kv[1].packets, -kv[1].bytes, kv[0]))
-    # Group addresses are passed over as they come: only the busiest hosts are shown, and
-    # parsing every address of a busy link took longer than the rest of the verdicts.
-    shown = islice(((k, t) for k, t in ranked if not _is_group_address(k, t)), MAX_WATCHED)
+    # The busiest hosts, group addresses passed over as they come: only the first few of a
+    # table of thousands are shown, and parsing or sorting every address of a busy link took
+    # longer than the rest of the verdicts.
+    want = MAX_WATCHED
+    while True:
+        ranked = heapq.nsmallest(want, table.items(), key=_busiest)
+        shown = [(k, t) for k, t in ranked if not _is_group_address(k, t)][:MAX_WATCHED]
+        if len(shown) == MAX_WATCHED or len(ranked) < want:
+            break
+        want *= 2
     out = []
     denom = total or sum(t.packets for t in table.values()) or 1.0
     for name, t in shown:
