@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import signal
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -48,10 +50,6 @@ from detector.flows.groups import distinct
 from detector.limits import Limits
 from detector.prefilter_route import route_for
 from detector.protocols import registry
-
-if TYPE_CHECKING:  # multiprocessing is loaded only where a scan forks workers
-    from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
 
 # Files smaller than this are not worth a second process.
 SPLIT_MIN_BYTES = 64 << 20
@@ -348,21 +346,75 @@ def result_of(engine: Engine, inputs: list[InputStats], unreadable: bool) -> Par
     )
 
 
-def _worker(
-    send: Connection, parts: list[Part], detection: Detection | None, limits: Limits | None
-) -> None:
-    """A forked worker: reads ``parts`` and sends its result, or the error that stopped it."""
+class _Worker:
+    """A forked process that reads a group of parts, and the pipe its result comes back on
+    (its length, then the pickled result or the error that stopped the worker)."""
+
+    def __init__(
+        self, parts: list[Part], detection: Detection | None, limits: Limits | None
+    ) -> None:
+        read, write = os.pipe()
+        # What is buffered is written once, by this process, not again by the worker.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                os.close(read)
+                _work(write, parts, detection, limits)
+                status = 0
+            finally:
+                os._exit(status)  # never this process's exit handlers, nor its return
+        os.close(write)
+        self.pipe: BinaryIO | None = open(read, "rb")  # noqa: SIM115 - closed in end()
+        self.status: int | None = None
+
+    def result(self) -> PartResult:
+        """The worker's result; the error that stopped it is raised here."""
+        assert self.pipe is not None
+        head = self.pipe.read(8)
+        data = self.pipe.read(int.from_bytes(head, "little")) if len(head) == 8 else b""
+        if len(head) < 8 or len(data) < int.from_bytes(head, "little"):
+            self.end()
+            raise ScanFault(
+                f"a worker process ended without its result (exit status {self.status})"
+            )
+        ok, out = pickle.loads(data)
+        if not ok:
+            raise out  # type: ignore[misc]
+        return out  # type: ignore[no-any-return]
+
+    def end(self) -> None:
+        """Close the pipe and wait for the worker to end, ending it first if it is still at
+        work (the scan failed in this process)."""
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None
+        if self.status is not None:
+            return
+        pid, wait = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            os.kill(self.pid, signal.SIGTERM)
+            pid, wait = os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(wait)
+
+
+def _work(fd: int, parts: list[Part], detection: Detection | None, limits: Limits | None) -> None:
+    """In a forked worker: read ``parts`` and write the result, or the error that stopped it,
+    to the pipe ``fd``."""
     _default_sigterm()
     try:
         out: tuple[bool, object] = (True, result_of(*run_parts(parts, None, detection, limits)))
     except Exception as exc:
         out = (False, exc)
     try:
-        send.send(out)
+        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # the error itself did not pickle: its text will do
-        send.send((False, ScanFault(f"{type(exc).__name__}: {exc}")))
-    finally:
-        send.close()
+        data = pickle.dumps((False, ScanFault(f"{type(exc).__name__}: {exc}")))
+    with open(fd, "wb") as pipe:
+        pipe.write(len(data).to_bytes(8, "little"))
+        pipe.write(data)
 
 
 def scan_parts(
@@ -380,47 +432,24 @@ def scan_parts(
         if meanwhile is not None:
             meanwhile()
         return results
-    import multiprocessing  # only here: a scan in one process need not load it
-
     _build_shared()
-    ctx = multiprocessing.get_context("fork")
-    # One forked process and one pipe per group rather than a Pool: no task to pickle, no
-    # handler threads in this process, and a worker that dies fails the scan instead of
-    # leaving it waiting for a result forever.
-    workers: list[tuple[BaseProcess, Connection]] = []
+    # One forked process and one pipe per group rather than a Pool or multiprocessing's
+    # processes: no task to pickle, no handler threads in this process, nothing more to load
+    # before the workers start (multiprocessing took milliseconds that every process waited
+    # for), and a worker that dies fails the scan instead of leaving it waiting for a result.
+    workers: list[_Worker] = []
     try:
         for group in groups[1:]:
-            receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, args=(send, group, detection, limits), daemon=True)
-            proc.start()
-            send.close()
-            workers.append((proc, receive))
+            workers.append(_Worker(group, detection, limits))
         results = [result_of(*run_parts(groups[0], progress, detection, limits))]
         if meanwhile is not None:
             meanwhile()
-        for proc, receive in workers:
-            results.append(_result_from(proc, receive))
+        for w in workers:
+            results.append(w.result())
         return results
     finally:
-        for proc, receive in workers:
-            receive.close()
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
-
-
-def _result_from(proc: BaseProcess, receive: Connection) -> PartResult:
-    """The result a worker sent; the error that stopped it is raised here."""
-    try:
-        ok, out = receive.recv()
-    except EOFError:
-        proc.join()
-        raise ScanFault(
-            f"a worker process ended without its result (exit status {proc.exitcode})"
-        ) from None
-    if not ok:
-        raise out  # type: ignore[misc]
-    return out  # type: ignore[return-value]
+        for w in workers:
+            w.end()
 
 
 def _build_shared() -> None:
