@@ -6,8 +6,6 @@ and write JSON as the equivalent pydantic models do (detector/records.py): writi
 not load pydantic.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
