@@ -36,7 +36,6 @@ from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import sample_natives, sampled_fingerprint
 from detector.flows.groups import distinct, locate, ranked, spread
-from detector.flows.groups import group as group_keys
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, key_set, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
@@ -538,32 +537,54 @@ class Engine:
     def _schedule(self, v: _Rows, kidx: npt.NDArray[np.int64]) -> list[tuple[int, int, float]]:
         """Count the rows ``kidx`` of known streams into their streams, and pick the ones to
         decode: (batch row, index in the rows, packets it stands for), in batch order."""
-        ukeys, _, inv = group_keys(v.keys.directed[kidx])
-        pk = np.bincount(inv, weights=None if v.weights is None else v.weights[v.rows[kidx]])
-        by = np.bincount(inv, weights=v.wire[kidx])
-        # Each stream's rows as one slice of ``order``, in batch order.
-        order = np.argsort(inv, kind="stable")
-        cuts = np.concatenate(([0], np.cumsum(np.bincount(inv))))
-        ts = v.ts[kidx[order]]
-        first = np.minimum.reduceat(ts, cuts[:-1])
-        last = np.maximum.reduceat(ts, cuts[:-1])
+        # Each stream's rows as one run of ``order`` (a stable sort: in batch order).
+        keys = v.keys.directed[kidx]
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        at = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        cuts = np.append(at, len(order)).tolist()
+        mine = kidx[order]
+        pk = np.diff(cuts) if v.weights is None else np.add.reduceat(v.weights[v.rows[mine]], at)
+        by = np.add.reduceat(v.wire[mine], at)
+        ts = v.ts[mine]
+        first = np.minimum.reduceat(ts, at)
+        last = np.maximum.reduceat(ts, at)
         sec = ts.astype(np.int64)
+        # A stream whose rows of this batch all fall in one second (most) has that second
+        # counted without a look at each row's.
+        first_sec = first.astype(np.int64)
+        one_second = (first_sec == last.astype(np.int64)) & (np.abs(first) < 2**53)
+        one_second &= np.abs(last) < 2**53  # (finite, and NaN is not)
         # Timeline cells per stream: a share of the budget over every stream.
         lim = self.limits
         cells = max(16, min(lim.timeline_seconds, lim.timeline_cells // max(1, len(self.streams))))
         decode_rows: list[tuple[int, int, float]] = []
-        for j, k in enumerate(ukeys.tolist()):
+        for j, (k, n, size, t0, t1, one, second) in enumerate(
+            zip(
+                ordered[at].tolist(),
+                pk.tolist(),
+                by.tolist(),
+                first.tolist(),
+                last.tolist(),
+                one_second.tolist(),
+                first_sec.tolist(),
+                strict=True,
+            )
+        ):
             st = self.streams.get(k)
             if st is None:
                 continue  # folded into an aggregate earlier in this batch
             s = st.evidence
-            a, b = int(cuts[j]), int(cuts[j + 1])
-            s.count_seconds(sec[a:b], cells)
-            s.packets += int(pk[j])
-            s.bytes += int(by[j])
-            s.first_seen = min(s.first_seen, float(first[j]))
-            s.last_seen = max(s.last_seen, float(last[j]))
-            decode_rows.extend(self._sample(st, v.rows, kidx[order[a:b]]))
+            a, b = cuts[j], cuts[j + 1]
+            if one:
+                s.count_second(second, b - a, cells)
+            else:
+                s.count_seconds(sec[a:b], cells)
+            s.packets += int(n)
+            s.bytes += int(size)
+            s.first_seen = min(s.first_seen, t0)
+            s.last_seen = max(s.last_seen, t1)
+            decode_rows.extend(self._sample(st, v.rows, mine[a:b]))
         decode_rows.sort()
         return decode_rows
 

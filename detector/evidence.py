@@ -9,7 +9,7 @@ back.  Memory per stream is bounded (host and conversation tables are capped).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -221,8 +221,17 @@ class StreamEvidence:
         if step > 1:
             seconds = seconds - seconds % step
         secs, counts = np.unique(seconds, return_counts=True)
+        self._count_cells(zip(secs.tolist(), counts.tolist(), strict=True), max_cells)
+
+    def count_second(self, second: int, n: int, max_cells: int = MAX_TIMELINE) -> None:
+        """``count_seconds`` of ``n`` packets all in ``second``."""
+        step = self.timeline_step
+        self._count_cells(((second - second % step, n),), max_cells)
+
+    def _count_cells(self, counted: Iterable[tuple[int, int]], max_cells: int) -> None:
+        step = self.timeline_step
         tl = self.timeline
-        for sec, n in zip(secs.tolist(), counts.tolist(), strict=True):
+        for sec, n in counted:
             tl[sec] = tl.get(sec, 0) + n
         while len(tl) > max(1, max_cells):
             step *= 2

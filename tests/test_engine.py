@@ -17,7 +17,9 @@ from detector.capture.reader import InputStats, PacketBatch, open_stream, read_b
 from detector.decode.headers import decode_headers
 from detector.detection import Detection
 from detector.engine import Engine, _contexts, _payload_bounds, _Rows, median
+from detector.evidence import StreamEvidence
 from detector.flows.table import row_keys_at
+from detector.protocols.base import PacketContext
 
 
 def _batch(frames: list[bytes], t0: float) -> PacketBatch:
@@ -194,3 +196,26 @@ def test_known_rows_of_any_shape_are_read_per_batch_as_row_by_row(
     v, rows = _rows_of(batch)
     # Rows in any order and repeated, as a batch's chosen rows may be.
     _same_as_row_by_row(v, data.draw(st.lists(st.sampled_from(rows), max_size=60)) if rows else [])
+
+
+@fuzz(100)
+@given(
+    st.lists(st.integers(-(2**40), 2**40), max_size=60),
+    st.integers(-(2**52), 2**52),
+    st.integers(1, 5000),
+    # At least two cells: the seconds before and after 0 never share one.
+    st.integers(2, 40),
+)
+def test_packets_of_one_second_count_as_counting_each_of_them(
+    before: list[int], second: int, n: int, cells: int
+) -> None:
+    """A stream's rows of a batch that fall in one second are counted at once, as their seconds
+    counted one by one are (whatever the timeline held and its step)."""
+    at_once, each = (
+        StreamEvidence.begun(PacketContext(), 1, "tzsp", "mirror", "udp") for _ in range(2)
+    )
+    for s in (at_once, each):
+        s.count_seconds(np.array(before, dtype=np.int64), cells)
+    at_once.count_second(second, n, cells)
+    each.count_seconds(np.full(n, second, dtype=np.int64), cells)
+    assert (at_once.timeline, at_once.timeline_step) == (each.timeline, each.timeline_step)
