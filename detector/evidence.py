@@ -255,8 +255,26 @@ class StreamEvidence:
             self.header_example = d.header
         self._sessions(d.session)
         if self.validated <= MAX_FACT_PACKETS:
+            facts, fact_min, fact_max = self.facts, self.fact_min, self.fact_max
             for k, v in d.facts.items():
-                self._fact(k, v)
+                if type(v) is not int or not -FACT_NUMBER_MAX < v < FACT_NUMBER_MAX:
+                    self._fact(k, v)
+                    continue
+                # The usual value, a small int, counted here (what _fact_value does with it).
+                c = facts.get(k)
+                if c is None:
+                    c = facts[k] = Counter()
+                low = fact_min.get(k)
+                if low is None or v < low:
+                    fact_min[k] = v
+                high = fact_max.get(k)
+                if high is None or v > high:
+                    fact_max[k] = v
+                text = str(v)
+                if text in c:
+                    c[text] += 1
+                elif len(c) < MAX_FACT_VALUES:
+                    c[text] = 1
         parsed = []
         for carried in d.carried:
             inner = self._carried(carried, weight, ts, budget)
@@ -325,24 +343,13 @@ class StreamEvidence:
             self.carried_checks["group_source_mac"] += 1
 
     def _fact(self, k: str, v: object) -> None:
+        """Count a fact other than a small int (those are counted in ``add``)."""
         c = self.facts.get(k)
         if c is None:
             c = self.facts[k] = Counter()
         if isinstance(v, list):
             for x in v[:MAX_FACT_VALUES]:
                 self._fact_value(k, c, x)
-        elif type(v) is int and -FACT_NUMBER_MAX < v < FACT_NUMBER_MAX:
-            # The usual value, a small int, counted here (what _fact_value does with it).
-            low, high = self.fact_min.get(k), self.fact_max.get(k)
-            if low is None or v < low:
-                self.fact_min[k] = v
-            if high is None or v > high:
-                self.fact_max[k] = v
-            s = str(v)
-            if s in c:
-                c[s] += 1
-            elif len(c) < MAX_FACT_VALUES:
-                c[s] = 1
         else:
             self._fact_value(k, c, v)
 
@@ -366,34 +373,38 @@ class StreamEvidence:
         self.fact_max[k] = max(self.fact_max.get(k, x), x)
 
     def _inner(self, inner: InnerPacket, size: int, weight: float) -> None:
+        hosts = self.hosts
         for ip, mac in ((inner.src, inner.src_mac), (inner.dst, inner.dst_mac)):
             name = ip or mac
             if name is None:
                 continue
-            t = self.hosts.get(name)
+            t = hosts.get(name)
             if t is None:
-                if len(self.hosts) >= MAX_HOSTS:
+                if len(hosts) >= MAX_HOSTS:
                     continue
-                t = self.hosts[name] = HostTally(mac=mac, named_by_mac=ip is None)
+                t = hosts[name] = HostTally(mac=mac, named_by_mac=ip is None)
             t.packets += weight
             t.bytes += size * weight
             if mac and not t.mac:
                 t.mac = mac
-        if inner.src and inner.dst:
-            if {inner.src, inner.dst} & {self.src, self.dst}:
+        src, dst = inner.src, inner.dst
+        if src and dst:
+            outer = (self.src, self.dst)
+            if src in outer or dst in outer:
                 self.inner_is_outer += 1
-            a = (inner.src, inner.sport)
-            b = (inner.dst, inner.dport)
-            lo, hi = (a, b) if a <= b else (b, a)
+            a = (src, inner.sport)
+            b = (dst, inner.dport)
+            forward = a <= b
+            lo, hi = (a, b) if forward else (b, a)
             conv = (f"{lo[0]}:{lo[1]}", f"{hi[0]}:{hi[1]}", inner.proto)
-            bit = 1 if a <= b else 2
             prev = self.conversations.get(conv)
             if prev is None:
                 if len(self.conversations) >= MAX_CONVERSATIONS:
                     return
                 prev = 0
-            self.conversations[conv] = prev | bit
-            self.conversation_packets[conv] = self.conversation_packets.get(conv, 0.0) + weight
+            self.conversations[conv] = prev | (1 if forward else 2)
+            packets = self.conversation_packets
+            packets[conv] = packets.get(conv, 0.0) + weight
 
     def absorb(self, o: StreamEvidence) -> None:
         """Fold in another record of the same stream (a later part of the capture, read by
