@@ -1187,7 +1187,8 @@ def _payload_bounds(batch: PacketBatch, h: Headers, rows: Sequence[int]) -> list
     at = np.array(rows, dtype=np.intp)
     o = batch.offsets[at]
     # UDP and TCP decoders get the L4 payload; GRE and IP-protocol decoders the IP payload.
-    l4 = np.isin(h.proto[at], (6, 17))
+    proto = h.proto[at]
+    l4 = (proto == 6) | (proto == 17)
     start = o + np.where(l4, h.pay[at], h.l4[at])
     end = o + np.minimum(batch.caplen[at], h.l3[at] + h.iplen[at])
     return np.stack([start, end], axis=1).tolist()
