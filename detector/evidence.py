@@ -214,9 +214,10 @@ class StreamEvidence:
         return sum(len(x[2]) + SAMPLE_OVERHEAD for x in (*self.outer_samples, *self.inner_samples))
 
     def count_seconds(self, seconds: npt.NDArray[np.int64], max_cells: int = MAX_TIMELINE) -> None:
-        """Count packets per second of capture time in at most ``max_cells`` cells: past it,
-        the whole timeline is kept at twice the step (2 s, 4 s...), each count at the start of
-        its step, so a long stream keeps all its packets at a coarser resolution."""
+        """Count packets per second of capture time in at most ``max_cells`` cells (two at
+        least): past it, the whole timeline is kept at twice the step (2 s, 4 s...), each count
+        at the start of its step, so a long stream keeps all its packets at a coarser
+        resolution."""
         step = self.timeline_step
         if step > 1:
             seconds = seconds - seconds % step
@@ -233,7 +234,9 @@ class StreamEvidence:
         tl = self.timeline
         for sec, n in counted:
             tl[sec] = tl.get(sec, 0) + n
-        while len(tl) > max(1, max_cells):
+        # Never fewer than two cells: seconds before and after 0 never share a cell, however
+        # coarse the step, and a bound of one would coarsen them forever.
+        while len(tl) > max(2, max_cells):
             step *= 2
             coarse: dict[int, int] = {}
             for sec, n in tl.items():

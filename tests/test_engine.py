@@ -219,3 +219,11 @@ def test_packets_of_one_second_count_as_counting_each_of_them(
     at_once.count_second(second, n, cells)
     each.count_seconds(np.full(n, second, dtype=np.int64), cells)
     assert (at_once.timeline, at_once.timeline_step) == (each.timeline, each.timeline_step)
+
+
+def test_a_timeline_across_zero_with_a_one_cell_bound_ends_in_two_cells() -> None:
+    """Seconds on both sides of 0 never share a cell: a bound of one cell is taken as two rather
+    than coarsening for ever, and every packet stays counted."""
+    s = StreamEvidence.begun(PacketContext(), 1, "tzsp", "mirror", "udp")
+    s.count_seconds(np.array([-(2**40), -1, 0, 5, 2**40], dtype=np.int64), 1)
+    assert len(s.timeline) == 2 and sum(s.timeline.values()) == 5
