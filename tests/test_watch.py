@@ -253,6 +253,29 @@ def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]
     return ["bash", str(script)]
 
 
+def test_capture_child_exit_counters_stand_when_an_earlier_answer_prints_after_them(
+    tmp_path: Path,
+) -> None:
+    """A counter request sent just before the stop can be answered after the exit counters
+    (the tool handles both signals at once): the older, smaller figures must not replace them."""
+    script = tmp_path / "crossing.sh"
+    script.write_text(
+        'trap \'echo "60 packets captured" >&2; echo "62 packets received by filter" >&2; '
+        'echo "2 packets dropped by kernel" >&2; echo "fake: 59 packets captured, 61 packets '
+        "received by filter, 1 packet dropped by kernel\" >&2; exit 0' INT\n"
+        "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
+        "while :; do sleep 0.05 & wait $!; done\n"
+    )
+    child = CaptureChild("fake0", ["bash", str(script)])
+    child.start()
+    try:
+        child.stop()
+    finally:
+        child.close()
+    tool = child.stats.tool
+    assert (tool["captured"], tool["received_by_filter"], tool["dropped_by_kernel"]) == (60, 62, 2)
+
+
 def test_capture_child_counters_on_request_and_at_stop(tmp_path: Path, tzsp_pcap: Path) -> None:
     child = CaptureChild("fake0", fake_tool(tmp_path, tzsp_pcap))
     child.start()

@@ -206,8 +206,13 @@ class CaptureChild:
             found = STATS_RE.findall(line)
             if found:
                 with self._stats_seen:
+                    tool = self.stats.tool
                     for n, what in found:
-                        self.stats.tool[STAT_NAMES[what]] = int(n)
+                        # The tool's counters only grow: an answer to a request sent just
+                        # before the stop may be printed after the exit counters, and must
+                        # not take them back.
+                        name = STAT_NAMES[what]
+                        tool[name] = max(tool.get(name, 0), int(n))
                     # The kernel drop count comes last, both in the one-line answer to
                     # SIGUSR1 and in the lines printed at exit.
                     if "dropped by kernel" in line:
