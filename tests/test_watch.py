@@ -234,6 +234,13 @@ def test_missing_interface_exits_2(in_process: Callable[..., Result]) -> None:
 # ------------------------------------------------------------------ capture child
 
 
+def standin(script: Path) -> list[str]:
+    """The command that runs a stand-in tool's script with SIGINT at its default, as tcpdump
+    sets its own handler: a shell cannot trap a signal ignored when it starts, and a test run
+    started in the background of a script (nohup ... &) ignores SIGINT."""
+    return ["env", "--default-signal=INT", "bash", str(script)]
+
+
 def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]:
     """A stand-in for tcpdump: announces itself, writes a pcap, prints counters like tcpdump."""
     script = tmp_path / "fake_tcpdump.sh"
@@ -250,7 +257,7 @@ def fake_tool(tmp_path: Path, pcap: Path, exit_after: bool = False) -> list[str]
         "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
         f"cat {pcap} & c=$!\nwhile kill -0 $c 2>/dev/null; do wait $c; done\n{tail}\n"
     )
-    return ["bash", str(script)]
+    return standin(script)
 
 
 def test_capture_child_exit_counters_stand_when_an_earlier_answer_prints_after_them(
@@ -266,7 +273,7 @@ def test_capture_child_exit_counters_stand_when_an_earlier_answer_prints_after_t
         "echo 'listening on fake0, link-type EN10MB (Ethernet)' >&2\n"
         "while :; do sleep 0.05 & wait $!; done\n"
     )
-    child = CaptureChild("fake0", ["bash", str(script)])
+    child = CaptureChild("fake0", standin(script))
     child.start()
     try:
         child.stop()
