@@ -23,10 +23,10 @@ from detector.decode.frames import (
     CHECKSUM_RIGHT,
     CHECKSUM_WRONG,
     CHECKSUM_ZERO,
-    OCTET_TEXT,
     InnerPacket,
     carried_frame,
     ip_str,
+    ipv4_str,
     mac_str,
     ones_complement_sum_np,
 )
@@ -147,15 +147,13 @@ class _Plain:
 
     def _addresses(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        text = OCTET_TEXT
         four = self.ip[:, 12:20].tolist()
         six = _rows_bytes(self.ip[:, 8:40])
         for a, raw, is6 in zip(four, six, self.v6.tolist(), strict=True):
             if is6:
                 out.append((ip_str(raw[:16]), ip_str(raw[16:])))
             else:
-                src = f"{text[a[0]]}.{text[a[1]]}.{text[a[2]]}.{text[a[3]]}"
-                out.append((src, f"{text[a[4]]}.{text[a[5]]}.{text[a[6]]}.{text[a[7]]}"))
+                out.append((ipv4_str(*a[:4]), ipv4_str(*a[4:])))
         return out
 
 

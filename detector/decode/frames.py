@@ -104,10 +104,15 @@ def mac_str(b: bytes) -> str:
     return b.hex(":")
 
 
+def ipv4_str(a: int, b: int, c: int, d: int) -> str:
+    """An IPv4 address's text from its four bytes."""
+    text = OCTET_TEXT
+    return f"{text[a]}.{text[b]}.{text[c]}.{text[d]}"
+
+
 def ip_str(b: bytes) -> str:
     if len(b) == 4:
-        text = OCTET_TEXT
-        return f"{text[b[0]]}.{text[b[1]]}.{text[b[2]]}.{text[b[3]]}"
+        return ipv4_str(*b)
     if len(b) == 16 and b[:10] != _V6_ZERO_HEAD:
         # The C library writes ipaddress's text an eighth of the time; only where the first
         # five words are zero does it write an IPv4 tail (::1.2.3.4, ::ffff:1.2.3.4) instead.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from detector.decode.frames import OCTET_TEXT, ethernet_valid, ip_str, ipv4_valid, ipv6_valid
+from detector.decode.frames import ethernet_valid, ip_str, ipv4_str, ipv4_valid, ipv6_valid
 from detector.protocols.base import (
     Carried,
     Decoded,
@@ -334,10 +334,8 @@ def _addr_column(
     None) is the same for all of them."""
     place = at.get(v4)
     if place is not None and place[1] == 4:
-        o, text = place[0], OCTET_TEXT
-        return [
-            f"{text[a]}.{text[b]}.{text[c]}.{text[d]}" for a, b, c, d in rows[:, o : o + 4].tolist()
-        ]
+        o = place[0]
+        return [ipv4_str(*octets) for octets in rows[:, o : o + 4].tolist()]
     place = at.get(v6)
     if place is not None and place[1] == 16:
         raw = rows[:, place[0] : place[0] + 16].tobytes()
