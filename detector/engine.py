@@ -1133,10 +1133,14 @@ def _low16(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint16]:
 
 def _addr(h: Headers, r: int, dst: bool) -> str:
     """Row ``r``'s source or destination address as text (the one form the engine hands on)."""
-    words = (h.dst if dst else h.src)[r]
-    if int(h.ipver[r]) == 4:
-        return ip_str(struct.pack("!I", int(words[3])))
-    return ip_str(struct.pack("!4I", *(int(w) for w in words)))
+    return _address_text(int(h.ipver[r]) == 4, (h.dst if dst else h.src)[r].tolist())
+
+
+def _address_text(v4: bool, words: list[int]) -> str:
+    """An address column's four 32-bit words as text (an IPv4 address is the last word)."""
+    if v4:
+        return ip_str(struct.pack("!I", words[3]))
+    return ip_str(struct.pack("!4I", *words))
 
 
 def _contexts(v: _Rows, rows: Sequence[int]) -> list[PacketContext]:
@@ -1152,8 +1156,7 @@ def _contexts(v: _Rows, rows: Sequence[int]) -> list[PacketContext]:
             k = (w[3],) if four == 4 else tuple(w)
             text = texts.get(k)
             if text is None:
-                packed = struct.pack("!I", w[3]) if four == 4 else struct.pack("!4I", *w)
-                text = texts[k] = ip_str(packed)
+                text = texts[k] = _address_text(four == 4, w)
             out.append(text)
         return out
 
