@@ -115,7 +115,7 @@ class InputStats:
         """Count a batch read from this input (its packets of a link type not decoded too)."""
         self.packets += len(batch)
         self.bytes += int(batch.wirelen.sum())
-        for lt in set(batch.linktype.tolist()) - known_links - self.unknown_links:
+        for lt in _link_types(batch.linktype) - known_links - self.unknown_links:
             self.unknown_links.add(lt)
             self.error(f"link type {lt} is not supported: its packets are counted but not decoded")
 
@@ -125,6 +125,17 @@ class InputStats:
             self.errors.append(msg)
         elif len(self.errors) == 50:
             self.errors.append("further errors not listed")
+
+
+def _link_types(links: npt.NDArray[np.int32]) -> set[int]:
+    """The distinct link types of a batch's column: nearly always one, found without turning
+    tens of thousands of rows into Python integers."""
+    if not len(links):
+        return set()
+    first = links[0]
+    if (links == first).all():
+        return {int(first)}
+    return set(np.unique(links).tolist())
 
 
 class CaptureError(Exception):
