@@ -14,12 +14,18 @@ local Dask scheduler with two single-threaded worker processes; its CPU seconds 
 the workers' to the command's.  The inputs should be in the page cache: they are read once
 before the first round.  The checkouts' modules are compiled to bytecode first, as an install
 does: with PYTHONDONTWRITEBYTECODE set, every run would otherwise compile them again (about
-0.2 CPU-seconds a run).  This script prints figures; it asserts nothing.
+0.2 CPU-seconds a run).  With --installed, each checkout is instead pip-installed (not
+editable) into a virtual environment of its own under bench/out/venvs, as README's quick start
+installs it, and its `mirrorwatch` command is timed: the interpreter then starts without the .pth
+hooks of the installation the bench runs from (an editable install's finder, site-wide
+customisation), which on some machines add 0.05 s to every start.  This script prints figures; it
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import os
 import shutil
@@ -86,8 +92,42 @@ def _records(data: bytes) -> int:
     return n
 
 
-def mirrorwatch_cmd() -> list[str]:
+def mirrorwatch_cmd(tree: Path = REPO, installed: bool = False) -> list[str]:
+    """The command that runs mirrorwatch from ``tree``: its modules on PYTHONPATH, or (with
+    ``installed``) the ``mirrorwatch`` command of a virtual environment it is installed into."""
+    if installed:
+        return [str(install(tree))]
     return [sys.executable, "-m", "detector.cli"]
+
+
+@functools.cache
+def install(tree: Path) -> Path:
+    """``tree`` pip-installed, not editable, into a virtual environment of its own under
+    bench/out/venvs (as README's quick start installs it); the path of its ``mirrorwatch``.
+    The environment is made once per commit; a tree with uncommitted changes is installed
+    again (without its dependencies) every time."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD") or "unversioned"
+    changed = bool(git("status", "--porcelain", "--untracked-files=no")) or head == "unversioned"
+    venv = OUT / "venvs" / f"{tree.name}-{head}"
+    command = venv / "bin" / "mirrorwatch"
+    if command.exists() and not changed:
+        return command
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    again = ["--no-deps", "--force-reinstall"] if command.exists() else []
+    print(f"installing {tree} into {venv}", file=sys.stderr, flush=True)
+    subprocess.run(
+        # The cluster extra too, for --dask (the scan imports it only with --cluster).
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *again, f"{tree}[cluster]"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return command
 
 
 @dataclass
@@ -99,6 +139,7 @@ class Tool:
     one_file: bool = True
     gzip: bool = False
     tree: Path = REPO  # the mirrorwatch checkout it runs
+    installed: bool = False  # run from a virtual environment it is installed into
 
 
 @dataclass
@@ -109,20 +150,23 @@ class Result:
     failed: str = ""
 
 
-def tools_for(path: Path, dask_address: str | None, others: list[Path]) -> list[Tool]:
+def tools_for(
+    path: Path, dask_address: str | None, others: list[Path], installed: bool = False
+) -> list[Tool]:
     f = str(path)
     # mirrorwatch exits 1 when it reports a finding at or above --fail-on: a normal outcome here.
-    mw = [*mirrorwatch_cmd(), "scan", f, "--format", "json", "-q"]
     found = frozenset({0, 1})
-    tools = [
-        Tool("mirrorwatch scan -j 2", [*mw, "-j", "2"], found, one_file=False, gzip=True),
-        Tool("mirrorwatch scan -j 1", [*mw, "-j", "1"], found, one_file=False, gzip=True),
-    ]
-    for tree in others:  # other checkouts: before and after a change, in the same rounds
+    tools = []
+    for tree in (REPO, *others):  # other checkouts: before and after a change, in the same rounds
+        mw = [*mirrorwatch_cmd(tree, installed), "scan", f, "--format", "json", "-q"]
         for j in ("2", "1"):
-            tools.append(Tool(f"mirrorwatch -j {j} ({tree.name})", [*mw, "-j", j], found,
-                              one_file=False, gzip=True, tree=tree))  # fmt: skip
+            name = (
+                f"mirrorwatch scan -j {j}" if tree == REPO else f"mirrorwatch -j {j} ({tree.name})"
+            )
+            tools.append(Tool(name, [*mw, "-j", j], found, one_file=False, gzip=True, tree=tree,
+                              installed=installed))  # fmt: skip
     if dask_address:
+        mw = [*mirrorwatch_cmd(REPO, installed), "scan", f, "--format", "json", "-q"]
         tools.append(
             Tool(
                 "mirrorwatch --cluster (2 workers)",
@@ -185,7 +229,9 @@ def run_once(tool: Tool, extra: list[int]) -> tuple[float, float, float, str]:
     with tempfile.TemporaryDirectory(prefix="mwbench-") as tmp:
         argv = [a.replace("{tmp}", tmp) for a in tool.argv]
         # As a user runs it: no thread settings of the bench's own (the command sets its own).
-        env = {**os.environ, "PYTHONPATH": str(tool.tree)}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if not tool.installed:
+            env["PYTHONPATH"] = str(tool.tree)
         extra_cpu = _cpu_seconds(extra)
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -267,7 +313,12 @@ class DaskCluster:
 
 
 def bench(
-    path: Path, rounds: int, cluster: DaskCluster | None, only: list[str], others: list[Path]
+    path: Path,
+    rounds: int,
+    cluster: DaskCluster | None,
+    only: list[str],
+    others: list[Path],
+    installed: bool = False,
 ) -> None:
     t = time.perf_counter()
     packets = count_packets(path)
@@ -278,7 +329,7 @@ def bench(
     )
     tools = [
         x
-        for x in tools_for(path, cluster and cluster.address, others)
+        for x in tools_for(path, cluster and cluster.address, others, installed)
         if not only or any(o in x.name for o in only)
     ]
     results = {tool.name: Result() for tool in tools}
@@ -328,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         "--tree", action="append", type=Path, default=[],
         help="also run mirrorwatch from this checkout (e.g. before a change)",
     )  # fmt: skip
+    ap.add_argument(
+        "--installed", action="store_true",
+        help="run each checkout's `mirrorwatch` as pip installs it, in a venv of its own",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     inputs: list[Path] = list(args.inputs)
     if args.suite:
@@ -352,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = DaskCluster() if args.dask else None
     try:
         for path in inputs:
-            bench(path, args.rounds, cluster, args.only, trees)
+            bench(path, args.rounds, cluster, args.only, trees, args.installed)
     finally:
         if cluster:
             cluster.close()
