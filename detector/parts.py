@@ -220,14 +220,33 @@ class _Slice(io.RawIOBase):
 
     def __init__(self, path: str, head: bytes, start: int, end: int | None) -> None:
         self.f = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self.head = head
-        self.f.seek(start)
+        self.whole_head, self.start, self.end = head, start, end
         size = os.path.getsize(path)
-        self.left = min(size, size if end is None else end) - start
-        self.position = 0  # bytes of the stream read: how far the part has been read
+        self.stop = min(size, size if end is None else end)
+        self.seek(0)
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or pos < 0:
+            raise OSError("a part is only read from a given offset")
+        self.head = self.whole_head[pos:]
+        at = self.start + max(0, pos - len(self.whole_head))
+        self.f.seek(at)
+        self.left = self.stop - at
+        self.position = pos  # bytes of the stream read: how far the part has been read
+        return pos
+
+    def file_span(self, pos: int) -> tuple[int, int, int | None] | None:
+        """The file's descriptor and its bytes [start, stop) the stream holds from ``pos`` on,
+        if they are all the file's (the head is read)."""
+        if pos < len(self.whole_head):
+            return None
+        return self.f.fileno(), self.start + pos - len(self.whole_head), self.end
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.head:

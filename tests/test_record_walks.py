@@ -131,6 +131,19 @@ def pcapng_files(draw: st.DrawFn) -> bytes:
     return draw(mutations(bytes(out)))
 
 
+def batch_contents(b: reader.PacketBatch) -> tuple[list[object], ...]:
+    """Every column of a batch, and its packets' bytes, as lists to compare."""
+    return (
+        b.offsets.tolist(),
+        b.caplen.tolist(),
+        b.wirelen.tolist(),
+        # Compared as bits: NaN stands for no time, and must match too.
+        b.ts.view(np.int64).tolist(),
+        b.linktype.tolist(),
+        [b.packet(i) for i in range(len(b))],
+    )
+
+
 def _read_all(
     data: bytes, compiled: ModuleType | None, block: int, per_batch: int, piece: int = 1 << 30
 ) -> dict:
@@ -150,17 +163,7 @@ def _read_all(
                 assert b.offsets.dtype == np.int64 and b.caplen.dtype == np.int64
                 assert b.wirelen.dtype == np.int64 and b.ts.dtype == np.float64
                 assert b.linktype.dtype == np.int32
-                batches.append(
-                    (
-                        b.offsets.tolist(),
-                        b.caplen.tolist(),
-                        b.wirelen.tolist(),
-                        # Compared as bits: NaN stands for no time, and must match too.
-                        b.ts.view(np.int64).tolist(),
-                        b.linktype.tolist(),
-                        [b.packet(i) for i in range(len(b))],
-                    )
-                )
+                batches.append(batch_contents(b))
         except CaptureError as exc:
             refused = str(exc)
         reader.release_blocks()

@@ -220,6 +220,341 @@ pcap_resync(PyObject *module, PyObject *args)
     return release(views, PyLong_FromLongLong(found));
 }
 
+/* ---- Windows: read-only maps of a file's bytes, for reading without a copy ----
+ *
+ * A window maps bytes [offset, offset + length) of a regular file (fewer where the file ends
+ * first), followed by `pad` readable zero bytes: an anonymous mapping of the whole span is made
+ * first and the file is mapped over its start, so the bytes past the file's end are zeros,
+ * never a fault.  It is a read-only buffer: numpy views of it keep it (and the map) alive.
+ *
+ * A file that shrinks while it is mapped (truncated by logrotate's copytruncate, say) makes a
+ * read of a page past its new end raise SIGBUS.  Each window is listed where the SIGBUS handler
+ * below finds it: a fault inside a window maps zero pages over the rest of that window, notes
+ * where, and the read goes on (the reader checks `fault` and ends the input with an error).  A
+ * fault anywhere else goes to the handler that was there before.  Where every list slot is
+ * taken, or the file cannot be mapped, the window reads the bytes into its memory instead.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WINDOW_SLOTS 256
+
+/* The windows the handler looks at: start (0 for a free slot), length, and the offset from the
+ * start of the first page zeroed after a fault (-1 while none). */
+static struct {
+    int claimed;
+    uintptr_t start;
+    uintptr_t length;
+    int64_t fault;
+} window_slots[WINDOW_SLOTS];
+
+static struct sigaction earlier_sigbus;
+static uintptr_t page_size = 4096; /* set when the module is loaded (sysconf is not for handlers) */
+
+static void
+on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    uintptr_t at = (uintptr_t)info->si_addr;
+    if (info->si_code > 0) { /* sent by the kernel for a fault, not by kill() */
+        for (int i = 0; i < WINDOW_SLOTS; i++) {
+            uintptr_t start = __atomic_load_n(&window_slots[i].start, __ATOMIC_ACQUIRE);
+            uintptr_t length = window_slots[i].length;
+            if (!start || at < start || at >= start + length)
+                continue;
+            uintptr_t page = at & ~(page_size - 1);
+            void *zeros = mmap((void *)page, start + length - page, PROT_READ,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            if (zeros == MAP_FAILED)
+                break;
+            int64_t off = (int64_t)(page - start), seen = -1;
+            while (!__atomic_compare_exchange_n(&window_slots[i].fault, &seen,
+                                                seen >= 0 && seen < off ? seen : off, 0,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                ;
+            return;
+        }
+    }
+    /* Not ours: what was there before handles it. */
+    if (earlier_sigbus.sa_flags & SA_SIGINFO) {
+        earlier_sigbus.sa_sigaction(sig, info, context);
+    }
+    else if (earlier_sigbus.sa_handler == SIG_DFL || earlier_sigbus.sa_handler == SIG_IGN) {
+        /* The faulting read runs again and takes the default action (a fault cannot be
+         * ignored). */
+        sigaction(SIGBUS, &earlier_sigbus, NULL);
+    }
+    else {
+        earlier_sigbus.sa_handler(sig);
+    }
+}
+
+/* Put on_sigbus first in line (again, if something installed a handler since). */
+static int
+guard_sigbus(void)
+{
+    struct sigaction now, ours;
+    if (sigaction(SIGBUS, NULL, &now) < 0)
+        return -1;
+    if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_sigbus)
+        return 0;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = on_sigbus;
+    ours.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&ours.sa_mask);
+    earlier_sigbus = now;
+    return sigaction(SIGBUS, &ours, NULL);
+}
+
+typedef struct {
+    PyObject_HEAD
+    char *base;         /* the whole mapping, page aligned */
+    Py_ssize_t span;    /* its length */
+    Py_ssize_t skip;    /* where the window's bytes start in it */
+    Py_ssize_t length;  /* the file's bytes in the window */
+    Py_ssize_t pad;     /* zero bytes after them */
+    long long size;     /* the file's size when the window was made */
+    int slot;           /* the handler's list slot, -1 if none (the bytes were read) */
+} Window;
+
+static int
+claim_slot(uintptr_t start, uintptr_t length)
+{
+    for (int i = 0; i < WINDOW_SLOTS; i++) {
+        int free_slot = 0;
+        if (!__atomic_compare_exchange_n(&window_slots[i].claimed, &free_slot, 1, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            continue;
+        window_slots[i].length = length;
+        __atomic_store_n(&window_slots[i].fault, -1, __ATOMIC_RELEASE);
+        __atomic_store_n(&window_slots[i].start, start, __ATOMIC_RELEASE);
+        return i;
+    }
+    return -1;
+}
+
+static void
+free_slot(int slot)
+{
+    if (slot < 0)
+        return;
+    __atomic_store_n(&window_slots[slot].start, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&window_slots[slot].claimed, 0, __ATOMIC_RELEASE);
+}
+
+/* Read file bytes [offset, offset + length) to `into` (the fallback where mapping fails):
+ * how many there were, or -1 with errno set. */
+static Py_ssize_t
+read_span(int fd, char *into, Py_ssize_t length, long long offset)
+{
+    Py_ssize_t done = 0;
+    while (done < length) {
+        ssize_t got = pread(fd, into + done, (size_t)(length - done), (off_t)(offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += got;
+    }
+    return done;
+}
+
+static PyObject *
+window_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"fd", "offset", "length", "pad", NULL};
+    int fd;
+    long long offset;
+    Py_ssize_t length, pad;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iLnn:Window", keywords, &fd, &offset,
+                                     &length, &pad))
+        return NULL;
+    if (offset < 0 || length < 0 || pad < 0 || length > ((Py_ssize_t)1 << 40) ||
+        pad > (1 << 20)) {
+        PyErr_Format(PyExc_ValueError, "window of %zd bytes at %lld (pad %zd)", length, offset,
+                     pad);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (!S_ISREG(st.st_mode)) {
+        PyErr_SetString(PyExc_ValueError, "only a regular file is mapped");
+        return NULL;
+    }
+    long long in_file = (long long)st.st_size - offset;
+    if (in_file < 0)
+        in_file = 0;
+    if (in_file < length)
+        length = (Py_ssize_t)in_file;
+    const Py_ssize_t page = (Py_ssize_t)page_size;
+    const long long first = offset - offset % page; /* mappings start on a page */
+    const Py_ssize_t skip = (Py_ssize_t)(offset - first);
+    const Py_ssize_t file_span = (skip + length + page - 1) / page * page;
+    const Py_ssize_t span = (skip + length + pad + page - 1) / page * page;
+    Window *self = (Window *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->slot = -1;
+    self->skip = skip;
+    self->length = length;
+    self->pad = pad;
+    self->size = (long long)st.st_size;
+    if (span == 0) {
+        self->base = NULL;
+        self->span = 0;
+        return (PyObject *)self;
+    }
+    char *base = mmap(NULL, (size_t)span, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+        Py_DECREF(self);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->base = base;
+    self->span = span;
+    int mapped = 0;
+    if (length > 0 && guard_sigbus() == 0) {
+        self->slot = claim_slot((uintptr_t)base, (uintptr_t)span);
+        if (self->slot >= 0) {
+            void *over = mmap(base, (size_t)file_span, PROT_READ, MAP_SHARED | MAP_FIXED, fd,
+                              (off_t)first);
+            mapped = over != MAP_FAILED;
+            if (!mapped) {
+                free_slot(self->slot);
+                self->slot = -1;
+            }
+        }
+    }
+    if (!mapped && length > 0) {
+        Py_ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = read_span(fd, base + skip, length, offset);
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            Py_DECREF(self);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        self->length = got;
+    }
+    return (PyObject *)self;
+}
+
+static void
+window_dealloc(Window *self)
+{
+    free_slot(self->slot); /* before the unmap: the handler must not touch a stale range */
+    if (self->base)
+        munmap(self->base, (size_t)self->span);
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static int
+window_getbuffer(Window *self, Py_buffer *view, int flags)
+{
+    static char empty[1];
+    char *start = self->base ? self->base + self->skip : empty;
+    return PyBuffer_FillInfo(view, (PyObject *)self, start, self->length + self->pad, 1, flags);
+}
+
+static PyObject *
+window_fault(Window *self, void *closure)
+{
+    if (self->slot < 0)
+        return PyLong_FromLong(-1);
+    int64_t fault = __atomic_load_n(&window_slots[self->slot].fault, __ATOMIC_ACQUIRE);
+    if (fault < 0)
+        return PyLong_FromLong(-1);
+    fault -= self->skip;
+    return PyLong_FromLongLong(fault > 0 ? fault : 0);
+}
+
+static PyObject *
+window_length(Window *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->length);
+}
+
+static PyObject *
+window_size(Window *self, void *closure)
+{
+    return PyLong_FromLongLong(self->size);
+}
+
+static PyObject *
+window_mapped(Window *self, void *closure)
+{
+    return PyBool_FromLong(self->slot >= 0);
+}
+
+static PyObject *
+window_forget(Window *self, PyObject *unused)
+{
+    /* The pages of a file map are dropped from the process (its resident memory) and read
+     * again from the file if looked at: views of the window stay sound. */
+    if (self->slot >= 0)
+        (void)madvise(self->base, (size_t)self->span, MADV_DONTNEED); /* advice: may be refused */
+    Py_RETURN_NONE;
+}
+
+static PyGetSetDef window_getset[] = {
+    {"length", (getter)window_length, NULL, "Bytes of the file in the window.", NULL},
+    {"size", (getter)window_size, NULL, "The file's size when the window was made.", NULL},
+    {"mapped", (getter)window_mapped, NULL, "Whether the file is mapped (not read).", NULL},
+    {"fault", (getter)window_fault, NULL,
+     "-1, or where zeros replace bytes the file lost while mapped (from there on).", NULL},
+    {NULL},
+};
+
+static PyMethodDef window_methods[] = {
+    {"forget", (PyCFunction)window_forget, METH_NOARGS,
+     "Give back the resident pages of the window (they are read again if looked at)."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(window_doc,
+"Window(fd, offset, length, pad)\n--\n\n"
+"A read-only buffer of bytes [offset, offset + length) of the regular file fd (fewer where\n"
+"the file ends first; `length` says how many), followed by `pad` zero bytes: a map of the\n"
+"file where it can be mapped, else a copy.");
+
+static PyType_Slot window_slots_spec[] = {
+    {Py_tp_new, window_new},
+    {Py_tp_dealloc, window_dealloc},
+    {Py_tp_getset, window_getset},
+    {Py_tp_methods, window_methods},
+    {Py_tp_doc, (void *)window_doc},
+    {Py_bf_getbuffer, window_getbuffer},
+    {0, NULL},
+};
+
+static PyType_Spec window_spec = {
+    .name = "detector.capture._walk.Window",
+    .basicsize = sizeof(Window),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = window_slots_spec,
+};
+
+static int
+walk_exec(PyObject *module)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0)
+        page_size = (uintptr_t)page;
+    PyObject *type = PyType_FromModuleAndSpec(module, &window_spec, NULL);
+    if (type == NULL)
+        return -1;
+    int added = PyModule_AddObjectRef(module, "Window", type);
+    Py_DECREF(type);
+    return added;
+}
+
 static PyMethodDef methods[] = {
     {"pcap_chain", pcap_chain, METH_VARARGS, pcap_chain_doc},
     {"pcapng_chain", pcapng_chain, METH_VARARGS, pcapng_chain_doc},
@@ -228,6 +563,7 @@ static PyMethodDef methods[] = {
 };
 
 static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, walk_exec},
 #ifdef Py_mod_multiple_interpreters
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif

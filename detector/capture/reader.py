@@ -520,6 +520,147 @@ class _Blocks:
             self.view = memoryview(bigger)
 
 
+# Regular files are read through maps of them where the compiled walks are built (see
+# _MappedBlocks); the tests turn this off to compare both readings.
+MAP_FILES = True
+
+
+def _file_span(stream: BinaryIO) -> tuple[int, int, int | None] | None:
+    """Where the rest of ``stream`` lies in a regular file, if it is nothing but bytes of one:
+    the file's descriptor and the bytes [start, stop) (stop None: to the end of the file)."""
+    if not MAP_FILES or walks.compiled is None:
+        return None
+    raw = stream.raw if isinstance(stream, io.BufferedReader) else stream
+    try:
+        at = stream.tell()
+        span = getattr(raw, "file_span", None)
+        if span is not None:  # a part of a file (detector.parts)
+            found: tuple[int, int, int | None] | None = span(at)
+            return found
+        if not isinstance(raw, io.FileIO):
+            return None
+        fd = raw.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError):
+        return None
+    # A file of the /proc kind says it is empty: it is read, not mapped.
+    if not stat.S_ISREG(st.st_mode) or st.st_size < at:
+        return None
+    return fd, at, None
+
+
+class _MappedBlocks:
+    """The blocks of a regular file as read-only maps of it (``Window``), not copies: the
+    walks read the file's pages where they lie, without a copy of every byte.
+
+    Each block is a window of BLOCK_SIZE bytes that starts where the unread records do, as
+    ``_Blocks`` keeps the unread tail at the front of its buffer, so the batches are the same.
+    A batch is a view of its window, which stays mapped while anything looks into it; the
+    window before is told to give back its resident pages when the next is made (read again
+    from the file if looked at).  A file that shrinks while it is read ends the input with an
+    error once the records read before are yielded (the pages it lost read as zeros, never a
+    fault: see ``_walk.c``).
+    """
+
+    live = False
+
+    def __init__(
+        self, stream: BinaryIO, span: tuple[int, int, int | None], initial: bytes = b""
+    ) -> None:
+        assert walks.compiled is not None
+        self.make = walks.compiled.Window
+        self.stream = stream
+        # ``initial``: what was read of the stream already, mapped with the rest.
+        self.fd, self.origin, self.stop = span
+        self.origin -= len(initial)
+        self.stream_origin = stream.tell() - len(initial)
+        self.window: object | None = None
+        self.buf: memoryview = memoryview(b"")
+        self.end = 0
+        self.eof = False
+        self.failure: Exception | None = None
+        self.consumed = 0  # file offset of buf[0], from ``origin``
+        self.seen = self.origin  # the file held bytes up to here
+
+    def read_into(self, start: int, stop: int) -> int:
+        return 0  # a window holds all the file has of the block when it is made
+
+    def fill(self, keep_from: int, arrived: Callable[[bytearray, int], None] | None = None) -> None:
+        """The window from ``buf[keep_from]`` on; ``arrived`` is told as its records are walked
+        (a piece at a time, as ``_Blocks`` reads them)."""
+        if keep_from == 0 and self.end >= BLOCK_SIZE:
+            return  # a window grown for one large record: the walk has not taken it yet
+        self.consumed += keep_from
+        got = self._map(BLOCK_SIZE)
+        self.eof = got < BLOCK_SIZE or self.failure is not None
+        window, done = self.window, 0
+        while arrived is not None and done < self.end:
+            done = min(self.end, done + READ_PIECE)
+            arrived(self.buf, done)  # type: ignore[arg-type]
+            if window.fault >= 0:  # type: ignore[attr-defined]
+                break
+        self._check()
+
+    def _map(self, length: int) -> int:
+        """Map ``length`` bytes from the block's start (fewer past the part's end): how many the
+        file holds."""
+        at = self.origin + self.consumed
+        if self.stop is not None:
+            length = min(length, max(0, self.stop - at))
+        old, self.window = self.window, None
+        self.buf = memoryview(b"")
+        if old is not None:
+            if old.fault >= 0:  # type: ignore[attr-defined]
+                self._lost(at, os.fstat(self.fd).st_size)  # the last batch read zeros
+            old.forget()  # type: ignore[attr-defined]
+        try:
+            window = self.make(self.fd, at, length, PAD)
+        except OSError as exc:
+            self.failure, self.end, self.eof = exc, 0, True
+            return 0
+        self.window, self.buf, self.end = window, memoryview(window), window.length
+        if window.size < self.seen:
+            self._lost(at, window.size)
+        if self.failure is not None:
+            self.end = 0
+        self.seen = max(self.seen, at + self.end)
+        self.stream.seek(self.stream_origin + self.consumed + self.end)
+        return self.end
+
+    def _check(self) -> None:
+        """After the walk of a window: whether the file lost bytes of it meanwhile."""
+        window = self.window
+        if window is None:
+            return
+        at = self.origin + self.consumed
+        size = os.fstat(self.fd).st_size
+        fault = window.fault  # type: ignore[attr-defined]
+        if fault < 0 and size >= at + self.end:
+            return
+        sound = min(self.end, max(0, size - at), self.end if fault < 0 else fault)
+        self._lost(at + sound, size)
+        self.end = sound
+
+    def _lost(self, lost_from: int, size: int) -> None:
+        """The file's bytes from ``lost_from`` on could not be read: the input ends there."""
+        self.eof = True
+        if self.failure is None:
+            self.failure = OSError(
+                f"the file shrank to {size} bytes while it was read; "
+                f"its records from byte {lost_from} on are lost"
+            )
+
+    def end_at(self, pos: int) -> None:
+        self.end = min(self.end, pos)
+        self.eof = True
+
+    def grow(self, need: int) -> None:
+        """A window of ``need`` bytes for one record larger than the block."""
+        got = self._map(need)
+        self._check()
+        self.eof = got < need or self.failure is not None
+
+
 class WalkedColumns(NamedTuple):
     """The columns a walk fills, rows 0 .. n - 1 of them walked so far, and the block's bytes."""
 
@@ -666,6 +807,8 @@ class _PcapWalk(_Walk):
             if pos < 0:
                 pos = -pos - 1
                 break
+        if pos > end:  # the file shrank under rows walked before (see _MappedBlocks)
+            n = int(np.searchsorted(offsets[:n] + caplen[:n], end, side="right"))
         if not n:
             return pos, None, False
         self.number += n
@@ -741,7 +884,9 @@ def _read_pcap(
     if len(header) < 20:
         raise CaptureError(f"{stats.path}: pcap file header is truncated")
     walk = _PcapWalk(magic, header, stats, window.shift, early)
-    yield from _batches(_Blocks(stream, live=live), walk)
+    span = None if live else _file_span(stream)
+    blocks = _Blocks(stream, live=live) if span is None else _MappedBlocks(stream, span)
+    yield from _batches(blocks, walk)  # type: ignore[arg-type]
 
 
 def _chain_columns(rows: int) -> tuple[walks.Column, walks.Column, walks.Column, walks.Seconds]:
@@ -983,7 +1128,12 @@ class _PcapngWalk(_Walk):
 def _read_pcapng(
     stream: BinaryIO, magic: bytes, stats: InputStats, live: bool, window: Window
 ) -> Iterator[PacketBatch]:
-    yield from _batches(_Blocks(stream, magic, live=live), _PcapngWalk(stats, window))
+    span = None if live else _file_span(stream)
+    if span is None:
+        blocks = _Blocks(stream, magic, live=live)
+    else:
+        blocks = _MappedBlocks(stream, span, magic)  # type: ignore[assignment]
+    yield from _batches(blocks, _PcapngWalk(stats, window))
 
 
 def _fill_nan_forward(ts: npt.NDArray[np.float64], before: float) -> npt.NDArray[np.float64]:
