@@ -10,7 +10,6 @@ negative list so chance prefilter hits do not cost Python time for ever.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import sys
 from collections.abc import Sequence
@@ -73,6 +72,8 @@ COMMON_IP_LUT = lut([1, 2, 6, 17, 47, 58, 59, 89, 103, 112, 132])
 
 @dataclass(repr=False, eq=False)
 class EngineStats:
+    """What an engine counted of the packets it was given."""
+
     packets: int = 0
     bytes: int = 0
     ip_packets: int = 0
@@ -187,6 +188,10 @@ class _Known:
 
 def _synthetic_key(group: Group) -> int:
     """A stable key for an aggregate stream (the same in every worker of a scan)."""
+    # Imported here: hashlib loads OpenSSL (3 ms before any packet is read), and only streams
+    # folded into an aggregate need it.
+    import hashlib
+
     return int.from_bytes(hashlib.blake2b(repr(group).encode(), digest_size=8).digest(), "big")
 
 
