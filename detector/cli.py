@@ -8,6 +8,7 @@ The command list in ``--help`` shows each module's docstring summary, read from 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import importlib
@@ -17,7 +18,7 @@ import pkgutil
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -128,6 +129,26 @@ class _Main(click.Group):
             what = str(exc) if isinstance(exc, ScanFault) else f"{type(exc).__name__}: {exc}"
             click.echo(f"mirrorwatch: internal error: {safe_text(what)}; {BUG_HINT}", err=True)
             ctx.exit(2)
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Around the imports a command makes before its work (the engine, numpy): run as the
+    program, the collector rests while they load, then their objects are set aside for good
+    (they live until exit), so no later collection walks them, nor a forked worker's, which
+    would also copy the pages it touched.  Walking them as they loaded took milliseconds before
+    the first packet was read.  Called with arguments (tests, embedding), nothing changes."""
+    if not main.as_program:
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _leave(code: object) -> None:

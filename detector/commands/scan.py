@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from detector.cli import loading
 from detector.commands.checks import (
     EXIT_USAGE,
     check_inputs,
@@ -199,7 +200,8 @@ def scan(
       tcpdump -i eth0 -w - | mirrorwatch scan -
     Exit status: 0 nothing at or above --fail-on, 1 something is, 2 usage or unreadable input.
     """
-    from detector.scan import scan_paths, stderr_progress
+    with loading():
+        from detector.scan import scan_paths, stderr_progress
 
     inputs = check_inputs(list(paths), quiet)
     check_output(output)
