@@ -22,6 +22,8 @@ _SPREAD = U64(0x9E3779B97F4A7C15)
 
 @dataclass(repr=False, eq=False)
 class Detection:
+    """How much of each flow and stream the engine decodes, samples or sets aside."""
+
     # Every packet of a new stream is decoded up to this many, then a sample...
     full_decode: int = 128
     # ...one in `sample_stride` packets, and one in `late_sample_stride` once the stream has

@@ -103,6 +103,8 @@ def fact_text(x: object) -> str:
 
 @dataclass(repr=False, eq=False)
 class HostTally:
+    """Traffic of one host seen inside a stream's copies."""
+
     packets: float = 0.0
     bytes: float = 0.0
     mac: str | None = None

@@ -44,6 +44,8 @@ def steady_heap() -> bool:
 
 @dataclass(repr=False, eq=False)
 class Limits:
+    """The budgets that bound the engine's memory whatever the input."""
+
     # Streams (one direction of an outer flow recognised as a format) held with their evidence.
     streams: int = 2048
     # Streams of one format toward one collector (address, port) kept apart; past this they

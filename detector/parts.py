@@ -487,6 +487,8 @@ def _default_sigterm() -> None:
 
 @dataclass(repr=False, eq=False)
 class Folded:
+    """The results of every part of a scan, folded into one."""
+
     streams: list[StreamEvidence]
     stats: EngineStats
     hosts: int

@@ -27,6 +27,8 @@ MAX_AUTO_JOBS = 8
 
 @dataclass(repr=False, eq=False)
 class ScanResult:
+    """A scan's report, with the evidence and timeline behind it."""
+
     report: Report
     # True when an input could not be read at all (exit status 2).
     unreadable: bool

@@ -104,6 +104,8 @@ class PacketBatch:
 
 @dataclass(repr=False, eq=False)
 class InputStats:
+    """What was read of one input: its packets, bytes and the problems met."""
+
     path: str
     packets: int = 0
     bytes: int = 0
@@ -315,7 +317,7 @@ def expand_paths(paths: list[str]) -> list[str]:
     return find_inputs(paths).files
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Window:
     """Where the records of a stream lie in their file, when the stream is one part of it: the
     headers the part needs (the file header; the section header and interface descriptions in

@@ -28,7 +28,7 @@ LINK_PPP, LINK_PPP_HDLC, LINK_PPPOE, LINK_C_HDLC, LINK_PPP_DIR = 9, 50, 51, 104,
 TypeSpace = Literal["ethertype", "ppp", "family", "ip"]
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class LinkLayout:
     """A pcap link type's header: where its type field sits and where the next layer starts."""
 

@@ -20,6 +20,8 @@ MAX_IP_LENGTH = 0xFFFF
 
 @dataclass(repr=False, eq=False)
 class _Pending:
+    """The fragments of one datagram received so far."""
+
     first_ts: float
     pieces: dict[int, bytes] = field(default_factory=dict)
     total: int = -1  # payload length once the last fragment is seen
@@ -36,6 +38,8 @@ PIECE_OVERHEAD = 96
 
 @dataclass(repr=False, eq=False, slots=True)
 class Reassembled:
+    """A datagram put back together from its fragments."""
+
     ts: float
     wire: int
     frames: int
@@ -137,6 +141,8 @@ class Reassembler:
 
 @dataclass(repr=False, eq=False, slots=True)
 class _Fragment:
+    """One fragment, as read from its IP header."""
+
     key: tuple[object, ...]  # which datagram: version, addresses, protocol, identification
     offset: int
     more: bool

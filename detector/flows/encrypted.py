@@ -136,6 +136,8 @@ class Sums:
 
 @dataclass(repr=False, eq=False)
 class Candidate:
+    """A flow watched for copies sent inside an encrypted tunnel, and its running sums."""
+
     key: int
     src: str
     dst: str

@@ -19,8 +19,10 @@ MAX_HEADER = 10
 MAX_LENGTH_OCTETS = 4
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Tlv:
+    """One BER identifier, length and where its value lies."""
+
     cls: int
     constructed: bool
     tag: int

@@ -37,7 +37,7 @@ PROTO_PPP = 0x880B
 MAX_SRES = 16
 
 
-@dataclass(repr=False, eq=False, slots=True, frozen=True)
+@dataclass(repr=False, eq=False, slots=True)
 class GreHeader:
     """The fields of one GRE header; optional fields are None when their flag is clear."""
 

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 MAX_COUNT = 30
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Layout:
+    """Header and record sizes of one NetFlow version."""
+
     header: int
     record: int
 

@@ -38,8 +38,10 @@ HEADER = struct.Struct("!HHIIIIBBBBI")
 PAYLOAD_ROOM = 1500 - 20 - 8 - HEADER.size
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Scheme:
+    """One NetFlow v8 aggregation scheme: its name and record size."""
+
     name: str
     record: int  # bytes per record
 

@@ -219,7 +219,7 @@ def _sample_chain(payload: bytes, pos: int, n_samples: int) -> list[tuple[int, i
     return samples if len(samples) == n_samples else None
 
 
-@dataclass(repr=False, eq=False, frozen=True, slots=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Datagram:
     """The header fields of one sFlow datagram (v2 and v4 have no sub-agent id: None)."""
 

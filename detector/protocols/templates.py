@@ -86,8 +86,11 @@ def plausible_secs_col(secs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     return (secs >= MIN_UNIX_SECS) & (secs < MAX_UNIX_SECS)
 
 
-@dataclass(repr=False, eq=False, slots=True, frozen=True)
+@dataclass(repr=False, eq=False, slots=True)
 class Template:
+    """One template of a NetFlow v9 / IPFIX stream: its fields, and where a record's wanted
+    elements lie."""
+
     tid: int
     # (key, length) per field; key is the element id, plus enterprise << 16 for enterprise
     # elements, or negative for v9 scope fields (whose numbers are not element ids).

@@ -85,6 +85,8 @@ _ENCAPS_LUT = lut(PREFILTER_ENCAPS)
 
 @dataclass(repr=False, eq=False, slots=True)
 class Tags:
+    """What the tagged fields of a TZSP header said."""
+
     numbers: list[int] = field(default_factory=list)
     end: int = 0  # offset just past the END tag
     sensor_mac: str | None = None
