@@ -34,7 +34,7 @@ from detector.evidence import HostTally, SampleBudget, StreamEvidence
 from detector.flows import encrypted
 from detector.flows.copies import CopyMatch, CopyMatcher, PlainCopies
 from detector.flows.fingerprint import sample_natives, sampled_fingerprint
-from detector.flows.groups import distinct, locate, ranked, spread
+from detector.flows.groups import locate, spread
 from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, key_set, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
@@ -434,62 +434,37 @@ class Engine:
         """Of the fresh UDP and TCP rows with a payload (indices ``fresh``, ascending; ``p``
         the rows' IP protocols), those that some decoder's prefilter accepts, ascending."""
         det = self.detection
-        quiet = self.flows.quiet
         # A flow's payload packets that no format accepted are counted; past `quiet_after` of
         # them its packets are only probed: every format recognised here shows itself in its
-        # first packets, unless junk was sent first.  Most rows are of flows past it, and cost
-        # this one lookup of their flow's count.
+        # first packets, unless junk was sent first.  Each young flow's first rows are looked
+        # at, as many as it has left before it is quiet, wherever the batch ends.
         after_udp, after_tcp = det.quiet_after(17), det.quiet_after(6)
         fresh_fids = fids[fresh]
-        after: int | npt.NDArray[np.intp] = after_udp
-        if after_udp != after_tcp:
-            after = np.where(p[fresh] == 6, after_tcp, after_udp)
-        young = quiet[fresh_fids] < after
-        old = fresh[~young]
-        # The young flows' rows, flow by flow (each flow's in batch order): each flow's first
-        # rows are looked at, as many as it has left before it is quiet, wherever the batch
-        # ends; the others are probed.
-        runs = ranked(fresh_fids[young])
-        in_flow_order = np.flatnonzero(young)[runs.order]
-        rows = fresh[in_flow_order]
-        firsts = in_flow_order[runs.at]
-        flows = fresh_fids[firsts]
-        budget = after if isinstance(after, int) else after[firsts]
-        loud = runs.rank < np.repeat(budget - quiet[flows].astype(np.intp), runs.lengths)
-        later = np.flatnonzero(~loud)
-        probed = np.concatenate([old, rows[later]])
-        probes = probe(v.keys.directed[probed], v.ts[probed], det.quiet_probe_stride)
-        hits, passing = self._route(v, np.concatenate([rows[loud], probed[probes]]), p)
-        if not len(rows):
-            return list(zip(hits.tolist(), passing, strict=True))
-        looked = loud
-        looked[later[probes[len(old) :]]] = True
+        if after_udp == after_tcp:
+            after = np.full(len(fresh), after_udp, dtype=np.int64)
+        else:
+            after = np.where(p[fresh] == 6, after_tcp, after_udp).astype(np.int64)
+        probes = probe(v.keys.directed[fresh], v.ts[fresh], det.quiet_probe_stride)
+        looked, young = self.flows.quiet_looks(fresh_fids, after, probes)
+        hits, passing = self._route(v, fresh[looked], p)
         if len(hits):
-            hit_rows = np.zeros(len(v.rows), dtype=np.bool_)
-            hit_rows[hits] = True
-            hit = hit_rows[rows]
+            hit = np.zeros(len(fresh), dtype=np.bool_)
+            hit[np.searchsorted(fresh, hits)] = True
             # A payload some prefilter accepted is not a quiet one: the flow's rows that were
             # counted on to make it quiet are looked at as well (all of them, in one more pass).
-            hit_flows = distinct(np.searchsorted(runs.at, np.flatnonzero(hit), side="right") - 1)
-            more = np.zeros(len(rows), dtype=np.bool_)
-            for start, size in zip(
-                runs.at[hit_flows].tolist(), runs.lengths[hit_flows].tolist(), strict=True
-            ):
-                more[start : start + size] = True
-            more &= ~looked
+            more = self.flows.quiet_more(fresh_fids, young, looked, hit)
             if more.any():
-                extra, extra_passing = self._route(v, rows[more], p)
+                extra, extra_passing = self._route(v, fresh[more], p)
                 looked |= more
-                hit_rows[extra] = True
-                hit = hit_rows[rows]
+                hit[np.searchsorted(fresh, extra)] = True
                 every = [*passing, *extra_passing]
                 order = np.argsort(np.concatenate([hits, extra]))
                 hits = np.concatenate([hits, extra])[order]
                 passing = [every[j] for j in order.tolist()]
-            looked &= ~hit
-        # Each flow's rows looked at in vain: differences of the running count at its run's ends.
-        missed = np.concatenate(([0], np.cumsum(looked)))
-        self.flows.add_quiet(flows, missed[runs.at + runs.lengths] - missed[runs.at])
+        else:
+            hit = np.zeros(len(fresh), dtype=np.bool_)
+        # Each flow's young rows looked at in vain.
+        self.flows.quiet_missed(fresh_fids, young, looked, hit)
         return list(zip(hits.tolist(), passing, strict=True))
 
     def _route(

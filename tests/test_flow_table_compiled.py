@@ -212,7 +212,8 @@ def _engine_tables(path: str, compiled: bool, monkeypatch: pytest.MonkeyPatch) -
     report = [(s.flow_key, s.kind, s.packets) for s in engine.finish()]
     n = len(engine.flows)
     f = engine.flows
-    return (report, f.key[:n].tolist(), f.counts[:n].tolist(), f.total_flows, f.shed,
+    return (report, f.key[:n].tolist(), f.counts[:n].tolist(), f.quiet[:n].tolist(),
+            f.total_flows, f.shed, engine.stats.prefiltered, engine.stats.candidates,
             engine.distinct_hosts(), sorted(engine.hosts.keys.tolist()))  # fmt: skip
 
 
@@ -297,3 +298,75 @@ def test_sample_captures_count_the_same(monkeypatch: pytest.MonkeyPatch) -> None
         assert _engine_tables(str(path), True, monkeypatch) == _engine_tables(
             str(path), False, monkeypatch
         ), path.name
+
+
+@st.composite
+def payload_rows(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """A batch's payload rows of a few flows: flow ids (rows of one flow together or spread),
+    each flow's quiet count (some saturated, some past the rows' budget), each row's budget
+    (one for TCP and one for UDP rows, of any value a setting may give), probes, and the rows
+    some prefilter accepted."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    flows = draw(st.integers(1, 40))
+    m = draw(st.integers(0, 150))
+    fids = rng.integers(0, draw(st.integers(1, flows)), size=m).astype(np.int64)
+    if draw(st.booleans()):
+        fids.sort()
+    quiet = rng.choice([0, 1, 3, 7, 8, 9, 254, 255], size=flows).astype(np.uint8)
+    budgets = draw(
+        st.lists(st.sampled_from([0, 1, 2, 8, 24, 255, 256, 10_000, -1]), min_size=2, max_size=2)
+    )
+    after = np.array(budgets, np.int64)[fids % 2]
+    probes = rng.random(m) < draw(st.sampled_from([0.0, 0.1, 1.0]))
+    hit = rng.random(m) < draw(st.sampled_from([0.0, 0.05, 0.5]))
+    return fids, after, probes, quiet, hit
+
+
+@fuzz(200)
+@given(payload_rows())
+def test_quiet_passes_pick_and_count_the_same_rows(rows: tuple[np.ndarray, ...]) -> None:
+    fids, after, probes, quiet, hit = rows
+    c, p = FlowTable(compiled=True), FlowTable(compiled=False)
+    for t in (c, p):
+        t.quiet = quiet.copy()
+    looks = c.quiet_looks(fids, after, probes), p.quiet_looks(fids, after, probes)
+    assert [a.tolist() for a in looks[0]] == [a.tolist() for a in looks[1]]
+    look, young = looks[1]
+    assert (look | ~probes).all()  # a probe is always looked at
+    more = c.quiet_more(fids, young, look, hit), p.quiet_more(fids, young, look, hit)
+    assert more[0].tolist() == more[1].tolist()
+    looked = look | more[1]
+    for t in (c, p):
+        t.quiet_missed(fids, young, looked, hit)
+    assert c.quiet.tolist() == p.quiet.tolist()
+    assert not c._scratch().any()  # the scratch counts are zero between calls
+
+
+def test_quiet_passes_refuse_rows_that_do_not_fit() -> None:
+    t = table.TABLE
+    assert t is not None
+    quiet, scratch = np.zeros(4, np.uint8), np.zeros(4, np.int32)
+    flags = np.zeros(3, np.bool_)
+
+    def looks(fids: list[int], scratch: np.ndarray = scratch, n: int = 3) -> int:
+        after = np.full(n, 8, np.int64)
+        return t.quiet_looks(np.array(fids, np.int64), after, flags[:n], quiet, scratch,
+                             np.empty(n, np.bool_), np.empty(n, np.bool_))  # fmt: skip
+
+    assert looks([0, 3, 3]) == 3
+    for fids in ([0, 4, 1], [-1, 0, 0]):
+        with pytest.raises(IndexError, match="not one of the 4 flows"):
+            looks(fids)
+        with pytest.raises(IndexError):
+            t.quiet_more(np.array(fids, np.int64), flags, flags, flags, scratch, flags.copy())
+        with pytest.raises(IndexError):
+            t.quiet_missed(np.array(fids, np.int64), ~flags, ~flags, flags, quiet, scratch)
+    assert not scratch.any() and not quiet.any()  # a call refused changes nothing
+    with pytest.raises(ValueError, match="one per flow"):
+        looks([0, 1, 2], scratch=np.zeros(5, np.int32))
+    with pytest.raises(TypeError):
+        looks([0, 1, 2], scratch=np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="one item per row"):
+        looks([0, 1], n=3)
+    with pytest.raises(ValueError, match="one item per row"):
+        t.quiet_more(np.zeros(3, np.int64), flags, flags, flags[:2], scratch, flags.copy())

@@ -475,12 +475,172 @@ add(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(count));
 }
 
+/* ---- which payload rows of a batch the prefilters look at (engine._prefiltered) ------------ */
+
+/* The rows' flow ids, each checked against the `flows` flows, and their number against the
+ * int32 counts of the scratch column: -1 with an exception set where one does not fit. */
+static int
+flows_in(const int64_t *fids, Py_ssize_t m, Py_ssize_t flows)
+{
+    if (m > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many rows for one call");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (fids[i] < 0 || fids[i] >= flows) {
+            PyErr_Format(PyExc_IndexError, "flow id %lld is not one of the %zd flows",
+                         (long long)fids[i], flows);
+            return -1;
+        }
+    return 0;
+}
+
+PyDoc_STRVAR(quiet_looks_doc,
+"quiet_looks(fids, after, probes, quiet, scratch, out_look, out_young)\n"
+"--\n\n"
+"Of a batch's payload rows (flow ids fids, in row order): a row is young where its flow's\n"
+"quiet count is below the row's `after`, and looked at where it is one of the first\n"
+"after - quiet young rows of its flow in the batch; every other row is looked at where probes\n"
+"is set.  out_look and out_young (bool, one per row) get both.  scratch (int32, one per flow)\n"
+"is zero before and after the call.  Returns the number of young rows.");
+
+static PyObject *
+quiet_looks(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[7];
+    enum { FIDS, AFTER, PROBES, QUIET, SCRATCH, OUT_LOOK, OUT_YOUNG };
+    static const struct spec specs[7] = {
+        I64_COLUMN("fids"), I64_COLUMN("after"), {"probes", "?B", 1}, {"quiet", "B", 1},
+        {"scratch", "i", 4}, {"out_look", "?B", 1}, {"out_young", "?B", 1}};
+    if (arguments(args, 7, specs, SCRATCH, -1, 0, v, len, NULL, NULL) < 0)
+        return release(v, NULL);
+    const Py_ssize_t m = len[FIDS], flows = len[QUIET];
+    if (len[AFTER] != m || len[PROBES] != m || len[OUT_LOOK] != m || len[OUT_YOUNG] != m
+        || len[SCRATCH] != flows) {
+        PyErr_SetString(PyExc_ValueError,
+                        "the row columns must have one item per row, scratch one per flow");
+        return release(v, NULL);
+    }
+    const int64_t *fids = v[FIDS].buf, *after = v[AFTER].buf;
+    const uint8_t *probes = v[PROBES].buf, *quiet = v[QUIET].buf;
+    int32_t *scratch = v[SCRATCH].buf;
+    uint8_t *look = v[OUT_LOOK].buf, *young = v[OUT_YOUNG].buf;
+    if (flows_in(fids, m, flows) < 0)
+        return release(v, NULL);
+    Py_ssize_t young_rows = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const int64_t f = fids[i], q = quiet[f];
+        young[i] = q < after[i];
+        look[i] = probes[i] != 0;
+        if (!young[i])
+            continue;
+        young_rows++;
+        /* scratch[f]: the flow's young rows before this one (its rank). */
+        if (scratch[f]++ < after[i] - q)
+            look[i] = 1;
+    }
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (young[i])
+            scratch[fids[i]] = 0;
+    return release(v, PyLong_FromSsize_t(young_rows));
+}
+
+PyDoc_STRVAR(quiet_more_doc,
+"quiet_more(fids, young, look, hit, scratch, out_more)\n"
+"--\n\n"
+"The young rows not looked at of the flows with a young row hit (a payload some prefilter\n"
+"accepted) to out_more (bool, one per row).  scratch (int32, one per flow) is zero before and\n"
+"after the call.  Returns their number.");
+
+static PyObject *
+quiet_more(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    enum { FIDS, YOUNG, LOOK, HIT, SCRATCH, OUT_MORE };
+    static const struct spec specs[6] = {
+        I64_COLUMN("fids"), {"young", "?B", 1}, {"look", "?B", 1}, {"hit", "?B", 1},
+        {"scratch", "i", 4}, {"out_more", "?B", 1}};
+    if (arguments(args, 6, specs, SCRATCH, -1, 0, v, len, NULL, NULL) < 0)
+        return release(v, NULL);
+    const Py_ssize_t m = len[FIDS], flows = len[SCRATCH];
+    if (len[YOUNG] != m || len[LOOK] != m || len[HIT] != m || len[OUT_MORE] != m) {
+        PyErr_SetString(PyExc_ValueError, "the row columns must have one item per row");
+        return release(v, NULL);
+    }
+    const int64_t *fids = v[FIDS].buf;
+    const uint8_t *young = v[YOUNG].buf, *look = v[LOOK].buf, *hit = v[HIT].buf;
+    int32_t *scratch = v[SCRATCH].buf;
+    uint8_t *more = v[OUT_MORE].buf;
+    if (flows_in(fids, m, flows) < 0)
+        return release(v, NULL);
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (young[i] && hit[i])
+            scratch[fids[i]] = 1;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        more[i] = young[i] && !look[i] && scratch[fids[i]];
+        n += more[i];
+    }
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (young[i])
+            scratch[fids[i]] = 0;
+    return release(v, PyLong_FromSsize_t(n));
+}
+
+PyDoc_STRVAR(quiet_missed_doc,
+"quiet_missed(fids, young, looked, hit, quiet, scratch)\n"
+"--\n\n"
+"Each flow's quiet count grows by its young rows looked at in vain (looked, not hit), up to\n"
+"255.  scratch (int32, one per flow) is zero before and after the call.");
+
+static PyObject *
+quiet_missed(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[6];
+    enum { FIDS, YOUNG, LOOKED, HIT, QUIET, SCRATCH };
+    static const struct spec specs[6] = {
+        I64_COLUMN("fids"), {"young", "?B", 1}, {"looked", "?B", 1}, {"hit", "?B", 1},
+        {"quiet", "B", 1}, {"scratch", "i", 4}};
+    if (arguments(args, 6, specs, QUIET, -1, 0, v, len, NULL, NULL) < 0)
+        return release(v, NULL);
+    const Py_ssize_t m = len[FIDS], flows = len[QUIET];
+    if (len[YOUNG] != m || len[LOOKED] != m || len[HIT] != m || len[SCRATCH] != flows) {
+        PyErr_SetString(PyExc_ValueError,
+                        "the row columns must have one item per row, scratch one per flow");
+        return release(v, NULL);
+    }
+    const int64_t *fids = v[FIDS].buf;
+    const uint8_t *young = v[YOUNG].buf, *looked = v[LOOKED].buf, *hit = v[HIT].buf;
+    uint8_t *quiet = v[QUIET].buf;
+    int32_t *scratch = v[SCRATCH].buf;
+    if (flows_in(fids, m, flows) < 0)
+        return release(v, NULL);
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (young[i] && looked[i] && !hit[i])
+            scratch[fids[i]]++;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int32_t *missed = scratch + fids[i];
+        if (young[i] && *missed) {
+            const int64_t q = quiet[fids[i]] + *missed;
+            quiet[fids[i]] = (uint8_t)(q < 255 ? q : 255);
+            *missed = 0;
+        }
+    }
+    return release(v, Py_NewRef(Py_None));
+}
+
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, build_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"update", update, METH_VARARGS, update_doc},
     {"keep", keep, METH_VARARGS, keep_doc},
     {"add", add, METH_VARARGS, add_doc},
+    {"quiet_looks", quiet_looks, METH_VARARGS, quiet_looks_doc},
+    {"quiet_more", quiet_more, METH_VARARGS, quiet_more_doc},
+    {"quiet_missed", quiet_missed, METH_VARARGS, quiet_missed_doc},
     {NULL, NULL, 0, NULL},
 };
 

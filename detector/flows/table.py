@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from detector.compiled import PURE_PYTHON, built
 from detector.decode import headers
-from detector.flows.groups import distinct, locate, sorted_groups
+from detector.flows.groups import count, distinct, locate, ranked, sorted_groups
 
 U64 = np.uint64
 _M1 = U64(0x9E3779B97F4A7C15)
@@ -438,6 +438,7 @@ class FlowTable:
         self.proto = np.zeros(0, dtype=np.int16)
         # Payload packets of the flow that no format's prefilter accepted (saturates at 255).
         self.quiet = np.zeros(0, dtype=np.uint8)
+        self._counts = np.zeros(0, dtype=np.int32)  # scratch of the quiet passes
         self.first = np.zeros(0, dtype=np.float64)
         self.last = np.zeros(0, dtype=np.float64)
         # Batch in which each flow was last seen: the clock that orders evictions when
@@ -535,6 +536,71 @@ class FlowTable:
             self.seen = _resize(self.seen, grow)
             self.counts = _resize(self.counts, grow)
 
+    # Which payload rows of a batch the prefilters look at.  A flow's payload packets that no
+    # format accepted are counted (``quiet``); past ``after`` of them its rows are only
+    # probed.  The three steps below are one compiled pass each over a batch's payload rows
+    # (an int32 scratch count per flow, zero between calls), or numpy calls.
+
+    def quiet_looks(
+        self,
+        fids: npt.NDArray[np.int64],
+        after: npt.NDArray[np.int64],
+        probes: npt.NDArray[np.bool_],
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Of a batch's payload rows (their flow ids ``fids``, in row order): the rows looked
+        at, and the young ones (of flows whose quiet count is below the row's ``after``).  A
+        young flow's first ``after - quiet`` rows of the batch are looked at; the other rows
+        where ``probes`` is set."""
+        if self.compiled:
+            look, young = np.empty(len(fids), np.bool_), np.empty(len(fids), np.bool_)
+            TABLE.quiet_looks(  # type: ignore[union-attr]
+                *_fids_after(fids, after), _bools(probes), self.quiet, self._scratch(), look, young
+            )
+            return look, young
+        return quiet_looks_numpy(fids, after, probes, self.quiet)
+
+    def quiet_more(
+        self,
+        fids: npt.NDArray[np.int64],
+        young: npt.NDArray[np.bool_],
+        look: npt.NDArray[np.bool_],
+        hit: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.bool_]:
+        """The young rows not looked at of the flows with a young row ``hit`` (a payload some
+        prefilter accepted): a flow that is not quiet has its rows counted on to make it quiet
+        looked at as well."""
+        if self.compiled:
+            more = np.empty(len(fids), np.bool_)
+            TABLE.quiet_more(  # type: ignore[union-attr]
+                np.ascontiguousarray(fids, dtype=np.int64), _bools(young), _bools(look),
+                _bools(hit), self._scratch(), more,
+            )  # fmt: skip
+            return more
+        return quiet_more_numpy(fids, young, look, hit)
+
+    def quiet_missed(
+        self,
+        fids: npt.NDArray[np.int64],
+        young: npt.NDArray[np.bool_],
+        looked: npt.NDArray[np.bool_],
+        hit: npt.NDArray[np.bool_],
+    ) -> None:
+        """Count each flow's young rows ``looked`` at in vain (not ``hit``) into its quiet
+        count (saturating at 255)."""
+        if self.compiled:
+            TABLE.quiet_missed(  # type: ignore[union-attr]
+                np.ascontiguousarray(fids, dtype=np.int64), _bools(young), _bools(looked),
+                _bools(hit), self.quiet, self._scratch(),
+            )  # fmt: skip
+            return
+        quiet_missed_numpy(fids, young, looked, hit, self.quiet)
+
+    def _scratch(self) -> npt.NDArray[np.int32]:
+        """The compiled passes' count per flow (zero between calls), as long as the columns."""
+        if len(self._counts) != len(self.quiet):
+            self._counts = np.zeros(len(self.quiet), np.int32)
+        return self._counts
+
     def add_quiet(self, ids: npt.NDArray[np.int64], counts: npt.NDArray[np.intp]) -> None:
         """Count payload packets that no prefilter accepted, ``counts`` of each of the flows
         ``ids`` (distinct), saturating."""
@@ -592,6 +658,56 @@ class FlowTable:
             return None
         c = self.counts[fid]
         return int(c[0]), int(c[1]), int(c[2]), int(c[3])
+
+
+def _bools(a: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    return np.ascontiguousarray(a, dtype=np.bool_)
+
+
+def _fids_after(
+    fids: npt.NDArray[np.int64], after: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    return np.ascontiguousarray(fids, dtype=np.int64), np.ascontiguousarray(after, dtype=np.int64)
+
+
+def quiet_looks_numpy(
+    fids: npt.NDArray[np.int64],
+    after: npt.NDArray[np.int64],
+    probes: npt.NDArray[np.bool_],
+    quiet: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """:meth:`FlowTable.quiet_looks` by grouping the young rows flow by flow."""
+    q = quiet[fids].astype(np.int64)
+    young = q < after
+    # The young rows flow by flow (each flow's in row order), with their rank in their flow.
+    runs = ranked(fids[young])
+    at = np.flatnonzero(young)[runs.order]
+    look = np.array(probes, dtype=np.bool_)
+    look[at[runs.rank < after[at] - q[at]]] = True
+    return look, young
+
+
+def quiet_more_numpy(
+    fids: npt.NDArray[np.int64],
+    young: npt.NDArray[np.bool_],
+    look: npt.NDArray[np.bool_],
+    hit: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """:meth:`FlowTable.quiet_more` by a look-up of each row's flow among those hit."""
+    hit_flows = distinct(fids[young & hit])
+    return young & ~look & locate(hit_flows, fids)[1]
+
+
+def quiet_missed_numpy(
+    fids: npt.NDArray[np.int64],
+    young: npt.NDArray[np.bool_],
+    looked: npt.NDArray[np.bool_],
+    hit: npt.NDArray[np.bool_],
+    quiet: npt.NDArray[np.uint8],
+) -> None:
+    """:meth:`FlowTable.quiet_missed` by counting each flow's rows."""
+    flows, missed = count(fids[young & looked & ~hit])
+    quiet[flows] = np.minimum(quiet[flows].astype(np.int64) + missed, 255)
 
 
 def _resize(a: np.ndarray, n: int) -> np.ndarray:
