@@ -25,7 +25,6 @@ from detector.decode.headers import (
     LINK_ETHERNET,
     Headers,
     decode_headers,
-    payload_heads,
 )
 from detector.decode.lut import lut
 from detector.decode.slowpath import Reassembled, Reassembler, finish_rows
@@ -39,7 +38,7 @@ from detector.flows.stream import Aggregate, Group, Stream, release_state
 from detector.flows.table import U64, FlowTable, KeyIndex, RowKeys, key_set, row_keys_at
 from detector.flows.tcp import TcpBuffer, TcpReassembler
 from detector.limits import Limits
-from detector.prefilter_route import payload_leads, route_for
+from detector.prefilter_route import route_for
 from detector.protocols import registry
 from detector.protocols.base import (
     Decoded,
@@ -487,20 +486,10 @@ class Engine:
             if not len(mine):
                 continue
             picked = v.rows[mine]
-            length = h.paylen[picked]
-            route = route_for(decoders)
-            lead = (
-                None  # read from the windows, which every row needs
-                if route.everywhere
-                else payload_leads(batch.data, batch.offsets[picked] + h.pay[picked], length)
-            )
-
-            def heads(
-                at: npt.NDArray[np.intp], picked: npt.NDArray[np.int64] = picked
-            ) -> npt.NDArray[np.uint8]:
-                return payload_heads(batch, h, picked[at])[0]
-
-            hits, by_row = route.hits_by_lead(lead, length, h.sport[picked], h.dport[picked], heads)
+            hits, by_row = route_for(decoders).hits_in(
+                batch.data, batch.offsets[picked] + h.pay[picked], h.paylen[picked],
+                h.sport[picked], h.dport[picked],
+            )  # fmt: skip
             if len(hits):
                 found.append(mine[hits])
                 passing.extend(by_row)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from detector.decode import headers
 from detector.flows.groups import distinct
-from detector.protocols.base import Decoder
+from detector.protocols.base import PREFILTER_BYTES, Decoder
 
 PORTS = 1 << 16
 LEADS = 1 << 16  # values of the first two payload bytes, read as one big-endian number
@@ -145,17 +145,77 @@ class PrefilterRoute:
         are asked of ``heads`` (rows -> windows) only for rows some prefilter is given.  Without
         ``lead`` (a route with prefilters that take every row, which need every window) it is
         read from the windows."""
-        passed = sorted(self._passed(lead, length, sport, dport, heads), key=lambda p: p[0])
-        if not passed:
-            return np.zeros(0, dtype=np.intp), []
-        rows = distinct(np.concatenate([r for _, r in passed]))
-        by_row: list[list[Decoder]] = [[] for _ in range(len(rows))]
-        # Decoders in order, so each row's list keeps the decoders' order.
-        for i, passing in passed:
-            d = self.decoders[i]
-            for j in np.searchsorted(rows, passing).tolist():
-                by_row[j].append(d)
-        return rows, by_row
+        return _by_row(self.decoders, self._passed(lead, length, sport, dport, heads))
+
+    def hits_in_numpy(
+        self,
+        data: npt.NDArray[np.uint8],
+        starts: npt.NDArray[np.int64],
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+        """As ``hits``, each row's payload window read from ``data`` at ``starts``."""
+        head = payload_windows_numpy(data, starts, length)
+        heads = functools.partial(head.take, axis=0)
+        return self.hits_by_lead(_leads_of(head), length, sport, dport, heads)
+
+    def hits_in_compiled(
+        self,
+        data: npt.NDArray[np.uint8],
+        starts: npt.NDArray[np.int64],
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+        """:meth:`hits_in_numpy` from one compiled pass that routes the rows and writes each
+        route's windows one route after the other (:meth:`_passed_compiled`)."""
+        return _by_row(self.decoders, self._passed_compiled(data, starts, length, sport, dport))
+
+    # The form the engine uses: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
+    hits_in = hits_in_compiled if headers.use_compiled else hits_in_numpy
+
+    def _passed_compiled(
+        self,
+        data: npt.NDArray[np.uint8],
+        starts: npt.NDArray[np.int64],
+        length: npt.NDArray[np.int64],
+        sport: npt.NDArray[np.int64],
+        dport: npt.NDArray[np.int64],
+    ) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+        """:meth:`_passed` from one compiled pass: each route's rows, windows and lengths come
+        one route after the other, each route's a slice (no gathered copy per route)."""
+        assert headers.OUTER is not None, "the compiled header decode is not built"
+        n = len(length)
+        if not n:
+            return
+        column = np.ascontiguousarray
+        # Every row's window where some prefilter takes every row.
+        head = np.empty((n, PREFILTER_BYTES), dtype=np.uint8) if self.everywhere else None
+        cuts = np.empty(len(self.routes) + 1, dtype=np.int64)
+        ids, windows, lengths = headers.OUTER.route_windows(
+            data, column(starts, dtype=np.int64), column(length, dtype=np.int64),
+            column(sport, dtype=np.int64), column(dport, dtype=np.int64), self.leads,
+            self.ports, self.port_free, len(self.routes), PREFILTER_BYTES, head, cuts,
+        )  # fmt: skip
+        if head is not None:
+            for members in self.everywhere:
+                for i in members:
+                    mask = self.decoders[i].prefilter(head, length)
+                    if mask.any():
+                        yield i, np.flatnonzero(mask)
+        rows = np.frombuffer(ids, dtype=np.intp)
+        windows = np.frombuffer(windows, dtype=np.uint8).reshape(-1, PREFILTER_BYTES)
+        lengths = np.frombuffer(lengths, dtype=np.int64)
+        at = cuts.tolist()
+        for (_, _, members), start, end in zip(self.routes, at, at[1:], strict=False):
+            if start == end:
+                continue
+            sub_head, sub_length = windows[start:end], lengths[start:end]
+            for i in members:
+                passed = self.decoders[i].prefilter(sub_head, sub_length)
+                if passed.any():
+                    yield i, rows[start:end][passed]
 
     def _passed(
         self,
@@ -254,6 +314,36 @@ class PrefilterRoute:
             table = self.ports[word]
             bits &= self.port_free[word] | np.take(table, sport) | np.take(table, dport)
         return bits
+
+
+def _by_row(
+    decoders: Sequence[Decoder], found: Iterable[tuple[int, npt.NDArray[np.intp]]]
+) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
+    """The rows some prefilter passed (``found``: decoder index, its rows), ascending, each
+    with the decoders that passed it, in the decoders' order."""
+    passed = sorted(found, key=lambda p: p[0])
+    if not passed:
+        return np.zeros(0, dtype=np.intp), []
+    rows = distinct(np.concatenate([r for _, r in passed]))
+    by_row: list[list[Decoder]] = [[] for _ in range(len(rows))]
+    # Decoders in order, so each row's list keeps the decoders' order.
+    for i, passing in passed:
+        d = decoders[i]
+        for j in np.searchsorted(rows, passing).tolist():
+            by_row[j].append(d)
+    return rows, by_row
+
+
+def payload_windows_numpy(
+    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint8]:
+    """(len(starts), PREFILTER_BYTES) payload windows: the bytes of ``data`` from each start on,
+    zero from the payload's ``length`` on, past the data's end, or all of it for a negative
+    start (what the compiled windows hold)."""
+    head = headers.gather(data, np.maximum(starts, 0), PREFILTER_BYTES)
+    keep = np.where(starts < 0, 0, np.minimum(length, PREFILTER_BYTES))
+    head[np.arange(PREFILTER_BYTES)[None, :] >= keep[:, None]] = 0
+    return head
 
 
 def _leads_of(head: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:

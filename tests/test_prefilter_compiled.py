@@ -7,8 +7,11 @@ by row whichever form computes them: on the payloads the guard tests use (the sa
 public captures' where present, random bytes, headers placed at and around every offset with
 lengths right and one off), on random windows with any length (negative, short, past 0xffff),
 on rows starting anywhere in, past or before a buffer, on any leads and ports; and the whole
-PCLI and unknown-encapsulation prefilters agree too.  The compiled forms refuse windows too
-narrow for the offsets they read and leads or ports past 16 bits.  The CI run is derandomised;
+PCLI and unknown-encapsulation prefilters agree too.  The rows each prefilter passes, routed
+and given their windows in one compiled pass (``PrefilterRoute.hits_in``), are those of the
+numpy windows and routing, on the same payloads laid out in one buffer, on the samples' batches
+and on rows starting anywhere.  The compiled forms refuse windows too narrow for the offsets
+they read and leads or ports past 16 bits.  The CI run is derandomised;
 ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws new ones.
 """
 
@@ -25,9 +28,10 @@ from fuzztargets import seed_payloads
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from mwtest import fuzz, heads, printed_with_and_without_pure_python
+from mwtest import PCAPS, fuzz, heads, printed_with_and_without_pure_python
 from test_prefilter_guards import carried_near_edges, near_edges, random_payloads, real_payloads
 
+from detector.capture.reader import InputStats, open_stream, read_batches
 from detector.decode import headers
 from detector.prefilter_route import (
     PrefilterRoute,
@@ -247,3 +251,112 @@ def test_narrow_windows_are_refused() -> None:
         carried_within_compiled(head, length)
     with pytest.raises(ValueError):
         carried_within_compiled(np.zeros((3, 64), dtype=np.uint8), length[:2])
+
+
+@dataclass(frozen=True)
+class Passing(Declared):
+    """A declared decoder whose prefilter passes rows by a few of their window bytes and their
+    length (about one row in four)."""
+
+    salt: int = 0
+
+    def prefilter(self, head: np.ndarray, length: np.ndarray) -> np.ndarray:
+        mixed = head[:, 2].astype(np.int64) ^ head[:, PREFILTER_BYTES - 1] ^ length ^ self.salt
+        return (mixed & 3) == 0
+
+
+def passing_routes(seed: int) -> PrefilterRoute:
+    """As ``many_routes``, of decoders whose prefilters pass some rows."""
+    rng = random.Random(seed)
+    declared = [Passing(None, None, salt=1), Passing(None, None, (4789,), True, salt=2)]
+    for n in range(140):
+        first = byte_values(0xFF ^ (1 << rng.randrange(8)), rng.randrange(256) & 0xFE)
+        second = None if n % 3 else byte_values(0xF0, rng.randrange(16) << 4)
+        ports = tuple(rng.randrange(1 << 16) for _ in range(3)) if n % 7 == 0 else ()
+        declared.append(Passing(first, second, ports, bool(ports), salt=n))
+    return PrefilterRoute(declared)  # type: ignore[arg-type]
+
+
+HIT_ROUTES = {
+    **{name: ROUTES[name] for name in ("udp", "tcp")},
+    "passing": passing_routes(5),
+    "passing, none everywhere": PrefilterRoute(
+        [Passing(frozenset({0, 1, 0x45}), None, salt=3), Passing(None, None, (53, 80), True)]  # type: ignore[list-item]
+    ),
+}
+
+
+def same_hits(route: PrefilterRoute, *columns: np.ndarray) -> None:
+    rows, passing = route.hits_in_compiled(*columns)
+    want_rows, want_passing = route.hits_in_numpy(*columns)
+    assert rows.tolist() == want_rows.tolist()
+    assert passing == want_passing
+
+
+@fuzz(150)
+@given(
+    st.sampled_from(sorted(HIT_ROUTES)),
+    st.binary(max_size=400),
+    st.lists(
+        st.tuples(
+            st.integers(-70, 470),
+            st.integers(-3, 0x10005) | st.integers(0, 80),
+            st.integers(0, 0xFFFF) | st.sampled_from([4789, 2152, 53]),
+            st.integers(0, 0xFFFF) | st.sampled_from([4789, 37008, 80]),
+        ),
+        max_size=60,
+    ),
+)
+def test_routed_windows_agree(name: str, data: bytes, rows: list[tuple[int, ...]]) -> None:
+    """Rows starting anywhere in, past or before a buffer, of any length and ports."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts, length, sport, dport = (np.array([r[k] for r in rows], np.int64) for k in range(4))
+    same_hits(HIT_ROUTES[name], buffer, starts, length, sport, dport)
+
+
+def test_routed_windows_of_real_payloads_agree() -> None:
+    """The guard tests' payloads, one after the other in a buffer, on ports of the formats."""
+    payloads = guard_payloads()
+    buffer = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+    length = np.array([len(p) for p in payloads], np.int64)
+    starts = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    ports = np.resize(np.array([4789, 2055, 37008, 443, 53, 6081, 5555], np.int64), len(length))
+    for route in HIT_ROUTES.values():
+        same_hits(route, buffer, starts, length, ports, ports[::-1].copy())
+    rows, passing = ROUTES["udp"].hits_in_compiled(buffer, starts, length, ports, ports)
+    assert len(rows) > 100 and len({d.name for ds in passing for d in ds}) > 5
+
+
+def test_routed_windows_of_the_samples_agree() -> None:
+    """Every UDP and TCP payload row of the samples' batches, as the engine routes them."""
+    for path in sorted(PCAPS.glob("*.pcap")):
+        with open_stream(str(path)) as stream:
+            for batch in read_batches(stream, InputStats(str(path))):
+                h = headers.decode_headers(batch)
+                for proto, name in ((17, "udp"), (6, "tcp")):
+                    rows = np.flatnonzero((h.proto == proto) & (h.paylen > 0) & (h.ipver > 0))
+                    columns = (h.paylen[rows], h.sport[rows], h.dport[rows])
+                    same_hits(ROUTES[name], batch.data, batch.offsets[rows] + h.pay[rows], *columns)
+
+
+def test_routed_windows_refuse_what_does_not_fit() -> None:
+    route, outer = ROUTES["udp"], headers.OUTER
+    assert outer is not None and route.ports is not None
+    data = np.zeros(100, np.uint8)
+    m = np.zeros(3, np.int64)
+    cuts = np.empty(len(route.routes) + 1, np.int64)
+
+    def call(sport: np.ndarray = m, head: object = None, width: int = PREFILTER_BYTES) -> object:
+        tables = (route.leads, route.ports, route.port_free, len(route.routes))
+        return outer.route_windows(data, m, m, sport, m, *tables, width, head, cuts)
+
+    with pytest.raises(ValueError, match="16-bit"):
+        call(sport=np.array([0, 0x10000, 0], np.int64))
+    with pytest.raises(ValueError, match="16-bit"):
+        call(sport=np.array([0, -1, 0], np.int64))
+    with pytest.raises(ValueError, match="holds"):
+        call(head=np.zeros((2, PREFILTER_BYTES), np.uint8))
+    with pytest.raises(ValueError, match="bytes a window"):
+        call(width=1)
+    ids, windows, lengths = call(head=np.zeros((3, PREFILTER_BYTES), np.uint8))  # type: ignore[misc]
+    assert len(windows) == PREFILTER_BYTES * len(ids) // 8 == PREFILTER_BYTES * len(lengths) // 8

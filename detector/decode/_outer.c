@@ -657,6 +657,39 @@ prefetch_ahead(const uint8_t *d, int64_t len, const int64_t *st, Py_ssize_t m, P
         __builtin_prefetch(d + st[i + PREFETCH_AHEAD]);
 }
 
+/* A payload window: the first `width` bytes of data from s on, zeroed from the payload's length
+ * ln on, past data's end, or all of it for a negative start. */
+static inline void
+window(uint8_t *row, int64_t width, const uint8_t *d, int64_t len, int64_t s, int64_t ln)
+{
+    int64_t keep = ln < width ? ln : width;
+    if (keep <= 0 || s < 0) {
+        memset(row, 0, (size_t)width);
+        return;
+    }
+    if (s <= len - keep) {
+        memcpy(row, d + s, (size_t)keep);
+    } else {
+        for (int64_t k = 0; k < keep; k++)
+            row[k] = s < len - k ? d[s + k] : 0;
+    }
+    memset(row + keep, 0, (size_t)(width - keep));
+}
+
+/* A payload's first two bytes as one big-endian number, as its window holds them. */
+static inline int64_t
+lead_of(const uint8_t *d, int64_t len, int64_t s, int64_t ln)
+{
+    unsigned first = 0, second = 0;
+    if (s >= 0) {
+        if (ln >= 1)
+            first = at(d, len, s);
+        if (ln >= 2)
+            second = at(d, len, s + 1);
+    }
+    return (int64_t)((first << 8) | second);
+}
+
 PyDoc_STRVAR(payload_heads_doc,
 "payload_heads(data, starts, lengths, head)\n--\n\n"
 "Row i of head (uint8 (m, w)) gets the first w bytes of data from starts[i] on, zeroed from\n"
@@ -681,20 +714,8 @@ payload_heads(PyObject *module, PyObject *args)
     const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
     uint8_t *out = views[3].buf;
     for (Py_ssize_t i = 0; i < m; i++) {
-        uint8_t *row = out + width * i;
-        int64_t keep = ln[i] < width ? ln[i] : width, s = st[i];
         prefetch_ahead(d, len, st, m, i);
-        if (keep <= 0 || s < 0) {
-            memset(row, 0, (size_t)width);
-            continue;
-        }
-        if (s <= len - keep) {
-            memcpy(row, d + s, (size_t)keep);
-        } else {
-            for (int64_t k = 0; k < keep; k++)
-                row[k] = s < len - k ? d[s + k] : 0;
-        }
-        memset(row + keep, 0, (size_t)(width - keep));
+        window(out + width * i, width, d, len, st[i], ln[i]);
     }
     return release(views, Py_NewRef(Py_None));
 }
@@ -717,16 +738,8 @@ payload_leads(PyObject *module, PyObject *args)
     const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
     int64_t *out = views[3].buf;
     for (Py_ssize_t i = 0; i < m; i++) {
-        const int64_t s = st[i];
         prefetch_ahead(d, len, st, m, i);
-        unsigned first = 0, second = 0;
-        if (s >= 0) {
-            if (ln[i] >= 1)
-                first = at(d, len, s);
-            if (ln[i] >= 2)
-                second = at(d, len, s + 1);
-        }
-        out[i] = (int64_t)((first << 8) | second);
+        out[i] = lead_of(d, len, st[i], ln[i]);
     }
     return release(views, Py_NewRef(Py_None));
 }
@@ -839,6 +852,124 @@ route_rows(PyObject *module, PyObject *args)
     }
     PyMem_Free(next);
     return release(views, Py_BuildValue("nN", g, placed));
+}
+
+PyDoc_STRVAR(route_windows_doc,
+"route_windows(data, starts, lengths, sport, dport, leads, ports, port_free, routes, width,\n"
+"              heads, cuts)\n--\n\n"
+"The payload windows each prefilter route is given (prefilter_route.PrefilterRoute.hits_in):\n"
+"row i's window is its first `width` bytes of data from starts[i] on, as payload_heads reads\n"
+"it, and its lead the window's first two bytes; it may take route r as route_rows says.\n"
+"heads (uint8 (m, width)) gets every row's window, unless None.  Returns, route after route\n"
+"(each's rows ascending), the rows (bytes of int64), their windows (a bytearray of `width`\n"
+"bytes a row) and their lengths (bytes of int64); cuts (int64 (routes+1)) gets where each\n"
+"route's rows begin.  starts, lengths, sport, dport: int64 (m), the ports in [0, 65535].");
+
+static PyObject *
+route_windows(PyObject *module, PyObject *args)
+{
+    Py_buffer views[MOST_VIEWS] = {{0}};
+    PyObject *data, *starts, *lengths, *sport, *dport, *leads, *ports, *port_free, *heads, *cuts;
+    Py_ssize_t routes, width;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnOO:route_windows", &data, &starts, &lengths, &sport,
+                          &dport, &leads, &ports, &port_free, &routes, &width, &heads, &cuts))
+        return NULL;
+    if (PyObject_GetBuffer(data, &views[0], PyBUF_C_CONTIGUOUS) < 0
+        || column(starts, &views[1], 0, 8, "ql", -1, "starts") < 0)
+        return release(views, NULL);
+    const Py_ssize_t m = views[1].len / 8;
+    if (column(lengths, &views[2], 0, 8, "ql", m, "lengths") < 0
+        || column(port_free, &views[5], 0, 8, "QL", -1, "port_free") < 0)
+        return release(views, NULL);
+    const Py_ssize_t words = views[5].len / 8;
+    if (routes < 0 || routes > words * 64 || width < 2 || width > 4096) {
+        PyErr_SetString(PyExc_ValueError, "no such number of routes, or of bytes a window");
+        return release(views, NULL);
+    }
+    const int by_ports = ports != Py_None, every_row = heads != Py_None;
+    if ((by_ports
+         && (column(sport, &views[3], 0, 8, "ql", m, "sport") < 0
+             || column(dport, &views[4], 0, 8, "ql", m, "dport") < 0
+             || column(ports, &views[6], 0, 8, "QL", words * 65536, "ports") < 0))
+        || column(leads, &views[7], 0, 8, "QL", words * 65536, "leads") < 0
+        || (every_row && column(heads, &views[8], 1, 1, "B", m * width, "heads") < 0)
+        || column(cuts, &views[9], 1, 8, "ql", routes + 1, "cuts") < 0)
+        return release(views, NULL);
+    const uint8_t *d = views[0].buf;
+    const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
+    const int64_t *sp = views[3].buf, *dp = views[4].buf;
+    const uint64_t *by_lead = views[7].buf, *by_port = by_ports ? views[6].buf : NULL;
+    const uint64_t *free_of = views[5].buf;
+    uint8_t *all = every_row ? views[8].buf : NULL;
+    int64_t *cut = views[9].buf;
+    for (Py_ssize_t i = 0; by_port && i < m; i++)
+        if (sp[i] < 0 || sp[i] > 0xFFFF || dp[i] < 0 || dp[i] > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "a port is not a 16-bit value");
+            return release(views, NULL);
+        }
+    /* Each row's lead, kept for the second pass (which places the rows) to look up again. */
+    uint16_t *lead = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(uint16_t));
+    int64_t *next = PyMem_Malloc((size_t)(routes + 1) * sizeof(int64_t));
+    PyObject *ids = NULL, *wins = NULL, *lens = NULL;
+    if (!lead || !next) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(cut, 0, (size_t)(routes + 1) * 8);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        prefetch_ahead(d, len, st, m, i);
+        if (every_row) {
+            uint8_t *row = all + width * i;
+            window(row, width, d, len, st[i], ln[i]);
+            lead[i] = (uint16_t)((row[0] << 8) | row[1]);
+        } else {
+            lead[i] = (uint16_t)lead_of(d, len, st[i], ln[i]);
+        }
+        for (Py_ssize_t w = 0; w < words; w++)
+            for (uint64_t bits = route_bits(by_lead, by_port, free_of, w, lead[i], sp, dp, i);
+                 bits; bits &= bits - 1) {
+                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
+                if (r < routes)
+                    cut[r + 1]++;
+            }
+    }
+    for (Py_ssize_t r = 0; r < routes; r++)
+        cut[r + 1] += cut[r];
+    const Py_ssize_t total = (Py_ssize_t)cut[routes];
+    ids = PyBytes_FromStringAndSize(NULL, total * 8);
+    lens = PyBytes_FromStringAndSize(NULL, total * 8);
+    wins = PyByteArray_FromStringAndSize(NULL, total * width);
+    if (!ids || !lens || !wins)
+        goto done;
+    int64_t *out_ids = (int64_t *)PyBytes_AS_STRING(ids);
+    int64_t *out_lens = (int64_t *)PyBytes_AS_STRING(lens);
+    uint8_t *out_wins = (uint8_t *)PyByteArray_AS_STRING(wins);
+    memcpy(next, cut, (size_t)(routes + 1) * 8);
+    for (Py_ssize_t i = 0; i < m; i++)
+        for (Py_ssize_t w = 0; w < words; w++)
+            for (uint64_t bits = route_bits(by_lead, by_port, free_of, w, lead[i], sp, dp, i);
+                 bits; bits &= bits - 1) {
+                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
+                if (r >= routes)
+                    continue;
+                const int64_t place = next[r]++;
+                out_ids[place] = i;
+                out_lens[place] = ln[i];
+                if (every_row)
+                    memcpy(out_wins + width * place, all + width * i, (size_t)width);
+                else
+                    window(out_wins + width * place, width, d, len, st[i], ln[i]);
+            }
+    PyMem_Free(lead);
+    PyMem_Free(next);
+    return release(views, Py_BuildValue("NNN", ids, wins, lens));
+done:
+    PyMem_Free(lead);
+    PyMem_Free(next);
+    Py_XDECREF(ids);
+    Py_XDECREF(wins);
+    Py_XDECREF(lens);
+    return release(views, NULL);
 }
 
 /* ---- the carried-packet tests of the payload prefilters --------------------------------------- */
@@ -985,6 +1116,7 @@ static PyMethodDef methods[] = {
     {"payload_heads", payload_heads, METH_VARARGS, payload_heads_doc},
     {"payload_leads", payload_leads, METH_VARARGS, payload_leads_doc},
     {"route_rows", route_rows, METH_VARARGS, route_rows_doc},
+    {"route_windows", route_windows, METH_VARARGS, route_windows_doc},
     {"carried_at", carried_at, METH_VARARGS, carried_at_doc},
     {"ip_within", ip_within, METH_VARARGS, ip_within_doc},
     {NULL, NULL, 0, NULL},
