@@ -6,6 +6,10 @@ with random bytes between them (what a short packet's L4 window reads past its e
 columns no decoder would give (negative offsets, lengths past the capture, fragments).  The
 size differences of the encrypted-copy test likewise, with windows that are empty or reversed,
 and a batch's bytes per open bin with its candidates' rows (shared and repeated endpoints).
+Batches of sampled natives are matched against those remembered alike: the same new natives,
+ids and index, and the same sightings taken for copies in the same order, with fingerprints
+that repeat within and across batches, destinations that differ or are 0, times that go back
+or are NaN, and indexes that settle and are pruned between batches.
 Rows or windows outside the columns passed are refused.  The CI run is derandomised;
 ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws new ones.
 """
@@ -436,3 +440,90 @@ def test_copy_loops_are_compiled_unless_told_not_to() -> None:
     plain, pure = printed_with_and_without_pure_python(code)
     assert plain.split() == ["sample_natives_compiled", "True", "True"]
     assert pure.split() == ["sample_natives_numpy", "False", "False"]
+
+
+@st.composite
+def native_batches(draw: st.DrawFn) -> list[tuple[np.ndarray, ...]]:
+    """Batches of sampled natives: fingerprints from a small pool (repeats within a batch and
+    across batches), a few L2 destinations (0 among them), times mostly rising, some at the
+    edge of the TEE window."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pool = rng.integers(0, 2**64 - 1, size=draw(st.integers(1, 300)), dtype=np.uint64)
+    t = 0.0
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        k = draw(st.integers(0, 120))
+        fps = pool[rng.integers(0, len(pool), size=k)]
+        t += draw(st.sampled_from([0.0, 0.1, 0.6, 11.0]))
+        if draw(st.booleans()):
+            ts = t + np.sort(rng.random(k)) * draw(st.sampled_from([0.0, 0.3, 2.0]))
+        else:  # on a grid of quarter seconds: some sightings exactly the TEE window apart
+            ts = t + np.sort(rng.integers(0, 8, size=k)) * 0.25
+        if draw(st.booleans()):
+            ts[rng.random(k) < 0.1] = np.nan
+        if draw(st.booleans()):
+            ts = ts[::-1].copy()  # times that go back
+        l2dst = rng.choice([0, 1, 2, 0xFFFF_FFFF_FFFF], size=k).astype(np.int64)
+        l2src = rng.choice([5, 6], size=k).astype(np.int64)
+        ranks = rng.integers(0, 16, size=k).astype(np.uint64)
+        out.append((fps, ranks, ts, l2dst, l2src, rng.integers(60, 1500, size=k)))
+    return out
+
+
+def _natives_state(m: copies.CopyMatcher, probe: np.ndarray) -> tuple:
+    n = len(m)
+    plain = {
+        key: (pc.matches, pc.estimated_packets, pc.estimated_bytes, pc.first_seen,
+              pc.last_seen, pc.delays, pc.pairs, pc.samples, sorted(pc.fps))
+        for key, pc in m.plain.items()
+    }  # fmt: skip
+    columns = [c[:n].tolist() for c in (m.fp, m.ts, m.l2dst, m.l2src, m.rank)]
+    return n, m.level, plain, columns, m.index.lookup(probe).tolist()
+
+
+@fuzz(150)
+@given(native_batches(), st.sampled_from([8, 64, 100_000]), st.sampled_from([4, 16, 8192]))
+def test_natives_match_alike(batches: list[tuple[np.ndarray, ...]], most: int, recent: int) -> None:
+    """Each batch of natives leaves both matchers alike (a small budget prunes them, a small
+    recent part settles often)."""
+    kept = copies.RECENT_KEYS
+    copies.RECENT_KEYS = recent
+    try:
+        c = copies.CopyMatcher(max_natives=most, compiled=True)
+        p = copies.CopyMatcher(max_natives=most, compiled=False)
+        probe = np.concatenate([b[0] for b in batches] + [np.array([7], np.uint64)])
+        for batch in batches:
+            for m in (c, p):
+                m.add_natives(*batch, lambda i: ("a", f"b{i % 3}"), lambda i: bytes([i % 256]))
+            assert _natives_state(c, probe) == _natives_state(p, probe)
+    finally:
+        copies.RECENT_KEYS = kept
+
+
+def test_natives_match_refuses_what_does_not_fit() -> None:
+    mod = fingerprint.COPIES
+    assert mod is not None
+    k = 3
+    fps = np.array([5, 5, 9], np.uint64)
+    empty_u, empty_i = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+
+    def call(order: list[int], settled_ids: np.ndarray = empty_i, keys: np.ndarray = empty_u,
+             pairs: int = 4 * k) -> tuple:  # fmt: skip
+        return mod.natives_match(
+            fps, np.array(order, np.int64), np.zeros(k), np.ones(k, np.int64), keys,
+            settled_ids, empty_u, empty_i, np.zeros(2), np.zeros(2, np.int64),
+            np.empty(k, np.uint64), np.empty(k, np.int64), np.empty(k, np.int64),
+            np.empty(k, np.uint64), np.empty(k, np.int64), np.empty(pairs, np.int64), 0.5,
+        )  # fmt: skip
+
+    assert call([0, 1, 2]) == (2, 2, 0, 0)
+    with pytest.raises(ValueError, match="stably"):
+        call([1, 0, 2])
+    with pytest.raises(ValueError, match="stably"):
+        call([2, 0, 1])
+    with pytest.raises(IndexError):
+        call([0, 1, 3])
+    with pytest.raises(ValueError, match="past the natives held"):
+        call([0, 1, 2], np.array([2], np.int64), np.array([9], np.uint64))
+    with pytest.raises(ValueError, match="do not fit"):
+        call([0, 1, 2], pairs=4)

@@ -737,6 +737,139 @@ index_add(PyObject *module, PyObject *args)
     return release(v, PyLong_FromSsize_t(o));
 }
 
+PyDoc_STRVAR(natives_match_doc,
+"natives_match(fps, order, ts, l2dst, settled_keys, settled_ids, recent_keys, recent_ids,\n"
+"              mem_ts, mem_l2dst, out_keys, out_ids, out_first, out_recent_keys,\n"
+"              out_recent_ids, out_pairs, tee_window)\n"
+"--\n\n"
+"One batch of sampled natives (fingerprints fps, times ts, L2 destinations l2dst; order: a\n"
+"stable argsort of fps) against the two-part index of those remembered (as index_add; mem_ts\n"
+"and mem_l2dst are theirs by id): the fingerprints new to it, ascending, to out_keys with\n"
+"their ids (the next ones, in order) to out_ids and their first rows to out_first; the recent\n"
+"part with them merged in to out_recent_keys and out_recent_ids.  The sightings that may be\n"
+"copies (another L2 destination, not 0, within tee_window seconds after) go to out_pairs\n"
+"(int64, two a pair): first (row, id) of the rows that repeat one remembered, in row order,\n"
+"then (row, first row) of the later rows of a new one the batch holds more than once, by\n"
+"fingerprint then row.  Returns (new, recent length, pairs of the first kind, of the second).");
+
+static PyObject *
+natives_match(PyObject *module, PyObject *args)
+{
+    Py_buffer v[MOST_VIEWS] = {{0}};
+    Py_ssize_t len[16];
+    enum { FPS, ORDER, TS, L2DST, SKEYS, SIDS, RKEYS, RIDS, MEM_TS, MEM_L2DST, OUT_KEYS,
+           OUT_IDS, OUT_FIRST, OUT_RKEYS, OUT_RIDS, OUT_PAIRS };
+    static const char *const names[16] = {
+        "fps", "order", "ts", "l2dst", "settled_keys", "settled_ids", "recent_keys",
+        "recent_ids", "mem_ts", "mem_l2dst", "out_keys", "out_ids", "out_first",
+        "out_recent_keys", "out_recent_ids", "out_pairs"};
+    static const char *const kinds[16] = {"QL", "ql", "d", "ql", "QL", "ql", "QL", "ql",
+                                          "d",  "ql", "QL", "ql", "ql", "QL", "ql", "ql"};
+    if (columns(args, 16, 1, names, kinds, NULL, OUT_KEYS, v, len) < 0)
+        return release(v, NULL);
+    const double tee = PyFloat_AsDouble(PyTuple_GET_ITEM(args, 16));
+    if (tee == -1.0 && PyErr_Occurred())
+        return release(v, NULL);
+    const Py_ssize_t k = len[FPS], s = len[SKEYS], r = len[RKEYS], held = len[MEM_TS];
+    if (len[ORDER] != k || len[TS] != k || len[L2DST] != k || len[SIDS] != s || len[RIDS] != r
+        || len[MEM_L2DST] != held || len[OUT_KEYS] != k || len[OUT_IDS] != k
+        || len[OUT_FIRST] != k || len[OUT_RKEYS] < r + k || len[OUT_RIDS] < r + k
+        || len[OUT_PAIRS] != 4 * k) {
+        PyErr_SetString(PyExc_ValueError, "columns do not fit the natives or the index");
+        return release(v, NULL);
+    }
+    const uint64_t *fps = v[FPS].buf, *settled = v[SKEYS].buf, *recent = v[RKEYS].buf;
+    const int64_t *order = v[ORDER].buf, *l2dst = v[L2DST].buf, *mem_l2dst = v[MEM_L2DST].buf;
+    const int64_t *settled_ids = v[SIDS].buf, *recent_ids = v[RIDS].buf;
+    const double *ts = v[TS].buf, *mem_ts = v[MEM_TS].buf;
+    uint64_t *out_keys = v[OUT_KEYS].buf, *merged = v[OUT_RKEYS].buf;
+    int64_t *out_ids = v[OUT_IDS].buf, *out_first = v[OUT_FIRST].buf;
+    int64_t *merged_ids = v[OUT_RIDS].buf, *pairs = v[OUT_PAIRS].buf;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (order[i] < 0 || order[i] >= k) {
+            PyErr_SetString(PyExc_IndexError, "order names a row past the natives");
+            return release(v, NULL);
+        }
+        if (i && (fps[order[i]] < fps[order[i - 1]]
+                  || (fps[order[i]] == fps[order[i - 1]] && order[i] <= order[i - 1]))) {
+            PyErr_SetString(PyExc_ValueError, "order must sort the fingerprints, stably");
+            return release(v, NULL);
+        }
+    }
+    /* Each row's remembered id, -1 for a fingerprint new to the index. */
+    int64_t *known = PyMem_Malloc((size_t)(k ? k : 1) * sizeof(int64_t));
+    if (!known)
+        return release(v, PyErr_NoMemory());
+    int64_t *now = pairs + 2 * k; /* the second kind's pairs, moved after the first's below */
+    Py_ssize_t added = 0, first_kind = 0, second_kind = 0;
+    for (Py_ssize_t a = 0, p = 0, at = 0; a < k;) {
+        const uint64_t key = fps[order[a]];
+        Py_ssize_t z = a + 1;
+        while (z < k && fps[order[z]] == key)
+            z++;
+        int64_t id = -1;
+        p = lower_bound_from(settled, s, p, key);
+        if (p < s && settled[p] == key) {
+            id = settled_ids[p];
+        } else {
+            at = lower_bound_from(recent, r, at, key);
+            if (at < r && recent[at] == key)
+                id = recent_ids[at] + s;
+        }
+        if (id >= held || id < -1) {
+            PyMem_Free(known);
+            PyErr_SetString(PyExc_ValueError, "the index names an id past the natives held");
+            return release(v, NULL);
+        }
+        for (Py_ssize_t j = a; j < z; j++)
+            known[order[j]] = id;
+        if (id < 0) {
+            /* New: its first sighting is kept; the later ones are compared with it. */
+            const int64_t r0 = order[a];
+            out_keys[added] = key;
+            out_ids[added] = s + r + added;
+            out_first[added] = r0;
+            added++;
+            for (Py_ssize_t j = a + 1; j < z; j++) {
+                const int64_t row = order[j];
+                if (l2dst[row] != l2dst[r0] && l2dst[row] != 0 && ts[row] - ts[r0] <= tee) {
+                    now[2 * second_kind] = row;
+                    now[2 * second_kind + 1] = r0;
+                    second_kind++;
+                }
+            }
+        }
+        a = z;
+    }
+    for (Py_ssize_t row = 0; row < k; row++) {
+        const int64_t id = known[row];
+        if (id >= 0 && l2dst[row] != mem_l2dst[id] && l2dst[row] != 0
+            && ts[row] - mem_ts[id] <= tee) {
+            pairs[2 * first_kind] = row;
+            pairs[2 * first_kind + 1] = id;
+            first_kind++;
+        }
+    }
+    PyMem_Free(known);
+    memmove(pairs + 2 * first_kind, now, (size_t)second_kind * 2 * sizeof(int64_t));
+    /* The recent part and the new keys (ascending, ids r, r + 1, ...), merged. */
+    Py_ssize_t a = 0, o = 0;
+    for (Py_ssize_t j = 0; j < added; j++) {
+        for (; a < r && recent[a] < out_keys[j]; a++, o++) {
+            merged[o] = recent[a];
+            merged_ids[o] = recent_ids[a];
+        }
+        merged[o] = out_keys[j];
+        merged_ids[o] = r + j;
+        o++;
+    }
+    for (; a < r; a++, o++) {
+        merged[o] = recent[a];
+        merged_ids[o] = recent_ids[a];
+    }
+    return release(v, Py_BuildValue("nnnn", added, o, first_kind, second_kind));
+}
+
 PyDoc_STRVAR(index_merge_doc,
 "index_merge(settled_keys, settled_ids, recent_keys, recent_ids, out_keys, out_ids)\n"
 "--\n\n"
@@ -977,6 +1110,7 @@ static PyMethodDef methods[] = {
     {"find", find, METH_VARARGS, find_doc},
     {"series", series, METH_VARARGS, series_doc},
     {"index_add", index_add, METH_VARARGS, index_add_doc},
+    {"natives_match", natives_match, METH_VARARGS, natives_match_doc},
     {"index_merge", index_merge, METH_VARARGS, index_merge_doc},
     {"fold", fold, METH_VARARGS, fold_doc},
     {NULL, NULL, 0, NULL},

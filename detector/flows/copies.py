@@ -87,6 +87,19 @@ class _Natives:
     packet: Callable[[int], bytes]
 
 
+@dataclass(repr=False, eq=False, slots=True)
+class _Match:
+    """A batch of natives against those remembered: the new fingerprints (ascending) with their
+    ids and first rows, and the sightings that may be copies: (row, id) of natives remembered,
+    in row order, then (row, first row) of new ones the batch holds more than once."""
+
+    new_ids: npt.NDArray[np.int64]
+    new_keys: npt.NDArray[np.uint64]
+    firsts: npt.NDArray[np.int64]
+    before: list[tuple[int, int]]
+    now: list[tuple[int, int]]
+
+
 class _NativeIndex:
     """Fingerprints → ids of the natives remembered, in two sorted parts: those of the last
     rebuild, and those added since.  A batch's new fingerprints are merged into the small recent
@@ -175,7 +188,10 @@ class CopyMatcher:
         max_natives: int = MAX_NATIVES,
         max_pending: int = MAX_PENDING,
         max_plain: int = MAX_PLAIN,
+        compiled: bool = use_compiled,
     ) -> None:
+        # The compiled look-ups and matching where built (``compiled`` chooses, for the tests).
+        self.compiled = compiled
         self.max_natives = max_natives
         self.max_pending = max_pending
         self.max_plain = max_plain
@@ -214,7 +230,44 @@ class CopyMatcher:
         if not len(fps):
             return
         n = _Natives(fps, ranks, ts, l2dst, l2src, wire, addrs, packet)
-        # One sort of the batch's fingerprints and one look-up of each distinct one.
+        match = self._match_compiled(n) if self.compiled else self._match_numpy(n)
+        # Sightings that may be copies: of natives remembered, then of new ones the batch
+        # holds more than once (each compared with its first sighting).
+        for i, p in match.before:
+            self._duplicate(n, i, (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p])))
+        for r, r0 in match.now:
+            self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
+        self._remember(n, match.new_ids, match.new_keys, match.firsts)
+        self._adapt(len(fps), float(ts.min()), float(ts.max()))
+        self._prune(float(ts.max()))
+
+    def _match_compiled(self, n: _Natives) -> _Match:
+        """:meth:`_match_numpy` in one compiled pass over the batch's natives, with the index
+        look-ups and the recent part's merge of :meth:`_NativeIndex.lookup_or_add`."""
+        assert COPIES is not None, "the compiled copy loops are not built"
+        k, recent, settled = len(n.fps), self.index.recent, self.index.settled
+        fps = np.ascontiguousarray(n.fps, dtype=np.uint64)
+        new_keys, new_ids, firsts = (np.empty(k, t) for t in (np.uint64, np.int64, np.int64))
+        merged_keys = np.empty(recent.count + k, np.uint64)
+        merged_ids = np.empty(recent.count + k, np.int64)
+        pairs = np.empty(4 * k, np.int64)
+        column = np.ascontiguousarray
+        added, count, before, now = COPIES.natives_match(
+            fps, np.argsort(fps, kind="stable"), column(n.ts, dtype=np.float64),
+            column(n.l2dst, dtype=np.int64), settled.keys[: settled.count],
+            settled.ids[: settled.count], recent.keys[: recent.count], recent.ids[: recent.count],
+            self.ts, self.l2dst, new_keys, new_ids, firsts, merged_keys, merged_ids, pairs,
+            TEE_WINDOW,
+        )  # fmt: skip
+        recent.keys, recent.ids, recent.count = merged_keys[:count], merged_ids[:count], count
+        pairs = pairs[: 2 * (before + now)].reshape(-1, 2).tolist()
+        return _Match(new_ids[:added], new_keys[:added], firsts[:added], pairs[:before],
+                      pairs[before:])  # fmt: skip
+
+    def _match_numpy(self, n: _Natives) -> _Match:
+        """The batch's natives against those remembered: one sort of the batch's fingerprints
+        and one look-up of each distinct one (the new ones added to the index)."""
+        fps = n.fps
         order = np.argsort(fps)
         ranked = fps[order]
         at = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
@@ -222,39 +275,34 @@ class CopyMatcher:
         ukeys = fps[order[at]]
         # The sort is not stable: the least row of each run is its packet's first sighting.
         firsts = np.minimum.reduceat(order, at)
-        ids, added = self.index.lookup_or_add(ukeys)
+        ids, added = self.index.lookup_or_add(ukeys, compiled=False)
         group = np.empty(len(fps), np.intp)
         ranked_group = np.repeat(np.arange(len(at)), lengths)
         group[order] = ranked_group
         known = np.nonzero(~added[group])[0]
-        self._seen_before(n, known, ids[group[known]])
+        before = self._seen_before(n, known, ids[group[known]])
         # The rows of packets new to the index that the batch holds more than once.
         repeated = np.repeat(added & (lengths > 1), lengths)
-        if repeated.any():
-            self._seen_now(n, order[repeated], ranked_group[repeated])
-        self._remember(n, ids[added], ukeys[added], firsts[added])
-        self._adapt(len(fps), float(ts.min()), float(ts.max()))
-        self._prune(float(ts.max()))
+        now = self._seen_now(n, order[repeated], ranked_group[repeated]) if repeated.any() else []
+        return _Match(ids[added], ukeys[added], firsts[added], before, now)
 
     def _seen_before(
         self, n: _Natives, k: npt.NDArray[np.int64], prev: npt.NDArray[np.int64]
-    ) -> None:
+    ) -> list[tuple[int, int]]:
         """Rows ``k`` repeat natives of earlier batches (remembered as ``prev``): a second
-        sighting to another L2 destination is a copy."""
+        sighting to another L2 destination is a copy.  The pairs (row, id) that are."""
         if not len(k):
-            return
+            return []
         copy = (
             (n.l2dst[k] != self.l2dst[prev])
             & (n.l2dst[k] != 0)
             & (n.ts[k] - self.ts[prev] <= TEE_WINDOW)
         )
-        for j in np.nonzero(copy)[0].tolist():
-            i, p = int(k[j]), int(prev[j])
-            self._duplicate(n, i, (int(self.l2src[p]), int(self.l2dst[p]), float(self.ts[p])))
+        return list(zip(k[copy].tolist(), prev[copy].tolist(), strict=True))
 
     def _seen_now(
         self, n: _Natives, rows: npt.NDArray[np.intp], packet: npt.NDArray[np.intp]
-    ) -> None:
+    ) -> list[tuple[int, int]]:
         """``rows`` are of packets not remembered yet that the batch holds more than once
         (``packet`` tells them apart): the later sightings of each are compared with its first,
         packet by packet and in capture order."""
@@ -267,8 +315,7 @@ class CopyMatcher:
         ts, l2dst = n.ts, n.l2dst
         copy = later & (l2dst[rows] != l2dst[first]) & (l2dst[rows] != 0)
         copy &= ts[rows] - ts[first] <= TEE_WINDOW
-        for r, r0 in zip(rows[copy].tolist(), first[copy].tolist(), strict=True):
-            self._duplicate(n, r, (int(n.l2src[r0]), int(l2dst[r0]), float(ts[r0])))
+        return list(zip(rows[copy].tolist(), first[copy].tolist(), strict=True))
 
     def _remember(
         self,
@@ -292,7 +339,7 @@ class CopyMatcher:
         self.l2dst[new_ids] = n.l2dst[firsts]
         self.l2src[new_ids] = n.l2src[firsts]
         self.rank[new_ids] = n.ranks[firsts]
-        self.index.settle(self.fp)
+        self.index.settle(self.fp, compiled=self.compiled)
 
     def _adapt(self, kept: int, start: float, end: float) -> None:
         """Narrow the sample when natives arrive faster than TARGET_RATE a second (what is
