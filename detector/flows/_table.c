@@ -528,7 +528,10 @@ quiet_looks(PyObject *module, PyObject *args)
     uint8_t *look = v[OUT_LOOK].buf, *young = v[OUT_YOUNG].buf;
     if (flows_in(fids, m, flows) < 0)
         return release(v, NULL);
-    Py_ssize_t young_rows = 0;
+    int64_t *touched = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(int64_t));
+    if (!touched)
+        return release(v, PyErr_NoMemory());
+    Py_ssize_t young_rows = 0, flows_seen = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
         const int64_t f = fids[i], q = quiet[f];
         young[i] = q < after[i];
@@ -537,12 +540,14 @@ quiet_looks(PyObject *module, PyObject *args)
             continue;
         young_rows++;
         /* scratch[f]: the flow's young rows before this one (its rank). */
+        if (scratch[f] == 0)
+            touched[flows_seen++] = f;
         if (scratch[f]++ < after[i] - q)
             look[i] = 1;
     }
-    for (Py_ssize_t i = 0; i < m; i++)
-        if (young[i])
-            scratch[fids[i]] = 0;
+    for (Py_ssize_t j = 0; j < flows_seen; j++)
+        scratch[touched[j]] = 0;
+    PyMem_Free(touched);
     return release(v, PyLong_FromSsize_t(young_rows));
 }
 
@@ -575,17 +580,23 @@ quiet_more(PyObject *module, PyObject *args)
     uint8_t *more = v[OUT_MORE].buf;
     if (flows_in(fids, m, flows) < 0)
         return release(v, NULL);
+    int64_t *touched = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(int64_t));
+    if (!touched)
+        return release(v, PyErr_NoMemory());
+    Py_ssize_t flows_hit = 0;
     for (Py_ssize_t i = 0; i < m; i++)
-        if (young[i] && hit[i])
+        if (young[i] && hit[i] && !scratch[fids[i]]) {
             scratch[fids[i]] = 1;
+            touched[flows_hit++] = fids[i];
+        }
     Py_ssize_t n = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
-        more[i] = young[i] && !look[i] && scratch[fids[i]];
+        more[i] = flows_hit && young[i] && !look[i] && scratch[fids[i]];
         n += more[i];
     }
-    for (Py_ssize_t i = 0; i < m; i++)
-        if (young[i])
-            scratch[fids[i]] = 0;
+    for (Py_ssize_t j = 0; j < flows_hit; j++)
+        scratch[touched[j]] = 0;
+    PyMem_Free(touched);
     return release(v, PyLong_FromSsize_t(n));
 }
 
@@ -618,17 +629,19 @@ quiet_missed(PyObject *module, PyObject *args)
     int32_t *scratch = v[SCRATCH].buf;
     if (flows_in(fids, m, flows) < 0)
         return release(v, NULL);
+    int64_t *touched = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(int64_t));
+    if (!touched)
+        return release(v, PyErr_NoMemory());
+    Py_ssize_t flows_missed = 0;
     for (Py_ssize_t i = 0; i < m; i++)
-        if (young[i] && looked[i] && !hit[i])
-            scratch[fids[i]]++;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int32_t *missed = scratch + fids[i];
-        if (young[i] && *missed) {
-            const int64_t q = quiet[fids[i]] + *missed;
-            quiet[fids[i]] = (uint8_t)(q < 255 ? q : 255);
-            *missed = 0;
-        }
+        if (young[i] && looked[i] && !hit[i] && scratch[fids[i]]++ == 0)
+            touched[flows_missed++] = fids[i];
+    for (Py_ssize_t j = 0; j < flows_missed; j++) {
+        const int64_t f = touched[j], q = quiet[f] + (int64_t)scratch[f];
+        quiet[f] = (uint8_t)(q < 255 ? q : 255);
+        scratch[f] = 0;
     }
+    PyMem_Free(touched);
     return release(v, Py_NewRef(Py_None));
 }
 
