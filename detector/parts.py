@@ -33,6 +33,7 @@ from detector.capture.reader import (
     PCAPNG_SHB,
     WHOLE,
     CaptureError,
+    FileSpan,
     InputStats,
     Window,
     open_stream,
@@ -241,12 +242,10 @@ class _Slice(io.RawIOBase):
         self.position = pos  # bytes of the stream read: how far the part has been read
         return pos
 
-    def file_span(self, pos: int) -> tuple[int, int, int | None] | None:
-        """The file's descriptor and its bytes [start, stop) the stream holds from ``pos`` on,
-        if they are all the file's (the head is read)."""
-        if pos < len(self.whole_head):
-            return None
-        return self.f.fileno(), self.start + pos - len(self.whole_head), self.end
+    def file_span(self, pos: int) -> FileSpan:
+        """Where the stream from ``pos`` on lies in the file (after what is left of the head)."""
+        at = self.start + max(0, pos - len(self.whole_head))
+        return FileSpan(self.f.fileno(), at, self.end, self.whole_head[pos:])
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.head:

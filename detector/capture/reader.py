@@ -527,17 +527,28 @@ class _Blocks:
 MAP_FILES = True
 
 
-def _file_span(stream: BinaryIO) -> tuple[int, int, int | None] | None:
-    """Where the rest of ``stream`` lies in a regular file, if it is nothing but bytes of one:
-    the file's descriptor and the bytes [start, stop) (stop None: to the end of the file)."""
+class FileSpan(NamedTuple):
+    """Where the rest of a stream lies in a regular file: its bytes [start, stop) (stop None: to
+    the end of the file), after ``before``, bytes of the stream that are not the file's (the
+    blocks a part of a pcapng file starts with)."""
+
+    fd: int
+    start: int
+    stop: int | None
+    before: bytes = b""
+
+
+def _file_span(stream: BinaryIO, initial: bytes = b"") -> FileSpan | None:
+    """Where ``stream`` lies in a regular file from the ``initial`` bytes read last on, if it
+    holds nothing but bytes of one (after a part's headers)."""
     if not MAP_FILES or walks.compiled is None:
         return None
     raw = stream.raw if isinstance(stream, io.BufferedReader) else stream
     try:
-        at = stream.tell()
+        at = stream.tell() - len(initial)
         span = getattr(raw, "file_span", None)
         if span is not None:  # a part of a file (detector.parts)
-            found: tuple[int, int, int | None] | None = span(at)
+            found: FileSpan = span(at)
             return found
         if not isinstance(raw, io.FileIO):
             return None
@@ -548,7 +559,7 @@ def _file_span(stream: BinaryIO) -> tuple[int, int, int | None] | None:
     # A file of the /proc kind says it is empty: it is read, not mapped.
     if not stat.S_ISREG(st.st_mode) or st.st_size < at:
         return None
-    return fd, at, None
+    return FileSpan(fd, at, None)
 
 
 class _MappedBlocks:
@@ -561,28 +572,30 @@ class _MappedBlocks:
     window before is told to give back its resident pages when the next is made (read again
     from the file if looked at).  A file that shrinks while it is read ends the input with an
     error once the records read before are yielded (the pages it lost read as zeros, never a
-    fault: see ``_walk.c``).
+    fault: see ``_walk.c``).  A block that begins with bytes that are not the file's (a part's
+    headers) is a copy of them and of the window after them.
     """
 
     live = False
 
-    def __init__(
-        self, stream: BinaryIO, span: tuple[int, int, int | None], initial: bytes = b""
-    ) -> None:
+    def __init__(self, stream: BinaryIO, span: FileSpan, initial: bytes = b"") -> None:
         assert walks.compiled is not None
         self.make = walks.compiled.Window
         self.stream = stream
-        # ``initial``: what was read of the stream already, mapped with the rest.
-        self.fd, self.origin, self.stop = span
-        self.origin -= len(initial)
+        self.fd, self.origin, self.stop, self.before = span
+        # Stream offsets count from where ``initial`` (read already, and read again) starts.
         self.stream_origin = stream.tell() - len(initial)
         self.window: object | None = None
         self.buf: memoryview = memoryview(b"")
+        self.lead = 0  # bytes of buf before the window's (``before``'s)
         self.end = 0
         self.eof = False
         self.failure: Exception | None = None
-        self.consumed = 0  # file offset of buf[0], from ``origin``
+        self.consumed = 0  # stream offset of buf[0]
         self.seen = self.origin  # the file held bytes up to here
+
+    def file_offset(self, stream_offset: int) -> int:
+        return self.origin + stream_offset - len(self.before)
 
     def read_into(self, start: int, stop: int) -> int:
         return 0  # a window holds all the file has of the block when it is made
@@ -604,9 +617,11 @@ class _MappedBlocks:
         self._check()
 
     def _map(self, length: int) -> int:
-        """Map ``length`` bytes from the block's start (fewer past the part's end): how many the
-        file holds."""
-        at = self.origin + self.consumed
+        """A block of ``length`` bytes from ``consumed`` on (fewer where the part or the file
+        ends first): how many it holds."""
+        lead = self.before[self.consumed :]
+        at = self.file_offset(self.consumed + len(lead))
+        length = max(0, length - len(lead))
         if self.stop is not None:
             length = min(length, max(0, self.stop - at))
         old, self.window = self.window, None
@@ -620,12 +635,14 @@ class _MappedBlocks:
         except OSError as exc:
             self.failure, self.end, self.eof = exc, 0, True
             return 0
-        self.window, self.buf, self.end = window, memoryview(window), window.length
+        self.window, self.lead = window, len(lead)
+        self.buf = memoryview(bytearray(lead) + memoryview(window) if lead else window)
+        self.end = len(lead) + window.length
         if window.size < self.seen:
             self._lost(at, window.size)
         if self.failure is not None:
             self.end = 0
-        self.seen = max(self.seen, at + self.end)
+        self.seen = max(self.seen, at + window.length)
         self.stream.seek(self.stream_origin + self.consumed + self.end)
         return self.end
 
@@ -634,13 +651,15 @@ class _MappedBlocks:
         window = self.window
         if window is None:
             return
-        at = self.origin + self.consumed
+        start = self.file_offset(self.consumed)  # of buf[0]
         size = os.fstat(self.fd).st_size
         fault = window.fault  # type: ignore[attr-defined]
-        if fault < 0 and size >= at + self.end:
+        if fault < 0 and size >= start + self.end:
             return
-        sound = min(self.end, max(0, size - at), self.end if fault < 0 else fault)
-        self._lost(at + sound, size)
+        sound = min(self.end, max(self.lead, size - start))
+        if fault >= 0:
+            sound = min(sound, self.lead + fault)
+        self._lost(start + sound, size)
         self.end = sound
 
     def _lost(self, lost_from: int, size: int) -> None:
@@ -1130,7 +1149,7 @@ class _PcapngWalk(_Walk):
 def _read_pcapng(
     stream: BinaryIO, magic: bytes, stats: InputStats, live: bool, window: Window
 ) -> Iterator[PacketBatch]:
-    span = None if live else _file_span(stream)
+    span = None if live else _file_span(stream, magic)
     if span is None:
         blocks = _Blocks(stream, magic, live=live)
     else:
