@@ -205,13 +205,19 @@ class PrefilterRoute:
                     if mask.any():
                         yield i, np.flatnonzero(mask)
         rows = np.frombuffer(ids, dtype=np.intp)
-        windows = np.frombuffer(windows, dtype=np.uint8).reshape(-1, PREFILTER_BYTES)
         lengths = np.frombuffer(lengths, dtype=np.int64)
+        if windows is not None:
+            windows = np.frombuffer(windows, dtype=np.uint8).reshape(-1, PREFILTER_BYTES)
         at = cuts.tolist()
         for (_, _, members), start, end in zip(self.routes, at, at[1:], strict=False):
             if start == end:
                 continue
-            sub_head, sub_length = windows[start:end], lengths[start:end]
+            sub_length = lengths[start:end]
+            if windows is None:  # rows that many routes take: windows gathered from heads
+                assert head is not None
+                sub_head = head[rows[start:end]]
+            else:
+                sub_head = windows[start:end]
             for i in members:
                 passed = self.decoders[i].prefilter(sub_head, sub_length)
                 if passed.any():

@@ -862,8 +862,9 @@ PyDoc_STRVAR(route_windows_doc,
 "it, and its lead the window's first two bytes; it may take route r as route_rows says.\n"
 "heads (uint8 (m, width)) gets every row's window, unless None.  Returns, route after route\n"
 "(each's rows ascending), the rows (bytes of int64), their windows (a bytearray of `width`\n"
-"bytes a row) and their lengths (bytes of int64); cuts (int64 (routes+1)) gets where each\n"
-"route's rows begin.  starts, lengths, sport, dport: int64 (m), the ports in [0, 65535].");
+"bytes a row; None with heads where the routes take more than two rows a row) and their\n"
+"lengths (bytes of int64); cuts (int64 (routes+1)) gets where each route's rows begin.\n"
+"starts, lengths, sport, dport: int64 (m), the ports in [0, 65535].");
 
 static PyObject *
 route_windows(PyObject *module, PyObject *args)
@@ -936,14 +937,18 @@ route_windows(PyObject *module, PyObject *args)
     for (Py_ssize_t r = 0; r < routes; r++)
         cut[r + 1] += cut[r];
     const Py_ssize_t total = (Py_ssize_t)cut[routes];
+    /* Rows that many routes may take (a payload crafted to look like many formats at once)
+     * would have their window written once a route: past two a row on average, the caller
+     * takes each route's windows from heads instead, so that memory stays that of heads. */
+    const int own_windows = !every_row || total <= 2 * m;
     ids = PyBytes_FromStringAndSize(NULL, total * 8);
     lens = PyBytes_FromStringAndSize(NULL, total * 8);
-    wins = PyByteArray_FromStringAndSize(NULL, total * width);
+    wins = own_windows ? PyByteArray_FromStringAndSize(NULL, total * width) : Py_NewRef(Py_None);
     if (!ids || !lens || !wins)
         goto done;
     int64_t *out_ids = (int64_t *)PyBytes_AS_STRING(ids);
     int64_t *out_lens = (int64_t *)PyBytes_AS_STRING(lens);
-    uint8_t *out_wins = (uint8_t *)PyByteArray_AS_STRING(wins);
+    uint8_t *out_wins = own_windows ? (uint8_t *)PyByteArray_AS_STRING(wins) : NULL;
     memcpy(next, cut, (size_t)(routes + 1) * 8);
     for (Py_ssize_t i = 0; i < m; i++)
         for (Py_ssize_t w = 0; w < words; w++)
@@ -955,6 +960,8 @@ route_windows(PyObject *module, PyObject *args)
                 const int64_t place = next[r]++;
                 out_ids[place] = i;
                 out_lens[place] = ln[i];
+                if (!own_windows)
+                    continue;
                 if (every_row)
                     memcpy(out_wins + width * place, all + width * i, (size_t)width);
                 else
