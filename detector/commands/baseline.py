@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from detector.cli import loading
 from detector.commands.checks import (
     check_inputs,
     check_output,
@@ -30,7 +31,8 @@ def baseline(paths: tuple[str, ...], output: str) -> None:
       mirrorwatch baseline last-week/ -o mirrorwatch.toml
       mirrorwatch scan --config mirrorwatch.toml today.pcap
     """
-    from detector.scan import scan_paths
+    with loading():
+        from detector.scan import scan_paths
 
     inputs = check_inputs(list(paths))
     check_output(output)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from detector.cli import loading
 from detector.commands.checks import check_inputs, check_output, echo_input_errors
 from detector.report.safe import safe_lines
 
@@ -39,9 +40,10 @@ def explain(
       mirrorwatch explain mw-d6527aa36238d9d2 pcaps/tzsp-31337.pcap
     Exit status: 0 shown, 2 unknown finding or unreadable input.
     """
-    from detector.explain import explain as run_explain
-    from detector.explain import resolve
-    from detector.scan import scan_paths
+    with loading():
+        from detector.explain import explain as run_explain
+        from detector.explain import resolve
+        from detector.scan import scan_paths
 
     inputs = check_inputs(list(paths))
     check_output(save)

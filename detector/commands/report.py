@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from detector.cli import loading
 from detector.commands.checks import (
     EXIT_CLEAN,
     EXIT_USAGE,
@@ -36,8 +37,10 @@ def report(paths: tuple[str, ...], output: str, quiet: bool, geoip: tuple[str, .
     Exit status: 0 written, 2 an input could not be read (the page is still written).
     """
     from detector.commands.scan import add_geoip
-    from detector.report.html import render_html
-    from detector.scan import scan_paths, stderr_progress
+
+    with loading():
+        from detector.report.html import render_html
+        from detector.scan import scan_paths, stderr_progress
 
     inputs = check_inputs(list(paths), quiet)
     check_output(output)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
+from detector.cli import loading
 from detector.commands.checks import (
     EXIT_USAGE,
     eve_info_option,
@@ -200,8 +201,9 @@ def _watch(
     stop: threading.Event,
     reopen: threading.Event,
 ) -> None:
-    from detector.live.loop import LiveWatch, WatchOptions
-    from detector.live.output import EventWriter
+    with loading():
+        from detector.live.loop import LiveWatch, WatchOptions
+        from detector.live.output import EventWriter
 
     metrics = _start_metrics(a)
     sources = _start_sources(a, stop, metrics)
