@@ -2,7 +2,8 @@
  * fingerprints and link addresses (detector/flows/fingerprint.py), and the size differences of the encrypted-copy
  * size test, the bytes of a batch's hosts, the rows of a few keys and a batch's bytes per open
  * bin (detector/flows/encrypted.py), and the index of the natives remembered, its look-ups
- * and additions and the merge of its two parts (detector/flows/copies.py).
+ * and additions, a batch of natives matched against it, and the merge of its two parts
+ * (detector/flows/copies.py).
  *
  * Each function gives, bit for bit, what the numpy form beside it gives (the tests compare
  * them); the numpy forms stay the reference and the fallback.  The columns come from decoded

@@ -1,7 +1,8 @@
 /* The flow table's accounting of a batch, compiled (detector/flows/table.py): an
  * open-addressing index of 64-bit keys, and one pass over a batch's rows that looks up or adds
  * each row's flow and adds to its counters; eviction's moves and the index rebuilt from the
- * kept keys; and the set of distinct hosts, an open-addressing table of the keys themselves.
+ * kept keys; the set of distinct hosts, an open-addressing table of the keys themselves; and
+ * which payload rows the prefilters look at, by each flow's quiet count.
  *
  * The index is a numpy array of slots, each two uint64 words: a key and its id + 1 (0: an
  * empty slot).  The ids are dense (0 .. count - 1) and name the rows of the flow table's
