@@ -261,7 +261,7 @@ class PrefilterRoute:
                 if passed.any():
                     yield i, given[at[passed]]
 
-    def grouped_numpy(self, lead: Column, sport: Column, dport: Column, every_row: bool) -> Grouped:
+    def grouped(self, lead: Column, sport: Column, dport: Column, every_row: bool) -> Grouped:
         """The rows some route may take (every row with ``every_row``), in order; each route's
         rows as places among those, route after route; where each route's places begin (one
         more for the end).  One table lookup per word, then one selection per route."""
@@ -281,31 +281,6 @@ class PrefilterRoute:
             places.append(at)
             cuts.append(cuts[-1] + len(at))
         return given, np.concatenate(places), cuts
-
-    def grouped_compiled(
-        self, lead: Column, sport: Column, dport: Column, every_row: bool
-    ) -> Grouped:
-        """:meth:`grouped_numpy` in two compiled passes over the rows."""
-        assert headers.OUTER is not None, "the compiled header decode is not built"
-        given = np.empty(len(lead), dtype=np.intp)
-        cuts = np.empty(len(self.routes) + 1, dtype=np.int64)
-        count, placed = headers.OUTER.route_rows(
-            np.ascontiguousarray(lead, dtype=np.int64),
-            np.ascontiguousarray(sport, dtype=np.int64),
-            np.ascontiguousarray(dport, dtype=np.int64),
-            self.leads,
-            self.ports,
-            self.port_free,
-            len(self.routes),
-            every_row,
-            given,
-            cuts,
-        )
-        return given[:count], np.frombuffer(placed, dtype=np.intp), cuts.tolist()
-
-    # The form the prefilters' routing uses: compiled where built, unless
-    # MIRRORWATCH_PURE_PYTHON=1.
-    grouped = grouped_compiled if headers.use_compiled else grouped_numpy
 
     def _bits(
         self,
@@ -359,7 +334,7 @@ def _leads_of(head: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
     return (head[:, 0].astype(np.intp) << 8) | head[:, 1]
 
 
-def payload_leads_numpy(
+def payload_leads(
     data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.intp]:
     """The first two payload bytes of each row (payloads at ``starts`` in ``data``) as one
@@ -374,25 +349,6 @@ def payload_leads_numpy(
         inside & (length >= 2) & (starts + 1 < end), data.take(np.clip(starts + 1, 0, end - 1)), 0
     )
     return (first.astype(np.intp) << 8) | second
-
-
-def payload_leads_compiled(
-    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
-) -> npt.NDArray[np.intp]:
-    """:func:`payload_leads_numpy` in one compiled pass over the rows."""
-    assert headers.OUTER is not None, "the compiled header decode is not built"
-    lead = np.empty(len(starts), dtype=np.intp)
-    headers.OUTER.payload_leads(
-        data,
-        np.ascontiguousarray(starts, dtype=np.int64),
-        np.ascontiguousarray(length, dtype=np.int64),
-        lead,
-    )
-    return lead
-
-
-# The form the engine uses: compiled where built, unless MIRRORWATCH_PURE_PYTHON=1.
-payload_leads = payload_leads_compiled if headers.use_compiled else payload_leads_numpy
 
 
 @cache

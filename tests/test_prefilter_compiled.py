@@ -1,23 +1,20 @@
 """The compiled tests of the payload prefilters and their routing are the numpy ones.
 
-``carried_bits`` (PCLI's header lengths), ``carried_within`` (the unknown-encapsulation
-search), ``payload_leads`` (the first two payload bytes, which route a row) and the routes' row
-groupings (``PrefilterRoute.grouped``, of one table word or several) give the same answer row
-by row whichever form computes them: on the payloads the guard tests use (the samples', the
-public captures' where present, random bytes, headers placed at and around every offset with
-lengths right and one off), on random windows with any length (negative, short, past 0xffff),
-on rows starting anywhere in, past or before a buffer, on any leads and ports; and the whole
-PCLI and unknown-encapsulation prefilters agree too.  The rows each prefilter passes, routed
-and given their windows in one compiled pass (``PrefilterRoute.hits_in``), are those of the
-numpy windows and routing, on the same payloads laid out in one buffer, on the samples' batches
-and on rows starting anywhere.  The compiled forms refuse windows too narrow for the offsets
-they read and leads or ports past 16 bits.  The CI run is derandomised;
+``carried_bits`` (PCLI's header lengths) and ``carried_within`` (the unknown-encapsulation
+search) give the same answer row by row whichever form computes them: on the payloads the guard
+tests use (the samples', the public captures' where present, random bytes, headers placed at
+and around every offset with lengths right and one off), on random windows with any length
+(negative, short, past 0xffff); and the whole PCLI and unknown-encapsulation prefilters agree
+too.  The rows each prefilter passes, routed and given their windows in one compiled pass
+(``PrefilterRoute.hits_in``), are those of the numpy windows and routing (of one table word or
+several), on the same payloads laid out in one buffer, on the samples' batches and on rows
+starting anywhere, with any ports.  The compiled forms refuse windows too narrow for the
+offsets they read and ports past 16 bits.  The CI run is derandomised;
 ``MIRRORWATCH_FUZZ_EXAMPLES=N`` multiplies the examples and draws new ones.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +33,6 @@ from detector.decode import headers
 from detector.prefilter_route import (
     PrefilterRoute,
     byte_values,
-    payload_leads_compiled,
-    payload_leads_numpy,
     route_for,
 )
 from detector.protocols import pcli, unknown_encap
@@ -138,25 +133,6 @@ def test_forms_agree_on_planted_headers(payloads: list[bytes], data: st.DataObje
     )
 
 
-@fuzz(150)
-@given(
-    st.binary(max_size=300),
-    st.lists(st.tuples(st.integers(-5, 305), st.integers(-3, 70)), max_size=60),
-)
-def test_routing_columns_agree(data: bytes, rows: list[tuple[int, int]]) -> None:
-    """The first two payload bytes of rows that start anywhere in the buffer, at its last
-    bytes, past its end or before it, with lengths of none, one, two or more bytes."""
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    starts = np.array([r[0] for r in rows], dtype=np.int64)
-    length = np.array([r[1] for r in rows], dtype=np.int64)
-    lead = payload_leads_compiled(buffer, starts, length)
-    assert lead.tolist() == payload_leads_numpy(buffer, starts, length).tolist()
-    # As the payload windows read them.
-    for (start, size), value in zip(rows, lead.tolist(), strict=True):
-        window = data[start : start + min(size, 2)] if start >= 0 and size > 0 else b""
-        assert value == int.from_bytes(window.ljust(2, b"\0"), "big")
-
-
 @dataclass(frozen=True)
 class Declared:
     """What the route reads of a decoder: its first two bytes and its ports."""
@@ -167,60 +143,10 @@ class Declared:
     ports_required: bool = False
 
 
-def many_routes(seed: int) -> PrefilterRoute:
-    """A route of more decoders than one table word has bits, some on their own ports only,
-    some taking every row."""
-    rng = random.Random(seed)
-    declared = [Declared(None, None), Declared(None, None, (4789,), True)]
-    for n in range(150):
-        first = byte_values(0xFF ^ (1 << rng.randrange(8)), rng.randrange(256) & 0xFE)
-        second = None if n % 3 else byte_values(0xF0, rng.randrange(16) << 4)
-        ports = tuple(rng.randrange(1 << 16) for _ in range(3)) if n % 7 == 0 else ()
-        declared.append(Declared(first, second, ports, bool(ports)))
-    return PrefilterRoute(declared)  # type: ignore[arg-type]
-
-
 ROUTES = {
     "udp": route_for(decoders_for("udp")),
     "tcp": route_for(decoders_for("tcp")),
-    "many": many_routes(21),
 }
-
-
-@fuzz(150)
-@given(
-    st.sampled_from(sorted(ROUTES)),
-    st.lists(
-        st.tuples(
-            st.integers(0, 0xFFFF) | st.sampled_from([0x0100, 0x1700, 0x3000, 0x0800]),
-            st.integers(0, 0xFFFF) | st.sampled_from([4789, 2152, 53]),
-            st.integers(0, 0xFFFF) | st.sampled_from([4789, 37008, 6343]),
-        ),
-        max_size=80,
-    ),
-    st.booleans(),
-)
-def test_route_groupings_agree(name: str, rows: list[tuple[int, int, int]], every: bool) -> None:
-    """Each route's rows, from leads and ports of any value, by table word and compiled."""
-    route = ROUTES[name]
-    lead, sport, dport = (np.array([r[k] for r in rows], dtype=np.int64) for k in range(3))
-    given, placed, cuts = route.grouped_compiled(lead, sport, dport, every)
-    want_given, want_placed, want_cuts = route.grouped_numpy(lead, sport, dport, every)
-    assert given.tolist() == want_given.tolist()
-    assert placed.tolist() == want_placed.tolist() and cuts == want_cuts
-
-
-def test_many_routes_fill_several_words() -> None:
-    route = ROUTES["many"]
-    assert route.words >= 2 and route.ports is not None
-    lead = np.arange(0, 0x10000, 7, dtype=np.int64)
-    ports = np.resize(np.array([4789, 80, 0, 65535], dtype=np.int64), len(lead))
-    given, placed, cuts = route.grouped_compiled(lead, ports, ports[::-1].copy(), False)
-    want = route.grouped_numpy(lead, ports, ports[::-1].copy(), False)
-    assert given.tolist() == want[0].tolist() and placed.tolist() == want[1].tolist()
-    assert cuts == want[2] and sum(b > a for a, b in itertools.pairwise(cuts)) > 64
-    with pytest.raises(ValueError):
-        route.grouped_compiled(lead + 0x10000, ports, ports, False)
 
 
 def test_prefilters_agree_with_and_without_pure_python() -> None:
@@ -266,7 +192,8 @@ class Passing(Declared):
 
 
 def passing_routes(seed: int) -> PrefilterRoute:
-    """As ``many_routes``, of decoders whose prefilters pass some rows."""
+    """A route of more decoders than one table word has bits, some on their own ports only,
+    some taking every row, whose prefilters pass some rows."""
     rng = random.Random(seed)
     declared = [Passing(None, None, salt=1), Passing(None, None, (4789,), True, salt=2)]
     for n in range(140):

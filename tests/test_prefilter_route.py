@@ -11,7 +11,9 @@ import fuzztargets as ft
 import numpy as np
 import numpy.typing as npt
 import pytest
-from mwtest import heads
+from hypothesis import given
+from hypothesis import strategies as st
+from mwtest import fuzz, heads
 from scapy.all import IP, UDP, Ether, raw
 
 from detector.capture.reader import PacketBatch
@@ -134,6 +136,25 @@ def test_the_routing_column_is_read_from_the_packets_as_the_windows_are() -> Non
     rows_by_head, passing_by_head = route.hits(head, length, sport, dport)
     assert rows_by_lead.tolist() == rows_by_head.tolist() and passing_by_lead == passing_by_head
     assert sum(asked) < len(payloads)
+
+
+@fuzz(150)
+@given(
+    st.binary(max_size=300),
+    st.lists(st.tuples(st.integers(-5, 305), st.integers(-3, 70)), max_size=60),
+)
+def test_the_routing_column_reads_as_the_windows_do_anywhere(
+    data: bytes, rows: list[tuple[int, int]]
+) -> None:
+    """The first two payload bytes of rows that start anywhere in the buffer, at its last
+    bytes, past its end or before it, with lengths of none, one, two or more bytes."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts = np.array([r[0] for r in rows], dtype=np.int64)
+    length = np.array([r[1] for r in rows], dtype=np.int64)
+    lead = payload_leads(buffer, starts, length)
+    for (start, size), value in zip(rows, lead.tolist(), strict=True):
+        window = data[start : start + min(size, 2)] if start >= 0 and size > 0 else b""
+        assert value == int.from_bytes(window.ljust(2, b"\0"), "big")
 
 
 def _udp_frame(payload: bytes) -> bytes:

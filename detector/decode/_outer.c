@@ -720,30 +720,6 @@ payload_heads(PyObject *module, PyObject *args)
     return release(views, Py_NewRef(Py_None));
 }
 
-PyDoc_STRVAR(payload_leads_doc,
-"payload_leads(data, starts, lengths, lead)\n--\n\n"
-"lead[i] (int64 (m)) gets the first two bytes of data from starts[i] on as one big-endian\n"
-"number, as payload_heads reads them: a byte at or past lengths[i], past data's end, or of a\n"
-"negative start reads as 0 (starts, lengths: int64 (m)).");
-
-static PyObject *
-payload_leads(PyObject *module, PyObject *args)
-{
-    Py_buffer views[MOST_VIEWS] = {{0}};
-    PyObject *lead;
-    const Py_ssize_t m = payload_columns(args, "OOOO:payload_leads", views, &lead);
-    if (m < 0 || column(lead, &views[3], 1, 8, "ql", m, "lead") < 0)
-        return release(views, NULL);
-    const uint8_t *d = views[0].buf;
-    const int64_t len = views[0].len, *st = views[1].buf, *ln = views[2].buf;
-    int64_t *out = views[3].buf;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        prefetch_ahead(d, len, st, m, i);
-        out[i] = lead_of(d, len, st[i], ln[i]);
-    }
-    return release(views, Py_NewRef(Py_None));
-}
-
 /* The routes of word w that row i may take: by its lead, and by its ports where a route has
  * ports of its own (by_port NULL: no route has). */
 static inline uint64_t
@@ -756,110 +732,14 @@ route_bits(const uint64_t *by_lead, const uint64_t *by_port, const uint64_t *fre
     return bits;
 }
 
-PyDoc_STRVAR(route_rows_doc,
-"route_rows(lead, sport, dport, leads, ports, port_free, routes, every_row, given, cuts)\n--\n\n"
-"The rows each prefilter route is given (prefilter_route.PrefilterRoute).  Row i may take\n"
-"route r (bit r % 64 of word r // 64) where that bit is set in leads[word * 65536 + lead[i]]\n"
-"and in port_free[word] | ports[word * 65536 + sport[i]] | ports[word * 65536 + dport[i]]\n"
-"(ports None: in every port).  given (int64 (m)) gets the rows that may take some route, in\n"
-"order (every row with every_row); returns their number and, as bytes of int64, each route's\n"
-"rows as places in given, route after route, each route's ascending; cuts (int64 (routes+1))\n"
-"gets where each route's places begin.  lead, sport, dport: int64 (m), each in [0, 65535].");
-
-static PyObject *
-route_rows(PyObject *module, PyObject *args)
-{
-    Py_buffer views[MOST_VIEWS] = {{0}};
-    PyObject *lead, *sport, *dport, *leads, *ports, *port_free, *given, *cuts;
-    Py_ssize_t routes;
-    int every_row;
-    if (!PyArg_ParseTuple(args, "OOOOOOnpOO:route_rows", &lead, &sport, &dport, &leads, &ports,
-                          &port_free, &routes, &every_row, &given, &cuts))
-        return NULL;
-    if (column(lead, &views[0], 0, 8, "ql", -1, "lead") < 0)
-        return release(views, NULL);
-    const Py_ssize_t m = views[0].len / 8;
-    if (column(port_free, &views[5], 0, 8, "QL", -1, "port_free") < 0)
-        return release(views, NULL);
-    const Py_ssize_t words = views[5].len / 8;
-    if (routes < 0 || routes > words * 64) {
-        PyErr_SetString(PyExc_ValueError, "the words hold no such number of routes");
-        return release(views, NULL);
-    }
-    /* The ports are read only with a port table. */
-    const int by_ports = ports != Py_None;
-    if ((by_ports
-         && (column(sport, &views[1], 0, 8, "ql", m, "sport") < 0
-             || column(dport, &views[2], 0, 8, "ql", m, "dport") < 0
-             || column(ports, &views[4], 0, 8, "QL", words * 65536, "ports") < 0))
-        || column(leads, &views[3], 0, 8, "QL", words * 65536, "leads") < 0
-        || column(given, &views[6], 1, 8, "ql", m, "given") < 0
-        || column(cuts, &views[7], 1, 8, "ql", routes + 1, "cuts") < 0)
-        return release(views, NULL);
-    const int64_t *ld = views[0].buf, *sp = views[1].buf, *dp = views[2].buf;
-    const uint64_t *by_lead = views[3].buf, *by_port = by_ports ? views[4].buf : NULL;
-    const uint64_t *free_of = views[5].buf;
-    int64_t *gv = views[6].buf, *cut = views[7].buf;
-    for (Py_ssize_t i = 0; i < m; i++)
-        if (ld[i] < 0 || ld[i] > 0xFFFF
-            || (by_port && (sp[i] < 0 || sp[i] > 0xFFFF || dp[i] < 0 || dp[i] > 0xFFFF))) {
-            PyErr_SetString(PyExc_ValueError, "a lead or a port is not a 16-bit value");
-            return release(views, NULL);
-        }
-    /* Two passes over the rows: count each route's rows, then place them. */
-    memset(cut, 0, (size_t)(routes + 1) * 8);
-    Py_ssize_t g = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int some = 0;
-        for (Py_ssize_t w = 0; w < words; w++) {
-            uint64_t bits = route_bits(by_lead, by_port, free_of, w, ld[i], sp, dp, i);
-            some |= bits != 0;
-            for (; bits; bits &= bits - 1) {
-                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
-                if (r < routes)
-                    cut[r + 1]++;
-            }
-        }
-        if (some || every_row)
-            gv[g++] = i;
-    }
-    for (Py_ssize_t r = 0; r < routes; r++)
-        cut[r + 1] += cut[r];
-    PyObject *placed = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(cut[routes] * 8));
-    if (!placed)
-        return release(views, NULL);
-    int64_t *out = (int64_t *)PyBytes_AS_STRING(placed);
-    int64_t *next = PyMem_Malloc((size_t)(routes + 1) * 8);
-    if (!next) {
-        Py_DECREF(placed);
-        return release(views, PyErr_NoMemory());
-    }
-    memcpy(next, cut, (size_t)(routes + 1) * 8);
-    Py_ssize_t place = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int some = 0;
-        for (Py_ssize_t w = 0; w < words; w++) {
-            uint64_t bits = route_bits(by_lead, by_port, free_of, w, ld[i], sp, dp, i);
-            some |= bits != 0;
-            for (; bits; bits &= bits - 1) {
-                const Py_ssize_t r = w * 64 + __builtin_ctzll(bits);
-                if (r < routes)
-                    out[next[r]++] = place;
-            }
-        }
-        if (some || every_row)
-            place++;
-    }
-    PyMem_Free(next);
-    return release(views, Py_BuildValue("nN", g, placed));
-}
-
 PyDoc_STRVAR(route_windows_doc,
 "route_windows(data, starts, lengths, sport, dport, leads, ports, port_free, routes, width,\n"
 "              heads, cuts)\n--\n\n"
 "The payload windows each prefilter route is given (prefilter_route.PrefilterRoute.hits_in):\n"
 "row i's window is its first `width` bytes of data from starts[i] on, as payload_heads reads\n"
-"it, and its lead the window's first two bytes; it may take route r as route_rows says.\n"
+"it, and its lead the window's first two bytes; it may take route r where that route's bit\n"
+"(bit r % 64 of word r // 64) is set in leads[word * 65536 + lead] and in port_free[word] |\n"
+"ports[word * 65536 + sport[i]] | ports[word * 65536 + dport[i]] (ports None: in every port).\n"
 "heads (uint8 (m, width)) gets every row's window, unless None.  Returns, route after route\n"
 "(each's rows ascending), the rows (bytes of int64), their windows (a bytearray of `width`\n"
 "bytes a row; None with heads where the routes take more than two rows a row) and their\n"
@@ -1121,8 +1001,6 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, decode_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {"payload_heads", payload_heads, METH_VARARGS, payload_heads_doc},
-    {"payload_leads", payload_leads, METH_VARARGS, payload_leads_doc},
-    {"route_rows", route_rows, METH_VARARGS, route_rows_doc},
     {"route_windows", route_windows, METH_VARARGS, route_windows_doc},
     {"carried_at", carried_at, METH_VARARGS, carried_at_doc},
     {"ip_within", ip_within, METH_VARARGS, ip_within_doc},
