@@ -661,6 +661,52 @@ lower_bound(const uint64_t *keys, Py_ssize_t n, uint64_t key)
     return lo;
 }
 
+/* The id of `key` in a two-part index (settled keys and ids, the recent part's ids counting
+ * from s), or -1: keys looked up in ascending order search each part from where the one before
+ * was found (*p, *at). */
+static inline int64_t
+index_find(const uint64_t *settled, const int64_t *settled_ids, Py_ssize_t s,
+           const uint64_t *recent, const int64_t *recent_ids, Py_ssize_t r, uint64_t key,
+           Py_ssize_t *p, Py_ssize_t *at)
+{
+    *p = lower_bound_from(settled, s, *p, key);
+    if (*p < s && settled[*p] == key)
+        return settled_ids[*p];
+    *at = lower_bound_from(recent, r, *at, key);
+    if (*at < r && recent[*at] == key)
+        return recent_ids[*at] + s;
+    return -1;
+}
+
+/* The recent part (r keys beside their ids) with the new keys merged in, to merged and
+ * merged_ids: the new keys are keys[i] for the n rows where `taken` is set (every row without
+ * it), ascending and absent from the part, their ids r, r + 1, ... in that order.  Returns the
+ * merged length. */
+static Py_ssize_t
+merge_recent(const uint64_t *recent, const int64_t *recent_ids, Py_ssize_t r,
+             const uint64_t *keys, const unsigned char *taken, Py_ssize_t n, uint64_t *merged,
+             int64_t *merged_ids)
+{
+    Py_ssize_t a = 0, o = 0, j = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (taken && !taken[i])
+            continue;
+        for (; a < r && recent[a] < keys[i]; a++, o++) {
+            merged[o] = recent[a];
+            merged_ids[o] = recent_ids[a];
+        }
+        merged[o] = keys[i];
+        merged_ids[o] = r + j;
+        o++;
+        j++;
+    }
+    for (; a < r; a++, o++) {
+        merged[o] = recent[a];
+        merged_ids[o] = recent_ids[a];
+    }
+    return o;
+}
+
 PyDoc_STRVAR(index_add_doc,
 "index_add(settled_keys, settled_ids, recent_keys, recent_ids, keys, out_ids, out_added,\n"
 "          out_keys, out_recent_ids)\n"
@@ -702,39 +748,12 @@ index_add(PyObject *module, PyObject *args)
     /* The keys ascend: each is searched for in both parts from where the one before it was. */
     Py_ssize_t m = 0;
     for (Py_ssize_t i = 0, at = 0, p = 0; i < n; i++) {
-        p = lower_bound_from(settled, s, p, keys[i]);
-        added[i] = 0;
-        if (p < s && settled[p] == keys[i]) {
-            ids[i] = settled_ids[p];
-            continue;
-        }
-        at = lower_bound_from(recent, r, at, keys[i]);
-        if (at < r && recent[at] == keys[i]) {
-            ids[i] = recent_ids[at] + s;
-            continue;
-        }
-        ids[i] = s + r + m;
-        added[i] = 1;
-        m++;
+        const int64_t id = index_find(settled, settled_ids, s, recent, recent_ids, r, keys[i],
+                                      &p, &at);
+        added[i] = id < 0;
+        ids[i] = id < 0 ? s + r + m++ : id;
     }
-    /* The recent part and the added keys (ascending, ids r, r + 1, ...), merged. */
-    Py_ssize_t a = 0, o = 0, j = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!added[i])
-            continue;
-        for (; a < r && recent[a] < keys[i]; a++, o++) {
-            merged[o] = recent[a];
-            merged_ids[o] = recent_ids[a];
-        }
-        merged[o] = keys[i];
-        merged_ids[o] = r + j;
-        o++;
-        j++;
-    }
-    for (; a < r; a++, o++) {
-        merged[o] = recent[a];
-        merged_ids[o] = recent_ids[a];
-    }
+    const Py_ssize_t o = merge_recent(recent, recent_ids, r, keys, added, n, merged, merged_ids);
     return release(v, PyLong_FromSsize_t(o));
 }
 
@@ -808,15 +827,8 @@ natives_match(PyObject *module, PyObject *args)
         Py_ssize_t z = a + 1;
         while (z < k && fps[order[z]] == key)
             z++;
-        int64_t id = -1;
-        p = lower_bound_from(settled, s, p, key);
-        if (p < s && settled[p] == key) {
-            id = settled_ids[p];
-        } else {
-            at = lower_bound_from(recent, r, at, key);
-            if (at < r && recent[at] == key)
-                id = recent_ids[at] + s;
-        }
+        const int64_t id = index_find(settled, settled_ids, s, recent, recent_ids, r, key, &p,
+                                      &at);
         if (id >= held || id < -1) {
             PyMem_Free(known);
             PyErr_SetString(PyExc_ValueError, "the index names an id past the natives held");
@@ -853,21 +865,8 @@ natives_match(PyObject *module, PyObject *args)
     }
     PyMem_Free(known);
     memmove(pairs + 2 * first_kind, now, (size_t)second_kind * 2 * sizeof(int64_t));
-    /* The recent part and the new keys (ascending, ids r, r + 1, ...), merged. */
-    Py_ssize_t a = 0, o = 0;
-    for (Py_ssize_t j = 0; j < added; j++) {
-        for (; a < r && recent[a] < out_keys[j]; a++, o++) {
-            merged[o] = recent[a];
-            merged_ids[o] = recent_ids[a];
-        }
-        merged[o] = out_keys[j];
-        merged_ids[o] = r + j;
-        o++;
-    }
-    for (; a < r; a++, o++) {
-        merged[o] = recent[a];
-        merged_ids[o] = recent_ids[a];
-    }
+    const Py_ssize_t o =
+        merge_recent(recent, recent_ids, r, out_keys, NULL, added, merged, merged_ids);
     return release(v, Py_BuildValue("nnnn", added, o, first_kind, second_kind));
 }
 
