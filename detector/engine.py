@@ -570,8 +570,14 @@ class Engine:
         out = [(int(rows[x]), int(x), 1.0) for x in mine[:budget]]
         rest = mine[budget:]
         if len(rest):
-            # Every stride-th packet of the stream itself, each standing for `stride`.
-            stride = det.flow_export_stride if s.kind == "flow-export" else det.stride(s.decoded)
+            # Every stride-th packet of the stream itself, each standing for `stride`: the
+            # stride of a stream with the first ones decoded (a stream born in a batch of
+            # thousands of its packets has most of them sampled, not all decoded).
+            stride = (
+                det.flow_export_stride
+                if s.kind == "flow-export"
+                else det.stride(s.decoded + len(out))
+            )
             picked = rest[(st.phase + np.arange(len(rest))) % stride == 0]
             st.phase = (st.phase + len(rest)) % stride
             out.extend((int(rows[x]), int(x), float(stride)) for x in picked)
