@@ -153,14 +153,24 @@ def cut_points(path: str, pieces: int) -> list[int]:
         u32 = struct.Struct(PCAP_MAGICS[head[:4]][0] + "I").unpack_from
         for k in range(1, max(1, pieces)):
             target = size * k // pieces
-            f.seek(target)
-            window = f.read(4 << 20)
-            for off in range(0, max(0, len(window) - 16 * CHAIN)):
-                if _chains(window, off, u32):
-                    if target + off > (cuts[-1] if cuts else 24):
-                        cuts.append(target + off)
+            # A boundary is near (records are small): a short read first, a long one if not.
+            for length in (64 << 10, 4 << 20):
+                f.seek(target)
+                window = f.read(length)
+                off = _first_chain(window, u32)
+                if off is not None or len(window) < length:
                     break
+            if off is not None and target + off > (cuts[-1] if cuts else 24):
+                cuts.append(target + off)
     return cuts
+
+
+def _first_chain(window: bytes, u32: Callable[[bytes, int], tuple[int, ...]]) -> int | None:
+    """The first offset in ``window`` where CHAIN record headers chain."""
+    for off in range(0, max(0, len(window) - 16 * CHAIN)):
+        if _chains(window, off, u32):
+            return off
+    return None
 
 
 def split(path: str, pieces: int) -> list[Part]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,3 +167,24 @@ def test_jobs_option_takes_a_number_or_auto() -> None:
         assert json.loads(r.stdout)["stats"]["workers"] == 1  # a small input: one process
     r = runner.invoke(main, ["scan", sample, "-j", "0"])
     assert r.exit_code == 2 and "1-64" in r.output
+
+
+def test_files_of_large_records_are_cut_on_record_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records of 9,000 bytes: the records that must chain from a cut point run past the short
+    first read, so the long one finds it."""
+    monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", 1 << 20)
+    path = tmp_path / "jumbo.pcap"
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    starts, out = [], [header]
+    at = len(header)
+    for i in range(400):
+        frame = bytes([i % 256]) * 9000
+        starts.append(at)
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+        at += 16 + len(frame)
+    path.write_bytes(b"".join(out))
+    cuts = parts.cut_points(str(path), 4)
+    # Each the first record at or after its quarter of the file.
+    assert cuts == [min(s for s in starts if s >= at * k // 4) for k in (1, 2, 3)]
