@@ -101,3 +101,15 @@ def test_every_detection_number_is_documented_with_its_default() -> None:
         assert row, f"{f.name} missing from how-it-works.md"
         assert float(row.group(1)) == float(f.default), f.name  # type: ignore[arg-type]
         assert f"`{f.name}`" in config, f.name
+
+
+def test_a_stream_born_in_a_batch_of_its_packets_has_its_first_ones_decoded_then_a_sample() -> None:
+    """1,000 copies in the batch that starts the stream (a dense mirror): the first
+    ``full_decode`` are decoded, then one in ``sample_stride``, each standing for that many."""
+    det, n = Detection(), 1000
+    engine = _run([_copy(i) for i in range(n)], per_batch=n)
+    (s,) = [st.evidence for st in engine.streams.values()]
+    assert s.packets == n
+    assert s.decoded == det.full_decode + -(-(n - det.full_decode) // det.sample_stride)
+    assert abs(s.carried_packets - n) <= det.sample_stride
+    assert ("tzsp", "high") in _findings(engine)
