@@ -267,6 +267,23 @@ class Engine:
         self._hosts_before = 0
         # Rows of this batch that were counted toward an aggregate stream.
         self._folded_rows: list[int] = []
+        # Streams that an engine reading the capture before this one's start had found, with
+        # the packets of each it had decoded (``continues``).
+        self._decoded_before: dict[int, int] = {}
+
+    def continues(self, decoded_before: dict[int, int]) -> None:
+        """This engine reads on where another stopped, which had decoded these packets of these
+        streams (by key): a stream it finds again is sampled as that engine would go on
+        sampling it, not decoded in full from its first packet here once more."""
+        self._decoded_before = decoded_before
+
+    def decoded_counts(self, most: int) -> list[tuple[int, int]]:
+        """(key, packets decoded) of at most ``most`` streams, the most decoded first: what an
+        engine that reads on from here is told (``continues``)."""
+        counts = [(k, st.evidence.decoded + st.decoded_before) for k, st in self.streams.items()]
+        if len(counts) > most:
+            counts = sorted(counts, key=lambda kd: -kd[1])[:most]
+        return counts
 
     # ---------------------------------------------------------------- batches
 
@@ -563,10 +580,11 @@ class Engine:
         """Which of a stream's rows ``mine`` (indices into ``rows``) to decode, each with the
         packets it stands for: all of the first ones, then every stride-th."""
         s, det = st.evidence, self.detection
+        decoded = s.decoded + st.decoded_before
         # TCP streams need every segment; flow exports every template at first, then a
         # sample (templates are re-sent, records are weighted).
-        full = s.transport == "tcp" or (s.kind == "flow-export" and s.decoded < det.full_decode)
-        budget = len(mine) if full else max(0, det.full_decode - s.decoded)
+        full = s.transport == "tcp" or (s.kind == "flow-export" and decoded < det.full_decode)
+        budget = len(mine) if full else max(0, det.full_decode - decoded)
         out = [(int(rows[x]), int(x), 1.0) for x in mine[:budget]]
         rest = mine[budget:]
         if len(rest):
@@ -576,7 +594,7 @@ class Engine:
             stride = (
                 det.flow_export_stride
                 if s.kind == "flow-export"
-                else det.stride(s.decoded + len(out))
+                else det.stride(decoded + len(out))
             )
             picked = rest[(st.phase + np.arange(len(rest))) % stride == 0]
             st.phase = (st.phase + len(rest)) % stride
@@ -891,6 +909,7 @@ class Engine:
         # Flow exports carry records, not copies: nothing of theirs to match to originals.
         copies = CopyMatch() if d.kind != "flow-export" else None
         st = Stream(s, t.decoder, t.state, tcp=t.tcp, copies=copies)
+        st.decoded_before = self._decoded_before.get(s.key, 0)
         self.streams[s.key] = st
         key = U64(s.key)
         at = np.searchsorted(self._stream_keys, key)

@@ -15,6 +15,7 @@ not recognise the stream (a TCP handover joined mid-stream, say).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import pickle
 import signal
@@ -22,12 +23,15 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.capture.reader import (
+    MAX_CAPLEN,
+    MAX_ORIG,
     PATCHED_PCAP,
     PCAP_MAGICS,
     PCAPNG_SHB,
@@ -43,6 +47,7 @@ from detector.capture.reader import (
     release_blocks,
 )
 from detector.capture.sections import sections_at
+from detector.claims import TOLD_STREAMS, Claims
 from detector.decode.headers import KNOWN_LINKS, early_decode
 from detector.detection import Detection
 from detector.engine import Engine, EngineStats
@@ -56,6 +61,11 @@ from detector.protocols import registry
 SPLIT_MIN_BYTES = 64 << 20
 # Record headers that must chain for a cut point to count as a record boundary.
 CHAIN = 16
+# Pieces a large file is cut into for several workers: small enough that what a slowed worker
+# has not begun can be shared out, large enough that a piece's start costs nothing to speak of.
+PIECE_BYTES = 48 << 20
+# Offsets of a window looked at together for a record boundary.
+STRETCH = 4096
 
 
 class ScanFault(Exception):
@@ -92,10 +102,12 @@ class PartResult:
 
 
 def plan(paths: list[str], jobs: int) -> list[list[Part]]:
-    """Parts for each worker (contiguous, in capture order)."""
+    """Parts for each worker (contiguous, in capture order).  A large file is cut into pieces
+    of about PIECE_BYTES, as many for each worker: the pieces a worker has not begun when
+    another is done can change hands (``detector.claims``)."""
     parts: list[Part] = []
     for p in paths:
-        parts.extend(split(p, jobs))
+        parts.extend(split(p, _pieces(p, jobs)))
     sizes = [_size(x) for x in parts]
     total = sum(sizes) or 1
     if jobs <= 1 or len(parts) == 1 or total < SPLIT_MIN_BYTES:
@@ -109,6 +121,14 @@ def plan(paths: list[str], jobs: int) -> list[list[Part]]:
         groups[-1].append(part)
         acc += size
     return groups
+
+
+def _pieces(path: str, jobs: int) -> int:
+    """Pieces to cut ``path`` into for ``jobs`` workers (a multiple of ``jobs``)."""
+    if jobs <= 1 or not _large_file(path):
+        return jobs
+    per_job = os.path.getsize(path) / (jobs * PIECE_BYTES)
+    return jobs * max(1, round(per_job))
 
 
 def _large_file(path: str) -> bool:
@@ -150,14 +170,15 @@ def cut_points(path: str, pieces: int) -> list[int]:
         head = f.read(24)
         if len(head) < 24 or head[:4] not in PCAP_MAGICS or head[:4] in PATCHED_PCAP:
             return []  # gzip, pcapng, or the rare patched format: read whole
-        u32 = struct.Struct(PCAP_MAGICS[head[:4]][0] + "I").unpack_from
+        order = PCAP_MAGICS[head[:4]][0]
+        u32 = struct.Struct(order + "I").unpack_from
         for k in range(1, max(1, pieces)):
             target = size * k // pieces
             # A boundary is near (records are small): a short read first, a long one if not.
             for length in (64 << 10, 4 << 20):
                 f.seek(target)
                 window = f.read(length)
-                off = _first_chain(window, u32)
+                off = _first_chain(window, order, u32)
                 if off is not None or len(window) < length:
                     break
             if off is not None and target + off > (cuts[-1] if cuts else 24):
@@ -165,11 +186,32 @@ def cut_points(path: str, pieces: int) -> list[int]:
     return cuts
 
 
-def _first_chain(window: bytes, u32: Callable[[bytes, int], tuple[int, ...]]) -> int | None:
-    """The first offset in ``window`` where CHAIN record headers chain."""
-    for off in range(0, max(0, len(window) - 16 * CHAIN)):
-        if _chains(window, off, u32):
-            return off
+def _first_chain(
+    window: bytes, order: str, u32: Callable[[bytes, int], tuple[int, ...]]
+) -> int | None:
+    """The first offset in ``window`` where CHAIN record headers chain.  Only offsets whose
+    header has plausible lengths and fraction are tried (a few in a thousand), looked for a
+    stretch at a time: a boundary is usually within the first record."""
+    last = len(window) - 16 * CHAIN
+    shifts = (0, 8, 16, 24) if order == "<" else (24, 16, 8, 0)
+    for start in range(0, max(0, last), STRETCH):
+        n = min(STRETCH, last - start)
+        u = np.frombuffer(window, np.uint8, n + 16, start).astype(np.uint32)
+
+        def word(at: int, u: npt.NDArray[np.uint32] = u, n: int = n) -> npt.NDArray[np.uint32]:
+            return (
+                (u[at : at + n] << shifts[0])
+                | (u[at + 1 : at + 1 + n] << shifts[1])
+                | (u[at + 2 : at + 2 + n] << shifts[2])
+                | (u[at + 3 : at + 3 + n] << shifts[3])
+            )
+
+        incl, orig = word(8), word(12)
+        maybe = (word(4) < 10**9) & (incl > 0) & (incl <= MAX_CAPLEN) & (incl <= orig)
+        maybe &= orig <= MAX_ORIG
+        for off in (np.flatnonzero(maybe) + start).tolist():
+            if _chains(window, off, u32):
+                return off
     return None
 
 
@@ -229,11 +271,20 @@ def _chains(buf: bytes, off: int, u32: Callable[[bytes, int], tuple[int, ...]]) 
 class _Slice(io.RawIOBase):
     """``head`` followed by bytes [start, end) of the file."""
 
-    def __init__(self, path: str, head: bytes, start: int, end: int | None) -> None:
+    def __init__(
+        self,
+        path: str,
+        head: bytes,
+        start: int,
+        end: int | None,
+        more: Callable[[int], int | None] | None = None,
+    ) -> None:
         self.f = open(path, "rb")  # noqa: SIM115 - closed in close()
         self.whole_head, self.start, self.end = head, start, end
-        size = os.path.getsize(path)
-        self.stop = min(size, size if end is None else end)
+        self.size = os.path.getsize(path)
+        self.stop = self.size if end is None else min(self.size, end)
+        # Asked for a later end when the part is read up to its end (``read_runs``).
+        self.more = more
         self.seek(0)
 
     def readable(self) -> bool:
@@ -255,7 +306,15 @@ class _Slice(io.RawIOBase):
     def file_span(self, pos: int) -> FileSpan:
         """Where the stream from ``pos`` on lies in the file (after what is left of the head)."""
         at = self.start + max(0, pos - len(self.whole_head))
-        return FileSpan(self.f.fileno(), at, self.end, self.whole_head[pos:])
+        return FileSpan(self.f.fileno(), at, self.end, self.whole_head[pos:], self._more)
+
+    def _more(self, want: int) -> int | None:
+        """A later end, asked for once the part is read up to ``want``."""
+        if self.more is not None and self.end is not None:
+            self.end = self.more(want)
+            self.stop = self.size if self.end is None else min(self.size, self.end)
+            self.left = self.stop - self.f.tell()
+        return self.end
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.head:
@@ -263,6 +322,8 @@ class _Slice(io.RawIOBase):
             b[:n] = self.head[:n]
             self.head = self.head[n:]
         else:
+            if self.left < len(b) and self.more is not None:
+                self._more(self.f.tell() + len(b))
             n = self.f.readinto(memoryview(b)[: max(0, min(len(b), self.left))]) or 0
             self.left -= n
         self.position += n
@@ -276,19 +337,23 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-def open_part(part: Part) -> tuple[BinaryIO, Window]:
-    """A stream of the part, and where it lies in its file."""
+def open_part(
+    part: Part, more: Callable[[int], int | None] | None = None
+) -> tuple[BinaryIO, Window]:
+    """A stream of the part, and where it lies in its file; ``more`` is asked for a later end
+    when the part is read up to its end (the next parts of the file that the reader may go on
+    to, where they can be claimed)."""
     if part.start == 0 and part.end is None:
         return open_stream(part.path), WHOLE
     with open(part.path, "rb") as f:
         head = f.read(24)
     if head[:4] == PCAPNG_SHB:
         # The blocks of the part, after the section and interfaces in force where it starts.
-        stream = _Slice(part.path, part.head, part.start, part.end)
+        stream = _Slice(part.path, part.head, part.start, part.end, more)
         return io.BufferedReader(stream, 1 << 16), Window(shift=part.start - len(part.head))
     # pcap: the file header, then the records of the part (cut at record boundaries).
     start = max(part.start, 24)
-    stream = _Slice(part.path, head, start, part.end)
+    stream = _Slice(part.path, head, start, part.end, more)
     return io.BufferedReader(stream, 1 << 16), Window(shift=start - 24)
 
 
@@ -305,19 +370,105 @@ def run_parts(
     unreadable = False
     done = 0
     for part in parts:
-        stats = InputStats(part.path)
         told = None if progress is None else _offset(progress, done)
-        try:
-            _read_part(engine, part, stats, told)
-        except CaptureError as exc:
-            stats.error(str(exc).removeprefix(f"{part.path}: "))  # reports name the input
-            unreadable = True
-        # Damaged from its first record: nothing of it could be read.
-        unreadable |= stats.packets == 0 and bool(stats.errors)
+        stats, bad = _read_whole(engine, part, told)
+        unreadable |= bad
         done += _size(part)
         inputs.append(stats)
     release_blocks()
     return engine, inputs, unreadable
+
+
+def _read_whole(
+    engine: Engine,
+    part: Part,
+    progress: Callable[[int], None] | None,
+    more: Callable[[int], int | None] | None = None,
+) -> tuple[InputStats, bool]:
+    """Feed ``part`` to ``engine`` (and what ``more`` adds to it, see ``open_part``): what was
+    read of it, and whether it was unreadable."""
+    stats = InputStats(part.path)
+    unreadable = False
+    try:
+        _read_part(engine, part, stats, progress, more)
+    except CaptureError as exc:
+        stats.error(str(exc).removeprefix(f"{part.path}: "))  # reports name the input
+        unreadable = True
+    # Damaged from its first record: nothing of it could be read.
+    return stats, unreadable or (stats.packets == 0 and bool(stats.errors))
+
+
+def read_runs(
+    claims: Claims,
+    run: int,
+    parts: list[Part],
+    progress: Callable[[int], None] | None = None,
+    detection: Detection | None = None,
+    limits: Limits | None = None,
+) -> list[tuple[int, PartResult]]:
+    """Read run ``run`` of ``claims`` (pieces of ``parts``) with one engine, then the tails of
+    other runs taken over, each with an engine of its own: each engine's result, after the
+    index of its first piece.  ``progress`` is told the bytes of every run read so far."""
+    out: list[tuple[int, PartResult]] = []
+    current: int | None = run
+    while current is not None:
+        engine = Engine(limits, detection)
+        engine.continues(claims.told_before(current))
+        inputs: list[InputStats] = []
+        unreadable = False
+        first: int | None = None
+        while (i := claims.take(current)) is not None:
+            first = i if first is None else first
+            # What an engine taking over the rest of this run goes on from.
+            claims.tell(current, engine.decoded_counts(TOLD_STREAMS))
+            # The pieces of the file that follow are read on into as they are claimed: one
+            # stream, with no short batch where a piece ends.
+            stretch = _Stretch(claims, current, parts, i, engine)
+            told = stretch.told(progress, claims.begun() - _size(parts[i]))
+            stats, bad = _read_whole(engine, parts[i], told, stretch.more)
+            unreadable |= bad
+            inputs.append(stats)
+        if first is not None:
+            out.append((first, result_of(engine, inputs, unreadable)))
+        del engine  # before the next one is built
+        current = claims.take_over(current)
+    release_blocks()
+    return out
+
+
+class _Stretch:
+    """Pieces of one file that one run reads as one stream, from piece ``first``: the pieces
+    after it are claimed as the reader reaches them."""
+
+    def __init__(
+        self, claims: Claims, run: int, parts: list[Part], first: int, engine: Engine
+    ) -> None:
+        self.claims, self.run, self.parts, self.engine = claims, run, parts, engine
+        self.start = parts[first].start
+        self.last = first
+
+    def more(self, want: int) -> int | None:
+        """The end of the stretch once the pieces up to byte ``want`` are claimed, as far as
+        they can be."""
+        end = self.parts[self.last].end
+        while end is not None and end < want:
+            j = self.claims.take_joined(self.run)
+            if j is None:
+                break
+            self.claims.tell(self.run, self.engine.decoded_counts(TOLD_STREAMS))
+            self.last, end = j, self.parts[j].end
+        return end
+
+    def told(self, progress: Callable[[int], None] | None, before: int) -> Callable[[int], None]:
+        """What the stretch tells as it is read: how far into its last piece, to the claims; the
+        bytes of every run begun before it and of itself read, to ``progress``."""
+
+        def told(n: int) -> None:
+            self.claims.read(self.run, max(0, self.start + n - self.parts[self.last].start))
+            if progress is not None:
+                progress(before + n)
+
+        return told
 
 
 def _offset(progress: Callable[[int], None], done: int) -> Callable[[int], None]:
@@ -325,10 +476,14 @@ def _offset(progress: Callable[[int], None], done: int) -> Callable[[int], None]
 
 
 def _read_part(
-    engine: Engine, part: Part, stats: InputStats, progress: Callable[[int], None] | None
+    engine: Engine,
+    part: Part,
+    stats: InputStats,
+    progress: Callable[[int], None] | None,
+    more: Callable[[int], int | None] | None = None,
 ) -> None:
     """Feed the packets of ``part`` to ``engine``, counting them in ``stats``."""
-    stream, window = open_part(part)
+    stream, window = open_part(part, more)
     try:
         batches = read_batches(stream, stats, window=window, early=early_decode())
         for batch in reading(batches, stats):
@@ -379,7 +534,12 @@ class _Worker:
     (its length, then the pickled result or the error that stopped the worker)."""
 
     def __init__(
-        self, parts: list[Part], detection: Detection | None, limits: Limits | None
+        self,
+        claims: Claims,
+        run: int,
+        parts: list[Part],
+        detection: Detection | None,
+        limits: Limits | None,
     ) -> None:
         read, write = os.pipe()
         # What is buffered is written once, by this process, not again by the worker.
@@ -390,7 +550,7 @@ class _Worker:
             status = 1
             try:
                 os.close(read)
-                _work(write, parts, detection, limits)
+                _work(write, claims, run, parts, detection, limits)
                 status = 0
             finally:
                 os._exit(status)  # never this process's exit handlers, nor its return
@@ -398,8 +558,8 @@ class _Worker:
         self.pipe: BinaryIO | None = open(read, "rb")  # noqa: SIM115 - closed in end()
         self.status: int | None = None
 
-    def result(self) -> PartResult:
-        """The worker's result; the error that stopped it is raised here."""
+    def result(self) -> list[tuple[int, PartResult]]:
+        """The worker's results (``read_runs``); the error that stopped it is raised here."""
         assert self.pipe is not None
         head = self.pipe.read(8)
         data = self.pipe.read(int.from_bytes(head, "little")) if len(head) == 8 else b""
@@ -428,12 +588,19 @@ class _Worker:
         self.status = os.waitstatus_to_exitcode(wait)
 
 
-def _work(fd: int, parts: list[Part], detection: Detection | None, limits: Limits | None) -> None:
-    """In a forked worker: read ``parts`` and write the result, or the error that stopped it,
-    to the pipe ``fd``."""
+def _work(
+    fd: int,
+    claims: Claims,
+    run: int,
+    parts: list[Part],
+    detection: Detection | None,
+    limits: Limits | None,
+) -> None:
+    """In a forked worker: read ``run`` and what it takes over, and write the results, or the
+    error that stopped it, to the pipe ``fd``."""
     _default_sigterm()
     try:
-        out: tuple[bool, object] = (True, result_of(*run_parts(parts, None, detection, limits)))
+        out: tuple[bool, object] = (True, read_runs(claims, run, parts, None, detection, limits))
     except Exception as exc:
         out = (False, exc)
     try:
@@ -452,14 +619,20 @@ def scan_parts(
     limits: Limits | None = None,
     meanwhile: Callable[[], None] | None = None,
 ) -> list[PartResult]:
-    """Run each group in its own process (the first in this one, reporting ``progress``),
-    results in capture order.  ``meanwhile`` runs in this process once its group is read,
-    while the workers may still be reading theirs."""
+    """Run each group in its own process (the first in this one, reporting ``progress``: the
+    bytes of all groups read so far), results in capture order.  The parts a process has not
+    begun when another is done may be read by that one (``detector.claims``): there may be
+    more results than groups.  ``meanwhile`` runs in this process once it has nothing more to
+    read, while the workers may still be reading."""
     if len(groups) == 1:
         results = [result_of(*run_parts(groups[0], progress, detection, limits))]
         if meanwhile is not None:
             meanwhile()
         return results
+    parts = [p for g in groups for p in g]
+    firsts = list(accumulate((len(g) for g in groups), initial=0))
+    joins = [False] + [a.path == b.path and a.end == b.start for a, b in itertools.pairwise(parts)]
+    claims = Claims([_size(p) for p in parts], list(itertools.pairwise(firsts)), joins)
     _build_shared()
     # One forked process and one pipe per group rather than a Pool or multiprocessing's
     # processes: no task to pickle, no handler threads in this process, nothing more to load
@@ -467,17 +640,18 @@ def scan_parts(
     # for), and a worker that dies fails the scan instead of leaving it waiting for a result.
     workers: list[_Worker] = []
     try:
-        for group in groups[1:]:
-            workers.append(_Worker(group, detection, limits))
-        results = [result_of(*run_parts(groups[0], progress, detection, limits))]
+        for run in range(1, len(groups)):
+            workers.append(_Worker(claims, run, parts, detection, limits))
+        results = read_runs(claims, 0, parts, progress, detection, limits)
         if meanwhile is not None:
             meanwhile()
         for w in workers:
-            results.append(w.result())
-        return results
+            results.extend(w.result())
+        return [r for _, r in sorted(results, key=lambda x: x[0])]
     finally:
         for w in workers:
             w.end()
+        claims.close()
 
 
 def _build_shared() -> None:

@@ -136,9 +136,7 @@ def _run(
         done = None if progress is None else lambda n: progress(n, total)
         return scan_on_cluster(cluster, groups, done, detection, limits), len(groups)
     groups = plan(files, jobs)
-    # The first group is read in this process: its share of the bytes stands for the whole.
-    share = len(groups)
-    done = None if progress is None else lambda n: progress(n * share, total)
+    done = None if progress is None else lambda n: progress(n, total)
     return scan_parts(groups, done, detection, limits, _load_verdicts), len(groups)
 
 

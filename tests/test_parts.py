@@ -80,8 +80,8 @@ def test_two_workers_report_what_one_engine_does(
 
 
 def _failing_in_workers(how: str) -> Callable[..., object]:
-    """``parts.run_parts`` that fails in a forked worker only (``how``: "raise" or "die")."""
-    parent, real = os.getpid(), parts.run_parts
+    """``parts.read_runs`` that fails in a forked worker only (``how``: "raise" or "die")."""
+    parent, real = os.getpid(), parts.read_runs
 
     def run(*args: object, **kwargs: object) -> object:
         if os.getpid() != parent:
@@ -99,7 +99,7 @@ def test_a_worker_that_fails_or_dies_fails_the_scan(
 ) -> None:
     """Its error reaches the caller; a worker that ends without a result does not leave the
     scan waiting for one."""
-    monkeypatch.setattr(parts, "run_parts", _failing_in_workers(how))
+    monkeypatch.setattr(parts, "read_runs", _failing_in_workers(how))
     tzsp = parts.Part(str(PCAPS / "tzsp.pcap"))
     with pytest.raises(parts.ScanFault, match=said):
         parts.scan_parts([[tzsp], [tzsp]])

@@ -530,12 +530,14 @@ MAP_FILES = True
 class FileSpan(NamedTuple):
     """Where the rest of a stream lies in a regular file: its bytes [start, stop) (stop None: to
     the end of the file), after ``before``, bytes of the stream that are not the file's (the
-    blocks a part of a pcapng file starts with)."""
+    blocks a part of a pcapng file starts with).  ``more``, where given, is asked for a later
+    stop when the stream is read up to ``stop`` (the part grows while it is read)."""
 
     fd: int
     start: int
     stop: int | None
     before: bytes = b""
+    more: Callable[[int], int | None] | None = None
 
 
 def _file_span(stream: BinaryIO, initial: bytes = b"") -> FileSpan | None:
@@ -582,7 +584,7 @@ class _MappedBlocks:
         assert walks.compiled is not None
         self.make = walks.compiled.Window
         self.stream = stream
-        self.fd, self.origin, self.stop, self.before = span
+        self.fd, self.origin, self.stop, self.before, self.more = span
         # Stream offsets count from where ``initial`` (read already, and read again) starts.
         self.stream_origin = stream.tell() - len(initial)
         self.window: object | None = None
@@ -622,6 +624,8 @@ class _MappedBlocks:
         lead = self.before[self.consumed :]
         at = self.file_offset(self.consumed + len(lead))
         length = max(0, length - len(lead))
+        if self.stop is not None and self.more is not None and at + length > self.stop:
+            self.stop = self.more(at + length)
         if self.stop is not None:
             length = min(length, max(0, self.stop - at))
         old, self.window = self.window, None
