@@ -22,20 +22,20 @@ from collections.abc import Iterator
 from itertools import accumulate
 
 # What a new engine costs, as the bytes of input one process reads in that time: its result is
-# folded, and the streams it finds again are sampled on from where the run it continues was
-# (about 20 ms on the bench capture, 16 MiB of it; in full from their first packets, as a run
-# that continues none decodes them, it cost 100 ms).  A tail is taken over only where that pays...
+# folded, and the streams it finds are sampled on the packets the other engines decoded (about
+# 20 ms on the bench capture, 16 MiB of it; decoding them in full from their first packets, as
+# an engine told nothing would, it cost 100 ms).  A tail is taken over only where that pays...
 ENGINE_COST_BYTES = 16 << 20
 # ...by ending the scan this much sooner at least (the times are estimates).
 MIN_GAIN_SECONDS = 0.01
 
 # Columns of a run: its first piece, the next piece to begin, the piece it ends before, the
-# bytes read of the piece before the next, when its first piece was begun (monotonic ns), the
-# run whose tail it is (-1: none), how many streams it has told of (``tell``).
-FIRST, NEXT, END, READ, BEGAN, AFTER, TOLD = 0, 1, 2, 3, 4, 5, 6
-WIDTH = 7
-# Streams a run tells of, the most decoded first: an engine that takes over its tail goes on
-# sampling these where it left off (``Engine.continues``).
+# bytes read of the piece before the next, when its first piece was begun (monotonic ns), how
+# many streams it has told of (``tell``).
+FIRST, NEXT, END, READ, BEGAN, TOLD = 0, 1, 2, 3, 4, 5
+WIDTH = 6
+# Streams a run tells of, the most decoded first: the other engines sample these as one engine
+# would that had decoded all their packets decoded so far (``Engine.decoded_elsewhere``).
 TOLD_STREAMS = 256
 
 
@@ -76,12 +76,10 @@ class Claims:
     def _put(self, run: int, column: int, value: int) -> None:
         self.table[1 + WIDTH * run + column] = value
 
-    def _set(self, run: int, first: int, end: int, after: int = -1) -> None:
-        for column, value in (
-            (FIRST, first), (NEXT, first), (END, end), (READ, 0), (BEGAN, 0), (AFTER, after),
-            (TOLD, 0),
-        ):  # fmt: skip
+    def _set(self, run: int, first: int, end: int) -> None:
+        for column, value in ((FIRST, first), (NEXT, first), (END, end), (READ, 0), (BEGAN, 0)):
             self._put(run, column, value)
+        self._put(run, TOLD, 0)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,7 +137,7 @@ class Claims:
                 return None
             _, victim, cut = best
             new = self.runs
-            self._set(new, cut, self._at(victim, END), victim)
+            self._set(new, cut, self._at(victim, END))
             self._put(victim, END, cut)
             self.table[0] = new + 1
             return new
@@ -175,7 +173,7 @@ class Claims:
 
     def tell(self, run: int, streams: list[tuple[int, int]]) -> None:
         """The streams ``run``'s engine has found and the packets of each it has decoded (up to
-        TOLD_STREAMS), for an engine that takes over its tail."""
+        TOLD_STREAMS), for the other engines of the scan."""
         at = self.streams_at + run * 2 * TOLD_STREAMS
         told = streams[:TOLD_STREAMS]
         with self._locked():
@@ -185,18 +183,20 @@ class Claims:
                 self.table[at + 2 * i + 1] = decoded
             self._put(run, TOLD, len(told))
 
-    def told_before(self, run: int) -> dict[int, int]:
-        """What the run whose tail ``run`` is had told of its streams (none for a first run)."""
+    def told_elsewhere(self, run: int) -> dict[int, int]:
+        """Packets of each stream decoded by the engines of every run but ``run``, as they last
+        told (``tell``)."""
+        counts: dict[int, int] = {}
+        t = self.table
         with self._locked():
-            before = self._at(run, AFTER)
-            if before < 0:
-                return {}
-            at = self.streams_at + before * 2 * TOLD_STREAMS
-            t = self.table
-            return {
-                t[at + 2 * i] & ((1 << 64) - 1): t[at + 2 * i + 1]
-                for i in range(self._at(before, TOLD))
-            }
+            for r in range(self.runs):
+                if r == run:
+                    continue
+                at = self.streams_at + r * 2 * TOLD_STREAMS
+                for i in range(self._at(r, TOLD)):
+                    key = t[at + 2 * i] & ((1 << 64) - 1)
+                    counts[key] = counts.get(key, 0) + t[at + 2 * i + 1]
+        return counts
 
     def begun(self) -> int:
         """Bytes of the pieces begun so far, by every run."""

@@ -267,20 +267,24 @@ class Engine:
         self._hosts_before = 0
         # Rows of this batch that were counted toward an aggregate stream.
         self._folded_rows: list[int] = []
-        # Streams that an engine reading the capture before this one's start had found, with
-        # the packets of each it had decoded (``continues``).
+        # Packets of each stream (by key) that the other engines of a scan cut in parts had
+        # decoded when they last told (``decoded_elsewhere``).
         self._decoded_before: dict[int, int] = {}
 
-    def continues(self, decoded_before: dict[int, int]) -> None:
-        """This engine reads on where another stopped, which had decoded these packets of these
-        streams (by key): a stream it finds again is sampled as that engine would go on
-        sampling it, not decoded in full from its first packet here once more."""
-        self._decoded_before = decoded_before
+    def decoded_elsewhere(self, counts: dict[int, int]) -> None:
+        """Other engines reading other parts of the capture have decoded these packets of these
+        streams (by key): a stream is sampled as one engine would sample it that had decoded
+        them all, not decoded in full from its first packets in every part."""
+        self._decoded_before = counts
+        for key, n in counts.items():
+            st = self.streams.get(key)
+            if st is not None:
+                st.decoded_before = max(st.decoded_before, n)
 
     def decoded_counts(self, most: int) -> list[tuple[int, int]]:
-        """(key, packets decoded) of at most ``most`` streams, the most decoded first: what an
-        engine that reads on from here is told (``continues``)."""
-        counts = [(k, st.evidence.decoded + st.decoded_before) for k, st in self.streams.items()]
+        """(key, packets decoded here) of at most ``most`` streams, the most decoded first:
+        what the other engines of a scan are told (``decoded_elsewhere``)."""
+        counts = [(k, st.evidence.decoded) for k, st in self.streams.items()]
         if len(counts) > most:
             counts = sorted(counts, key=lambda kd: -kd[1])[:most]
         return counts

@@ -413,14 +413,13 @@ def read_runs(
     current: int | None = run
     while current is not None:
         engine = Engine(limits, detection)
-        engine.continues(claims.told_before(current))
+        engine.decoded_elsewhere(claims.told_elsewhere(current))
         inputs: list[InputStats] = []
         unreadable = False
         first: int | None = None
         while (i := claims.take(current)) is not None:
             first = i if first is None else first
-            # What an engine taking over the rest of this run goes on from.
-            claims.tell(current, engine.decoded_counts(TOLD_STREAMS))
+            _share_counts(claims, current, engine)
             # The pieces of the file that follow are read on into as they are claimed: one
             # stream, with no short batch where a piece ends.
             stretch = _Stretch(claims, current, parts, i, engine)
@@ -434,6 +433,14 @@ def read_runs(
         current = claims.take_over(current)
     release_blocks()
     return out
+
+
+def _share_counts(claims: Claims, run: int, engine: Engine) -> None:
+    """Tell the other engines of the scan how many packets of each stream ``engine`` has
+    decoded, and it how many they have: each stream is sampled on the scan's count (a piece at
+    a time, so a few hundred more decoded than by one engine, not a full start in every part)."""
+    claims.tell(run, engine.decoded_counts(TOLD_STREAMS))
+    engine.decoded_elsewhere(claims.told_elsewhere(run))
 
 
 class _Stretch:
@@ -455,7 +462,7 @@ class _Stretch:
             j = self.claims.take_joined(self.run)
             if j is None:
                 break
-            self.claims.tell(self.run, self.engine.decoded_counts(TOLD_STREAMS))
+            _share_counts(self.claims, self.run, self.engine)
             self.last, end = j, self.parts[j].end
         return end
 

@@ -143,19 +143,27 @@ def _copy(i: int) -> bytes:
     return raw(outer / (b"\x01\x00\x00\x01\x01" + raw(inner)))
 
 
-def test_an_engine_that_continues_a_run_samples_its_streams_on() -> None:
-    """Told that the engine before it decoded 600 packets of the stream, an engine samples the
-    stream at the late stride from its first packets here, each standing for as many."""
+def test_an_engine_told_what_others_decoded_samples_its_streams_on() -> None:
+    """Told that other engines decoded 600 packets of the stream, an engine samples it at the
+    late stride from its first packets here, each standing for as many; told while the stream
+    is being decoded in full, it turns to the sample then."""
     frames = [_copy(i) for i in range(1000)]
+    ts = 2000.0 + np.arange(1000) * 1e-3
     first = Engine()
     first.process(PacketBatch.of_frames(frames[:600], ts=1000.0 + np.arange(600) * 1e-3))
     ((key, decoded),) = first.decoded_counts(8)
     assert decoded >= first.detection.full_decode
-    fresh, going_on = Engine(), Engine()
-    going_on.continues({key: 600})
-    for e in (fresh, going_on):
-        e.process(PacketBatch.of_frames(frames, ts=2000.0 + np.arange(1000) * 1e-3))
-    (a,), (b,) = [[st.evidence for st in e.streams.values()] for e in (fresh, going_on)]
-    assert a.packets == b.packets == 1000
-    assert a.decoded > going_on.detection.full_decode > 10 * b.decoded
-    assert abs(b.carried_packets - 1000) <= going_on.detection.late_sample_stride
+    fresh, told, late = Engine(), Engine(), Engine()
+    told.decoded_elsewhere({key: 600})
+    for e in (fresh, told):
+        e.process(PacketBatch.of_frames(frames, ts=ts))
+    late.process(PacketBatch.of_frames(frames[:50], ts=ts[:50]))
+    late.decoded_elsewhere({key: 600})
+    late.process(PacketBatch.of_frames(frames[50:], ts=ts[50:]))
+    (a,), (b,), (c,) = [[st.evidence for st in e.streams.values()] for e in (fresh, told, late)]
+    assert a.packets == b.packets == c.packets == 1000
+    det = told.detection
+    assert a.decoded > det.full_decode > 10 * b.decoded
+    assert 50 <= c.decoded < 50 + 2 * -(-950 // det.late_sample_stride)
+    for s in (b, c):
+        assert abs(s.carried_packets - 1000) <= det.late_sample_stride

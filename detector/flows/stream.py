@@ -41,8 +41,8 @@ class Stream:
     state: object | None
     # Position in the sampling stride (packets past the full-decode budget).
     phase: int = 0
-    # Packets of the stream decoded before this engine's first, by the engine that read the
-    # capture up to where this one begins: its sampling goes on from there.
+    # Packets of the stream decoded by the other engines of a scan cut in parts: it is sampled
+    # as if this engine had decoded them too.
     decoded_before: int = 0
     tcp: TcpBuffer | None = None
     # Carried copies matched to their originals; None where nothing carried is a copy.
