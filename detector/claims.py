@@ -7,6 +7,10 @@ keeps its engine sees its packets as one engine would: the pieces are contiguous
 process slowed by other work on its core hands part of its share to the others instead of
 keeping the whole scan waiting for it.
 
+Each run also tells, once a piece, how many packets of each stream its engine has decoded, so
+that every engine samples a stream on the count of the whole scan (``Engine.decoded_elsewhere``)
+instead of decoding it in full from its first packets in every run.
+
 The runs live in a file that every process of the scan maps (created before they are forked);
 a claim is made under a lock of that file, a few microseconds a piece.
 """
@@ -34,8 +38,8 @@ MIN_GAIN_SECONDS = 0.01
 # many streams it has told of (``tell``).
 FIRST, NEXT, END, READ, BEGAN, TOLD = 0, 1, 2, 3, 4, 5
 WIDTH = 6
-# Streams a run tells of, the most decoded first: the other engines sample these as one engine
-# would that had decoded all their packets decoded so far (``Engine.decoded_elsewhere``).
+# Streams a run tells of, the most decoded first: the other engines sample each of these as one
+# engine would that had decoded every packet of it decoded so far (``Engine.decoded_elsewhere``).
 TOLD_STREAMS = 256
 
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from mwtest import uplink_capture
 from scapy.all import IP, UDP, Ether, Raw, raw
+from test_pcapng_parts import interface, packet, section
 
 from detector import claims, parts
 from detector.capture import reader
-from detector.capture.reader import PacketBatch
+from detector.capture.reader import InputStats, PacketBatch, open_stream, read_batches
 from detector.claims import BEGAN, Claims
 from detector.engine import Engine
 from detector.parts import fold, read_runs, result_of, run_parts
@@ -105,18 +106,31 @@ def test_processes_that_take_over_each_others_tails_read_every_piece_once(
     c.close()
 
 
-@pytest.mark.parametrize("mapped", [True, False])
+@pytest.fixture(scope="module")
+def uplink_ng(uplink: Path) -> Path:
+    """The uplink capture written again as pcapng: its pieces start on blocks, each with the
+    section and interface in force there."""
+    ng = uplink.with_suffix(".pcapng")
+    with ng.open("wb") as out:
+        out.write(section("<") + interface(1, "<"))
+        for b in read_batches(open_stream(str(uplink)), InputStats("uplink")):
+            out.write(b"".join(packet(b.packet(i), float(b.ts[i]), 0, "<") for i in range(len(b))))
+    return ng
+
+
+@pytest.mark.parametrize(("form", "mapped"), [("pcap", True), ("pcap", False), ("pcapng", True)])
 def test_runs_taken_over_report_what_one_engine_does(
-    uplink: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
+    uplink: Path, uplink_ng: Path, monkeypatch: pytest.MonkeyPatch, form: str, mapped: bool
 ) -> None:
     """Run 1 is read first, in this process, then takes over tails of run 0, whose owner reads
     what is left last: engines over pieces read as stretches of one file, folded in capture
     order."""
+    capture = uplink if form == "pcap" else uplink_ng
     monkeypatch.setattr(reader, "MAP_FILES", mapped)
     monkeypatch.setattr(parts, "SPLIT_MIN_BYTES", MB)
     monkeypatch.setattr(parts, "PIECE_BYTES", 2 * MB)
     _taken_over_whenever_possible(monkeypatch)
-    groups = parts.plan([str(uplink)], 2)
+    groups = parts.plan([str(capture)], 2)
     pieces = [p for g in groups for p in g]
     assert len(pieces) >= 8 and all(a.end == b.start for a, b in itertools.pairwise(pieces))
     joins = [False] + [True] * (len(pieces) - 1)
@@ -129,7 +143,7 @@ def test_runs_taken_over_report_what_one_engine_does(
     assert later[0][0] == half and len(later) >= 2
     assert all(first < half for first, _ in later[1:])
     results = [r for _, r in sorted(earlier + later, key=lambda x: x[0])]
-    whole = result_of(*run_parts([parts.Part(str(uplink))]))
+    whole = result_of(*run_parts([parts.Part(str(capture))]))
     assert sum(i.packets for r in results for i in r.inputs) == whole.stats.packets
     one, many = fold([whole]), fold(results)
     assert [(s.protocol, s.packets, s.bytes) for s in one.streams] == [
