@@ -58,7 +58,10 @@ class Claims:
         self.streams_at = 1 + WIDTH * self.capacity  # then (key, decoded) pairs, per run
         size = 8 * (self.streams_at + self.capacity * 2 * TOLD_STREAMS)
         self.fd = _shared_file(size)
-        self.map = mmap.mmap(self.fd, size)
+        # Without a file to lock, each process keeps to its own runs: nothing is taken over
+        # and nothing told (the runs of other processes are never written).
+        self.shared = self.fd is not None
+        self.map = mmap.mmap(-1 if self.fd is None else self.fd, size)
         # [runs, (first, next, end, ...) per run, (key, decoded) * TOLD_STREAMS per run]
         self.table = memoryview(self.map).cast("q")
         for r, (a, b) in enumerate(runs):
@@ -68,7 +71,8 @@ class Claims:
     def close(self) -> None:
         self.table.release()
         self.map.close()
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
 
     @property
     def runs(self) -> int:
@@ -89,6 +93,9 @@ class Claims:
     def _locked(self) -> Iterator[None]:
         # A POSIX lock is held by a process, so it keeps forked processes out (it would not
         # keep out threads of one).
+        if self.fd is None:
+            yield
+            return
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
         try:
             yield
@@ -127,6 +134,8 @@ class Claims:
         """A new run for the process that has read run ``mine``: the tail of another run that
         is not begun yet, where a new engine that reads it ends the scan soonest; None where
         none ends it sooner."""
+        if not self.shared:
+            return None
         with self._locked():
             now = time.monotonic_ns()
             rate = self._rate(mine, now)
@@ -178,6 +187,8 @@ class Claims:
     def tell(self, run: int, streams: list[tuple[int, int]]) -> None:
         """The streams ``run``'s engine has found and the packets of each it has decoded (up to
         TOLD_STREAMS), for the other engines of the scan."""
+        if not self.shared:
+            return
         at = self.streams_at + run * 2 * TOLD_STREAMS
         told = streams[:TOLD_STREAMS]
         with self._locked():
@@ -208,15 +219,23 @@ class Claims:
         return sum(e[self._at(r, NEXT)] - e[self._at(r, FIRST)] for r in range(self.runs))
 
 
-def _shared_file(size: int) -> int:
+def _shared_file(size: int) -> int | None:
     """A file of ``size`` zero bytes, in memory where the system offers it, that no other
-    program sees."""
+    program sees; None where none can be made (a sandbox without memfd and temporary files)."""
     try:
         fd = os.memfd_create("mirrorwatch-claims", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
         import tempfile
 
-        fd, path = tempfile.mkstemp(prefix="mirrorwatch-claims-")
-        os.unlink(path)
-    os.ftruncate(fd, size)
+        try:
+            fd, path = tempfile.mkstemp(prefix="mirrorwatch-claims-")
+            os.unlink(path)
+        except OSError:
+            return None
+    try:
+        os.ftruncate(fd, size)
+        fcntl.lockf(fd, fcntl.LOCK_UN)  # locks work on it
+    except OSError:
+        os.close(fd)
+        return None
     return fd

@@ -7,6 +7,7 @@ import itertools
 import os
 import pickle
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -181,3 +182,25 @@ def test_an_engine_told_what_others_decoded_samples_its_streams_on() -> None:
     assert 50 <= c.decoded < 50 + 2 * -(-950 // det.late_sample_stride)
     for s in (b, c):
         assert abs(s.carried_packets - 1000) <= det.late_sample_stride
+
+
+def test_without_a_file_to_lock_each_process_keeps_to_its_own_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where neither an in-memory nor a temporary file can be made, the scan still runs: every
+    run is read by its own process, and none is taken over."""
+    import tempfile
+
+    def refused(*args: object, **kwargs: object) -> NoReturn:
+        raise OSError("not here")
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    _taken_over_whenever_possible(monkeypatch)
+    c = Claims([MB] * 4, [(0, 2), (2, 4)])
+    assert not c.shared
+    assert [c.take(1), c.take(1), c.take(1)] == [2, 3, None]
+    assert c.take_over(1) is None and c.take(0) == 0
+    c.tell(0, [(7, 100)])
+    assert c.told_elsewhere(1) == {}
+    c.close()
