@@ -168,7 +168,7 @@ def exit_status(report: Report, fail_on: str, unreadable: bool) -> int:
 @click.option(
     "-j", "--jobs", type=JOBS, default="auto", show_default=True,
     help="Worker processes, or auto: one for small inputs, inputs that cannot be cut (gzip, "
-    "stdin) or one idle core, else one per idle core for each 64 MiB of input (at most 8); "
+    "stdin) or one core, else one per core for each 64 MiB of input (at most 8); "
     "large pcap and pcapng files are cut in pieces shared out as the processes read.",
 )  # fmt: skip
 @click.option(
