@@ -200,7 +200,7 @@ class ReadAhead(io.RawIOBase):
         self.source = source
         self.raw = raw  # the file under a decompressor
         self.position = 0  # bytes of that file read so far, for progress
-        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(self.AHEAD)
+        self.chunks: queue.Queue[bytes | bytearray | BaseException] = queue.Queue(self.AHEAD)
         self.pending = memoryview(b"")
         self.ended = False
         self.stopping = threading.Event()
@@ -209,19 +209,30 @@ class ReadAhead(io.RawIOBase):
 
     def _read(self) -> None:
         # One inflated piece at a time: a read that meets damage loses all it had inflated.
+        # The pieces are handed over a chunk at a time: gzip inflates a few KiB a piece where
+        # the data does not compress, and a hand-over per piece cost more than inflating it.
         read = getattr(self.source, "read1", self.source.read)
         inflated = 0
+        chunk = bytearray()
         try:
             while not self.stopping.is_set():
-                chunk = read(self.CHUNK)
-                self.position = _position(self.raw or self.source, self.position + len(chunk))
-                inflated += len(chunk)
+                piece = read(self.CHUNK)
+                self.position = _position(self.raw or self.source, self.position + len(piece))
+                inflated += len(piece)
                 if self.raw is not None:
                     check_inflation(inflated, self.position)
-                self.chunks.put(chunk)
-                if not chunk:
+                if not piece:
+                    if chunk:
+                        self.chunks.put(chunk)
+                    self.chunks.put(b"")
                     break
+                chunk += piece
+                if len(chunk) >= self.CHUNK:
+                    self.chunks.put(chunk)
+                    chunk = bytearray()
         except BaseException as exc:  # raised again by the reader, in its thread
+            if chunk:
+                self.chunks.put(chunk)
             self.chunks.put(exc)
         finally:
             self.source.close()
