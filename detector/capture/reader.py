@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.capture import walks
+from detector.capture.gunzip import Gunzip
 
 BLOCK_SIZE = 16 << 20
 # A block is read a piece at a time, and a classic pcap's records are walked as each piece
@@ -158,7 +159,7 @@ def open_stream(path: str) -> BinaryIO:
         raw = io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type]
     head = raw.peek(2)[:2]  # type: ignore[attr-defined]
     if head == b"\x1f\x8b":
-        return ReadAhead(gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
+        return ReadAhead(Gunzip(raw), raw)  # type: ignore[arg-type]
     return ReadAhead(raw) if path == "-" else raw
 
 
@@ -193,8 +194,8 @@ class ReadAhead(io.RawIOBase):
     processed.  A read error reaches the reader where it happened in the stream.
     """
 
-    CHUNK = 1 << 20
-    AHEAD = 8
+    CHUNK = 4 << 20
+    AHEAD = 4
 
     def __init__(self, source: BinaryIO, raw: BinaryIO | None = None) -> None:
         self.source = source
