@@ -156,9 +156,7 @@ class PrefilterRoute:
         dport: npt.NDArray[np.int64],
     ) -> tuple[npt.NDArray[np.intp], list[list[Decoder]]]:
         """As ``hits``, each row's payload window read from ``data`` at ``starts``."""
-        head = payload_windows_numpy(data, starts, length)
-        heads = functools.partial(head.take, axis=0)
-        return self.hits_by_lead(_leads_of(head), length, sport, dport, heads)
+        return self.hits(payload_windows_numpy(data, starts, length), length, sport, dport)
 
     def hits_in_compiled(
         self,
