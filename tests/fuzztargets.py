@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 from mwtest import heads
 
+from detector.capture.gunzip import Gunzip
 from detector.capture.reader import (
     CaptureError,
     InputStats,
+    ReadAhead,
     open_stream,
     read_batches,
     reading,
@@ -209,7 +211,9 @@ def read_all(data: bytes) -> int:
     to the input's errors; only "not a capture at all" may end it early."""
     stats = InputStats("fuzz")
     raw = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
-    stream = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+    gzipped = raw.peek(2)[:2] == b"\x1f\x8b"
+    # gzip as open_stream reads it: inflated ahead by a thread, a large piece at a time.
+    stream = ReadAhead(Gunzip(raw), raw) if gzipped else raw  # type: ignore[arg-type]
     packets = 0
     try:
         for batch in reading(read_batches(stream, stats), stats):  # type: ignore[arg-type]
@@ -218,6 +222,8 @@ def read_all(data: bytes) -> int:
             assert np.all(batch.caplen > 0)
     except CaptureError:
         pass
+    finally:
+        stream.close()
     return packets
 
 

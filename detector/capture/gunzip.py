@@ -30,7 +30,6 @@ class Gunzip:
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
-        self.fileobj = raw  # where progress is read (compressed bytes taken)
         self.pending = b""  # compressed bytes read, not yet inflated
         self.inflater: zlib._Decompress | None = None  # the member being inflated
         self.crc = 0
@@ -68,9 +67,6 @@ class Gunzip:
             if out:
                 return out
         return b""
-
-    def read(self, n: int = -1) -> bytes:
-        return self.read1(PIECE if n is None or n < 0 else n)
 
     def close(self) -> None:
         self.ended = True

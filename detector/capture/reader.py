@@ -212,10 +212,10 @@ class ReadAhead(io.RawIOBase):
         # One inflated piece at a time: a read that meets damage loses all it had inflated.
         # The pieces are handed over a chunk at a time: gzip inflates a few KiB a piece where
         # the data does not compress, and a hand-over per piece cost more than inflating it.
-        read = getattr(self.source, "read1", self.source.read)
         inflated = 0
         chunk = bytearray()
         try:
+            read = getattr(self.source, "read1", None) or self.source.read
             while not self.stopping.is_set():
                 piece = read(self.CHUNK)
                 self.position = _position(self.raw or self.source, self.position + len(piece))
@@ -396,13 +396,6 @@ def reading(batches: Iterator[PacketBatch], stats: InputStats) -> Iterator[Packe
         stats.error(f"reading stopped: {exc}")
 
 
-def _tell(f: object) -> int:
-    try:
-        return int(f.tell())  # type: ignore[attr-defined]
-    except (OSError, AttributeError, ValueError):
-        return 0
-
-
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
     chunks = []
     while n > 0:
@@ -472,26 +465,14 @@ class _Blocks:
         self.buf[: len(initial)] = initial
         self.end = len(initial)
         self.written[0] = max(self.written[0], self.end)
-        # gzip: read one inflated piece at a time (a readinto that meets damage loses all it
-        # had read), and watch how far the input inflates.
-        self.gzip = stream if isinstance(stream, gzip.GzipFile) else None
 
     def read_into(self, start: int, stop: int) -> int:
         """Read into ``buf[start:stop]``; 0 at the end of the input or when reading failed."""
         try:
-            if self.gzip is None:
-                return self.stream.readinto(self.view[start:stop]) or 0  # type: ignore[attr-defined]
-            piece = self.gzip.read1(stop - start)
-            self.buf[start : start + len(piece)] = piece
-            self._check_inflation(start + len(piece))
-            return len(piece)
+            return self.stream.readinto(self.view[start:stop]) or 0  # type: ignore[attr-defined]
         except READ_ERRORS as exc:
             self.failure = exc
             return 0
-
-    def _check_inflation(self, end: int) -> None:
-        packed = _tell(self.gzip.fileobj) if self.gzip is not None else 0
-        check_inflation(self.consumed + end, packed)
 
     def fill(self, keep_from: int, arrived: Callable[[bytearray, int], None] | None = None) -> None:
         """Move ``buf[keep_from:end]`` to the front and read more after it; ``arrived`` is told
