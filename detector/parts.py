@@ -23,7 +23,6 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import BinaryIO
 
 import numpy as np
@@ -637,7 +636,7 @@ def scan_parts(
             meanwhile()
         return results
     parts = [p for g in groups for p in g]
-    firsts = list(accumulate((len(g) for g in groups), initial=0))
+    firsts = list(itertools.accumulate((len(g) for g in groups), initial=0))
     joins = [False] + [a.path == b.path and a.end == b.start for a, b in itertools.pairwise(parts)]
     claims = Claims([_size(p) for p in parts], list(itertools.pairwise(firsts)), joins)
     _build_shared()
