@@ -52,7 +52,7 @@ class Claims:
     ) -> None:
         self.ends = [0, *accumulate(sizes)]  # bytes before each piece
         # Whether each piece goes on from the one before in the same file (a reader may go on
-        # into it without a new start, ``take_joined``).
+        # into it without a new start, ``take(joined=True)``).
         self.joins = joins or [False] * len(sizes)
         self.capacity = len(runs) + len(sizes)  # a run taken over has one piece at least
         self.streams_at = 1 + WIDTH * self.capacity  # then (key, decoded) pairs, per run
@@ -102,25 +102,16 @@ class Claims:
         finally:
             fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
-    def take(self, run: int) -> int | None:
-        """The next piece of ``run``, now begun; None when none is left to it."""
+    def take(self, run: int, joined: bool = False) -> int | None:
+        """The next piece of ``run``, now begun; None when none is left to it (or, ``joined``,
+        when it does not go on from the one before in the same file: the reader of the one
+        before reads on into it)."""
         with self._locked():
             nxt = self._at(run, NEXT)
-            if nxt >= self._at(run, END):
+            if nxt >= self._at(run, END) or (joined and not self.joins[nxt]):
                 return None
             if nxt == self._at(run, FIRST):
                 self._put(run, BEGAN, time.monotonic_ns())
-            self._put(run, NEXT, nxt + 1)
-            self._put(run, READ, 0)
-            return nxt
-
-    def take_joined(self, run: int) -> int | None:
-        """The next piece of ``run`` if it goes on from the one before in the same file, now
-        begun (the reader of the one before reads on into it); else None."""
-        with self._locked():
-            nxt = self._at(run, NEXT)
-            if nxt >= self._at(run, END) or not self.joins[nxt]:
-                return None
             self._put(run, NEXT, nxt + 1)
             self._put(run, READ, 0)
             return nxt

@@ -458,7 +458,7 @@ class _Stretch:
         they can be."""
         end = self.parts[self.last].end
         while end is not None and end < want:
-            j = self.claims.take_joined(self.run)
+            j = self.claims.take(self.run, joined=True)
             if j is None:
                 break
             _share_counts(self.claims, self.run, self.engine)
